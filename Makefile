@@ -1,0 +1,37 @@
+# The two commands of the README: `make demo` and `make test`. Both build .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test lint types check bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## demo: broker up if needed, owner on the emulator, a workload from MPI ranks, results + timeline
+demo: $(STAMP)
+	$(BIN)/qsched demo
+
+## test: the default suite (unit, integration, e2e, chaos; `slow` excluded); finds or starts a broker
+test: $(STAMP)
+	$(BIN)/pytest -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/tox -e lint
+
+types: $(STAMP)
+	$(BIN)/tox -e types
+
+check: lint types
+
+bench: $(STAMP)
+	$(BIN)/tox -e bench
+
+clean:
+	rm -rf $(VENV) .tox .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""Broker edge of qsched: settings, connection parameters, topology and local bootstrap."""

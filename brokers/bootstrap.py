@@ -1,0 +1,277 @@
+"""Finding or starting a RabbitMQ for development and tests.
+
+`ensure_broker` walks a chain and stops at the first link that works:
+
+1. the configured ``QSCHED_AMQP_URL`` if it answers;
+2. ``127.0.0.1:5672`` with guest/guest (the site's or the machine's broker);
+3. a private node started from the ``rabbitmq-server`` binary: its own node name, ports, data
+   dir and Erlang cookie under a temp folder, so it never touches another node;
+4. where a Docker engine runs, a container through testcontainers;
+5. otherwise `BrokerUnavailable` with the exact steps to install RabbitMQ.
+
+`PrivateNode` is also what fault tests kill with SIGKILL and restart on the same data dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from brokers.connection import is_reachable, wait_reachable
+from brokers.errors import BrokerUnavailable
+from brokers.settings import DEFAULT_AMQP_URL, Settings
+
+BOOT_TIMEOUT_S = 90.0
+INSTALL_STEPS = """no RabbitMQ reachable and none could be started. Install one:
+  Debian/Ubuntu:  sudo apt-get install rabbitmq-server   (then: sudo rabbitmq-server -detached)
+  macOS:          brew install rabbitmq && brew services start rabbitmq
+  with Docker:    docker run -d -p 5672:5672 rabbitmq:3.13
+or point QSCHED_AMQP_URL at an existing broker."""
+SERVER_CANDIDATES = ("/usr/lib/rabbitmq/bin/rabbitmq-server", "/usr/lib/rabbitmq/sbin/rabbitmq-server")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def find_server(configured: Path | None = None) -> Path | None:
+    """The rabbitmq-server launcher to run as the current user (not the su-wrapper in sbin)."""
+    candidates = [str(configured)] if configured else []
+    candidates += list(SERVER_CANDIDATES)
+    which = shutil.which("rabbitmq-server")
+    if which:
+        candidates.append(which)
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    return None
+
+
+@dataclass
+class PrivateNode:
+    """A RabbitMQ node of our own: own node name, AMQP and distribution ports, data dir.
+
+    Attributes:
+        base_dir: temp folder with config, data, logs and the Erlang cookie.
+        config_lines: extra ``rabbitmq.conf`` lines (e.g. ``consumer_timeout = 3000``).
+        advanced: extra ``rabbit`` application env for ``advanced.config`` (Erlang terms).
+    """
+
+    server: Path
+    base_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="qsched-rmq-")))
+    config_lines: tuple[str, ...] = ()
+    advanced: dict[str, int] = field(default_factory=dict)
+    amqp_port: int = field(default_factory=free_port)
+    dist_port: int = field(default_factory=free_port)
+    node_name: str = field(default_factory=lambda: f"qsched-{uuid.uuid4().hex[:8]}@localhost")
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """AMQP URL of this node (guest/guest, allowed from loopback)."""
+        return f"amqp://guest:guest@127.0.0.1:{self.amqp_port}/%2F"
+
+    def _env(self) -> dict[str, str]:
+        base = self.base_dir
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RABBITMQ_")}
+        env |= {
+            "HOME": str(base),
+            "RABBITMQ_NODENAME": self.node_name,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.amqp_port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
+            "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(base / "log"),
+            "RABBITMQ_PID_FILE": str(base / "rabbit.pid"),
+            "RABBITMQ_FEATURE_FLAGS_FILE": str(base / "feature_flags"),
+            "RABBITMQ_PLUGINS_EXPAND_DIR": str(base / "plugins-expand"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        }
+        return env
+
+    def _write_config(self) -> None:
+        base = self.base_dir
+        (base / "mnesia").mkdir(parents=True, exist_ok=True)
+        (base / "log").mkdir(exist_ok=True)
+        lines = [
+            f"listeners.tcp.default = 127.0.0.1:{self.amqp_port}",
+            "loopback_users = none",
+            *self.config_lines,
+        ]
+        (base / "rabbitmq.conf").write_text("\n".join(lines) + "\n")
+        terms = ", ".join(f"{{{k}, {v}}}" for k, v in self.advanced.items())
+        (base / "advanced.config").write_text(f"[{{rabbit, [{terms}]}}].\n")
+        (base / "enabled_plugins").write_text("[].\n")
+        (base / "rabbitmq-env.conf").write_text("")
+
+    def start(self, timeout_s: float = BOOT_TIMEOUT_S) -> PrivateNode:
+        """Boot the node (on its existing data dir, if any) and wait until AMQP answers.
+
+        Raises:
+            BrokerUnavailable: the node did not come up; the message has its log's tail.
+        """
+        self._write_config()
+        log = open(self.base_dir / "server.out", "ab")  # noqa: SIM115 - owned by the child
+        self.process = subprocess.Popen(
+            [str(self.server)],
+            env=self._env(),
+            cwd=self.base_dir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        if not wait_reachable(self.url, timeout_s):
+            tail = (self.base_dir / "server.out").read_text(errors="replace")[-2000:]
+            self.kill()
+            raise BrokerUnavailable(f"private RabbitMQ {self.node_name} did not start:\n{tail}")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the node's whole process group, as a crash would."""
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=30)
+        self.process = None
+
+    def stop(self, remove: bool = True) -> None:
+        """Stop the node (SIGTERM, then SIGKILL) and delete its data dir unless `remove` is False."""
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout=20)
+            except ProcessLookupError:
+                pass
+            except subprocess.TimeoutExpired:
+                pass
+            self.kill()
+        if remove:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def restart(self, timeout_s: float = BOOT_TIMEOUT_S) -> PrivateNode:
+        """Start again on the same data dir and ports (after `kill` or `stop(remove=False)`)."""
+        return self.start(timeout_s)
+
+    def to_state(self) -> dict[str, Any]:
+        """What `qsched broker down` needs to find and stop a detached node."""
+        pid = self.process.pid if self.process else None
+        return {"kind": "private", "url": self.url, "pgid": pid, "base_dir": str(self.base_dir)}
+
+
+@dataclass
+class BrokerHandle:
+    """A broker that `ensure_broker` found or started; `close` stops what it started."""
+
+    url: str
+    kind: str
+    node: PrivateNode | None = None
+    container: Any = None
+
+    def close(self) -> None:
+        """Stop a private node or container this handle started; leave others alone."""
+        if self.node is not None:
+            self.node.stop()
+        if self.container is not None:
+            self.container.stop()
+
+
+def _docker_works() -> bool:
+    docker = shutil.which("docker")
+    if docker is None:
+        return False
+    try:
+        done = subprocess.run([docker, "info"], capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def _start_container() -> BrokerHandle:
+    try:
+        from testcontainers.rabbitmq import RabbitMqContainer
+    except ImportError as exc:
+        raise BrokerUnavailable(f"{INSTALL_STEPS}\n(testcontainers missing: {exc})") from exc
+    container = RabbitMqContainer("rabbitmq:3.13").start()
+    host, port = container.get_container_host_ip(), container.get_exposed_port(5672)
+    return BrokerHandle(f"amqp://guest:guest@{host}:{port}/%2F", "docker", container=container)
+
+
+def ensure_broker(settings: Settings, allow_start: bool = True) -> BrokerHandle:
+    """Find a reachable broker, or start one, following the chain in the module docstring.
+
+    Args:
+        settings: `amqp_url` is tried first; `rabbitmq_server` names the binary to start.
+        allow_start: when False, only the first two links are tried.
+
+    Raises:
+        BrokerUnavailable: nothing reachable and nothing could be started.
+    """
+    if is_reachable(settings.amqp_url):
+        return BrokerHandle(settings.amqp_url, "configured")
+    if settings.amqp_url != DEFAULT_AMQP_URL and is_reachable(DEFAULT_AMQP_URL):
+        return BrokerHandle(DEFAULT_AMQP_URL, "local")
+    if not allow_start:
+        raise BrokerUnavailable(INSTALL_STEPS)
+    server = find_server(settings.rabbitmq_server)
+    if server is not None:
+        node = PrivateNode(server).start()
+        return BrokerHandle(node.url, "private", node=node)
+    if _docker_works():
+        return _start_container()
+    raise BrokerUnavailable(INSTALL_STEPS)
+
+
+def state_file() -> Path:
+    """Where `qsched broker up` records a detached private node for `broker down`."""
+    root = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
+    return root / "qsched" / "broker.json"
+
+
+def save_state(handle: BrokerHandle) -> None:
+    """Record a detached node so a later `qsched broker down` can stop it."""
+    if handle.node is None:
+        return
+    path = state_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(handle.node.to_state()))
+
+
+def stop_saved() -> str | None:
+    """Stop the node recorded by `save_state`; returns its URL, or None if there was none."""
+    path = state_file()
+    if not path.exists():
+        return None
+    state = json.loads(path.read_text())
+    pgid = state.get("pgid")
+    if pgid:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(int(pgid), sig)
+            except ProcessLookupError:
+                break
+            time.sleep(2)
+    shutil.rmtree(state.get("base_dir", ""), ignore_errors=True)
+    path.unlink()
+    return str(state.get("url"))

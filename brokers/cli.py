@@ -1,0 +1,126 @@
+"""The `qsched` command: root group, settings loading, and the `broker` commands.
+
+Each package contributes its commands through the ``qsched.commands`` entry points (see
+pyproject.toml), so the root does not import packages it may not depend on.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from brokers.bootstrap import ensure_broker, save_state, stop_saved
+from brokers.connection import channel, redact
+from brokers.errors import BrokerError
+from brokers.settings import Settings, load_settings
+from brokers.topology import build_topology, declare, describe
+from schemas.errors import SchemaError
+from schemas.policy import load_policy
+
+
+class RootGroup(click.Group):
+    """Loads subcommands from entry points on first use; turns our errors into one-line exits."""
+
+    def _plugins(self) -> dict[str, click.Command]:
+        found: dict[str, click.Command] = {}
+        for ep in entry_points(group="qsched.commands"):
+            command = ep.load()
+            found[command.name or ep.name] = command
+        return found
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Built-in and plugged-in commands, sorted."""
+        return sorted(set(super().list_commands(ctx)) | set(self._plugins()))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """A built-in command, else one from the entry points."""
+        return super().get_command(ctx, cmd_name) or self._plugins().get(cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; qsched's own errors exit 1 with one line on stderr."""
+        try:
+            return super().invoke(ctx)
+        except (BrokerError, SchemaError) as exc:
+            click.echo(f"qsched: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=RootGroup)
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="QSCHED_CONFIG",
+    help="TOML settings file (QSCHED_* variables override it).",
+)
+@click.pass_context
+def main(ctx: click.Context, config: Path | None) -> None:
+    """qsched: share one neutral-atom QPU among the jobs of an HPC centre.
+
+    Settings come from QSCHED_* variables (nested keys with __) and an optional TOML file.
+    """
+    ctx.obj = load_settings(config)
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    """The settings loaded once by the root command."""
+    obj = ctx.find_root().obj
+    assert isinstance(obj, Settings)
+    return obj
+
+
+@click.group()
+def broker() -> None:
+    """Find, start, stop and set up the RabbitMQ broker."""
+
+
+@broker.command("up")
+@click.option("--no-start", is_flag=True, help="Only look for a reachable broker.")
+@click.pass_context
+def broker_up(ctx: click.Context, no_start: bool) -> None:
+    """Make sure a broker is reachable; start a private node if none is.
+
+    Tries QSCHED_AMQP_URL, then 127.0.0.1:5672, then a private node from the rabbitmq-server
+    binary (left running; stop it with `qsched broker down`), then Docker. Prints the URL.
+    """
+    handle = ensure_broker(settings_of(ctx), allow_start=not no_start)
+    save_state(handle)
+    click.echo(f"broker ({handle.kind}): {redact(handle.url)}")
+    if handle.kind != "configured":
+        click.echo(f"export QSCHED_AMQP_URL='{handle.url}'")
+
+
+@broker.command("down")
+def broker_down() -> None:
+    """Stop the private node that `qsched broker up` started, if any."""
+    url = stop_saved()
+    click.echo(f"stopped {redact(url)}" if url else "no private node was started by qsched")
+
+
+@broker.command("declare")
+@click.option("--policy", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the topology as JSON.")
+@click.pass_context
+def broker_declare(ctx: click.Context, policy: Path | None, as_json: bool) -> None:
+    """Declare every exchange and queue (idempotent) and print them with their arguments."""
+    settings = settings_of(ctx)
+    topology = build_topology(settings, load_policy(policy or settings.policy_file))
+    with channel(settings.amqp_url, name="qsched-declare") as ch:
+        declare(ch, topology)
+    rows = describe(topology)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"qsched topology (namespace {topology.namespace!r})")
+    for column in ("kind", "name", "type", "arguments", "bindings"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        args = ", ".join(f"{k}={v}" for k, v in row["arguments"].items())
+        table.add_row(row["kind"], row["name"], row["type"], args, ", ".join(row["bindings"]))
+    Console().print(table)

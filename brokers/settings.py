@@ -1,0 +1,121 @@
+"""The one settings object of qsched.
+
+Sources, strongest first: keyword arguments, environment (``QSCHED_*``, nested with ``__`` so
+keys may contain single underscores, e.g. ``QSCHED_OWNER__SHOT_RATE_HZ``), a TOML file (the
+`config_file` argument or ``QSCHED_CONFIG``), defaults. `load_settings` is called once at an
+entry point and the object is passed down; nothing reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import ClassVar, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+BackendName = Literal["emulator", "qpu-api", "synthetic"]
+
+
+class BrokerSettings(BaseModel):
+    """Arguments of the broker-side objects qsched declares."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events_max_age: str = Field(default="7D", description="stream retention by age (x-max-age)")
+    events_max_bytes: int = Field(default=2 * 1024**3, description="stream retention by size")
+    job_queue_max_length: int | None = Field(
+        default=None, description="x-max-length of each class queue; full classes nack publishes"
+    )
+    reply_expires_ms: int = Field(
+        default=15 * 60 * 1000, description="x-expires of reply queues: how long results wait"
+    )
+    heartbeat_s: int = 30
+    consumer_timeout_s: float = Field(
+        default=1800.0, description="the broker's consumer_timeout; the owner stays well under it"
+    )
+
+
+class OwnerSettings(BaseModel):
+    """How the QPU owner runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: BackendName = "emulator"
+    prefetch: int = Field(default=2, ge=1, le=50, description="deliveries held per class queue")
+    lease_retry_s: float = Field(default=0.5, gt=0)
+    shot_rate_hz: float | None = Field(
+        default=None, gt=0, description="pace backends at this many shots/s (None: full speed)"
+    )
+    progress_every_shots: int = Field(default=100, ge=1)
+    device_file: Path | None = Field(default=None, description="Pulser device JSON; AnalogDevice")
+    qpu_api_url: str = "http://127.0.0.1:8088"
+    synthetic_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    synthetic_seed: int | None = None
+
+
+class Settings(BaseSettings):
+    """Everything configurable in qsched, documented field by field."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="QSCHED_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    amqp_url: str = Field(default=DEFAULT_AMQP_URL, description="broker URL (amqp://...)")
+    namespace: str = Field(default="qpu", pattern=r"^[a-zA-Z0-9_-]+$")
+    policy_file: Path | None = None
+    max_message_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    rabbitmq_server: Path | None = Field(
+        default=None, description="rabbitmq-server binary for a private node"
+    )
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    owner: OwnerSettings = Field(default_factory=OwnerSettings)
+
+    toml_file_path: ClassVar[Path | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then environment, then the TOML file."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls.toml_file_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_file_path))
+        return tuple(sources)
+
+    @property
+    def amqp_user(self) -> str:
+        """The user name in `amqp_url`; the AMQP ``user_id`` of every published message."""
+        return unquote(urlsplit(self.amqp_url).username or "guest")
+
+
+def load_settings(config_file: Path | None = None, **overrides: object) -> Settings:
+    """Build the settings from keyword overrides, ``QSCHED_*`` variables and a TOML file.
+
+    Args:
+        config_file: TOML file; defaults to ``$QSCHED_CONFIG`` when set.
+        overrides: field values that win over every other source.
+
+    Returns:
+        The frozen settings object.
+    """
+    env_file = os.environ.get("QSCHED_CONFIG")
+    path = config_file or (Path(env_file) if env_file else None)
+
+    class _FromFile(Settings):
+        toml_file_path: ClassVar[Path | None] = path
+
+    return _FromFile(**overrides)  # type: ignore[arg-type]

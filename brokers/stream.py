@@ -1,0 +1,65 @@
+"""Reading a RabbitMQ stream (the event log) over AMQP 0.9.1.
+
+A stream is read by a consumer with ``x-stream-offset`` (``first``, ``last``, ``next``, a numeric
+offset, or a timestamp), a prefetch, and manual acks. AMQP 0.9.1 has no "end of stream" signal,
+so a reader stops at a sentinel message (the caller's `stop` predicate, e.g. a marker event it
+published itself) or, failing that, after `idle_timeout_s` without deliveries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import pika
+from pika.adapters.blocking_connection import BlockingChannel
+
+Offset = int | str | datetime
+STREAM_PREFETCH = 500
+
+
+@dataclass(frozen=True)
+class StreamRecord:
+    """One message read from a stream, with its offset."""
+
+    offset: int
+    properties: pika.BasicProperties
+    body: bytes
+
+
+def read_stream(
+    channel: BlockingChannel,
+    queue: str,
+    offset: Offset = "first",
+    *,
+    idle_timeout_s: float = 0.5,
+    stop: Callable[[StreamRecord], bool] | None = None,
+    max_wait_s: float | None = None,
+) -> Iterator[StreamRecord]:
+    """Yield records from `offset` on until `stop` says so or the stream goes quiet.
+
+    Args:
+        channel: a channel this reader may use exclusively while iterating.
+        queue: the stream queue.
+        offset: where to attach (see module docstring).
+        idle_timeout_s: stop after this long without a delivery (when `stop` is None).
+        stop: stop after the first record for which this returns True (it is yielded).
+        max_wait_s: with `stop`, give up after this long without a delivery.
+    """
+    channel.basic_qos(prefetch_count=STREAM_PREFETCH)
+    wait_s = idle_timeout_s if stop is None else (max_wait_s or 30.0)
+    try:
+        for method, props, body in channel.consume(
+            queue, arguments={"x-stream-offset": offset}, inactivity_timeout=wait_s
+        ):
+            if method is None:
+                return
+            channel.basic_ack(method.delivery_tag)
+            record = StreamRecord(int((props.headers or {}).get("x-stream-offset", -1)), props, body)
+            yield record
+            if stop is not None and stop(record):
+                return
+    finally:
+        if channel.is_open:
+            channel.cancel()

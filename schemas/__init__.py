@@ -1,0 +1,52 @@
+"""Wire contract of qsched: message models, enums, the msgpack codec, sequence checks, policy."""
+
+from schemas.codec import CONTENT_TYPE, decode, decode_any, encode
+from schemas.enums import CommandName, ErrorCode, JobState, Mode, QPUState
+from schemas.errors import DecodeError, MessageTooLarge, PolicyError, SchemaError
+from schemas.messages import (
+    ControlCommand,
+    ControlReply,
+    Event,
+    JobError,
+    JobProgress,
+    JobRequest,
+    JobResult,
+    Message,
+    RunningJob,
+    SlurmContext,
+    StatusReport,
+    Timings,
+)
+from schemas.policy import JobClassPolicy, Policy, load_policy, parse_policy
+
+__all__ = [
+    "CONTENT_TYPE",
+    "CommandName",
+    "ControlCommand",
+    "ControlReply",
+    "DecodeError",
+    "ErrorCode",
+    "Event",
+    "JobClassPolicy",
+    "JobError",
+    "JobProgress",
+    "JobRequest",
+    "JobResult",
+    "JobState",
+    "Message",
+    "MessageTooLarge",
+    "Mode",
+    "Policy",
+    "PolicyError",
+    "QPUState",
+    "RunningJob",
+    "SchemaError",
+    "SlurmContext",
+    "StatusReport",
+    "Timings",
+    "decode",
+    "decode_any",
+    "encode",
+    "load_policy",
+    "parse_policy",
+]

@@ -1,0 +1,73 @@
+"""Enumerations shared by every layer. States and codes are never compared as free strings."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobState(StrEnum):
+    """Life cycle of a job as the submitter and the event log see it."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    ERROR = "ERROR"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    TIMED_OUT = "TIMED_OUT"
+
+    @property
+    def is_final(self) -> bool:
+        """True for states a job never leaves."""
+        return self not in (JobState.QUEUED, JobState.RUNNING)
+
+
+class ErrorCode(StrEnum):
+    """Why a job did not end DONE, or why a message was refused."""
+
+    DECODE_ERROR = "DECODE_ERROR"
+    INVALID_SCHEMA = "INVALID_SCHEMA"
+    UNSUPPORTED_VERSION = "UNSUPPORTED_VERSION"
+    MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE"
+    INVALID_SEQUENCE = "INVALID_SEQUENCE"
+    TOO_MANY_SHOTS = "TOO_MANY_SHOTS"
+    UNKNOWN_JOB_CLASS = "UNKNOWN_JOB_CLASS"
+    NOT_AUTHORISED = "NOT_AUTHORISED"
+    CANCELED_BY_USER = "CANCELED_BY_USER"
+    CANCELED_BY_OPERATOR = "CANCELED_BY_OPERATOR"
+    ALLOCATION_ENDED = "ALLOCATION_ENDED"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    BACKEND_ERROR = "BACKEND_ERROR"
+    BACKEND_UNAVAILABLE = "BACKEND_UNAVAILABLE"
+    INTERNAL = "INTERNAL"
+
+
+class QPUState(StrEnum):
+    """States of the QPU as the owner drives it (see consumers.core.machine)."""
+
+    IDLE = "IDLE"
+    RUNNING = "RUNNING"
+    PREEMPTING = "PREEMPTING"
+    CALIBRATING = "CALIBRATING"
+    PAUSED = "PAUSED"
+    DRAINING = "DRAINING"
+    DOWN = "DOWN"
+
+
+class Mode(StrEnum):
+    """Operating mode of the site; which job classes run in which mode is policy."""
+
+    PRODUCTION = "production"
+    DEVELOPMENT = "development"
+    MAINTENANCE = "maintenance"
+
+
+class CommandName(StrEnum):
+    """Operators' control commands, routed as ``control.<name>``."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    DRAIN = "drain"
+    MODE = "mode"
+    CANCEL = "cancel"
+    STATUS = "status"

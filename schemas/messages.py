@@ -1,0 +1,252 @@
+"""Pydantic models of every message on the wire (DESIGN section 3).
+
+Each model names its schema and version in class variables; the codec puts them in the AMQP
+``type`` property as ``<schema>/<version>``. Bump the version when a change is not backward
+compatible, and keep decoding the old one for as long as queues may still hold it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from schemas.enums import CommandName, ErrorCode, JobState, Mode, QPUState
+
+MAX_PRIORITY = 9
+
+
+def new_id() -> str:
+    """A fresh UUID4 as text, the form of every job, command and event id."""
+    return str(uuid.uuid4())
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware in UTC (only shells call this; the core takes `now`)."""
+    return datetime.now(UTC)
+
+
+class Message(BaseModel):
+    """Base of all wire models: immutable, strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_name: ClassVar[str] = ""
+    schema_version: ClassVar[int] = 1
+
+    @classmethod
+    def type_name(cls) -> str:
+        """The AMQP ``type`` property for this model, e.g. ``qsched.JobRequest/1``."""
+        return f"{cls.schema_name}/{cls.schema_version}"
+
+
+class JobError(BaseModel):
+    """A structured failure: what a submitter can act on instead of a bare "ERROR".
+
+    Attributes:
+        code: machine-readable reason.
+        message: one human sentence.
+        retryable: whether submitting the same job again may succeed.
+        field: the offending input field, when one is to blame.
+        details: the values that decided it (limits, atoms, channels...).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: ErrorCode
+    message: str
+    retryable: bool = False
+    field: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class SlurmContext(BaseModel):
+    """Where in the HPC centre a job comes from; taken from the submitter's environment."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_id: str
+    rank: int | None = Field(default=None, ge=0)
+    account: str | None = None
+    allocation_end: AwareDatetime | None = None
+
+
+class JobRequest(Message):
+    """A quantum job: one Pulser sequence and a number of shots."""
+
+    schema_name: ClassVar[str] = "qsched.JobRequest"
+
+    job_id: str = Field(default_factory=new_id)
+    job_class: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    priority: int = Field(default=0, ge=0, le=MAX_PRIORITY)
+    shots: int = Field(gt=0)
+    sequence: str = Field(description="Pulser abstract-repr JSON of the sequence")
+    batch_id: str | None = None
+    session_id: str | None = None
+    slurm: SlurmContext | None = None
+    submitted_at: AwareDatetime = Field(default_factory=utc_now)
+    deadline: AwareDatetime | None = None
+    max_runtime_s: float | None = Field(default=None, gt=0)
+    min_epoch: int | None = Field(default=None, ge=0)
+
+    @field_validator("sequence")
+    @classmethod
+    def _sequence_is_json_object(cls, value: str) -> str:
+        try:
+            parsed = json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"not JSON: {exc}") from None
+        if not isinstance(parsed, dict):
+            raise ValueError("must be a JSON object (Pulser abstract representation)")
+        return value
+
+
+class Timings(BaseModel):
+    """When a job was queued, started and ended, and the derived durations."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    queued_at: AwareDatetime
+    started_at: AwareDatetime | None = None
+    ended_at: AwareDatetime
+    queue_wait_s: float | None = None
+    execution_s: float | None = None
+
+
+class JobResult(Message):
+    """The final word on a job, sent to the submitter and kept in the event log."""
+
+    schema_name: ClassVar[str] = "qsched.JobResult"
+
+    job_id: str
+    state: JobState
+    job_class: str
+    shots: int = Field(ge=0)
+    counts: dict[str, int] = Field(default_factory=dict)
+    error: JobError | None = None
+    timings: Timings
+    backend: str | None = None
+    epoch: int | None = None
+    attempts: int = Field(default=0, ge=0)
+    preemptions: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _final_and_consistent(self) -> JobResult:
+        if not self.state.is_final:
+            raise ValueError(f"a result must have a final state, not {self.state}")
+        if self.state is JobState.DONE and self.error is not None:
+            raise ValueError("a DONE result carries no error")
+        if self.state is not JobState.DONE and self.error is None:
+            raise ValueError(f"a {self.state} result must carry an error")
+        return self
+
+
+class JobProgress(Message):
+    """A partial result streamed while a job runs."""
+
+    schema_name: ClassVar[str] = "qsched.JobProgress"
+
+    job_id: str
+    shots: int = Field(gt=0)
+    shots_done: int = Field(ge=0)
+    counts: dict[str, int] = Field(default_factory=dict)
+
+
+class ControlCommand(Message):
+    """An operator's command to the owner, routed as ``control.<command>``."""
+
+    schema_name: ClassVar[str] = "qsched.ControlCommand"
+
+    command_id: str = Field(default_factory=new_id)
+    command: CommandName
+    job_id: str | None = None
+    mode: Mode | None = None
+    message: str | None = Field(default=None, max_length=2000)
+    issued_at: AwareDatetime = Field(default_factory=utc_now)
+
+    @model_validator(mode="after")
+    def _arguments_present(self) -> ControlCommand:
+        if self.command is CommandName.MODE and self.mode is None:
+            raise ValueError("command 'mode' needs a mode")
+        if self.command is CommandName.CANCEL and not self.job_id:
+            raise ValueError("command 'cancel' needs a job_id")
+        return self
+
+
+class RunningJob(BaseModel):
+    """The job on the QPU, as `status` shows it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_id: str
+    job_class: str
+    shots: int
+    started_at: AwareDatetime
+    user: str | None = None
+
+
+class StatusReport(BaseModel):
+    """What an operator sees with `qsched status`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    owner_id: str
+    qpu_state: QPUState
+    mode: Mode
+    mode_message: str | None = None
+    running: RunningJob | None = None
+    queue_depth: dict[str, int] = Field(default_factory=dict)
+    held: dict[str, int] = Field(default_factory=dict)
+    epoch: int = 0
+    backend: str
+    last_decision: str | None = None
+
+
+class ControlReply(Message):
+    """The owner's answer to one control command (correlation_id = command_id)."""
+
+    schema_name: ClassVar[str] = "qsched.ControlReply"
+
+    command_id: str
+    command: CommandName
+    ok: bool
+    message: str = ""
+    error: JobError | None = None
+    status: StatusReport | None = None
+
+
+class Event(Message):
+    """One state change; published on ``<ns>.events`` with routing key `topic`.
+
+    `topic` reads ``job.<state>``, ``qpu.<state>``, ``owner.<what>``, ``calibration.<what>`` or
+    ``control.<command>``. Final job events carry the whole result, so a redelivered job can be
+    answered from the log without running it again.
+    """
+
+    schema_name: ClassVar[str] = "qsched.Event"
+
+    event_id: str = Field(default_factory=new_id)
+    topic: str = Field(pattern=r"^[a-z]+\.[a-z0-9_.-]+$")
+    at: AwareDatetime = Field(default_factory=utc_now)
+    owner_id: str | None = None
+    job_id: str | None = None
+    job_class: str | None = None
+    user: str | None = None
+    reason: str | None = None
+    qpu_state: QPUState | None = None
+    result: JobResult | None = None
+    progress: JobProgress | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+ALL_MESSAGES: tuple[type[Message], ...] = (
+    JobRequest,
+    JobResult,
+    JobProgress,
+    ControlCommand,
+    ControlReply,
+    Event,
+)

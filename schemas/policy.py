@@ -1,0 +1,131 @@
+"""The scheduling policy file (TOML): job classes, operators, modes.
+
+This is data every layer reads: `brokers` declares one queue per class, the owner schedules by
+it, the client checks class names. Loading is pure apart from reading the file; a bad file raises
+`PolicyError` with the line the TOML parser blames, or the field pydantic blames.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from schemas.enums import Mode
+from schemas.errors import PolicyError
+
+ALL_MODES = (Mode.PRODUCTION, Mode.DEVELOPMENT, Mode.MAINTENANCE)
+
+
+class JobClassPolicy(BaseModel):
+    """One job class.
+
+    Attributes:
+        rank: 0 is served first; classes of lower rank always go before higher ranks.
+        preempts: classes whose running job this class may interrupt.
+        weight: share of QPU time between classes of equal rank.
+        max_shots: per-job shot limit of the class (the device's `max_runs` also applies).
+        modes: site modes in which jobs of this class may start.
+        submitters: AMQP users allowed to submit; empty means everyone.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rank: int = Field(ge=0)
+    preempts: tuple[str, ...] = ()
+    weight: float = Field(default=1.0, gt=0)
+    max_shots: int | None = Field(default=None, gt=0)
+    modes: tuple[Mode, ...] = ALL_MODES
+    submitters: tuple[str, ...] = ()
+
+
+def _default_classes() -> dict[str, JobClassPolicy]:
+    return {
+        "calibration": JobClassPolicy(
+            rank=0, preempts=("production", "development"), modes=ALL_MODES
+        ),
+        "production": JobClassPolicy(
+            rank=1, preempts=("development",), modes=(Mode.PRODUCTION, Mode.DEVELOPMENT)
+        ),
+        "development": JobClassPolicy(rank=2, modes=(Mode.PRODUCTION, Mode.DEVELOPMENT)),
+    }
+
+
+class Policy(BaseModel):
+    """The whole policy file; defaults give the three classes of DESIGN.md."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    classes: dict[str, JobClassPolicy] = Field(default_factory=_default_classes)
+    operators: tuple[str, ...] = ("guest",)
+    mode: Mode = Mode.PRODUCTION
+    mode_message: str | None = None
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> Policy:
+        if not self.classes:
+            raise ValueError("at least one job class is needed")
+        for name, cls in self.classes.items():
+            unknown = [c for c in cls.preempts if c not in self.classes]
+            if unknown:
+                raise ValueError(f"class {name!r} preempts unknown classes {unknown}")
+        return self
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Class names in serving order (rank, then name)."""
+        return tuple(sorted(self.classes, key=lambda n: (self.classes[n].rank, n)))
+
+
+def parse_policy(text: str) -> Policy:
+    """Parse policy TOML text.
+
+    Raises:
+        PolicyError: with the line (TOML syntax) or field (schema) that is wrong.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(str(exc), _toml_error_line(str(exc), text)) from None
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        reason = f"{where}: {first['msg']}" if where else first["msg"]
+        raise PolicyError(reason, _line_of(text, first["loc"])) from None
+
+
+def _toml_error_line(message: str, text: str) -> int | None:
+    """tomllib (before 3.14) puts the position only in its message: "(at line 3, column 1)"."""
+    found = re.search(r"at line (\d+)", message)
+    if found:
+        return int(found.group(1))
+    return max(len(text.splitlines()), 1) if "end of document" in message else None
+
+
+def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
+    """Best-effort line of the deepest key of `loc` that appears in the text."""
+    for key in reversed([str(p) for p in loc]):
+        for number, line in enumerate(text.splitlines(), start=1):
+            stripped = line.strip()
+            if stripped.startswith((f"{key} ", f"{key}=", f"[{key}", f"[classes.{key}")):
+                return number
+    return None
+
+
+def load_policy(path: Path | None) -> Policy:
+    """Read the policy file at `path`, or the defaults when `path` is None.
+
+    Raises:
+        PolicyError: unreadable or invalid file.
+    """
+    if path is None:
+        return Policy()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"cannot read {path}: {exc.strerror}") from None
+    return parse_policy(text)

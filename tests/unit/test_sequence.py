@@ -1,0 +1,66 @@
+"""Sequence validation against a device yields structured errors naming the problem."""
+
+from __future__ import annotations
+
+from pulser.devices import AnalogDevice, DigitalAnalogDevice
+
+from schemas import ErrorCode
+from schemas.sequence import load_device, validate_sequence, validate_shots
+from tests.sequences import analog_sequence, mock_sequence
+
+
+def test_a_valid_sequence_passes() -> None:
+    assert validate_sequence(analog_sequence(3), AnalogDevice, shots=100) is None
+
+
+def test_atoms_too_close_are_named_with_distance_and_limit() -> None:
+    seq = mock_sequence({"a": (0.0, 0.0), "b": (3.0, 0.0), "c": (20.0, 0.0)})
+    error = validate_sequence(seq, DigitalAnalogDevice)
+    assert error is not None
+    assert error.code is ErrorCode.INVALID_SEQUENCE
+    assert error.field == "sequence"
+    assert error.details["pairs"] == [{"atoms": ["a", "b"], "distance_um": 3.0}]
+    assert error.details["min_atom_distance_um"] == DigitalAnalogDevice.min_atom_distance
+    assert "a-b" in error.message
+
+
+def test_too_many_atoms_names_count_and_limit() -> None:
+    coords = {f"q{i}": (10.0 * (i % 10), 10.0 * (i // 10)) for i in range(AnalogDevice.max_atom_num + 1)}
+    error = validate_sequence(mock_sequence(coords), AnalogDevice)
+    assert error is not None
+    assert error.details["atoms"] == AnalogDevice.max_atom_num + 1
+    assert error.details["max_atom_num"] == AnalogDevice.max_atom_num
+
+
+def test_a_channel_the_device_lacks_is_named() -> None:
+    seq = mock_sequence({"a": (0.0, 0.0), "b": (10.0, 0.0)}, channel="raman_local")
+    error = validate_sequence(seq, AnalogDevice)
+    assert error is not None
+    assert error.details["channels"] == {"ch0": "raman_local"}
+    assert "rydberg_global" in error.details["available"]
+
+
+def test_atoms_beyond_the_radius_are_named() -> None:
+    seq = mock_sequence({"a": (0.0, 0.0), "far": (60.0, 0.0)})
+    error = validate_sequence(seq, AnalogDevice)
+    assert error is not None
+    assert "far" in error.details["atoms"]
+
+
+def test_shots_over_max_runs_are_refused_with_the_limit() -> None:
+    error = validate_shots(AnalogDevice.max_runs + 1, AnalogDevice)
+    assert error is not None
+    assert error.code is ErrorCode.TOO_MANY_SHOTS
+    assert error.field == "shots"
+    assert error.details["max_runs"] == AnalogDevice.max_runs
+
+
+def test_unreadable_sequence_gives_an_error_not_a_traceback() -> None:
+    error = validate_sequence('{"version": "1"}', AnalogDevice)
+    assert error is not None
+    assert error.message.startswith("sequence cannot be read")
+
+
+def test_a_device_round_trips_through_its_json() -> None:
+    device = load_device(AnalogDevice.to_abstract_repr())
+    assert device.max_runs == AnalogDevice.max_runs

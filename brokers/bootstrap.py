@@ -37,7 +37,10 @@ INSTALL_STEPS = """no RabbitMQ reachable and none could be started. Install one:
   macOS:          brew install rabbitmq && brew services start rabbitmq
   with Docker:    docker run -d -p 5672:5672 rabbitmq:3.13
 or point QSCHED_AMQP_URL at an existing broker."""
-SERVER_CANDIDATES = ("/usr/lib/rabbitmq/bin/rabbitmq-server", "/usr/lib/rabbitmq/sbin/rabbitmq-server")
+SERVER_CANDIDATES = (
+    "/usr/lib/rabbitmq/bin/rabbitmq-server",
+    "/usr/lib/rabbitmq/sbin/rabbitmq-server",
+)
 
 
 def free_port() -> int:

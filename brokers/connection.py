@@ -35,7 +35,9 @@ def parameters(
     return params
 
 
-def connect(url: str, *, heartbeat_s: int | None = None, name: str = "qsched") -> BlockingConnection:
+def connect(
+    url: str, *, heartbeat_s: int | None = None, name: str = "qsched"
+) -> BlockingConnection:
     """Open a blocking connection.
 
     Raises:

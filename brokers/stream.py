@@ -56,7 +56,9 @@ def read_stream(
             if method is None:
                 return
             channel.basic_ack(method.delivery_tag)
-            record = StreamRecord(int((props.headers or {}).get("x-stream-offset", -1)), props, body)
+            record = StreamRecord(
+                int((props.headers or {}).get("x-stream-offset", -1)), props, body
+            )
             yield record
             if stop is not None and stop(record):
                 return

@@ -52,7 +52,9 @@ def parse_type(type_name: str | None, raw: bytes) -> tuple[type[Message], int]:
         raise DecodeError("message has no 'type' property naming its schema", raw, type_name)
     name, sep, version_text = type_name.rpartition("/")
     if not sep or not version_text.isdigit():
-        raise DecodeError(f"malformed type {type_name!r}; expected <schema>/<version>", raw, type_name)
+        raise DecodeError(
+            f"malformed type {type_name!r}; expected <schema>/<version>", raw, type_name
+        )
     cls = _BY_NAME.get(name)
     if cls is None:
         raise DecodeError(f"unknown schema {name!r}", raw, type_name)

@@ -91,7 +91,9 @@ def private_broker_factory() -> Iterator[Callable[..., PrivateNode]]:
         pytest.skip("needs the rabbitmq-server binary to run a private node")
     nodes: list[PrivateNode] = []
 
-    def start(config_lines: tuple[str, ...] = (), advanced: dict[str, int] | None = None) -> PrivateNode:
+    def start(
+        config_lines: tuple[str, ...] = (), advanced: dict[str, int] | None = None
+    ) -> PrivateNode:
         node = PrivateNode(server, config_lines=config_lines, advanced=advanced or {})
         nodes.append(node)
         return node.start()

@@ -22,8 +22,11 @@ def test_persistent_messages_survive_kill_9_and_restart(private_broker: PrivateN
     ch.confirm_delivery()
     for i in range(50):
         ch.basic_publish(
-            topology.jobs_exchange, "production", f"job-{i}".encode(),
-            pika.BasicProperties(delivery_mode=2, priority=i % 10), mandatory=True,
+            topology.jobs_exchange,
+            "production",
+            f"job-{i}".encode(),
+            pika.BasicProperties(delivery_mode=2, priority=i % 10),
+            mandatory=True,
         )
     private_broker.kill()
     private_broker.restart()

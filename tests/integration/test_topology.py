@@ -16,8 +16,20 @@ from tests.conftest import BrokerFixture
 pytestmark = pytest.mark.integration
 
 
-def _publish(ch: pika.adapters.blocking_connection.BlockingChannel, exchange: str, key: str, body: bytes, priority: int = 0) -> None:
-    ch.basic_publish(exchange, key, body, pika.BasicProperties(delivery_mode=2, priority=priority), mandatory=True)
+def _publish(
+    ch: pika.adapters.blocking_connection.BlockingChannel,
+    exchange: str,
+    key: str,
+    body: bytes,
+    priority: int = 0,
+) -> None:
+    ch.basic_publish(
+        exchange,
+        key,
+        body,
+        pika.BasicProperties(delivery_mode=2, priority=priority),
+        mandatory=True,
+    )
 
 
 def test_declaring_twice_is_a_no_op_and_keeps_messages(broker: BrokerFixture) -> None:
@@ -30,14 +42,18 @@ def test_declaring_twice_is_a_no_op_and_keeps_messages(broker: BrokerFixture) ->
     assert ok.method.message_count == 1
 
 
-def test_priority_9_published_after_1000_of_priority_0_is_consumed_first(broker: BrokerFixture) -> None:
+def test_priority_9_published_after_1000_of_priority_0_is_consumed_first(
+    broker: BrokerFixture,
+) -> None:
     ch = broker.channel()
     ch.confirm_delivery()
     for i in range(1000):
         _publish(ch, broker.topology.jobs_exchange, "development", f"low-{i}".encode())
     _publish(ch, broker.topology.jobs_exchange, "development", b"urgent", priority=9)
     ch.basic_qos(prefetch_count=1)
-    method, _, body = next(ch.consume(broker.topology.job_queue("development"), inactivity_timeout=5))
+    method, _, body = next(
+        ch.consume(broker.topology.job_queue("development"), inactivity_timeout=5)
+    )
     assert body == b"urgent"
     ch.basic_ack(method.delivery_tag)
     _, _, second = next(ch.consume(broker.topology.job_queue("development"), inactivity_timeout=5))
@@ -45,7 +61,9 @@ def test_priority_9_published_after_1000_of_priority_0_is_consumed_first(broker:
     ch.cancel()
 
 
-def test_a_message_rejected_without_requeue_lands_in_dead_with_its_reason(broker: BrokerFixture) -> None:
+def test_a_message_rejected_without_requeue_lands_in_dead_with_its_reason(
+    broker: BrokerFixture,
+) -> None:
     ch = broker.channel()
     ch.confirm_delivery()
     _publish(ch, broker.topology.jobs_exchange, "production", b"bad")
@@ -60,7 +78,9 @@ def test_a_message_rejected_without_requeue_lands_in_dead_with_its_reason(broker
     ch.basic_ack(method.delivery_tag)
 
 
-def test_a_message_dead_lettered_by_qsched_carries_its_reason_in_headers(broker: BrokerFixture) -> None:
+def test_a_message_dead_lettered_by_qsched_carries_its_reason_in_headers(
+    broker: BrokerFixture,
+) -> None:
     ch = broker.channel()
     ch.confirm_delivery()
     original = pika.BasicProperties(type="qsched.JobRequest/1", message_id="m1", delivery_mode=2)
@@ -80,17 +100,23 @@ def test_publishing_to_an_unknown_class_comes_back_unroutable(broker: BrokerFixt
         _publish(ch, broker.topology.jobs_exchange, "no-such-class", b"x")
 
 
-def test_the_events_stream_reads_from_first_offset_and_from_a_timestamp(broker: BrokerFixture) -> None:
+def test_the_events_stream_reads_from_first_offset_and_from_a_timestamp(
+    broker: BrokerFixture,
+) -> None:
     ch = broker.channel()
     ch.confirm_delivery()
     for i in range(3):
-        ch.basic_publish(broker.topology.events_exchange, "job.queued", f"a{i}".encode(), mandatory=True)
+        ch.basic_publish(
+            broker.topology.events_exchange, "job.queued", f"a{i}".encode(), mandatory=True
+        )
     # Stream timestamps have one-second precision: let the clock move past the first batch.
     time.sleep(1.5)
     since = datetime.now(UTC)
     time.sleep(1.1)
     for i in range(3):
-        ch.basic_publish(broker.topology.events_exchange, "job.done", f"b{i}".encode(), mandatory=True)
+        ch.basic_publish(
+            broker.topology.events_exchange, "job.done", f"b{i}".encode(), mandatory=True
+        )
     reader = broker.channel()
     everything = [r.body for r in read_stream(reader, broker.topology.events_stream, "first")]
     assert everything == [b"a0", b"a1", b"a2", b"b0", b"b1", b"b2"]

@@ -69,7 +69,9 @@ requests = st.builds(
     min_epoch=st.none() | st.integers(0, 1000),
 )
 timings = st.builds(Timings, queued_at=moments, started_at=st.none() | moments, ended_at=moments)
-counts = st.dictionaries(st.from_regex(r"^[01]{1,8}$", fullmatch=True), st.integers(0, 10**6), max_size=8)
+counts = st.dictionaries(
+    st.from_regex(r"^[01]{1,8}$", fullmatch=True), st.integers(0, 10**6), max_size=8
+)
 
 
 @st.composite
@@ -91,7 +93,11 @@ def results(draw: st.DrawFn) -> JobResult:
 
 
 progresses = st.builds(
-    JobProgress, job_id=st.uuids().map(str), shots=st.integers(1, 1000), shots_done=st.integers(0, 1000), counts=counts
+    JobProgress,
+    job_id=st.uuids().map(str),
+    shots=st.integers(1, 1000),
+    shots_done=st.integers(0, 1000),
+    counts=counts,
 )
 
 
@@ -158,7 +164,9 @@ def test_every_wire_model_is_covered_by_the_round_trip_strategies() -> None:
 
 
 @settings(max_examples=300)
-@given(body=st.binary(max_size=512), type_name=st.sampled_from([m.type_name() for m in ALL_MESSAGES]))
+@given(
+    body=st.binary(max_size=512), type_name=st.sampled_from([m.type_name() for m in ALL_MESSAGES])
+)
 def test_random_bytes_only_raise_decode_error(body: bytes, type_name: str) -> None:
     """Given arbitrary bytes under any type, decoding raises DecodeError keeping the bytes."""
     try:

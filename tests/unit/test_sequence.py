@@ -25,7 +25,9 @@ def test_atoms_too_close_are_named_with_distance_and_limit() -> None:
 
 
 def test_too_many_atoms_names_count_and_limit() -> None:
-    coords = {f"q{i}": (10.0 * (i % 10), 10.0 * (i // 10)) for i in range(AnalogDevice.max_atom_num + 1)}
+    coords = {
+        f"q{i}": (10.0 * (i % 10), 10.0 * (i // 10)) for i in range(AnalogDevice.max_atom_num + 1)
+    }
     error = validate_sequence(mock_sequence(coords), AnalogDevice)
     assert error is not None
     assert error.details["atoms"] == AnalogDevice.max_atom_num + 1

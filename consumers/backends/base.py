@@ -1,0 +1,107 @@
+"""The backend port: what the owner asks of a QPU, whatever it is.
+
+A backend runs one job at a time off the owner's I/O thread and reports through a `RunSink`
+(progress and exactly one `finished` per started run), from whatever thread it likes; the owner's
+sink hands the calls over to its own thread. Cancel is asynchronous: the run's `finished` comes
+with ``canceled=True`` and the counts measured so far.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from schemas.messages import JobError
+
+if TYPE_CHECKING:
+    from pulser.devices._device_datacls import BaseDevice
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One run of a job on the backend."""
+
+    job_id: str
+    sequence: str
+    shots: int
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run ended: counts measured, and an error unless it completed or was canceled."""
+
+    job_id: str
+    counts: dict[str, int] = field(default_factory=dict)
+    error: JobError | None = None
+    canceled: bool = False
+
+    @property
+    def shots_done(self) -> int:
+        """Shots measured (the sum of the counts)."""
+        return sum(self.counts.values())
+
+
+class RunSink(Protocol):
+    """Where a backend reports; implementations must be thread-safe."""
+
+    def progress(self, job_id: str, shots_done: int, counts: dict[str, int]) -> None:
+        """Counts measured so far (cumulative)."""
+
+    def finished(self, outcome: RunOutcome) -> None:
+        """The run is over; called exactly once per `Backend.start`."""
+
+
+class Backend(ABC):
+    """A QPU the owner can drive."""
+
+    name: str = "backend"
+
+    @abstractmethod
+    def device(self) -> BaseDevice:
+        """The device specs jobs are validated against."""
+
+    @abstractmethod
+    def fetch_operational(self) -> bool:
+        """Whether the QPU can take jobs now."""
+
+    @abstractmethod
+    def start(self, request: RunRequest, sink: RunSink) -> None:
+        """Start a run without blocking; report through `sink`."""
+
+    @abstractmethod
+    def cancel(self, job_id: str) -> None:
+        """Stop the run of `job_id` if it is running; its `finished` reports canceled."""
+
+    def close(self) -> None:
+        """Release processes, threads and connections."""
+
+
+def accumulate(total: Counter[str], chunk: dict[str, int]) -> dict[str, int]:
+    """Add a chunk's counts to a running total and return a plain copy of the total."""
+    total.update(chunk)
+    return dict(total)
+
+
+def register_size(sequence_json: str) -> int:
+    """Number of atoms in an abstract-repr sequence, without importing Pulser."""
+    try:
+        register = json.loads(sequence_json).get("register", [])
+    except (ValueError, AttributeError):
+        return 1
+    return max(len(register), 1) if isinstance(register, list) else 1
+
+
+def load_default_device(device_file: Path | None) -> BaseDevice:
+    """The device from a Pulser device JSON file, or Pulser's AnalogDevice."""
+    if device_file is not None:
+        from schemas.sequence import load_device
+
+        return load_device(Path(device_file).read_text(encoding="utf-8"))
+    from pulser.devices import AnalogDevice
+
+    return AnalogDevice

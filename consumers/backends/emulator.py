@@ -1,0 +1,155 @@
+"""Emulator backend: pulser-simulation in a child process, the embedded default.
+
+The child (`emulator_worker`) lives across jobs, so Pulser is imported once. Cancel kills it and
+a fresh one is started for the next job: a cancel is immediate whatever the emulation is doing,
+and a crash of the child becomes an ERROR result while the owner lives on.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING
+
+from consumers.backends.base import Backend, RunOutcome, RunRequest, RunSink, load_default_device
+from schemas.enums import ErrorCode
+from schemas.messages import JobError
+
+if TYPE_CHECKING:
+    from pulser.devices._device_datacls import BaseDevice
+
+
+@dataclass
+class _Run:
+    request: RunRequest
+    sink: RunSink
+    worker: subprocess.Popen[str]
+    total: Counter[str] = field(default_factory=Counter)
+    canceled: bool = False
+
+
+class EmulatorBackend(Backend):
+    """Runs jobs on QutipBackendV2 in a child process, optionally paced to a shot rate."""
+
+    name = "emulator"
+
+    def __init__(
+        self,
+        shot_rate_hz: float | None = None,
+        chunk_shots: int = 100,
+        device: BaseDevice | None = None,
+    ) -> None:
+        self._rate = shot_rate_hz
+        self._chunk = chunk_shots
+        self._device = device
+        self._lock = threading.Lock()
+        self._worker: subprocess.Popen[str] | None = None
+        self._run: _Run | None = None
+        self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[str]:
+        self._worker = subprocess.Popen(
+            [sys.executable, "-m", "consumers.backends.emulator_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        return self._worker
+
+    @property
+    def worker_pid(self) -> int | None:
+        """PID of the child process (chaos tests kill it)."""
+        return self._worker.pid if self._worker else None
+
+    def device(self) -> BaseDevice:
+        """AnalogDevice unless another was configured."""
+        if self._device is None:
+            self._device = load_default_device(None)
+        return self._device
+
+    def fetch_operational(self) -> bool:
+        """The emulator is always operational."""
+        return True
+
+    def start(self, request: RunRequest, sink: RunSink) -> None:
+        """Hand the job to the child and read its answers in a thread."""
+        with self._lock:
+            worker = self._worker
+            if worker is None or worker.poll() is not None:
+                worker = self._spawn()
+            run = _Run(request, sink, worker)
+            self._run = run
+        line = {
+            "job_id": request.job_id,
+            "sequence": request.sequence,
+            "shots": request.shots,
+            "shot_rate_hz": self._rate,
+            "chunk_shots": self._chunk if self._rate else None,
+        }
+        assert worker.stdin is not None
+        try:
+            worker.stdin.write(json.dumps(line) + "\n")
+            worker.stdin.flush()
+        except OSError:
+            pass  # the reader sees the dead child and reports it
+        threading.Thread(target=self._read, args=(run,), daemon=True).start()
+
+    def _read(self, run: _Run) -> None:
+        stream: IO[str] | None = run.worker.stdout
+        assert stream is not None
+        job_id = run.request.job_id
+        for line in stream:
+            message = json.loads(line)
+            if message.get("job_id") != job_id:
+                continue
+            if message["event"] == "progress":
+                run.total.update(message["counts"])
+                if sum(run.total.values()) < run.request.shots:
+                    run.sink.progress(job_id, sum(run.total.values()), dict(run.total))
+            elif message["event"] == "done":
+                self._finish(run, RunOutcome(job_id, dict(run.total)))
+                return
+            else:
+                error = JobError(code=ErrorCode.BACKEND_ERROR, message=message["message"])
+                self._finish(run, RunOutcome(job_id, dict(run.total), error=error))
+                return
+        code = run.worker.wait()
+        if run.canceled:
+            self._finish(run, RunOutcome(job_id, dict(run.total), canceled=True))
+            return
+        error = JobError(
+            code=ErrorCode.BACKEND_ERROR,
+            message=f"emulator process died (exit code {code}) while running the job",
+            retryable=True,
+        )
+        self._finish(run, RunOutcome(job_id, dict(run.total), error=error))
+
+    def _finish(self, run: _Run, outcome: RunOutcome) -> None:
+        with self._lock:
+            if self._run is run:
+                self._run = None
+            if run.worker.poll() is not None and self._worker is run.worker:
+                self._spawn()  # ready for the next job
+        run.sink.finished(outcome)
+
+    def cancel(self, job_id: str) -> None:
+        """Kill the child running `job_id`; its reader reports the cancel."""
+        with self._lock:
+            run = self._run
+            if run is None or run.request.job_id != job_id:
+                return
+            run.canceled = True
+            run.worker.kill()
+
+    def close(self) -> None:
+        """Stop the child."""
+        with self._lock:
+            if self._worker is not None:
+                self._worker.kill()
+                self._worker.wait()
+                self._worker = None

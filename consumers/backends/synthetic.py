@@ -1,0 +1,111 @@
+"""Synthetic backend: random bitstrings at a configured shot rate and failure rate.
+
+For load and chaos tests only, never the default. With no shot rate it answers at once, which is
+what the dispatch-overhead benchmark needs. Randomness comes from a seeded `random.Random`.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from consumers.backends.base import (
+    Backend,
+    RunOutcome,
+    RunRequest,
+    RunSink,
+    accumulate,
+    load_default_device,
+    register_size,
+)
+from schemas.enums import ErrorCode
+from schemas.messages import JobError
+
+if TYPE_CHECKING:
+    from pulser.devices._device_datacls import BaseDevice
+
+
+class SyntheticBackend(Backend):
+    """Random results, paced like a QPU when `shot_rate_hz` is set."""
+
+    name = "synthetic"
+
+    def __init__(
+        self,
+        shot_rate_hz: float | None = None,
+        failure_rate: float = 0.0,
+        chunk_shots: int = 100,
+        seed: int | None = None,
+        device: BaseDevice | None = None,
+    ) -> None:
+        self._rate = shot_rate_hz
+        self._failure_rate = failure_rate
+        self._chunk = chunk_shots
+        self._random = random.Random(seed)
+        self._device = device
+        self._cancels: dict[str, threading.Event] = {}
+
+    def device(self) -> BaseDevice:
+        """AnalogDevice unless another was given."""
+        if self._device is None:
+            self._device = load_default_device(None)
+        return self._device
+
+    def fetch_operational(self) -> bool:
+        """Always operational."""
+        return True
+
+    def start(self, request: RunRequest, sink: RunSink) -> None:
+        """Run in a thread of its own."""
+        canceled = threading.Event()
+        self._cancels[request.job_id] = canceled
+        seed = self._random.getrandbits(64)
+        fail = self._random.random() < self._failure_rate
+        threading.Thread(
+            target=self._run, args=(request, sink, canceled, seed, fail), daemon=True
+        ).start()
+
+    def _run(
+        self, request: RunRequest, sink: RunSink, canceled: threading.Event, seed: int, fail: bool
+    ) -> None:
+        rng = random.Random(seed)
+        n_bits = register_size(request.sequence)
+        total: Counter[str] = Counter()
+        done = 0
+        try:
+            while done < request.shots:
+                if canceled.is_set():
+                    sink.finished(RunOutcome(request.job_id, dict(total), canceled=True))
+                    return
+                n = (
+                    request.shots - done
+                    if self._rate is None
+                    else min(self._chunk, request.shots - done)
+                )
+                chunk = Counter(format(rng.getrandbits(n_bits), f"0{n_bits}b") for _ in range(n))
+                if self._rate is not None and canceled.wait(n / self._rate):
+                    sink.finished(RunOutcome(request.job_id, dict(total), canceled=True))
+                    return
+                done += n
+                counts = accumulate(total, chunk)
+                if fail and done * 2 >= request.shots:
+                    error = JobError(
+                        code=ErrorCode.BACKEND_ERROR,
+                        message="synthetic failure (configured failure rate)",
+                        retryable=True,
+                    )
+                    sink.finished(RunOutcome(request.job_id, counts, error=error))
+                    return
+                if done < request.shots:
+                    sink.progress(request.job_id, done, counts)
+            sink.finished(RunOutcome(request.job_id, dict(total)))
+        finally:
+            self._cancels.pop(request.job_id, None)
+
+    def cancel(self, job_id: str) -> None:
+        """Stop at the next chunk boundary."""
+        event = self._cancels.get(job_id)
+        if event is not None:
+            event.set()

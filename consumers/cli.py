@@ -1,0 +1,67 @@
+"""`qsched owner`: run a QPU owner (active or standby)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import uuid
+from pathlib import Path
+from typing import Any
+
+import click
+
+from brokers.cli import settings_of
+from consumers.backends import BACKENDS, make_backend
+from consumers.owner import Owner
+from schemas.policy import load_policy
+
+
+@click.command("owner")
+@click.option("--backend", type=click.Choice(BACKENDS), help="QPU backend (default: emulator).")
+@click.option(
+    "--policy",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Policy TOML file.",
+)
+@click.option("--shot-rate", type=float, help="Pace the backend at this many shots per second.")
+@click.option("-v", "--verbose", is_flag=True, help="Log every decision.")
+@click.pass_context
+def owner(
+    ctx: click.Context,
+    backend: str | None,
+    policy: Path | None,
+    shot_rate: float | None,
+    verbose: bool,
+) -> None:
+    """Run a QPU owner. Several may run; one holds the QPU lease, the others wait to take over.
+
+    Stops on SIGTERM or SIGINT after handing back every delivery it holds.
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("pika").setLevel(logging.WARNING)
+    settings = settings_of(ctx)
+    changes: dict[str, Any] = {}
+    if backend:
+        changes["backend"] = backend
+    if shot_rate:
+        changes["shot_rate_hz"] = shot_rate
+    if changes:
+        settings = settings.model_copy(update={"owner": settings.owner.model_copy(update=changes)})
+    the_policy = load_policy(policy or settings.policy_file)
+    owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    runner = Owner(settings, the_policy, make_backend(settings), owner_id)
+
+    def _stop(signum: int, frame: Any) -> None:
+        runner.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        runner.run()
+    finally:
+        runner.backend.close()

@@ -1,0 +1,168 @@
+"""Operators' commands: who may send them, what each does, the reply and the event.
+
+Commands arrive on ``<ns>.control``. Only users listed as operators in the policy may send them;
+the AMQP ``user_id`` (which RabbitMQ checks against the authenticated user) decides. Each command
+gets a `ControlReply` on its ``reply_to`` and a ``control.<command>`` event, accepted or not.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from pika.adapters.blocking_connection import BlockingChannel
+
+from consumers.core.machine import QPUEvent, transition
+from consumers.errors import IllegalTransition
+from schemas.codec import decode
+from schemas.enums import CommandName, ErrorCode, JobState
+from schemas.errors import DecodeError
+from schemas.messages import (
+    ControlCommand,
+    ControlReply,
+    Event,
+    JobError,
+    RunningJob,
+    StatusReport,
+)
+
+if TYPE_CHECKING:
+    from consumers.owner import Owner
+
+log = logging.getLogger(__name__)
+
+STATE_EVENTS = {
+    CommandName.PAUSE: QPUEvent.PAUSE,
+    CommandName.RESUME: QPUEvent.RESUME,
+    CommandName.DRAIN: QPUEvent.DRAIN,
+}
+
+
+def status_report(owner: Owner) -> StatusReport:
+    """What `qsched status` shows."""
+    running = None
+    if owner.running is not None:
+        job = owner.running.job
+        running = RunningJob(
+            job_id=job.job_id,
+            job_class=job.job_class,
+            shots=job.shots,
+            started_at=owner.running.started_at,
+            user=owner.running.user,
+        )
+    decision = owner.last_decision
+    return StatusReport(
+        owner_id=owner.owner_id,
+        qpu_state=owner.state,
+        mode=owner.history.mode,
+        mode_message=owner.history.mode_message,
+        running=running,
+        queue_depth=owner.queue_depth(),
+        held=owner.holdings.per_class(),
+        epoch=0,
+        backend=owner.backend.name,
+        last_decision=decision.reason if decision else None,
+    )
+
+
+def _apply(owner: Owner, command: ControlCommand, user: str | None) -> tuple[str, dict[str, Any]]:
+    """Carry out an accepted command; returns the reply text and the event data."""
+    name = command.command
+    if name in STATE_EVENTS:
+        owner.state = transition(owner.state, STATE_EVENTS[name], busy=owner.running is not None)
+        return f"QPU is {owner.state.value}", {"qpu_state": owner.state.value}
+    if name is CommandName.MODE:
+        assert command.mode is not None
+        owner.history.mode, owner.history.mode_message = command.mode, command.message
+        return f"mode is {command.mode.value}", {
+            "mode": command.mode.value,
+            "message": command.message,
+        }
+    if name is CommandName.CANCEL:
+        assert command.job_id is not None
+        return _cancel(owner, command.job_id, user)
+    return "status", {}
+
+
+def _cancel(owner: Owner, job_id: str, user: str | None) -> tuple[str, dict[str, Any]]:
+    error = JobError(
+        code=ErrorCode.CANCELED_BY_OPERATOR, message=f"job {job_id} canceled by {user}"
+    )
+    if job_id in owner.history.finished:
+        return f"job {job_id} already ended {owner.history.finished[job_id].state.value}", {
+            "pending": False
+        }
+    if owner.running is not None and owner.running.job.job_id == job_id:
+        owner.running.cancel_error = error
+        owner.backend.cancel(job_id)
+        return f"canceling running job {job_id}", {"pending": False}
+    held = owner.holdings.find(job_id)
+    if held is not None:
+        owner.finish_held(held, JobState.CANCELED, error)
+        return f"canceled queued job {job_id}", {"pending": False}
+    owner.history.pending_cancels[job_id] = user or "operator"
+    return f"job {job_id} will be canceled when it reaches the owner", {"pending": True}
+
+
+def handle_control(
+    owner: Owner, channel: BlockingChannel, tag: int, props: Any, body: bytes
+) -> None:
+    """Decode, authorise, apply and answer one control message, then ack it."""
+    publisher = owner.publisher
+    assert publisher is not None
+    try:
+        command = decode(body, props.type, ControlCommand, owner.settings.max_message_bytes)
+    except DecodeError as exc:
+        from consumers.intake import decode_error, refuse
+
+        refuse(
+            channel,
+            publisher,
+            owner.topology,
+            tag,
+            props,
+            body,
+            decode_error(exc),
+            owner.topology.control_queue,
+            owner.clock(),
+        )
+        return
+    user = props.user_id
+    error: JobError | None = None
+    data: dict[str, Any] = {}
+    if user not in owner.policy.operators:
+        error = JobError(
+            code=ErrorCode.NOT_AUTHORISED,
+            message=f"user {user!r} is not an operator",
+            details={"user": user},
+        )
+    else:
+        try:
+            message, data = _apply(owner, command, user)
+        except IllegalTransition as exc:
+            error = JobError(code=ErrorCode.INTERNAL, message=str(exc))
+    ok = error is None
+    status = status_report(owner) if ok and command.command is CommandName.STATUS else None
+    reply = ControlReply(
+        command_id=command.command_id,
+        command=command.command,
+        ok=ok,
+        message=message if ok else error.message if error else "",
+        error=error,
+        status=status,
+    )
+    if command.command is not CommandName.STATUS or not ok:
+        publisher.event(
+            Event(
+                topic=f"control.{command.command.value}",
+                job_id=command.job_id,
+                user=user,
+                reason=reply.message,
+                qpu_state=owner.state,
+                data=data | {"ok": ok},
+            )
+        )
+    publisher.reply(props.reply_to, reply, command.command_id)
+    channel.basic_ack(tag)
+    if ok:
+        owner.dispatch()

@@ -1,0 +1,1 @@
+"""The pure core of the owner: no I/O, no clock, no randomness (the shell passes `now`)."""

@@ -1,0 +1,100 @@
+"""The QPU state machine.
+
+Theory of operation. The state says what the owner may do next, not only what the hardware
+does: IDLE (nothing on the QPU, dispatching), RUNNING (a job on the QPU), PAUSED and DRAINING
+(start nothing; a job already on the QPU finishes; DRAINING is the road to a shutdown and
+reports "drained" once empty), DOWN (the backend is not operational), CALIBRATING (engineers
+own the QPU), PREEMPTING (a running job is being stopped for a better one). Whether a job is on
+the QPU ("busy") is part of the key, because the same event leads to different states with and
+without one (resuming a paused QPU with a job still running means RUNNING, not IDLE). Every legal
+move is a row of `TRANSITIONS`; anything else raises `IllegalTransition`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from consumers.errors import IllegalTransition
+from schemas.enums import QPUState
+
+IDLE, RUNNING, PAUSED, DRAINING = (
+    QPUState.IDLE,
+    QPUState.RUNNING,
+    QPUState.PAUSED,
+    QPUState.DRAINING,
+)
+DOWN, CALIBRATING, PREEMPTING = QPUState.DOWN, QPUState.CALIBRATING, QPUState.PREEMPTING
+
+
+class QPUEvent(StrEnum):
+    """What can happen to the QPU."""
+
+    START = "start"
+    FINISH = "finish"
+    PAUSE = "pause"
+    RESUME = "resume"
+    DRAIN = "drain"
+    BACKEND_DOWN = "backend_down"
+    BACKEND_UP = "backend_up"
+    PREEMPT = "preempt"
+    CALIBRATION_START = "calibration_start"
+    CALIBRATION_DONE = "calibration_done"
+
+
+E = QPUEvent
+# (state, event, busy) -> next state. busy: a job is on the QPU when the event happens.
+TRANSITIONS: dict[tuple[QPUState, QPUEvent, bool], QPUState] = {
+    (IDLE, E.START, False): RUNNING,
+    (RUNNING, E.FINISH, True): IDLE,
+    (IDLE, E.PAUSE, False): PAUSED,
+    (RUNNING, E.PAUSE, True): PAUSED,
+    (PAUSED, E.PAUSE, False): PAUSED,
+    (PAUSED, E.PAUSE, True): PAUSED,
+    (PAUSED, E.FINISH, True): PAUSED,
+    (PAUSED, E.RESUME, False): IDLE,
+    (PAUSED, E.RESUME, True): RUNNING,
+    (IDLE, E.RESUME, False): IDLE,
+    (RUNNING, E.RESUME, True): RUNNING,
+    (IDLE, E.DRAIN, False): DRAINING,
+    (RUNNING, E.DRAIN, True): DRAINING,
+    (PAUSED, E.DRAIN, False): DRAINING,
+    (PAUSED, E.DRAIN, True): DRAINING,
+    (DRAINING, E.DRAIN, False): DRAINING,
+    (DRAINING, E.DRAIN, True): DRAINING,
+    (DRAINING, E.FINISH, True): DRAINING,
+    (DRAINING, E.PAUSE, False): PAUSED,
+    (DRAINING, E.PAUSE, True): PAUSED,
+    (DRAINING, E.RESUME, False): IDLE,
+    (DRAINING, E.RESUME, True): RUNNING,
+    (IDLE, E.BACKEND_DOWN, False): DOWN,
+    (RUNNING, E.BACKEND_DOWN, True): DOWN,
+    (PAUSED, E.BACKEND_DOWN, False): DOWN,
+    (DRAINING, E.BACKEND_DOWN, False): DOWN,
+    (DOWN, E.BACKEND_DOWN, False): DOWN,
+    (DOWN, E.FINISH, True): DOWN,
+    (DOWN, E.BACKEND_UP, False): IDLE,
+    (RUNNING, E.PREEMPT, True): PREEMPTING,
+    (PREEMPTING, E.FINISH, True): IDLE,
+    (IDLE, E.CALIBRATION_START, False): CALIBRATING,
+    (CALIBRATING, E.CALIBRATION_DONE, False): IDLE,
+}
+
+# States in which the owner may start a job.
+DISPATCHING = frozenset({IDLE})
+
+
+def transition(state: QPUState, event: QPUEvent, busy: bool) -> QPUState:
+    """The state after `event`.
+
+    Args:
+        state: the current state.
+        event: what happened.
+        busy: whether a job is on the QPU when it happens.
+
+    Raises:
+        IllegalTransition: the table has no row for this state, event and busy flag.
+    """
+    try:
+        return TRANSITIONS[(state, event, busy)]
+    except KeyError:
+        raise IllegalTransition(state.value, event.value, busy) from None

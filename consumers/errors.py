@@ -1,0 +1,30 @@
+"""Errors of the owner; each carries what a log line or an operator needs."""
+
+from __future__ import annotations
+
+
+class OwnerError(Exception):
+    """Root of every error raised by `consumers`."""
+
+
+class IllegalTransition(OwnerError):
+    """An event that the QPU state machine does not allow in its current state."""
+
+    def __init__(self, state: str, event: str, busy: bool) -> None:
+        job = "a job on the QPU" if busy else "no job on the QPU"
+        super().__init__(f"event {event} is not allowed in state {state} with {job}")
+        self.state = state
+        self.event = event
+        self.busy = busy
+
+
+class BackendFailure(OwnerError):
+    """A backend could not do what was asked; `retryable` says whether trying again may help."""
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class LeaseLost(OwnerError):
+    """The owner lost its broker connection, and with it the QPU lease."""

@@ -1,0 +1,630 @@
+"""The QPU owner's imperative shell: deliveries, timers and backend reports in, decisions out.
+
+One thread owns the pika connection. It consumes every class queue with a small prefetch and
+holds those deliveries as candidates; backend threads report through `_Sink`, which hands the
+call to the connection thread with ``add_callback_threadsafe``. After every change the shell asks
+the pure core (`consumers.core.policy.decide`) what to do and carries it out.
+
+Delivery semantics. Prefetch defeats priority (a better job published after the window filled
+is not delivered), so before deciding, the shell looks past every full window with one
+``basic.get`` and hands back what it does not start. When a job starts, its delivery is replaced
+by a record in ``<ns>.inflight`` (published and confirmed first, then the delivery is acked), so
+no delivery stays unacked for the length of a job and RabbitMQ's ``consumer_timeout`` cannot fire
+on it; held candidates are handed back (nack + requeue) before a third of that timeout. A job's
+final event and reply are confirmed before its in-flight record is removed; a new owner re-runs
+the job of a record it finds, and answers a job that already finished from the event log.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+
+from brokers.connection import connect
+from brokers.settings import Settings
+from brokers.stream import read_stream
+from brokers.topology import Topology, build_topology, declare
+from consumers.backends.base import Backend, RunOutcome, RunRequest
+from consumers.core.history import History
+from consumers.core.machine import QPUEvent, transition
+from consumers.core.policy import Action, Decision, OwnerView, decide
+from consumers.errors import LeaseLost
+from consumers.holdings import Held, Holdings
+from consumers.intake import SequenceChecker, check_job, decode_error, refuse
+from consumers.lease import acquire_lease
+from consumers.publish import Publisher
+from schemas.codec import decode, decode_any, encode
+from schemas.enums import ErrorCode, JobState, QPUState
+from schemas.errors import DecodeError
+from schemas.messages import (
+    Event,
+    JobError,
+    JobProgress,
+    JobRequest,
+    JobResult,
+    Timings,
+    utc_now,
+)
+from schemas.policy import Policy
+
+log = logging.getLogger(__name__)
+
+ATTEMPT_HEADER = "x-qsched-attempt"
+PREEMPTIONS_HEADER = "x-qsched-preemptions"
+USER_HEADER = "x-qsched-user"
+REPLY_HEADER = "x-qsched-reply-to"
+LOOP_TICK_S = 0.2
+
+
+@dataclass
+class Running:
+    """The job on the QPU."""
+
+    job: JobRequest
+    user: str | None
+    reply_to: str | None
+    started_at: datetime
+    attempt: int
+    preemptions: int = 0
+    headers: dict[str, Any] = field(default_factory=dict)
+    cancel_error: JobError | None = None
+
+
+class _Sink:
+    """Backend reports, moved from backend threads to the connection thread."""
+
+    def __init__(
+        self,
+        connection: BlockingConnection,
+        inbox: queue.SimpleQueue[Any],
+        drain: Callable[[], None],
+    ) -> None:
+        self._connection = connection
+        self._inbox = inbox
+        self._drain = drain
+
+    def _wake(self) -> None:
+        try:
+            self._connection.add_callback_threadsafe(self._drain)
+        except (pika.exceptions.AMQPError, RuntimeError):
+            pass  # connection gone: the next owner re-runs the job from its in-flight record
+
+    def progress(self, job_id: str, shots_done: int, counts: dict[str, int]) -> None:
+        self._inbox.put(("progress", job_id, shots_done, counts))
+        self._wake()
+
+    def finished(self, outcome: RunOutcome) -> None:
+        self._inbox.put(("finished", outcome))
+        self._wake()
+
+
+class Owner:
+    """One QPU owner process: standby until it holds the lease, then the scheduler."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        policy: Policy,
+        backend: Backend,
+        owner_id: str,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.backend = backend
+        self.owner_id = owner_id
+        self.clock = clock
+        self.topology: Topology = build_topology(settings, policy)
+        self.state = QPUState.IDLE
+        self.history = History()
+        self.holdings = Holdings()
+        self.running: Running | None = None
+        self.last_decision: Decision | None = None
+        self.sequences = SequenceChecker()
+        self._stop = threading.Event()
+        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._refresh_s = settings.broker.consumer_timeout_s / 3
+        self.connection: BlockingConnection | None = None
+        self.jobs: BlockingChannel | None = None
+        self.publisher: Publisher | None = None
+        self.active = threading.Event()
+
+    # ---- life cycle -----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to end (thread-safe)."""
+        self._stop.set()
+
+    def run(self) -> None:
+        """Serve until stopped; after losing the broker, cancel local work and queue up again."""
+        while not self._stop.is_set():
+            try:
+                self._serve()
+            except (pika.exceptions.AMQPError, LeaseLost, OSError) as exc:
+                log.error("lost the broker (%r); giving up the QPU and retrying", exc)
+                self._abandon_running()
+                self._stop.wait(1.0)
+        self._abandon_running()
+
+    def _abandon_running(self) -> None:
+        self.active.clear()
+        if self.running is not None:
+            self.backend.cancel(self.running.job.job_id)
+            self.running = None
+        self.holdings = Holdings()
+        self.state = QPUState.IDLE
+
+    def _serve(self) -> None:
+        settings = self.settings
+        conn = connect(
+            settings.amqp_url,
+            heartbeat_s=settings.broker.heartbeat_s,
+            name=f"qsched-owner {self.owner_id}",
+        )
+        self.connection = conn
+        try:
+            if (
+                acquire_lease(
+                    conn, self.topology.lease_queue, settings.owner.lease_retry_s, self._stop.is_set
+                )
+                is None
+            ):
+                return
+            self._activate(conn)
+            while not self._stop.is_set():
+                conn.process_data_events(time_limit=LOOP_TICK_S)
+                self._drain_inbox()
+                self._refresh_holdings()
+        finally:
+            if conn.is_open:
+                try:
+                    conn.close()
+                except pika.exceptions.AMQPError:
+                    pass
+
+    def _activate(self, conn: BlockingConnection) -> None:
+        pub_channel = conn.channel()
+        declare(pub_channel, self.topology)
+        self.publisher = Publisher(
+            pub_channel,
+            self.topology,
+            self.settings.amqp_user,
+            self.owner_id,
+            self.settings.max_message_bytes,
+        )
+        self.history = self._rebuild(conn)
+        self.state = self.history.dispatch
+        self._recover_inflight()
+        jobs = conn.channel()
+        jobs.basic_qos(prefetch_count=self.settings.owner.prefetch)
+        self.jobs = jobs
+        for job_class in self.topology.class_names:
+            jobs.basic_consume(self.topology.job_queue(job_class), self._job_callback(job_class))
+        control = conn.channel()
+        control.basic_qos(prefetch_count=1)
+        control.basic_consume(self.topology.control_queue, self._on_control)
+        self.active.set()
+        log.info("active owner %s on backend %s", self.owner_id, self.backend.name)
+        self.dispatch()
+
+    def _rebuild(self, conn: BlockingConnection) -> History:
+        """Fold the whole event log, up to a marker event published now, into a History."""
+        assert self.publisher is not None
+        marker = self.publisher.event(
+            Event(
+                topic="owner.active",
+                reason=f"owner {self.owner_id} took the QPU lease",
+                data={"backend": self.backend.name},
+            )
+        )
+        history = History()
+        reader = conn.channel()
+        for record in read_stream(
+            reader,
+            self.topology.events_stream,
+            "first",
+            stop=lambda r: r.properties.message_id == marker.event_id,
+        ):
+            try:
+                message = decode_any(
+                    record.body, record.properties.type, self.settings.max_message_bytes
+                )
+            except DecodeError:
+                continue
+            if isinstance(message, Event):
+                history.apply(message)
+        reader.close()
+        log.info("rebuilt from %d events: %d finished jobs", history.events, len(history.finished))
+        return history
+
+    def _recover_inflight(self) -> None:
+        """Answer or re-run the job that was on the QPU when the previous owner died."""
+        assert self.publisher is not None
+        channel = self.publisher.channel
+        while True:
+            method, props, body = channel.basic_get(self.topology.inflight_queue)
+            if method is None:
+                return
+            try:
+                job = decode(body, props.type, JobRequest, self.settings.max_message_bytes)
+            except DecodeError:
+                channel.basic_ack(method.delivery_tag)
+                continue
+            headers = dict(props.headers or {})
+            done = self.history.finished.get(job.job_id)
+            if done is not None or self.running is not None:
+                if done is not None:
+                    self.publisher.reply(headers.get(REPLY_HEADER), done, job.job_id)
+                else:  # a second record should not exist; put the job back in its queue
+                    self.publisher.channel.basic_publish(
+                        self.topology.jobs_exchange, job.job_class, body, props
+                    )
+                channel.basic_ack(method.delivery_tag)
+                continue
+            held = Held(
+                tag=0,
+                job=job,
+                properties=props,
+                user=headers.get(USER_HEADER),
+                received_s=time.monotonic(),
+                attempt=int(headers.get(ATTEMPT_HEADER, 1)) + 1,
+                preemptions=int(headers.get(PREEMPTIONS_HEADER, 0)),
+            )
+            held.properties.reply_to = headers.get(REPLY_HEADER)
+            self._start(
+                held,
+                "re-run: it was on the QPU when the previous owner stopped",
+                ack=lambda t=method.delivery_tag: channel.basic_ack(t),
+            )
+
+    # ---- jobs in --------------------------------------------------------------------------
+
+    def _job_callback(self, job_class: str) -> Callable[..., None]:
+        def on_job(channel: BlockingChannel, method: Any, props: Any, body: bytes) -> None:
+            self._admit(channel, method.delivery_tag, props, body, job_class, via_get=False)
+            self.dispatch()
+
+        return on_job
+
+    def _admit(
+        self,
+        channel: BlockingChannel,
+        tag: int,
+        props: Any,
+        body: bytes,
+        job_class: str,
+        via_get: bool,
+    ) -> Held | None:
+        """Check one delivery; hold it as a candidate, or answer it, or refuse it."""
+        assert self.publisher is not None
+        origin = self.topology.job_queue(job_class)
+        try:
+            job = decode(body, props.type, JobRequest, self.settings.max_message_bytes)
+        except DecodeError as exc:
+            refuse(
+                channel,
+                self.publisher,
+                self.topology,
+                tag,
+                props,
+                body,
+                decode_error(exc),
+                origin,
+                self.clock(),
+            )
+            return None
+        done = self.history.finished.get(job.job_id)
+        if done is not None:
+            self.publisher.reply(props.reply_to, done, job.job_id)
+            self.publisher.event(
+                Event(
+                    topic="job.duplicate",
+                    job_id=job.job_id,
+                    job_class=job_class,
+                    reason="already finished: answered from the event log",
+                )
+            )
+            channel.basic_ack(tag)
+            return None
+        if (
+            self.running is not None and self.running.job.job_id == job.job_id
+        ) or self.holdings.find(job.job_id):
+            channel.basic_ack(tag)  # a second copy of a job already in hand
+            return None
+        problem = check_job(
+            job, job_class, props.user_id, self.policy, self.backend.device(), self.sequences
+        )
+        if problem is not None:
+            refuse(
+                channel,
+                self.publisher,
+                self.topology,
+                tag,
+                props,
+                body,
+                problem,
+                origin,
+                self.clock(),
+                job,
+            )
+            return None
+        headers = dict(props.headers or {})
+        held = Held(
+            tag=tag,
+            job=job,
+            properties=props,
+            user=props.user_id,
+            received_s=time.monotonic(),
+            via_get=via_get,
+            attempt=int(headers.get(ATTEMPT_HEADER, 1)),
+            preemptions=int(headers.get(PREEMPTIONS_HEADER, 0)),
+        )
+        self.holdings.add(held)
+        if job.job_id in self.history.pending_cancels:
+            self.finish_held(
+                held,
+                JobState.CANCELED,
+                self._cancel_error(job.job_id, self.history.pending_cancels[job.job_id]),
+            )
+            return None
+        if job.job_id not in self.history.seen:
+            self.history.seen.add(job.job_id)
+            self.publisher.event(
+                Event(
+                    topic="job.queued",
+                    job_id=job.job_id,
+                    job_class=job_class,
+                    user=props.user_id,
+                    data={
+                        "priority": job.priority,
+                        "shots": job.shots,
+                        "session_id": job.session_id,
+                    },
+                )
+            )
+        return held
+
+    def _peek_heads(self) -> list[Held]:
+        """Look past every full prefetch window: the queue may hold a better job than we do."""
+        assert self.jobs is not None
+        peeked = []
+        for job_class in self.topology.class_names:
+            if self.holdings.window(job_class) < self.settings.owner.prefetch:
+                continue
+            method, props, body = self.jobs.basic_get(self.topology.job_queue(job_class))
+            if method is not None:
+                held = self._admit(
+                    self.jobs, method.delivery_tag, props, body, job_class, via_get=True
+                )
+                if held is not None:
+                    peeked.append(held)
+        return peeked
+
+    # ---- deciding -------------------------------------------------------------------------
+
+    def view(self) -> OwnerView:
+        """What the core sees of this owner."""
+        running = None
+        if self.running is not None:
+            running = Held(0, self.running.job, None, self.running.user, 0.0).candidate()
+        return OwnerView(self.state, self.history.mode, self.policy, running)
+
+    def dispatch(self) -> None:
+        """Ask the core what to do and do it; called after every change."""
+        if self.publisher is None or self.jobs is None or not self.jobs.is_open:
+            return
+        peeked = self._peek_heads() if self.running is None and self.state is QPUState.IDLE else []
+        decision = decide(self.view(), [h.candidate() for h in self.holdings], self.clock())
+        self.last_decision = decision
+        if decision.action is Action.START and decision.job is not None:
+            held = self.holdings.pop(decision.job.key)
+            self._start(
+                held,
+                decision.reason,
+                ack=lambda: self.jobs.basic_ack(held.tag) if self.jobs else None,
+            )
+        for held in peeked:
+            if self.holdings.find(held.job.job_id) is held:
+                self.holdings.pop(held.tag)
+                self.jobs.basic_nack(held.tag, requeue=True)
+
+    def _start(self, held: Held, reason: str, ack: Callable[[], Any]) -> None:
+        """Record the job in flight, release its delivery, and hand it to the backend."""
+        assert self.publisher is not None and self.connection is not None
+        job = held.job
+        reply_to = held.properties.reply_to if held.properties is not None else None
+        headers = {
+            ATTEMPT_HEADER: held.attempt,
+            PREEMPTIONS_HEADER: held.preemptions,
+            USER_HEADER: held.user or "",
+            REPLY_HEADER: reply_to or "",
+        }
+        trace = {
+            k: v
+            for k, v in dict(getattr(held.properties, "headers", None) or {}).items()
+            if k in ("traceparent", "tracestate")
+        }
+        self.publisher.publish(
+            "",
+            self.topology.inflight_queue,
+            job,
+            message_id=job.job_id,
+            priority=job.priority,
+            headers=headers | trace,
+        )
+        ack()
+        self.state = transition(self.state, QPUEvent.START, busy=False)
+        self.running = Running(
+            job, held.user, reply_to, self.clock(), held.attempt, held.preemptions, trace
+        )
+        self.publisher.event(
+            Event(
+                topic="job.started",
+                job_id=job.job_id,
+                job_class=job.job_class,
+                user=held.user,
+                reason=reason,
+                qpu_state=self.state,
+                data={"attempt": held.attempt, "backend": self.backend.name},
+            )
+        )
+        sink = _Sink(self.connection, self._inbox, self._drain_inbox)
+        self.backend.start(RunRequest(job.job_id, job.sequence, job.shots, held.attempt), sink)
+
+    # ---- backend reports ------------------------------------------------------------------
+
+    def _drain_inbox(self) -> None:
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if item[0] == "progress":
+                self._on_progress(*item[1:])
+            else:
+                self._on_finished(item[1])
+
+    def _on_progress(self, job_id: str, shots_done: int, counts: dict[str, int]) -> None:
+        running = self.running
+        if running is None or running.job.job_id != job_id or self.publisher is None:
+            return
+        progress = JobProgress(
+            job_id=job_id,
+            shots=running.job.shots,
+            shots_done=min(shots_done, running.job.shots),
+            counts=counts,
+        )
+        self.publisher.reply(running.reply_to, progress, job_id)
+        self.publisher.event(
+            Event(
+                topic="job.progress",
+                job_id=job_id,
+                job_class=running.job.job_class,
+                progress=progress,
+            )
+        )
+
+    def _on_finished(self, outcome: RunOutcome) -> None:
+        running = self.running
+        if running is None or running.job.job_id != outcome.job_id or self.publisher is None:
+            return
+        if outcome.canceled:
+            state, error = (
+                JobState.CANCELED,
+                running.cancel_error
+                or JobError(code=ErrorCode.CANCELED_BY_OPERATOR, message="canceled"),
+            )
+        elif outcome.error is not None:
+            state, error = JobState.ERROR, outcome.error
+        else:
+            state, error = JobState.DONE, None
+        now = self.clock()
+        result = JobResult(
+            job_id=running.job.job_id,
+            state=state,
+            job_class=running.job.job_class,
+            shots=running.job.shots,
+            counts=outcome.counts,
+            error=error,
+            timings=Timings(
+                queued_at=running.job.submitted_at,
+                started_at=running.started_at,
+                ended_at=now,
+                queue_wait_s=(running.started_at - running.job.submitted_at).total_seconds(),
+                execution_s=(now - running.started_at).total_seconds(),
+            ),
+            backend=self.backend.name,
+            epoch=0,
+            attempts=running.attempt,
+            preemptions=running.preemptions,
+        )
+        self._publish_final(result, running.user, running.reply_to)
+        self.publisher.channel.queue_purge(self.topology.inflight_queue)
+        self.running = None
+        self.state = transition(self.state, QPUEvent.FINISH, busy=True)
+        self.publisher.event(
+            Event(
+                topic=f"qpu.{self.state.value.lower()}",
+                qpu_state=self.state,
+                reason=f"{running.job.job_id} ended {state.value}",
+            )
+        )
+        self.dispatch()
+
+    def _publish_final(self, result: JobResult, user: str | None, reply_to: str | None) -> None:
+        """Log the final event, then answer: the log is what a later redelivery is answered from."""
+        assert self.publisher is not None
+        self.publisher.event(
+            Event(
+                topic=f"job.{result.state.value.lower()}",
+                job_id=result.job_id,
+                job_class=result.job_class,
+                user=user,
+                reason=result.error.message if result.error else None,
+                result=result,
+            )
+        )
+        self.history.finished[result.job_id] = result
+        self.publisher.reply(reply_to, result, result.job_id)
+
+    def finish_held(self, held: Held, state: JobState, error: JobError) -> None:
+        """End a job that never reached the QPU (canceled while queued), then ack it."""
+        now = self.clock()
+        result = JobResult(
+            job_id=held.job.job_id,
+            state=state,
+            job_class=held.job.job_class,
+            shots=held.job.shots,
+            error=error,
+            timings=Timings(queued_at=held.job.submitted_at, ended_at=now),
+            attempts=held.attempt - 1,
+            preemptions=held.preemptions,
+        )
+        self._publish_final(result, held.user, held.properties.reply_to)
+        self.holdings.pop(held.tag)
+        assert self.jobs is not None
+        self.jobs.basic_ack(held.tag)
+
+    def _cancel_error(self, job_id: str, by: str) -> JobError:
+        return JobError(
+            code=ErrorCode.CANCELED_BY_OPERATOR, message=f"job {job_id} canceled by {by}"
+        )
+
+    # ---- upkeep ---------------------------------------------------------------------------
+
+    def _refresh_holdings(self) -> None:
+        """Hand back deliveries held for a third of consumer_timeout; the broker re-sends them."""
+        if self.jobs is None:
+            return
+        for held in self.holdings.older_than(time.monotonic() - self._refresh_s):
+            self.holdings.pop(held.tag)
+            self.jobs.basic_nack(held.tag, requeue=True)
+
+    def _on_control(self, channel: BlockingChannel, method: Any, props: Any, body: bytes) -> None:
+        from consumers.control import handle_control
+
+        handle_control(self, channel, method.delivery_tag, props, body)
+
+    def queue_depth(self) -> dict[str, int]:
+        """Jobs waiting per class: ready in the queue plus held here."""
+        assert self.publisher is not None
+        held = self.holdings.per_class()
+        depth = {}
+        for job_class in self.topology.class_names:
+            ok = self.publisher.channel.queue_declare(
+                self.topology.job_queue(job_class), passive=True
+            )
+            depth[job_class] = ok.method.message_count + held.get(job_class, 0)
+        return depth
+
+
+__all__ = ["Owner", "Running", "encode"]

@@ -165,4 +165,4 @@ def handle_control(
     publisher.reply(props.reply_to, reply, command.command_id)
     channel.basic_ack(tag)
     if ok:
-        owner.dispatch()
+        owner.request_dispatch()

@@ -36,7 +36,7 @@ from brokers.topology import Topology, build_topology, declare
 from consumers.backends.base import Backend, RunOutcome, RunRequest
 from consumers.core.history import History
 from consumers.core.machine import QPUEvent, transition
-from consumers.core.policy import Action, Decision, OwnerView, decide
+from consumers.core.policy import Action, Decision, OwnerView, decide, order_key
 from consumers.errors import LeaseLost
 from consumers.holdings import Held, Holdings
 from consumers.intake import SequenceChecker, check_job, decode_error, refuse
@@ -137,6 +137,7 @@ class Owner:
         self.jobs: BlockingChannel | None = None
         self.publisher: Publisher | None = None
         self.active = threading.Event()
+        self._wants_dispatch = False
 
     # ---- life cycle -----------------------------------------------------------------------
 
@@ -184,6 +185,8 @@ class Owner:
                 conn.process_data_events(time_limit=LOOP_TICK_S)
                 self._drain_inbox()
                 self._refresh_holdings()
+                if self._wants_dispatch:
+                    self.dispatch()
         finally:
             if conn.is_open:
                 try:
@@ -291,7 +294,7 @@ class Owner:
     def _job_callback(self, job_class: str) -> Callable[..., None]:
         def on_job(channel: BlockingChannel, method: Any, props: Any, body: bytes) -> None:
             self._admit(channel, method.delivery_tag, props, body, job_class, via_get=False)
-            self.dispatch()
+            self.request_dispatch()
 
         return on_job
 
@@ -418,8 +421,18 @@ class Owner:
             running = Held(0, self.running.job, None, self.running.user, 0.0).candidate()
         return OwnerView(self.state, self.history.mode, self.policy, running)
 
+    def request_dispatch(self) -> None:
+        """Decide once pika has handed over every delivery already received (see `dispatch`)."""
+        self._wants_dispatch = True
+
     def dispatch(self) -> None:
-        """Ask the core what to do and do it; called after every change."""
+        """Ask the core what to do and do it.
+
+        Called from the loop, never from inside a pika callback: deliveries that arrived while a
+        callback ran are dispatched by pika only after it returns, and deciding without them
+        could start a worse job than one already received.
+        """
+        self._wants_dispatch = False
         if self.publisher is None or self.jobs is None or not self.jobs.is_open:
             return
         peeked = self._peek_heads() if self.running is None and self.state is QPUState.IDLE else []
@@ -432,8 +445,22 @@ class Owner:
                 decision.reason,
                 ack=lambda: self.jobs.basic_ack(held.tag) if self.jobs else None,
             )
-        for held in peeked:
-            if self.holdings.find(held.job.job_id) is held:
+        del peeked
+        self._trim_looked_past()
+
+    def _trim_looked_past(self) -> None:
+        """Keep at most one looked-past job per class; hand back the weaker ones.
+
+        A job handed back is only needed after the one kept, so it is back in our window long
+        before the core could want it.
+        """
+        assert self.jobs is not None
+        for job_class in self.topology.class_names:
+            extra = sorted(
+                (h for h in self.holdings if h.via_get and h.job.job_class == job_class),
+                key=lambda h: order_key(self.policy, h.candidate()),
+            )[1:]
+            for held in extra:
                 self.holdings.pop(held.tag)
                 self.jobs.basic_nack(held.tag, requeue=True)
 
@@ -558,7 +585,7 @@ class Owner:
                 reason=f"{running.job.job_id} ended {state.value}",
             )
         )
-        self.dispatch()
+        self.request_dispatch()
 
     def _publish_final(self, result: JobResult, user: str | None, reply_to: str | None) -> None:
         """Log the final event, then answer: the log is what a later redelivery is answered from."""

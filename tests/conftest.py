@@ -75,7 +75,7 @@ def make_settings(url: str, namespace: str, **overrides: Any) -> Settings:
 def broker(broker_handle: BrokerHandle) -> Iterator[BrokerFixture]:
     """The session broker with a fresh namespace whose topology is declared."""
     namespace = f"t{uuid.uuid4().hex[:10]}"
-    settings = make_settings(broker_handle.url, namespace)
+    settings = make_settings(broker_handle.url, namespace, broker={"reply_expires_ms": 120_000})
     topology = build_topology(settings, Policy())
     fixture = BrokerFixture(broker_handle.url, settings, topology)
     declare(fixture.channel(), topology)
@@ -107,3 +107,46 @@ def private_broker_factory() -> Iterator[Callable[..., PrivateNode]]:
 def private_broker(private_broker_factory: Callable[..., PrivateNode]) -> PrivateNode:
     """A private RabbitMQ node that this test may kill -9 and restart."""
     return private_broker_factory()
+
+
+@dataclass
+class OwnerHarness:
+    """Owners on the `broker` fixture's namespace, a client for it, and cleanup."""
+
+    broker: BrokerFixture
+    log_dir: Any
+    owners: list[Any] = field(default_factory=list)
+    clients: list[Any] = field(default_factory=list)
+
+    def start(self, *args: str, env: dict[str, str] | None = None, wait: bool = True) -> Any:
+        """Start an owner; with `wait`, return once an owner answers `status`."""
+        from tests.owners import start_owner, wait_active
+
+        owner = start_owner(self.broker.url, self.broker.topology.namespace, self.log_dir, *args, env=env)
+        self.owners.append(owner)
+        if wait:
+            wait_active(self.client())
+        return owner
+
+    def client(self) -> Any:
+        """A new QPUClient on this namespace (closed at teardown)."""
+        from producers.client import QPUClient
+
+        client = QPUClient(settings=self.broker.settings)
+        self.clients.append(client)
+        return client
+
+    def close(self) -> None:
+        """Stop every owner and client."""
+        for owner in self.owners:
+            owner.stop()
+        for client in self.clients:
+            client.close()
+
+
+@pytest.fixture
+def owners(broker: BrokerFixture, tmp_path: Any) -> Iterator[OwnerHarness]:
+    """Start real `qsched owner` processes on the test's namespace; all stopped at teardown."""
+    harness = OwnerHarness(broker, tmp_path)
+    yield harness
+    harness.close()

@@ -1,0 +1,207 @@
+"""The owner as a real process against a real RabbitMQ: order, control, results and events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgpack
+import pika
+import pytest
+
+from brokers.stream import read_stream
+from brokers.topology import CODE_HEADER, REASON_HEADER
+from schemas import CommandName, ErrorCode, Event, JobRequest, JobState, Mode, QPUState, decode_any
+from tests.conftest import OwnerHarness
+from tests.owners import wait_running
+from tests.sequences import analog_sequence, mock_sequence
+
+pytestmark = pytest.mark.integration
+
+
+def events(owners: OwnerHarness) -> list[Event]:
+    """Every event in the namespace's stream so far."""
+    reader = owners.broker.channel()
+    found = []
+    for record in read_stream(reader, owners.broker.topology.events_stream, "first"):
+        message = decode_any(record.body, record.properties.type)
+        assert isinstance(message, Event)
+        found.append(message)
+    return found
+
+
+def test_results_follow_class_rank_then_priority_then_age(owners: OwnerHarness) -> None:
+    """Given a paused owner and a mixed backlog, when resumed, jobs start in policy order."""
+    owners.start("--backend", "synthetic")
+    client = owners.client()
+    assert client.control(CommandName.PAUSE).ok
+    plan = [
+        ("development", 0), ("development", 9), ("production", 0), ("development", 5),
+        ("production", 3), ("calibration", 0), ("production", 3), ("production", 9),
+        ("development", 1), ("calibration", 2),
+    ]
+    handles = [client.submit(analog_sequence(2), 10, job_class=c, priority=p) for c, p in plan]
+    assert client.control(CommandName.RESUME).ok
+    results = [h.result(timeout=30) for h in handles]
+    started = sorted(results, key=lambda r: r.timings.started_at)
+    rank = {"calibration": 0, "production": 1, "development": 2}
+    submitted = {h.job_id: i for i, h in enumerate(handles)}
+    expected = sorted(results, key=lambda r: (rank[r.job_class], -plan[submitted[r.job_id]][1], submitted[r.job_id]))
+    got = [(r.job_class, plan[submitted[r.job_id]][1], submitted[r.job_id]) for r in started]
+    assert [r.job_id for r in started] == [r.job_id for r in expected], got
+    assert all(r.state is JobState.DONE and sum(r.counts.values()) == 10 for r in results)
+
+
+def test_a_higher_priority_job_published_behind_a_full_window_goes_next(owners: OwnerHarness) -> None:
+    """Given the owner holds a full window of low jobs, an urgent one still starts next."""
+    owners.start("--backend", "synthetic", "--shot-rate", "100")
+    client = owners.client()
+    first = client.submit(analog_sequence(2), 200, job_class="development")  # runs ~2 s
+    wait_running(client, first.job_id)
+    lows = [client.submit(analog_sequence(2), 10, job_class="development") for _ in range(6)]
+    urgent = client.submit(analog_sequence(2), 10, job_class="development", priority=9)
+    results = {h.job_id: h.result(timeout=30) for h in [first, *lows, urgent]}
+    order = sorted(results.values(), key=lambda r: r.timings.started_at)
+    names = {first.job_id: "first", urgent.job_id: "urgent"} | {h.job_id: f"low{i}" for i, h in enumerate(lows)}
+    assert [names[r.job_id] for r in order][:2] == ["first", "urgent"], [names[r.job_id] for r in order]
+
+
+def test_emulator_counts_sum_to_the_shots_asked_for(owners: OwnerHarness) -> None:
+    owners.start("--backend", "emulator")
+    client = owners.client()
+    result = client.submit(analog_sequence(3), 333).result(timeout=60)
+    assert result.state is JobState.DONE
+    assert sum(result.counts.values()) == 333
+    assert all(len(bits) == 3 for bits in result.counts)
+    assert result.backend == "emulator"
+    assert result.timings.execution_s is not None
+
+
+def test_pause_resume_drain_mode_and_status_round_trip(owners: OwnerHarness) -> None:
+    owners.start("--backend", "synthetic")
+    client = owners.client()
+    paused = client.control(CommandName.PAUSE)
+    assert paused.ok and "PAUSED" in paused.message
+    held = client.submit(analog_sequence(2), 10, job_class="production")
+    status = client.control(CommandName.STATUS).status
+    assert status is not None and status.qpu_state is QPUState.PAUSED
+    assert status.queue_depth["production"] == 1
+    assert not held.done()
+    assert client.control(CommandName.RESUME).ok
+    assert held.result(timeout=30).state is JobState.DONE
+    assert client.control(CommandName.DRAIN).ok
+    drained = client.submit(analog_sequence(2), 10, job_class="production")
+    assert client.control(CommandName.STATUS).status.qpu_state is QPUState.DRAINING
+    assert not drained.done()
+    assert client.control(CommandName.RESUME).ok
+    assert drained.result(timeout=30).state is JobState.DONE
+    topics = [e.topic for e in events(owners)]
+    assert {"control.pause", "control.resume", "control.drain", "job.queued", "job.started", "job.done"} <= set(topics)
+
+
+def test_maintenance_holds_user_jobs_and_shows_its_message(owners: OwnerHarness) -> None:
+    owners.start("--backend", "synthetic")
+    client = owners.client()
+    reply = client.control(CommandName.MODE, mode=Mode.MAINTENANCE, message="laser realignment until 14:00")
+    assert reply.ok
+    user_job = client.submit(analog_sequence(2), 10, job_class="production")
+    calibration = client.submit(analog_sequence(2), 10, job_class="calibration")
+    assert calibration.result(timeout=30).state is JobState.DONE
+    status = client.control(CommandName.STATUS).status
+    assert status.mode is Mode.MAINTENANCE
+    assert status.mode_message == "laser realignment until 14:00"
+    assert status.queue_depth["production"] == 1
+    assert "maintenance" in (status.last_decision or "")
+    assert not user_job.done()
+    assert client.control(CommandName.MODE, mode=Mode.PRODUCTION).ok
+    assert user_job.result(timeout=30).state is JobState.DONE
+
+
+def test_cancel_a_queued_and_a_running_job(owners: OwnerHarness) -> None:
+    owners.start("--backend", "synthetic", "--shot-rate", "200")
+    client = owners.client()
+    running = client.submit(analog_sequence(2), 2000, job_class="production")  # ~10 s
+    queued = client.submit(analog_sequence(2), 10, job_class="production")
+    progressed = []
+    running.on_progress = progressed.append
+    while not progressed:
+        client.poll(0.5)
+    assert client.control(CommandName.CANCEL, job_id=queued.job_id).ok
+    assert client.control(CommandName.CANCEL, job_id=running.job_id).ok
+    canceled_queued = queued.result(timeout=10)
+    canceled_running = running.result(timeout=10)
+    for result in (canceled_queued, canceled_running):
+        assert result.state is JobState.CANCELED
+        assert result.error is not None and result.error.code is ErrorCode.CANCELED_BY_OPERATOR
+    assert 0 < sum(canceled_running.counts.values()) < 2000
+    assert client.control(CommandName.STATUS).status.running is None
+
+
+def test_control_from_a_non_operator_is_refused(owners: OwnerHarness, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text('operators = ["ops-team"]\n')
+    owners.start("--backend", "synthetic", "--policy", str(policy))
+    client = owners.client()
+    reply = client.control(CommandName.PAUSE)
+    assert not reply.ok
+    assert reply.error is not None and reply.error.code is ErrorCode.NOT_AUTHORISED
+    job = client.submit(analog_sequence(2), 10, job_class="production")
+    assert job.result(timeout=30).state is JobState.DONE  # still dispatching: the pause was refused
+    refused = [e for e in events(owners) if e.topic == "control.pause"]
+    assert refused and refused[0].data["ok"] is False
+
+
+def _raw_publish(owners: OwnerHarness, body: bytes, type_name: str, message_id: str, reply_to: str) -> None:
+    ch = owners.broker.channel()
+    ch.confirm_delivery()
+    props = pika.BasicProperties(
+        content_type="application/x-msgpack", type=type_name, message_id=message_id,
+        delivery_mode=2, reply_to=reply_to, user_id="guest",
+    )
+    ch.basic_publish(owners.broker.topology.jobs_exchange, "production", body, props, mandatory=True)
+
+
+def test_garbage_wrong_version_and_invalid_sequence_are_dead_lettered_and_answered(owners: OwnerHarness) -> None:
+    owners.start("--backend", "synthetic")
+    client = owners.client()
+    reply_to = client.reply_queue_name
+    good = JobRequest(job_class="production", shots=10, sequence=analog_sequence(2))
+    _raw_publish(owners, b"\xc1\xff not msgpack", JobRequest.type_name(), "garbage-1", reply_to)
+    body = msgpack.packb(good.model_dump(mode="json") | {"job_id": "v2-job"})
+    _raw_publish(owners, body, "qsched.JobRequest/2", "v2-job", reply_to)
+    bad_seq = JobRequest(job_class="production", shots=10, sequence=mock_sequence({"a": (0.0, 0.0), "b": (1.0, 0.0)}))
+    handle_bad = client.submit_request(bad_seq)
+    too_many = client.submit(analog_sequence(2), 100_000, job_class="production")
+    handle_good = client.submit_request(good)
+    assert handle_good.result(timeout=30).state is JobState.DONE
+    garbage = client.wait_result("garbage-1", timeout=10)
+    assert garbage.state is JobState.REJECTED and garbage.error.code is ErrorCode.DECODE_ERROR
+    wrong_version = client.wait_result("v2-job", timeout=10)
+    assert wrong_version.error.code is ErrorCode.UNSUPPORTED_VERSION
+    invalid = handle_bad.result(timeout=10)
+    assert invalid.error.code is ErrorCode.INVALID_SEQUENCE
+    assert invalid.error.details["pairs"][0]["atoms"] == ["a", "b"]
+    assert too_many.result(timeout=10).error.code is ErrorCode.TOO_MANY_SHOTS
+    ch = owners.broker.channel()
+    dead = {}
+    for method, props, _ in ch.consume(owners.broker.topology.dead_queue, inactivity_timeout=2):
+        if method is None:
+            break
+        dead[props.message_id] = props.headers
+    assert set(dead) == {"garbage-1", "v2-job", bad_seq.job_id, too_many.job_id}
+    assert dead["v2-job"][CODE_HEADER] == "UNSUPPORTED_VERSION"
+    assert "atoms too close" in dead[bad_seq.job_id][REASON_HEADER]
+
+
+def test_a_job_redelivered_after_it_finished_is_answered_from_the_log_not_rerun(owners: OwnerHarness) -> None:
+    """Given a finished job, when the same job arrives again, the logged result is sent again."""
+    owners.start("--backend", "synthetic")
+    client = owners.client()
+    job = JobRequest(job_class="production", shots=10, sequence=analog_sequence(2))
+    first = client.submit_request(job).result(timeout=30)
+    client.results.clear()
+    again = client.submit_request(job).result(timeout=30)
+    assert again == first
+    topics = [e.topic for e in events(owners) if e.job_id == job.job_id]
+    assert topics.count("job.started") == 1
+    assert topics.count("job.done") == 1
+    assert "job.duplicate" in topics

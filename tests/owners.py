@@ -1,0 +1,98 @@
+"""Starting real `qsched owner` processes for integration, e2e and chaos tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from producers.client import QPUClient
+from producers.errors import ResultTimeout
+from schemas.enums import CommandName
+from schemas.messages import ControlReply, StatusReport
+
+QSCHED = str(Path(sys.executable).with_name("qsched"))
+
+
+@dataclass
+class OwnerProcess:
+    """A `qsched owner` child process and its log file."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        """The owner's PID."""
+        return self.process.pid
+
+    def log(self) -> str:
+        """Everything the owner logged so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the owner and its children, as a crash would."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not stop."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def start_owner(
+    url: str,
+    namespace: str,
+    log_dir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+) -> OwnerProcess:
+    """Start `qsched owner` on a broker and namespace (it may become active or stand by)."""
+    log_path = log_dir / f"owner-{time.monotonic_ns()}.log"
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("QSCHED_")}
+    full_env |= {"QSCHED_AMQP_URL": url, "QSCHED_NAMESPACE": namespace, **(env or {})}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [QSCHED, "owner", *args],
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return OwnerProcess(process, log_path)
+
+
+def wait_active(client: QPUClient, timeout_s: float = 30.0) -> ControlReply:
+    """Wait until some owner answers `status` (even with a refusal); returns its reply."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            reply = client.control(CommandName.STATUS, timeout=2.0)
+        except ResultTimeout:
+            if time.monotonic() > deadline:
+                raise
+            continue
+        return reply
+
+
+def wait_running(client: QPUClient, job_id: str, timeout_s: float = 30.0) -> StatusReport:
+    """Wait until `status` shows `job_id` on the QPU."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = client.control(CommandName.STATUS, timeout=5.0).status
+        assert status is not None
+        if status.running is not None and status.running.job_id == job_id:
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{job_id} never ran; last status: {status}")
+        client.poll(0.05)

@@ -26,16 +26,20 @@ from brokers.topology import Topology, build_topology
 from producers.errors import (
     BrokerUnreachable,
     NotAuthorised,
+    NotDeclared,
     QueueFull,
     ResultTimeout,
     UnknownJobClass,
 )
-from schemas.codec import CONTENT_TYPE, decode_any, encode
+from brokers.connection import channel
+from brokers.stream import Offset, read_stream
+from schemas.codec import CONTENT_TYPE, decode, decode_any, encode
 from schemas.enums import CommandName, Mode
 from schemas.errors import DecodeError
 from schemas.messages import (
     ControlCommand,
     ControlReply,
+    Event,
     JobProgress,
     JobRequest,
     JobResult,
@@ -238,6 +242,11 @@ class QPUClient:
             raise QueueFull(
                 f"queue for {routing_key!r} is full; the broker refused the job"
             ) from exc
+        except amqp.exceptions.NotFound as exc:
+            raise NotDeclared(
+                f"{exchange} does not exist on this broker: run `qsched broker declare` "
+                "or start an owner"
+            ) from exc
         except amqp.exceptions.AccessRefused as exc:
             raise NotAuthorised(f"user {self.user!r} may not publish to {exchange}: {exc}") from exc
         if message_id in self._returned:
@@ -245,6 +254,28 @@ class QPUClient:
             raise UnknownJobClass(
                 f"no queue for {routing_key!r} on {exchange}; classes: {', '.join(self.topology.class_names)}"
             )
+
+    def fetch_result(self, job_id: str, since: Offset = "first") -> JobResult | None:
+        """Find a job's final result in the event log (after the fact, from any client).
+
+        Args:
+            job_id: the job.
+            since: where to start reading the stream (an offset, "first", or a datetime).
+        """
+        if job_id in self.results:
+            return self.results[job_id]
+        found = None
+        with channel(self.settings.amqp_url, name="qsched-fetch-result") as ch:
+            for record in read_stream(ch, self.topology.events_stream, since):
+                try:
+                    event = decode(
+                        record.body, record.properties.type, Event, self.settings.max_message_bytes
+                    )
+                except DecodeError:
+                    continue
+                if event.job_id == job_id and event.result is not None:
+                    found = event.result
+        return found
 
     def submit(
         self,

@@ -15,6 +15,10 @@ class QueueFull(ClientError):
     """The class queue is at its max length and refused the job (broker nack)."""
 
 
+class NotDeclared(ClientError):
+    """The exchanges do not exist yet on this broker (nothing declared the topology)."""
+
+
 class NotAuthorised(ClientError):
     """The broker refused the publish for this user."""
 

@@ -122,7 +122,9 @@ class OwnerHarness:
         """Start an owner; with `wait`, return once an owner answers `status`."""
         from tests.owners import start_owner, wait_active
 
-        owner = start_owner(self.broker.url, self.broker.topology.namespace, self.log_dir, *args, env=env)
+        owner = start_owner(
+            self.broker.url, self.broker.topology.namespace, self.log_dir, *args, env=env
+        )
         self.owners.append(owner)
         if wait:
             wait_active(self.client())

@@ -35,9 +35,16 @@ def test_results_follow_class_rank_then_priority_then_age(owners: OwnerHarness) 
     client = owners.client()
     assert client.control(CommandName.PAUSE).ok
     plan = [
-        ("development", 0), ("development", 9), ("production", 0), ("development", 5),
-        ("production", 3), ("calibration", 0), ("production", 3), ("production", 9),
-        ("development", 1), ("calibration", 2),
+        ("development", 0),
+        ("development", 9),
+        ("production", 0),
+        ("development", 5),
+        ("production", 3),
+        ("calibration", 0),
+        ("production", 3),
+        ("production", 9),
+        ("development", 1),
+        ("calibration", 2),
     ]
     handles = [client.submit(analog_sequence(2), 10, job_class=c, priority=p) for c, p in plan]
     assert client.control(CommandName.RESUME).ok
@@ -45,13 +52,18 @@ def test_results_follow_class_rank_then_priority_then_age(owners: OwnerHarness) 
     started = sorted(results, key=lambda r: r.timings.started_at)
     rank = {"calibration": 0, "production": 1, "development": 2}
     submitted = {h.job_id: i for i, h in enumerate(handles)}
-    expected = sorted(results, key=lambda r: (rank[r.job_class], -plan[submitted[r.job_id]][1], submitted[r.job_id]))
+    expected = sorted(
+        results,
+        key=lambda r: (rank[r.job_class], -plan[submitted[r.job_id]][1], submitted[r.job_id]),
+    )
     got = [(r.job_class, plan[submitted[r.job_id]][1], submitted[r.job_id]) for r in started]
     assert [r.job_id for r in started] == [r.job_id for r in expected], got
     assert all(r.state is JobState.DONE and sum(r.counts.values()) == 10 for r in results)
 
 
-def test_a_higher_priority_job_published_behind_a_full_window_goes_next(owners: OwnerHarness) -> None:
+def test_a_higher_priority_job_published_behind_a_full_window_goes_next(
+    owners: OwnerHarness,
+) -> None:
     """Given the owner holds a full window of low jobs, an urgent one still starts next."""
     owners.start("--backend", "synthetic", "--shot-rate", "100")
     client = owners.client()
@@ -61,8 +73,12 @@ def test_a_higher_priority_job_published_behind_a_full_window_goes_next(owners: 
     urgent = client.submit(analog_sequence(2), 10, job_class="development", priority=9)
     results = {h.job_id: h.result(timeout=30) for h in [first, *lows, urgent]}
     order = sorted(results.values(), key=lambda r: r.timings.started_at)
-    names = {first.job_id: "first", urgent.job_id: "urgent"} | {h.job_id: f"low{i}" for i, h in enumerate(lows)}
-    assert [names[r.job_id] for r in order][:2] == ["first", "urgent"], [names[r.job_id] for r in order]
+    names = {first.job_id: "first", urgent.job_id: "urgent"} | {
+        h.job_id: f"low{i}" for i, h in enumerate(lows)
+    }
+    assert [names[r.job_id] for r in order][:2] == ["first", "urgent"], [
+        names[r.job_id] for r in order
+    ]
 
 
 def test_emulator_counts_sum_to_the_shots_asked_for(owners: OwnerHarness) -> None:
@@ -95,13 +111,22 @@ def test_pause_resume_drain_mode_and_status_round_trip(owners: OwnerHarness) -> 
     assert client.control(CommandName.RESUME).ok
     assert drained.result(timeout=30).state is JobState.DONE
     topics = [e.topic for e in events(owners)]
-    assert {"control.pause", "control.resume", "control.drain", "job.queued", "job.started", "job.done"} <= set(topics)
+    assert {
+        "control.pause",
+        "control.resume",
+        "control.drain",
+        "job.queued",
+        "job.started",
+        "job.done",
+    } <= set(topics)
 
 
 def test_maintenance_holds_user_jobs_and_shows_its_message(owners: OwnerHarness) -> None:
     owners.start("--backend", "synthetic")
     client = owners.client()
-    reply = client.control(CommandName.MODE, mode=Mode.MAINTENANCE, message="laser realignment until 14:00")
+    reply = client.control(
+        CommandName.MODE, mode=Mode.MAINTENANCE, message="laser realignment until 14:00"
+    )
     assert reply.ok
     user_job = client.submit(analog_sequence(2), 10, job_class="production")
     calibration = client.submit(analog_sequence(2), 10, job_class="calibration")
@@ -150,17 +175,27 @@ def test_control_from_a_non_operator_is_refused(owners: OwnerHarness, tmp_path: 
     assert refused and refused[0].data["ok"] is False
 
 
-def _raw_publish(owners: OwnerHarness, body: bytes, type_name: str, message_id: str, reply_to: str) -> None:
+def _raw_publish(
+    owners: OwnerHarness, body: bytes, type_name: str, message_id: str, reply_to: str
+) -> None:
     ch = owners.broker.channel()
     ch.confirm_delivery()
     props = pika.BasicProperties(
-        content_type="application/x-msgpack", type=type_name, message_id=message_id,
-        delivery_mode=2, reply_to=reply_to, user_id="guest",
+        content_type="application/x-msgpack",
+        type=type_name,
+        message_id=message_id,
+        delivery_mode=2,
+        reply_to=reply_to,
+        user_id="guest",
     )
-    ch.basic_publish(owners.broker.topology.jobs_exchange, "production", body, props, mandatory=True)
+    ch.basic_publish(
+        owners.broker.topology.jobs_exchange, "production", body, props, mandatory=True
+    )
 
 
-def test_garbage_wrong_version_and_invalid_sequence_are_dead_lettered_and_answered(owners: OwnerHarness) -> None:
+def test_garbage_wrong_version_and_invalid_sequence_are_dead_lettered_and_answered(
+    owners: OwnerHarness,
+) -> None:
     owners.start("--backend", "synthetic")
     client = owners.client()
     reply_to = client.reply_queue_name
@@ -168,7 +203,9 @@ def test_garbage_wrong_version_and_invalid_sequence_are_dead_lettered_and_answer
     _raw_publish(owners, b"\xc1\xff not msgpack", JobRequest.type_name(), "garbage-1", reply_to)
     body = msgpack.packb(good.model_dump(mode="json") | {"job_id": "v2-job"})
     _raw_publish(owners, body, "qsched.JobRequest/2", "v2-job", reply_to)
-    bad_seq = JobRequest(job_class="production", shots=10, sequence=mock_sequence({"a": (0.0, 0.0), "b": (1.0, 0.0)}))
+    bad_seq = JobRequest(
+        job_class="production", shots=10, sequence=mock_sequence({"a": (0.0, 0.0), "b": (1.0, 0.0)})
+    )
     handle_bad = client.submit_request(bad_seq)
     too_many = client.submit(analog_sequence(2), 100_000, job_class="production")
     handle_good = client.submit_request(good)
@@ -192,7 +229,9 @@ def test_garbage_wrong_version_and_invalid_sequence_are_dead_lettered_and_answer
     assert "atoms too close" in dead[bad_seq.job_id][REASON_HEADER]
 
 
-def test_a_job_redelivered_after_it_finished_is_answered_from_the_log_not_rerun(owners: OwnerHarness) -> None:
+def test_a_job_redelivered_after_it_finished_is_answered_from_the_log_not_rerun(
+    owners: OwnerHarness,
+) -> None:
     """Given a finished job, when the same job arrives again, the logged result is sent again."""
     owners.start("--backend", "synthetic")
     client = owners.client()
@@ -205,3 +244,18 @@ def test_a_job_redelivered_after_it_finished_is_answered_from_the_log_not_rerun(
     assert topics.count("job.started") == 1
     assert topics.count("job.done") == 1
     assert "job.duplicate" in topics
+
+
+def test_heartbeats_keep_flowing_during_a_long_job(owners: OwnerHarness) -> None:
+    """Given a 2 s heartbeat, a 10 s emulated job ends DONE on the same connection."""
+    owners.start(
+        "--backend", "emulator", "--shot-rate", "100", env={"QSCHED_BROKER__HEARTBEAT_S": "2"}
+    )
+    client = owners.client()
+    before = client.control(CommandName.STATUS).status.owner_id
+    result = client.submit(analog_sequence(3), 1000, job_class="production").result(timeout=60)
+    assert result.state is JobState.DONE and sum(result.counts.values()) == 1000
+    assert result.timings.execution_s >= 9.0
+    assert client.control(CommandName.STATUS).status.owner_id == before
+    assert "lost the broker" not in owners.owners[0].log()
+    assert [e.topic for e in events(owners)].count("owner.active") == 1

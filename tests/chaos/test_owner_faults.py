@@ -1,0 +1,118 @@
+"""The owner under faults: killed owners, a crashing emulator, a broker's consumer_timeout."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from brokers.bootstrap import PrivateNode
+from brokers.settings import load_settings
+from brokers.connection import channel
+from brokers.topology import build_topology, declare
+from producers.client import QPUClient
+from schemas import CommandName, ErrorCode, JobState, Policy
+from tests.conftest import BrokerFixture, OwnerHarness
+from tests.integration.test_owner import events
+from tests.owners import start_owner, wait_active, wait_running
+from tests.sequences import analog_sequence
+
+pytestmark = pytest.mark.chaos
+
+
+def test_kill_9_of_the_active_owner_hands_over_within_5_s_and_loses_nothing(
+    owners: OwnerHarness,
+) -> None:
+    """Given an active and a standby owner, when the active is killed mid-job, then the standby
+    takes over within 5 s, re-runs the interrupted job, and every job gets exactly one result."""
+    env = {"QSCHED_OWNER__LEASE_RETRY_S": "0.2"}
+    active = owners.start("--backend", "synthetic", "--shot-rate", "200", env=env)
+    first_id = owners.client().control(CommandName.STATUS).status.owner_id
+    owners.start("--backend", "synthetic", "--shot-rate", "200", env=env, wait=False)
+    client = owners.client()
+    handles = [client.submit(analog_sequence(2), 200, job_class="production") for _ in range(5)]
+    wait_running(client, handles[0].job_id)
+    killed_at = time.monotonic()
+    active.kill()
+    reply = wait_active(client, timeout_s=10)
+    took_over_s = time.monotonic() - killed_at
+    assert reply.status is not None and reply.status.owner_id != first_id
+    assert took_over_s < 5.0, f"standby took {took_over_s:.1f} s"
+    results = [h.result(timeout=60) for h in handles]
+    assert all(r.state is JobState.DONE and sum(r.counts.values()) == 200 for r in results)
+    assert results[0].attempts == 2
+    log = events(owners)
+    finals = Counter(e.job_id for e in log if e.topic.startswith("job.") and e.result is not None)
+    assert finals == {h.job_id: 1 for h in handles}
+    actives = [e for e in log if e.topic == "owner.active"]
+    assert len({e.owner_id for e in actives}) == 2
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
+    ).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_an_emulator_crash_becomes_an_error_result_and_the_owner_lives_on(
+    owners: OwnerHarness,
+) -> None:
+    owner = owners.start("--backend", "emulator", "--shot-rate", "200")
+    client = owners.client()
+    doomed = client.submit(analog_sequence(3), 2000, job_class="production")
+    wait_running(client, doomed.job_id)
+    (worker,) = _children(owner.pid)
+    os.kill(worker, signal.SIGKILL)
+    result = doomed.result(timeout=30)
+    assert result.state is JobState.ERROR
+    assert result.error is not None and result.error.code is ErrorCode.BACKEND_ERROR
+    assert "emulator process died" in result.error.message
+    after = client.submit(analog_sequence(3), 50, job_class="production").result(timeout=60)
+    assert after.state is JobState.DONE and sum(after.counts.values()) == 50
+
+
+def test_consumer_timeout_neither_drops_nor_duplicates_a_long_job(
+    private_broker_factory: Callable[..., PrivateNode], tmp_path: object
+) -> None:
+    """Given a broker whose consumer_timeout is 2 s, a 6 s job and held candidates behind it each
+    run exactly once and the owner keeps its connection."""
+    node = private_broker_factory(("consumer_timeout = 2000",), {"channel_tick_interval": 200})
+    settings = load_settings(amqp_url=node.url, namespace="ct")
+    with channel(node.url) as ch:
+        declare(ch, build_topology(settings, Policy()))
+    env = {"QSCHED_BROKER__CONSUMER_TIMEOUT_S": "2"}
+    owner = start_owner(
+        node.url, "ct", tmp_path, "--backend", "synthetic", "--shot-rate", "100", env=env
+    )  # type: ignore[arg-type]
+    try:
+        client = QPUClient(settings=settings)
+        wait_active(client)
+        long_job = client.submit(analog_sequence(2), 600, job_class="production")
+        waiting = [client.submit(analog_sequence(2), 10, job_class="development") for _ in range(4)]
+        results = [h.result(timeout=60) for h in [long_job, *waiting]]
+        assert all(r.state is JobState.DONE for r in results)
+        assert results[0].attempts == 1
+        assert "lost the broker" not in owner.log()
+        fixture = BrokerFixture(node.url, settings, build_topology(settings, Policy()))
+        started = Counter(e.job_id for e in _events_of(fixture) if e.topic == "job.started")
+        assert set(started.values()) == {1}
+        client.close()
+    finally:
+        owner.stop()
+
+
+def _events_of(fixture: BrokerFixture) -> list:
+    from brokers.stream import read_stream
+    from schemas import decode_any
+
+    reader = fixture.channel()
+    return [
+        decode_any(r.body, r.properties.type)
+        for r in read_stream(reader, fixture.topology.events_stream, "first")
+    ]

@@ -58,6 +58,8 @@ class OwnerSettings(BaseModel):
     progress_every_shots: int = Field(default=100, ge=1)
     device_file: Path | None = Field(default=None, description="Pulser device JSON; AnalogDevice")
     qpu_api_url: str = "http://127.0.0.1:8088"
+    qpu_api_poll_s: float = Field(default=0.5, gt=0, description="job status polling interval")
+    qpu_api_timeout_s: float = Field(default=10.0, gt=0, description="per-request HTTP timeout")
     synthetic_failure_rate: float = Field(default=0.0, ge=0, le=1)
     synthetic_seed: int | None = None
 

@@ -37,7 +37,7 @@ from consumers.backends.base import Backend, RunOutcome, RunRequest
 from consumers.core.history import History
 from consumers.core.machine import QPUEvent, transition
 from consumers.core.policy import Action, Decision, OwnerView, decide, order_key
-from consumers.errors import LeaseLost
+from consumers.errors import BackendFailure, LeaseLost
 from consumers.holdings import Held, Holdings
 from consumers.intake import SequenceChecker, check_job, decode_error, refuse
 from consumers.lease import acquire_lease
@@ -104,6 +104,14 @@ class _Sink:
 
     def finished(self, outcome: RunOutcome) -> None:
         self._inbox.put(("finished", outcome))
+        self._wake()
+
+    def operational(self, up: bool, reason: str) -> None:
+        self._inbox.put(("operational", up, reason))
+        self._wake()
+
+    def note(self, job_id: str, message: str) -> None:
+        self._inbox.put(("note", job_id, message))
         self._wake()
 
 
@@ -194,7 +202,18 @@ class Owner:
                 except pika.exceptions.AMQPError:
                     pass
 
+    def _fetch_device(self, conn: BlockingConnection) -> None:
+        """Learn the device before taking jobs; a QPU API that does not answer is waited for."""
+        while not self._stop.is_set():
+            try:
+                self.backend.device()
+                return
+            except BackendFailure as exc:
+                log.error("cannot read the device specs from %s: %s; retrying", self.backend.name, exc)
+                conn.sleep(2.0)
+
     def _activate(self, conn: BlockingConnection) -> None:
+        self._fetch_device(conn)
         pub_channel = conn.channel()
         declare(pub_channel, self.topology)
         self.publisher = Publisher(
@@ -515,10 +534,26 @@ class Owner:
                 item = self._inbox.get_nowait()
             except queue.Empty:
                 return
-            if item[0] == "progress":
+            kind = item[0]
+            if kind == "progress":
                 self._on_progress(*item[1:])
-            else:
+            elif kind == "finished":
                 self._on_finished(item[1])
+            elif kind == "operational":
+                self._on_operational(*item[1:])
+            else:
+                self._on_note(*item[1:])
+
+    def _on_operational(self, up: bool, reason: str) -> None:
+        assert self.publisher is not None
+        event = QPUEvent.BACKEND_UP if up else QPUEvent.BACKEND_DOWN
+        self.state = transition(self.state, event, busy=self.running is not None)
+        self.publisher.event(Event(topic=f"qpu.{'up' if up else 'down'}", qpu_state=self.state, reason=reason))
+        self.request_dispatch()
+
+    def _on_note(self, job_id: str, message: str) -> None:
+        assert self.publisher is not None
+        self.publisher.event(Event(topic="job.note", job_id=job_id, reason=message))
 
     def _on_progress(self, job_id: str, shots_done: int, counts: dict[str, int]) -> None:
         running = self.running

@@ -2,7 +2,7 @@
 
 from schemas.codec import CONTENT_TYPE, decode, decode_any, encode
 from schemas.enums import CommandName, ErrorCode, JobState, Mode, QPUState
-from schemas.errors import DecodeError, MessageTooLarge, PolicyError, SchemaError
+from schemas.errors import DecodeError, EncodeError, MessageTooLarge, PolicyError, SchemaError
 from schemas.messages import (
     ControlCommand,
     ControlReply,
@@ -25,6 +25,7 @@ __all__ = [
     "ControlCommand",
     "ControlReply",
     "DecodeError",
+    "EncodeError",
     "ErrorCode",
     "Event",
     "JobClassPolicy",

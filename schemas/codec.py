@@ -12,7 +12,7 @@ from typing import TypeVar
 import msgpack
 from pydantic import ValidationError
 
-from schemas.errors import DecodeError, MessageTooLarge
+from schemas.errors import DecodeError, EncodeError, MessageTooLarge
 from schemas.messages import ALL_MESSAGES, Message
 
 CONTENT_TYPE = "application/x-msgpack"
@@ -35,8 +35,12 @@ def encode(message: Message, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
 
     Raises:
         MessageTooLarge: the body exceeds `max_bytes`.
+        EncodeError: a value msgpack cannot represent.
     """
-    body: bytes = msgpack.packb(message.model_dump(mode="json"), use_bin_type=True)
+    try:
+        body: bytes = msgpack.packb(message.model_dump(mode="json"), use_bin_type=True)
+    except (OverflowError, TypeError, ValueError) as exc:
+        raise EncodeError(f"cannot encode {message.schema_name}: {exc}") from None
     if len(body) > max_bytes:
         raise MessageTooLarge(len(body), max_bytes)
     return body

@@ -7,6 +7,10 @@ class SchemaError(Exception):
     """Root of every error raised by `schemas`."""
 
 
+class EncodeError(SchemaError):
+    """A model holds a value msgpack cannot carry (e.g. an integer beyond 64 bits)."""
+
+
 class MessageTooLarge(SchemaError):
     """An encoded message is bigger than the configured maximum."""
 

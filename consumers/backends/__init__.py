@@ -5,13 +5,13 @@ from __future__ import annotations
 from brokers.settings import Settings
 from consumers.backends.base import Backend, load_default_device
 
-BACKENDS = ("emulator", "synthetic")
+BACKENDS = ("emulator", "qpu-api", "synthetic")
 
 
 def make_backend(settings: Settings) -> Backend:
     """The backend named by ``settings.owner.backend``, configured from the settings."""
     owner = settings.owner
-    device = load_default_device(owner.device_file)
+    device = load_default_device(owner.device_file) if owner.backend != "qpu-api" else None
     if owner.backend == "emulator":
         from consumers.backends.emulator import EmulatorBackend
 
@@ -26,6 +26,10 @@ def make_backend(settings: Settings) -> Backend:
             owner.synthetic_seed,
             device,
         )
+    if owner.backend == "qpu-api":
+        from consumers.backends.qpu_api import QPUApiBackend
+
+        return QPUApiBackend(owner.qpu_api_url, poll_s=owner.qpu_api_poll_s, timeout_s=owner.qpu_api_timeout_s)
     raise ValueError(
         f"backend {owner.backend!r} is not available; choose one of {', '.join(BACKENDS)}"
     )

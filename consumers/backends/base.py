@@ -55,6 +55,12 @@ class RunSink(Protocol):
     def finished(self, outcome: RunOutcome) -> None:
         """The run is over; called exactly once per `Backend.start`."""
 
+    def operational(self, up: bool, reason: str) -> None:
+        """The QPU went down (the run waits) or came back."""
+
+    def note(self, job_id: str, message: str) -> None:
+        """Something an operator should know about the run (e.g. a refused cancel)."""
+
 
 class Backend(ABC):
     """A QPU the owner can drive."""

@@ -14,6 +14,7 @@ from schemas import (
     ControlCommand,
     ControlReply,
     DecodeError,
+    EncodeError,
     ErrorCode,
     Event,
     JobError,
@@ -45,7 +46,7 @@ errors = st.builds(
     message=texts,
     retryable=st.booleans(),
     field=st.none() | names,
-    details=st.dictionaries(names, st.integers() | texts, max_size=3),
+    details=st.dictionaries(names, st.integers(-(2**63), 2**64 - 1) | texts, max_size=3),
 )
 slurm = st.builds(
     SlurmContext,
@@ -236,6 +237,17 @@ def test_oversize_messages_are_refused_both_ways() -> None:
     body = encode(big)
     with pytest.raises(DecodeError, match="exceeds 1024 bytes"):
         decode(body, JobRequest.type_name(), JobRequest, max_bytes=1024)
+
+
+def test_a_value_msgpack_cannot_carry_is_an_encode_error() -> None:
+    error = JobError(code=ErrorCode.INTERNAL, message="x", details={"n": 2**64})
+    with pytest.raises(EncodeError, match="JobResult"):
+        encode(
+            JobResult(
+                job_id="j", state=JobState.ERROR, job_class="c", shots=1, error=error,
+                timings=Timings(queued_at=datetime.now(UTC), ended_at=datetime.now(UTC)),
+            )
+        )
 
 
 def test_a_result_must_be_final_and_error_consistent() -> None:

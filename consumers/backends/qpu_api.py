@@ -1,0 +1,198 @@
+"""Backend for the Pasqal on-premise QPU API (the one Warden drives), over HTTP.
+
+Requests go through `_call`, which classifies failures the way the QPU API needs: 5xx, 429,
+timeouts and refused connections are retried with exponential backoff; other 4xx are final and
+become a non-retryable error naming the API's message. Before submitting, the run waits while
+``/system/operational`` says the QPU is not UP, and tells the owner (state DOWN). The API has no
+push channel, so a running job is followed by polling ``GET /jobs/{uid}`` every `poll_s`; that
+loop runs in the run's own thread, never on the owner's I/O loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from consumers.backends.base import Backend, RunOutcome, RunRequest, RunSink
+from consumers.errors import BackendFailure
+from schemas.enums import ErrorCode
+from schemas.messages import JobError
+
+if TYPE_CHECKING:
+    from pulser.devices._device_datacls import BaseDevice
+
+log = logging.getLogger(__name__)
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+FINAL_STATES = frozenset({"DONE", "ERROR", "CANCELED"})
+
+
+@dataclass
+class _Run:
+    request: RunRequest
+    sink: RunSink
+    uid: int | None = None
+    cancel_requested: bool = False
+
+
+class QPUApiBackend(Backend):
+    """Drives a QPU through its HTTP API.
+
+    Args:
+        base_url: e.g. ``http://qpu.example:8088`` (``/api/v1`` is appended).
+        poll_s: interval between job status requests.
+        timeout_s: per-request timeout.
+        max_attempts: attempts per request for retryable failures.
+        backoff_s: first retry delay; doubles up to `max_backoff_s`.
+    """
+
+    name = "qpu-api"
+
+    def __init__(
+        self,
+        base_url: str,
+        poll_s: float = 0.5,
+        timeout_s: float = 10.0,
+        max_attempts: int = 8,
+        backoff_s: float = 0.1,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self._base = base_url.rstrip("/") + "/api/v1"
+        self._poll_s = poll_s
+        self._timeout_s = timeout_s
+        self._max_attempts = max_attempts
+        self._backoff_s = backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._device: BaseDevice | None = None
+        self._runs: dict[str, _Run] = {}
+        self._lock = threading.Lock()
+
+    # ---- HTTP -----------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One API request with retry classification; returns the ``data`` member.
+
+        Raises:
+            BackendFailure: a final 4xx (not retryable), or retries exhausted (retryable).
+        """
+        body = json.dumps(payload).encode() if payload is not None else None
+        delay = self._backoff_s
+        last = ""
+        for attempt in range(1, self._max_attempts + 1):
+            request = urllib.request.Request(self._base + path, data=body, method=method, headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
+                    data = json.loads(response.read() or b"{}")
+                    return dict(data.get("data", {}))
+            except urllib.error.HTTPError as exc:
+                text = exc.read().decode(errors="replace")[:300]
+                if exc.code not in RETRYABLE_STATUS:
+                    raise BackendFailure(f"QPU API {method} {path} answered {exc.code}: {_message(text)}", retryable=False) from None
+                last = f"{exc.code} {_message(text)}"
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+                last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+            log.warning("QPU API %s %s failed (%s), attempt %d/%d", method, path, last, attempt, self._max_attempts)
+            time.sleep(delay)
+            delay = min(delay * 2, self._max_backoff_s)
+        raise BackendFailure(f"QPU API {method} {path} kept failing: {last}", retryable=True)
+
+    # ---- port -----------------------------------------------------------------------------
+
+    def device(self) -> BaseDevice:
+        """The device the QPU reports at ``/system`` (fetched once, then cached)."""
+        if self._device is None:
+            from schemas.sequence import load_device
+
+            specs = self._call("GET", "/system")["specs"]
+            self._device = load_device(json.dumps(specs))
+        return self._device
+
+    def fetch_operational(self) -> bool:
+        """Whether ``/system/operational`` says UP."""
+        return self._call("GET", "/system/operational").get("operational_status") == "UP"
+
+    def start(self, request: RunRequest, sink: RunSink) -> None:
+        """Submit and follow the job in a thread of its own."""
+        run = _Run(request, sink)
+        with self._lock:
+            self._runs[request.job_id] = run
+        threading.Thread(target=self._follow, args=(run,), daemon=True).start()
+
+    def _follow(self, run: _Run) -> None:
+        job_id = run.request.job_id
+        try:
+            self._wait_operational(run)
+            if run.cancel_requested:
+                run.sink.finished(RunOutcome(job_id, canceled=True))
+                return
+            created = self._call(
+                "POST",
+                "/jobs",
+                {"nb_run": run.request.shots, "pulser_sequence": run.request.sequence, "context": {"qsched_job_id": job_id, "attempt": run.request.attempt}},
+            )
+            run.uid = int(created["uid"])
+            if run.cancel_requested:
+                self._send_cancel(run)
+            job = created
+            while job.get("status") not in FINAL_STATES:
+                time.sleep(self._poll_s)
+                job = self._call("GET", f"/jobs/{run.uid}")
+            run.sink.finished(self._outcome(job_id, job))
+        except BackendFailure as exc:
+            code = ErrorCode.BACKEND_UNAVAILABLE if exc.retryable else ErrorCode.BACKEND_ERROR
+            run.sink.finished(RunOutcome(job_id, error=JobError(code=code, message=str(exc), retryable=exc.retryable)))
+        finally:
+            with self._lock:
+                self._runs.pop(job_id, None)
+
+    def _wait_operational(self, run: _Run) -> None:
+        reported_down = False
+        while not self.fetch_operational():
+            if not reported_down:
+                run.sink.operational(False, "QPU API reports the QPU is not operational")
+                reported_down = True
+            if run.cancel_requested:
+                break
+            time.sleep(self._poll_s)
+        if reported_down:
+            run.sink.operational(True, "QPU API reports the QPU is operational again")
+
+    @staticmethod
+    def _outcome(job_id: str, job: dict[str, Any]) -> RunOutcome:
+        status = job.get("status")
+        if status == "DONE":
+            counter = json.loads(job.get("result") or "{}").get("counter", {})
+            return RunOutcome(job_id, {str(k): int(v) for k, v in counter.items()})
+        if status == "CANCELED":
+            return RunOutcome(job_id, canceled=True)
+        message = "; ".join(job.get("errors") or []) or "the QPU reported an error"
+        return RunOutcome(job_id, error=JobError(code=ErrorCode.BACKEND_ERROR, message=message, retryable=True))
+
+    def _send_cancel(self, run: _Run) -> None:
+        try:
+            self._call("PUT", f"/jobs/{run.uid}/cancel")
+        except BackendFailure as exc:
+            log.warning("QPU refused to cancel job %s (uid %s): %s", run.request.job_id, run.uid, exc)
+            run.sink.note(run.request.job_id, f"cancel refused by the QPU, the job runs to its end: {exc}")
+
+    def cancel(self, job_id: str) -> None:
+        """Ask the QPU to cancel; if it refuses, the job runs on and its results are kept."""
+        with self._lock:
+            run = self._runs.get(job_id)
+        if run is None:
+            return
+        run.cancel_requested = True
+        if run.uid is not None:
+            threading.Thread(target=self._send_cancel, args=(run,), daemon=True).start()
+
+
+def _message(text: str) -> str:
+    try:
+        return str(json.loads(text).get("message", text))
+    except (ValueError, AttributeError):
+        return text

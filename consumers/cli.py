@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from brokers.cli import settings_of
+from brokers.tracing import configure_tracing
 from consumers.backends import BACKENDS, make_backend
 from consumers.owner import Owner
 from schemas.policy import load_policy
@@ -44,6 +45,7 @@ def owner(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("pika").setLevel(logging.WARNING)
+    configure_tracing("qsched-owner")
     settings = settings_of(ctx)
     changes: dict[str, Any] = {}
     if backend:

@@ -27,6 +27,7 @@ class Held:
     via_get: bool = False
     attempt: int = 1
     preemptions: int = 0
+    validated_ns: tuple[int, int] | None = None
 
     def candidate(self) -> Candidate:
         """The job as the core sees it; `key` is the delivery tag."""

@@ -27,12 +27,14 @@ from datetime import datetime
 from typing import Any
 
 import pika.exceptions
+from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from brokers.connection import connect
 from brokers.settings import Settings
 from brokers.stream import read_stream
 from brokers.topology import Topology, build_topology, declare
+from brokers.tracing import extract, messaging_attributes, tracer
 from consumers.backends.base import Backend, RunOutcome, RunRequest
 from consumers.core.history import History
 from consumers.core.machine import QPUEvent, transition
@@ -77,6 +79,8 @@ class Running:
     preemptions: int = 0
     headers: dict[str, Any] = field(default_factory=dict)
     cancel_error: JobError | None = None
+    span: Any = None
+    execute_span: Any = None
 
 
 class _Sink:
@@ -168,6 +172,10 @@ class Owner:
         self.active.clear()
         if self.running is not None:
             self.backend.cancel(self.running.job.job_id)
+            for span in (self.running.execute_span, self.running.span):
+                if span is not None:
+                    span.set_status(Status(StatusCode.ERROR, "owner lost the broker"))
+                    span.end()
             self.running = None
         self.holdings = Holdings()
         self.state = QPUState.IDLE
@@ -209,7 +217,9 @@ class Owner:
                 self.backend.device()
                 return
             except BackendFailure as exc:
-                log.error("cannot read the device specs from %s: %s; retrying", self.backend.name, exc)
+                log.error(
+                    "cannot read the device specs from %s: %s; retrying", self.backend.name, exc
+                )
                 conn.sleep(2.0)
 
     def _activate(self, conn: BlockingConnection) -> None:
@@ -362,9 +372,11 @@ class Owner:
         ) or self.holdings.find(job.job_id):
             channel.basic_ack(tag)  # a second copy of a job already in hand
             return None
+        validate_begin_ns = time.time_ns()
         problem = check_job(
             job, job_class, props.user_id, self.policy, self.backend.device(), self.sequences
         )
+        validated_ns = (validate_begin_ns, time.time_ns())
         if problem is not None:
             refuse(
                 channel,
@@ -389,6 +401,7 @@ class Owner:
             via_get=via_get,
             attempt=int(headers.get(ATTEMPT_HEADER, 1)),
             preemptions=int(headers.get(PREEMPTIONS_HEADER, 0)),
+            validated_ns=validated_ns,
         )
         self.holdings.add(held)
         if job.job_id in self.history.pending_cancels:
@@ -512,6 +525,7 @@ class Owner:
         self.running = Running(
             job, held.user, reply_to, self.clock(), held.attempt, held.preemptions, trace
         )
+        self.running.span, self.running.execute_span = self._open_spans(held, trace)
         self.publisher.event(
             Event(
                 topic="job.started",
@@ -525,6 +539,43 @@ class Owner:
         )
         sink = _Sink(self.connection, self._inbox, self._drain_inbox)
         self.backend.start(RunRequest(job.job_id, job.sequence, job.shots, held.attempt), sink)
+
+    def _open_spans(self, held: Held, trace_headers: dict[str, Any]) -> tuple[Any, Any]:
+        """The job's consumer span (from its submission on) and its finished children."""
+        job = held.job
+        now_ns = time.time_ns()
+        submitted_ns = min(int(job.submitted_at.timestamp() * 1e9), now_ns)
+        queue = self.topology.job_queue(job.job_class)
+        attributes = messaging_attributes("process", queue, job.job_id, job.job_class) | {
+            "qsched.job_class": job.job_class,
+            "qsched.shots": job.shots,
+            "qsched.priority": job.priority,
+            "qsched.backend": self.backend.name,
+            "qsched.epoch": 0,
+            "qsched.attempt": held.attempt,
+            "qsched.user": held.user or "",
+        }
+        span = tracer().start_span(
+            f"{queue} process",
+            context=extract(trace_headers),
+            kind=SpanKind.CONSUMER,
+            start_time=submitted_ns,
+            attributes=attributes,
+        )
+        parent = set_span_in_context(span)
+        tracer().start_span("queue wait", context=parent, start_time=submitted_ns).end(
+            end_time=now_ns
+        )
+        if held.validated_ns is not None:
+            begin, end = held.validated_ns
+            tracer().start_span("validate", context=parent, start_time=begin).end(end_time=end)
+        execute = tracer().start_span(
+            "execute",
+            context=parent,
+            start_time=now_ns,
+            attributes={"qsched.backend": self.backend.name},
+        )
+        return span, execute
 
     # ---- backend reports ------------------------------------------------------------------
 
@@ -548,7 +599,9 @@ class Owner:
         assert self.publisher is not None
         event = QPUEvent.BACKEND_UP if up else QPUEvent.BACKEND_DOWN
         self.state = transition(self.state, event, busy=self.running is not None)
-        self.publisher.event(Event(topic=f"qpu.{'up' if up else 'down'}", qpu_state=self.state, reason=reason))
+        self.publisher.event(
+            Event(topic=f"qpu.{'up' if up else 'down'}", qpu_state=self.state, reason=reason)
+        )
         self.request_dispatch()
 
     def _on_note(self, job_id: str, message: str) -> None:
@@ -609,7 +662,16 @@ class Owner:
             attempts=running.attempt,
             preemptions=running.preemptions,
         )
-        self._publish_final(result, running.user, running.reply_to)
+        if running.execute_span is not None:
+            running.execute_span.end()
+        parent = set_span_in_context(running.span) if running.span is not None else None
+        with tracer().start_as_current_span("publish result", context=parent):
+            self._publish_final(result, running.user, running.reply_to)
+        if running.span is not None:
+            running.span.set_attribute("qsched.state", state.value)
+            if error is not None:
+                running.span.set_status(Status(StatusCode.ERROR, error.message))
+            running.span.end()
         self.publisher.channel.queue_purge(self.topology.inflight_queue)
         self.running = None
         self.state = transition(self.state, QPUEvent.FINISH, busy=True)

@@ -20,6 +20,7 @@ import amqp.exceptions
 import kombu
 import kombu.exceptions
 from kombu import Consumer, Exchange, Producer, Queue
+from opentelemetry.trace import NonRecordingSpan, SpanKind, set_span_in_context
 
 from brokers.settings import Settings, load_settings
 from brokers.topology import Topology, build_topology
@@ -33,6 +34,7 @@ from producers.errors import (
 )
 from brokers.connection import channel
 from brokers.stream import Offset, read_stream
+from brokers.tracing import inject, messaging_attributes, tracer
 from schemas.codec import CONTENT_TYPE, decode, decode_any, encode
 from schemas.enums import CommandName, Mode
 from schemas.errors import DecodeError
@@ -60,6 +62,7 @@ class JobHandle:
     client: QPUClient = field(repr=False)
     on_progress: ProgressCallback | None = field(default=None, repr=False)
     last_progress: JobProgress | None = None
+    span_context: Any = field(default=None, repr=False)
 
     def result(self, timeout: float | None = None) -> JobResult:
         """Wait for the final result.
@@ -172,9 +175,9 @@ class QPUClient:
             message.ack()
             return
         if isinstance(decoded, JobResult):
-            self.results.setdefault(
-                decoded.job_id, decoded
-            )  # first answer wins; later ones are duplicates
+            if decoded.job_id not in self.results:  # first answer wins; later ones are duplicates
+                self.results[decoded.job_id] = decoded
+                self._trace_receipt(decoded)
         elif isinstance(decoded, JobProgress):
             handle = self._handles.get(decoded.job_id)
             if handle is not None:
@@ -184,6 +187,23 @@ class QPUClient:
         elif isinstance(decoded, ControlReply):
             self.replies[decoded.command_id] = decoded
         message.ack()
+
+    def _trace_receipt(self, result: JobResult) -> None:
+        """Close the job's trace with a span for the result reaching the submitter."""
+        handle = self._handles.get(result.job_id)
+        if handle is None or handle.span_context is None:
+            return
+        parent = set_span_in_context(NonRecordingSpan(handle.span_context))
+        attributes = messaging_attributes("receive", self.reply_queue_name, result.job_id) | {
+            "qsched.state": result.state.value,
+            "qsched.shots_measured": sum(result.counts.values()),
+        }
+        tracer().start_span(
+            f"{self.reply_queue_name} receive",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+        ).end()
 
     def poll(self, timeout: float) -> None:
         """Deliver whatever has arrived, waiting up to `timeout` seconds for something."""
@@ -321,12 +341,22 @@ class QPUClient:
         on_progress: ProgressCallback | None = None,
         headers: dict[str, Any] | None = None,
     ) -> JobHandle:
-        """Publish a built `JobRequest`; returns once the broker confirmed it."""
+        """Publish a built `JobRequest` in a producer span; returns once the broker confirmed it."""
         handle = JobHandle(job.job_id, job.job_class, job.shots, self, on_progress)
         self._handles[job.job_id] = handle
-        self._publish(
-            self.topology.jobs_exchange, job.job_class, job, job.job_id, job.priority, headers
-        )
+        exchange = self.topology.jobs_exchange
+        attributes = messaging_attributes("publish", exchange, job.job_id, job.job_class) | {
+            "qsched.job_class": job.job_class,
+            "qsched.shots": job.shots,
+            "qsched.priority": job.priority,
+        }
+        with tracer().start_as_current_span(
+            f"{exchange} publish", kind=SpanKind.PRODUCER, attributes=attributes
+        ) as span:
+            carried = dict(headers or {})
+            inject(carried)
+            self._publish(exchange, job.job_class, job, job.job_id, job.priority, carried)
+            handle.span_context = span.get_span_context()
         return handle
 
     def control(

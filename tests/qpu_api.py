@@ -34,7 +34,10 @@ def qpu_api_simulator(shot_rate_hz: float | None = None) -> Iterator[str]:
 def sim(url: str, what: str, **body: Any) -> dict[str, Any]:
     """Tell the simulator to misbehave (``operational``, ``fail``, ``hang``, ``refuse_cancel``)."""
     request = urllib.request.Request(
-        f"{url}/_sim/{what}", data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+        f"{url}/_sim/{what}",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=5) as response:
         return dict(json.loads(response.read()))

@@ -29,7 +29,9 @@ def make_backend(settings: Settings) -> Backend:
     if owner.backend == "qpu-api":
         from consumers.backends.qpu_api import QPUApiBackend
 
-        return QPUApiBackend(owner.qpu_api_url, poll_s=owner.qpu_api_poll_s, timeout_s=owner.qpu_api_timeout_s)
+        return QPUApiBackend(
+            owner.qpu_api_url, poll_s=owner.qpu_api_poll_s, timeout_s=owner.qpu_api_timeout_s
+        )
     raise ValueError(
         f"backend {owner.backend!r} is not available; choose one of {', '.join(BACKENDS)}"
     )

@@ -74,7 +74,9 @@ class QPUApiBackend(Backend):
 
     # ---- HTTP -----------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _call(
+        self, method: str, path: str, payload: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """One API request with retry classification; returns the ``data`` member.
 
         Raises:
@@ -84,7 +86,12 @@ class QPUApiBackend(Backend):
         delay = self._backoff_s
         last = ""
         for attempt in range(1, self._max_attempts + 1):
-            request = urllib.request.Request(self._base + path, data=body, method=method, headers={"Content-Type": "application/json"})
+            request = urllib.request.Request(
+                self._base + path,
+                data=body,
+                method=method,
+                headers={"Content-Type": "application/json"},
+            )
             try:
                 with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
                     data = json.loads(response.read() or b"{}")
@@ -92,11 +99,21 @@ class QPUApiBackend(Backend):
             except urllib.error.HTTPError as exc:
                 text = exc.read().decode(errors="replace")[:300]
                 if exc.code not in RETRYABLE_STATUS:
-                    raise BackendFailure(f"QPU API {method} {path} answered {exc.code}: {_message(text)}", retryable=False) from None
+                    raise BackendFailure(
+                        f"QPU API {method} {path} answered {exc.code}: {_message(text)}",
+                        retryable=False,
+                    ) from None
                 last = f"{exc.code} {_message(text)}"
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
                 last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
-            log.warning("QPU API %s %s failed (%s), attempt %d/%d", method, path, last, attempt, self._max_attempts)
+            log.warning(
+                "QPU API %s %s failed (%s), attempt %d/%d",
+                method,
+                path,
+                last,
+                attempt,
+                self._max_attempts,
+            )
             time.sleep(delay)
             delay = min(delay * 2, self._max_backoff_s)
         raise BackendFailure(f"QPU API {method} {path} kept failing: {last}", retryable=True)
@@ -133,7 +150,11 @@ class QPUApiBackend(Backend):
             created = self._call(
                 "POST",
                 "/jobs",
-                {"nb_run": run.request.shots, "pulser_sequence": run.request.sequence, "context": {"qsched_job_id": job_id, "attempt": run.request.attempt}},
+                {
+                    "nb_run": run.request.shots,
+                    "pulser_sequence": run.request.sequence,
+                    "context": {"qsched_job_id": job_id, "attempt": run.request.attempt},
+                },
             )
             run.uid = int(created["uid"])
             if run.cancel_requested:
@@ -145,7 +166,11 @@ class QPUApiBackend(Backend):
             run.sink.finished(self._outcome(job_id, job))
         except BackendFailure as exc:
             code = ErrorCode.BACKEND_UNAVAILABLE if exc.retryable else ErrorCode.BACKEND_ERROR
-            run.sink.finished(RunOutcome(job_id, error=JobError(code=code, message=str(exc), retryable=exc.retryable)))
+            run.sink.finished(
+                RunOutcome(
+                    job_id, error=JobError(code=code, message=str(exc), retryable=exc.retryable)
+                )
+            )
         finally:
             with self._lock:
                 self._runs.pop(job_id, None)
@@ -171,14 +196,20 @@ class QPUApiBackend(Backend):
         if status == "CANCELED":
             return RunOutcome(job_id, canceled=True)
         message = "; ".join(job.get("errors") or []) or "the QPU reported an error"
-        return RunOutcome(job_id, error=JobError(code=ErrorCode.BACKEND_ERROR, message=message, retryable=True))
+        return RunOutcome(
+            job_id, error=JobError(code=ErrorCode.BACKEND_ERROR, message=message, retryable=True)
+        )
 
     def _send_cancel(self, run: _Run) -> None:
         try:
             self._call("PUT", f"/jobs/{run.uid}/cancel")
         except BackendFailure as exc:
-            log.warning("QPU refused to cancel job %s (uid %s): %s", run.request.job_id, run.uid, exc)
-            run.sink.note(run.request.job_id, f"cancel refused by the QPU, the job runs to its end: {exc}")
+            log.warning(
+                "QPU refused to cancel job %s (uid %s): %s", run.request.job_id, run.uid, exc
+            )
+            run.sink.note(
+                run.request.job_id, f"cancel refused by the QPU, the job runs to its end: {exc}"
+            )
 
     def cancel(self, job_id: str) -> None:
         """Ask the QPU to cancel; if it refuses, the job runs on and its results are kept."""

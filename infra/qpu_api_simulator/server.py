@@ -94,7 +94,9 @@ class Simulator:
         from pulser import Sequence
         from pulser_simulation import QutipBackendV2
 
-        state = QutipBackendV2(Sequence.from_abstract_repr(job["pulser_sequence"])).run().final_state
+        state = (
+            QutipBackendV2(Sequence.from_abstract_repr(job["pulser_sequence"])).run().final_state
+        )
         shots = job["nb_run"]
         if self.shot_rate_hz and canceled.wait(shots / self.shot_rate_hz):
             return None
@@ -183,7 +185,9 @@ def make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 if self._fault():
                     return
                 if not isinstance(body.get("nb_run"), int) or not body.get("pulser_sequence"):
-                    self._send(400, {"code": 400, "message": "nb_run and pulser_sequence are required"})
+                    self._send(
+                        400, {"code": 400, "message": "nb_run and pulser_sequence are required"}
+                    )
                     return
                 self._send(200, {"data": public(sim.create(body))})
             else:
@@ -205,7 +209,9 @@ def make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
 
 def main() -> None:
     """Serve until killed; print the URL first."""
-    parser = argparse.ArgumentParser(description="Simulator of the Pasqal QPU API (on the emulator).")
+    parser = argparse.ArgumentParser(
+        description="Simulator of the Pasqal QPU API (on the emulator)."
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8088, help="0 picks a free port")
     parser.add_argument("--shot-rate", type=float, default=None, help="shots per second")

@@ -244,7 +244,11 @@ def test_a_value_msgpack_cannot_carry_is_an_encode_error() -> None:
     with pytest.raises(EncodeError, match="JobResult"):
         encode(
             JobResult(
-                job_id="j", state=JobState.ERROR, job_class="c", shots=1, error=error,
+                job_id="j",
+                state=JobState.ERROR,
+                job_class="c",
+                shots=1,
+                error=error,
                 timings=Timings(queued_at=datetime.now(UTC), ended_at=datetime.now(UTC)),
             )
         )

@@ -1,0 +1,131 @@
+"""`qsched demo`: a broker, an owner on the emulator, a workload from MPI ranks, a timeline.
+
+Runs in a fresh namespace so the timeline shows only this run; the namespace's queues are deleted
+at the end unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import click
+
+from brokers.bootstrap import ensure_broker
+from brokers.cli import settings_of
+from brokers.connection import channel, redact
+from brokers.stream import read_stream
+from brokers.topology import build_topology, declare, delete
+from consumers.timeline import build_timeline, render_text
+from schemas.codec import decode_any
+from schemas.errors import DecodeError
+from schemas.messages import Event
+from schemas.policy import load_policy
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mpi_sweep.py"
+
+
+def _events(url: str, stream: str) -> list[Event]:
+    with channel(url, name="qsched-demo") as ch:
+        found = []
+        for record in read_stream(ch, stream, "first"):
+            try:
+                message = decode_any(record.body, record.properties.type)
+            except DecodeError:
+                continue
+            if isinstance(message, Event):
+                found.append(message)
+        return found
+
+
+def _wait_active(url: str, stream: str, timeout_s: float) -> None:
+    with channel(url, name="qsched-demo-wait") as ch:
+        for record in read_stream(
+            ch,
+            stream,
+            "first",
+            stop=lambda r: r.properties.type == Event.type_name() and b"owner.active" in r.body,
+            max_wait_s=timeout_s,
+        ):
+            del record
+            return
+    raise click.ClickException(f"no owner became active within {timeout_s} s")
+
+
+@click.command("demo")
+@click.option("--ranks", default=4, show_default=True, help="MPI ranks submitting jobs.")
+@click.option("--jobs-per-rank", default=3, show_default=True)
+@click.option("--shots", default=200, show_default=True)
+@click.option("--shot-rate", default=1000.0, show_default=True, help="Emulator pacing, shots/s.")
+@click.option("--keep", is_flag=True, help="Keep the demo namespace's queues and history.")
+@click.pass_context
+def demo(
+    ctx: click.Context, ranks: int, jobs_per_rank: int, shots: int, shot_rate: float, keep: bool
+) -> None:
+    """Run the whole product once: broker, owner on the emulator, MPI workload, results, timeline."""
+    base = settings_of(ctx)
+    broker = ensure_broker(base)
+    namespace = f"demo{uuid.uuid4().hex[:6]}"
+    settings = base.model_copy(update={"amqp_url": broker.url, "namespace": namespace})
+    topology = build_topology(settings, load_policy(settings.policy_file))
+    click.echo(f"broker ({broker.kind}): {redact(broker.url)}  namespace: {namespace}")
+    with channel(broker.url) as ch:
+        declare(ch, topology)
+    env = dict(os.environ) | {"QSCHED_AMQP_URL": broker.url, "QSCHED_NAMESPACE": namespace}
+    qsched = shutil.which("qsched") or str(Path(sys.executable).with_name("qsched"))
+    owner_log = Path(os.environ.get("TMPDIR", "/tmp")) / f"qsched-{namespace}-owner.log"
+    with open(owner_log, "wb") as log:
+        owner = subprocess.Popen(
+            [qsched, "owner", "--backend", "emulator", "--shot-rate", str(shot_rate)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_active(broker.url, topology.events_stream, 60)
+        click.echo(
+            f"owner active (log: {owner_log}); {ranks} MPI ranks submit {jobs_per_rank} jobs each"
+        )
+        mpiexec = shutil.which("mpiexec") or str(Path(sys.executable).with_name("mpiexec"))
+        started = time.monotonic()
+        subprocess.run(
+            [
+                mpiexec,
+                "-n",
+                str(ranks),
+                sys.executable,
+                str(EXAMPLE),
+                "--shots",
+                str(shots),
+                "--jobs-per-rank",
+                str(jobs_per_rank),
+            ],
+            env=env,
+            check=True,
+        )
+        wall_s = time.monotonic() - started
+        events = _events(broker.url, topology.events_stream)
+        bars = build_timeline(events)
+        click.echo("\nQPU timeline (█ done, ✗ error, ░ canceled)")
+        click.echo(render_text(bars))
+        states = Counter(b.state for b in bars)
+        busy_s = sum(((b.ended_at - b.started_at).total_seconds() for b in bars if b.ended_at), 0.0)
+        click.echo(
+            f"\n{len(bars)} runs: {dict(states)}; QPU busy {busy_s:.1f} s of {wall_s:.1f} s wall-clock; {len(events)} events in {topology.events_stream}"
+        )
+    finally:
+        owner.terminate()
+        try:
+            owner.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            owner.kill()
+        if not keep:
+            with channel(broker.url) as ch:
+                delete(ch, topology)
+        broker.close()

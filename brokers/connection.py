@@ -117,7 +117,7 @@ def properties(
         content_type=CONTENT_TYPE,
         type=message.type_name(),
         message_id=message_id,
-        timestamp=int((timestamp.timestamp() if timestamp else time.time())),
+        timestamp=int(timestamp.timestamp() if timestamp else time.time()),
         delivery_mode=2,
         user_id=user_id,
         priority=priority,

@@ -8,6 +8,7 @@ the core picks one. Deliveries fetched with basic.get to look past a full window
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +52,7 @@ class Holdings:
     def __len__(self) -> int:
         return len(self._by_tag)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Held]:
         return iter(list(self._by_tag.values()))
 
     def add(self, held: Held) -> None:

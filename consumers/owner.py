@@ -17,6 +17,8 @@ the job of a record it finds, and answers a job that already finished from the e
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import queue
 import threading
@@ -97,10 +99,9 @@ class _Sink:
         self._drain = drain
 
     def _wake(self) -> None:
-        try:
+        # If the connection is gone, the next owner re-runs the job from its in-flight record.
+        with contextlib.suppress(pika.exceptions.AMQPError, RuntimeError):
             self._connection.add_callback_threadsafe(self._drain)
-        except (pika.exceptions.AMQPError, RuntimeError):
-            pass  # connection gone: the next owner re-runs the job from its in-flight record
 
     def progress(self, job_id: str, shots_done: int, counts: dict[str, int]) -> None:
         self._inbox.put(("progress", job_id, shots_done, counts))
@@ -205,10 +206,8 @@ class Owner:
                     self.dispatch()
         finally:
             if conn.is_open:
-                try:
+                with contextlib.suppress(pika.exceptions.AMQPError):
                     conn.close()
-                except pika.exceptions.AMQPError:
-                    pass
 
     def _fetch_device(self, conn: BlockingConnection) -> None:
         """Learn the device before taking jobs; a QPU API that does not answer is waited for."""
@@ -315,7 +314,7 @@ class Owner:
             self._start(
                 held,
                 "re-run: it was on the QPU when the previous owner stopped",
-                ack=lambda t=method.delivery_tag: channel.basic_ack(t),
+                ack=functools.partial(channel.basic_ack, method.delivery_tag),
             )
 
     # ---- jobs in --------------------------------------------------------------------------

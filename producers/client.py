@@ -10,6 +10,7 @@ thread or per MPI rank.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -22,8 +23,11 @@ import kombu.exceptions
 from kombu import Consumer, Exchange, Producer, Queue
 from opentelemetry.trace import NonRecordingSpan, SpanKind, set_span_in_context
 
+from brokers.connection import channel
 from brokers.settings import Settings, load_settings
+from brokers.stream import Offset, read_stream
 from brokers.topology import Topology, build_topology
+from brokers.tracing import inject, messaging_attributes, tracer
 from producers.errors import (
     BrokerUnreachable,
     NotAuthorised,
@@ -32,9 +36,6 @@ from producers.errors import (
     ResultTimeout,
     UnknownJobClass,
 )
-from brokers.connection import channel
-from brokers.stream import Offset, read_stream
-from brokers.tracing import inject, messaging_attributes, tracer
 from schemas.codec import CONTENT_TYPE, decode, decode_any, encode
 from schemas.enums import CommandName, Mode
 from schemas.errors import DecodeError
@@ -208,10 +209,8 @@ class QPUClient:
     def poll(self, timeout: float) -> None:
         """Deliver whatever has arrived, waiting up to `timeout` seconds for something."""
         assert self._connection is not None
-        try:
+        with contextlib.suppress(TimeoutError):
             self._connection.drain_events(timeout=timeout)
-        except TimeoutError:
-            pass
 
     def wait_result(self, job_id: str, timeout: float | None = None) -> JobResult:
         """Wait for the final result of `job_id`.

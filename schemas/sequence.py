@@ -78,13 +78,14 @@ def _validate_register(qubits: dict[str, Any], device: BaseDevice) -> JobError |
             device=device.name,
         )
     limit = float(device.min_atom_distance)
-    too_close = []
-    for (qa, pa), (qb, pb) in combinations(coords.items(), 2):
-        distance = math.dist(pa, pb)
-        if distance < limit - DISTANCE_TOLERANCE_UM:
-            too_close.append({"atoms": [qa, qb], "distance_um": round(distance, 4)})
+    close_pairs = [
+        (qa, qb, round(math.dist(pa, pb), 4))
+        for (qa, pa), (qb, pb) in combinations(coords.items(), 2)
+        if math.dist(pa, pb) < limit - DISTANCE_TOLERANCE_UM
+    ]
+    too_close = [{"atoms": [qa, qb], "distance_um": d} for qa, qb, d in close_pairs]
     if too_close:
-        pairs = ", ".join(f"{p['atoms'][0]}-{p['atoms'][1]}" for p in too_close[:MAX_LISTED_PAIRS])
+        pairs = ", ".join(f"{qa}-{qb}" for qa, qb, _ in close_pairs[:MAX_LISTED_PAIRS])
         return _error(
             f"atoms too close: {pairs} are nearer than the {limit} µm minimum of {device.name}",
             pairs=too_close[:MAX_LISTED_PAIRS],

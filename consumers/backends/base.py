@@ -83,7 +83,7 @@ class Backend(ABC):
     def cancel(self, job_id: str) -> None:
         """Stop the run of `job_id` if it is running; its `finished` reports canceled."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release processes, threads and connections."""
 
 

@@ -48,6 +48,10 @@ class History:
         elif topic == f"control.{CommandName.MODE.value}":
             self.mode = Mode(event.data["mode"])
             self.mode_message = event.data.get("message")
-        elif topic == f"control.{CommandName.CANCEL.value}" and event.job_id:
-            if event.job_id not in self.finished and event.data.get("pending"):
-                self.pending_cancels[event.job_id] = event.user or "operator"
+        elif (
+            topic == f"control.{CommandName.CANCEL.value}"
+            and event.job_id
+            and event.job_id not in self.finished
+            and event.data.get("pending")
+        ):
+            self.pending_cancels[event.job_id] = event.user or "operator"

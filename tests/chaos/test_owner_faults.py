@@ -12,8 +12,8 @@ from collections.abc import Callable
 import pytest
 
 from brokers.bootstrap import PrivateNode
-from brokers.settings import load_settings
 from brokers.connection import channel
+from brokers.settings import load_settings
 from brokers.topology import build_topology, declare
 from producers.client import QPUClient
 from schemas import CommandName, ErrorCode, JobState, Policy

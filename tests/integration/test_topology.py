@@ -10,7 +10,7 @@ import pika.exceptions
 import pytest
 
 from brokers.stream import read_stream
-from brokers.topology import REASON_HEADER, declare, dead_letter_properties
+from brokers.topology import REASON_HEADER, dead_letter_properties, declare
 from tests.conftest import BrokerFixture
 
 pytestmark = pytest.mark.integration

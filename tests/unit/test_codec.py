@@ -215,9 +215,9 @@ def test_type_property_problems_are_named(type_name: str | None, reason: str) ->
 
 def test_a_body_of_another_schema_is_refused() -> None:
     result_type = JobResult.type_name()
-    with pytest.raises(DecodeError, match="invalid qsched.JobResult"):
+    with pytest.raises(DecodeError, match=r"invalid qsched\.JobResult"):
         decode(encode(_request()), result_type, JobResult)
-    with pytest.raises(DecodeError, match="expected qsched.JobResult"):
+    with pytest.raises(DecodeError, match=r"expected qsched\.JobResult"):
         decode(encode(_request()), JobRequest.type_name(), JobResult)
 
 

@@ -1,0 +1,23 @@
+"""Run benchmarks: ``python -m bench [dispatch] [--jobs N]``."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench import dispatch
+
+BENCHMARKS = {"dispatch": dispatch.main}
+
+
+def main() -> None:
+    """Run the named benchmarks (all by default)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("names", nargs="*", help="benchmarks to run: " + ", ".join(BENCHMARKS))
+    parser.add_argument("--jobs", type=int, default=500)
+    args = parser.parse_args()
+    for name in args.names or list(BENCHMARKS):
+        BENCHMARKS[name](args.jobs)
+
+
+if __name__ == "__main__":
+    main()

@@ -99,6 +99,11 @@ class Topology:
         """Durable record of the job on the QPU, for the next owner to adopt or re-run."""
         return f"{self.namespace}.inflight"
 
+    @property
+    def device_queue(self) -> str:
+        """Holds one message: the device specs the owner validates against now."""
+        return f"{self.namespace}.device"
+
     def job_queue(self, job_class: str) -> str:
         """The queue of one job class."""
         return f"{self.namespace}.jobs.{job_class}"
@@ -144,6 +149,7 @@ class Topology:
                 ((self.events_exchange, "#"),),
             ),
             QueueSpec(self.inflight_queue, dict(dlx)),
+            QueueSpec(self.device_queue, {"x-max-length": 1, "x-overflow": "drop-head"}),
         )
 
 

@@ -50,7 +50,8 @@ def status_report(owner: Owner) -> StatusReport:
             started_at=owner.running.started_at,
             user=owner.running.user,
         )
-    decision = owner.last_decision
+    # Ask the core afresh: a status command may be handled before the loop re-decided.
+    decision = owner.current_decision()
     return StatusReport(
         owner_id=owner.owner_id,
         qpu_state=owner.state,

@@ -50,6 +50,7 @@ from schemas.codec import decode, decode_any, encode
 from schemas.enums import ErrorCode, JobState, QPUState
 from schemas.errors import DecodeError
 from schemas.messages import (
+    DeviceSpecs,
     Event,
     JobError,
     JobProgress,
@@ -233,6 +234,7 @@ class Owner:
             self.settings.max_message_bytes,
         )
         self.history = self._rebuild(conn)
+        self._publish_device()
         self.state = self.history.dispatch
         self._recover_inflight()
         jobs = conn.channel()
@@ -246,6 +248,16 @@ class Owner:
         self.active.set()
         log.info("active owner %s on backend %s", self.owner_id, self.backend.name)
         self.dispatch()
+
+    def _publish_device(self) -> None:
+        """Replace the last-value device specs that clients validate against before submitting."""
+        assert self.publisher is not None
+        specs = DeviceSpecs(
+            device=self.backend.device().to_abstract_repr(), epoch=0, backend=self.backend.name
+        )
+        self.publisher.publish(
+            "", self.topology.device_queue, specs, message_id=specs.published_at.isoformat()
+        )
 
     def _rebuild(self, conn: BlockingConnection) -> History:
         """Fold the whole event log, up to a marker event published now, into a History."""
@@ -451,6 +463,10 @@ class Owner:
         if self.running is not None:
             running = Held(0, self.running.job, None, self.running.user, 0.0).candidate()
         return OwnerView(self.state, self.history.mode, self.policy, running)
+
+    def current_decision(self) -> Decision:
+        """What the core would decide now, without acting on it (for `status`)."""
+        return decide(self.view(), [h.candidate() for h in self.holdings], self.clock())
 
     def request_dispatch(self) -> None:
         """Decide once pika has handed over every delivery already received (see `dispatch`)."""

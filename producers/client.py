@@ -1,20 +1,28 @@
 """`QPUClient`: submit jobs, receive results and progress, send operators' commands.
 
-A thin shell around kombu. Every publish waits for the broker's confirm, with ``mandatory`` so a
-job for a class that has no queue comes back (returned) and raises `UnknownJobClass` instead of
-vanishing. Results and progress arrive on the client's own reply queue
-(``<ns>.reply.<user>.<client-id>``), which outlives a short disconnect (``x-expires``), and are
-matched to handles by ``correlation_id`` (= job id). The client is not thread-safe: use one per
-thread or per MPI rank.
+A thin shell around kombu (py-amqp underneath). Publisher confirms are tracked on the channel's
+own ``basic.ack``/``basic.nack`` callbacks rather than kombu's ``confirm_publish``, which waits
+for each confirm in turn (~2k jobs/s here): `submit_many` publishes a window of jobs and then
+waits for their confirms together. Every publish is ``mandatory``, so a job for a class that has
+no queue comes back (``basic.return``, always before its ack) and raises `UnknownJobClass`
+instead of vanishing; a nack (a full class queue with ``x-overflow: reject-publish``) raises
+`QueueFull`.
+
+Results and progress arrive on the client's own reply queue (``<ns>.reply.<user>.<client-id>``),
+which outlives a short disconnect (``x-expires``) and is matched to handles by ``correlation_id``
+(= job id); `reconnect` picks it up again. The client is not thread-safe: use one per thread or
+per MPI rank (or `producers.mpi` for one publisher per node).
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
+import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import amqp.exceptions
@@ -30,6 +38,7 @@ from brokers.topology import Topology, build_topology
 from brokers.tracing import inject, messaging_attributes, tracer
 from producers.errors import (
     BrokerUnreachable,
+    InvalidJob,
     NotAuthorised,
     NotDeclared,
     QueueFull,
@@ -37,20 +46,46 @@ from producers.errors import (
     UnknownJobClass,
 )
 from schemas.codec import CONTENT_TYPE, decode, decode_any, encode
-from schemas.enums import CommandName, Mode
+from schemas.enums import CommandName, JobState, Mode
 from schemas.errors import DecodeError
 from schemas.messages import (
     ControlCommand,
     ControlReply,
+    DeviceSpecs,
     Event,
     JobProgress,
     JobRequest,
     JobResult,
     Message,
+    SlurmContext,
 )
 from schemas.policy import Policy, load_policy
 
+log = logging.getLogger(__name__)
 ProgressCallback = Callable[[JobProgress], None]
+CONFIRM_WINDOW = 1000
+DEVICE_CACHE_S = 30.0
+CONNECTION_ERRORS = (
+    kombu.exceptions.OperationalError,
+    amqp.exceptions.ConnectionError,
+    ConnectionError,
+    OSError,
+)
+
+
+def slurm_context(environ: dict[str, str] | None = None) -> SlurmContext | None:
+    """The Slurm allocation this process runs in, from its environment (None outside Slurm)."""
+    env = os.environ if environ is None else environ
+    job_id = env.get("SLURM_JOB_ID")
+    if not job_id:
+        return None
+    end = env.get("SLURM_JOB_END_TIME")
+    return SlurmContext(
+        job_id=job_id,
+        rank=int(env["SLURM_PROCID"]) if env.get("SLURM_PROCID", "").isdigit() else None,
+        account=env.get("SLURM_JOB_ACCOUNT"),
+        allocation_end=datetime.fromtimestamp(int(end), UTC) if end and end.isdigit() else None,
+    )
 
 
 @dataclass
@@ -78,19 +113,38 @@ class JobHandle:
         self.client.poll(0)
         return self.job_id in self.client.results
 
+    def status(self) -> JobState:
+        """QUEUED, RUNNING (progress seen) or the final state."""
+        self.client.poll(0)
+        if self.job_id in self.client.results:
+            return self.client.results[self.job_id].state
+        return JobState.RUNNING if self.last_progress is not None else JobState.QUEUED
+
     def cancel(self, timeout: float = 10.0) -> ControlReply:
         """Ask the owner to cancel this job (queued or running)."""
         return self.client.control(CommandName.CANCEL, job_id=self.job_id, timeout=timeout)
+
+
+@dataclass
+class _Outgoing:
+    message: Message
+    exchange: str
+    routing_key: str
+    message_id: str
+    priority: int = 0
+    headers: dict[str, Any] = field(default_factory=dict)
 
 
 class QPUClient:
     """Submit quantum jobs to qsched and collect their results.
 
     Args:
-        url: broker URL; defaults to the settings' ``amqp_url``.
+        url: broker URL, or several separated by ``;`` (a cluster: tried in turn on reconnect);
+            defaults to the settings' ``amqp_url``.
         namespace: defaults to the settings' namespace.
         settings: settings to use instead of loading them.
         policy: the policy whose classes exist (only for naming them in errors).
+        validate_locally: check sequences against the owner's published device before sending.
     """
 
     def __init__(
@@ -99,6 +153,7 @@ class QPUClient:
         namespace: str | None = None,
         settings: Settings | None = None,
         policy: Policy | None = None,
+        validate_locally: bool = True,
     ) -> None:
         base = settings or load_settings()
         overrides: dict[str, Any] = {}
@@ -107,48 +162,77 @@ class QPUClient:
         if namespace:
             overrides["namespace"] = namespace
         self.settings = base.model_copy(update=overrides) if overrides else base
+        self.urls = [u.strip() for u in self.settings.amqp_url.split(";") if u.strip()]
         self.policy = policy or load_policy(self.settings.policy_file)
         self.topology: Topology = build_topology(self.settings, self.policy)
         self.user = self.settings.amqp_user
         self.client_id = uuid.uuid4().hex[:12]
         self.reply_queue_name = self.topology.reply_queue(self.user, self.client_id)
+        self.validate_locally = validate_locally
         self.results: dict[str, JobResult] = {}
         self.replies: dict[str, ControlReply] = {}
         self._handles: dict[str, JobHandle] = {}
-        self._returned: set[str] = set()
+        self._device: tuple[float, Any] | None = None
         self._connection: kombu.Connection | None = None
         self._open()
 
     # ---- connection -----------------------------------------------------------------------
 
-    def _open(self) -> None:
-        connection = kombu.Connection(
-            self.settings.amqp_url, transport_options={"confirm_publish": True}, heartbeat=0
-        )
-        try:
-            connection.ensure_connection(max_retries=3, interval_start=0.2, interval_step=0.5)
-        except kombu.exceptions.OperationalError as exc:
-            raise BrokerUnreachable(f"cannot reach the broker: {exc}") from exc
+    def _open(self, attempts: int = 5) -> None:
+        delay = 0.2
+        for attempt in range(1, attempts + 1):
+            url = self.urls[(attempt - 1) % len(self.urls)]
+            connection = kombu.Connection(url, heartbeat=0, connect_timeout=5)
+            try:
+                connection.ensure_connection(max_retries=1)
+                self._setup(connection)
+                return
+            except CONNECTION_ERRORS as exc:
+                connection.release()
+                log.warning(
+                    "broker %s unreachable (%s), attempt %d/%d",
+                    url.split("@")[-1],
+                    exc,
+                    attempt,
+                    attempts,
+                )
+                if attempt == attempts:
+                    raise BrokerUnreachable(
+                        f"no broker reachable at {', '.join(u.split('@')[-1] for u in self.urls)}: {exc}"
+                    ) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _setup(self, connection: kombu.Connection) -> None:
         self._connection = connection
         self._channel = connection.channel()
+        self._channel.confirm_select()
+        self._next_tag = 1
+        self._unconfirmed: dict[int, str] = {}
+        self._nacked: set[str] = set()
+        self._returned: set[str] = set()
+        self._channel.events["basic_ack"].add(self._on_ack)
+        self._channel.events["basic_nack"].add(self._on_nack)
         self._channel.events["basic_return"].add(self._on_return)
         self._producer = Producer(self._channel)
-        self._reply_queue = Queue(
+        queue = Queue(
             self.reply_queue_name,
             durable=False,
             auto_delete=False,
             queue_arguments=self.topology.reply_queue_arguments(),
             channel=self._channel,
         )
-        self._reply_queue.declare()
+        queue.declare()
         self._consumer = Consumer(
-            self._channel,
-            queues=[self._reply_queue],
-            on_message=self._on_message,
-            accept=None,
-            no_ack=False,
+            self._channel, queues=[queue], on_message=self._on_message, accept=None
         )
         self._consumer.consume()
+
+    def reconnect(self) -> None:
+        """Open a new connection (next URL first) and resume reading the same reply queue."""
+        self.close()
+        self.urls = self.urls[1:] + self.urls[:1]
+        self._open()
 
     def close(self) -> None:
         """Close the connection; the reply queue stays until it expires."""
@@ -162,7 +246,17 @@ class QPUClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ---- incoming -------------------------------------------------------------------------
+    # ---- confirms and incoming ------------------------------------------------------------
+
+    def _settle(self, tag: int, multiple: bool) -> list[str]:
+        tags = [t for t in self._unconfirmed if t <= tag] if multiple else [tag]
+        return [self._unconfirmed.pop(t) for t in tags if t in self._unconfirmed]
+
+    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        self._settle(delivery_tag, multiple)
+
+    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
+        self._nacked.update(self._settle(delivery_tag, multiple))
 
     def _on_return(self, exc: Exception, exchange: str, routing_key: str, message: Any) -> None:
         self._returned.add(message.properties.get("message_id", ""))
@@ -208,9 +302,16 @@ class QPUClient:
 
     def poll(self, timeout: float) -> None:
         """Deliver whatever has arrived, waiting up to `timeout` seconds for something."""
+        if self._connection is None:
+            self._open()
         assert self._connection is not None
-        with contextlib.suppress(TimeoutError):
+        try:
             self._connection.drain_events(timeout=timeout)
+        except TimeoutError:
+            pass
+        except CONNECTION_ERRORS:
+            log.warning("lost the broker; reconnecting")
+            self.reconnect()
 
     def wait_result(self, job_id: str, timeout: float | None = None) -> JobResult:
         """Wait for the final result of `job_id`.
@@ -228,73 +329,145 @@ class QPUClient:
 
     # ---- outgoing -------------------------------------------------------------------------
 
-    def _publish(
-        self,
-        exchange: str,
-        routing_key: str,
-        message: Message,
-        message_id: str,
-        priority: int = 0,
-        headers: dict[str, Any] | None = None,
-    ) -> None:
-        body = encode(message, self.settings.max_message_bytes)
-        try:
-            self._producer.publish(
-                body,
-                exchange=Exchange(exchange, no_declare=True),
-                routing_key=routing_key,
-                content_type=CONTENT_TYPE,
-                content_encoding="binary",
-                type=message.type_name(),
-                message_id=message_id,
-                user_id=self.user,
-                timestamp=int(time.time()),
-                priority=priority,
-                reply_to=self.reply_queue_name,
-                correlation_id=message_id,
-                delivery_mode=2,
-                headers=headers or {},
-                mandatory=True,
-                declare=[],
-            )
-        except amqp.exceptions.MessageNacked as exc:
-            raise QueueFull(
-                f"queue for {routing_key!r} is full; the broker refused the job"
-            ) from exc
-        except amqp.exceptions.NotFound as exc:
-            raise NotDeclared(
-                f"{exchange} does not exist on this broker: run `qsched broker declare` "
-                "or start an owner"
-            ) from exc
-        except amqp.exceptions.AccessRefused as exc:
-            raise NotAuthorised(f"user {self.user!r} may not publish to {exchange}: {exc}") from exc
-        if message_id in self._returned:
-            self._returned.discard(message_id)
-            raise UnknownJobClass(
-                f"no queue for {routing_key!r} on {exchange}; classes: {', '.join(self.topology.class_names)}"
-            )
+    def _publish_nowait(self, out: _Outgoing) -> None:
+        body = encode(out.message, self.settings.max_message_bytes)
+        self._producer.publish(
+            body,
+            exchange=Exchange(out.exchange, no_declare=True),
+            routing_key=out.routing_key,
+            content_type=CONTENT_TYPE,
+            content_encoding="binary",
+            type=out.message.type_name(),
+            message_id=out.message_id,
+            user_id=self.user,
+            timestamp=int(time.time()),
+            priority=out.priority,
+            reply_to=self.reply_queue_name,
+            correlation_id=out.message_id,
+            delivery_mode=2,
+            headers=out.headers,
+            mandatory=True,
+            declare=[],
+        )
+        self._unconfirmed[self._next_tag] = out.message_id
+        self._next_tag += 1
 
-    def fetch_result(self, job_id: str, since: Offset = "first") -> JobResult | None:
-        """Find a job's final result in the event log (after the fact, from any client).
+    def _publish_all(self, batch: list[_Outgoing], timeout_s: float = 30.0) -> None:
+        """Publish in windows of `CONFIRM_WINDOW`, waiting for each window's confirms.
 
-        Args:
-            job_id: the job.
-            since: where to start reading the stream (an offset, "first", or a datetime).
+        Raises:
+            UnknownJobClass, QueueFull, NotAuthorised, NotDeclared, BrokerUnreachable.
         """
-        if job_id in self.results:
-            return self.results[job_id]
-        found = None
-        with channel(self.settings.amqp_url, name="qsched-fetch-result") as ch:
-            for record in read_stream(ch, self.topology.events_stream, since):
+        for start in range(0, len(batch), CONFIRM_WINDOW):
+            window = batch[start : start + CONFIRM_WINDOW]
+            for attempt in (1, 2):
                 try:
-                    event = decode(
-                        record.body, record.properties.type, Event, self.settings.max_message_bytes
+                    for out in window:
+                        self._publish_nowait(out)
+                    self._wait_confirms(timeout_s)
+                    break
+                except amqp.exceptions.NotFound as exc:
+                    self.reconnect()
+                    raise NotDeclared(
+                        f"{window[0].exchange} does not exist on this broker: run `qsched broker declare` or start an owner"
+                    ) from exc
+                except amqp.exceptions.AccessRefused as exc:
+                    self.reconnect()
+                    raise NotAuthorised(
+                        f"user {self.user!r} may not publish to {window[0].exchange}: {exc}"
+                    ) from exc
+                except CONNECTION_ERRORS:
+                    if attempt == 2:
+                        raise
+                    log.warning(
+                        "lost the broker while publishing; reconnecting and publishing again"
                     )
-                except DecodeError:
-                    continue
-                if event.job_id == job_id and event.result is not None:
-                    found = event.result
-        return found
+                    self.reconnect()
+            self._raise_refusals(window)
+
+    def _wait_confirms(self, timeout_s: float) -> None:
+        assert self._connection is not None
+        deadline = time.monotonic() + timeout_s
+        while self._unconfirmed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BrokerUnreachable(
+                    f"{len(self._unconfirmed)} publishes not confirmed within {timeout_s} s"
+                )
+            try:
+                self._connection.drain_events(timeout=min(left, 1.0))
+            except TimeoutError:
+                continue
+
+    def _raise_refusals(self, window: list[_Outgoing]) -> None:
+        returned = [o for o in window if o.message_id in self._returned]
+        nacked = [o for o in window if o.message_id in self._nacked]
+        self._returned.difference_update(o.message_id for o in window)
+        self._nacked.difference_update(o.message_id for o in window)
+        if returned:
+            key = returned[0].routing_key
+            raise UnknownJobClass(
+                f"no queue for {key!r} on {returned[0].exchange}; classes: {', '.join(self.topology.class_names)}"
+            )
+        if nacked:
+            raise QueueFull(
+                f"queue for {nacked[0].routing_key!r} is full; the broker refused {len(nacked)} job(s)"
+            )
+
+    def fetch_device(self) -> Any | None:
+        """The Pulser device the owner validates against now, or None if none was published."""
+        if self._device is not None and time.monotonic() - self._device[0] < DEVICE_CACHE_S:
+            return self._device[1]
+        from schemas.sequence import load_device
+
+        device = None
+        with channel(self.urls[0], name="qsched-fetch-device") as ch:
+            method, props, body = ch.basic_get(self.topology.device_queue)
+            if method is not None:
+                ch.basic_nack(method.delivery_tag, requeue=True)
+                try:
+                    device = load_device(decode(body, props.type, DeviceSpecs).device)
+                except (DecodeError, ValueError):
+                    device = None
+        self._device = (time.monotonic(), device)
+        return device
+
+    def build_job(
+        self,
+        sequence: Any,
+        shots: int,
+        job_class: str = "production",
+        priority: int = 0,
+        batch_id: str | None = None,
+        session_id: str | None = None,
+        deadline: datetime | None = None,
+    ) -> JobRequest:
+        """A `JobRequest` for `sequence` (a `pulser.Sequence` or abstract-repr JSON), with the
+        Slurm context of this process; validated against the owner's device when it published one.
+
+        Raises:
+            InvalidJob: the sequence or shot count does not fit the current device.
+        """
+        text = sequence if isinstance(sequence, str) else sequence.to_abstract_repr()
+        job = JobRequest(
+            job_class=job_class,
+            priority=priority,
+            shots=shots,
+            sequence=text,
+            batch_id=batch_id,
+            session_id=session_id,
+            deadline=deadline,
+            slurm=slurm_context(),
+        )
+        if self.validate_locally:
+            device = self.fetch_device()
+            if device is not None:
+                from schemas.sequence import validate_sequence
+
+                problem = validate_sequence(text, device, shots)
+                if problem is not None:
+                    raise InvalidJob(problem)
+        return job
 
     def submit(
         self,
@@ -304,7 +477,7 @@ class QPUClient:
         priority: int = 0,
         batch_id: str | None = None,
         session_id: str | None = None,
-        deadline: Any = None,
+        deadline: datetime | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> JobHandle:
         """Submit a job; returns once the broker confirmed it.
@@ -320,43 +493,70 @@ class QPUClient:
             on_progress: called with each partial result.
 
         Raises:
-            UnknownJobClass, QueueFull, NotAuthorised, BrokerUnreachable.
+            InvalidJob, UnknownJobClass, QueueFull, NotAuthorised, BrokerUnreachable.
         """
-        text = sequence if isinstance(sequence, str) else sequence.to_abstract_repr()
-        job = JobRequest(
-            job_class=job_class,
-            priority=priority,
-            shots=shots,
-            sequence=text,
-            batch_id=batch_id,
-            session_id=session_id,
-            deadline=deadline,
-        )
+        job = self.build_job(sequence, shots, job_class, priority, batch_id, session_id, deadline)
         return self.submit_request(job, on_progress)
 
     def submit_request(
-        self,
-        job: JobRequest,
-        on_progress: ProgressCallback | None = None,
-        headers: dict[str, Any] | None = None,
+        self, job: JobRequest, on_progress: ProgressCallback | None = None
     ) -> JobHandle:
-        """Publish a built `JobRequest` in a producer span; returns once the broker confirmed it."""
-        handle = JobHandle(job.job_id, job.job_class, job.shots, self, on_progress)
-        self._handles[job.job_id] = handle
+        """Publish a built `JobRequest`; returns once the broker confirmed it."""
+        return self.submit_many([job], on_progress)[0]
+
+    def submit_many(
+        self, jobs: Iterable[JobRequest], on_progress: ProgressCallback | None = None
+    ) -> list[JobHandle]:
+        """Publish many jobs, pipelined: confirms are awaited per window, not per job.
+
+        Each job gets its own producer span (one trace per job).
+
+        Raises:
+            UnknownJobClass, QueueFull, NotAuthorised, BrokerUnreachable: for the first window
+            with a refusal; jobs of earlier windows were accepted.
+        """
         exchange = self.topology.jobs_exchange
-        attributes = messaging_attributes("publish", exchange, job.job_id, job.job_class) | {
-            "qsched.job_class": job.job_class,
-            "qsched.shots": job.shots,
-            "qsched.priority": job.priority,
-        }
-        with tracer().start_as_current_span(
-            f"{exchange} publish", kind=SpanKind.PRODUCER, attributes=attributes
-        ) as span:
-            carried = dict(headers or {})
-            inject(carried)
-            self._publish(exchange, job.job_class, job, job.job_id, job.priority, carried)
-            handle.span_context = span.get_span_context()
-        return handle
+        handles, batch = [], []
+        for job in jobs:
+            handle = JobHandle(job.job_id, job.job_class, job.shots, self, on_progress)
+            attributes = messaging_attributes("publish", exchange, job.job_id, job.job_class) | {
+                "qsched.job_class": job.job_class,
+                "qsched.shots": job.shots,
+                "qsched.priority": job.priority,
+            }
+            with tracer().start_as_current_span(
+                f"{exchange} publish", kind=SpanKind.PRODUCER, attributes=attributes
+            ) as span:
+                headers: dict[str, Any] = {}
+                inject(headers)
+                handle.span_context = span.get_span_context()
+            self._handles[job.job_id] = handle
+            handles.append(handle)
+            batch.append(_Outgoing(job, exchange, job.job_class, job.job_id, job.priority, headers))
+        self._publish_all(batch)
+        return handles
+
+    def fetch_result(self, job_id: str, since: Offset = "first") -> JobResult | None:
+        """Find a job's final result in the event log (after the fact, from any client).
+
+        Args:
+            job_id: the job.
+            since: where to start reading the stream (an offset, "first", or a datetime).
+        """
+        if job_id in self.results:
+            return self.results[job_id]
+        found = None
+        with channel(self.urls[0], name="qsched-fetch-result") as ch:
+            for record in read_stream(ch, self.topology.events_stream, since):
+                try:
+                    event = decode(
+                        record.body, record.properties.type, Event, self.settings.max_message_bytes
+                    )
+                except DecodeError:
+                    continue
+                if event.job_id == job_id and event.result is not None:
+                    found = event.result
+        return found
 
     def control(
         self,
@@ -373,8 +573,12 @@ class QPUClient:
             ResultTimeout: no owner answered within `timeout` seconds.
         """
         cmd = ControlCommand(command=command, job_id=job_id, mode=mode, message=message)
-        self._publish(
-            self.topology.control_exchange, f"control.{command.value}", cmd, cmd.command_id
+        self._publish_all(
+            [
+                _Outgoing(
+                    cmd, self.topology.control_exchange, f"control.{command.value}", cmd.command_id
+                )
+            ]
         )
         deadline = time.monotonic() + timeout
         while cmd.command_id not in self.replies:

@@ -6,6 +6,7 @@ from schemas.errors import DecodeError, EncodeError, MessageTooLarge, PolicyErro
 from schemas.messages import (
     ControlCommand,
     ControlReply,
+    DeviceSpecs,
     Event,
     JobError,
     JobProgress,
@@ -25,6 +26,7 @@ __all__ = [
     "ControlCommand",
     "ControlReply",
     "DecodeError",
+    "DeviceSpecs",
     "EncodeError",
     "ErrorCode",
     "Event",

@@ -242,6 +242,17 @@ class Event(Message):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class DeviceSpecs(Message):
+    """The device the owner validates against now; kept as the last value in ``<ns>.device``."""
+
+    schema_name: ClassVar[str] = "qsched.DeviceSpecs"
+
+    device: str = Field(description="Pulser device abstract-repr JSON")
+    epoch: int = Field(default=0, ge=0)
+    backend: str
+    published_at: AwareDatetime = Field(default_factory=utc_now)
+
+
 ALL_MESSAGES: tuple[type[Message], ...] = (
     JobRequest,
     JobResult,
@@ -249,4 +260,5 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     ControlCommand,
     ControlReply,
     Event,
+    DeviceSpecs,
 )

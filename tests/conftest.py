@@ -130,11 +130,11 @@ class OwnerHarness:
             wait_active(self.client())
         return owner
 
-    def client(self) -> Any:
+    def client(self, validate_locally: bool = True) -> Any:
         """A new QPUClient on this namespace (closed at teardown)."""
         from producers.client import QPUClient
 
-        client = QPUClient(settings=self.broker.settings)
+        client = QPUClient(settings=self.broker.settings, validate_locally=validate_locally)
         self.clients.append(client)
         return client
 

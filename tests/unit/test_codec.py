@@ -14,6 +14,7 @@ from schemas import (
     ControlCommand,
     ControlReply,
     DecodeError,
+    DeviceSpecs,
     EncodeError,
     ErrorCode,
     Event,
@@ -141,7 +142,14 @@ events = st.builds(
     result=st.none() | results(),
     progress=st.none() | progresses,
 )
-any_message = st.one_of(requests, results(), progresses, commands(), replies, events)
+devices = st.builds(
+    DeviceSpecs,
+    device=st.just('{"name": "AnalogDevice"}'),
+    epoch=st.integers(0, 99),
+    backend=names,
+    published_at=moments,
+)
+any_message = st.one_of(requests, results(), progresses, commands(), replies, events, devices)
 
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
@@ -161,6 +169,7 @@ def test_every_wire_model_is_covered_by_the_round_trip_strategies() -> None:
         "qsched.ControlCommand",
         "qsched.ControlReply",
         "qsched.Event",
+        "qsched.DeviceSpecs",
     }
 
 

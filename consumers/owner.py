@@ -434,6 +434,8 @@ class Owner:
                         "priority": job.priority,
                         "shots": job.shots,
                         "session_id": job.session_id,
+                        "slurm_job_id": job.slurm.job_id if job.slurm else None,
+                        "slurm_rank": job.slurm.rank if job.slurm else None,
                     },
                 )
             )

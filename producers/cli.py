@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -177,12 +178,20 @@ def submit(
 
 @click.command("result")
 @click.argument("job_id")
+@click.option("--wait", is_flag=True, help="Wait until the job has a result.")
+@click.option(
+    "--timeout", type=float, default=300.0, show_default=True, help="With --wait: seconds."
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def result(ctx: click.Context, job_id: str, as_json: bool) -> None:
+def result(ctx: click.Context, job_id: str, wait: bool, timeout: float, as_json: bool) -> None:
     """Print a job's result, looked up in the event log."""
     with _client(ctx) as client:
         found = client.fetch_result(job_id)
+        deadline = time.monotonic() + timeout
+        while wait and found is None and time.monotonic() < deadline:
+            client.poll(0.5)
+            found = client.fetch_result(job_id)
     if found is None:
         click.echo(f"qsched: no result for {job_id} in the event log (yet)", err=True)
         sys.exit(1)

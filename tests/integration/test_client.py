@@ -1,0 +1,194 @@
+"""The client SDK and the CLI against a real broker and a real owner process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from brokers.connection import channel
+from brokers.topology import build_topology, declare, delete
+from producers.client import QPUClient, slurm_context
+from producers.errors import InvalidJob, QueueFull, UnknownJobClass
+from schemas import CommandName, ErrorCode, JobState, Policy
+from tests.conftest import OwnerHarness, make_settings
+from tests.integration.test_owner import events
+from tests.owners import QSCHED
+from tests.sequences import analog_sequence, mock_sequence
+
+pytestmark = pytest.mark.integration
+
+
+def test_submit_returns_a_result_whose_counts_sum_to_the_shots(owners: OwnerHarness) -> None:
+    owners.start("--backend", "emulator")
+    client = owners.client()
+    handle = client.submit(analog_sequence(3), 150, job_class="development", priority=3)
+    assert handle.status() in (JobState.QUEUED, JobState.RUNNING, JobState.DONE)
+    result = handle.result(timeout=60)
+    assert result.state is JobState.DONE and sum(result.counts.values()) == 150
+    assert handle.status() is JobState.DONE
+
+
+def test_submit_many_pipelines_and_every_job_completes(owners: OwnerHarness) -> None:
+    owners.start("--backend", "synthetic")
+    client = owners.client()
+    jobs = [client.build_job(analog_sequence(2), 5, job_class="development") for _ in range(200)]
+    handles = client.submit_many(jobs)
+    results = [h.result(timeout=60) for h in handles]
+    assert [r.job_id for r in results] == [j.job_id for j in jobs]
+    assert all(r.state is JobState.DONE and sum(r.counts.values()) == 5 for r in results)
+
+
+def test_an_unknown_class_raises_at_submit_time(owners: OwnerHarness) -> None:
+    client = owners.client(validate_locally=False)
+    with pytest.raises(UnknownJobClass, match="no-such-class"):
+        client.submit(analog_sequence(2), 10, job_class="no-such-class")
+    assert client.submit(
+        analog_sequence(2), 10, job_class="production"
+    ).job_id  # channel still usable
+
+
+def test_a_full_class_queue_raises_queue_full(owners: OwnerHarness) -> None:
+    settings = make_settings(
+        owners.broker.url,
+        owners.broker.topology.namespace + "full",
+        broker={"job_queue_max_length": 2},
+    )
+    topology = build_topology(settings, Policy())
+    with channel(settings.amqp_url) as ch:
+        declare(ch, topology)
+    try:
+        client = QPUClient(settings=settings, validate_locally=False)
+        client.submit(analog_sequence(2), 10)
+        client.submit(analog_sequence(2), 10)
+        with pytest.raises(QueueFull, match="production"):
+            client.submit(analog_sequence(2), 10)
+        client.close()
+    finally:
+        with channel(settings.amqp_url) as ch:
+            delete(ch, topology)
+
+
+def test_a_client_that_reconnects_gets_a_result_published_while_it_was_away(
+    owners: OwnerHarness,
+) -> None:
+    owners.start("--backend", "synthetic")
+    operator = owners.client()
+    assert operator.control(CommandName.PAUSE).ok
+    client = owners.client()
+    handle = client.submit(analog_sequence(2), 10)
+    client.close()
+    assert operator.control(CommandName.RESUME).ok
+    while operator.fetch_result(handle.job_id) is None:  # finished while the client was away
+        operator.poll(0.1)
+    client.reconnect()
+    assert handle.result(timeout=10).state is JobState.DONE
+
+
+def test_fetch_result_finds_a_result_after_the_fact_from_another_client(
+    owners: OwnerHarness,
+) -> None:
+    owners.start("--backend", "synthetic")
+    first = owners.client()
+    job_id = first.submit(analog_sequence(2), 10).result(timeout=30).job_id
+    later = owners.client()
+    found = later.fetch_result(job_id)
+    assert found is not None and found.job_id == job_id and found.state is JobState.DONE
+    assert later.fetch_result("never-submitted") is None
+
+
+def test_a_bad_sequence_is_refused_locally_with_the_owners_structured_error(
+    owners: OwnerHarness,
+) -> None:
+    owners.start("--backend", "synthetic")
+    client = owners.client()
+    bad = mock_sequence({"a": (0.0, 0.0), "b": (2.0, 0.0)})
+    with pytest.raises(InvalidJob) as info:
+        client.submit(bad, 10)
+    assert info.value.error.code is ErrorCode.INVALID_SEQUENCE
+    assert info.value.error.details["pairs"] == [{"atoms": ["a", "b"], "distance_um": 2.0}]
+    with pytest.raises(InvalidJob) as shots:
+        client.submit(analog_sequence(2), 5000)
+    assert shots.value.error.code is ErrorCode.TOO_MANY_SHOTS
+    assert not [e for e in events(owners) if e.topic == "job.queued"]  # nothing was sent
+
+
+def test_jobs_carry_the_slurm_context_of_the_environment(
+    owners: OwnerHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    monkeypatch.setenv("SLURM_JOB_ACCOUNT", "qphys")
+    monkeypatch.setenv("SLURM_JOB_END_TIME", "1900000000")
+    context = slurm_context()
+    assert context is not None and (context.job_id, context.rank, context.account) == (
+        "4242",
+        3,
+        "qphys",
+    )
+    assert context.allocation_end is not None and context.allocation_end.year == 2030
+    owners.start("--backend", "synthetic")
+    handle = owners.client().submit(analog_sequence(2), 10)
+    handle.result(timeout=30)
+    queued = next(
+        e for e in events(owners) if e.topic == "job.queued" and e.job_id == handle.job_id
+    )
+    assert queued.data["slurm_job_id"] == "4242" and queued.data["slurm_rank"] == 3
+
+
+def _qsched(owners: OwnerHarness, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        "QSCHED_AMQP_URL": owners.broker.url,
+        "QSCHED_NAMESPACE": owners.broker.topology.namespace,
+        "PATH": "/usr/bin:/bin",
+    }
+    return subprocess.run(
+        [QSCHED, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_the_cli_submits_waits_and_prints_results(owners: OwnerHarness, tmp_path: Path) -> None:
+    owners.start("--backend", "emulator")
+    seq = tmp_path / "seq.json"
+    seq.write_text(analog_sequence(3))
+    waited = _qsched(
+        owners,
+        "submit",
+        str(seq),
+        "--shots",
+        "120",
+        "--class",
+        "development",
+        "--priority",
+        "4",
+        "--wait",
+        "--json",
+    )
+    assert waited.returncode == 0, waited.stderr
+    result = json.loads(waited.stdout)
+    assert result["state"] == "DONE" and sum(result["counts"].values()) == 120
+    submitted = _qsched(owners, "submit", str(seq), "--shots", "10")
+    job_id = submitted.stdout.strip()
+    assert submitted.returncode == 0 and len(job_id) == 36
+    fetched = _qsched(owners, "result", job_id, "--wait", "--json")
+    assert fetched.returncode == 0, fetched.stderr
+    assert json.loads(fetched.stdout)["job_id"] == job_id
+    status = _qsched(owners, "status", "--json")
+    assert json.loads(status.stdout)["qpu_state"] in ("IDLE", "RUNNING")
+
+
+def test_cli_errors_are_one_line_with_a_non_zero_exit(owners: OwnerHarness, tmp_path: Path) -> None:
+    owners.start("--backend", "synthetic")
+    seq = tmp_path / "seq.json"
+    seq.write_text(analog_sequence(2))
+    unknown = _qsched(owners, "submit", str(seq), "--shots", "10", "--class", "nope")
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip().count("\n") == 0 and "no queue for 'nope'" in unknown.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text(mock_sequence({"a": (0.0, 0.0), "b": (1.0, 0.0)}))
+    invalid = _qsched(owners, "submit", str(bad), "--shots", "10")
+    assert invalid.returncode == 1 and "atoms too close" in invalid.stderr
+    missing = _qsched(owners, "result", "no-such-job")
+    assert missing.returncode == 1 and missing.stderr.startswith("qsched: ")

@@ -107,7 +107,9 @@ class QSchedConnection(RemoteConnection):
             batch_id = str(uuid.uuid4())
             sequence = self._add_measurement_to_sequence(sequence)
             basis = sequence.get_measurement_basis()
-            self._batches[batch_id] = _Batch(tuple(str(q) for q in sequence.register.qubit_ids), basis, open)
+            self._batches[batch_id] = _Batch(
+                tuple(str(q) for q in sequence.register.qubit_ids), basis, open
+            )
         batch = self._batches[batch_id]
         jobs = []
         for params in job_params:
@@ -116,7 +118,16 @@ class QSchedConnection(RemoteConnection):
             runs = params.get("runs")
             if runs is None:
                 raise ValueError("every job needs 'runs' (shots) to run on qsched")
-            jobs.append(self.client.build_job(built, int(runs), self.job_class, self.priority, batch_id=batch_id, session_id=batch_id))
+            jobs.append(
+                self.client.build_job(
+                    built,
+                    int(runs),
+                    self.job_class,
+                    self.priority,
+                    batch_id=batch_id,
+                    session_id=batch_id,
+                )
+            )
         new = self.client.submit_many(jobs) if jobs else []
         batch.handles.extend(new)
         if wait:
@@ -134,7 +145,9 @@ class QSchedConnection(RemoteConnection):
         found = self.client.results.get(handle.job_id)
         if found is None or found.state is not JobState.DONE:
             return None
-        return SampledResult(atom_order=batch.atom_order, meas_basis=batch.basis, bitstring_counts=dict(found.counts))
+        return SampledResult(
+            atom_order=batch.atom_order, meas_basis=batch.basis, bitstring_counts=dict(found.counts)
+        )
 
     def _query_job_progress(self, batch_id: str) -> Mapping[str, tuple[JobStatus, Result | None]]:
         batch = self._batches[batch_id]

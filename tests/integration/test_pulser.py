@@ -29,7 +29,9 @@ def test_qpubackend_run_wait_true_gives_counts_summing_to_runs(owners: OwnerHarn
     connection = QSchedConnection(owners.client(), job_class="development")
     devices = connection.fetch_available_devices()
     assert isinstance(devices["AnalogDevice"], pulser.devices.Device)
-    results = pulser.QPUBackend(_sequence(), connection).run([{"runs": 100}, {"runs": 40}], wait=True)
+    results = pulser.QPUBackend(_sequence(), connection).run(
+        [{"runs": 100}, {"runs": 40}], wait=True
+    )
     assert [sum(r.bitstring_counts.values()) for r in results.results] == [100, 40]
     assert results.results[0].atom_order == ("a", "b", "c")
     assert results.get_batch_status() is BatchStatus.DONE
@@ -38,7 +40,9 @@ def test_qpubackend_run_wait_true_gives_counts_summing_to_runs(owners: OwnerHarn
 def test_qpubackend_run_wait_false_updates_as_jobs_finish(owners: OwnerHarness) -> None:
     owners.start("--backend", "emulator", "--shot-rate", "400")
     connection = QSchedConnection(owners.client())
-    remote = pulser.QPUBackend(_sequence(), connection).run([{"runs": 400}, {"runs": 400}], wait=False)
+    remote = pulser.QPUBackend(_sequence(), connection).run(
+        [{"runs": 400}, {"runs": 400}], wait=False
+    )
     assert remote.get_batch_status() in (BatchStatus.PENDING, BatchStatus.RUNNING)
     first = remote.job_ids[0]
     while first not in remote.get_available_results():

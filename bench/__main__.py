@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from bench import dispatch
+from bench import dispatch, submit
 
-BENCHMARKS = {"dispatch": dispatch.main}
+BENCHMARKS = {"dispatch": dispatch.main, "submit": submit.main}
 
 
 def main() -> None:

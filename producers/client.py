@@ -1,6 +1,6 @@
 """`QPUClient`: submit jobs, receive results and progress, send operators' commands.
 
-A thin shell around kombu (py-amqp underneath). Publisher confirms are tracked on the channel's
+A thin shell around kombu (py-amqp underneath; jobs are published on the py-amqp channel itself). Publisher confirms are tracked on the channel's
 own ``basic.ack``/``basic.nack`` callbacks rather than kombu's ``confirm_publish``, which waits
 for each confirm in turn (~2k jobs/s here): `submit_many` publishes a window of jobs and then
 waits for their confirms together. Every publish is ``mandatory``, so a job for a class that has
@@ -28,7 +28,7 @@ from typing import Any
 import amqp.exceptions
 import kombu
 import kombu.exceptions
-from kombu import Consumer, Exchange, Producer, Queue
+from kombu import Consumer, Queue
 from opentelemetry.trace import NonRecordingSpan, SpanKind, set_span_in_context
 
 from brokers.connection import channel
@@ -214,7 +214,6 @@ class QPUClient:
         self._channel.events["basic_ack"].add(self._on_ack)
         self._channel.events["basic_nack"].add(self._on_nack)
         self._channel.events["basic_return"].add(self._on_return)
-        self._producer = Producer(self._channel)
         queue = Queue(
             self.reply_queue_name,
             durable=False,
@@ -331,12 +330,10 @@ class QPUClient:
 
     def _publish_nowait(self, out: _Outgoing) -> None:
         body = encode(out.message, self.settings.max_message_bytes)
-        self._producer.publish(
+        # Straight onto the py-amqp channel: kombu's Producer adds per-message work we don't need.
+        message = amqp.Message(
             body,
-            exchange=Exchange(out.exchange, no_declare=True),
-            routing_key=out.routing_key,
             content_type=CONTENT_TYPE,
-            content_encoding="binary",
             type=out.message.type_name(),
             message_id=out.message_id,
             user_id=self.user,
@@ -345,50 +342,52 @@ class QPUClient:
             reply_to=self.reply_queue_name,
             correlation_id=out.message_id,
             delivery_mode=2,
-            headers=out.headers,
-            mandatory=True,
-            declare=[],
+            application_headers=out.headers,
+        )
+        self._channel.basic_publish(
+            message, exchange=out.exchange, routing_key=out.routing_key, mandatory=True
         )
         self._unconfirmed[self._next_tag] = out.message_id
         self._next_tag += 1
 
     def _publish_all(self, batch: list[_Outgoing], timeout_s: float = 30.0) -> None:
-        """Publish in windows of `CONFIRM_WINDOW`, waiting for each window's confirms.
+        """Publish with a sliding window of at most `CONFIRM_WINDOW` unconfirmed messages.
 
         Raises:
             UnknownJobClass, QueueFull, NotAuthorised, NotDeclared, BrokerUnreachable.
         """
-        for start in range(0, len(batch), CONFIRM_WINDOW):
-            window = batch[start : start + CONFIRM_WINDOW]
-            for attempt in (1, 2):
-                try:
-                    for out in window:
-                        self._publish_nowait(out)
-                    self._wait_confirms(timeout_s)
-                    break
-                except amqp.exceptions.NotFound as exc:
-                    self.reconnect()
-                    raise NotDeclared(
-                        f"{window[0].exchange} does not exist on this broker: run `qsched broker declare` or start an owner"
-                    ) from exc
-                except amqp.exceptions.AccessRefused as exc:
-                    self.reconnect()
-                    raise NotAuthorised(
-                        f"user {self.user!r} may not publish to {window[0].exchange}: {exc}"
-                    ) from exc
-                except CONNECTION_ERRORS:
-                    if attempt == 2:
-                        raise
-                    log.warning(
-                        "lost the broker while publishing; reconnecting and publishing again"
-                    )
-                    self.reconnect()
-            self._raise_refusals(window)
+        for attempt in (1, 2):
+            try:
+                for out in batch:
+                    if len(self._unconfirmed) >= CONFIRM_WINDOW:
+                        self._wait_confirms(timeout_s, below=CONFIRM_WINDOW // 2)
+                    self._publish_nowait(out)
+                self._wait_confirms(timeout_s)
+                break
+            except amqp.exceptions.NotFound as exc:
+                self.reconnect()
+                raise NotDeclared(
+                    f"{batch[0].exchange} does not exist on this broker: run `qsched broker declare` or start an owner"
+                ) from exc
+            except amqp.exceptions.AccessRefused as exc:
+                self.reconnect()
+                raise NotAuthorised(
+                    f"user {self.user!r} may not publish to {batch[0].exchange}: {exc}"
+                ) from exc
+            except CONNECTION_ERRORS:
+                if attempt == 2:
+                    raise
+                # Publishing again may duplicate a job the broker had taken; the owner answers a
+                # duplicate from its log and never runs a job twice.
+                log.warning("lost the broker while publishing; reconnecting and publishing again")
+                self.reconnect()
+        self._raise_refusals(batch)
 
-    def _wait_confirms(self, timeout_s: float) -> None:
+    def _wait_confirms(self, timeout_s: float, below: int = 1) -> None:
+        """Process broker frames until fewer than `below` publishes are unconfirmed."""
         assert self._connection is not None
         deadline = time.monotonic() + timeout_s
-        while self._unconfirmed:
+        while len(self._unconfirmed) >= below:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise BrokerUnreachable(

@@ -44,8 +44,8 @@ class MPISubmitter:
 
         self.mode = mode
         self.comm = comm
-        self.node = comm.Split_type(MPI.COMM_TYPE_SHARED) if mode == "node" else None
-        publishes = mode == "rank" or self.node.Get_rank() == 0
+        self.node: Any = comm.Split_type(MPI.COMM_TYPE_SHARED) if mode == "node" else None
+        publishes = self.node is None or self.node.Get_rank() == 0
         self.client: QPUClient | None = client_factory() if publishes else None
 
     @property
@@ -59,8 +59,8 @@ class MPISubmitter:
         """Submit this rank's `jobs` and return their results, in the same order (collective)."""
         if self.mode == "rank":
             assert self.client is not None
-            built = [self._build(self.client, j) for j in jobs]
-            return [h.result(timeout_s) for h in self.client.submit_many(built)]
+            mine = [self._build(self.client, j) for j in jobs]
+            return [h.result(timeout_s) for h in self.client.submit_many(mine)]
         assert self.node is not None
         texts = [
             (j.sequence if isinstance(j.sequence, str) else j.sequence.to_abstract_repr(), j)
@@ -73,7 +73,9 @@ class MPISubmitter:
         per_rank: list[list[JobResult]] | None = None
         if self.client is not None:
             assert gathered is not None
-            built = [[self._build(self.client, j) for j in rank_jobs] for rank_jobs in gathered]
+            built: list[list[JobRequest]] = [
+                [self._build(self.client, j) for j in rank_jobs] for rank_jobs in gathered
+            ]
             handles = self.client.submit_many([job for rank_jobs in built for job in rank_jobs])
             results = iter([h.result(timeout_s) for h in handles])
             per_rank = [[next(results) for _ in rank_jobs] for rank_jobs in built]

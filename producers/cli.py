@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from brokers.cli import settings_of
@@ -144,36 +145,73 @@ def ctl_mode(ctx: click.Context, mode: str, message: str | None, as_json: bool) 
 
 
 @click.command("submit")
-@click.argument("sequence_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@click.option("--shots", type=int, required=True, help="Number of runs.")
+@click.argument(
+    "sequence_files",
+    nargs=-1,
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+)
+@click.option("--shots", type=int, required=True, help="Number of runs per job.")
 @click.option("--class", "job_class", default="production", show_default=True)
 @click.option("--priority", type=click.IntRange(0, 9), default=0, show_default=True)
-@click.option("--wait", is_flag=True, help="Wait for the result and print it.")
+@click.option(
+    "--repeat", type=click.IntRange(1), default=1, show_default=True, help="Jobs per file."
+)
+@click.option("--wait", is_flag=True, help="Wait for the results and print them.")
 @click.option("--timeout", type=float, default=None, help="With --wait: seconds to wait.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def submit(
     ctx: click.Context,
-    sequence_file: Path,
+    sequence_files: tuple[Path, ...],
     shots: int,
     job_class: str,
     priority: int,
+    repeat: int,
     wait: bool,
     timeout: float | None,
     as_json: bool,
 ) -> None:
-    """Submit a Pulser sequence (abstract-repr JSON file); prints the job id."""
+    """Submit Pulser sequences (abstract-repr JSON files); prints the job ids.
+
+    With --wait, prints each result (a progress bar counts them in a terminal); exits 1 if any
+    job did not end DONE.
+    """
     with _client(ctx) as client:
-        handle = client.submit(
-            sequence_file.read_text(encoding="utf-8"), shots, job_class=job_class, priority=priority
-        )
+        jobs = [
+            client.build_job(path.read_text(encoding="utf-8"), shots, job_class, priority)
+            for path in sequence_files
+            for _ in range(repeat)
+        ]
+        handles = client.submit_many(jobs)
         if not wait:
-            click.echo(json.dumps({"job_id": handle.job_id}) if as_json else handle.job_id)
+            for handle in handles:
+                click.echo(json.dumps({"job_id": handle.job_id}) if as_json else handle.job_id)
             return
-        result = handle.result(timeout)
-    _print_result(result, as_json)
-    if result.state.value != "DONE":
+        results = _wait_all(client, [h.job_id for h in handles], timeout)
+    if as_json and len(results) > 1:
+        click.echo(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
+    else:
+        for found in results:
+            _print_result(found, as_json)
+    if any(r.state.value != "DONE" for r in results):
         sys.exit(1)
+
+
+def _wait_all(client: QPUClient, job_ids: list[str], timeout: float | None) -> list[JobResult]:
+    """Results of all `job_ids`, with a progress bar in a terminal when there are several."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    show = len(job_ids) > 1 and sys.stderr.isatty()
+    with Progress(console=Console(stderr=True), transient=True, disable=not show) as bar:
+        task = bar.add_task("waiting for results", total=len(job_ids))
+        while (done := sum(1 for j in job_ids if j in client.results)) < len(job_ids):
+            bar.update(task, completed=done)
+            if deadline is not None and time.monotonic() > deadline:
+                raise ResultTimeout(
+                    f"{len(job_ids) - done} of {len(job_ids)} jobs have no result after {timeout} s"
+                )
+            client.poll(0.5)
+    return [client.results[j] for j in job_ids]
 
 
 @click.command("result")

@@ -175,6 +175,9 @@ def test_the_cli_submits_waits_and_prints_results(owners: OwnerHarness, tmp_path
     fetched = _qsched(owners, "result", job_id, "--wait", "--json")
     assert fetched.returncode == 0, fetched.stderr
     assert json.loads(fetched.stdout)["job_id"] == job_id
+    many = _qsched(owners, "submit", str(seq), str(seq), "--repeat", "2", "--shots", "7", "--wait", "--json")
+    assert many.returncode == 0, many.stderr
+    assert [sum(r["counts"].values()) for r in json.loads(many.stdout)] == [7, 7, 7, 7]
     status = _qsched(owners, "status", "--json")
     assert json.loads(status.stdout)["qpu_state"] in ("IDLE", "RUNNING")
 

@@ -11,7 +11,7 @@ import pytest
 from brokers.connection import channel
 from brokers.topology import build_topology, declare, delete
 from producers.client import QPUClient, slurm_context
-from producers.errors import InvalidJob, QueueFull, UnknownJobClass
+from producers.errors import BrokerUnreachable, InvalidJob, QueueFull, UnknownJobClass
 from schemas import CommandName, ErrorCode, JobState, Policy
 from tests.conftest import OwnerHarness, make_settings
 from tests.integration.test_owner import events
@@ -175,7 +175,9 @@ def test_the_cli_submits_waits_and_prints_results(owners: OwnerHarness, tmp_path
     fetched = _qsched(owners, "result", job_id, "--wait", "--json")
     assert fetched.returncode == 0, fetched.stderr
     assert json.loads(fetched.stdout)["job_id"] == job_id
-    many = _qsched(owners, "submit", str(seq), str(seq), "--repeat", "2", "--shots", "7", "--wait", "--json")
+    many = _qsched(
+        owners, "submit", str(seq), str(seq), "--repeat", "2", "--shots", "7", "--wait", "--json"
+    )
     assert many.returncode == 0, many.stderr
     assert [sum(r["counts"].values()) for r in json.loads(many.stdout)] == [7, 7, 7, 7]
     status = _qsched(owners, "status", "--json")
@@ -195,3 +197,13 @@ def test_cli_errors_are_one_line_with_a_non_zero_exit(owners: OwnerHarness, tmp_
     assert invalid.returncode == 1 and "atoms too close" in invalid.stderr
     missing = _qsched(owners, "result", "no-such-job")
     assert missing.returncode == 1 and missing.stderr.startswith("qsched: ")
+
+
+def test_a_url_list_skips_a_dead_broker_and_an_all_dead_list_raises(owners: OwnerHarness) -> None:
+    dead = "amqp://guest:guest@127.0.0.1:1/%2F"
+    settings = owners.broker.settings
+    client = QPUClient(url=f"{dead};{settings.amqp_url}", settings=settings, validate_locally=False)
+    assert client.submit(analog_sequence(2), 10).job_id
+    client.close()
+    with pytest.raises(BrokerUnreachable, match="no broker reachable"):
+        QPUClient(url=dead, settings=settings)

@@ -259,3 +259,21 @@ def test_heartbeats_keep_flowing_during_a_long_job(owners: OwnerHarness) -> None
     assert client.control(CommandName.STATUS).status.owner_id == before
     assert "lost the broker" not in owners.owners[0].log()
     assert [e.topic for e in events(owners)].count("owner.active") == 1
+
+
+def test_a_submitter_not_allowed_in_a_class_is_rejected(
+    owners: OwnerHarness, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        '[classes.production]\nrank = 1\nsubmitters = ["alice"]\n[classes.development]\nrank = 2\n'
+    )
+    owners.start("--backend", "synthetic", "--policy", str(policy))
+    client = owners.client()
+    refused = client.submit(analog_sequence(2), 10, job_class="production").result(timeout=30)
+    assert refused.state is JobState.REJECTED
+    assert refused.error.code is ErrorCode.NOT_AUTHORISED and "guest" in refused.error.message
+    assert (
+        client.submit(analog_sequence(2), 10, job_class="development").result(timeout=30).state
+        is JobState.DONE
+    )

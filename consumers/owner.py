@@ -348,27 +348,33 @@ class Owner:
         via_get: bool,
     ) -> Held | None:
         """Check one delivery; hold it as a candidate, or answer it, or refuse it."""
-        assert self.publisher is not None
+        publisher = self.publisher
+        assert publisher is not None
         origin = self.topology.job_queue(job_class)
-        try:
-            job = decode(body, props.type, JobRequest, self.settings.max_message_bytes)
-        except DecodeError as exc:
+
+        def reject(error: JobError, job: JobRequest | None = None) -> None:
             refuse(
                 channel,
-                self.publisher,
+                publisher,
                 self.topology,
                 tag,
                 props,
                 body,
-                decode_error(exc),
+                error,
                 origin,
                 self.clock(),
+                job,
             )
+
+        try:
+            job = decode(body, props.type, JobRequest, self.settings.max_message_bytes)
+        except DecodeError as exc:
+            reject(decode_error(exc))
             return None
         done = self.history.finished.get(job.job_id)
         if done is not None:
-            self.publisher.reply(props.reply_to, done, job.job_id)
-            self.publisher.event(
+            publisher.reply(props.reply_to, done, job.job_id)
+            publisher.event(
                 Event(
                     topic="job.duplicate",
                     job_id=job.job_id,
@@ -389,18 +395,7 @@ class Owner:
         )
         validated_ns = (validate_begin_ns, time.time_ns())
         if problem is not None:
-            refuse(
-                channel,
-                self.publisher,
-                self.topology,
-                tag,
-                props,
-                body,
-                problem,
-                origin,
-                self.clock(),
-                job,
-            )
+            reject(problem, job)
             return None
         headers = dict(props.headers or {})
         held = Held(
@@ -424,7 +419,7 @@ class Owner:
             return None
         if job.job_id not in self.history.seen:
             self.history.seen.add(job.job_id)
-            self.publisher.event(
+            publisher.event(
                 Event(
                     topic="job.queued",
                     job_id=job.job_id,

@@ -13,6 +13,11 @@ no delivery stays unacked for the length of a job and RabbitMQ's ``consumer_time
 on it; held candidates are handed back (nack + requeue) before a third of that timeout. A job's
 final event and reply are confirmed before its in-flight record is removed; a new owner re-runs
 the job of a record it finds, and answers a job that already finished from the event log.
+
+This module is longer than most: it is the one place that sequences deliveries, decisions and
+backend reports on the connection thread. Policy (`core`), intake checks (`intake`), control
+(`control`), the running job and its spans (`running`, `spans`) and log reading (`events`) live
+in their own modules.
 """
 
 from __future__ import annotations
@@ -24,29 +29,28 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import pika.exceptions
-from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from brokers.connection import connect
 from brokers.settings import Settings
-from brokers.stream import read_stream
 from brokers.topology import Topology, build_topology, declare
-from brokers.tracing import extract, messaging_attributes, tracer
 from consumers.backends.base import Backend, RunOutcome, RunRequest
 from consumers.core.history import History
 from consumers.core.machine import QPUEvent, transition
 from consumers.core.policy import Action, Decision, OwnerView, decide, order_key
 from consumers.errors import BackendFailure, LeaseLost
+from consumers.events import rebuild_history
 from consumers.holdings import Held, Holdings
 from consumers.intake import SequenceChecker, check_job, decode_error, refuse
 from consumers.lease import acquire_lease
 from consumers.publish import Publisher
-from schemas.codec import decode, decode_any, encode
+from consumers.running import Running, Sink, result_of
+from consumers.spans import JobSpans
+from schemas.codec import decode
 from schemas.enums import ErrorCode, JobState, QPUState
 from schemas.errors import DecodeError
 from schemas.messages import (
@@ -68,57 +72,6 @@ PREEMPTIONS_HEADER = "x-qsched-preemptions"
 USER_HEADER = "x-qsched-user"
 REPLY_HEADER = "x-qsched-reply-to"
 LOOP_TICK_S = 0.2
-
-
-@dataclass
-class Running:
-    """The job on the QPU."""
-
-    job: JobRequest
-    user: str | None
-    reply_to: str | None
-    started_at: datetime
-    attempt: int
-    preemptions: int = 0
-    headers: dict[str, Any] = field(default_factory=dict)
-    cancel_error: JobError | None = None
-    span: Any = None
-    execute_span: Any = None
-
-
-class _Sink:
-    """Backend reports, moved from backend threads to the connection thread."""
-
-    def __init__(
-        self,
-        connection: BlockingConnection,
-        inbox: queue.SimpleQueue[Any],
-        drain: Callable[[], None],
-    ) -> None:
-        self._connection = connection
-        self._inbox = inbox
-        self._drain = drain
-
-    def _wake(self) -> None:
-        # If the connection is gone, the next owner re-runs the job from its in-flight record.
-        with contextlib.suppress(pika.exceptions.AMQPError, RuntimeError):
-            self._connection.add_callback_threadsafe(self._drain)
-
-    def progress(self, job_id: str, shots_done: int, counts: dict[str, int]) -> None:
-        self._inbox.put(("progress", job_id, shots_done, counts))
-        self._wake()
-
-    def finished(self, outcome: RunOutcome) -> None:
-        self._inbox.put(("finished", outcome))
-        self._wake()
-
-    def operational(self, up: bool, reason: str) -> None:
-        self._inbox.put(("operational", up, reason))
-        self._wake()
-
-    def note(self, job_id: str, message: str) -> None:
-        self._inbox.put(("note", job_id, message))
-        self._wake()
 
 
 class Owner:
@@ -174,10 +127,8 @@ class Owner:
         self.active.clear()
         if self.running is not None:
             self.backend.cancel(self.running.job.job_id)
-            for span in (self.running.execute_span, self.running.span):
-                if span is not None:
-                    span.set_status(Status(StatusCode.ERROR, "owner lost the broker"))
-                    span.end()
+            if self.running.spans is not None:
+                self.running.spans.abandon("owner lost the broker")
             self.running = None
         self.holdings = Holdings()
         self.state = QPUState.IDLE
@@ -269,22 +220,10 @@ class Owner:
                 data={"backend": self.backend.name},
             )
         )
-        history = History()
         reader = conn.channel()
-        for record in read_stream(
-            reader,
-            self.topology.events_stream,
-            "first",
-            stop=lambda r: r.properties.message_id == marker.event_id,
-        ):
-            try:
-                message = decode_any(
-                    record.body, record.properties.type, self.settings.max_message_bytes
-                )
-            except DecodeError:
-                continue
-            if isinstance(message, Event):
-                history.apply(message)
+        history = rebuild_history(
+            reader, self.topology.events_stream, marker.event_id, self.settings.max_message_bytes
+        )
         reader.close()
         log.info("rebuilt from %d events: %d finished jobs", history.events, len(history.finished))
         return history
@@ -537,7 +476,7 @@ class Owner:
         self.running = Running(
             job, held.user, reply_to, self.clock(), held.attempt, held.preemptions, trace
         )
-        self.running.span, self.running.execute_span = self._open_spans(held, trace)
+        self.running.spans = self._open_spans(held, trace)
         self.publisher.event(
             Event(
                 topic="job.started",
@@ -549,16 +488,13 @@ class Owner:
                 data={"attempt": held.attempt, "backend": self.backend.name},
             )
         )
-        sink = _Sink(self.connection, self._inbox, self._drain_inbox)
+        sink = Sink(self.connection, self._inbox, self._drain_inbox)
         self.backend.start(RunRequest(job.job_id, job.sequence, job.shots, held.attempt), sink)
 
-    def _open_spans(self, held: Held, trace_headers: dict[str, Any]) -> tuple[Any, Any]:
-        """The job's consumer span (from its submission on) and its finished children."""
+    def _open_spans(self, held: Held, trace_headers: dict[str, Any]) -> JobSpans:
+        """The job's spans, continuing the trace that came with it."""
         job = held.job
-        now_ns = time.time_ns()
-        submitted_ns = min(int(job.submitted_at.timestamp() * 1e9), now_ns)
-        queue = self.topology.job_queue(job.job_class)
-        attributes = messaging_attributes("process", queue, job.job_id, job.job_class) | {
+        attributes = {
             "qsched.job_class": job.job_class,
             "qsched.shots": job.shots,
             "qsched.priority": job.priority,
@@ -567,27 +503,13 @@ class Owner:
             "qsched.attempt": held.attempt,
             "qsched.user": held.user or "",
         }
-        span = tracer().start_span(
-            f"{queue} process",
-            context=extract(trace_headers),
-            kind=SpanKind.CONSUMER,
-            start_time=submitted_ns,
-            attributes=attributes,
+        return JobSpans.open(
+            job,
+            self.topology.job_queue(job.job_class),
+            trace_headers,
+            attributes,
+            held.validated_ns,
         )
-        parent = set_span_in_context(span)
-        tracer().start_span("queue wait", context=parent, start_time=submitted_ns).end(
-            end_time=now_ns
-        )
-        if held.validated_ns is not None:
-            begin, end = held.validated_ns
-            tracer().start_span("validate", context=parent, start_time=begin).end(end_time=end)
-        execute = tracer().start_span(
-            "execute",
-            context=parent,
-            start_time=now_ns,
-            attributes={"qsched.backend": self.backend.name},
-        )
-        return span, execute
 
     # ---- backend reports ------------------------------------------------------------------
 
@@ -644,46 +566,14 @@ class Owner:
         running = self.running
         if running is None or running.job.job_id != outcome.job_id or self.publisher is None:
             return
-        if outcome.canceled:
-            state, error = (
-                JobState.CANCELED,
-                running.cancel_error
-                or JobError(code=ErrorCode.CANCELED_BY_OPERATOR, message="canceled"),
-            )
-        elif outcome.error is not None:
-            state, error = JobState.ERROR, outcome.error
-        else:
-            state, error = JobState.DONE, None
-        now = self.clock()
-        result = JobResult(
-            job_id=running.job.job_id,
-            state=state,
-            job_class=running.job.job_class,
-            shots=running.job.shots,
-            counts=outcome.counts,
-            error=error,
-            timings=Timings(
-                queued_at=running.job.submitted_at,
-                started_at=running.started_at,
-                ended_at=now,
-                queue_wait_s=(running.started_at - running.job.submitted_at).total_seconds(),
-                execution_s=(now - running.started_at).total_seconds(),
-            ),
-            backend=self.backend.name,
-            epoch=0,
-            attempts=running.attempt,
-            preemptions=running.preemptions,
-        )
-        if running.execute_span is not None:
-            running.execute_span.end()
-        parent = set_span_in_context(running.span) if running.span is not None else None
-        with tracer().start_as_current_span("publish result", context=parent):
+        result = result_of(running, outcome, self.backend.name, self.clock())
+        state = result.state
+        if running.spans is None:
             self._publish_final(result, running.user, running.reply_to)
-        if running.span is not None:
-            running.span.set_attribute("qsched.state", state.value)
-            if error is not None:
-                running.span.set_status(Status(StatusCode.ERROR, error.message))
-            running.span.end()
+        else:
+            with running.spans.publishing():
+                self._publish_final(result, running.user, running.reply_to)
+            running.spans.close(state.value, result.error)
         self.publisher.channel.queue_purge(self.topology.inflight_queue)
         self.running = None
         self.state = transition(self.state, QPUEvent.FINISH, busy=True)
@@ -761,6 +651,3 @@ class Owner:
             )
             depth[job_class] = ok.method.message_count + held.get(job_class, 0)
         return depth
-
-
-__all__ = ["Owner", "Running", "encode"]

@@ -1,0 +1,46 @@
+"""Reading the event log back: the owner's rebuild at activation and tools that replay it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from pika.adapters.blocking_connection import BlockingChannel
+
+from brokers.stream import Offset, StreamRecord, read_stream
+from consumers.core.history import History
+from schemas.codec import DEFAULT_MAX_BYTES, decode_any
+from schemas.errors import DecodeError
+from schemas.messages import Event
+
+
+def read_events(
+    channel: BlockingChannel,
+    stream: str,
+    offset: Offset = "first",
+    until_event_id: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Iterator[Event]:
+    """Events from `offset` on, up to and including `until_event_id` (or until the log goes quiet).
+
+    Records that are not decodable events are skipped: the log is read, never judged, here.
+    """
+    stop: Callable[[StreamRecord], bool] | None = None
+    if until_event_id is not None:
+        stop = lambda r: r.properties.message_id == until_event_id  # noqa: E731
+    for record in read_stream(channel, stream, offset, stop=stop):
+        try:
+            message = decode_any(record.body, record.properties.type, max_bytes)
+        except DecodeError:
+            continue
+        if isinstance(message, Event):
+            yield message
+
+
+def rebuild_history(
+    channel: BlockingChannel, stream: str, until_event_id: str, max_bytes: int = DEFAULT_MAX_BYTES
+) -> History:
+    """Fold the whole log, up to the marker event `until_event_id`, into a `History`."""
+    history = History()
+    for event in read_events(channel, stream, "first", until_event_id, max_bytes):
+        history.apply(event)
+    return history

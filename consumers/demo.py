@@ -112,7 +112,7 @@ def demo(
         wall_s = time.monotonic() - started
         events = _events(broker.url, topology.events_stream)
         bars = build_timeline(events)
-        click.echo("\nQPU timeline (█ done, ✗ error, ░ canceled)")
+        click.echo("\nQPU timeline (█ done, ✗ error, ░ canceled, ↯ interrupted)")
         click.echo(render_text(bars))
         states = Counter(b.state for b in bars)
         busy_s = sum(((b.ended_at - b.started_at).total_seconds() for b in bars if b.ended_at), 0.0)

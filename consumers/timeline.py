@@ -13,7 +13,14 @@ from datetime import datetime
 
 from schemas.messages import Event
 
-STATE_MARK = {"DONE": "█", "ERROR": "✗", "CANCELED": "░", "TIMED_OUT": "▒", "REJECTED": "·"}
+STATE_MARK = {
+    "DONE": "█",
+    "ERROR": "✗",
+    "CANCELED": "░",
+    "TIMED_OUT": "▒",
+    "REJECTED": "·",
+    "INTERRUPTED": "↯",
+}
 
 
 @dataclass(frozen=True)
@@ -30,11 +37,28 @@ class Bar:
 
 
 def build_timeline(events: Iterable[Event]) -> list[Bar]:
-    """Pair every ``job.started`` with the job's next final event, in start order."""
+    """Pair every ``job.started`` with the job's next final event, in start order.
+
+    A run that is started again before it ended (its owner died) shows as INTERRUPTED, ending
+    where the next attempt begins.
+    """
     open_runs: dict[str, Event] = {}
     bars: list[Bar] = []
     for event in events:
         if event.topic == "job.started" and event.job_id:
+            earlier = open_runs.get(event.job_id)
+            if earlier is not None:
+                bars.append(
+                    Bar(
+                        event.job_id,
+                        earlier.job_class or "",
+                        earlier.user,
+                        earlier.at,
+                        event.at,
+                        "INTERRUPTED",
+                        0,
+                    )
+                )
             open_runs[event.job_id] = event
         elif event.result is not None and event.job_id in open_runs:
             start = open_runs.pop(event.job_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from brokers.bootstrap import PrivateNode
 from brokers.connection import channel
 from brokers.settings import load_settings
 from brokers.topology import build_topology, declare
+from consumers.timeline import build_timeline
 from producers.client import QPUClient
 from schemas import CommandName, ErrorCode, JobState, Policy
 from tests.conftest import BrokerFixture, OwnerHarness
@@ -51,6 +53,10 @@ def test_kill_9_of_the_active_owner_hands_over_within_5_s_and_loses_nothing(
     assert finals == {h.job_id: 1 for h in handles}
     actives = [e for e in log if e.topic == "owner.active"]
     assert len({e.owner_id for e in actives}) == 2
+    bars = build_timeline(log)  # never two jobs on the QPU at once, across both owners
+    for earlier, later in itertools.pairwise(bars):
+        assert earlier.ended_at is not None and later.started_at >= earlier.ended_at
+    assert [b.state for b in bars].count("INTERRUPTED") == 1
 
 
 def _children(pid: int) -> list[int]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pika.adapters.blocking_connection import BlockingChannel
 
 from consumers.core.machine import QPUEvent, transition
-from consumers.errors import IllegalTransition
+from consumers.errors import IllegalTransition, OwnerError
 from schemas.codec import decode
 from schemas.enums import CommandName, ErrorCode, JobState
 from schemas.errors import DecodeError
@@ -30,6 +30,11 @@ if TYPE_CHECKING:
     from consumers.owner import Owner
 
 log = logging.getLogger(__name__)
+
+
+class NotRunning(OwnerError):
+    """A command about the running job named a job that is not running."""
+
 
 STATE_EVENTS = {
     CommandName.PAUSE: QPUEvent.PAUSE,
@@ -82,6 +87,12 @@ def _apply(owner: Owner, command: ControlCommand, user: str | None) -> tuple[str
     if name is CommandName.CANCEL:
         assert command.job_id is not None
         return _cancel(owner, command.job_id, user)
+    if name is CommandName.PREEMPT:
+        assert command.job_id is not None
+        if owner.running is None or owner.running.job.job_id != command.job_id:
+            raise NotRunning(f"job {command.job_id} is not on the QPU")
+        owner.preempt(f"preempted by operator {user}")
+        return f"preempting {command.job_id}; it goes back to its queue with its shots so far", {}
     return "status", {}
 
 
@@ -140,7 +151,7 @@ def handle_control(
     else:
         try:
             message, data = _apply(owner, command, user)
-        except IllegalTransition as exc:
+        except (IllegalTransition, NotRunning) as exc:
             error = JobError(code=ErrorCode.INTERNAL, message=str(exc))
     ok = error is None
     status = status_report(owner) if ok and command.command is CommandName.STATUS else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from consumers.core.policy import Candidate
@@ -29,6 +29,7 @@ class Held:
     attempt: int = 1
     preemptions: int = 0
     validated_ns: tuple[int, int] | None = None
+    prior_counts: dict[str, int] = field(default_factory=dict)
 
     def candidate(self) -> Candidate:
         """The job as the core sees it; `key` is the delivery tag."""
@@ -40,6 +41,7 @@ class Held:
             shots=self.job.shots,
             user=self.user,
             key=self.tag,
+            preemptions=self.preemptions,
         )
 
 

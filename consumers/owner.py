@@ -23,6 +23,7 @@ in their own modules.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import queue
@@ -48,7 +49,7 @@ from consumers.holdings import Held, Holdings
 from consumers.intake import SequenceChecker, check_job, decode_error, refuse
 from consumers.lease import acquire_lease
 from consumers.publish import Publisher
-from consumers.running import Running, Sink, result_of
+from consumers.running import Running, Sink, merge_counts, result_of
 from consumers.spans import JobSpans
 from schemas.codec import decode
 from schemas.enums import ErrorCode, JobState, QPUState
@@ -69,6 +70,7 @@ log = logging.getLogger(__name__)
 
 ATTEMPT_HEADER = "x-qsched-attempt"
 PREEMPTIONS_HEADER = "x-qsched-preemptions"
+COUNTS_HEADER = "x-qsched-counts"
 USER_HEADER = "x-qsched-user"
 REPLY_HEADER = "x-qsched-reply-to"
 LOOP_TICK_S = 0.2
@@ -260,6 +262,7 @@ class Owner:
                 received_s=time.monotonic(),
                 attempt=int(headers.get(ATTEMPT_HEADER, 1)) + 1,
                 preemptions=int(headers.get(PREEMPTIONS_HEADER, 0)),
+                prior_counts=_counts(headers),
             )
             held.properties.reply_to = headers.get(REPLY_HEADER)
             self._start(
@@ -328,25 +331,29 @@ class Owner:
         ) or self.holdings.find(job.job_id):
             channel.basic_ack(tag)  # a second copy of a job already in hand
             return None
+        headers = dict(props.headers or {})
+        user = props.user_id
+        if user == self.settings.amqp_user and headers.get(USER_HEADER):
+            user = str(headers[USER_HEADER])  # a job this owner put back (preempted)
         validate_begin_ns = time.time_ns()
         problem = check_job(
-            job, job_class, props.user_id, self.policy, self.backend.device(), self.sequences
+            job, job_class, user, self.policy, self.backend.device(), self.sequences
         )
         validated_ns = (validate_begin_ns, time.time_ns())
         if problem is not None:
             reject(problem, job)
             return None
-        headers = dict(props.headers or {})
         held = Held(
             tag=tag,
             job=job,
             properties=props,
-            user=props.user_id,
+            user=user,
             received_s=time.monotonic(),
             via_get=via_get,
             attempt=int(headers.get(ATTEMPT_HEADER, 1)),
             preemptions=int(headers.get(PREEMPTIONS_HEADER, 0)),
             validated_ns=validated_ns,
+            prior_counts=_counts(headers),
         )
         self.holdings.add(held)
         if job.job_id in self.history.pending_cancels:
@@ -397,7 +404,14 @@ class Owner:
         """What the core sees of this owner."""
         running = None
         if self.running is not None:
-            running = Held(0, self.running.job, None, self.running.user, 0.0).candidate()
+            running = Held(
+                0,
+                self.running.job,
+                None,
+                self.running.user,
+                0.0,
+                preemptions=self.running.preemptions,
+            ).candidate()
         return OwnerView(self.state, self.history.mode, self.policy, running)
 
     def current_decision(self) -> Decision:
@@ -421,6 +435,8 @@ class Owner:
         peeked = self._peek_heads() if self.running is None and self.state is QPUState.IDLE else []
         decision = decide(self.view(), [h.candidate() for h in self.holdings], self.clock())
         self.last_decision = decision
+        if decision.action is Action.PREEMPT and self.running is not None:
+            self.preempt(decision.reason)
         if decision.action is Action.START and decision.job is not None:
             held = self.holdings.pop(decision.job.key)
             self._start(
@@ -457,6 +473,7 @@ class Owner:
             PREEMPTIONS_HEADER: held.preemptions,
             USER_HEADER: held.user or "",
             REPLY_HEADER: reply_to or "",
+            COUNTS_HEADER: held.prior_counts,
         }
         trace = {
             k: v
@@ -476,6 +493,7 @@ class Owner:
         self.running = Running(
             job, held.user, reply_to, self.clock(), held.attempt, held.preemptions, trace
         )
+        self.running.prior_counts = dict(held.prior_counts)
         self.running.spans = self._open_spans(held, trace)
         self.publisher.event(
             Event(
@@ -489,7 +507,8 @@ class Owner:
             )
         )
         sink = Sink(self.connection, self._inbox, self._drain_inbox)
-        self.backend.start(RunRequest(job.job_id, job.sequence, job.shots, held.attempt), sink)
+        remaining = job.shots - sum(held.prior_counts.values())
+        self.backend.start(RunRequest(job.job_id, job.sequence, remaining, held.attempt), sink)
 
     def _open_spans(self, held: Held, trace_headers: dict[str, Any]) -> JobSpans:
         """The job's spans, continuing the trace that came with it."""
@@ -546,6 +565,8 @@ class Owner:
         running = self.running
         if running is None or running.job.job_id != job_id or self.publisher is None:
             return
+        counts = merge_counts(running.prior_counts, counts)
+        shots_done = sum(counts.values())
         progress = JobProgress(
             job_id=job_id,
             shots=running.job.shots,
@@ -566,6 +587,12 @@ class Owner:
         running = self.running
         if running is None or running.job.job_id != outcome.job_id or self.publisher is None:
             return
+        outcome = dataclasses.replace(
+            outcome, counts=merge_counts(running.prior_counts, outcome.counts)
+        )
+        if outcome.canceled and running.preempt_reason is not None:
+            self._put_back(running, outcome)
+            return
         result = result_of(running, outcome, self.backend.name, self.clock())
         state = result.state
         if running.spans is None:
@@ -574,17 +601,80 @@ class Owner:
             with running.spans.publishing():
                 self._publish_final(result, running.user, running.reply_to)
             running.spans.close(state.value, result.error)
+        self._release_qpu(f"{running.job.job_id} ended {state.value}")
+
+    def _release_qpu(self, reason: str) -> None:
+        """The job left the QPU: drop its in-flight record, free the QPU, decide again."""
+        assert self.publisher is not None
         self.publisher.channel.queue_purge(self.topology.inflight_queue)
         self.running = None
         self.state = transition(self.state, QPUEvent.FINISH, busy=True)
         self.publisher.event(
-            Event(
-                topic=f"qpu.{self.state.value.lower()}",
-                qpu_state=self.state,
-                reason=f"{running.job.job_id} ended {state.value}",
-            )
+            Event(topic=f"qpu.{self.state.value.lower()}", qpu_state=self.state, reason=reason)
         )
         self.request_dispatch()
+
+    def preempt(self, reason: str) -> None:
+        """Stop the running job for a better one; it goes back to its queue when the backend
+        confirms the stop (`_put_back`), keeping the shots already measured."""
+        running = self.running
+        assert running is not None and self.publisher is not None
+        if running.preempt_reason is not None:
+            return
+        running.preempt_reason = reason
+        self.state = transition(self.state, QPUEvent.PREEMPT, busy=True)
+        self.publisher.event(
+            Event(
+                topic="job.preempting",
+                job_id=running.job.job_id,
+                job_class=running.job.job_class,
+                reason=reason,
+                qpu_state=self.state,
+            )
+        )
+        self.backend.cancel(running.job.job_id)
+
+    def _put_back(self, running: Running, outcome: RunOutcome) -> None:
+        """Requeue a preempted job with its priority, its counts so far and one more preemption.
+
+        The copy is published (confirmed) before the in-flight record is dropped, so a crash in
+        between leaves the job recorded twice at worst, and the owner never runs a job twice.
+        """
+        assert self.publisher is not None
+        job = running.job
+        headers = {
+            ATTEMPT_HEADER: running.attempt + 1,
+            PREEMPTIONS_HEADER: running.preemptions + 1,
+            USER_HEADER: running.user or "",
+            COUNTS_HEADER: outcome.counts,
+        } | running.headers
+        self.publisher.publish(
+            self.topology.jobs_exchange,
+            job.job_class,
+            job,
+            message_id=job.job_id,
+            priority=job.priority,
+            reply_to=running.reply_to,
+            headers=headers,
+        )
+        shots_done = sum(outcome.counts.values())
+        self.publisher.event(
+            Event(
+                topic="job.preempted",
+                job_id=job.job_id,
+                job_class=job.job_class,
+                user=running.user,
+                reason=running.preempt_reason,
+                data={
+                    "preemptions": running.preemptions + 1,
+                    "shots_done": shots_done,
+                    "shots": job.shots,
+                },
+            )
+        )
+        if running.spans is not None:
+            running.spans.close("PREEMPTED", None)
+        self._release_qpu(f"{job.job_id} preempted after {shots_done} of {job.shots} shots")
 
     def _publish_final(self, result: JobResult, user: str | None, reply_to: str | None) -> None:
         """Log the final event, then answer: the log is what a later redelivery is answered from."""
@@ -651,3 +741,9 @@ class Owner:
             )
             depth[job_class] = ok.method.message_count + held.get(job_class, 0)
         return depth
+
+
+def _counts(headers: dict[str, Any]) -> dict[str, int]:
+    """Counts measured by earlier runs of a job, carried in its headers."""
+    raw = headers.get(COUNTS_HEADER) or {}
+    return {str(k): int(v) for k, v in dict(raw).items()}

@@ -31,6 +31,8 @@ class Running:
     headers: dict[str, Any] = field(default_factory=dict)
     cancel_error: JobError | None = None
     spans: JobSpans | None = None
+    prior_counts: dict[str, int] = field(default_factory=dict)
+    preempt_reason: str | None = None
 
 
 class Sink:
@@ -73,6 +75,14 @@ class Sink:
         """Something an operator should know."""
         self._inbox.put(("note", job_id, message))
         self._wake()
+
+
+def merge_counts(earlier: dict[str, int], later: dict[str, int]) -> dict[str, int]:
+    """Bitstring counts of two parts of one job added up."""
+    merged = dict(earlier)
+    for bits, count in later.items():
+        merged[bits] = merged.get(bits, 0) + count
+    return merged
 
 
 def result_of(running: Running, outcome: RunOutcome, backend: str, now: datetime) -> JobResult:

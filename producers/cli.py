@@ -133,6 +133,16 @@ ctl.add_command(
 )
 
 
+@ctl.command("preempt")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def ctl_preempt(ctx: click.Context, job_id: str, as_json: bool) -> None:
+    """Stop the running job now and put it back in its queue, keeping the shots measured."""
+    with _client(ctx) as client:
+        _print_reply(client.control(CommandName.PREEMPT, job_id=job_id), as_json)
+
+
 @ctl.command("mode")
 @click.argument("mode", type=click.Choice([m.value for m in Mode]))
 @click.option("--message", help="Shown by `qsched status` (e.g. why and until when).")

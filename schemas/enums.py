@@ -71,3 +71,4 @@ class CommandName(StrEnum):
     MODE = "mode"
     CANCEL = "cancel"
     STATUS = "status"
+    PREEMPT = "preempt"

@@ -171,8 +171,8 @@ class ControlCommand(Message):
     def _arguments_present(self) -> ControlCommand:
         if self.command is CommandName.MODE and self.mode is None:
             raise ValueError("command 'mode' needs a mode")
-        if self.command is CommandName.CANCEL and not self.job_id:
-            raise ValueError("command 'cancel' needs a job_id")
+        if self.command in (CommandName.CANCEL, CommandName.PREEMPT) and not self.job_id:
+            raise ValueError(f"command {self.command.value!r} needs a job_id")
         return self
 
 

@@ -62,6 +62,9 @@ class Policy(BaseModel):
     operators: tuple[str, ...] = ("guest",)
     mode: Mode = Mode.PRODUCTION
     mode_message: str | None = None
+    max_preemptions: int = Field(
+        default=2, ge=0, description="after this many, a job runs to its end"
+    )
 
     @model_validator(mode="after")
     def _references_exist(self) -> Policy:

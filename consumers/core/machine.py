@@ -92,6 +92,13 @@ TRANSITIONS: dict[tuple[QPUState, QPUEvent, bool], QPUState] = {
     (DRAINING, E.BACKEND_UP, True): DRAINING,
     (RUNNING, E.PREEMPT, True): PREEMPTING,
     (PREEMPTING, E.FINISH, True): IDLE,
+    (PREEMPTING, E.PAUSE, True): PAUSED,
+    (PREEMPTING, E.DRAIN, True): DRAINING,
+    (PREEMPTING, E.RESUME, True): PREEMPTING,
+    (PREEMPTING, E.BACKEND_DOWN, True): DOWN,
+    # An operator may preempt by hand while dispatching is held; the hold stays.
+    (PAUSED, E.PREEMPT, True): PAUSED,
+    (DRAINING, E.PREEMPT, True): DRAINING,
     (IDLE, E.CALIBRATION_START, False): CALIBRATING,
     (CALIBRATING, E.CALIBRATION_DONE, False): IDLE,
 }

@@ -35,6 +35,7 @@ class Candidate:
     shots: int
     user: str | None = None
     key: int = 0
+    preemptions: int = 0
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class Action(StrEnum):
 
     START = "start"
     WAIT = "wait"
+    PREEMPT = "preempt"
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,22 @@ def validate_admission(
     return None
 
 
+def preemption_reason(policy: Policy, running: Candidate, challenger: Candidate) -> str | None:
+    """Why `challenger` may interrupt `running`, or None when it may not.
+
+    Only along the policy's ``preempts`` edges, and never a job already preempted
+    ``max_preemptions`` times (it runs to its end).
+    """
+    if running.job_class not in policy.classes[challenger.job_class].preempts:
+        return None
+    if running.preemptions >= policy.max_preemptions:
+        return None
+    return (
+        f"preempting {running.job_id} ({running.job_class}) for {challenger.job_id} "
+        f"({challenger.job_class}, priority {challenger.priority})"
+    )
+
+
 def decide(view: OwnerView, candidates: Sequence[Candidate], now: datetime) -> Decision:
     """Choose what the QPU does next.
 
@@ -126,7 +144,8 @@ def decide(view: OwnerView, candidates: Sequence[Candidate], now: datetime) -> D
         now: the current time (aging and windows are computed from it, never from a clock).
 
     Returns:
-        START with the best eligible candidate, or WAIT with the reason.
+        START with the best eligible candidate; PREEMPT when it may interrupt the running job;
+        otherwise WAIT, with the reason.
     """
     del now  # the class-rank policy does not age; fairness policies use it
     held = tuple(
@@ -136,10 +155,12 @@ def decide(view: OwnerView, candidates: Sequence[Candidate], now: datetime) -> D
     eligible = sorted(
         (c for c in candidates if c.job_id not in held_ids), key=lambda c: order_key(view.policy, c)
     )
-    if view.busy:
-        return Decision(
-            Action.WAIT, f"busy: {view.running.job_id if view.running else ''}", held=held
-        )
+    if view.running is not None:
+        if view.qpu_state is QPUState.RUNNING and eligible:
+            reason = preemption_reason(view.policy, view.running, eligible[0])
+            if reason is not None:
+                return Decision(Action.PREEMPT, reason, job=eligible[0], held=held)
+        return Decision(Action.WAIT, f"busy: {view.running.job_id}", held=held)
     if view.qpu_state not in DISPATCHING:
         return Decision(Action.WAIT, f"{view.qpu_state.value.lower()}: starting nothing", held=held)
     if not eligible:

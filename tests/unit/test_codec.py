@@ -108,7 +108,9 @@ def commands(draw: st.DrawFn) -> ControlCommand:
     command = draw(st.sampled_from(CommandName))
     return ControlCommand(
         command=command,
-        job_id=draw(st.uuids().map(str)) if command is CommandName.CANCEL else None,
+        job_id=draw(st.uuids().map(str))
+        if command in (CommandName.CANCEL, CommandName.PREEMPT)
+        else None,
         mode=draw(st.sampled_from(Mode)) if command is CommandName.MODE else None,
         message=draw(st.none() | texts),
         issued_at=draw(moments),

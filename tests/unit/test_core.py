@@ -191,3 +191,62 @@ def test_decide_properties(
     for c in candidates:
         allowed = mode in POLICY.classes[c.job_class].modes
         assert (c.job_id in held_ids) == (not allowed)
+
+
+def running_job(job_id: str, job_class: str, preemptions: int = 0) -> Candidate:
+    return Candidate(job_id, job_class, 0, T0, shots=100, preemptions=preemptions)
+
+
+@pytest.mark.parametrize(
+    ("running", "challenger", "action"),
+    [
+        (running_job("r", "development"), job("p", "production"), Action.PREEMPT),
+        (running_job("r", "development"), job("c", "calibration"), Action.PREEMPT),
+        (running_job("r", "production"), job("c", "calibration"), Action.PREEMPT),
+        (running_job("r", "production"), job("d", "development", priority=9), Action.WAIT),
+        (running_job("r", "production"), job("p", "production", priority=9), Action.WAIT),
+        (running_job("r", "calibration"), job("c", "calibration", priority=9), Action.WAIT),
+        (running_job("r", "development", preemptions=2), job("p", "production"), Action.WAIT),
+    ],
+)
+def test_preemption_only_along_allowed_edges_and_up_to_the_limit(
+    running: Candidate, challenger: Candidate, action: Action
+) -> None:
+    decision = decide(view(QPUState.RUNNING, running=running), [challenger], T0)
+    assert decision.action is action
+    if action is Action.PREEMPT:
+        assert decision.job == challenger and running.job_id in decision.reason
+
+
+def test_a_qpu_already_preempting_waits_for_the_stop() -> None:
+    decision = decide(
+        view(QPUState.PREEMPTING, running=running_job("r", "development")), [job("p")], T0
+    )
+    assert decision.action is Action.WAIT
+
+
+@settings(max_examples=300)
+@given(
+    candidates=candidates_st,
+    running_class=classes,
+    preemptions=st.integers(0, 4),
+    mode=modes,
+)
+def test_preemption_properties(
+    candidates: list[Candidate], running_class: str, preemptions: int, mode: Mode
+) -> None:
+    """A preemption is only ever for the best eligible job, along an allowed edge, under the limit."""
+    running = running_job("running", running_class, preemptions)
+    decision = decide(view(QPUState.RUNNING, mode, running), candidates, T0)
+    if decision.action is Action.PREEMPT:
+        assert decision.job is not None
+        assert running_class in POLICY.classes[decision.job.job_class].preempts
+        assert preemptions < POLICY.max_preemptions
+        held_ids = {j for j, _ in decision.held}
+        eligible = [c for c in candidates if c.job_id not in held_ids]
+        assert decision.job == min(
+            eligible,
+            key=lambda c: (POLICY.classes[c.job_class].rank, -c.priority, c.enqueued_at, c.job_id),
+        )
+    else:
+        assert decision.action is Action.WAIT

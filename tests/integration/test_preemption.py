@@ -1,0 +1,75 @@
+"""Preemption through the real owner: the preempted job keeps its measured shots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from schemas import CommandName, JobState
+from tests.conftest import OwnerHarness
+from tests.integration.test_owner import events
+from tests.owners import wait_running
+from tests.sequences import analog_sequence
+
+pytestmark = pytest.mark.integration
+
+
+def _wait_progress(client, handle) -> None:  # type: ignore[no-untyped-def]
+    while handle.last_progress is None:
+        client.poll(0.1)
+
+
+def test_a_development_job_is_preempted_by_production_and_completes_with_all_its_shots(
+    owners: OwnerHarness,
+) -> None:
+    owners.start("--backend", "emulator", "--shot-rate", "400")
+    client = owners.client()
+    dev = client.submit(analog_sequence(3), 1200, job_class="development")  # ~3 s
+    wait_running(client, dev.job_id)
+    _wait_progress(client, dev)
+    prod = client.submit(analog_sequence(3), 100, job_class="production")
+    prod_result = prod.result(timeout=60)
+    dev_result = dev.result(timeout=60)
+    assert prod_result.state is JobState.DONE
+    assert dev_result.state is JobState.DONE
+    assert sum(dev_result.counts.values()) == 1200
+    assert dev_result.preemptions == 1 and dev_result.attempts == 2
+    assert prod_result.timings.ended_at < dev_result.timings.ended_at
+    preempted = [e for e in events(owners) if e.topic == "job.preempted"]
+    assert len(preempted) == 1 and preempted[0].job_id == dev.job_id
+    assert 0 < preempted[0].data["shots_done"] < 1200
+    assert prod.job_id in (preempted[0].reason or "")
+
+
+def test_a_job_preempted_max_preemptions_times_runs_to_its_end(
+    owners: OwnerHarness, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text("max_preemptions = 1\n")
+    owners.start("--backend", "synthetic", "--shot-rate", "400", "--policy", str(policy))
+    client = owners.client()
+    dev = client.submit(analog_sequence(2), 1200, job_class="development")
+    wait_running(client, dev.job_id)
+    first = client.submit(analog_sequence(2), 50, job_class="production")
+    first.result(timeout=60)
+    wait_running(client, dev.job_id)  # back on the QPU after one preemption
+    second = client.submit(analog_sequence(2), 50, job_class="production")
+    dev_result = dev.result(timeout=60)
+    second_result = second.result(timeout=60)
+    assert dev_result.preemptions == 1 and sum(dev_result.counts.values()) == 1200
+    assert second_result.timings.started_at >= dev_result.timings.ended_at
+
+
+def test_an_operator_preempts_by_hand(owners: OwnerHarness) -> None:
+    owners.start("--backend", "synthetic", "--shot-rate", "400")
+    client = owners.client()
+    job = client.submit(analog_sequence(2), 800, job_class="production")
+    wait_running(client, job.job_id)
+    reply = client.control(CommandName.PREEMPT, job_id=job.job_id)
+    assert reply.ok, reply.message
+    refused = client.control(CommandName.PREEMPT, job_id="not-running")
+    assert not refused.ok and "not on the QPU" in refused.message
+    result = job.result(timeout=60)
+    assert result.state is JobState.DONE and result.preemptions == 1
+    assert sum(result.counts.values()) == 800

@@ -56,7 +56,13 @@ def owner(
         settings = settings.model_copy(update={"owner": settings.owner.model_copy(update=changes)})
     the_policy = load_policy(policy or settings.policy_file)
     owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-    runner = Owner(settings, the_policy, make_backend(settings), owner_id)
+    runner = Owner(
+        settings,
+        the_policy,
+        make_backend(settings),
+        owner_id,
+        policy_path=policy or settings.policy_file,
+    )
 
     def _stop(signum: int, frame: Any) -> None:
         runner.stop()

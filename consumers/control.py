@@ -16,7 +16,7 @@ from consumers.core.machine import QPUEvent, transition
 from consumers.errors import IllegalTransition, OwnerError
 from schemas.codec import decode
 from schemas.enums import CommandName, ErrorCode, JobState
-from schemas.errors import DecodeError
+from schemas.errors import DecodeError, PolicyError
 from schemas.messages import (
     ControlCommand,
     ControlReply,
@@ -25,11 +25,16 @@ from schemas.messages import (
     RunningJob,
     StatusReport,
 )
+from schemas.policy import load_policy
 
 if TYPE_CHECKING:
     from consumers.owner import Owner
 
 log = logging.getLogger(__name__)
+
+
+class PolicyReloadRefused(OwnerError):
+    """The policy file cannot replace the current policy; the current one stays."""
 
 
 class NotRunning(OwnerError):
@@ -87,6 +92,8 @@ def _apply(owner: Owner, command: ControlCommand, user: str | None) -> tuple[str
     if name is CommandName.CANCEL:
         assert command.job_id is not None
         return _cancel(owner, command.job_id, user)
+    if name is CommandName.RELOAD_POLICY:
+        return _reload_policy(owner)
     if name is CommandName.PREEMPT:
         assert command.job_id is not None
         if owner.running is None or owner.running.job.job_id != command.job_id:
@@ -114,6 +121,26 @@ def _cancel(owner: Owner, job_id: str, user: str | None) -> tuple[str, dict[str,
         return f"canceled queued job {job_id}", {"pending": False}
     owner.history.pending_cancels[job_id] = user or "operator"
     return f"job {job_id} will be canceled when it reaches the owner", {"pending": True}
+
+
+def _reload_policy(owner: Owner) -> tuple[str, dict[str, Any]]:
+    """Swap in the policy file as it is now; a bad file leaves the current policy in force.
+
+    Classes may be changed but not added or removed: each class is a queue the owner consumes,
+    and those are set up when it becomes active (restart it to change the set).
+    """
+    if owner.policy_path is None:
+        raise PolicyReloadRefused(
+            "this owner runs on the default policy (no --policy file to reload)"
+        )
+    new = load_policy(owner.policy_path)  # PolicyError names the line and reason
+    if set(new.classes) != set(owner.policy.classes):
+        raise PolicyReloadRefused(
+            f"the policy changes the set of classes ({sorted(owner.policy.classes)} -> "
+            f"{sorted(new.classes)}); restart the owner to add or remove a class"
+        )
+    owner.policy = new
+    return f"policy reloaded from {owner.policy_path}", {"path": str(owner.policy_path)}
 
 
 def handle_control(
@@ -151,8 +178,12 @@ def handle_control(
     else:
         try:
             message, data = _apply(owner, command, user)
-        except (IllegalTransition, NotRunning) as exc:
-            error = JobError(code=ErrorCode.INTERNAL, message=str(exc))
+        except (IllegalTransition, NotRunning, PolicyReloadRefused, PolicyError) as exc:
+            error = JobError(
+                code=ErrorCode.INTERNAL,
+                message=str(exc),
+                details={"line": getattr(exc, "line", None)},
+            )
     ok = error is None
     status = status_report(owner) if ok and command.command is CommandName.STATUS else None
     reply = ControlReply(

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pika.exceptions
@@ -86,9 +87,11 @@ class Owner:
         backend: Backend,
         owner_id: str,
         clock: Callable[[], datetime] = utc_now,
+        policy_path: Path | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy
+        self.policy_path = policy_path
         self.backend = backend
         self.owner_id = owner_id
         self.clock = clock

@@ -131,6 +131,12 @@ ctl.add_command(_simple(CommandName.RESUME, "Start dispatching again after pause
 ctl.add_command(
     _simple(CommandName.DRAIN, "Finish the running job and start nothing (before a shutdown).")
 )
+ctl.add_command(
+    _simple(
+        CommandName.RELOAD_POLICY,
+        "Re-read the owner's policy file; a bad file is refused with its line, the old policy stays.",
+    )
+)
 
 
 @ctl.command("preempt")

@@ -72,3 +72,4 @@ class CommandName(StrEnum):
     CANCEL = "cancel"
     STATUS = "status"
     PREEMPT = "preempt"
+    RELOAD_POLICY = "reload-policy"

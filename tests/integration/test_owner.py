@@ -277,3 +277,38 @@ def test_a_submitter_not_allowed_in_a_class_is_rejected(
         client.submit(analog_sequence(2), 10, job_class="development").result(timeout=30).state
         is JobState.DONE
     )
+
+
+POLICY_TEXT = """
+[classes.calibration]
+rank = 0
+[classes.production]
+rank = 1
+[classes.development]
+rank = 2
+modes = {modes}
+"""
+
+
+def test_reload_policy_applies_a_good_file_and_refuses_a_bad_one(owners: OwnerHarness, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY_TEXT.format(modes='["production", "development"]'))
+    owners.start("--backend", "synthetic", "--policy", str(policy))
+    client = owners.client()
+    assert client.submit(analog_sequence(2), 10, job_class="development").result(timeout=30).state is JobState.DONE
+    policy.write_text(POLICY_TEXT.format(modes='["development"]'))
+    reloaded = client.control(CommandName.RELOAD_POLICY)
+    assert reloaded.ok, reloaded.message
+    held = client.submit(analog_sequence(2), 10, job_class="development")
+    status = client.control(CommandName.STATUS).status
+    assert "production mode does not run development jobs" in (status.last_decision or "")
+    policy.write_text("[classes.development\nrank = 2\n")
+    bad = client.control(CommandName.RELOAD_POLICY)
+    assert not bad.ok and "line 1" in bad.message
+    policy.write_text(POLICY_TEXT.format(modes='["production"]') + "[classes.extra]\nrank = 3\n")
+    more = client.control(CommandName.RELOAD_POLICY)
+    assert not more.ok and "restart the owner" in more.message
+    assert not held.done()  # the refused files changed nothing
+    policy.write_text(POLICY_TEXT.format(modes='["production", "development"]'))
+    assert client.control(CommandName.RELOAD_POLICY).ok
+    assert held.result(timeout=30).state is JobState.DONE

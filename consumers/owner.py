@@ -457,10 +457,11 @@ class Owner:
         before the core could want it.
         """
         assert self.jobs is not None
+        view, now = self.view(), self.clock()
         for job_class in self.topology.class_names:
             extra = sorted(
                 (h for h in self.holdings if h.via_get and h.job.job_class == job_class),
-                key=lambda h: order_key(self.policy, h.candidate()),
+                key=lambda h: order_key(view, h.candidate(), now),
             )[1:]
             for held in extra:
                 self.holdings.pop(held.tag)

@@ -39,12 +39,15 @@ class JobClassPolicy(BaseModel):
     max_shots: int | None = Field(default=None, gt=0)
     modes: tuple[Mode, ...] = ALL_MODES
     submitters: tuple[str, ...] = ()
+    calibrates: bool = Field(
+        default=False, description="runs during CALIBRATING and outside the calibration window"
+    )
 
 
 def _default_classes() -> dict[str, JobClassPolicy]:
     return {
         "calibration": JobClassPolicy(
-            rank=0, preempts=("production", "development"), modes=ALL_MODES
+            rank=0, preempts=("production", "development"), modes=ALL_MODES, calibrates=True
         ),
         "production": JobClassPolicy(
             rank=1, preempts=("development",), modes=(Mode.PRODUCTION, Mode.DEVELOPMENT)
@@ -65,6 +68,14 @@ class Policy(BaseModel):
     max_preemptions: int = Field(
         default=2, ge=0, description="after this many, a job runs to its end"
     )
+    calibration_valid_s: float | None = Field(
+        default=None, gt=0, description="how long a calibration stays valid (None: no window)"
+    )
+    shot_rate_hz: float = Field(default=5.0, gt=0, description="for duration estimates")
+    job_overhead_s: float = Field(default=1.0, ge=0, description="for duration estimates")
+    fair_share_half_life_s: float = Field(default=3600.0, gt=0)
+    aging_step_s: float = Field(default=600.0, gt=0, description="+1 priority per step waited")
+    session_grace_s: float = Field(default=30.0, ge=0)
 
     @model_validator(mode="after")
     def _references_exist(self) -> Policy:

@@ -101,10 +101,12 @@ TRANSITIONS: dict[tuple[QPUState, QPUEvent, bool], QPUState] = {
     (DRAINING, E.PREEMPT, True): DRAINING,
     (IDLE, E.CALIBRATION_START, False): CALIBRATING,
     (CALIBRATING, E.CALIBRATION_DONE, False): IDLE,
+    (CALIBRATING, E.START, False): CALIBRATING,
+    (CALIBRATING, E.FINISH, True): CALIBRATING,
 }
 
-# States in which the owner may start a job.
-DISPATCHING = frozenset({IDLE})
+# States in which the owner may start a job (CALIBRATING: only jobs of a `calibrates` class).
+DISPATCHING = frozenset({IDLE, CALIBRATING})
 
 
 def transition(state: QPUState, event: QPUEvent, busy: bool) -> QPUState:

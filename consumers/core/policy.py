@@ -1,15 +1,25 @@
 """The scheduling decision, as a pure function of the owner's view, the candidates and `now`.
 
 `decide` answers one question each time something changes (a job arrives, the QPU frees, an
-operator acts, a timer fires): what does the QPU do next? The order between candidates is strict
-rank between classes (lower rank first), then AMQP priority within a class (higher first), then
-age (older first), then job id so that the order is total. Candidates the policy may not start now
-(their class is not allowed in the current mode) are held with a reason, never dropped.
+operator acts, a timer fires): what does the QPU do next? Candidates are ordered by:
+
+1. class rank (lower first; strict);
+2. between classes of equal rank, the one that used least QPU time relative to its `weight`;
+3. within a class, jobs of a session in its grace window (a hybrid loop's next iteration);
+4. effective priority: AMQP priority plus one per `aging_step_s` waited, so nothing starves;
+5. the submitter with the least recent QPU time (exponentially decayed usage: fair share);
+6. age, then job id, so the order is total.
+
+A candidate that may not start now is held with a reason, never dropped: its class is not
+allowed in the mode, it needs a later calibration epoch, its Slurm allocation ends before it
+could finish, or it would outlive the calibration window (then, if nothing fits, the decision
+says calibration is due). A better candidate may preempt the running job along the policy's
+``preempts`` edges, at most ``max_preemptions`` times per job.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -19,6 +29,8 @@ from schemas.enums import ErrorCode, Mode, QPUState
 from schemas.messages import JobError
 from schemas.policy import Policy
 
+CALIBRATION_WINDOW = "calibration window"
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -26,6 +38,7 @@ class Candidate:
 
     Attributes:
         key: the shell's handle for the job (e.g. its delivery); opaque to the core.
+        allocation: the Slurm job id of the allocation it comes from.
     """
 
     job_id: str
@@ -36,16 +49,40 @@ class Candidate:
     user: str | None = None
     key: int = 0
     preemptions: int = 0
+    session_id: str | None = None
+    allocation: str | None = None
+    allocation_end: datetime | None = None
+    min_epoch: int | None = None
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The QPU's calibration: its epoch and until when it is valid (None: no window)."""
+
+    epoch: int = 0
+    valid_until: datetime | None = None
 
 
 @dataclass(frozen=True)
 class OwnerView:
-    """What the core knows of the owner when it decides."""
+    """What the core knows of the owner when it decides.
+
+    Attributes:
+        usage: decayed QPU-seconds per submitter, as of `now`.
+        class_usage: decayed QPU-seconds per class, as of `now`.
+        sessions_in_grace: sessions whose next job goes first in its class.
+        ended_allocations: Slurm allocations whose epilog has run.
+    """
 
     qpu_state: QPUState
     mode: Mode
     policy: Policy
     running: Candidate | None = None
+    calibration: Calibration = Calibration()
+    usage: Mapping[str, float] = field(default_factory=dict)
+    class_usage: Mapping[str, float] = field(default_factory=dict)
+    sessions_in_grace: frozenset[str] = frozenset()
+    ended_allocations: frozenset[str] = frozenset()
 
     @property
     def busy(self) -> bool:
@@ -67,27 +104,70 @@ class Decision:
 
     Attributes:
         held: candidates that may not start now, each with its reason.
+        calibration_due: nothing fits in what is left of the calibration window.
     """
 
     action: Action
     reason: str
     job: Candidate | None = None
     held: tuple[tuple[str, str], ...] = field(default=())
+    calibration_due: bool = False
 
 
-def order_key(policy: Policy, candidate: Candidate) -> tuple[int, int, datetime, str]:
-    """Sort key: rank, then higher priority, then older, then job id."""
-    rank = policy.classes[candidate.job_class].rank
-    return (rank, -candidate.priority, candidate.enqueued_at, candidate.job_id)
+def estimated_duration_s(policy: Policy, shots: int) -> float:
+    """How long a job of `shots` shots is expected to hold the QPU."""
+    return shots / policy.shot_rate_hz + policy.job_overhead_s
 
 
-def hold_reason(view: OwnerView, candidate: Candidate) -> str | None:
-    """Why `candidate` may not start now whatever else happens, or None if it may."""
-    job_class = view.policy.classes.get(candidate.job_class)
+def effective_priority(policy: Policy, candidate: Candidate, now: datetime) -> int:
+    """AMQP priority plus one step per `aging_step_s` waited."""
+    waited_s = max((now - candidate.enqueued_at).total_seconds(), 0.0)
+    return candidate.priority + int(waited_s // policy.aging_step_s)
+
+
+def order_key(view: OwnerView, candidate: Candidate, now: datetime) -> tuple[object, ...]:
+    """Sort key implementing the order of the module docstring (smaller goes first)."""
+    policy = view.policy
+    job_class = policy.classes[candidate.job_class]
+    return (
+        job_class.rank,
+        view.class_usage.get(candidate.job_class, 0.0) / job_class.weight,
+        0 if candidate.session_id in view.sessions_in_grace else 1,
+        -effective_priority(policy, candidate, now),
+        view.usage.get(candidate.user or "", 0.0),
+        candidate.enqueued_at,
+        candidate.job_id,
+    )
+
+
+def hold_reason(view: OwnerView, candidate: Candidate, now: datetime) -> str | None:
+    """Why `candidate` may not start now, or None if it may."""
+    policy = view.policy
+    job_class = policy.classes.get(candidate.job_class)
     if job_class is None:
         return f"held: class {candidate.job_class!r} is not in the policy"
     if view.mode not in job_class.modes:
         return f"held: {view.mode.value} mode does not run {candidate.job_class} jobs"
+    if view.qpu_state is QPUState.CALIBRATING and not job_class.calibrates:
+        return "held: the QPU is being calibrated"
+    if candidate.allocation is not None and candidate.allocation in view.ended_allocations:
+        return f"held: allocation {candidate.allocation} has ended"
+    epoch = view.calibration.epoch
+    if candidate.min_epoch is not None and candidate.min_epoch > epoch:
+        return f"held: needs calibration epoch {candidate.min_epoch}, the QPU is at {epoch}"
+    needs_s = estimated_duration_s(policy, candidate.shots)
+    if candidate.allocation_end is not None:
+        left_s = (candidate.allocation_end - now).total_seconds()
+        if left_s < needs_s:
+            return (
+                f"skipped: allocation {candidate.allocation} ends in {max(left_s, 0):.0f} s, "
+                f"the job needs about {needs_s:.0f} s"
+            )
+    valid_until = view.calibration.valid_until
+    if valid_until is not None and not job_class.calibrates:
+        over_s = needs_s - (valid_until - now).total_seconds()
+        if over_s > 0:
+            return f"skipped: would outlive the {CALIBRATION_WINDOW} by {over_s:.0f} s"
     return None
 
 
@@ -139,7 +219,7 @@ def decide(view: OwnerView, candidates: Sequence[Candidate], now: datetime) -> D
     """Choose what the QPU does next.
 
     Args:
-        view: QPU state, mode, policy and the running job.
+        view: QPU state, mode, policy, running job, calibration, usage, sessions, allocations.
         candidates: every job the owner could start (it never loses one by deciding).
         now: the current time (aging and windows are computed from it, never from a clock).
 
@@ -147,13 +227,12 @@ def decide(view: OwnerView, candidates: Sequence[Candidate], now: datetime) -> D
         START with the best eligible candidate; PREEMPT when it may interrupt the running job;
         otherwise WAIT, with the reason.
     """
-    del now  # the class-rank policy does not age; fairness policies use it
     held = tuple(
-        (c.job_id, reason) for c in candidates if (reason := hold_reason(view, c)) is not None
+        (c.job_id, reason) for c in candidates if (reason := hold_reason(view, c, now)) is not None
     )
     held_ids = {job_id for job_id, _ in held}
     eligible = sorted(
-        (c for c in candidates if c.job_id not in held_ids), key=lambda c: order_key(view.policy, c)
+        (c for c in candidates if c.job_id not in held_ids), key=lambda c: order_key(view, c, now)
     )
     if view.running is not None:
         if view.qpu_state is QPUState.RUNNING and eligible:
@@ -164,11 +243,22 @@ def decide(view: OwnerView, candidates: Sequence[Candidate], now: datetime) -> D
     if view.qpu_state not in DISPATCHING:
         return Decision(Action.WAIT, f"{view.qpu_state.value.lower()}: starting nothing", held=held)
     if not eligible:
-        reason = held[0][1] if held else "no jobs"
-        return Decision(Action.WAIT, reason, held=held)
+        due = any(CALIBRATION_WINDOW in reason for _, reason in held)
+        if due:
+            return Decision(
+                Action.WAIT,
+                "calibration due: no waiting job fits the calibration window",
+                held=held,
+                calibration_due=True,
+            )
+        return Decision(Action.WAIT, held[0][1] if held else "no jobs", held=held)
     best = eligible[0]
     reason = (
         f"best of {len(eligible)}: class {best.job_class} (rank "
-        f"{view.policy.classes[best.job_class].rank}), priority {best.priority}"
+        f"{view.policy.classes[best.job_class].rank}), priority {best.priority} "
+        f"(effective {effective_priority(view.policy, best, now)})"
     )
+    skipped = [r for _, r in held if r.startswith("skipped")]
+    if skipped:
+        reason += f"; {len(skipped)} skipped ({skipped[0]})"
     return Decision(Action.START, reason, job=best, held=held)

@@ -290,12 +290,17 @@ modes = {modes}
 """
 
 
-def test_reload_policy_applies_a_good_file_and_refuses_a_bad_one(owners: OwnerHarness, tmp_path: Path) -> None:
+def test_reload_policy_applies_a_good_file_and_refuses_a_bad_one(
+    owners: OwnerHarness, tmp_path: Path
+) -> None:
     policy = tmp_path / "policy.toml"
     policy.write_text(POLICY_TEXT.format(modes='["production", "development"]'))
     owners.start("--backend", "synthetic", "--policy", str(policy))
     client = owners.client()
-    assert client.submit(analog_sequence(2), 10, job_class="development").result(timeout=30).state is JobState.DONE
+    assert (
+        client.submit(analog_sequence(2), 10, job_class="development").result(timeout=30).state
+        is JobState.DONE
+    )
     policy.write_text(POLICY_TEXT.format(modes='["development"]'))
     reloaded = client.control(CommandName.RELOAD_POLICY)
     assert reloaded.ok, reloaded.message

@@ -11,7 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumers.core.machine import TRANSITIONS, QPUEvent, transition
-from consumers.core.policy import Action, Candidate, OwnerView, decide, validate_admission
+from consumers.core.policy import (
+    Action,
+    Calibration,
+    Candidate,
+    OwnerView,
+    decide,
+    estimated_duration_s,
+    order_key,
+    validate_admission,
+)
 from consumers.errors import IllegalTransition
 from schemas import ErrorCode, Mode, Policy, QPUState, parse_policy
 
@@ -89,9 +98,9 @@ def test_illegal_events_name_state_and_event(state: QPUState, event: QPUEvent, b
     assert state.value in str(info.value) and event.value in str(info.value)
 
 
-def test_only_an_idle_qpu_with_nothing_running_may_start() -> None:
-    starts = [(s, b) for (s, e, b) in TRANSITIONS if e is QPUEvent.START]
-    assert starts == [(QPUState.IDLE, False)]
+def test_only_an_idle_or_calibrating_qpu_with_nothing_running_may_start() -> None:
+    starts = {(s, b) for (s, e, b) in TRANSITIONS if e is QPUEvent.START}
+    assert starts == {(QPUState.IDLE, False), (QPUState.CALIBRATING, False)}
 
 
 @pytest.mark.parametrize(
@@ -179,17 +188,21 @@ def test_decide_properties(
     held_ids = {job_id for job_id, _ in decision.held}
     eligible = [c for c in candidates if c.job_id not in held_ids]
     if decision.action is Action.START:
-        assert running is None and state is QPUState.IDLE
+        assert running is None and state in (QPUState.IDLE, QPUState.CALIBRATING)
         assert decision.job in candidates and decision.job.job_id not in held_ids
-        best = min(
-            eligible,
-            key=lambda c: (POLICY.classes[c.job_class].rank, -c.priority, c.enqueued_at, c.job_id),
+        assert decision.job == min(eligible, key=lambda c: order_key(owner, c, T0))
+        best_rank = min(POLICY.classes[c.job_class].rank for c in eligible)
+        assert POLICY.classes[decision.job.job_class].rank == best_rank  # strict rank
+    elif decision.action is Action.WAIT:
+        assert (
+            running is not None
+            or state not in (QPUState.IDLE, QPUState.CALIBRATING)
+            or not eligible
         )
-        assert decision.job == best
-    else:
-        assert running is not None or state is not QPUState.IDLE or not eligible
     for c in candidates:
         allowed = mode in POLICY.classes[c.job_class].modes
+        if state is QPUState.CALIBRATING:
+            allowed = allowed and POLICY.classes[c.job_class].calibrates
         assert (c.job_id in held_ids) == (not allowed)
 
 
@@ -245,8 +258,159 @@ def test_preemption_properties(
         held_ids = {j for j, _ in decision.held}
         eligible = [c for c in candidates if c.job_id not in held_ids]
         assert decision.job == min(
-            eligible,
-            key=lambda c: (POLICY.classes[c.job_class].rank, -c.priority, c.enqueued_at, c.job_id),
+            eligible, key=lambda c: order_key(view(QPUState.RUNNING, mode, running), c, T0)
         )
     else:
         assert decision.action is Action.WAIT
+
+
+# ---- issue 5: aging, fair share, sessions, calibration window, allocations -------------------
+
+FAIR = Policy(
+    aging_step_s=60.0, fair_share_half_life_s=600.0, shot_rate_hz=100.0, job_overhead_s=0.0
+)
+
+
+def fair_view(**kwargs: object) -> OwnerView:
+    return OwnerView(QPUState.IDLE, Mode.PRODUCTION, FAIR, **kwargs)  # type: ignore[arg-type]
+
+
+def test_waiting_raises_effective_priority_one_step_per_interval() -> None:
+    new = Candidate("new", "production", 9, T0, 100)
+    eight_steps = Candidate("old", "production", 0, T0 - timedelta(seconds=539), 100)  # 0 + 8 < 9
+    assert decide(fair_view(), [eight_steps, new], T0).job == new
+    nine_steps = Candidate("older", "production", 0, T0 - timedelta(seconds=540), 100)  # 0 + 9 = 9
+    assert (
+        decide(fair_view(), [nine_steps, new], T0).job == nine_steps
+    )  # equal: the older goes first
+
+
+def test_no_starvation_under_a_stream_of_higher_priority_jobs() -> None:
+    """A priority-0 job starts within (9 + 1) aging steps although priority-9 jobs keep coming."""
+    waiting = Candidate("starving", "production", 0, T0, 100)
+    queue = [waiting]
+    now = T0
+    for tick in range(1000):
+        queue.append(Candidate(f"urgent-{tick}", "production", 9, now, 100))
+        chosen = decide(fair_view(), queue, now).job
+        assert chosen is not None
+        if chosen.job_id == "starving":
+            break
+        queue.remove(chosen)
+        now += timedelta(seconds=1)  # each job holds the QPU 1 s
+    assert chosen.job_id == "starving"
+    assert (now - T0).total_seconds() <= 11 * FAIR.aging_step_s
+
+
+def test_fair_share_converges_to_equal_qpu_time_for_equal_demand() -> None:
+    """Two users always have work queued; alice submitted hers first. QPU time ends up even."""
+    from consumers.core.fairshare import Usage
+
+    usage = Usage(FAIR.fair_share_half_life_s)
+    used = {"alice": 0.0, "bob": 0.0}
+    now = T0
+    for n in range(400):
+        queue = [
+            Candidate(f"a{n}", "production", 0, T0 - timedelta(seconds=1), 100, user="alice"),
+            Candidate(f"b{n}", "production", 0, T0, 100, user="bob"),
+        ]
+        chosen = decide(fair_view(usage=usage.snapshot(now)), queue, now).job
+        assert chosen is not None and chosen.user is not None
+        duration_s = estimated_duration_s(FAIR, chosen.shots)
+        used[chosen.user] += duration_s
+        now += timedelta(seconds=duration_s)
+        usage.add(chosen.user, duration_s, now)
+    assert abs(used["alice"] - used["bob"]) <= 1.0 + 1e-9
+
+
+def test_a_session_in_grace_goes_first_within_its_class() -> None:
+    loop = Candidate("loop-next", "production", 0, T0, 100, session_id="s1")
+    other = Candidate("other", "production", 5, T0 - timedelta(seconds=30), 100)
+    dev = Candidate("dev", "development", 0, T0, 100, session_id="s1")
+    assert decide(fair_view(sessions_in_grace=frozenset({"s1"})), [other, loop], T0).job == loop
+    assert decide(fair_view(), [other, loop], T0).job == other
+    assert decide(fair_view(sessions_in_grace=frozenset({"s1"})), [other, dev], T0).job == other
+
+
+def test_equal_rank_classes_share_by_weight() -> None:
+    policy = parse_policy(
+        "[classes.a]\nrank = 1\nweight = 3.0\n[classes.b]\nrank = 1\nweight = 1.0\n"
+    )
+    a = Candidate("a", "a", 0, T0, 100)
+    b = Candidate("b", "b", 0, T0, 100)
+    view_ = OwnerView(QPUState.IDLE, Mode.PRODUCTION, policy, class_usage={"a": 20.0, "b": 10.0})
+    assert decide(view_, [a, b], T0).job == a  # 20/3 < 10/1
+
+
+def test_the_best_job_that_fits_the_calibration_window_is_backfilled() -> None:
+    window = Calibration(epoch=3, valid_until=T0 + timedelta(seconds=10))
+    long = Candidate("long", "production", 9, T0, 5000)  # 50 s at 100 shots/s
+    short = Candidate("short", "development", 0, T0, 500)  # 5 s
+    decision = decide(fair_view(calibration=window), [long, short], T0)
+    assert decision.job == short
+    assert "would outlive the calibration window by 40 s" in dict(decision.held)["long"]
+    nothing = decide(fair_view(calibration=window), [long], T0)
+    assert nothing.action is Action.WAIT and nothing.calibration_due
+    calib = Candidate("cal", "calibration", 0, T0, 5000)
+    assert decide(fair_view(calibration=window), [long, calib], T0).job == calib
+
+
+def test_min_epoch_and_allocations_hold_jobs() -> None:
+    needs_new = Candidate("n", "production", 0, T0, 100, min_epoch=4)
+    ended = Candidate("e", "production", 0, T0, 100, allocation="77")
+    late = Candidate(
+        "l", "production", 0, T0, 1000, allocation="88", allocation_end=T0 + timedelta(seconds=5)
+    )
+    decision = decide(
+        fair_view(calibration=Calibration(epoch=3), ended_allocations=frozenset({"77"})),
+        [needs_new, ended, late],
+        T0,
+    )
+    assert decision.action is Action.WAIT
+    reasons = dict(decision.held)
+    assert "epoch 4" in reasons["n"] and "allocation 77 has ended" in reasons["e"]
+    assert "allocation 88 ends in 5 s" in reasons["l"]
+
+
+@settings(max_examples=300)
+@given(
+    candidates=st.lists(
+        st.builds(
+            Candidate,
+            job_id=st.uuids().map(str),
+            job_class=classes,
+            priority=st.integers(0, 9),
+            enqueued_at=st.just(T0),
+            shots=st.integers(1, 5000),
+            allocation=st.sampled_from([None, "1", "2"]),
+        ),
+        max_size=20,
+        unique_by=lambda c: c.job_id,
+    ),
+    window_s=st.none() | st.floats(0, 60),
+    ended=st.sets(st.sampled_from(["1", "2"])),
+)
+def test_window_and_allocation_properties(
+    candidates: list[Candidate], window_s: float | None, ended: set[str]
+) -> None:
+    """Nothing started outlives the window while a fitting job exists; ended allocations never start."""
+    valid_until = None if window_s is None else T0 + timedelta(seconds=window_s)
+    view_ = fair_view(calibration=Calibration(1, valid_until), ended_allocations=frozenset(ended))
+    decision = decide(view_, candidates, T0)
+    if decision.action is Action.START:
+        job = decision.job
+        assert job is not None and job.allocation not in ended
+        if valid_until is not None and not FAIR.classes[job.job_class].calibrates:
+            assert estimated_duration_s(FAIR, job.shots) <= window_s  # type: ignore[operator]
+    else:
+        fitting = [
+            c
+            for c in candidates
+            if c.allocation not in ended
+            and (
+                valid_until is None
+                or FAIR.classes[c.job_class].calibrates
+                or estimated_duration_s(FAIR, c.shots) <= window_s
+            )  # type: ignore[operator]
+        ]
+        assert not fitting

@@ -15,7 +15,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from consumers.core.machine import QPUEvent, transition
 from consumers.errors import IllegalTransition, OwnerError
 from schemas.codec import decode
-from schemas.enums import CommandName, ErrorCode, JobState
+from schemas.enums import CommandName, ErrorCode, JobState, QPUState
 from schemas.errors import DecodeError, PolicyError
 from schemas.messages import (
     ControlCommand,
@@ -26,6 +26,7 @@ from schemas.messages import (
     StatusReport,
 )
 from schemas.policy import load_policy
+from schemas.sequence import load_device
 
 if TYPE_CHECKING:
     from consumers.owner import Owner
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 
 class PolicyReloadRefused(OwnerError):
     """The policy file cannot replace the current policy; the current one stays."""
+
+
+class NotCalibrating(OwnerError):
+    """calibration-complete while the QPU is not being calibrated."""
 
 
 class NotRunning(OwnerError):
@@ -70,9 +75,10 @@ def status_report(owner: Owner) -> StatusReport:
         running=running,
         queue_depth=owner.queue_depth(),
         held=owner.holdings.per_class(),
-        epoch=0,
+        epoch=owner.history.epoch,
         backend=owner.backend.name,
         last_decision=decision.reason if decision else None,
+        held_reasons=dict(decision.held[:20]) if decision else {},
     )
 
 
@@ -94,6 +100,13 @@ def _apply(owner: Owner, command: ControlCommand, user: str | None) -> tuple[str
         return _cancel(owner, command.job_id, user)
     if name is CommandName.RELOAD_POLICY:
         return _reload_policy(owner)
+    if name is CommandName.CALIBRATION_START:
+        return _calibration_start(owner, command.force)
+    if name is CommandName.CALIBRATION_COMPLETE:
+        return _calibration_complete(owner, command.specs)
+    if name is CommandName.ALLOCATION_ENDED:
+        assert command.allocation is not None
+        return _allocation_ended(owner, command.allocation)
     if name is CommandName.PREEMPT:
         assert command.job_id is not None
         if owner.running is None or owner.running.job.job_id != command.job_id:
@@ -121,6 +134,62 @@ def _cancel(owner: Owner, job_id: str, user: str | None) -> tuple[str, dict[str,
         return f"canceled queued job {job_id}", {"pending": False}
     owner.history.pending_cancels[job_id] = user or "operator"
     return f"job {job_id} will be canceled when it reaches the owner", {"pending": True}
+
+
+def _calibration_start(owner: Owner, now: bool) -> tuple[str, dict[str, Any]]:
+    """Hold dispatching for calibration: at once when idle, after (or, with `now`, instead of)
+    the running job otherwise."""
+    if owner.state is QPUState.CALIBRATING:
+        return "already calibrating", {"now": now}
+    if owner.running is None:
+        owner.enter_calibration()
+        return "calibrating: only calibration jobs run", {"now": now}
+    owner.calibration_pending = True
+    job_id = owner.running.job.job_id
+    if now:
+        owner.preempt("calibration starts now")
+        return f"preempting {job_id}; calibrating once it is back in its queue", {"now": now}
+    return f"calibrating once {job_id} ends", {"now": now}
+
+
+def _calibration_complete(owner: Owner, specs: str | None) -> tuple[str, dict[str, Any]]:
+    """Bump the epoch, install new device specs if given, resume dispatching."""
+    if owner.state is not QPUState.CALIBRATING:
+        raise NotCalibrating(f"the QPU is {owner.state.value}, not CALIBRATING")
+    if owner.running is not None:
+        raise NotCalibrating(f"calibration job {owner.running.job.job_id} is still running")
+    device = load_device(specs) if specs else None  # ValueError: not a Pulser device
+    epoch = owner.history.epoch + 1
+    owner.complete_calibration(epoch, specs, device)
+    changed = f", new specs for {device.name}" if device is not None else ""
+    return f"calibration epoch {epoch}{changed}; dispatching again", {"epoch": epoch}
+
+
+def _allocation_ended(owner: Owner, allocation: str) -> tuple[str, dict[str, Any]]:
+    """Cancel an ended Slurm allocation's queued jobs, stop its running one, refuse its next."""
+    owner.history.ended_allocations.add(allocation)
+    error = JobError(
+        code=ErrorCode.ALLOCATION_ENDED, message=f"Slurm allocation {allocation} ended"
+    )
+    canceled = 0
+    for held in list(owner.holdings):
+        if held.job.slurm is not None and held.job.slurm.job_id == allocation:
+            owner.finish_held(held, JobState.CANCELED, error)
+            canceled += 1
+    running = owner.running
+    stopping = (
+        running is not None
+        and running.job.slurm is not None
+        and running.job.slurm.job_id == allocation
+    )
+    if running is not None and stopping:
+        running.cancel_error = error
+        owner.backend.cancel(running.job.job_id)
+    stopped = f", stopping {running.job.job_id}" if running is not None and stopping else ""
+    return f"allocation {allocation} ended: {canceled} queued job(s) canceled{stopped}", {
+        "allocation": allocation,
+        "canceled": canceled,
+    }
 
 
 def _reload_policy(owner: Owner) -> tuple[str, dict[str, Any]]:
@@ -178,7 +247,14 @@ def handle_control(
     else:
         try:
             message, data = _apply(owner, command, user)
-        except (IllegalTransition, NotRunning, PolicyReloadRefused, PolicyError) as exc:
+        except (
+            IllegalTransition,
+            NotRunning,
+            NotCalibrating,
+            PolicyReloadRefused,
+            PolicyError,
+            ValueError,
+        ) as exc:
             error = JobError(
                 code=ErrorCode.INTERNAL,
                 message=str(exc),

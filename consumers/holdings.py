@@ -30,6 +30,7 @@ class Held:
     preemptions: int = 0
     validated_ns: tuple[int, int] | None = None
     prior_counts: dict[str, int] = field(default_factory=dict)
+    validated_epoch: int = 0
 
     def candidate(self) -> Candidate:
         """The job as the core sees it; `key` is the delivery tag."""
@@ -42,6 +43,10 @@ class Held:
             user=self.user,
             key=self.tag,
             preemptions=self.preemptions,
+            session_id=self.job.session_id,
+            allocation=self.job.slurm.job_id if self.job.slurm else None,
+            allocation_end=self.job.slurm.allocation_end if self.job.slurm else None,
+            min_epoch=self.job.min_epoch,
         )
 
 

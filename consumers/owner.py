@@ -30,7 +30,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +41,10 @@ from brokers.connection import connect
 from brokers.settings import Settings
 from brokers.topology import Topology, build_topology, declare
 from consumers.backends.base import Backend, RunOutcome, RunRequest
+from consumers.core.fairshare import Usage
 from consumers.core.history import History
 from consumers.core.machine import QPUEvent, transition
-from consumers.core.policy import Action, Decision, OwnerView, decide, order_key
+from consumers.core.policy import Action, Calibration, Decision, OwnerView, decide, order_key
 from consumers.errors import BackendFailure, LeaseLost
 from consumers.events import rebuild_history
 from consumers.holdings import Held, Holdings
@@ -52,7 +53,7 @@ from consumers.lease import acquire_lease
 from consumers.publish import Publisher
 from consumers.running import Running, Sink, merge_counts, result_of
 from consumers.spans import JobSpans
-from schemas.codec import decode
+from schemas.codec import decode, encode
 from schemas.enums import ErrorCode, JobState, QPUState
 from schemas.errors import DecodeError
 from schemas.messages import (
@@ -66,6 +67,7 @@ from schemas.messages import (
     utc_now,
 )
 from schemas.policy import Policy
+from schemas.sequence import load_device, validate_shots
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +112,12 @@ class Owner:
         self.publisher: Publisher | None = None
         self.active = threading.Event()
         self._wants_dispatch = False
+        self.device_override: Any = None  # specs installed by calibration-complete
+        self.usage = Usage(policy.fair_share_half_life_s)
+        self.class_usage = Usage(policy.fair_share_half_life_s)
+        self.sessions: dict[str, datetime] = {}
+        self.calibration_pending = False
+        self._due_announced: int | None = None
 
     # ---- life cycle -----------------------------------------------------------------------
 
@@ -190,6 +198,7 @@ class Owner:
             self.settings.max_message_bytes,
         )
         self.history = self._rebuild(conn)
+        self._restore_from_history()
         self._publish_device()
         self.state = self.history.dispatch
         self._recover_inflight()
@@ -205,11 +214,21 @@ class Owner:
         log.info("active owner %s on backend %s", self.owner_id, self.backend.name)
         self.dispatch()
 
+    def _restore_from_history(self) -> None:
+        """Specs of the last calibration and decayed usage, as the log has them."""
+        if self.history.device is not None:
+            self.device_override = load_device(self.history.device)
+        for user, job_class, seconds, at in self.history.runs:
+            self.usage.add(user or "", seconds, at)
+            self.class_usage.add(job_class, seconds, at)
+
     def _publish_device(self) -> None:
         """Replace the last-value device specs that clients validate against before submitting."""
         assert self.publisher is not None
         specs = DeviceSpecs(
-            device=self.backend.device().to_abstract_repr(), epoch=0, backend=self.backend.name
+            device=self.device().to_abstract_repr(),
+            epoch=self.history.epoch,
+            backend=self.backend.name,
         )
         self.publisher.publish(
             "", self.topology.device_queue, specs, message_id=specs.published_at.isoformat()
@@ -339,9 +358,7 @@ class Owner:
         if user == self.settings.amqp_user and headers.get(USER_HEADER):
             user = str(headers[USER_HEADER])  # a job this owner put back (preempted)
         validate_begin_ns = time.time_ns()
-        problem = check_job(
-            job, job_class, user, self.policy, self.backend.device(), self.sequences
-        )
+        problem = check_job(job, job_class, user, self.policy, self.device(), self.sequences)
         validated_ns = (validate_begin_ns, time.time_ns())
         if problem is not None:
             reject(problem, job)
@@ -356,9 +373,17 @@ class Owner:
             attempt=int(headers.get(ATTEMPT_HEADER, 1)),
             preemptions=int(headers.get(PREEMPTIONS_HEADER, 0)),
             validated_ns=validated_ns,
+            validated_epoch=self.history.epoch,
             prior_counts=_counts(headers),
         )
         self.holdings.add(held)
+        allocation = job.slurm.job_id if job.slurm else None
+        if allocation is not None and allocation in self.history.ended_allocations:
+            error = JobError(
+                code=ErrorCode.ALLOCATION_ENDED, message=f"Slurm allocation {allocation} ended"
+            )
+            self.finish_held(held, JobState.CANCELED, error)
+            return None
         if job.job_id in self.history.pending_cancels:
             self.finish_held(
                 held,
@@ -403,6 +428,18 @@ class Owner:
 
     # ---- deciding -------------------------------------------------------------------------
 
+    def device(self) -> Any:
+        """The device jobs are validated against: the last calibration's specs, else the backend's."""
+        return self.device_override if self.device_override is not None else self.backend.device()
+
+    def calibration(self) -> Calibration:
+        """The epoch and until when it is valid (no window before the first calibration)."""
+        valid_s = self.policy.calibration_valid_s
+        calibrated_at = self.history.calibrated_at
+        if valid_s is None or calibrated_at is None:
+            return Calibration(self.history.epoch, None)
+        return Calibration(self.history.epoch, calibrated_at + timedelta(seconds=valid_s))
+
     def view(self) -> OwnerView:
         """What the core sees of this owner."""
         running = None
@@ -415,7 +452,18 @@ class Owner:
                 0.0,
                 preemptions=self.running.preemptions,
             ).candidate()
-        return OwnerView(self.state, self.history.mode, self.policy, running)
+        now = self.clock()
+        return OwnerView(
+            self.state,
+            self.history.mode,
+            self.policy,
+            running,
+            calibration=self.calibration(),
+            usage=self.usage.snapshot(now),
+            class_usage=self.class_usage.snapshot(now),
+            sessions_in_grace=frozenset(s for s, until in self.sessions.items() if until > now),
+            ended_allocations=frozenset(self.history.ended_allocations),
+        )
 
     def current_decision(self) -> Decision:
         """What the core would decide now, without acting on it (for `status`)."""
@@ -435,20 +483,96 @@ class Owner:
         self._wants_dispatch = False
         if self.publisher is None or self.jobs is None or not self.jobs.is_open:
             return
-        peeked = self._peek_heads() if self.running is None and self.state is QPUState.IDLE else []
-        decision = decide(self.view(), [h.candidate() for h in self.holdings], self.clock())
-        self.last_decision = decision
-        if decision.action is Action.PREEMPT and self.running is not None:
-            self.preempt(decision.reason)
-        if decision.action is Action.START and decision.job is not None:
-            held = self.holdings.pop(decision.job.key)
-            self._start(
-                held,
-                decision.reason,
-                ack=lambda: self.jobs.basic_ack(held.tag) if self.jobs else None,
-            )
-        del peeked
+        if self.state in (QPUState.IDLE, QPUState.RUNNING, QPUState.CALIBRATING):
+            self._peek_heads()
+        if self.calibration_pending and self.running is None:
+            self._enter_calibration()
+        while True:
+            decision = decide(self.view(), [h.candidate() for h in self.holdings], self.clock())
+            self.last_decision = decision
+            if decision.action is Action.START and decision.job is not None:
+                held = self.holdings.pop(decision.job.key)
+                if not self._still_valid(held):
+                    continue  # refused against the new specs; decide again
+                self._start(
+                    held, decision.reason, ack=functools.partial(self.jobs.basic_ack, held.tag)
+                )
+            elif decision.action is Action.PREEMPT and self.running is not None:
+                self.preempt(decision.reason)
+            elif decision.calibration_due and self._due_announced != self.history.epoch:
+                self._due_announced = self.history.epoch
+                self.publisher.event(
+                    Event(
+                        topic="calibration.due",
+                        reason=decision.reason,
+                        data={"epoch": self.history.epoch},
+                    )
+                )
+            break
         self._trim_looked_past()
+
+    def _still_valid(self, held: Held) -> bool:
+        """Re-check a job validated before the latest calibration; refuse it if it no longer fits."""
+        if held.validated_epoch == self.history.epoch:
+            return True
+        device = self.device()
+        problem = validate_shots(held.job.shots, device) or self.sequences.check(
+            held.job.sequence, device
+        )
+        if problem is None:
+            held.validated_epoch = self.history.epoch
+            return True
+        assert self.jobs is not None and self.publisher is not None
+        changed = problem.model_copy(
+            update={"message": f"after calibration epoch {self.history.epoch}: {problem.message}"}
+        )
+        refuse(
+            self.jobs,
+            self.publisher,
+            self.topology,
+            held.tag,
+            held.properties,
+            encode(held.job),
+            changed,
+            self.topology.job_queue(held.job.job_class),
+            self.clock(),
+            held.job,
+        )
+        return False
+
+    def complete_calibration(self, epoch: int, specs: str | None, device: Any) -> None:
+        """A new calibration epoch (and new specs, when given): log it and dispatch again."""
+        assert self.publisher is not None
+        event = self.publisher.event(
+            Event(
+                topic="calibration.complete",
+                reason=f"epoch {epoch}",
+                data={"epoch": epoch, "device": specs},
+            )
+        )
+        self.history.apply(event)
+        if device is not None:
+            self.device_override = device
+        self.state = transition(self.state, QPUEvent.CALIBRATION_DONE, busy=False)
+        self._publish_device()
+        self.request_dispatch()
+
+    def enter_calibration(self) -> None:
+        """Hold dispatching (except calibration jobs) until calibration-complete."""
+        self._enter_calibration()
+
+    def _enter_calibration(self) -> None:
+        assert self.publisher is not None
+        self.calibration_pending = False
+        self.state = transition(self.state, QPUEvent.CALIBRATION_START, busy=False)
+        self.publisher.event(
+            Event(
+                topic="calibration.started",
+                qpu_state=self.state,
+                reason="dispatching held for calibration",
+                data={"epoch": self.history.epoch},
+            )
+        )
 
     def _trim_looked_past(self) -> None:
         """Keep at most one looked-past job per class; hand back the weaker ones.
@@ -498,6 +622,7 @@ class Owner:
             job, held.user, reply_to, self.clock(), held.attempt, held.preemptions, trace
         )
         self.running.prior_counts = dict(held.prior_counts)
+        self.running.epoch = self.history.epoch
         self.running.spans = self._open_spans(held, trace)
         self.publisher.event(
             Event(
@@ -522,7 +647,7 @@ class Owner:
             "qsched.shots": job.shots,
             "qsched.priority": job.priority,
             "qsched.backend": self.backend.name,
-            "qsched.epoch": 0,
+            "qsched.epoch": self.history.epoch,
             "qsched.attempt": held.attempt,
             "qsched.user": held.user or "",
         }
@@ -598,6 +723,10 @@ class Owner:
             self._put_back(running, outcome)
             return
         result = result_of(running, outcome, self.backend.name, self.clock())
+        self._account(running, result.timings.ended_at)
+        if running.job.session_id:
+            grace = timedelta(seconds=self.policy.session_grace_s)
+            self.sessions[running.job.session_id] = result.timings.ended_at + grace
         state = result.state
         if running.spans is None:
             self._publish_final(result, running.user, running.reply_to)
@@ -606,6 +735,12 @@ class Owner:
                 self._publish_final(result, running.user, running.reply_to)
             running.spans.close(state.value, result.error)
         self._release_qpu(f"{running.job.job_id} ended {state.value}")
+
+    def _account(self, running: Running, ended_at: datetime) -> None:
+        """Charge the run's QPU time to its submitter and class (fair share, class weights)."""
+        seconds = max((ended_at - running.started_at).total_seconds(), 0.0)
+        self.usage.add(running.user or "", seconds, ended_at)
+        self.class_usage.add(running.job.job_class, seconds, ended_at)
 
     def _release_qpu(self, reason: str) -> None:
         """The job left the QPU: drop its in-flight record, free the QPU, decide again."""
@@ -662,6 +797,8 @@ class Owner:
             headers=headers,
         )
         shots_done = sum(outcome.counts.values())
+        now = self.clock()
+        self._account(running, now)
         self.publisher.event(
             Event(
                 topic="job.preempted",
@@ -673,6 +810,7 @@ class Owner:
                     "preemptions": running.preemptions + 1,
                     "shots_done": shots_done,
                     "shots": job.shots,
+                    "execution_s": (now - running.started_at).total_seconds(),
                 },
             )
         )

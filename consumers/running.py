@@ -33,6 +33,7 @@ class Running:
     spans: JobSpans | None = None
     prior_counts: dict[str, int] = field(default_factory=dict)
     preempt_reason: str | None = None
+    epoch: int = 0
 
 
 class Sink:
@@ -113,7 +114,7 @@ def result_of(running: Running, outcome: RunOutcome, backend: str, now: datetime
             execution_s=(now - running.started_at).total_seconds(),
         ),
         backend=backend,
-        epoch=0,
+        epoch=running.epoch,
         attempts=running.attempt,
         preemptions=running.preemptions,
     )

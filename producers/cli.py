@@ -139,6 +139,41 @@ ctl.add_command(
 )
 
 
+@ctl.command("calibration-start")
+@click.option("--now", is_flag=True, help="Preempt the running job instead of waiting for it.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def ctl_calibration_start(ctx: click.Context, now: bool, as_json: bool) -> None:
+    """Hold dispatching for calibration (state CALIBRATING); calibration jobs still run."""
+    with _client(ctx) as client:
+        _print_reply(client.control(CommandName.CALIBRATION_START, force=now), as_json)
+
+
+@ctl.command("calibration-complete")
+@click.option(
+    "--specs",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Pulser device JSON measured by the calibration.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def ctl_calibration_complete(ctx: click.Context, specs: Path | None, as_json: bool) -> None:
+    """Bump the calibration epoch, install new specs, and dispatch again."""
+    text = specs.read_text(encoding="utf-8") if specs else None
+    with _client(ctx) as client:
+        _print_reply(client.control(CommandName.CALIBRATION_COMPLETE, specs=text), as_json)
+
+
+@ctl.command("allocation-ended")
+@click.argument("slurm_job_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def ctl_allocation_ended(ctx: click.Context, slurm_job_id: str, as_json: bool) -> None:
+    """A Slurm allocation ended (call from the epilog): cancel its jobs, queued and running."""
+    with _client(ctx) as client:
+        _print_reply(client.control(CommandName.ALLOCATION_ENDED, allocation=slurm_job_id), as_json)
+
+
 @ctl.command("preempt")
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True)

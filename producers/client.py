@@ -564,6 +564,9 @@ class QPUClient:
         job_id: str | None = None,
         mode: Mode | None = None,
         message: str | None = None,
+        force: bool = False,
+        specs: str | None = None,
+        allocation: str | None = None,
         timeout: float = 10.0,
     ) -> ControlReply:
         """Send an operator's command and wait for the owner's reply.
@@ -571,7 +574,15 @@ class QPUClient:
         Raises:
             ResultTimeout: no owner answered within `timeout` seconds.
         """
-        cmd = ControlCommand(command=command, job_id=job_id, mode=mode, message=message)
+        cmd = ControlCommand(
+            command=command,
+            job_id=job_id,
+            mode=mode,
+            message=message,
+            force=force,
+            specs=specs,
+            allocation=allocation,
+        )
         self._publish_all(
             [
                 _Outgoing(

@@ -73,3 +73,6 @@ class CommandName(StrEnum):
     STATUS = "status"
     PREEMPT = "preempt"
     RELOAD_POLICY = "reload-policy"
+    CALIBRATION_START = "calibration-start"
+    CALIBRATION_COMPLETE = "calibration-complete"
+    ALLOCATION_ENDED = "allocation-ended"

@@ -165,6 +165,9 @@ class ControlCommand(Message):
     job_id: str | None = None
     mode: Mode | None = None
     message: str | None = Field(default=None, max_length=2000)
+    force: bool = Field(default=False, description="calibration-start: preempt the running job")
+    specs: str | None = Field(default=None, description="calibration-complete: Pulser device JSON")
+    allocation: str | None = Field(default=None, description="allocation-ended: Slurm job id")
     issued_at: AwareDatetime = Field(default_factory=utc_now)
 
     @model_validator(mode="after")
@@ -173,6 +176,8 @@ class ControlCommand(Message):
             raise ValueError("command 'mode' needs a mode")
         if self.command in (CommandName.CANCEL, CommandName.PREEMPT) and not self.job_id:
             raise ValueError(f"command {self.command.value!r} needs a job_id")
+        if self.command is CommandName.ALLOCATION_ENDED and not self.allocation:
+            raise ValueError("command 'allocation-ended' needs an allocation (Slurm job id)")
         return self
 
 
@@ -203,6 +208,7 @@ class StatusReport(BaseModel):
     epoch: int = 0
     backend: str
     last_decision: str | None = None
+    held_reasons: dict[str, str] = Field(default_factory=dict)
 
 
 class ControlReply(Message):

@@ -9,6 +9,7 @@ requested for jobs that had not reached the owner yet. `apply` folds one event i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from schemas.enums import CommandName, Mode, QPUState
 from schemas.messages import Event, JobResult
@@ -31,11 +32,27 @@ class History:
     dispatch: QPUState = QPUState.IDLE
     pending_cancels: dict[str, str] = field(default_factory=dict)
     events: int = 0
+    epoch: int = 0
+    calibrated_at: datetime | None = None
+    device: str | None = None
+    ended_allocations: set[str] = field(default_factory=set)
+    runs: list[tuple[str | None, str, float, datetime]] = field(default_factory=list)
 
     def apply(self, event: Event) -> None:
         """Fold one event in."""
         self.events += 1
         topic = event.topic
+        seconds = _qpu_seconds(event)
+        if seconds:
+            self.runs.append((event.user, event.job_class or "", seconds, event.at))
+        if topic == "calibration.complete":
+            self.epoch = int(event.data["epoch"])
+            self.calibrated_at = event.at
+            self.device = event.data.get("device") or self.device
+            return
+        if topic == f"control.{CommandName.ALLOCATION_ENDED.value}" and event.data.get("ok"):
+            self.ended_allocations.add(str(event.data["allocation"]))
+            return
         if event.result is not None and event.result.state.is_final and event.job_id:
             self.finished[event.job_id] = event.result
             self.pending_cancels.pop(event.job_id, None)
@@ -55,3 +72,12 @@ class History:
             and event.data.get("pending")
         ):
             self.pending_cancels[event.job_id] = event.user or "operator"
+
+
+def _qpu_seconds(event: Event) -> float:
+    """QPU time a job's run took, from its final or preempted event (0 for others)."""
+    if event.result is not None and event.result.timings.execution_s:
+        return float(event.result.timings.execution_s)
+    if event.topic == "job.preempted":
+        return float(event.data.get("execution_s", 0.0))
+    return 0.0

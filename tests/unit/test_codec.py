@@ -112,6 +112,8 @@ def commands(draw: st.DrawFn) -> ControlCommand:
         if command in (CommandName.CANCEL, CommandName.PREEMPT)
         else None,
         mode=draw(st.sampled_from(Mode)) if command is CommandName.MODE else None,
+        allocation="4242" if command is CommandName.ALLOCATION_ENDED else None,
+        force=draw(st.booleans()),
         message=draw(st.none() | texts),
         issued_at=draw(moments),
     )

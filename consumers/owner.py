@@ -215,7 +215,13 @@ class Owner:
         self.dispatch()
 
     def _restore_from_history(self) -> None:
-        """Specs of the last calibration and decayed usage, as the log has them."""
+        """Specs of the last calibration, decayed usage and the mode, as the log has them
+        (the policy's mode until an operator changed it)."""
+        if not self.history.mode_from_log:
+            self.history.mode, self.history.mode_message = (
+                self.policy.mode,
+                self.policy.mode_message,
+            )
         if self.history.device is not None:
             self.device_override = load_device(self.history.device)
         for user, job_class, seconds, at in self.history.runs:

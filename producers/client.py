@@ -440,6 +440,7 @@ class QPUClient:
         batch_id: str | None = None,
         session_id: str | None = None,
         deadline: datetime | None = None,
+        min_epoch: int | None = None,
     ) -> JobRequest:
         """A `JobRequest` for `sequence` (a `pulser.Sequence` or abstract-repr JSON), with the
         Slurm context of this process; validated against the owner's device when it published one.
@@ -456,6 +457,7 @@ class QPUClient:
             batch_id=batch_id,
             session_id=session_id,
             deadline=deadline,
+            min_epoch=min_epoch,
             slurm=slurm_context(),
         )
         if self.validate_locally:
@@ -478,6 +480,7 @@ class QPUClient:
         session_id: str | None = None,
         deadline: datetime | None = None,
         on_progress: ProgressCallback | None = None,
+        min_epoch: int | None = None,
     ) -> JobHandle:
         """Submit a job; returns once the broker confirmed it.
 
@@ -490,11 +493,14 @@ class QPUClient:
             session_id: jobs of one hybrid loop.
             deadline: aware datetime after which the job is pointless.
             on_progress: called with each partial result.
+            min_epoch: do not run before this calibration epoch.
 
         Raises:
             InvalidJob, UnknownJobClass, QueueFull, NotAuthorised, BrokerUnreachable.
         """
-        job = self.build_job(sequence, shots, job_class, priority, batch_id, session_id, deadline)
+        job = self.build_job(
+            sequence, shots, job_class, priority, batch_id, session_id, deadline, min_epoch
+        )
         return self.submit_request(job, on_progress)
 
     def submit_request(

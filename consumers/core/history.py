@@ -29,6 +29,7 @@ class History:
     seen: set[str] = field(default_factory=set)
     mode: Mode = Mode.PRODUCTION
     mode_message: str | None = None
+    mode_from_log: bool = False
     dispatch: QPUState = QPUState.IDLE
     pending_cancels: dict[str, str] = field(default_factory=dict)
     events: int = 0
@@ -65,6 +66,7 @@ class History:
         elif topic == f"control.{CommandName.MODE.value}":
             self.mode = Mode(event.data["mode"])
             self.mode_message = event.data.get("message")
+            self.mode_from_log = True
         elif (
             topic == f"control.{CommandName.CANCEL.value}"
             and event.job_id

@@ -119,3 +119,23 @@ def test_without_grace_the_sessions_next_job_queues_behind(
     owners: OwnerHarness, tmp_path: Path
 ) -> None:
     assert _order(owners, tmp_path, grace_s=0) == ["loop-1", "x1", "x2", "loop-2"]
+
+
+def test_a_job_asking_for_a_later_epoch_waits_for_that_calibration(
+    owners: OwnerHarness, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text('mode = "development"\nmode_message = "commissioning"\n')
+    owners.start("--backend", "synthetic", "--policy", str(policy))
+    client = owners.client()
+    status = client.control(CommandName.STATUS).status
+    assert status.mode.value == "development" and status.mode_message == "commissioning"
+    waiting = client.submit(analog_sequence(2), 10, min_epoch=1)
+    assert (
+        "needs calibration epoch 1"
+        in client.control(CommandName.STATUS).status.held_reasons[waiting.job_id]
+    )
+    assert client.control(CommandName.CALIBRATION_START).ok
+    assert client.control(CommandName.CALIBRATION_COMPLETE).ok
+    result = waiting.result(timeout=30)
+    assert result.state is JobState.DONE and result.epoch == 1

@@ -625,10 +625,16 @@ class Owner:
         ack()
         self.state = transition(self.state, QPUEvent.START, busy=False)
         self.running = Running(
-            job, held.user, reply_to, self.clock(), held.attempt, held.preemptions, trace
+            job,
+            held.user,
+            reply_to,
+            self.clock(),
+            held.attempt,
+            held.preemptions,
+            trace,
+            prior_counts=dict(held.prior_counts),
+            epoch=self.history.epoch,
         )
-        self.running.prior_counts = dict(held.prior_counts)
-        self.running.epoch = self.history.epoch
         self.running.spans = self._open_spans(held, trace)
         self.publisher.event(
             Event(

@@ -14,6 +14,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from consumers.core.machine import QPUEvent, transition
 from consumers.errors import IllegalTransition, OwnerError
+from consumers.intake import allocation_ended, canceled_by
 from schemas.codec import decode
 from schemas.enums import CommandName, ErrorCode, JobState, QPUState
 from schemas.errors import DecodeError, PolicyError
@@ -117,9 +118,7 @@ def _apply(owner: Owner, command: ControlCommand, user: str | None) -> tuple[str
 
 
 def _cancel(owner: Owner, job_id: str, user: str | None) -> tuple[str, dict[str, Any]]:
-    error = JobError(
-        code=ErrorCode.CANCELED_BY_OPERATOR, message=f"job {job_id} canceled by {user}"
-    )
+    error = canceled_by(job_id, user)
     if job_id in owner.history.finished:
         return f"job {job_id} already ended {owner.history.finished[job_id].state.value}", {
             "pending": False
@@ -168,9 +167,7 @@ def _calibration_complete(owner: Owner, specs: str | None) -> tuple[str, dict[st
 def _allocation_ended(owner: Owner, allocation: str) -> tuple[str, dict[str, Any]]:
     """Cancel an ended Slurm allocation's queued jobs, stop its running one, refuse its next."""
     owner.history.ended_allocations.add(allocation)
-    error = JobError(
-        code=ErrorCode.ALLOCATION_ENDED, message=f"Slurm allocation {allocation} ended"
-    )
+    error = allocation_ended(allocation)
     canceled = 0
     for held in list(owner.holdings):
         if held.job.slurm is not None and held.job.slurm.job_id == allocation:

@@ -70,6 +70,16 @@ def check_job(
     )
 
 
+def canceled_by(job_id: str, by: str | None) -> JobError:
+    """Why a job an operator canceled ended CANCELED."""
+    return JobError(code=ErrorCode.CANCELED_BY_OPERATOR, message=f"job {job_id} canceled by {by}")
+
+
+def allocation_ended(allocation: str) -> JobError:
+    """Why a job of a Slurm allocation that ended was canceled (or never started)."""
+    return JobError(code=ErrorCode.ALLOCATION_ENDED, message=f"Slurm allocation {allocation} ended")
+
+
 def decode_error(exc: DecodeError) -> JobError:
     """The structured error sent back for a message that did not decode."""
     if exc.field is not None:

@@ -48,13 +48,20 @@ from consumers.core.policy import Action, Calibration, Decision, OwnerView, deci
 from consumers.errors import BackendFailure, LeaseLost
 from consumers.events import rebuild_history
 from consumers.holdings import Held, Holdings
-from consumers.intake import SequenceChecker, check_job, decode_error, refuse
+from consumers.intake import (
+    SequenceChecker,
+    allocation_ended,
+    canceled_by,
+    check_job,
+    decode_error,
+    refuse,
+)
 from consumers.lease import acquire_lease
 from consumers.publish import Publisher
 from consumers.running import Running, Sink, merge_counts, result_of
 from consumers.spans import JobSpans
 from schemas.codec import decode, encode
-from schemas.enums import ErrorCode, JobState, QPUState
+from schemas.enums import JobState, QPUState
 from schemas.errors import DecodeError
 from schemas.messages import (
     DeviceSpecs,
@@ -102,7 +109,6 @@ class Owner:
         self.history = History()
         self.holdings = Holdings()
         self.running: Running | None = None
-        self.last_decision: Decision | None = None
         self.sequences = SequenceChecker()
         self._stop = threading.Event()
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -385,16 +391,14 @@ class Owner:
         self.holdings.add(held)
         allocation = job.slurm.job_id if job.slurm else None
         if allocation is not None and allocation in self.history.ended_allocations:
-            error = JobError(
-                code=ErrorCode.ALLOCATION_ENDED, message=f"Slurm allocation {allocation} ended"
-            )
+            error = allocation_ended(allocation)
             self.finish_held(held, JobState.CANCELED, error)
             return None
         if job.job_id in self.history.pending_cancels:
             self.finish_held(
                 held,
                 JobState.CANCELED,
-                self._cancel_error(job.job_id, self.history.pending_cancels[job.job_id]),
+                canceled_by(job.job_id, self.history.pending_cancels[job.job_id]),
             )
             return None
         if job.job_id not in self.history.seen:
@@ -416,21 +420,17 @@ class Owner:
             )
         return held
 
-    def _peek_heads(self) -> list[Held]:
-        """Look past every full prefetch window: the queue may hold a better job than we do."""
+    def _peek_heads(self) -> None:
+        """Look past every full prefetch window: the queue may hold a better job than we do.
+
+        What the look finds is held like any delivery (marked `via_get`)."""
         assert self.jobs is not None
-        peeked = []
         for job_class in self.topology.class_names:
             if self.holdings.window(job_class) < self.settings.owner.prefetch:
                 continue
             method, props, body = self.jobs.basic_get(self.topology.job_queue(job_class))
             if method is not None:
-                held = self._admit(
-                    self.jobs, method.delivery_tag, props, body, job_class, via_get=True
-                )
-                if held is not None:
-                    peeked.append(held)
-        return peeked
+                self._admit(self.jobs, method.delivery_tag, props, body, job_class, via_get=True)
 
     # ---- deciding -------------------------------------------------------------------------
 
@@ -492,10 +492,9 @@ class Owner:
         if self.state in (QPUState.IDLE, QPUState.RUNNING, QPUState.CALIBRATING):
             self._peek_heads()
         if self.calibration_pending and self.running is None:
-            self._enter_calibration()
+            self.enter_calibration()
         while True:
             decision = decide(self.view(), [h.candidate() for h in self.holdings], self.clock())
-            self.last_decision = decision
             if decision.action is Action.START and decision.job is not None:
                 held = self.holdings.pop(decision.job.key)
                 if not self._still_valid(held):
@@ -565,9 +564,6 @@ class Owner:
 
     def enter_calibration(self) -> None:
         """Hold dispatching (except calibration jobs) until calibration-complete."""
-        self._enter_calibration()
-
-    def _enter_calibration(self) -> None:
         assert self.publisher is not None
         self.calibration_pending = False
         self.state = transition(self.state, QPUEvent.CALIBRATION_START, busy=False)
@@ -863,11 +859,6 @@ class Owner:
         self.holdings.pop(held.tag)
         assert self.jobs is not None
         self.jobs.basic_ack(held.tag)
-
-    def _cancel_error(self, job_id: str, by: str) -> JobError:
-        return JobError(
-            code=ErrorCode.CANCELED_BY_OPERATOR, message=f"job {job_id} canceled by {by}"
-        )
 
     # ---- upkeep ---------------------------------------------------------------------------
 

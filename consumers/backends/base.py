@@ -87,6 +87,22 @@ class Backend(ABC):
         """Release processes, threads and connections."""
 
 
+class LocalBackend(Backend):
+    """A backend on this machine: always operational; its device is given or AnalogDevice."""
+
+    _device: BaseDevice | None = None
+
+    def device(self) -> BaseDevice:
+        """The configured device, else Pulser's AnalogDevice."""
+        if self._device is None:
+            self._device = load_default_device(None)
+        return self._device
+
+    def fetch_operational(self) -> bool:
+        """Nothing here goes down on its own."""
+        return True
+
+
 def accumulate(total: Counter[str], chunk: dict[str, int]) -> dict[str, int]:
     """Add a chunk's counts to a running total and return a plain copy of the total."""
     total.update(chunk)

@@ -15,7 +15,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING
 
-from consumers.backends.base import Backend, RunOutcome, RunRequest, RunSink, load_default_device
+from consumers.backends.base import (
+    LocalBackend,
+    RunOutcome,
+    RunRequest,
+    RunSink,
+)
 from schemas.enums import ErrorCode
 from schemas.messages import JobError
 
@@ -32,7 +37,7 @@ class _Run:
     canceled: bool = False
 
 
-class EmulatorBackend(Backend):
+class EmulatorBackend(LocalBackend):
     """Runs jobs on QutipBackendV2 in a child process, optionally paced to a shot rate."""
 
     name = "emulator"
@@ -65,16 +70,6 @@ class EmulatorBackend(Backend):
     def worker_pid(self) -> int | None:
         """PID of the child process (chaos tests kill it)."""
         return self._worker.pid if self._worker else None
-
-    def device(self) -> BaseDevice:
-        """AnalogDevice unless another was configured."""
-        if self._device is None:
-            self._device = load_default_device(None)
-        return self._device
-
-    def fetch_operational(self) -> bool:
-        """The emulator is always operational."""
-        return True
 
     def start(self, request: RunRequest, sink: RunSink) -> None:
         """Hand the job to the child and read its answers in a thread."""

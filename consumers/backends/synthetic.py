@@ -12,12 +12,11 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from consumers.backends.base import (
-    Backend,
+    LocalBackend,
     RunOutcome,
     RunRequest,
     RunSink,
     accumulate,
-    load_default_device,
     register_size,
 )
 from schemas.enums import ErrorCode
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
     from pulser.devices._device_datacls import BaseDevice
 
 
-class SyntheticBackend(Backend):
+class SyntheticBackend(LocalBackend):
     """Random results, paced like a QPU when `shot_rate_hz` is set."""
 
     name = "synthetic"
@@ -46,16 +45,6 @@ class SyntheticBackend(Backend):
         self._random = random.Random(seed)
         self._device = device
         self._cancels: dict[str, threading.Event] = {}
-
-    def device(self) -> BaseDevice:
-        """AnalogDevice unless another was given."""
-        if self._device is None:
-            self._device = load_default_device(None)
-        return self._device
-
-    def fetch_operational(self) -> bool:
-        """Always operational."""
-        return True
 
     def start(self, request: RunRequest, sink: RunSink) -> None:
         """Run in a thread of its own."""

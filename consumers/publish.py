@@ -1,8 +1,9 @@
 """Publishing from the owner: every publish waits for the broker's confirm.
 
-The owner's ordering guarantees rest on this: a final event and the reply are confirmed before
-the job's durable copy is removed, so a crash at any point leaves the job either still queued or
-answered.
+The owner's guarantees rest on this: an event is confirmed before it is applied, and a delivery
+is acked only after its `job.accepted` event is confirmed. Every event is stamped with the
+writer's owner id and activation term (fencing) and carries its job id in a header, so a reader
+of the stream can index jobs without decoding bodies.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from schemas.messages import Event, Message
 
 log = logging.getLogger(__name__)
 
+JOB_ID_HEADER = "x-qsched-job-id"
+
 
 class Publisher:
-    """Confirmed publishes of events, replies and records on one channel."""
+    """Confirmed publishes of events and replies on one channel."""
 
     def __init__(
         self,
@@ -39,6 +42,7 @@ class Publisher:
         self._user_id = user_id
         self._owner_id = owner_id
         self._max_bytes = max_bytes
+        self.term: int | None = None
 
     def publish(
         self,
@@ -57,6 +61,7 @@ class Publisher:
 
         Raises:
             pika.exceptions.UnroutableError: `mandatory` and no queue took it.
+            pika.exceptions.NackError: the broker refused it (e.g. a full queue).
         """
         body = encode(message, self._max_bytes)
         props = properties(
@@ -71,28 +76,33 @@ class Publisher:
         self.channel.basic_publish(exchange, routing_key, body, props, mandatory=mandatory)
 
     def event(self, event: Event) -> Event:
-        """Publish a state change on the events exchange (and so into the stream)."""
-        stamped = event.model_copy(update={"owner_id": self._owner_id})
+        """Stamp and publish a state change on the events exchange (and so into the stream)."""
+        stamped = event.model_copy(update={"owner_id": self._owner_id, "term": self.term})
+        headers = {JOB_ID_HEADER: stamped.job_id} if stamped.job_id else None
         self.publish(
-            self._topology.events_exchange, stamped.topic, stamped, message_id=stamped.event_id
+            self._topology.events_exchange,
+            stamped.topic,
+            stamped,
+            message_id=stamped.event_id,
+            headers=headers,
         )
         return stamped
 
-    def reply(self, reply_to: str | None, message: Message, correlation_id: str) -> bool:
+    def reply(self, reply_to: str | None, message: Message, correlation_id: str) -> str | None:
         """Send an answer to a submitter's or operator's queue.
 
         Returns:
-            False when there is no reply queue (gone or never given); the answer stays in the log.
+            None when it was delivered, else why not (no queue, gone, or refused by the broker):
+            the answer stays in the event log either way; a failed reply is never retried.
         """
         if not reply_to:
-            return False
+            return "no reply queue"
         try:
             self.publish(
                 "", reply_to, message, message_id=correlation_id, correlation_id=correlation_id
             )
         except pika.exceptions.UnroutableError:
-            log.warning(
-                "reply queue %s is gone; %s stays in the event log", reply_to, correlation_id
-            )
-            return False
-        return True
+            return f"reply queue {reply_to} does not exist"
+        except pika.exceptions.NackError:
+            return f"reply queue {reply_to} refused the message (full or rejecting)"
+        return None

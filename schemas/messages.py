@@ -166,6 +166,9 @@ class ControlCommand(Message):
     mode: Mode | None = None
     message: str | None = Field(default=None, max_length=2000)
     force: bool = Field(default=False, description="calibration-start: preempt the running job")
+    user: str | None = Field(default=None, description="queue: only this user's jobs")
+    job_class: str | None = Field(default=None, description="queue: only this class")
+    limit: int | None = Field(default=None, ge=1, description="queue: at most this many entries")
     specs: str | None = Field(default=None, description="calibration-complete: Pulser device JSON")
     allocation: str | None = Field(default=None, description="allocation-ended: Slurm job id")
     issued_at: AwareDatetime = Field(default_factory=utc_now)
@@ -211,6 +214,31 @@ class StatusReport(BaseModel):
     held_reasons: dict[str, str] = Field(default_factory=dict)
 
 
+class QueueEntry(BaseModel):
+    """One waiting job in policy order, as `qsched queue` and `handle.position()` show it.
+
+    Attributes:
+        position: 1 for the job that starts next; None while the job is held.
+        eta_s: estimated seconds until it starts; None when unknown (held, paused, calibrating).
+        factors: the ordering key's factors, named (like Slurm's ``sprio``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_id: str
+    job_class: str
+    user: str
+    account: str | None = None
+    priority: int
+    shots: int
+    submitted_at: AwareDatetime
+    position: int | None = None
+    eta_s: float | None = None
+    held: str | None = None
+    state: JobState = JobState.QUEUED
+    factors: dict[str, Any] = Field(default_factory=dict)
+
+
 class ControlReply(Message):
     """The owner's answer to one control command (correlation_id = command_id)."""
 
@@ -222,6 +250,7 @@ class ControlReply(Message):
     message: str = ""
     error: JobError | None = None
     status: StatusReport | None = None
+    queue: list[QueueEntry] | None = None
 
 
 class Event(Message):
@@ -238,6 +267,7 @@ class Event(Message):
     topic: str = Field(pattern=r"^[a-z]+\.[a-z0-9_.-]+$")
     at: AwareDatetime = Field(default_factory=utc_now)
     owner_id: str | None = None
+    term: int | None = Field(default=None, ge=0, description="activation term of the writer")
     job_id: str | None = None
     job_class: str | None = None
     user: str | None = None

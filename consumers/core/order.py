@@ -58,6 +58,12 @@ class Waiting:
     validated_epoch: int = 0
     accepted_at: datetime | None = None
 
+    @property
+    def queued_at(self) -> datetime:
+        """Where the job stands in line (age, aging): when the owner accepted it. The client's
+        `submitted_at` is only reported, so a client's clock cannot buy a job age."""
+        return self.accepted_at if self.accepted_at is not None else self.submitted_at
+
     @classmethod
     def of(cls, accepted: JobAccepted, epoch: int, at: datetime) -> Waiting:
         """The facts of a `job.accepted` payload, checked against calibration `epoch`."""
@@ -99,7 +105,7 @@ class Waiting:
         return max(self.shots - sum(self.prior_counts.values()), 0)
 
 
-Lane = Any  # SortedList of (submitted_at, job_id, Waiting); sortedcontainers ships no types
+Lane = Any  # SortedList of (queued_at, job_id, Waiting); sortedcontainers ships no types
 
 
 @dataclass
@@ -117,7 +123,7 @@ class OrderIndex:
         """Index a job that starts waiting."""
         users = self.lanes.setdefault(job.job_class, {})
         levels = users.setdefault(job.user_key, {})
-        levels.setdefault(job.priority, SortedList()).add((job.submitted_at, job.job_id, job))
+        levels.setdefault(job.priority, SortedList()).add((job.queued_at, job.job_id, job))
         if job.session_id:
             self.sessions.setdefault(job.session_id, set()).add(job.job_id)
         if job.deadline is not None:
@@ -131,7 +137,7 @@ class OrderIndex:
         users = self.lanes[job.job_class]
         levels = users[job.user_key]
         lane = levels[job.priority]
-        lane.remove((job.submitted_at, job.job_id, job))
+        lane.remove((job.queued_at, job.job_id, job))
         if not lane:
             del levels[job.priority]
             if not levels:

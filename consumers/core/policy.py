@@ -106,7 +106,7 @@ def estimated_duration_s(policy: Policy, shots: int) -> float:
 
 def effective_priority(policy: Policy, candidate: Candidate, now: datetime) -> int:
     """AMQP priority plus one step per `aging_step_s` waited."""
-    waited_s = max((now - candidate.submitted_at).total_seconds(), 0.0)
+    waited_s = max((now - candidate.queued_at).total_seconds(), 0.0)
     return candidate.priority + int(waited_s // policy.aging_step_s)
 
 
@@ -123,7 +123,7 @@ def within_class_key(view: OwnerView, candidate: Candidate, now: datetime) -> tu
         -effective_priority(view.policy, candidate, now),
         view.account_usage.get(candidate.account_key, 0.0),
         view.usage.get(candidate.user_key, 0.0),
-        candidate.submitted_at,
+        candidate.queued_at,
         candidate.job_id,
     )
 

@@ -340,7 +340,7 @@ def _tick(state: OwnerState, policy: Policy, now: datetime) -> Steps:
         if job_class.max_queue_age_s is None:
             continue
         for job in state.index.oldest(name):
-            if (now - job.submitted_at).total_seconds() > job_class.max_queue_age_s:
+            if (now - job.queued_at).total_seconds() > job_class.max_queue_age_s:
                 expired.setdefault(
                     job.job_id,
                     JobError(

@@ -81,6 +81,7 @@ def queue_entries(
     ahead_s = running_left_s(state, policy, now)
     startable: list[QueueEntry] = []
     held: list[QueueEntry] = []
+    position = 0
     for job in ordered:
         reason = hold_reason(view, job, now)
         keep = (
@@ -89,10 +90,9 @@ def queue_entries(
             and (job_id is None or job.job_id == job_id)
         )
         if reason is None:
+            position += 1
             if keep:
-                startable.append(
-                    _entry(job, view, now, len(startable) + 1, ahead_s if eta_known else None)
-                )
+                startable.append(_entry(job, view, now, position, ahead_s if eta_known else None))
             ahead_s += estimated_duration_s(policy, job.remaining_shots)
         elif keep:
             held.append(_entry(job, view, now, None, None, reason))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from bench import dispatch, submit
+from bench import backlog, dispatch, submit
 
-BENCHMARKS = {"dispatch": dispatch.main, "submit": submit.main}
+BENCHMARKS = {"dispatch": dispatch.main, "submit": submit.main, "backlog": backlog.main}
 
 
 def main() -> None:

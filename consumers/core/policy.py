@@ -237,30 +237,46 @@ def best_indexed(
 ) -> tuple[Candidate | None, bool]:
     """The best startable waiting job, looking at one job per lane (see `consumers.core.order`).
 
+    A lane's head bounds the lane (nothing behind it orders earlier, grace aside), so a lane
+    whose head cannot beat the best so far is skipped without checking holds.
+
     Returns:
         The job (None if none may start) and whether a job was skipped only because it would
         outlive the calibration window (calibration is then due if nothing else may start).
     """
     window_blocked = False
+    step_s = view.policy.aging_step_s
     for job_class in sorted(index.lanes, key=lambda c: class_key(view, c)):
         if class_hold(view, job_class) is not None:
             continue
         best: Candidate | None = None
         best_key: tuple[object, ...] = ()
-        in_grace = (
-            (job if job_hold(view, job, now) is None else None, False)
-            for session in view.sessions_in_grace
-            for job in index.session_jobs(session)
-            if job.job_class == job_class
-        )
-        lane_firsts = (_first_startable(view, lane, now) for lane in index.lane_heads(job_class))
-        for job, blocked in (*in_grace, *lane_firsts):
-            window_blocked = window_blocked or blocked
-            if job is None:
-                continue
-            key = within_class_key(view, job, now)
-            if best is None or key < best_key:
-                best, best_key = job, key
+        for session in view.sessions_in_grace:
+            for job in index.session_jobs(session):
+                if job.job_class == job_class and job_hold(view, job, now) is None:
+                    key = within_class_key(view, job, now)
+                    if best is None or key < best_key:
+                        best, best_key = job, key
+        for levels in index.lanes[job_class].values():
+            user_share: tuple[float, float] | None = None
+            for priority, lane in levels.items():
+                head: Candidate = lane[0][2]
+                if user_share is None:
+                    user_share = (
+                        view.account_usage.get(head.account_key, 0.0),
+                        view.usage.get(head.user_key, 0.0),
+                    )
+                waited_s = max((now - head.queued_at).total_seconds(), 0.0)
+                bound = (1, -(priority + int(waited_s // step_s)), *user_share, head.queued_at)
+                if best is not None and bound > best_key[:5]:
+                    continue
+                job, blocked = _first_startable(view, (entry[2] for entry in lane), now)
+                window_blocked = window_blocked or blocked
+                if job is None:
+                    continue
+                key = within_class_key(view, job, now)
+                if best is None or key < best_key:
+                    best, best_key = job, key
         if best is not None:
             return best, window_blocked
     return None, window_blocked

@@ -6,7 +6,7 @@ import argparse
 
 from bench import backlog, dispatch, submit
 
-BENCHMARKS = {"dispatch": dispatch.main, "submit": submit.main, "backlog": backlog.main}
+BENCHMARKS = {"dispatch": dispatch.main, "submit": submit.main, "backlog": backlog.main_with_intake}
 
 
 def main() -> None:

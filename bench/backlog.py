@@ -119,3 +119,63 @@ def main(jobs: int) -> None:
         f"{mem['accepted_event_bytes']:,} bytes; goal < 2 KiB)"
     )
     print(json.dumps({"bench": "memory"} | mem))
+
+
+def intake(jobs: int) -> dict[str, float]:
+    """Jobs/s the owner accepts into its backlog vs raw pika windowed confirms, same run."""
+    from bench.common import bench_namespace, owner_process
+    from bench.submit import raw_pika_rate
+    from brokers.connection import channel
+    from producers.client import QPUClient
+    from schemas.enums import CommandName
+    from tests.sequences import analog_sequence
+
+    sequence = analog_sequence(2)
+    with bench_namespace() as settings, owner_process(settings, "--backend", "synthetic"):
+        client = QPUClient(settings=settings)
+        client.control(CommandName.STATUS, timeout=60)
+        assert client.control(CommandName.PAUSE).ok  # accept everything, start nothing
+        client.submit_many([client.build_job(sequence, 1) for _ in range(jobs)])
+        deadline = time.monotonic() + 600
+        while (status := client.control(CommandName.STATUS).status) is not None and sum(
+            status.queue_depth.values()
+        ) < jobs:
+            assert time.monotonic() < deadline, "the owner did not accept every job"
+            client.poll(0.2)
+        accepted = [
+            e.at
+            for e in _log(settings)
+            if e.topic == Topic.JOB_ACCEPTED
+        ]
+        client.close()
+        span_s = (max(accepted) - min(accepted)).total_seconds()
+        body = encode(client.build_job(sequence, 1))
+        queue = f"{settings.namespace}.bench-raw"
+        with channel(settings.amqp_url) as ch:
+            ch.queue_declare(queue, durable=True)
+        raw = raw_pika_rate(settings.amqp_url, queue, body, jobs)
+        with channel(settings.amqp_url) as ch:
+            ch.queue_delete(queue)
+    rate = jobs / span_s
+    return {"jobs": jobs, "intake_jobs_per_s": rate, "raw_per_s": raw, "ratio": rate / raw}
+
+
+def _log(settings: object) -> list[Event]:
+    from brokers.connection import channel
+    from brokers.topology import build_topology
+    from consumers.events import read_events
+
+    topology = build_topology(settings, Policy())  # type: ignore[arg-type]
+    with channel(settings.amqp_url) as ch:  # type: ignore[attr-defined]
+        return list(read_events(ch, topology.events_stream, "first"))
+
+
+def main_with_intake(jobs: int) -> None:
+    """Decisions and memory, then intake of `jobs` jobs through a real owner."""
+    main(jobs)
+    row = intake(jobs)
+    print(
+        f"intake of {jobs} jobs: {row['intake_jobs_per_s']:.0f} jobs/s accepted; raw pika "
+        f"windowed confirms {row['raw_per_s']:.0f} msg/s; ratio {row['ratio']:.2f}x (goal >= 0.5x)"
+    )
+    print(json.dumps({"bench": "intake"} | row))

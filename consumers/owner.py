@@ -151,7 +151,7 @@ class Owner:
         declare(channel, self.topology)
         max_bytes = self.settings.max_message_bytes
         publisher = Publisher(
-            channel, self.topology, self.settings.amqp_user, self.owner_id, max_bytes
+            conn, channel, self.topology, self.settings.amqp_user, self.owner_id, max_bytes
         )
         store = SequenceStore(self.settings.owner.sequence_cache_bytes, max_bytes)
         follower = LogFollower(conn, self.topology, publisher, store, max_bytes)
@@ -259,6 +259,7 @@ class Owner:
         for delivery in batch:
             job_class = delivery.queue.rsplit(".", 1)[-1]
             try:
+                began_ns = time.time_ns()
                 parsed = read_job(
                     delivery.properties,
                     delivery.body,
@@ -268,7 +269,7 @@ class Owner:
                     device,
                     shell.sequences,
                 )
-                shell.job_delivery(parsed, delivery)
+                shell.job_delivery(parsed, delivery, (began_ns, time.time_ns()))
             except (pika.exceptions.AMQPError, OSError):
                 raise
             except Exception as exc:  # one bad message never stops the owner
@@ -276,7 +277,7 @@ class Owner:
                 error = JobError(
                     code=ErrorCode.INTERNAL, message=f"owner could not handle it: {exc!r}"
                 )
-                settle_after_failure(shell.publisher.channel, self.topology, delivery, error)
+                settle_after_failure(shell.publisher, self.topology, delivery, error)
         return True
 
     def _take_commands(self, shell: Shell) -> bool:
@@ -293,7 +294,7 @@ class Owner:
                 error = JobError(
                     code=ErrorCode.INTERNAL, message=f"owner could not handle it: {exc!r}"
                 )
-                settle_after_failure(shell.publisher.channel, self.topology, delivery, error)
+                settle_after_failure(shell.publisher, self.topology, delivery, error)
         return True
 
     def _command(self, shell: Shell, delivery: Delivery) -> None:
@@ -308,7 +309,7 @@ class Owner:
         if not isinstance(prepared, Prepared):
             props = delivery.properties
             refusal = Refusal(prepared, props.user_id, None, props.message_id)
-            shell.job_delivery(refusal, delivery)
+            shell.job_delivery(refusal, delivery, (0, 0))
             return
         if shell.command(prepared.command, delivery):
             if prepared.policy is not None:

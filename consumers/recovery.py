@@ -146,7 +146,7 @@ class LogFollower:
             pointer = SnapshotPointer(
                 offset=offset, event_id=props.message_id, term=self._publisher.term or 0
             )
-            self._publisher.publish(
+            self._publisher.send(  # confirmed at the owner's next flush (not inside a callback)
                 "", self._topology.snapshot_queue, pointer, message_id=props.message_id
             )
 

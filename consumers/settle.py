@@ -16,6 +16,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 from brokers.topology import Topology, dead_letter_properties
+from consumers.publish import Publisher
 from schemas.messages import JobError
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,10 @@ def ack(delivery: Delivery) -> None:
 
 
 def dead_letter(
-    publish_channel: BlockingChannel, topology: Topology, delivery: Delivery, error: JobError
+    publisher: Publisher, topology: Topology, delivery: Delivery, error: JobError
 ) -> None:
-    """Copy the delivery to the dead-letter exchange with its reason (the caller acks it)."""
+    """Copy the delivery to the dead-letter exchange with its reason (confirmed at the
+    publisher's next flush; the caller acks the delivery after that)."""
     try:
         props = dead_letter_properties(
             delivery.properties, error.message, error.code.value, delivery.queue
@@ -54,16 +56,17 @@ def dead_letter(
                 "x-qsched-error-code": error.code.value,
             },
         )
-    publish_channel.basic_publish(topology.dead_letter_exchange, "", delivery.body, props)
+    publisher.send_raw(topology.dead_letter_exchange, "", delivery.body, props)
 
 
 def settle_after_failure(
-    publish_channel: BlockingChannel, topology: Topology, delivery: Delivery, error: JobError
+    publisher: Publisher, topology: Topology, delivery: Delivery, error: JobError
 ) -> None:
     """Last resort when handling a delivery raised: dead-letter it with the reason if at all
     possible, else reject it to the queue's own dead-letter exchange (never requeue a poison)."""
     try:
-        dead_letter(publish_channel, topology, delivery, error)
+        dead_letter(publisher, topology, delivery, error)
+        publisher.flush()
         ack(delivery)
     except (pika.exceptions.AMQPError, ValueError, TypeError) as exc:
         log.error(

@@ -38,7 +38,7 @@ from consumers.core.step import (
     step,
 )
 from consumers.deliveries import Refusal, SequenceChecker
-from consumers.publish import Publisher
+from consumers.publish import Publisher, PublishFailed
 from consumers.recovery import LogFollower, snapshot_payload
 from consumers.sequences import SequenceMissing, SequenceStore
 from consumers.settle import Delivery, ack, dead_letter
@@ -89,25 +89,70 @@ class Shell:
         self.inbox: queue.SimpleQueue[Input] = queue.SimpleQueue()
         self.results: OrderedDict[str, JobResult] = OrderedDict()
         self.spans: dict[str, JobSpans] = {}
+        self.validated: OrderedDict[str, tuple[int, int]] = OrderedDict()  # for `validate` spans
+        self._staged: list[tuple[Effect, Delivery | None]] = []
+        self._acks: list[Delivery] = []
+        self._unconfirmed: set[str] = set()
+        self._replies: dict[str, str] = {}
         self.events_since_snapshot = 0
 
     # ---- the one path --------------------------------------------------------------------------
 
     def handle(self, given: Input, delivery: Delivery | None = None) -> list[Effect]:
-        """Step one input: publish and apply its events, then carry out its effects."""
+        """Step one input, then commit: its events confirmed, then its effects carried out."""
+        effects = self.stage(given, delivery)
+        self.commit()
+        return effects
+
+    def stage(self, given: Input, delivery: Delivery | None = None) -> list[Effect]:
+        """Step one input: send and apply its events; keep its effects for `commit`."""
         events, effects = step(self.state, self.policy, given, self.clock(), self.ctx)
         self.emit(events)
-        for effect in effects:
-            self._carry_out(effect, delivery)
+        self._staged.extend((effect, delivery) for effect in effects)
         return effects
 
     def emit(self, events: list[Event]) -> None:
-        """Publish each event (confirmed), then apply it."""
+        """Send each event and apply it (confirmed at the next `commit`)."""
         for event in events:
             stamped = self.publisher.event(event)
+            self._unconfirmed.add(stamped.event_id)
             self.state.apply(stamped)
             self.events_since_snapshot += 1
             self._after(stamped)
+
+    def commit(self) -> None:
+        """Wait for the confirms of every event sent, then carry out the staged effects and
+        acks; a reply that cannot be delivered becomes a `job.reply_failed` event.
+
+        Raises:
+            PublishFailed: an event was not confirmed (the state is ahead of the log).
+        """
+        self._confirmed(self.publisher.flush())
+        staged, self._staged = self._staged, []
+        for effect, delivery in staged:
+            self._carry_out(effect, delivery)
+        acks, self._acks = self._acks, []
+        for delivery in acks:
+            ack(delivery)
+        failed = self._confirmed(self.publisher.flush())
+        if failed:
+            self.emit(
+                [
+                    make_event(Topic.JOB_REPLY_FAILED, job_id=job_id, reason=f"{to}: {why}")
+                    for job_id, (to, why) in failed.items()
+                ]
+            )
+            self._confirmed(self.publisher.flush())
+
+    def _confirmed(self, failed: dict[str, str]) -> dict[str, tuple[str, str]]:
+        """Check a flush: a refused event is fatal; refused replies are returned."""
+        events = [m for m in failed if m in self._unconfirmed]
+        self._unconfirmed.clear()
+        if events:
+            raise PublishFailed(f"events not confirmed: {', '.join(events)}: {failed[events[0]]}")
+        replies = {m: (self._replies[m], why) for m, why in failed.items() if m in self._replies}
+        self._replies.clear()
+        return replies
 
     def _after(self, event: Event) -> None:
         """Shell bookkeeping an applied event calls for (memory, spans, log lines)."""
@@ -119,10 +164,7 @@ class Shell:
             self.results[job_id] = event.result
             if len(self.results) > REMEMBERED_RESULTS:
                 self.results.popitem(last=False)
-            self.store.forget(job_id)
-            spans = self.spans.pop(job_id, None)
-            if spans is not None:
-                spans.close(event.result.state.value, event.result.error)
+            self.store.forget(job_id)  # its spans close once the result is sent (`_reply`)
         elif topic == Topic.JOB_REJECTED:
             self.store.forget(job_id)
         elif topic in (Topic.JOB_PREEMPTED, Topic.JOB_REQUEUED):
@@ -141,18 +183,25 @@ class Shell:
         elif isinstance(effect, StopRun):
             self.backend.cancel(effect.job_id)
         elif isinstance(effect, DeadLetter) and delivery is not None:
-            dead_letter(self.publisher.channel, self.topology, delivery, effect.error)
+            dead_letter(self.publisher, self.topology, delivery, effect.error)
 
     def _reply(self, reply: Reply) -> None:
         message: Message | None = reply.message
         if message is None:  # a duplicate: answer it from the result, if we remember it
             message = self.results.get(reply.correlation_id)
-            if message is None:
-                return
-        problem = self.publisher.reply(reply.reply_to, message, reply.correlation_id)
-        if problem is None or reply.reply_to is None or isinstance(message, JobProgress):
+        spans = self.spans.pop(reply.correlation_id, None)
+        if message is None or not reply.reply_to:
+            if spans is not None and isinstance(message, JobResult):
+                spans.close(message.state.value, message.error)
             return
-        self.emit([make_event(Topic.JOB_REPLY_FAILED, job_id=reply.correlation_id, reason=problem)])
+        if not isinstance(message, JobProgress):
+            self._replies[reply.correlation_id] = reply.reply_to
+        if spans is not None and isinstance(message, JobResult):
+            with spans.publishing():
+                self.publisher.reply(reply.reply_to, message, reply.correlation_id)
+            spans.close(message.state.value, message.error)
+        else:
+            self.publisher.reply(reply.reply_to, message, reply.correlation_id)
 
     def _start(self, start: StartRun) -> None:
         job = start.job
@@ -178,7 +227,11 @@ class Shell:
             "qsched.user": job.user,
         }
         self.spans[job.job_id] = JobSpans.open(
-            job, self.topology.job_queue(job.job_class), job.trace, attributes, None
+            job,
+            self.topology.job_queue(job.job_class),
+            job.trace,
+            attributes,
+            self.validated.pop(job.job_id, None),
         )
         self.backend.start(RunRequest(job.job_id, sequence, start.shots, start.attempt), Sink(self))
 
@@ -187,18 +240,23 @@ class Shell:
 
     # ---- inputs from the loop ------------------------------------------------------------------
 
-    def job_delivery(self, parsed: Arrival | Refusal, delivery: Delivery) -> None:
-        """Handle one decoded job delivery, then ack it (its events are confirmed by then)."""
+    def job_delivery(
+        self, parsed: Arrival | Refusal, delivery: Delivery, validated_ns: tuple[int, int]
+    ) -> None:
+        """Stage one decoded job delivery; it is acked at the next `commit`, once its events
+        are confirmed."""
         if isinstance(parsed, Refusal):
             self._refuse(parsed, delivery)
         else:
-            self.handle(parsed, delivery)
-        ack(delivery)
+            self.validated[parsed.job.job_id] = validated_ns
+            if len(self.validated) > REMEMBERED_RESULTS:
+                self.validated.popitem(last=False)
+            self.stage(parsed, delivery)
+        self._acks.append(delivery)
 
     def _refuse(self, refusal: Refusal, delivery: Delivery) -> None:
         """A delivery that is no job of its sender: log it unattached, answer, dead-letter."""
         error = refusal.error
-        dead_letter(self.publisher.channel, self.topology, delivery, error)
         self.emit(
             [
                 make_event(
@@ -211,6 +269,7 @@ class Shell:
                 )
             ]
         )
+        self._staged.append((DeadLetter(error), delivery))
         if refusal.reply_to and refusal.message_id:
             now = self.clock()
             result = JobResult(
@@ -221,7 +280,7 @@ class Shell:
                 error=error,
                 timings=Timings(queued_at=now, ended_at=now),
             )
-            self.publisher.reply(refusal.reply_to, result, refusal.message_id)
+            self._staged.append((Reply(refusal.reply_to, result, refusal.message_id), delivery))
 
     def dispatch(self) -> None:
         """Ask the core what the QPU does next; re-check a job's sequence after a calibration."""
@@ -234,8 +293,8 @@ class Shell:
                     self.handle(Invalidated(start.job.job_id, problem))
                     continue
             self.emit(events)
-            for effect in effects:
-                self._carry_out(effect, None)
+            self._staged.extend((effect, None) for effect in effects)
+            self.commit()
             return
 
     def _revalidate(self, start: StartRun) -> JobError | None:
@@ -280,12 +339,13 @@ class Shell:
         event = make_event(Topic.OWNER_SNAPSHOT, payload)
         self.follower.my_snapshots.add(event.event_id)
         self.emit([event])
+        self.commit()
         self.events_since_snapshot = 0
 
     def command(self, given: Command, delivery: Delivery) -> bool:
         """Handle one control command, ack it; True if the owner accepted it."""
+        self._acks.append(delivery)
         effects = self.handle(given, delivery)
-        ack(delivery)
         replies = [e.message for e in effects if isinstance(e, Reply)]
         return bool(replies) and bool(getattr(replies[-1], "ok", False))
 

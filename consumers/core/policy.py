@@ -270,13 +270,13 @@ def best_indexed(
                 bound = (1, -(priority + int(waited_s // step_s)), *user_share, head.queued_at)
                 if best is not None and bound > best_key[:5]:
                     continue
-                job, blocked = _first_startable(view, (entry[2] for entry in lane), now)
+                found, blocked = _first_startable(view, (entry[2] for entry in lane), now)
                 window_blocked = window_blocked or blocked
-                if job is None:
+                if found is None:
                     continue
-                key = within_class_key(view, job, now)
+                key = within_class_key(view, found, now)
                 if best is None or key < best_key:
-                    best, best_key = job, key
+                    best, best_key = found, key
         if best is not None:
             return best, window_blocked
     return None, window_blocked

@@ -135,7 +135,8 @@ def test_jobs_carry_the_slurm_context_of_the_environment(
     queued = next(
         e for e in events(owners) if e.topic == "job.accepted" and e.job_id == handle.job_id
     )
-    assert queued.data["slurm_job_id"] == "4242" and queued.data["slurm_rank"] == 3
+    slurm = queued.data["job"]["slurm"]
+    assert slurm["job_id"] == "4242" and slurm["rank"] == 3
 
 
 def _qsched(owners: OwnerHarness, *args: str) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.enums import JobState, Mode
-from schemas.messages import Event, JobError, JobRequest, Message
+from schemas.messages import Event, JobError, JobRequest, Message, SlurmContext
 
 
 class Topic(StrEnum):
@@ -103,6 +103,34 @@ class Refused(Payload):
     code: str | None = None
     message_id: str | None = None
     queue: str | None = None
+
+
+class JobFacts(BaseModel):
+    """What the owner's state keeps of an accepted job: its request without the sequence."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    job_id: str
+    job_class: str
+    priority: int = 0
+    shots: int
+    submitted_at: AwareDatetime
+    session_id: str | None = None
+    slurm: SlurmContext | None = None
+    min_epoch: int | None = None
+    deadline: AwareDatetime | None = None
+    max_runtime_s: float | None = None
+
+
+class AcceptedFacts(Payload):
+    """`JobAccepted` read without its sequence (what `apply` needs; no sequence parsing)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    job: JobFacts
+    user: str
+    reply_to: str | None = None
+    trace: dict[str, str] = Field(default_factory=dict)
 
 
 class JobStarted(Payload):

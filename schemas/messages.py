@@ -7,6 +7,7 @@ compatible, and keep decoding the old one for as long as queues may still hold i
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from datetime import UTC, datetime
@@ -95,13 +96,22 @@ class JobRequest(Message):
     @field_validator("sequence")
     @classmethod
     def _sequence_is_json_object(cls, value: str) -> str:
-        try:
-            parsed = json.loads(value)
-        except ValueError as exc:
-            raise ValueError(f"not JSON: {exc}") from None
-        if not isinstance(parsed, dict):
-            raise ValueError("must be a JSON object (Pulser abstract representation)")
+        problem = _json_object_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
+
+
+@functools.lru_cache(maxsize=1024)
+def _json_object_problem(value: str) -> str | None:
+    """Why `value` is not a JSON object, or None (cached: sweeps resend the same sequences)."""
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        return f"not JSON: {exc}"
+    if not isinstance(parsed, dict):
+        return "must be a JSON object (Pulser abstract representation)"
+    return None
 
 
 class Timings(BaseModel):

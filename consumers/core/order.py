@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sortedcontainers import SortedList
 
 if TYPE_CHECKING:
-    from schemas.events import JobAccepted
+    from schemas.events import AcceptedFacts, JobAccepted
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -65,7 +65,7 @@ class Waiting:
         return self.accepted_at if self.accepted_at is not None else self.submitted_at
 
     @classmethod
-    def of(cls, accepted: JobAccepted, epoch: int, at: datetime) -> Waiting:
+    def of(cls, accepted: JobAccepted | AcceptedFacts, epoch: int, at: datetime) -> Waiting:
         """The facts of a `job.accepted` payload, checked against calibration `epoch`."""
         job = accepted.job
         slurm = job.slurm

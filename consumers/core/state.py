@@ -26,10 +26,10 @@ from consumers.core.order import OrderIndex, Waiting
 from consumers.errors import IllegalTransition
 from schemas.enums import JobState, Mode, QPUState
 from schemas.events import (
+    AcceptedFacts,
     CalibrationComplete,
     CalibrationEpoch,
     ControlApplied,
-    JobAccepted,
     JobBack,
     JobProgress,
     JobStarted,
@@ -176,7 +176,7 @@ def _activated(state: OwnerState, event: Event) -> None:
 
 
 def _accepted(state: OwnerState, event: Event) -> None:
-    accepted = payload_of(event, JobAccepted)
+    accepted = payload_of(event, AcceptedFacts)
     job = accepted.job
     if job.job_id in state.owners:
         raise KeyError(job.job_id)  # a second acceptance never replaces the first

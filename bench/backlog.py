@@ -142,11 +142,7 @@ def intake(jobs: int) -> dict[str, float]:
         ) < jobs:
             assert time.monotonic() < deadline, "the owner did not accept every job"
             client.poll(0.2)
-        accepted = [
-            e.at
-            for e in _log(settings)
-            if e.topic == Topic.JOB_ACCEPTED
-        ]
+        accepted = [e.at for e in _log(settings) if e.topic == Topic.JOB_ACCEPTED]
         client.close()
         span_s = (max(accepted) - min(accepted)).total_seconds()
         body = encode(client.build_job(sequence, 1))

@@ -186,6 +186,7 @@ class Owner:
             ]
         )
         shell.handle(Recovered())
+        shell.events_since_snapshot += follower.replayed  # a long replay: snapshot soon
         self._publish_device(shell)
         jobs = conn.channel()
         jobs.basic_qos(prefetch_count=self.settings.owner.prefetch)

@@ -10,12 +10,13 @@ the whole `JobResult` in the envelope's `result`, so a job's end can be read wit
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.enums import JobState, Mode
-from schemas.messages import Event, JobError, JobRequest, Message, SlurmContext
+from schemas.messages import Event, JobError, JobRequest, SlurmContext
+from schemas.messages import SnapshotPointer as SnapshotPointer  # belongs with snapshot events
 
 
 class Topic(StrEnum):
@@ -222,16 +223,6 @@ PAYLOADS: dict[Topic, type[Payload]] = {
     Topic.CALIBRATION_DUE: CalibrationEpoch,
     Topic.CALIBRATION_PENDING: CalibrationEpoch,
 }
-
-
-class SnapshotPointer(Message):
-    """Where the last snapshot is in the log (kept as the last value of ``<ns>.snapshot``)."""
-
-    schema_name: ClassVar[str] = "qsched.SnapshotPointer"
-
-    offset: int = Field(ge=0)
-    event_id: str
-    term: int = Field(ge=0)
 
 
 P = TypeVar("P", bound=Payload)

@@ -299,6 +299,16 @@ class DeviceSpecs(Message):
     published_at: AwareDatetime = Field(default_factory=utc_now)
 
 
+class SnapshotPointer(Message):
+    """Where the owner's last snapshot is in the log (the last value of ``<ns>.snapshot``)."""
+
+    schema_name: ClassVar[str] = "qsched.SnapshotPointer"
+
+    offset: int = Field(ge=0)
+    event_id: str
+    term: int = Field(ge=0)
+
+
 ALL_MESSAGES: tuple[type[Message], ...] = (
     JobRequest,
     JobResult,
@@ -307,4 +317,5 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     ControlReply,
     Event,
     DeviceSpecs,
+    SnapshotPointer,
 )

@@ -89,6 +89,8 @@ class Owner:
                 self._serve()
             except (pika.exceptions.AMQPError, BrokerError, OwnerError, OSError) as exc:
                 log.error("lost the broker or the lease (%r); standing by again", exc)
+            except Exception:  # nothing may stop the owner for good; the log has the truth
+                log.exception("unexpected failure; dropping the QPU and standing by again")
             finally:
                 self._abandon()
             failures = 0 if time.monotonic() - started > 30 else failures + 1

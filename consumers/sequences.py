@@ -9,14 +9,16 @@ log follower, from which the sequence is read back just before the job starts.
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 from pika.adapters.blocking_connection import BlockingConnection
 
-from brokers.stream import read_stream
 from consumers.errors import OwnerError
 from schemas.codec import decode
+from schemas.errors import DecodeError
 from schemas.events import JobAccepted, payload_of
 from schemas.messages import Event
 
@@ -72,21 +74,50 @@ class SequenceStore:
         Raises:
             SequenceMissing: no copy in memory and no offset known (or the record is gone).
         """
-        body = self._bodies.get(job_id)
-        if body is not None:
-            return body
+        kept = self._bodies.get(job_id)
+        if kept is not None:
+            return kept
         offset = self.offsets.get(job_id)
         if offset is None:
             offset = wait_for_offset(job_id)
         if offset is None:
             raise SequenceMissing(f"no copy of job {job_id}'s sequence is known")
-        channel = connection.channel()
-        try:
-            for record in read_stream(channel, stream, offset, stop=lambda _: True, max_wait_s=5):
-                event = decode(record.body, record.properties.type, Event, self._max_bytes)
+        record = _read_one(connection, stream, offset)
+        if record is not None:
+            props, body = record
+            try:
+                event = decode(body, props.type, Event, self._max_bytes)
                 if event.job_id == job_id:
                     return payload_of(event, JobAccepted).job.sequence
-        finally:
-            if channel.is_open:
-                channel.close()
+            except (DecodeError, ValueError) as exc:
+                raise SequenceMissing(f"job {job_id}'s record at offset {offset}: {exc}") from None
         raise SequenceMissing(f"the log has no job.accepted of {job_id} at offset {offset}")
+
+
+def _read_one(
+    connection: BlockingConnection, stream: str, offset: int, timeout_s: float = 5.0
+) -> tuple[Any, bytes] | None:
+    """The record at `offset` of a stream (None if none came within `timeout_s`).
+
+    The channel is closed, never cancelled: cancelling a consumer nacks what it buffered, and
+    a stream answers a nack by closing the whole connection.
+    """
+    got: list[tuple[Any, bytes]] = []
+    channel = connection.channel()
+    channel.basic_qos(prefetch_count=1)
+
+    def on_record(ch: Any, method: Any, props: Any, body: bytes) -> None:
+        at = int((props.headers or {}).get("x-stream-offset", -1))
+        if at >= offset and not got:
+            got.append((props, body))
+        ch.basic_ack(method.delivery_tag)
+
+    channel.basic_consume(stream, on_record, arguments={"x-stream-offset": offset})
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not got and time.monotonic() < deadline:
+            connection.process_data_events(time_limit=0.05)
+    finally:
+        if channel.is_open:
+            channel.close()
+    return got[0] if got else None

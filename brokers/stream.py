@@ -65,3 +65,20 @@ def read_stream(
     finally:
         if channel.is_open:
             channel.cancel()
+
+
+def close_stream_channel(channel: BlockingChannel) -> None:
+    """Close a channel that consumes a stream without rejecting what it buffered.
+
+    pika's blocking channel nacks (requeues) deliveries it buffered but did not hand out when its
+    consumer is cancelled or the channel closed, and a stream answers a nack by closing the whole
+    connection. Closing the channel underneath the blocking wrapper releases them quietly.
+    """
+    impl = channel._impl  # the async channel under the blocking wrapper
+    if impl.is_open:
+        impl.close()
+    connection = channel.connection
+    deadline_ticks = 100
+    while not impl.is_closed and deadline_ticks:
+        connection.process_data_events(time_limit=0.01)
+        deadline_ticks -= 1

@@ -20,6 +20,7 @@ from typing import Any
 
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
+from brokers.stream import close_stream_channel
 from brokers.topology import Topology
 from consumers.core.snapshot import from_data
 from consumers.core.state import OwnerState
@@ -126,7 +127,7 @@ class LogFollower:
 
     def _stop(self) -> None:
         if self._channel is not None and self._channel.is_open:
-            self._channel.close()
+            close_stream_channel(self._channel)
         self._channel = None
 
     # ---- every record ----------------------------------------------------------------------

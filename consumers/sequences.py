@@ -16,6 +16,7 @@ from typing import Any
 
 from pika.adapters.blocking_connection import BlockingConnection
 
+from brokers.stream import close_stream_channel
 from consumers.errors import OwnerError
 from schemas.codec import decode
 from schemas.errors import DecodeError
@@ -99,8 +100,7 @@ def _read_one(
 ) -> tuple[Any, bytes] | None:
     """The record at `offset` of a stream (None if none came within `timeout_s`).
 
-    The channel is closed, never cancelled: cancelling a consumer nacks what it buffered, and
-    a stream answers a nack by closing the whole connection.
+    The channel is closed quietly (`close_stream_channel`), never cancelled.
     """
     got: list[tuple[Any, bytes]] = []
     channel = connection.channel()
@@ -118,6 +118,5 @@ def _read_one(
         while not got and time.monotonic() < deadline:
             connection.process_data_events(time_limit=0.05)
     finally:
-        if channel.is_open:
-            channel.close()
+        close_stream_channel(channel)
     return got[0] if got else None

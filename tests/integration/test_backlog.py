@@ -161,3 +161,12 @@ def test_a_backlog_limit_refuses_with_its_reason(owners, tmp_path: Path) -> None
     assert "user guest" in refused.error.message
     assert client.control(CommandName.RESUME).ok
     assert all(h.result(timeout=30).state is JobState.DONE for h in handles[:3])
+
+
+def test_sequences_read_back_from_the_log_when_none_is_kept_in_memory(owners) -> None:  # type: ignore[no-untyped-def]
+    """Given an owner that keeps no sequence in memory, every job's sequence comes from the log."""
+    owners.start("--backend", "synthetic", env={"QSCHED_OWNER__SEQUENCE_CACHE_BYTES": "0"})
+    client = owners.client()
+    handles = client.submit_many([client.build_job(SEQ, 10) for _ in range(20)])
+    assert all(h.result(timeout=60).state is JobState.DONE for h in handles)
+    assert [e.topic for e in events(owners)].count("owner.activated") == 1  # never fell over

@@ -21,6 +21,7 @@ from pika.adapters.blocking_connection import BlockingConnection
 from brokers.topology import Topology
 from consumers.backends.base import Backend, RunOutcome, RunRequest
 from consumers.core.outcomes import DeadLetter, Effect, Reply, StartRun, StopRun
+from consumers.core.policy import best_indexed
 from consumers.core.snapshot import to_data
 from consumers.core.state import OwnerState
 from consumers.core.step import (
@@ -37,6 +38,7 @@ from consumers.core.step import (
     Tick,
     step,
 )
+from consumers.core.view import view_of
 from consumers.deliveries import Refusal, SequenceChecker
 from consumers.publish import Publisher, PublishFailed
 from consumers.recovery import LogFollower, snapshot_payload
@@ -234,6 +236,22 @@ class Shell:
             self.validated.pop(job.job_id, None),
         )
         self.backend.start(RunRequest(job.job_id, sequence, start.shots, start.attempt), Sink(self))
+        self._warm_next()
+
+    def _warm_next(self) -> None:
+        """While a job runs, read the likely next job's sequence back from the log if it is
+        not in memory, so the QPU does not wait for it."""
+        now = self.clock()
+        following, _ = best_indexed(view_of(self.state, self.policy, now), self.state.index, now)
+        if following is None or self.store.in_memory(following.job_id):
+            return
+        try:
+            sequence = self.store.fetch(
+                following.job_id, self.connection, self.topology.events_stream, self._wait_offset
+            )
+        except SequenceMissing:
+            return  # found missing again when it is about to start; reported then
+        self.store.keep(following.job_id, sequence)
 
     def _wait_offset(self, job_id: str) -> int | None:
         return self.follower.wait_for_offset(job_id)

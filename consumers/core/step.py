@@ -11,10 +11,22 @@ decision is taken on the state as the previous events left it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from consumers.core.commands import Command, run_command
+from consumers.core.inputs import (
+    Arrival,
+    Context,
+    Dispatch,
+    Finished,
+    Input,
+    Invalidated,
+    Note,
+    Operational,
+    Progress,
+    Recovered,
+    Tick,
+)
 from consumers.core.order import Waiting
 from consumers.core.outcomes import (
     DeadLetter,
@@ -44,101 +56,26 @@ from schemas.events import (
     Topic,
     make_event,
 )
-from schemas.messages import Event, JobError, JobRequest
+from schemas.messages import Event, JobError
 from schemas.messages import JobProgress as ProgressMessage
 from schemas.policy import Policy
 
-__all__ = ["Command", "Context", "Effect", "step"]
-
-
-@dataclass(frozen=True)
-class Context:
-    """Facts about the shell that events and replies mention."""
-
-    owner_id: str
-    backend: str
-
-
-@dataclass(frozen=True)
-class Arrival:
-    """A decoded job delivery, with the shell's verdict on its sequence (`problem`)."""
-
-    job: JobRequest
-    user: str
-    reply_to: str | None = None
-    trace: dict[str, str] = field(default_factory=dict)
-    problem: JobError | None = None
-
-
-@dataclass(frozen=True)
-class Progress:
-    """The backend measured more shots of the running job (counts of this run so far)."""
-
-    job_id: str
-    counts: dict[str, int]
-
-
-@dataclass(frozen=True)
-class Finished:
-    """The backend's run ended: completed, failed (`error`) or stopped (`canceled`)."""
-
-    job_id: str
-    counts: dict[str, int] = field(default_factory=dict)
-    error: JobError | None = None
-    canceled: bool = False
-
-
-@dataclass(frozen=True)
-class Operational:
-    """The backend went down or came back."""
-
-    up: bool
-    reason: str
-
-
-@dataclass(frozen=True)
-class Note:
-    """Something an operator should know about a job (e.g. a refused cancel)."""
-
-    job_id: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Tick:
-    """Time passed: deadlines, queue ages and run-time limits are checked."""
-
-
-@dataclass(frozen=True)
-class Dispatch:
-    """The QPU may have something to do: decide."""
-
-
-@dataclass(frozen=True)
-class Invalidated:
-    """A waiting job's sequence no longer fits the device after a calibration."""
-
-    job_id: str
-    problem: JobError
-
-
-@dataclass(frozen=True)
-class Recovered:
-    """This owner just rebuilt the state: a run left by a dead owner waits again."""
-
-
-Input = (
-    Arrival
-    | Progress
-    | Finished
-    | Operational
-    | Note
-    | Tick
-    | Dispatch
-    | Invalidated
-    | Recovered
-    | Command
-)
+__all__ = [
+    "Arrival",
+    "Command",
+    "Context",
+    "Dispatch",
+    "Effect",
+    "Finished",
+    "Input",
+    "Invalidated",
+    "Note",
+    "Operational",
+    "Progress",
+    "Recovered",
+    "Tick",
+    "step",
+]
 
 
 def step(state: OwnerState, policy: Policy, given: Input, now: datetime, ctx: Context) -> Steps:

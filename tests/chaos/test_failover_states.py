@@ -81,7 +81,9 @@ def test_kill_9_in_each_state_loses_no_job_and_keeps_the_state(
     release = _enter(state, client, handles[0].job_id)
     active.kill()
     deadline = time.monotonic() + 30
-    while (status := wait_active(client, timeout_s=20).status) is None or status.owner_id == first_id:
+    while (
+        status := wait_active(client, timeout_s=20).status
+    ) is None or status.owner_id == first_id:
         assert time.monotonic() < deadline, "no standby took over"
     while state in EXPECTED and status.qpu_state is not EXPECTED[state]:
         assert time.monotonic() < deadline, f"after failover the QPU is {status.qpu_state}"

@@ -82,7 +82,8 @@ def test_an_aged_priority_0_job_overtakes_80_priority_9_jobs(owners, tmp_path: P
 
 
 def test_a_short_job_deep_in_the_queue_is_backfilled_into_the_calibration_window(
-    owners, tmp_path: Path  # type: ignore[no-untyped-def]
+    owners,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     policy = tmp_path / "policy.toml"
     policy.write_text("calibration_valid_s = 30\nshot_rate_hz = 10\njob_overhead_s = 0\n")

@@ -33,7 +33,7 @@ from schemas import (
     decode_any,
     encode,
 )
-from schemas.messages import ALL_MESSAGES, Message
+from schemas.messages import ALL_MESSAGES, Message, SnapshotPointer
 
 SEQUENCE = '{"version": "1", "register": [], "channels": {}}'
 names = st.from_regex(r"^[a-z][a-z0-9_-]{0,15}$", fullmatch=True)
@@ -139,7 +139,9 @@ replies = st.builds(
 )
 events = st.builds(
     Event,
-    topic=st.sampled_from(["job.accepted", "job.done", "qpu.idle", "control.pause", "owner.activated"]),
+    topic=st.sampled_from(
+        ["job.accepted", "job.done", "qpu.idle", "control.pause", "owner.activated"]
+    ),
     at=moments,
     job_id=st.none() | st.uuids().map(str),
     reason=st.none() | texts,
@@ -153,7 +155,15 @@ devices = st.builds(
     backend=names,
     published_at=moments,
 )
-any_message = st.one_of(requests, results(), progresses, commands(), replies, events, devices)
+pointers = st.builds(
+    SnapshotPointer,
+    offset=st.integers(0, 2**62),
+    event_id=st.uuids().map(str),
+    term=st.integers(0, 2**31),
+)
+any_message = st.one_of(
+    requests, results(), progresses, commands(), replies, events, devices, pointers
+)
 
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
@@ -174,6 +184,7 @@ def test_every_wire_model_is_covered_by_the_round_trip_strategies() -> None:
         "qsched.ControlReply",
         "qsched.Event",
         "qsched.DeviceSpecs",
+        "qsched.SnapshotPointer",
     }
 
 

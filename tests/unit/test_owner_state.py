@@ -253,7 +253,11 @@ def random_history(seed: int, steps: int = 200) -> Harness:
             h.feed(Dispatch())
         elif roll < 0.75 and h.state.running is not None:
             run = h.state.running
-            h.feed(Finished(run.job.job_id, {"1": run.job.remaining_shots}, canceled=rng.random() < 0.2))
+            h.feed(
+                Finished(
+                    run.job.job_id, {"1": run.job.remaining_shots}, canceled=rng.random() < 0.2
+                )
+            )
         elif roll < 0.8 and h.state.running is not None:
             h.feed(Progress(h.state.running.job.job_id, {"0": 1}))
         elif roll < 0.85:
@@ -278,7 +282,9 @@ def fold(events: list[Event], half_life_s: float) -> OwnerState:
 
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10_000), cut=st.floats(0, 1))
-def test_apply_is_deterministic_and_snapshot_plus_tail_equals_the_full_log(seed: int, cut: float) -> None:
+def test_apply_is_deterministic_and_snapshot_plus_tail_equals_the_full_log(
+    seed: int, cut: float
+) -> None:
     h = random_history(seed)
     half_life = h.policy.fair_share_half_life_s
     full = to_data(fold(h.log, half_life))

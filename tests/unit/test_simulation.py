@@ -17,6 +17,8 @@ import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from consumers.core.commands import Command
 from consumers.core.snapshot import to_data
 from consumers.core.state import OwnerState
@@ -38,7 +40,7 @@ from schemas.policy import parse_policy
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SEQ = json.dumps({"register": []})
 POLICY = parse_policy("aging_step_s = 20\nmax_preemptions = 2\n")
-RUNS = int(os.environ.get("SIM_RUNS", "150"))
+RUNS = int(os.environ.get("SIM_RUNS", "100"))
 
 
 class World:
@@ -245,3 +247,15 @@ def test_seeded_simulations_keep_every_invariant() -> None:
             raise AssertionError(
                 f"simulation seed {seed} failed (SIM_SEED={seed} replays it): {exc}"
             ) from exc
+
+
+@pytest.mark.slow
+def test_thousands_of_seeded_simulations_keep_every_invariant() -> None:
+    """The same, over 2,000 more seeds (`tox -e slow`)."""
+    for seed in range(RUNS, RUNS + 2000):
+        world = World(seed)
+        try:
+            world.run()
+            check(world)
+        except Exception as exc:
+            raise AssertionError(f"simulation seed {seed} failed (SIM_SEED={seed}): {exc}") from exc

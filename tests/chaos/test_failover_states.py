@@ -65,16 +65,17 @@ EXPECTED = {
 }
 
 
+@pytest.mark.timeout(400)
 @pytest.mark.parametrize(
     "state", ["idle", "running", "paused", "draining", "calibrating", "maintenance", "preempting"]
 )
 def test_kill_9_in_each_state_loses_no_job_and_keeps_the_state(
     owners: OwnerHarness, state: str
 ) -> None:
-    active = owners.start("--backend", "synthetic", "--shot-rate", "2000", env=ENV)
+    active = owners.start("--backend", "synthetic", "--shot-rate", "200", env=ENV)
     client = owners.client()
     first_id = client.control(CommandName.STATUS).status.owner_id
-    owners.start("--backend", "synthetic", "--shot-rate", "2000", env=ENV, wait=False)
+    owners.start("--backend", "synthetic", "--shot-rate", "200", env=ENV, wait=False)
     handles = client.submit_many(
         [client.build_job(SEQ, 400 if n == 0 else 20) for n in range(BACKLOG)]
     )

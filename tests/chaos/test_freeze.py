@@ -1,0 +1,71 @@
+"""A frozen owner (SIGSTOP) loses the QPU; when it wakes (SIGCONT) nothing it does counts.
+
+Given an active owner and a standby with a short heartbeat, when the active owner is frozen
+mid-job, then the broker drops its connection, the standby takes over (a higher term) within the
+heartbeat bound and finishes the work; when the frozen owner resumes it starts nothing, and no
+event of its old term changes the state: every job ends exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+
+import pytest
+
+from schemas import CommandName, JobState
+from tests.conftest import OwnerHarness
+from tests.integration.test_owner import events
+from tests.owners import wait_running
+from tests.sequences import analog_sequence
+
+pytestmark = pytest.mark.chaos
+
+HEARTBEAT_S = 2
+ENV = {"QSCHED_BROKER__HEARTBEAT_S": str(HEARTBEAT_S), "QSCHED_OWNER__LEASE_RETRY_S": "0.2"}
+TAKEOVER_BOUND_S = 10 * HEARTBEAT_S  # the broker needs two missed heartbeats, plus activation
+
+
+@pytest.mark.timeout(300)
+def test_a_frozen_owner_is_replaced_and_nothing_it_writes_after_waking_counts(
+    owners: OwnerHarness,
+) -> None:
+    frozen = owners.start("--backend", "synthetic", "--shot-rate", "100", env=ENV)
+    client = owners.client()
+    first = client.control(CommandName.STATUS).status.owner_id
+    owners.start("--backend", "synthetic", "--shot-rate", "100", env=ENV, wait=False)
+    handles = client.submit_many([client.build_job(analog_sequence(2), 300) for _ in range(4)])
+    wait_running(client, handles[0].job_id)
+    os.killpg(frozen.pid, signal.SIGSTOP)
+    frozen_at = time.monotonic()
+    try:
+        deadline = frozen_at + TAKEOVER_BOUND_S * 3
+        while True:
+            try:
+                status = client.control(CommandName.STATUS, timeout=2).status
+            except Exception:  # no owner answers while the frozen one still holds the lease
+                status = None
+            if status is not None and status.owner_id != first:
+                break
+            assert time.monotonic() < deadline, "no standby took over from the frozen owner"
+        took_over_s = time.monotonic() - frozen_at
+        later = client.submit_many([client.build_job(analog_sequence(2), 50) for _ in range(3)])
+    finally:
+        os.killpg(frozen.pid, signal.SIGCONT)
+    results = [h.result(timeout=120) for h in [*handles, *later]]
+    assert all(r.state is JobState.DONE for r in results)
+    assert took_over_s < TAKEOVER_BOUND_S, f"takeover took {took_over_s:.1f} s"
+    log = events(owners)
+    terms = [e.data["term"] for e in log if e.topic == "owner.activated"]
+    assert terms == sorted(terms) and len(set(terms)) == len(terms)
+    top = 0
+    for event in log:
+        if event.topic == "owner.activated":
+            top = max(top, event.data["term"])
+        elif event.owner_id == first and event.term is not None and event.term < top:
+            assert event.topic not in ("job.started",), f"the frozen owner started {event.job_id}"
+    finals = Counter(e.job_id for e in log if e.result is not None and e.job_id)
+    assert finals == {h.job_id: 1 for h in [*handles, *later]}
+    assert frozen.process.poll() is None, "the woken owner must stand by, not die"

@@ -2,7 +2,7 @@
 
 The owner keeps no state that a replay of the stream cannot rebuild: which jobs finished (and
 their results, to answer a redelivered job without running it again), which were announced as
-queued, the mode and its message, whether operators paused or drained the QPU, and cancels
+queued and by whom (a job id belongs to the user who first submitted it), the mode and its message, whether operators paused or drained the QPU, and cancels
 requested for jobs that had not reached the owner yet. `apply` folds one event in; it is pure.
 """
 
@@ -27,6 +27,7 @@ class History:
 
     finished: dict[str, JobResult] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
+    users: dict[str, str | None] = field(default_factory=dict)
     mode: Mode = Mode.PRODUCTION
     mode_message: str | None = None
     mode_from_log: bool = False
@@ -38,6 +39,13 @@ class History:
     device: str | None = None
     ended_allocations: set[str] = field(default_factory=set)
     runs: list[tuple[str | None, str, float, datetime]] = field(default_factory=list)
+
+    def speaks_for(self, job_id: str | None, user: str | None) -> bool:
+        """Whether `user` may act on `job_id`: the id is `user`'s, or nobody's yet."""
+        if not job_id or user is None:
+            return False
+        owner = self.users.get(job_id)
+        return owner is None or owner == user
 
     def apply(self, event: Event) -> None:
         """Fold one event in."""
@@ -56,9 +64,11 @@ class History:
             return
         if event.result is not None and event.result.state.is_final and event.job_id:
             self.finished[event.job_id] = event.result
+            self.users.setdefault(event.job_id, event.user)
             self.pending_cancels.pop(event.job_id, None)
         elif topic == "job.queued" and event.job_id:
             self.seen.add(event.job_id)
+            self.users.setdefault(event.job_id, event.user)
         elif not event.data.get("ok", True):
             return
         elif topic in DISPATCH_STATES:

@@ -212,14 +212,24 @@ def _reload_policy(owner: Owner) -> tuple[str, dict[str, Any]]:
 def handle_control(
     owner: Owner, channel: BlockingChannel, tag: int, props: Any, body: bytes
 ) -> None:
-    """Decode, authorise, apply and answer one control message, then ack it."""
+    """Decode, authorise, apply and answer one control message, then ack it.
+
+    A message without ``user_id``, or naming a ``reply_to`` that is not the sender's own reply
+    queue, is dead-lettered unanswered: the owner writes only to queues of the sender.
+    """
+    from consumers.intake import check_envelope, decode_error, refuse, sender_of
+
     publisher = owner.publisher
     assert publisher is not None
-    try:
-        command = decode(body, props.type, ControlCommand, owner.settings.max_message_bytes)
-    except DecodeError as exc:
-        from consumers.intake import decode_error, refuse
-
+    user = props.user_id
+    problem = check_envelope(props, user, owner.topology)
+    command: ControlCommand | None = None
+    if problem is None:
+        try:
+            command = decode(body, props.type, ControlCommand, owner.settings.max_message_bytes)
+        except DecodeError as exc:
+            problem = decode_error(exc)
+    if problem is not None:
         refuse(
             channel,
             publisher,
@@ -227,12 +237,13 @@ def handle_control(
             tag,
             props,
             body,
-            decode_error(exc),
+            problem,
             owner.topology.control_queue,
             owner.clock(),
+            sender_of(props, user, owner.topology, owns_id=False),
         )
         return
-    user = props.user_id
+    assert command is not None
     error: JobError | None = None
     data: dict[str, Any] = {}
     if user not in owner.policy.operators:
@@ -278,7 +289,9 @@ def handle_control(
                 data=data | {"ok": ok},
             )
         )
-    publisher.reply(props.reply_to, reply, command.command_id)
+    publisher.reply(
+        sender_of(props, user, owner.topology, False).reply_to, reply, command.command_id
+    )
     channel.basic_ack(tag)
     if ok:
         owner.request_dispatch()

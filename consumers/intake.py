@@ -1,14 +1,18 @@
 """Checks a job must pass before it may wait for the QPU, and the refusal of those that fail.
 
-`check_job` is the single list of reasons a decoded job is refused (class, ACL, shot limits,
-sequence against the current device). `refuse` carries out a refusal: dead-letter the original
-bytes with the reason, answer REJECTED when a reply queue is known, log `job.rejected`, ack.
+`check_envelope` is the list of reasons to refuse a message before decoding it (no ``user_id``,
+a ``reply_to`` that is not the sender's own reply queue, wrong ``content_type``, AMQP priority
+outside 0-9: refused, not clamped, so a submitter learns its client is wrong). `check_job` is the
+single list of reasons a decoded job is refused (class, ACL, shot limits, sequence against the
+current device). `refuse` carries out a refusal: dead-letter the original bytes with the reason,
+answer REJECTED when the sender's reply queue is known, log `job.rejected`, ack.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -17,9 +21,10 @@ from pika.adapters.blocking_connection import BlockingChannel
 from brokers.topology import Topology, dead_letter_properties
 from consumers.core.policy import validate_admission
 from consumers.publish import Publisher
+from schemas.codec import CONTENT_TYPE
 from schemas.enums import ErrorCode, JobState
 from schemas.errors import DecodeError
-from schemas.messages import Event, JobError, JobRequest, JobResult, Timings
+from schemas.messages import MAX_PRIORITY, Event, JobError, JobRequest, JobResult, Timings
 from schemas.policy import Policy
 from schemas.sequence import validate_sequence, validate_shots
 
@@ -27,6 +32,63 @@ if TYPE_CHECKING:
     from pulser.devices._device_datacls import BaseDevice
 
 SEQUENCE_CACHE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who sent a message, as far as the owner may trust it.
+
+    Attributes:
+        user: the AMQP user the message speaks for (None: nobody vouched for it).
+        reply_to: the sender's own reply queue, or None when there is none to answer.
+        owns_id: whether events about the message's job id may be written (the id is the
+            sender's, or nobody's yet); False keeps a stranger from ending someone else's job.
+    """
+
+    user: str | None
+    reply_to: str | None
+    owns_id: bool = True
+
+
+def check_envelope(properties: Any, user: str | None, topology: Topology) -> JobError | None:
+    """Every reason to refuse a message from its AMQP properties alone, first one found."""
+    if not getattr(properties, "user_id", None):
+        return JobError(
+            code=ErrorCode.NOT_AUTHORISED,
+            message="user_id required: publish with the AMQP user_id property set",
+            field="user_id",
+        )
+    reply_to = getattr(properties, "reply_to", None)
+    if reply_to and not topology.is_reply_queue_of(reply_to, user):
+        return JobError(
+            code=ErrorCode.INVALID_REPLY_TO,
+            message=(
+                f"reply_to {str(reply_to)[:200]!r} is not a reply queue of user {user!r} "
+                f"(expected {topology.namespace}.reply.{user}.<client-id>)"
+            ),
+            field="reply_to",
+        )
+    content_type = getattr(properties, "content_type", None)
+    if content_type != CONTENT_TYPE:
+        return JobError(
+            code=ErrorCode.DECODE_ERROR,
+            message=f"content_type {content_type!r} is not {CONTENT_TYPE}",
+            field="content_type",
+        )
+    priority = getattr(properties, "priority", None)
+    if priority is not None and not 0 <= priority <= MAX_PRIORITY:
+        return JobError(
+            code=ErrorCode.INVALID_SCHEMA,
+            message=f"AMQP priority {priority} is outside 0-{MAX_PRIORITY}",
+            field="priority",
+        )
+    return None
+
+
+def sender_of(properties: Any, user: str | None, topology: Topology, owns_id: bool) -> Sender:
+    """The `Sender` of a message: its reply queue only if it is `user`'s own."""
+    reply_to = getattr(properties, "reply_to", None)
+    return Sender(user, reply_to if topology.is_reply_queue_of(reply_to, user) else None, owns_id)
 
 
 class SequenceChecker:
@@ -80,6 +142,15 @@ def allocation_ended(allocation: str) -> JobError:
     return JobError(code=ErrorCode.ALLOCATION_ENDED, message=f"Slurm allocation {allocation} ended")
 
 
+def duplicate_job_id(job_id: str) -> JobError:
+    """Why a job reusing another user's job id is refused."""
+    return JobError(
+        code=ErrorCode.DUPLICATE_JOB_ID,
+        message=f"job id {job_id} belongs to another user's job; submit with a new job id",
+        field="job_id",
+    )
+
+
 def decode_error(exc: DecodeError) -> JobError:
     """The structured error sent back for a message that did not decode."""
     if exc.field is not None:
@@ -103,9 +174,13 @@ def refuse(
     error: JobError,
     origin: str,
     now: datetime,
+    sender: Sender,
     job: JobRequest | None = None,
 ) -> JobResult | None:
     """Dead-letter a message with its reason, answer its sender, log it, then ack it.
+
+    The REJECTED answer goes only to the sender's own reply queue. The `job.rejected` event names
+    the job id only when the sender owns it; otherwise the id is kept apart, in the event's data.
 
     Returns:
         The REJECTED result, when the job could be identified.
@@ -127,16 +202,17 @@ def refuse(
             error=error,
             timings=Timings(queued_at=job.submitted_at if job is not None else now, ended_at=now),
         )
-        publisher.reply(properties.reply_to, result, correlation_id=job_id)
-        publisher.event(
-            Event(
-                topic="job.rejected",
-                job_id=job_id,
-                job_class=result.job_class,
-                user=properties.user_id,
-                reason=error.message,
-                result=result,
-            )
+        publisher.reply(sender.reply_to, result, correlation_id=job_id)
+    publisher.event(
+        Event(
+            topic="job.rejected",
+            job_id=job_id if sender.owns_id else None,
+            job_class=result.job_class if result is not None else None,
+            user=sender.user,
+            reason=error.message,
+            result=result if sender.owns_id else None,
+            data={"message_id": str(job_id)[:200], "code": error.code.value, "origin": origin},
         )
+    )
     channel.basic_ack(delivery_tag)
     return result

@@ -38,9 +38,11 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from brokers.connection import connect
+from brokers.errors import BrokerUnavailable
 from brokers.settings import Settings
 from brokers.topology import Topology, build_topology, declare
 from consumers.backends.base import Backend, RunOutcome, RunRequest
+from consumers.bookkeeping import Bookkeeping, read_bookkeeping
 from consumers.core.fairshare import Usage
 from consumers.core.history import History
 from consumers.core.machine import QPUEvent, transition
@@ -49,19 +51,23 @@ from consumers.errors import BackendFailure, LeaseLost
 from consumers.events import rebuild_history
 from consumers.holdings import Held, Holdings
 from consumers.intake import (
+    Sender,
     SequenceChecker,
     allocation_ended,
     canceled_by,
+    check_envelope,
     check_job,
     decode_error,
+    duplicate_job_id,
     refuse,
+    sender_of,
 )
 from consumers.lease import acquire_lease
 from consumers.publish import Publisher
 from consumers.running import Running, Sink, merge_counts, result_of
 from consumers.spans import JobSpans
 from schemas.codec import decode, encode
-from schemas.enums import JobState, QPUState
+from schemas.enums import ErrorCode, JobState, QPUState
 from schemas.errors import DecodeError
 from schemas.messages import (
     DeviceSpecs,
@@ -78,12 +84,11 @@ from schemas.sequence import load_device, validate_shots
 
 log = logging.getLogger(__name__)
 
-ATTEMPT_HEADER = "x-qsched-attempt"
-PREEMPTIONS_HEADER = "x-qsched-preemptions"
-COUNTS_HEADER = "x-qsched-counts"
-USER_HEADER = "x-qsched-user"
-REPLY_HEADER = "x-qsched-reply-to"
 LOOP_TICK_S = 0.2
+RECONNECT_MIN_S = 1.0
+RECONNECT_MAX_S = 8.0
+# Connection-level failures: the owner gives up the QPU and reconnects with backoff.
+BROKER_ERRORS = (pika.exceptions.AMQPError, BrokerUnavailable, LeaseLost, OSError)
 
 
 class Owner:
@@ -124,6 +129,7 @@ class Owner:
         self.sessions: dict[str, datetime] = {}
         self.calibration_pending = False
         self._due_announced: int | None = None
+        self._backoff_s = RECONNECT_MIN_S
 
     # ---- life cycle -----------------------------------------------------------------------
 
@@ -132,14 +138,24 @@ class Owner:
         self._stop.set()
 
     def run(self) -> None:
-        """Serve until stopped; after losing the broker, cancel local work and queue up again."""
+        """Serve until stopped; after losing the broker, cancel local work and queue up again.
+
+        A broker that is down or restarting is retried with a backoff doubling from
+        `RECONNECT_MIN_S` to `RECONNECT_MAX_S`; the owner process never exits for it.
+        """
+        self._backoff_s = RECONNECT_MIN_S
         while not self._stop.is_set():
             try:
                 self._serve()
-            except (pika.exceptions.AMQPError, LeaseLost, OSError) as exc:
-                log.error("lost the broker (%r); giving up the QPU and retrying", exc)
+            except BROKER_ERRORS as exc:
+                log.error(
+                    "lost the broker (%r); giving up the QPU and retrying in %.0f s",
+                    exc,
+                    self._backoff_s,
+                )
                 self._abandon_running()
-                self._stop.wait(1.0)
+                self._stop.wait(self._backoff_s)
+                self._backoff_s = min(self._backoff_s * 2, RECONNECT_MAX_S)
         self._abandon_running()
 
     def _abandon_running(self) -> None:
@@ -160,6 +176,7 @@ class Owner:
             name=f"qsched-owner {self.owner_id}",
         )
         self.connection = conn
+        self._backoff_s = RECONNECT_MIN_S
         try:
             if (
                 acquire_lease(
@@ -265,54 +282,155 @@ class Owner:
         return history
 
     def _recover_inflight(self) -> None:
-        """Answer or re-run the job that was on the QPU when the previous owner died."""
+        """Answer or re-run the job that was on the QPU when the previous owner died.
+
+        Every record is taken (unacked) before any is handled: starting a job writes a new
+        record, and reading on would find that one and take it for a second, stale record.
+        """
         assert self.publisher is not None
         channel = self.publisher.channel
+        records = []
         while True:
             method, props, body = channel.basic_get(self.topology.inflight_queue)
             if method is None:
-                return
-            try:
-                job = decode(body, props.type, JobRequest, self.settings.max_message_bytes)
-            except DecodeError:
-                channel.basic_ack(method.delivery_tag)
-                continue
-            headers = dict(props.headers or {})
-            done = self.history.finished.get(job.job_id)
-            if done is not None or self.running is not None:
-                if done is not None:
-                    self.publisher.reply(headers.get(REPLY_HEADER), done, job.job_id)
-                else:  # a second record should not exist; put the job back in its queue
-                    self.publisher.channel.basic_publish(
-                        self.topology.jobs_exchange, job.job_class, body, props
-                    )
-                channel.basic_ack(method.delivery_tag)
-                continue
+                break
+            records.append((method.delivery_tag, props, body))
+        for tag, props, body in records:
+            self._recover_record(tag, props, body)
+
+    def _recover_record(self, tag: int, props: Any, body: bytes) -> None:
+        """Answer, requeue or re-run the job of one in-flight record (taken, not yet acked)."""
+        assert self.publisher is not None
+        channel = self.publisher.channel
+        if props.user_id != self.settings.amqp_user:
+            log.warning("dead-lettering an in-flight record not written by the owner")
+            channel.basic_nack(tag, requeue=False)
+            return
+        try:
+            job = decode(body, props.type, JobRequest, self.settings.max_message_bytes)
+        except DecodeError:
+            channel.basic_nack(tag, requeue=False)
+            return
+        marks = read_bookkeeping(props, self.settings.amqp_user, job.shots)
+        reply_to = (
+            marks.reply_to if self.topology.is_reply_queue_of(marks.reply_to, marks.user) else None
+        )
+        done = self.history.finished.get(job.job_id)
+        if done is not None:
+            self.publisher.reply(reply_to, done, job.job_id)
+        elif self.running is not None or self.state is not QPUState.IDLE:
+            # A second record, or the QPU is paused or draining: back to the job's queue.
+            self._requeue(job, props, dataclasses.replace(marks, attempt=marks.attempt + 1))
+        else:
             held = Held(
                 tag=0,
                 job=job,
                 properties=props,
-                user=headers.get(USER_HEADER),
+                user=marks.user,
                 received_s=time.monotonic(),
-                attempt=int(headers.get(ATTEMPT_HEADER, 1)) + 1,
-                preemptions=int(headers.get(PREEMPTIONS_HEADER, 0)),
-                prior_counts=_counts(headers),
+                attempt=marks.attempt + 1,
+                preemptions=marks.preemptions,
+                prior_counts=marks.counts,
             )
-            held.properties.reply_to = headers.get(REPLY_HEADER)
+            held.properties.reply_to = reply_to
             self._start(
                 held,
                 "re-run: it was on the QPU when the previous owner stopped",
-                ack=functools.partial(channel.basic_ack, method.delivery_tag),
+                ack=functools.partial(channel.basic_ack, tag),
             )
+            return
+        channel.basic_ack(tag)
+
+    def _requeue(self, job: JobRequest, props: Any, marks: Bookkeeping) -> None:
+        """Put a job back in its class queue with its bookkeeping (confirmed)."""
+        assert self.publisher is not None
+        trace = {
+            k: v
+            for k, v in dict(getattr(props, "headers", None) or {}).items()
+            if k in ("traceparent", "tracestate")
+        }
+        reply_to = (
+            marks.reply_to if self.topology.is_reply_queue_of(marks.reply_to, marks.user) else None
+        )
+        self.publisher.publish(
+            self.topology.jobs_exchange,
+            job.job_class,
+            job,
+            message_id=job.job_id,
+            priority=job.priority,
+            reply_to=reply_to,
+            headers=marks.headers() | trace,
+        )
 
     # ---- jobs in --------------------------------------------------------------------------
 
     def _job_callback(self, job_class: str) -> Callable[..., None]:
         def on_job(channel: BlockingChannel, method: Any, props: Any, body: bytes) -> None:
-            self._admit(channel, method.delivery_tag, props, body, job_class, via_get=False)
+            self._admit_safely(channel, method.delivery_tag, props, body, job_class, False)
             self.request_dispatch()
 
         return on_job
+
+    def _admit_safely(
+        self,
+        channel: BlockingChannel,
+        tag: int,
+        props: Any,
+        body: bytes,
+        job_class: str,
+        via_get: bool,
+    ) -> None:
+        """`_admit`, where a bug or a hostile message costs one delivery, never the process."""
+        try:
+            self._admit(channel, tag, props, body, job_class, via_get)
+        except BROKER_ERRORS:
+            raise
+        except Exception as exc:
+            log.exception("dead-lettering a job delivery that could not be handled")
+            held = next((h for h in self.holdings if h.tag == tag), None)
+            if held is not None:
+                self.holdings.pop(tag)
+            self._dead_letter_unhandled(
+                channel, tag, props, body, self.topology.job_queue(job_class), exc
+            )
+
+    def _dead_letter_unhandled(
+        self,
+        channel: BlockingChannel,
+        tag: int,
+        props: Any,
+        body: bytes,
+        origin: str,
+        exc: Exception,
+    ) -> None:
+        """Dead-letter a delivery whose handling raised, answering INTERNAL if we can."""
+        assert self.publisher is not None
+        error = JobError(
+            code=ErrorCode.INTERNAL,
+            message=f"the owner could not handle this message: {exc!r}"[:1000],
+        )
+        try:
+            user = getattr(props, "user_id", None)
+            sender = Sender(user, None, owns_id=False)
+            if isinstance(user, str):
+                sender = sender_of(props, user, self.topology, owns_id=False)
+            refuse(
+                channel,
+                self.publisher,
+                self.topology,
+                tag,
+                props,
+                body,
+                error,
+                origin,
+                self.clock(),
+                sender,
+            )
+        except BROKER_ERRORS:
+            raise
+        except Exception:
+            log.exception("could not dead-letter with a reason; rejecting to the queue's DLX")
+            channel.basic_nack(tag, requeue=False)
 
     def _admit(
         self,
@@ -327,8 +445,17 @@ class Owner:
         publisher = self.publisher
         assert publisher is not None
         origin = self.topology.job_queue(job_class)
+        # The owner's headers count only on the owner's own messages (a job it put back).
+        marks = read_bookkeeping(props, self.settings.amqp_user)
+        user = marks.user or props.user_id
 
-        def reject(error: JobError, job: JobRequest | None = None) -> None:
+        def reject(
+            error: JobError, job: JobRequest | None = None, owns_id: bool | None = None
+        ) -> None:
+            job_id = job.job_id if job is not None else props.message_id
+            if owns_id is None:
+                owns_id = self.history.speaks_for(job_id, user)
+            sender = sender_of(props, user, self.topology, owns_id)
             refuse(
                 channel,
                 publisher,
@@ -339,14 +466,23 @@ class Owner:
                 error,
                 origin,
                 self.clock(),
+                sender,
                 job,
             )
 
+        envelope = check_envelope(props, user, self.topology)
+        if envelope is not None:
+            reject(envelope)
+            return None
         try:
             job = decode(body, props.type, JobRequest, self.settings.max_message_bytes)
         except DecodeError as exc:
             reject(decode_error(exc))
             return None
+        if not self.history.speaks_for(job.job_id, user):
+            reject(duplicate_job_id(job.job_id), job, owns_id=False)
+            return None
+        marks = read_bookkeeping(props, self.settings.amqp_user, job.shots)
         done = self.history.finished.get(job.job_id)
         if done is not None:
             publisher.reply(props.reply_to, done, job.job_id)
@@ -365,10 +501,6 @@ class Owner:
         ) or self.holdings.find(job.job_id):
             channel.basic_ack(tag)  # a second copy of a job already in hand
             return None
-        headers = dict(props.headers or {})
-        user = props.user_id
-        if user == self.settings.amqp_user and headers.get(USER_HEADER):
-            user = str(headers[USER_HEADER])  # a job this owner put back (preempted)
         validate_begin_ns = time.time_ns()
         problem = check_job(job, job_class, user, self.policy, self.device(), self.sequences)
         validated_ns = (validate_begin_ns, time.time_ns())
@@ -382,11 +514,11 @@ class Owner:
             user=user,
             received_s=time.monotonic(),
             via_get=via_get,
-            attempt=int(headers.get(ATTEMPT_HEADER, 1)),
-            preemptions=int(headers.get(PREEMPTIONS_HEADER, 0)),
+            attempt=marks.attempt,
+            preemptions=marks.preemptions,
             validated_ns=validated_ns,
             validated_epoch=self.history.epoch,
-            prior_counts=_counts(headers),
+            prior_counts=dict(marks.counts),
         )
         self.holdings.add(held)
         allocation = job.slurm.job_id if job.slurm else None
@@ -403,12 +535,13 @@ class Owner:
             return None
         if job.job_id not in self.history.seen:
             self.history.seen.add(job.job_id)
+            self.history.users.setdefault(job.job_id, user)
             publisher.event(
                 Event(
                     topic="job.queued",
                     job_id=job.job_id,
                     job_class=job_class,
-                    user=props.user_id,
+                    user=user,
                     data={
                         "priority": job.priority,
                         "shots": job.shots,
@@ -430,7 +563,7 @@ class Owner:
                 continue
             method, props, body = self.jobs.basic_get(self.topology.job_queue(job_class))
             if method is not None:
-                self._admit(self.jobs, method.delivery_tag, props, body, job_class, via_get=True)
+                self._admit_safely(self.jobs, method.delivery_tag, props, body, job_class, True)
 
     # ---- deciding -------------------------------------------------------------------------
 
@@ -491,8 +624,8 @@ class Owner:
             return
         if self.state in (QPUState.IDLE, QPUState.RUNNING, QPUState.CALIBRATING):
             self._peek_heads()
-        if self.calibration_pending and self.running is None:
-            self.enter_calibration()
+        if self.calibration_pending and self.running is None and self.state is QPUState.IDLE:
+            self.enter_calibration()  # a paused, draining or down QPU enters it once it is IDLE
         while True:
             decision = decide(self.view(), [h.candidate() for h in self.holdings], self.clock())
             if decision.action is Action.START and decision.job is not None:
@@ -541,6 +674,7 @@ class Owner:
             changed,
             self.topology.job_queue(held.job.job_class),
             self.clock(),
+            Sender(held.user, held.properties.reply_to),
             held.job,
         )
         return False
@@ -598,13 +732,9 @@ class Owner:
         assert self.publisher is not None and self.connection is not None
         job = held.job
         reply_to = held.properties.reply_to if held.properties is not None else None
-        headers = {
-            ATTEMPT_HEADER: held.attempt,
-            PREEMPTIONS_HEADER: held.preemptions,
-            USER_HEADER: held.user or "",
-            REPLY_HEADER: reply_to or "",
-            COUNTS_HEADER: held.prior_counts,
-        }
+        headers = Bookkeeping(
+            held.attempt, held.preemptions, dict(held.prior_counts), held.user, reply_to
+        ).headers()
         trace = {
             k: v
             for k, v in dict(getattr(held.properties, "headers", None) or {}).items()
@@ -789,12 +919,10 @@ class Owner:
         """
         assert self.publisher is not None
         job = running.job
-        headers = {
-            ATTEMPT_HEADER: running.attempt + 1,
-            PREEMPTIONS_HEADER: running.preemptions + 1,
-            USER_HEADER: running.user or "",
-            COUNTS_HEADER: outcome.counts,
-        } | running.headers
+        marks = Bookkeeping(
+            running.attempt + 1, running.preemptions + 1, dict(outcome.counts), running.user
+        )
+        headers = marks.headers() | running.headers
         self.publisher.publish(
             self.topology.jobs_exchange,
             job.job_class,
@@ -873,7 +1001,15 @@ class Owner:
     def _on_control(self, channel: BlockingChannel, method: Any, props: Any, body: bytes) -> None:
         from consumers.control import handle_control
 
-        handle_control(self, channel, method.delivery_tag, props, body)
+        try:
+            handle_control(self, channel, method.delivery_tag, props, body)
+        except BROKER_ERRORS:
+            raise
+        except Exception as exc:
+            log.exception("dead-lettering a control message that could not be handled")
+            self._dead_letter_unhandled(
+                channel, method.delivery_tag, props, body, self.topology.control_queue, exc
+            )
 
     def queue_depth(self) -> dict[str, int]:
         """Jobs waiting per class: ready in the queue plus held here."""
@@ -886,9 +1022,3 @@ class Owner:
             )
             depth[job_class] = ok.method.message_count + held.get(job_class, 0)
         return depth
-
-
-def _counts(headers: dict[str, Any]) -> dict[str, int]:
-    """Counts measured by earlier runs of a job, carried in its headers."""
-    raw = headers.get(COUNTS_HEADER) or {}
-    return {str(k): int(v) for k, v in dict(raw).items()}

@@ -3,6 +3,11 @@
 The owner's ordering guarantees rest on this: a final event and the reply are confirmed before
 the job's durable copy is removed, so a crash at any point leaves the job either still queued or
 answered.
+
+Replies are the exception to "a refused publish is an error": a reply queue belongs to a
+submitter, who may have deleted it or declared it to refuse messages. A reply the broker returns
+or nacks is logged as a ``job.reply_failed`` / ``control.reply_failed`` event and dropped, never
+retried and never fatal; the answer stays in the event log.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from brokers.connection import properties
 from brokers.topology import Topology
 from schemas.codec import encode
-from schemas.messages import Event, Message
+from schemas.messages import ControlReply, Event, JobProgress, Message
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +87,8 @@ class Publisher:
         """Send an answer to a submitter's or operator's queue.
 
         Returns:
-            False when there is no reply queue (gone or never given); the answer stays in the log.
+            False when there is no reply queue or the broker refused the reply (no such queue, or
+            the queue rejects publishes); the answer stays in the log.
         """
         if not reply_to:
             return False
@@ -90,9 +96,18 @@ class Publisher:
             self.publish(
                 "", reply_to, message, message_id=correlation_id, correlation_id=correlation_id
             )
-        except pika.exceptions.UnroutableError:
-            log.warning(
-                "reply queue %s is gone; %s stays in the event log", reply_to, correlation_id
-            )
+        except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
+            unroutable = isinstance(exc, pika.exceptions.UnroutableError)
+            why = "no such queue" if unroutable else "the queue refused it (nack)"
+            log.warning("reply %s to %s dropped: %s", correlation_id, reply_to, why)
+            if not isinstance(message, JobProgress):  # progress comes often; the final one counts
+                kind = "control" if isinstance(message, ControlReply) else "job"
+                self.event(
+                    Event(
+                        topic=f"{kind}.reply_failed",
+                        reason=f"reply to {reply_to} dropped: {why}",
+                        data={"correlation_id": correlation_id, "reply_to": reply_to},
+                    )
+                )
             return False
         return True

@@ -216,3 +216,25 @@ def refuse(
     )
     channel.basic_ack(delivery_tag)
     return result
+
+
+def dead_letter_unhandled(
+    channel: BlockingChannel,
+    publisher: Publisher,
+    topology: Topology,
+    delivery_tag: int,
+    properties: Any,
+    body: bytes,
+    origin: str,
+    exc: Exception,
+    now: datetime,
+) -> None:
+    """Dead-letter a delivery whose handling raised, answering INTERNAL to the sender's own
+    reply queue; no event names its job id (the message may not be what it claims)."""
+    error = JobError(
+        code=ErrorCode.INTERNAL,
+        message=f"the owner could not handle this message: {exc!r}"[:1000],
+    )
+    user = getattr(properties, "user_id", None)
+    sender = sender_of(properties, user if isinstance(user, str) else None, topology, False)
+    refuse(channel, publisher, topology, delivery_tag, properties, body, error, origin, now, sender)

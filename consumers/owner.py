@@ -57,6 +57,7 @@ from consumers.intake import (
     canceled_by,
     check_envelope,
     check_job,
+    dead_letter_unhandled,
     decode_error,
     duplicate_job_id,
     refuse,
@@ -67,7 +68,7 @@ from consumers.publish import Publisher
 from consumers.running import Running, Sink, merge_counts, result_of
 from consumers.spans import JobSpans
 from schemas.codec import decode, encode
-from schemas.enums import ErrorCode, JobState, QPUState
+from schemas.enums import JobState, QPUState
 from schemas.errors import DecodeError
 from schemas.messages import (
     DeviceSpecs,
@@ -403,28 +404,12 @@ class Owner:
         origin: str,
         exc: Exception,
     ) -> None:
-        """Dead-letter a delivery whose handling raised, answering INTERNAL if we can."""
+        """Dead-letter a delivery whose handling raised; if even that fails, reject it to the
+        queue's dead-letter exchange."""
         assert self.publisher is not None
-        error = JobError(
-            code=ErrorCode.INTERNAL,
-            message=f"the owner could not handle this message: {exc!r}"[:1000],
-        )
         try:
-            user = getattr(props, "user_id", None)
-            sender = Sender(user, None, owns_id=False)
-            if isinstance(user, str):
-                sender = sender_of(props, user, self.topology, owns_id=False)
-            refuse(
-                channel,
-                self.publisher,
-                self.topology,
-                tag,
-                props,
-                body,
-                error,
-                origin,
-                self.clock(),
-                sender,
+            dead_letter_unhandled(
+                channel, self.publisher, self.topology, tag, props, body, origin, exc, self.clock()
             )
         except BROKER_ERRORS:
             raise

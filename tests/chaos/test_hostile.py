@@ -5,163 +5,45 @@ and what a user or an operator can see (results, the event log, the dead-letter 
 device queue, whether the owner processes are alive). No test reads the owner's internals, so
 these tests keep guarding the behaviour when the owner's insides are replaced.
 
-Tests that need a second AMQP user run on a private node (the shared node's users are never
-touched): ``guest`` runs the owners and is the operator, ``mallory`` is another submitter.
+Tests that need a second AMQP user are in ``test_hostile_users.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import threading
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pika
 import pytest
-from pika.adapters.blocking_connection import BlockingChannel
 
-from brokers.bootstrap import PrivateNode, find_server
+from brokers.bootstrap import PrivateNode
 from brokers.connection import channel, connect
-from brokers.settings import Settings
-from brokers.stream import read_stream
-from brokers.topology import CODE_HEADER, REASON_HEADER, Topology, build_topology, declare
+from brokers.topology import CODE_HEADER, REASON_HEADER, build_topology, declare
 from producers.client import QPUClient
-from producers.errors import ResultTimeout
-from schemas import CommandName, ErrorCode, Event, JobRequest, JobState, QPUState, decode_any
-from schemas.codec import encode
-from schemas.messages import ControlCommand, DeviceSpecs, StatusReport
+from schemas import CommandName, ErrorCode, JobState, QPUState, decode_any
+from schemas.messages import DeviceSpecs
 from schemas.policy import Policy
 from tests.conftest import OwnerHarness, make_settings
-from tests.owners import OwnerProcess, start_owner, wait_active, wait_running
+from tests.hostile import (
+    FAST_LEASE,
+    confirmed_channel,
+    dead_letters,
+    finals,
+    job_props,
+    log_events,
+    new_job,
+    owner_with_id,
+    publish_command,
+    publish_job,
+    wait_running_somewhere,
+    wait_until,
+)
+from tests.owners import start_owner, wait_active, wait_running
 from tests.sequences import analog_sequence
 
 pytestmark = pytest.mark.chaos
-
-FAST_LEASE = {"QSCHED_OWNER__LEASE_RETRY_S": "0.2"}
-
-
-# ---- helpers: what anyone outside the owner can see --------------------------------------------
-
-
-def wait_until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    """Poll `check` until it returns something truthy; fail with `what` after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    pause = threading.Event()
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        pause.wait(0.2)
-
-
-def log_events(channel: BlockingChannel, topology: Topology) -> list[Event]:
-    """Every event of the namespace's stream so far."""
-    found = []
-    for record in read_stream(channel, topology.events_stream, "first"):
-        message = decode_any(record.body, record.properties.type)
-        assert isinstance(message, Event)
-        found.append(message)
-    return found
-
-
-def finals(events: list[Event]) -> Counter[str]:
-    """How many final events each job has in the log."""
-    return Counter(
-        e.job_id for e in events if e.job_id and e.result is not None and e.result.state.is_final
-    )
-
-
-def dead_letters(channel: BlockingChannel, queue: str) -> dict[str, dict[str, Any]]:
-    """Headers of every message now in the dead-letter queue, by message id (left in the queue)."""
-    found: dict[str, dict[str, Any]] = {}
-    tags = []
-    while True:
-        method, props, _ = channel.basic_get(queue)
-        if method is None:
-            break
-        tags.append(method.delivery_tag)
-        found[props.message_id] = dict(props.headers or {})
-    if tags:
-        channel.basic_nack(tags[-1], multiple=True, requeue=True)
-    return found
-
-
-def job_props(**overrides: Any) -> pika.BasicProperties:
-    """The properties a well-behaved submitter would send, with `overrides` applied."""
-    values: dict[str, Any] = {
-        "content_type": "application/x-msgpack",
-        "type": JobRequest.type_name(),
-        "delivery_mode": 2,
-        "user_id": "guest",
-        "priority": 0,
-    }
-    return pika.BasicProperties(**(values | overrides))
-
-
-def publish_job(
-    channel: BlockingChannel, topology: Topology, job: JobRequest, **overrides: Any
-) -> None:
-    """Publish `job` as raw bytes with chosen properties (confirmed, mandatory)."""
-    props = job_props(message_id=job.job_id, **overrides)
-    channel.basic_publish(topology.jobs_exchange, job.job_class, encode(job), props, mandatory=True)
-
-
-def new_job(shots: int = 10, job_id: str | None = None) -> JobRequest:
-    """A valid production job."""
-    extra = {"job_id": job_id} if job_id else {}
-    return JobRequest(job_class="production", shots=shots, sequence=analog_sequence(2), **extra)
-
-
-def publish_command(
-    channel: BlockingChannel, topology: Topology, reply_to: str, user: str = "guest"
-) -> str:
-    """Publish a `status` command with a chosen reply queue; returns its id."""
-    command = ControlCommand(command=CommandName.STATUS)
-    props = pika.BasicProperties(
-        content_type="application/x-msgpack",
-        type=ControlCommand.type_name(),
-        message_id=command.command_id,
-        delivery_mode=2,
-        user_id=user,
-        reply_to=reply_to,
-    )
-    channel.basic_publish(
-        topology.control_exchange, "control.status", encode(command), props, mandatory=True
-    )
-    return command.command_id
-
-
-def wait_running_somewhere(client: QPUClient, job_id: str, timeout_s: float) -> StatusReport:
-    """`wait_running` that also waits through a failover (no owner answering for a while)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return wait_running(client, job_id, timeout_s=max(deadline - time.monotonic(), 1.0))
-        except ResultTimeout:
-            if time.monotonic() > deadline:
-                raise
-
-
-def owner_with_id(processes: list[OwnerProcess], owner_id: str) -> OwnerProcess:
-    """The process whose owner id (``host:pid:tag``) is `owner_id`."""
-    pid = int(owner_id.split(":")[-2])
-    (found,) = [p for p in processes if p.pid == pid]
-    return found
-
-
-def confirmed_channel(url: str) -> BlockingChannel:
-    """A channel with publisher confirms (its connection closes with the test process)."""
-    ch = connect(url, name="test-hostile").channel()
-    ch.confirm_delivery()
-    return ch
 
 
 # ---- item 1: headers a submitter sends are not the owner's bookkeeping ----------------------
@@ -438,161 +320,3 @@ def test_the_owner_survives_a_broker_restart_and_serves_jobs_afterwards(
         client.close()
     finally:
         owner.stop()
-
-
-# ---- two AMQP users on a private node (item 1 trust, item 3 job ids) ---------------------------
-
-
-@dataclass
-class TwoUsers:
-    """A private node with users guest (owners, operator) and mallory (another submitter)."""
-
-    node: PrivateNode
-    log_dir: Path
-    owners: list[OwnerProcess] = field(default_factory=list)
-    clients: list[QPUClient] = field(default_factory=list)
-    namespace: str = ""
-
-    def settings(self, user: str) -> Settings:
-        """Settings of `user` on this test's namespace."""
-        password = "guest" if user == "guest" else f"{user}-pw"
-        url = self.node.url.replace("guest:guest", f"{user}:{password}")
-        return make_settings(url, self.namespace, broker={"reply_expires_ms": 120_000})
-
-    def client(self, user: str) -> QPUClient:
-        """A client of `user` (closed at teardown)."""
-        client = QPUClient(settings=self.settings(user))
-        self.clients.append(client)
-        return client
-
-    def start_owner(self, wait: bool = True) -> OwnerProcess:
-        """A `qsched owner` running as guest on this namespace."""
-        owner = start_owner(
-            self.node.url, self.namespace, self.log_dir, "--backend", "synthetic", env=FAST_LEASE
-        )
-        self.owners.append(owner)
-        if wait:
-            wait_active(self.client("guest"))
-        return owner
-
-    def topology(self) -> Topology:
-        """Names of this test's namespace."""
-        return build_topology(self.settings("guest"), Policy())
-
-    def events(self) -> list[Event]:
-        """The namespace's event log."""
-        with channel(self.node.url) as reader:
-            return log_events(reader, self.topology())
-
-
-@pytest.fixture(scope="module")
-def two_user_node() -> Iterator[PrivateNode]:
-    """One private node for this module's two-user tests, with user mallory added."""
-    server = find_server()
-    if server is None:
-        pytest.skip("needs the rabbitmq-server binary to run a private node")
-    node = PrivateNode(server).start()
-    try:
-        ctl = str(node.server.with_name("rabbitmqctl"))
-        for args in (
-            ["add_user", "mallory", "mallory-pw"],
-            ["set_permissions", "mallory", ".*", ".*", ".*"],
-        ):
-            subprocess.run(
-                [ctl, "-n", node.node_name, *args], env=node._env(), check=True, capture_output=True
-            )
-        yield node
-    finally:
-        node.stop()
-
-
-@pytest.fixture
-def two_users(two_user_node: PrivateNode, tmp_path: Path) -> Iterator[TwoUsers]:
-    """guest and mallory on a fresh namespace of the two-user node; owners stopped at teardown."""
-    users = TwoUsers(two_user_node, tmp_path, namespace=f"h{uuid.uuid4().hex[:8]}")
-    with channel(two_user_node.url) as ch:
-        declare(ch, users.topology())
-    yield users
-    for owner in users.owners:
-        owner.stop()
-    for client in users.clients:
-        client.close()
-
-
-def test_another_users_bookkeeping_headers_are_ignored(two_users: TwoUsers) -> None:
-    """Given mallory's job carrying attempt/preemptions/counts/user headers, then it runs as a
-    fresh job of mallory's: attempt 1, no preemptions, all its shots measured by the QPU."""
-    two_users.start_owner()
-    mallory = two_users.client("mallory")
-    topology = two_users.topology()
-    ch = confirmed_channel(mallory.settings.amqp_url)
-    job = new_job(shots=10)
-    forged = {
-        "x-qsched-attempt": 7,
-        "x-qsched-preemptions": 99,
-        "x-qsched-counts": {"11": 9},
-        "x-qsched-user": "guest",
-    }
-    publish_job(
-        ch, topology, job, user_id="mallory", reply_to=mallory.reply_queue_name, headers=forged
-    )
-    result = mallory.wait_result(job.job_id, timeout=60)
-    assert result.state is JobState.DONE
-    assert result.attempts == 1 and result.preemptions == 0
-    assert sum(result.counts.values()) == 10
-    started = [e for e in two_users.events() if e.topic == "job.started" and e.job_id == job.job_id]
-    assert [e.user for e in started] == ["mallory"]
-    assert started[0].data["attempt"] == 1
-
-
-def test_a_job_id_belongs_to_the_user_who_first_submitted_it(two_users: TwoUsers) -> None:
-    """Given guest's finished job and guest's queued job, when mallory submits jobs with those
-    ids, then mallory's are refused DUPLICATE_JOB_ID and mallory never gets guest's results."""
-    two_users.start_owner()
-    guest, mallory = two_users.client("guest"), two_users.client("mallory")
-    done = guest.submit(analog_sequence(2), 10, job_class="production").result(timeout=60)
-    assert done.state is JobState.DONE
-    assert guest.control(CommandName.PAUSE).ok
-    queued = guest.submit(analog_sequence(2), 10, job_class="production")
-    for victim in (done.job_id, queued.job_id):
-        stolen = mallory.submit_request(new_job(job_id=victim)).result(timeout=30)
-        assert stolen.state is JobState.REJECTED, stolen
-        assert stolen.error is not None and stolen.error.code is ErrorCode.DUPLICATE_JOB_ID
-        assert not stolen.counts
-    assert guest.control(CommandName.RESUME).ok
-    assert queued.result(timeout=60).state is JobState.DONE
-    log = two_users.events()
-    assert finals(log)[done.job_id] == 1 and finals(log)[queued.job_id] == 1
-    assert not [e for e in log if e.job_id in (done.job_id, queued.job_id) and e.user == "mallory"]
-
-
-def test_garbage_under_another_users_job_id_writes_no_event_for_that_job(
-    two_users: TwoUsers,
-) -> None:
-    """Given guest's job waiting on a paused QPU, when mallory sends garbage whose message_id is
-    that job's id and the owner then fails over, then no event about guest's job comes from
-    mallory's message and guest's job still runs to DONE."""
-    first = two_users.start_owner()
-    two_users.start_owner(wait=False)
-    guest = two_users.client("guest")
-    mallory = two_users.client("mallory")
-    assert guest.control(CommandName.PAUSE).ok
-    victim = guest.submit(analog_sequence(2), 10, job_class="production")
-    ch = confirmed_channel(mallory.settings.amqp_url)
-    ch.basic_publish(
-        two_users.topology().jobs_exchange,
-        "production",
-        b"\xc1 garbage",
-        job_props(message_id=victim.job_id, user_id="mallory", reply_to=mallory.reply_queue_name),
-        mandatory=True,
-    )
-    refusal = mallory.wait_result(victim.job_id, timeout=30)  # mallory hears about its own message
-    assert refusal.state is JobState.REJECTED
-    first.kill()  # the next owner rebuilds from the log
-    assert guest.control(CommandName.RESUME, timeout=30).ok
-    result = victim.result(timeout=60)
-    assert result.state is JobState.DONE, result
-    log = two_users.events()
-    about_victim = [e for e in log if e.job_id == victim.job_id]
-    assert not [e for e in about_victim if e.topic == "job.rejected"], about_victim
-    assert finals(log)[victim.job_id] == 1

@@ -166,9 +166,13 @@ def main(jobs: int) -> None:
                 snap_line = activation_line(second)
     print(f"activation with {len(events):,} events in the log (filled in {fill_s:.1f} s)")
     print(f"  raw pika read of the whole log    {raw_s:7.2f} s")
-    print(f"  owner, full replay (no snapshot)  {full_s:7.2f} s from process start to a job started")
+    print(
+        f"  owner, full replay (no snapshot)  {full_s:7.2f} s from process start to a job started"
+    )
     print(f"      {full_line}")
-    print(f"  owner, snapshot + tail            {snap_s:7.2f} s from process start to a job started")
+    print(
+        f"  owner, snapshot + tail            {snap_s:7.2f} s from process start to a job started"
+    )
     print(f"      {snap_line}")
     print(
         json.dumps(

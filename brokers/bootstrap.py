@@ -173,7 +173,13 @@ class PrivateNode:
             shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def restart(self, timeout_s: float = BOOT_TIMEOUT_S) -> PrivateNode:
-        """Start again on the same data dir and ports (after `kill` or `stop(remove=False)`)."""
+        """Start again on the same data dir and AMQP port (after `kill` or `stop(remove=False)`).
+
+        The distribution port is picked afresh: clients only need the AMQP port to stay, and
+        on a busy machine the old distribution port can be taken while the node is down (seen
+        as ``dist_port_already_used ... not_erlang``).
+        """
+        self.dist_port = free_port()
         return self.start(timeout_s)
 
     def to_state(self) -> dict[str, Any]:

@@ -39,7 +39,9 @@ class BrokerSettings(BaseModel):
         default=15 * 60 * 1000, description="x-expires of reply queues: how long results wait"
     )
     heartbeat_s: int = Field(
-        default=5, ge=1, description="AMQP heartbeat: a frozen owner loses its lease within ~2x this"
+        default=5,
+        ge=1,
+        description="AMQP heartbeat: a frozen owner loses its lease within ~2x this",
     )
     consumer_timeout_s: float = Field(
         default=1800.0, description="the broker's consumer_timeout; the owner stays well under it"

@@ -112,6 +112,17 @@ class Topology:
         """A submitter's reply queue."""
         return f"{self.namespace}.reply.{user}.{client_id}"
 
+    def is_reply_queue_of(self, name: str | None, user: str | None) -> bool:
+        """Whether `name` is a reply queue of `user` (``<ns>.reply.<user>.<client-id>``).
+
+        The client id has no dot, so a user named ``a`` cannot claim user ``a.b``'s queues.
+        """
+        if not name or not user:
+            return False
+        prefix = f"{self.namespace}.reply.{user}."
+        client_id = name[len(prefix) :]
+        return name.startswith(prefix) and bool(client_id) and "." not in client_id
+
     def reply_queue_arguments(self) -> dict[str, Any]:
         """Reply queues expire when unused, so a short disconnect loses nothing."""
         return {"x-expires": self.reply_expires_ms}

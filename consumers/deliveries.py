@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from brokers.connection import CONTENT_TYPE
+from brokers.topology import Topology
 from consumers.core.step import Arrival
 from schemas.codec import decode
 from schemas.enums import ErrorCode
@@ -62,10 +63,7 @@ class SequenceChecker:
 
 def own_reply_queue(reply_to: str | None, user: str | None, namespace: str) -> bool:
     """Whether `reply_to` is one of `user`'s reply queues (the only place the owner answers)."""
-    if not reply_to or not user:
-        return False
-    prefix = f"{namespace}.reply.{user}."
-    return reply_to.startswith(prefix) and len(reply_to) > len(prefix)
+    return Topology(namespace, ()).is_reply_queue_of(reply_to, user)
 
 
 def decode_error(exc: DecodeError) -> JobError:
@@ -93,8 +91,8 @@ def check_envelope(props: Any, namespace: str) -> tuple[str | None, JobError | N
         )
     if props.reply_to and reply_to is None:
         return None, JobError(
-            code=ErrorCode.NOT_AUTHORISED,
-            message=f"reply_to {props.reply_to!r} is not one of {namespace}.reply.{user}.*",
+            code=ErrorCode.INVALID_REPLY_TO,
+            message=f"reply_to {props.reply_to!r} is not one of {namespace}.reply.{user}.<id>",
             field="reply_to",
         )
     if props.content_type != CONTENT_TYPE:

@@ -7,7 +7,9 @@ reports "drained" once empty), DOWN (the backend is not operational), CALIBRATIN
 own the QPU), PREEMPTING (a running job is being stopped for a better one). Whether a job is on
 the QPU ("busy") is part of the key, because the same event leads to different states with and
 without one (resuming a paused QPU with a job still running means RUNNING, not IDLE). Every legal
-move is a row of `TRANSITIONS`; anything else raises `IllegalTransition`.
+move is a row of `TRANSITIONS`; anything else raises `IllegalTransition`. What is left out on
+purpose (a second START, an operator's pause/drain/resume during calibration, calibration from a
+held QPU, states that contradict `busy`) is listed, with why, in ``tests/unit/test_machine.py``.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ TRANSITIONS: dict[tuple[QPUState, QPUEvent, bool], QPUState] = {
     (PREEMPTING, E.DRAIN, True): DRAINING,
     (PREEMPTING, E.RESUME, True): PREEMPTING,
     (PREEMPTING, E.BACKEND_DOWN, True): DOWN,
+    (PREEMPTING, E.BACKEND_UP, True): PREEMPTING,
     # An operator may preempt by hand while dispatching is held; the hold stays.
     (PAUSED, E.PREEMPT, True): PAUSED,
     (DRAINING, E.PREEMPT, True): DRAINING,
@@ -103,6 +106,14 @@ TRANSITIONS: dict[tuple[QPUState, QPUEvent, bool], QPUState] = {
     (CALIBRATING, E.CALIBRATION_DONE, False): IDLE,
     (CALIBRATING, E.START, False): CALIBRATING,
     (CALIBRATING, E.FINISH, True): CALIBRATING,
+    # Engineers own the QPU while calibrating; a backend outage does not hand it back to users.
+    (CALIBRATING, E.BACKEND_DOWN, False): CALIBRATING,
+    (CALIBRATING, E.BACKEND_DOWN, True): CALIBRATING,
+    (CALIBRATING, E.BACKEND_UP, False): CALIBRATING,
+    (CALIBRATING, E.BACKEND_UP, True): CALIBRATING,
+    # An operator may preempt by hand while the backend is down or a calibration job runs.
+    (DOWN, E.PREEMPT, True): DOWN,
+    (CALIBRATING, E.PREEMPT, True): CALIBRATING,
 }
 
 # States in which the owner may start a job (CALIBRATING: only jobs of a `calibrates` class).

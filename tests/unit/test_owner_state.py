@@ -174,7 +174,7 @@ def test_backlog_limits_refuse_with_the_limit_named() -> None:
     h.submit("alice")
     h.submit("alice")
     job = JobRequest(job_class="production", shots=10, sequence=SEQ)
-    events, effects = step(h.state, h.policy, Arrival(job, "alice", "r"), h.now, CTX)
+    events, _effects = step(h.state, h.policy, Arrival(job, "alice", "r"), h.now, CTX)
     assert events[0].topic == Topic.JOB_REJECTED
     assert events[0].result.error.code is ErrorCode.BACKLOG_LIMIT  # type: ignore[union-attr]
     assert "user alice" in events[0].result.error.message  # type: ignore[union-attr]

@@ -21,6 +21,7 @@ import pika
 from bench.common import bench_namespace, owner_process
 from bench.submit import WINDOW
 from brokers.connection import channel, properties
+from brokers.stream import close_stream_channel
 from brokers.topology import build_topology
 from producers.client import QPUClient
 from schemas.codec import encode
@@ -101,17 +102,14 @@ def raw_read_s(url: str, stream: str, count: int) -> float:
     began = time.perf_counter()
     with channel(url) as ch:
         ch.basic_qos(prefetch_count=2000)
-        seen = 0
-        for method, _, _ in ch.consume(
-            stream, arguments={"x-stream-offset": "first"}, inactivity_timeout=10
-        ):
+        consumer = ch.consume(stream, arguments={"x-stream-offset": "first"}, inactivity_timeout=10)
+        for seen, (method, _, _) in enumerate(consumer, start=1):
             if method is None:
                 break
             ch.basic_ack(method.delivery_tag)
-            seen += 1
             if seen >= count:
                 break
-        ch.cancel()
+        close_stream_channel(ch)
     return time.perf_counter() - began
 
 

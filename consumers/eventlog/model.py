@@ -1,0 +1,349 @@
+"""The event log read back as a neutral picture: runs, QPU periods, waiting counts, job histories.
+
+This is the ONE module that knows event topics and the fields the owner puts in them. Everything
+else in `consumers.eventlog` (tail, history, Perfetto and HTML export) reads the neutral
+`Timeline` built here, so a change of topics or payloads (the event-sourced owner) is a change
+to this file alone.
+
+Theory of operation: `build_timeline` folds events in log order. A ``job.started`` opens a run;
+the job's final event (``job.done|error|canceled|rejected|timed_out``) closes it with that state,
+``job.preempted`` closes it as PREEMPTED where the QPU stopped, and any other start while a run
+is open closes the open one as INTERRUPTED (its owner died). Arrivals (``job.queued`` or
+``job.accepted``) put a job in its class's waiting set; a start or a final event takes it out, a
+preemption puts it back. Operator and QPU events open and close periods (calibration, pause,
+drain, maintenance, down). Pure: events in, values out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from schemas.messages import Event
+
+ARRIVAL_TOPICS = frozenset({"job.queued", "job.accepted"})
+START_TOPIC = "job.started"
+PREEMPTED_TOPIC = "job.preempted"
+FINAL_STATES = ("DONE", "ERROR", "CANCELED", "REJECTED", "TIMED_OUT")
+FINAL_TOPICS = {f"job.{s.lower()}": s for s in FINAL_STATES}
+PREEMPTED = "PREEMPTED"
+INTERRUPTED = "INTERRUPTED"
+RUNNING = "RUNNING"
+# Period kinds, each opened and closed by these topics (a DOWN backend, operator commands).
+PERIOD_OPEN = {
+    "calibration.started": "calibration",
+    "control.pause": "pause",
+    "control.drain": "drain",
+    "qpu.down": "down",
+}
+PERIOD_CLOSE = {
+    "calibration.complete": ("calibration",),
+    "control.resume": ("pause", "drain"),
+    "qpu.up": ("down",),
+}
+MODE_TOPIC = "control.mode"
+MAINTENANCE = "maintenance"
+PERIOD_KINDS = ("calibration", "pause", "drain", "maintenance", "down")
+
+
+@dataclass
+class Run:
+    """One stay of one job on the QPU.
+
+    Attributes:
+        state: the final state, PREEMPTED, INTERRUPTED, or RUNNING when the log ends first.
+    """
+
+    job_id: str
+    job_class: str
+    user: str | None
+    started_at: datetime
+    ended_at: datetime
+    state: str
+    shots: int = 0
+    epoch: int = 0
+    attempt: int = 1
+    reason: str | None = None
+    end_reason: str | None = None
+    arrived_at: datetime | None = None
+
+
+@dataclass
+class Period:
+    """A stretch of time the QPU spent calibrating, paused, draining, in maintenance or down."""
+
+    kind: str
+    started_at: datetime
+    ended_at: datetime
+    reason: str | None = None
+    open: bool = False
+
+
+@dataclass(frozen=True)
+class WaitingSample:
+    """How many jobs waited in each class just after `at`."""
+
+    at: datetime
+    by_class: dict[str, int]
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One event of one job, as `qsched history` shows it."""
+
+    at: datetime
+    topic: str
+    summary: str
+    reason: str | None
+
+
+@dataclass
+class JobHistory:
+    """Every event of one job, in log order, and what the log says about it."""
+
+    job_id: str
+    job_class: str | None = None
+    user: str | None = None
+    trace_id: str | None = None
+    final_state: str | None = None
+    entries: list[HistoryEntry] = field(default_factory=list)
+
+
+@dataclass
+class Timeline:
+    """The log folded into the shapes that exports draw."""
+
+    runs: list[Run] = field(default_factory=list)
+    periods: list[Period] = field(default_factory=list)
+    waiting: list[WaitingSample] = field(default_factory=list)
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+    events: int = 0
+
+    def busy_s(self) -> float:
+        """QPU seconds spent running jobs."""
+        return sum((r.ended_at - r.started_at).total_seconds() for r in self.runs)
+
+    def span_s(self) -> float:
+        """Seconds from the first event to the last."""
+        if self.first_at is None or self.last_at is None:
+            return 0.0
+        return (self.last_at - self.first_at).total_seconds()
+
+
+def trace_id_of(event: Event) -> str | None:
+    """The W3C trace id an arrival event recorded (``data.trace_id`` or ``data.traceparent``)."""
+    trace_id = event.data.get("trace_id")
+    if trace_id:
+        return str(trace_id)
+    parent = event.data.get("traceparent")
+    if isinstance(parent, str) and parent.count("-") == 3:
+        return parent.split("-")[1]
+    return None
+
+
+def is_job_event(event: Event) -> bool:
+    """True for events about one job (they carry its id)."""
+    return event.job_id is not None and event.topic.startswith("job.")
+
+
+def summary(event: Event) -> str:
+    """A short human description of what `event` says, beyond its topic."""
+    data = event.data
+    parts: list[str] = []
+    if event.topic in ARRIVAL_TOPICS:
+        parts.append(f"{data.get('shots', '?')} shots, priority {data.get('priority', '?')}")
+    elif event.topic == START_TOPIC:
+        parts.append(f"attempt {data.get('attempt', 1)} on {data.get('backend', '?')}")
+    elif event.topic == PREEMPTED_TOPIC:
+        parts.append(
+            f"{data.get('shots_done', '?')}/{data.get('shots', '?')} shots done, "
+            f"preemption {data.get('preemptions', '?')}"
+        )
+    elif event.progress is not None:
+        parts.append(f"{event.progress.shots_done}/{event.progress.shots} shots")
+    elif event.result is not None:
+        result = event.result
+        parts.append(f"{sum(result.counts.values())}/{result.shots} shots")
+        if result.epoch is not None:
+            parts.append(f"epoch {result.epoch}")
+        if result.error is not None:
+            parts.append(result.error.code.value)
+    elif event.topic.startswith("calibration.") and "epoch" in data:
+        parts.append(f"epoch {data['epoch']}")
+    elif event.topic == MODE_TOPIC and "mode" in data:
+        parts.append(f"mode {data['mode']}")
+    if event.qpu_state is not None:
+        parts.append(f"QPU {event.qpu_state.value}")
+    if data.get("ok") is False:
+        parts.append("refused")
+    return ", ".join(parts)
+
+
+def event_record(event: Event, offset: int | None = None) -> dict[str, Any]:
+    """An event as a plain JSON-ready dict (what ``--json`` and the jsonl export write)."""
+    record = event.model_dump(mode="json", exclude_none=True)
+    if not record.get("data"):
+        record.pop("data", None)
+    if offset is not None:
+        record["offset"] = offset
+    return record
+
+
+def build_timeline(events: Iterable[Event]) -> Timeline:
+    """Fold events, in log order, into runs, periods and waiting counts (see module docstring)."""
+    return _Folder().fold(events)
+
+
+def job_histories(events: Iterable[Event], job_prefix: str) -> dict[str, JobHistory]:
+    """Every job whose id starts with `job_prefix`, with its events in order.
+
+    Args:
+        events: the log, in order.
+        job_prefix: a job id or its first characters.
+    """
+    found: dict[str, JobHistory] = {}
+    for event in events:
+        if event.job_id is None or not event.job_id.startswith(job_prefix):
+            continue
+        history = found.setdefault(event.job_id, JobHistory(event.job_id))
+        history.job_class = history.job_class or event.job_class
+        if event.topic in ARRIVAL_TOPICS or event.topic == START_TOPIC:
+            history.user = history.user or event.user
+        history.trace_id = history.trace_id or trace_id_of(event)
+        if event.topic in FINAL_TOPICS:
+            history.final_state = FINAL_TOPICS[event.topic]
+        history.entries.append(HistoryEntry(event.at, event.topic, summary(event), event.reason))
+    return found
+
+
+@dataclass
+class _Arrival:
+    at: datetime
+    job_class: str
+    shots: int
+
+
+class _Folder:
+    """The fold behind `build_timeline`; one instance per call."""
+
+    def __init__(self) -> None:
+        self.timeline = Timeline()
+        self.open_run: Run | None = None
+        self.open_periods: dict[str, Period] = {}
+        self.arrivals: dict[str, _Arrival] = {}
+        self.waiting: dict[str, set[str]] = {}
+        self.epoch = 0
+
+    def fold(self, events: Iterable[Event]) -> Timeline:
+        timeline = self.timeline
+        for event in events:
+            timeline.events += 1
+            timeline.first_at = timeline.first_at or event.at
+            timeline.last_at = event.at
+            self._apply(event)
+        end = timeline.last_at
+        if self.open_run is not None and end is not None:
+            self._close_run(end, RUNNING, None)
+        for period in self.open_periods.values():
+            if end is not None:
+                period.ended_at, period.open = end, True
+            timeline.periods.append(period)
+        timeline.runs.sort(key=lambda r: r.started_at)
+        timeline.periods.sort(key=lambda p: p.started_at)
+        return timeline
+
+    def _apply(self, event: Event) -> None:
+        topic, job_id = event.topic, event.job_id
+        if event.data.get("ok") is False:
+            return  # a refused command changed nothing
+        if topic in ARRIVAL_TOPICS and job_id:
+            shots = int(event.data.get("shots") or 0)
+            self.arrivals.setdefault(job_id, _Arrival(event.at, event.job_class or "", shots))
+            self._set_waiting(event.at, event.job_class or "", job_id, True)
+        elif topic == START_TOPIC and job_id:
+            self._start(event, job_id)
+        elif topic == PREEMPTED_TOPIC and job_id:
+            if self.open_run is not None and self.open_run.job_id == job_id:
+                self._close_run(event.at, PREEMPTED, event.reason)
+            self._set_waiting(event.at, event.job_class or "", job_id, True)
+        elif topic in FINAL_TOPICS and job_id:
+            if self.open_run is not None and self.open_run.job_id == job_id:
+                if event.result is not None:
+                    self.open_run.shots = event.result.shots
+                    if event.result.epoch is not None:
+                        self.open_run.epoch = event.result.epoch
+                self._close_run(event.at, FINAL_TOPICS[topic], event.reason)
+            arrival = self.arrivals.get(job_id)
+            job_class = event.job_class or (arrival.job_class if arrival else "")
+            self._set_waiting(event.at, job_class, job_id, False)
+        elif topic == "calibration.complete":
+            self.epoch = int(event.data.get("epoch", self.epoch))
+        self._periods(event)
+
+    def _start(self, event: Event, job_id: str) -> None:
+        if self.open_run is not None:
+            self._close_run(event.at, INTERRUPTED, "a new run started before this one ended")
+        arrival = self.arrivals.get(job_id)
+        job_class = event.job_class or (arrival.job_class if arrival else "")
+        self.open_run = Run(
+            job_id=job_id,
+            job_class=job_class,
+            user=event.user,
+            started_at=event.at,
+            ended_at=event.at,
+            state=RUNNING,
+            shots=arrival.shots if arrival else 0,
+            epoch=int(event.data.get("epoch", self.epoch)),
+            attempt=int(event.data.get("attempt", 1)),
+            reason=event.reason,
+            arrived_at=arrival.at if arrival else None,
+        )
+        self._set_waiting(event.at, job_class, job_id, False)
+
+    def _close_run(self, at: datetime, state: str, reason: str | None) -> None:
+        run = self.open_run
+        assert run is not None
+        run.ended_at, run.state, run.end_reason = max(at, run.started_at), state, reason
+        self.timeline.runs.append(run)
+        self.open_run = None
+
+    def _set_waiting(self, at: datetime, job_class: str, job_id: str, waiting: bool) -> None:
+        members = self.waiting.setdefault(job_class, set())
+        if (job_id in members) == waiting:
+            return
+        if waiting:
+            members.add(job_id)
+        else:
+            members.discard(job_id)
+        counts = {c: len(m) for c, m in sorted(self.waiting.items())}
+        samples = self.timeline.waiting
+        if samples and samples[-1].at == at:
+            samples[-1] = WaitingSample(at, counts)
+        else:
+            samples.append(WaitingSample(at, counts))
+
+    def _periods(self, event: Event) -> None:
+        topic = event.topic
+        if topic == MODE_TOPIC:
+            if event.data.get("mode") == MAINTENANCE:
+                self._open(MAINTENANCE, event)
+            else:
+                self._close((MAINTENANCE,), event.at)
+        elif topic in PERIOD_OPEN:
+            self._open(PERIOD_OPEN[topic], event)
+        elif topic in PERIOD_CLOSE:
+            self._close(PERIOD_CLOSE[topic], event.at)
+
+    def _open(self, kind: str, event: Event) -> None:
+        reason = event.reason or event.data.get("message")
+        self.open_periods.setdefault(kind, Period(kind, event.at, event.at, reason))
+
+    def _close(self, kinds: tuple[str, ...], at: datetime) -> None:
+        for kind in kinds:
+            period = self.open_periods.pop(kind, None)
+            if period is not None:
+                period.ended_at = max(at, period.started_at)
+                self.timeline.periods.append(period)

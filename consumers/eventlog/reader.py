@@ -1,0 +1,158 @@
+"""Reading the event log (a RabbitMQ stream) between two bounds, or following it live.
+
+AMQP 0.9.1 has no "end of stream" signal, and an operator's reader must not publish a marker
+(it may only have read access). So "up to now" is the offset of the last record when reading
+starts: a short consumer attached at ``last`` receives the stream's last chunk, and the highest
+offset it sees is the end. The main read stops there, or, should the records never come (the
+stream was truncated under it), after `idle_s` without a delivery.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from pika.adapters.blocking_connection import BlockingChannel
+
+from consumers.eventlog.errors import BadBound
+from schemas.codec import DEFAULT_MAX_BYTES, decode_any
+from schemas.errors import DecodeError
+from schemas.messages import Event
+
+Bound = int | datetime
+PREFETCH = 1000
+# Events are stamped before they are published, so their times may be out of log order by the
+# length of a confirm; a time bound reads this far past itself before it stops.
+CLOCK_SLACK = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One event read from the log, with its stream offset."""
+
+    offset: int
+    event: Event
+
+
+def parse_bound(text: str | None) -> Bound | None:
+    """A ``--from``/``--to`` value: a stream offset (digits) or an ISO 8601 time (UTC if naive).
+
+    Raises:
+        BadBound: neither.
+    """
+    if text is None or text == "":
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadBound(f"{text!r} is neither a stream offset nor an ISO 8601 time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def fetch_end_offset(
+    channel: BlockingChannel, stream: str, first_wait_s: float = 2.0, settle_s: float = 0.3
+) -> int | None:
+    """The offset of the stream's last record now (None when the stream is empty).
+
+    Args:
+        channel: a channel this call may use exclusively.
+        stream: the stream queue.
+        first_wait_s: how long to wait for the last chunk's first record.
+        settle_s: how long to wait for more records of that chunk after one arrived.
+    """
+    channel.basic_qos(prefetch_count=PREFETCH)
+    end: int | None = None
+    wait_s = first_wait_s
+    deadline = time.monotonic() + first_wait_s + 2.0
+    try:
+        for method, props, _body in channel.consume(
+            stream, arguments={"x-stream-offset": "last"}, inactivity_timeout=wait_s
+        ):
+            if method is None:
+                break
+            channel.basic_ack(method.delivery_tag)
+            offset = int((props.headers or {}).get("x-stream-offset", -1))
+            end = offset if end is None else max(end, offset)
+            wait_s = settle_s
+            if time.monotonic() > deadline:
+                break
+    finally:
+        if channel.is_open:
+            channel.cancel()
+    return end
+
+
+def read_log(
+    channel: BlockingChannel,
+    stream: str,
+    start: Bound | None = None,
+    end: Bound | None = None,
+    *,
+    follow: bool = False,
+    idle_s: float = 10.0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Iterator[LogRecord]:
+    """Events from `start` (default: the first) to `end` (default: the last one now), in order.
+
+    Args:
+        channel: a channel this reader may use exclusively while iterating.
+        stream: the stream queue.
+        start: first offset, or the earliest event time.
+        end: last offset, or the latest event time.
+        follow: keep reading new events as they come (ignores an `end` of None).
+        idle_s: when not following, give up after this long without a delivery.
+        max_bytes: decoding limit.
+    """
+    last_offset: int | None = end if isinstance(end, int) else None
+    if not follow and last_offset is None:
+        last_offset = fetch_end_offset(channel, stream)
+        if last_offset is None:
+            return
+    if isinstance(start, int) and last_offset is not None and start > last_offset:
+        return
+    until = end if isinstance(end, datetime) else None
+    since = start if isinstance(start, datetime) else None
+    # A time offset attaches at the chunk holding that second; records before it are filtered.
+    attach: int | str | datetime = "first" if start is None else start
+    if isinstance(attach, datetime):
+        attach = attach.replace(microsecond=0)
+    channel.basic_qos(prefetch_count=PREFETCH)
+    try:
+        for method, props, body in channel.consume(
+            stream,
+            arguments={"x-stream-offset": attach},
+            inactivity_timeout=1.0 if follow else idle_s,
+        ):
+            if method is None:
+                if follow:
+                    continue
+                return
+            channel.basic_ack(method.delivery_tag)
+            offset = int((props.headers or {}).get("x-stream-offset", -1))
+            event = _decode(body, props.type, max_bytes)
+            if event is not None:
+                if until is not None and event.at > until + CLOCK_SLACK:
+                    return
+                in_range = (since is None or event.at >= since) and (
+                    until is None or event.at <= until
+                )
+                if in_range and (not isinstance(start, int) or offset >= start):
+                    yield LogRecord(offset, event)
+            if not follow and last_offset is not None and offset >= last_offset:
+                return
+    finally:
+        if channel.is_open:
+            channel.cancel()
+
+
+def _decode(body: bytes, type_name: str | None, max_bytes: int) -> Event | None:
+    """The event in a record, or None for anything else (the log is read, never judged, here)."""
+    try:
+        message = decode_any(body, type_name, max_bytes)
+    except DecodeError:
+        return None
+    return message if isinstance(message, Event) else None

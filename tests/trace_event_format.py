@@ -25,7 +25,7 @@ def _number(value: Any) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
 
-def violations(trace: Any) -> list[str]:  # noqa: C901 - one rule per branch reads best here
+def violations(trace: Any) -> list[str]:
     """Every broken rule of the format, as readable lines."""
     found: list[str] = []
     if not isinstance(trace, dict) or not isinstance(trace.get("traceEvents"), list):
@@ -114,18 +114,24 @@ def _nesting(key: Any, spans: list[tuple[float, float, str]]) -> list[str]:
     return found
 
 
-def _flow(flow_key: Any, parts: dict[str, list[dict[str, Any]]], slices: dict[Any, Any]) -> list[str]:
+def _flow(
+    flow_key: Any, parts: dict[str, list[dict[str, Any]]], slices: dict[Any, Any]
+) -> list[str]:
     """A flow has one start and one finish, in time order, each bound to a slice of its thread."""
     starts, finishes = parts.get("s", []), parts.get("f", [])
     if len(starts) != 1 or len(finishes) != 1:
-        return [f"flow {flow_key}: needs exactly one s and one f, has {len(starts)} and {len(finishes)}"]
+        return [
+            f"flow {flow_key}: needs exactly one s and one f, has {len(starts)} and {len(finishes)}"
+        ]
     (s,), (f,) = starts, finishes
     found = []
     if f["ts"] < s["ts"]:
         found.append(f"flow {flow_key}: finishes before it starts")
     for step in [s, *parts.get("t", [])]:
         if not _enclosed(step, slices):
-            found.append(f"flow {flow_key}: {step['ph']} at {step['ts']} is inside no slice of its thread")
+            found.append(
+                f"flow {flow_key}: {step['ph']} at {step['ts']} is inside no slice of its thread"
+            )
     if f.get("bp") == "e":
         if not _enclosed(f, slices):
             found.append(f"flow {flow_key}: f (bp=e) at {f['ts']} is inside no slice of its thread")
@@ -136,5 +142,6 @@ def _flow(flow_key: Any, parts: dict[str, list[dict[str, Any]]], slices: dict[An
 
 def _enclosed(event: dict[str, Any], slices: dict[Any, Any]) -> bool:
     return any(
-        start <= event["ts"] <= end for start, end, _n in slices.get((event["pid"], event["tid"]), [])
+        start <= event["ts"] <= end
+        for start, end, _n in slices.get((event["pid"], event["tid"]), [])
     )

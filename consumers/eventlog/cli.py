@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import click
+from pika.adapters.blocking_connection import BlockingConnection
 
 from brokers.cli import settings_of
-from brokers.connection import channel
+from brokers.connection import connect
 from brokers.settings import Settings
 from brokers.topology import build_topology
 from consumers.eventlog.errors import AmbiguousJob, EventLogError, JobNotFound
@@ -28,6 +29,16 @@ MIN_PREFIX = 8
 
 def _stream(settings: Settings) -> str:
     return build_topology(settings, load_policy(settings.policy_file)).events_stream
+
+
+@contextmanager
+def _connection(settings: Settings, name: str) -> Iterator[BlockingConnection]:
+    conn = connect(settings.amqp_url, name=name)
+    try:
+        yield conn
+    finally:
+        if conn.is_open:
+            conn.close()
 
 
 @contextmanager
@@ -85,7 +96,7 @@ def tail(
         line = json.dumps(event_record(record.event, record.offset)) if as_json else None
         click.echo(line or format_line(record, colour))
 
-    with channel(settings.amqp_url, name="qsched-events-tail") as ch:
+    with _connection(settings, "qsched-events-tail") as ch:
         end = fetch_end_offset(ch, stream)
         recent: deque[LogRecord] = deque(maxlen=max(lines, 0))
         if end is not None:
@@ -123,7 +134,7 @@ def tail(
 def export(ctx: click.Context, fmt: str, from_: str | None, to: str | None, output: Path) -> None:
     """Export the log (or a slice of it) to a file; '-o -' writes to stdout."""
     settings = settings_of(ctx)
-    with _errors(), channel(settings.amqp_url, name="qsched-events-export") as ch:
+    with _errors(), _connection(settings, "qsched-events-export") as ch:
         records = read_log(
             ch,
             _stream(settings),
@@ -152,7 +163,7 @@ def history(ctx: click.Context, job: str, from_: str | None, as_json: bool) -> N
     with _errors():
         if len(job) < MIN_PREFIX:
             raise JobNotFound(f"give at least {MIN_PREFIX} characters of the job id, not {job!r}")
-        with channel(settings.amqp_url, name="qsched-history") as ch:
+        with _connection(settings, "qsched-history") as ch:
             found = job_histories(
                 (
                     r.event

@@ -5,6 +5,9 @@ AMQP 0.9.1 has no "end of stream" signal, and an operator's reader must not publ
 starts: a short consumer attached at ``last`` receives the stream's last chunk, and the highest
 offset it sees is the end. The main read stops there, or, should the records never come (the
 stream was truncated under it), after `idle_s` without a delivery.
+
+Each read has a channel of its own and closes it when done: stopping part-way leaves prefetched
+deliveries unacked, and a stream refuses the reject that cancelling a consumer would send.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from pika.adapters.blocking_connection import BlockingChannel
+from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from consumers.eventlog.errors import BadBound
 from schemas.codec import DEFAULT_MAX_BYTES, decode_any
@@ -54,16 +58,17 @@ def parse_bound(text: str | None) -> Bound | None:
 
 
 def fetch_end_offset(
-    channel: BlockingChannel, stream: str, first_wait_s: float = 2.0, settle_s: float = 0.3
+    connection: BlockingConnection, stream: str, first_wait_s: float = 2.0, settle_s: float = 0.3
 ) -> int | None:
     """The offset of the stream's last record now (None when the stream is empty).
 
     Args:
-        channel: a channel this call may use exclusively.
+        connection: where to open the channel this call uses.
         stream: the stream queue.
         first_wait_s: how long to wait for the last chunk's first record.
         settle_s: how long to wait for more records of that chunk after one arrived.
     """
+    channel = connection.channel()
     channel.basic_qos(prefetch_count=PREFETCH)
     end: int | None = None
     wait_s = first_wait_s
@@ -81,13 +86,12 @@ def fetch_end_offset(
             if time.monotonic() > deadline:
                 break
     finally:
-        if channel.is_open:
-            channel.cancel()
+        _close(channel)
     return end
 
 
 def read_log(
-    channel: BlockingChannel,
+    connection: BlockingConnection,
     stream: str,
     start: Bound | None = None,
     end: Bound | None = None,
@@ -99,7 +103,7 @@ def read_log(
     """Events from `start` (default: the first) to `end` (default: the last one now), in order.
 
     Args:
-        channel: a channel this reader may use exclusively while iterating.
+        connection: where to open the channel this read uses.
         stream: the stream queue.
         start: first offset, or the earliest event time.
         end: last offset, or the latest event time.
@@ -109,7 +113,7 @@ def read_log(
     """
     last_offset: int | None = end if isinstance(end, int) else None
     if not follow and last_offset is None:
-        last_offset = fetch_end_offset(channel, stream)
+        last_offset = fetch_end_offset(connection, stream)
         if last_offset is None:
             return
     if isinstance(start, int) and last_offset is not None and start > last_offset:
@@ -120,6 +124,7 @@ def read_log(
     attach: int | str | datetime = "first" if start is None else start
     if isinstance(attach, datetime):
         attach = attach.replace(microsecond=0)
+    channel = connection.channel()
     channel.basic_qos(prefetch_count=PREFETCH)
     try:
         for method, props, body in channel.consume(
@@ -145,8 +150,22 @@ def read_log(
             if not follow and last_offset is not None and offset >= last_offset:
                 return
     finally:
-        if channel.is_open:
-            channel.cancel()
+        _close(channel)
+
+
+def _close(channel: BlockingChannel) -> None:
+    """Close a stream consumer's channel without rejecting what it was sent and did not read.
+
+    pika rejects (requeues) a consumer's undelivered messages when it is cancelled, and a stream
+    answers a reject by closing the connection. Nothing needs to go back to a stream (a reader
+    only moves its own offset), so rejects on this channel become no-ops before it closes.
+    """
+    if not channel.is_open:
+        return
+    impl: Any = channel._impl  # pika offers no public switch for this
+    impl.basic_reject = lambda *args, **kwargs: None
+    impl.basic_nack = lambda *args, **kwargs: None
+    channel.close()
 
 
 def _decode(body: bytes, type_name: str | None, max_bytes: int) -> Event | None:

@@ -32,7 +32,13 @@ def test_the_checker_catches_what_it_is_for() -> None:
         ]
     }
     found = "\n".join(violations(bad))
-    for rule in ("overlaps", "exactly one s and one f", "unknown ph", "numeric args", "thread_name"):
+    for rule in (
+        "overlaps",
+        "exactly one s and one f",
+        "unknown ph",
+        "numeric args",
+        "thread_name",
+    ):
         assert rule in found
 
 

@@ -1,7 +1,7 @@
 """Export a `Timeline` to one self-contained HTML page: inline CSS and SVG, no script, no network.
 
 Swimlanes: the QPU (every run), one lane per kind of period (calibration, pause, drain,
-maintenance, down), then one lane per user. Bars are coloured by the run's final state and carry
+maintenance, down), then one lane per job class and one per user. Bars are coloured by the run's final state and carry
 a ``<title>`` (the browser's hover tip) with the job's details. The chart is wide enough to give
 each run a few pixels and scrolls sideways, so a day with thousands of jobs stays readable; lane
 labels stay in a column of their own.
@@ -57,6 +57,9 @@ def render_html(timeline: Timeline, title: str = "qsched QPU timeline") -> str:
         mine = [p for p in periods if p.kind == kind]
         if mine:
             lanes.append((kind, "period", [_period(p, x) for p in mine]))
+    for job_class in sorted({r.job_class for r in runs}):
+        mine = [r for r in runs if r.job_class == job_class]
+        lanes.append((f"class {job_class}", "class", [_bar(r, x, "class") for r in mine]))
     for user in sorted({r.user or "(unknown)" for r in runs}):
         mine = [r for r in runs if (r.user or "(unknown)") == user]
         lanes.append((f"user {user}", "user", [_bar(r, x, "user") for r in mine]))

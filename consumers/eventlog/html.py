@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from html import escape
 
 from consumers.eventlog.model import Period, Run, Timeline
@@ -148,7 +148,7 @@ def _axis(t0: float, span_s: float, width: int, height: int) -> str:
     t = 0.0
     while t <= span_s:
         px = t / span_s * width
-        label = datetime.fromtimestamp(t0 + t).strftime("%H:%M:%S")
+        label = datetime.fromtimestamp(t0 + t, UTC).strftime("%H:%M:%S")
         ticks.append(
             f'<line class="tick" x1="{px:.1f}" x2="{px:.1f}" y1="{AXIS_H - 6}" y2="{height}"/>'
             f'<text x="{px + 2:.1f}" y="{AXIS_H - 9}">{label}</text>'

@@ -35,7 +35,7 @@ def write_export(records: Iterable[LogRecord], fmt: str, out: TextIO) -> int:
     counted = _Counted(records)
     timeline = build_timeline(counted)
     if fmt == "perfetto":
-        json.dump(export_trace(timeline), out, separators=(",", ":"))
+        out.write(json.dumps(export_trace(timeline), separators=(",", ":")))
     else:
         out.write(render_html(timeline))
     return counted.count

@@ -189,7 +189,8 @@ def history(ctx: click.Context, job: str, from_: str | None, as_json: bool) -> N
 
 def history_record(job: JobHistory) -> dict[str, Any]:
     """A job's history as a JSON-ready dict."""
-    entries, previous = [], None
+    entries: list[dict[str, Any]] = []
+    previous = None
     for entry in job.entries:
         entries.append(
             {

@@ -54,9 +54,9 @@ def render_html(timeline: Timeline, title: str = "qsched QPU timeline") -> str:
 
     lanes: list[tuple[str, str, list[str]]] = [("QPU", "qpu", [_bar(r, x, "qpu") for r in runs])]
     for kind in PERIOD_COLOURS:
-        mine = [p for p in periods if p.kind == kind]
-        if mine:
-            lanes.append((kind, "period", [_period(p, x) for p in mine]))
+        spells = [p for p in periods if p.kind == kind]
+        if spells:
+            lanes.append((kind, "period", [_period(p, x) for p in spells]))
     for job_class in sorted({r.job_class for r in runs}):
         mine = [r for r in runs if r.job_class == job_class]
         lanes.append((f"class {job_class}", "class", [_bar(r, x, "class") for r in mine]))

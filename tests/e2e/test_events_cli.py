@@ -11,9 +11,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
+from consumers.eventlog.html import PERIOD_COLOURS, STATE_COLOURS
 from schemas import CommandName, Event, JobState
-from tests.chromium import dump_dom
+from tests.chromium import dump_dom, screenshot
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
 from tests.owners import QSCHED
@@ -83,6 +85,16 @@ def test_html_export_draws_one_qpu_bar_per_run_in_the_log(
     assert len(re.findall(r'<rect class="bar qpu s-DONE"', dom)) == len(runs)
     assert len(re.findall(r'<rect class="period p-pause"', dom)) == 1
     assert all(run.job_id in dom for run in runs)
+    pixels = Image.open(screenshot(page, tmp_path, tmp_path / "shot.png")).convert("RGB")
+    colours = dict((c, n) for n, c in pixels.getcolors(maxcolors=1 << 20) or [])
+    assert (
+        colours.get(_rgb(STATE_COLOURS["DONE"]), 0) > 4 * 16
+    )  # bars really drawn, not just in the DOM
+    assert colours.get(_rgb(PERIOD_COLOURS["pause"]), 0) > 0
+
+
+def _rgb(hex_colour: str) -> tuple[int, int, int]:
+    return tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
 
 
 def test_perfetto_export_of_the_log_is_well_formed_with_a_slice_per_run(

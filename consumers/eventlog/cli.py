@@ -208,6 +208,8 @@ def history_record(job: JobHistory) -> dict[str, Any]:
         "user": job.user,
         "final_state": job.final_state,
         "trace_id": job.trace_id,
+        "waited_s": job.waited_s(),
+        "total_s": job.total_s(),
         "events": entries,
     }
 
@@ -229,3 +231,8 @@ def print_history(job: JobHistory, out: TextIO) -> None:
             line += f"\n{'':<24}why: {entry.reason}"
         out.write(line.rstrip() + "\n")
         previous = entry.at
+    waited, total = job.waited_s(), job.total_s()
+    if waited is not None or total is not None:
+        parts = [f"waited {waited:.3f}s before its first start" if waited is not None else ""]
+        parts.append(f"{total:.3f}s from arrival to its end" if total is not None else "")
+        out.write("; ".join(p for p in parts if p) + "\n")

@@ -108,7 +108,22 @@ class JobHistory:
     user: str | None = None
     trace_id: str | None = None
     final_state: str | None = None
+    arrived_at: datetime | None = None
+    first_started_at: datetime | None = None
+    ended_at: datetime | None = None
     entries: list[HistoryEntry] = field(default_factory=list)
+
+    def waited_s(self) -> float | None:
+        """Seconds from arrival to the first start (None if either is missing)."""
+        if self.arrived_at is None or self.first_started_at is None:
+            return None
+        return (self.first_started_at - self.arrived_at).total_seconds()
+
+    def total_s(self) -> float | None:
+        """Seconds from arrival to the final event (None if either is missing)."""
+        if self.arrived_at is None or self.ended_at is None:
+            return None
+        return (self.ended_at - self.arrived_at).total_seconds()
 
 
 @dataclass
@@ -213,8 +228,13 @@ def job_histories(events: Iterable[Event], job_prefix: str) -> dict[str, JobHist
         if event.topic in ARRIVAL_TOPICS or event.topic == START_TOPIC:
             history.user = history.user or event.user
         history.trace_id = history.trace_id or trace_id_of(event)
-        if event.topic in FINAL_TOPICS:
+        if event.topic in ARRIVAL_TOPICS and history.arrived_at is None:
+            history.arrived_at = event.at
+        elif event.topic == START_TOPIC and history.first_started_at is None:
+            history.first_started_at = event.at
+        elif event.topic in FINAL_TOPICS:
             history.final_state = FINAL_TOPICS[event.topic]
+            history.ended_at = event.at
         history.entries.append(HistoryEntry(event.at, event.topic, summary(event), event.reason))
     return found
 

@@ -67,6 +67,7 @@ def test_history_of_a_prefix_lists_every_event_of_that_job_with_trace_id_and_rea
         "job.done",
     ]
     assert history.final_state == "DONE" and history.user == "bob"
+    assert history.waited_s() == pytest.approx(2.6) and history.total_s() == pytest.approx(8.5)
     assert history.trace_id == B.replace("-", "")[:32]
     assert history.entries[3].reason == "production preempts development"
     assert "40/100 shots done" in history.entries[3].summary

@@ -46,7 +46,8 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except EventLogError as exc:
-        raise click.ClickException(str(exc)) from None
+        click.echo(f"qsched: {exc}", err=True)
+        sys.exit(1)
 
 
 def format_line(record: LogRecord, colour: bool = False) -> str:
@@ -96,7 +97,7 @@ def tail(
         line = json.dumps(event_record(record.event, record.offset)) if as_json else None
         click.echo(line or format_line(record, colour))
 
-    with _connection(settings, "qsched-events-tail") as ch:
+    with _errors(), _connection(settings, "qsched-events-tail") as ch:
         end = fetch_end_offset(ch, stream)
         recent: deque[LogRecord] = deque(maxlen=max(lines, 0))
         if end is not None:
@@ -145,8 +146,13 @@ def export(ctx: click.Context, fmt: str, from_: str | None, to: str | None, outp
         if str(output) == "-":
             count = write_export(records, fmt, sys.stdout)
         else:
-            with open(output, "w", encoding="utf-8") as out:
-                count = write_export(records, fmt, out)
+            partial = output.with_name(output.name + ".part")  # a failed export leaves no file
+            try:
+                with open(partial, "w", encoding="utf-8") as out:
+                    count = write_export(records, fmt, out)
+                partial.replace(output)
+            finally:
+                partial.unlink(missing_ok=True)
     if str(output) != "-":
         click.echo(f"{count} events → {output} ({fmt})", err=True)
 

@@ -17,3 +17,7 @@ class JobNotFound(EventLogError):
 
 class AmbiguousJob(EventLogError):
     """A job-id prefix matches several jobs."""
+
+
+class NoEventLog(EventLogError):
+    """The event-log stream cannot be read (not declared in this namespace, or not allowed)."""

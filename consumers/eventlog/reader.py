@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
-from consumers.eventlog.errors import BadBound
+from consumers.eventlog.errors import BadBound, NoEventLog
 from schemas.codec import DEFAULT_MAX_BYTES, decode_any
 from schemas.errors import DecodeError
 from schemas.messages import Event
@@ -88,6 +89,8 @@ def fetch_end_offset(
             end = offset if end is None else max(end, offset)
             if time.monotonic() > settle_deadline:
                 break
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        raise NoEventLog(f"cannot read the event log {stream!r}: {exc.reply_text}") from None
     finally:
         _close(channel)
     return end
@@ -156,6 +159,8 @@ def read_log(
                     yield LogRecord(offset, event)
             if not follow and last_offset is not None and offset >= last_offset:
                 return
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        raise NoEventLog(f"cannot read the event log {stream!r}: {exc.reply_text}") from None
     finally:
         _close(channel)
 

@@ -10,6 +10,7 @@ import pytest
 from pika.adapters.blocking_connection import BlockingConnection
 
 from brokers.connection import connect, properties
+from consumers.eventlog.errors import NoEventLog
 from consumers.eventlog.reader import fetch_end_offset, read_log
 from schemas.codec import encode
 from schemas.messages import Event
@@ -84,3 +85,8 @@ def test_reading_to_now_ends_while_a_writer_keeps_publishing(
         writer.join(timeout=30)
     offsets = [r.offset for r in records]
     assert offsets == list(range(len(offsets))) and len(offsets) >= 50
+
+
+def test_a_missing_log_is_a_named_error_not_a_traceback(connection: BlockingConnection) -> None:
+    with pytest.raises(NoEventLog, match=r"nosuchns\.events\.log"):
+        list(read_log(connection, "nosuchns.events.log"))

@@ -24,7 +24,9 @@ def test_one_qpu_bar_and_one_user_bar_per_run_with_a_hover_title() -> None:
     assert "ended: production preempts development" in qpu[1][1]
     assert len(re.findall(r'<rect class="bar user ', page)) == 6
     assert len(re.findall(r'<rect class="bar class ', page)) == 6
-    assert {"class production", "class development"} <= set(re.findall(r'title="(class \w+)"', page))
+    assert {"class production", "class development"} <= set(
+        re.findall(r'title="(class \w+)"', page)
+    )
     assert {"user alice", "user bob", "user carol"} <= set(re.findall(r'title="(user \w+)"', page))
     assert len(re.findall(r'<rect class="period p-', page)) == 4
 

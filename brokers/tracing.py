@@ -85,14 +85,6 @@ def extract(headers: Mapping[str, Any] | None) -> Context:
     return propagate.extract(carrier)
 
 
-def trace_id_of(headers: Mapping[str, Any] | None) -> str | None:
-    """The W3C trace id (32 hex digits) in AMQP headers' ``traceparent``, or None."""
-    value = (headers or {}).get("traceparent")
-    text = value.decode() if isinstance(value, bytes) else value
-    parts = text.split("-") if isinstance(text, str) else []
-    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
-
-
 def messaging_attributes(
     operation: str, destination: str, message_id: str, routing_key: str | None = None
 ) -> dict[str, Any]:

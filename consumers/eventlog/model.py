@@ -7,11 +7,13 @@ to this file alone.
 
 Theory of operation: `build_timeline` folds events in log order. A ``job.started`` opens a run;
 the job's final event (``job.done|error|canceled|rejected|timed_out``) closes it with that state,
-``job.preempted`` closes it as PREEMPTED where the QPU stopped, and any other start while a run
-is open closes the open one as INTERRUPTED (its owner died). Arrivals (``job.queued`` or
-``job.accepted``) put a job in its class's waiting set; a start or a final event takes it out, a
-preemption puts it back. Operator and QPU events open and close periods (calibration, pause,
-drain, maintenance, down). Pure: events in, values out.
+``job.preempted`` closes it as PREEMPTED where the QPU stopped, and a new owner's activation (or
+``job.requeued``, or another start) while a run is open closes it as INTERRUPTED: its owner
+died. Arrivals (``job.accepted``; ``job.queued`` in logs of the owner before the event-sourced
+one) put a job in its class's waiting set; a start or a final event takes it out, a preemption or
+requeue puts it back. Operator and QPU events open and close periods (calibration, pause, drain,
+maintenance, down). Events of a stale term (an owner that lost the lease and wrote on) are
+skipped, as the owner's own `apply` does. Pure: events in, values out.
 """
 
 from __future__ import annotations
@@ -21,29 +23,40 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from schemas.enums import CommandName
+from schemas.events import FINAL_TOPICS as FINAL_TOPIC_OF_STATE
+from schemas.events import Topic
 from schemas.messages import Event
 
-ARRIVAL_TOPICS = frozenset({"job.queued", "job.accepted"})
-START_TOPIC = "job.started"
-PREEMPTED_TOPIC = "job.preempted"
-FINAL_STATES = ("DONE", "ERROR", "CANCELED", "REJECTED", "TIMED_OUT")
-FINAL_TOPICS = {f"job.{s.lower()}": s for s in FINAL_STATES}
+LEGACY_QUEUED = "job.queued"  # the arrival topic before the event-sourced owner
+ARRIVAL_TOPICS = frozenset({Topic.JOB_ACCEPTED.value, LEGACY_QUEUED})
+START_TOPIC = Topic.JOB_STARTED.value
+PREEMPTED_TOPIC = Topic.JOB_PREEMPTED.value
+REQUEUED_TOPIC = Topic.JOB_REQUEUED.value
+ACTIVATED_TOPICS = frozenset({Topic.OWNER_ACTIVATED.value, "owner.active"})
+FINAL_TOPICS = {topic.value: state.value for state, topic in FINAL_TOPIC_OF_STATE.items()}
 PREEMPTED = "PREEMPTED"
 INTERRUPTED = "INTERRUPTED"
 RUNNING = "RUNNING"
+
+
+def _control(command: CommandName) -> str:
+    return f"{Topic.CONTROL.value}.{command.value}"
+
+
 # Period kinds, each opened and closed by these topics (a DOWN backend, operator commands).
 PERIOD_OPEN = {
-    "calibration.started": "calibration",
-    "control.pause": "pause",
-    "control.drain": "drain",
-    "qpu.down": "down",
+    Topic.CALIBRATION_STARTED.value: "calibration",
+    _control(CommandName.PAUSE): "pause",
+    _control(CommandName.DRAIN): "drain",
+    Topic.QPU_DOWN.value: "down",
 }
 PERIOD_CLOSE = {
-    "calibration.complete": ("calibration",),
-    "control.resume": ("pause", "drain"),
-    "qpu.up": ("down",),
+    Topic.CALIBRATION_COMPLETE.value: ("calibration",),
+    _control(CommandName.RESUME): ("pause", "drain"),
+    Topic.QPU_UP.value: ("down",),
 }
-MODE_TOPIC = "control.mode"
+MODE_TOPIC = _control(CommandName.MODE)
 MAINTENANCE = "maintenance"
 PERIOD_KINDS = ("calibration", "pause", "drain", "maintenance", "down")
 
@@ -149,14 +162,18 @@ class Timeline:
 
 
 def trace_id_of(event: Event) -> str | None:
-    """The W3C trace id an arrival event recorded (``data.trace_id`` or ``data.traceparent``)."""
-    trace_id = event.data.get("trace_id")
-    if trace_id:
-        return str(trace_id)
-    parent = event.data.get("traceparent")
+    """The W3C trace id an arrival recorded: its ``trace.traceparent`` (``job.accepted``)."""
+    trace = event.data.get("trace")
+    parent = trace.get("traceparent") if isinstance(trace, dict) else event.data.get("traceparent")
     if isinstance(parent, str) and parent.count("-") == 3:
         return parent.split("-")[1]
     return None
+
+
+def _job_field(event: Event, name: str) -> Any:
+    """A field of the job an arrival carries (``data.job``; top-level ``data`` in old logs)."""
+    job = event.data.get("job")
+    return job.get(name) if isinstance(job, dict) else event.data.get(name)
 
 
 def is_job_event(event: Event) -> bool:
@@ -169,16 +186,25 @@ def summary(event: Event) -> str:
     data = event.data
     parts: list[str] = []
     if event.topic in ARRIVAL_TOPICS:
-        parts.append(f"{data.get('shots', '?')} shots, priority {data.get('priority', '?')}")
-    elif event.topic == START_TOPIC:
-        parts.append(f"attempt {data.get('attempt', 1)} on {data.get('backend', '?')}")
-    elif event.topic == PREEMPTED_TOPIC:
         parts.append(
-            f"{data.get('shots_done', '?')}/{data.get('shots', '?')} shots done, "
-            f"preemption {data.get('preemptions', '?')}"
+            f"{_job_field(event, 'shots') or '?'} shots, "
+            f"priority {_job_field(event, 'priority') or 0}"
         )
+    elif event.topic == START_TOPIC:
+        shots = f"{data['shots']} shots, " if "shots" in data else ""
+        parts.append(f"{shots}attempt {data.get('attempt', 1)} on {data.get('backend', '?')}")
+        if "epoch" in data:
+            parts.append(f"epoch {data['epoch']}")
+    elif event.topic in (PREEMPTED_TOPIC, REQUEUED_TOPIC):
+        parts.append(f"{data.get('shots_done', '?')}/{data.get('shots', '?')} shots done")
+    elif event.topic == Topic.JOB_PROGRESS.value and "shots_done" in data:
+        parts.append(f"{data['shots_done']} shots done")
     elif event.progress is not None:
         parts.append(f"{event.progress.shots_done}/{event.progress.shots} shots")
+    elif event.topic == Topic.JOB_PREEMPTING.value and data.get("challenger"):
+        parts.append(f"for {str(data['challenger'])[:8]}")
+    elif event.topic == Topic.JOB_STOPPING.value and "state" in data:
+        parts.append(f"will end {data['state']}")
     elif event.result is not None:
         result = event.result
         parts.append(f"{sum(result.counts.values())}/{result.shots} shots")
@@ -186,6 +212,8 @@ def summary(event: Event) -> str:
             parts.append(f"epoch {result.epoch}")
         if result.error is not None:
             parts.append(result.error.code.value)
+    elif event.topic in ACTIVATED_TOPICS and "term" in data:
+        parts.append(f"term {data['term']}")
     elif event.topic.startswith("calibration.") and "epoch" in data:
         parts.append(f"epoch {data['epoch']}")
     elif event.topic == MODE_TOPIC and "mode" in data:
@@ -256,6 +284,7 @@ class _Folder:
         self.arrivals: dict[str, _Arrival] = {}
         self.waiting: dict[str, set[str]] = {}
         self.epoch = 0
+        self.term = 0
 
     def fold(self, events: Iterable[Event]) -> Timeline:
         timeline = self.timeline
@@ -279,27 +308,34 @@ class _Folder:
         topic, job_id = event.topic, event.job_id
         if event.data.get("ok") is False:
             return  # a refused command changed nothing
-        if topic in ARRIVAL_TOPICS and job_id:
-            shots = int(event.data.get("shots") or 0)
+        if event.term is not None and event.term < self.term:
+            return  # written by an owner that had lost the lease
+        if topic in ACTIVATED_TOPICS:
+            self.term = max(self.term, int(event.data.get("term") or 0))
+            if self.open_run is not None:
+                self._close_run(event.at, INTERRUPTED, "its owner stopped; a new owner took over")
+        elif topic in ARRIVAL_TOPICS and job_id:
+            shots = int(_job_field(event, "shots") or 0)
             self.arrivals.setdefault(job_id, _Arrival(event.at, event.job_class or "", shots))
             self._set_waiting(event.at, event.job_class or "", job_id, True)
         elif topic == START_TOPIC and job_id:
             self._start(event, job_id)
-        elif topic == PREEMPTED_TOPIC and job_id:
+        elif topic in (PREEMPTED_TOPIC, REQUEUED_TOPIC) and job_id:
             if self.open_run is not None and self.open_run.job_id == job_id:
-                self._close_run(event.at, PREEMPTED, event.reason)
+                state = PREEMPTED if topic == PREEMPTED_TOPIC else INTERRUPTED
+                self._close_run(event.at, state, event.reason)
             self._set_waiting(event.at, event.job_class or "", job_id, True)
         elif topic in FINAL_TOPICS and job_id:
             if self.open_run is not None and self.open_run.job_id == job_id:
                 if event.result is not None:
-                    self.open_run.shots = event.result.shots
+                    self.open_run.shots = self.open_run.shots or event.result.shots
                     if event.result.epoch is not None:
                         self.open_run.epoch = event.result.epoch
                 self._close_run(event.at, FINAL_TOPICS[topic], event.reason)
             arrival = self.arrivals.get(job_id)
             job_class = event.job_class or (arrival.job_class if arrival else "")
             self._set_waiting(event.at, job_class, job_id, False)
-        elif topic == "calibration.complete":
+        elif topic == Topic.CALIBRATION_COMPLETE.value:
             self.epoch = int(event.data.get("epoch", self.epoch))
         self._periods(event)
 
@@ -315,7 +351,7 @@ class _Folder:
             started_at=event.at,
             ended_at=event.at,
             state=RUNNING,
-            shots=arrival.shots if arrival else 0,
+            shots=int(event.data.get("shots") or (arrival.shots if arrival else 0)),
             epoch=int(event.data.get("epoch", self.epoch)),
             attempt=int(event.data.get("attempt", 1)),
             reason=event.reason,

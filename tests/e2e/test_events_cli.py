@@ -118,7 +118,7 @@ def test_history_of_a_job_prefix_shows_its_events_in_order_with_gaps_and_reasons
     text = _qsched(owners, "history", job.job_id[:8]).stdout
     assert text.startswith(f"job {job.job_id}")
     topics = re.findall(r"^\d\d:\d\d:\d\d\.\d{3}\s+(?:\+[\d.]+s\s+)?(job\.\w+)", text, re.M)
-    assert topics == ["job.queued", "job.started", "job.done"]
+    assert topics == ["job.accepted", "job.started", "job.done"]
     assert len(re.findall(r"\+\d+\.\d{3}s", text)) == 2
     assert f"why: {job.reason}" in text
     record = json.loads(_qsched(owners, "history", job.job_id, "--json").stdout)

@@ -28,10 +28,16 @@ def test_runs_end_done_preempted_interrupted_or_running_in_start_order() -> None
     preempted = runs[1]
     assert (preempted.started_at, preempted.ended_at) == (at(4.1), at(5.2))
     assert preempted.end_reason == "production preempts development"
-    assert runs[3].ended_at == at(9.5)  # an interrupted run ends where the next one starts
-    assert runs[4].epoch == 1 and runs[4].attempt == 2 and runs[4].user == "bob"
+    assert runs[3].ended_at == at(9)  # an interrupted run ends where the next owner took over
+    assert runs[4].epoch == 1 and runs[4].attempt == 3 and runs[4].user == "bob"
+    assert runs[4].shots == 60  # the remaining shots this run took
     assert runs[0].shots == 100 and runs[0].arrived_at == at(1)
     assert runs[5].ended_at == at(15.5)  # still running when the log ends
+
+
+def test_events_of_a_stale_term_are_skipped() -> None:
+    runs = build_timeline(scenario()).runs
+    assert C not in {r.job_id for r in runs}  # its start came from an owner of term 1, after term 2
 
 
 def test_periods_open_and_close_on_their_topics_and_refused_commands_change_nothing() -> None:
@@ -58,11 +64,12 @@ def test_history_of_a_prefix_lists_every_event_of_that_job_with_trace_id_and_rea
     assert list(found) == [B]
     history = found[B]
     assert [e.topic for e in history.entries] == [
-        "job.queued",
+        "job.accepted",
         "job.started",
         "job.preempting",
         "job.preempted",
         "job.started",
+        "job.requeued",
         "job.started",
         "job.done",
     ]
@@ -70,7 +77,9 @@ def test_history_of_a_prefix_lists_every_event_of_that_job_with_trace_id_and_rea
     assert history.waited_s() == pytest.approx(2.6) and history.total_s() == pytest.approx(8.5)
     assert history.trace_id == B.replace("-", "")[:32]
     assert history.entries[3].reason == "production preempts development"
-    assert "40/100 shots done" in history.entries[3].summary
+    assert history.entries[3].summary == "40/100 shots done"
+    assert history.entries[2].summary == "for d0000000"
+    assert history.entries[6].summary == "60 shots, attempt 3 on synthetic, epoch 1"
 
 
 def test_summary_and_record_say_what_the_event_carries() -> None:
@@ -78,7 +87,8 @@ def test_summary_and_record_say_what_the_event_carries() -> None:
     assert summary(events[5]) == "100/100 shots, epoch 0"
     assert summary(events[11]).endswith("BACKEND_ERROR")
     record = event_record(events[1], offset=7)
-    assert record["offset"] == 7 and record["topic"] == "job.queued" and "result" not in record
+    assert record["offset"] == 7 and record["topic"] == "job.accepted" and "result" not in record
+    assert summary(events[1]) == "100 shots, priority 0"
 
 
 def test_filter_matches_job_prefix_user_class_and_topic_glob_through_earlier_events() -> None:
@@ -90,7 +100,7 @@ def test_filter_matches_job_prefix_user_class_and_topic_glob_through_earlier_eve
     by_class = EventFilter(job_class="development", topic="job.pre*")
     assert len([e for e in events if by_class(e)]) == 2
     by_job = EventFilter(job=C[:8])
-    assert [e.topic for e in events if by_job(e)] == ["job.queued", "job.canceled"]
+    assert [e.topic for e in events if by_job(e)] == ["job.accepted", "job.started", "job.canceled"]
 
 
 @pytest.mark.parametrize(

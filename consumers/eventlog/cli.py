@@ -20,8 +20,9 @@ from brokers.topology import build_topology
 from consumers.eventlog.errors import AmbiguousJob, EventLogError, JobNotFound
 from consumers.eventlog.export import write_export
 from consumers.eventlog.filters import EventFilter
-from consumers.eventlog.model import JobHistory, event_record, job_histories, summary
+from consumers.eventlog.model import event_record, job_histories, summary
 from consumers.eventlog.reader import LogRecord, fetch_end_offset, parse_bound, read_log
+from consumers.eventlog.shapes import JobHistory
 from schemas.policy import load_policy
 
 MIN_PREFIX = 8

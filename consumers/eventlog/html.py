@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from html import escape
 
-from consumers.eventlog.model import Period, Run, Timeline
+from consumers.eventlog.shapes import Period, Run, Timeline
 
 STATE_COLOURS = {
     "DONE": "#2e7d32",

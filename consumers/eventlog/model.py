@@ -19,10 +19,18 @@ skipped, as the owner's own `apply` does. Pure: events in, values out.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from consumers.eventlog.shapes import (
+    HistoryEntry,
+    JobHistory,
+    Period,
+    Run,
+    Timeline,
+    WaitingSample,
+)
 from schemas.enums import CommandName
 from schemas.events import FINAL_TOPICS as FINAL_TOPIC_OF_STATE
 from schemas.events import Topic
@@ -38,6 +46,7 @@ FINAL_TOPICS = {topic.value: state.value for state, topic in FINAL_TOPIC_OF_STAT
 PREEMPTED = "PREEMPTED"
 INTERRUPTED = "INTERRUPTED"
 RUNNING = "RUNNING"
+PERIOD_KINDS = ("calibration", "pause", "drain", "maintenance", "down")
 
 
 def _control(command: CommandName) -> str:
@@ -58,107 +67,6 @@ PERIOD_CLOSE = {
 }
 MODE_TOPIC = _control(CommandName.MODE)
 MAINTENANCE = "maintenance"
-PERIOD_KINDS = ("calibration", "pause", "drain", "maintenance", "down")
-
-
-@dataclass
-class Run:
-    """One stay of one job on the QPU.
-
-    Attributes:
-        state: the final state, PREEMPTED, INTERRUPTED, or RUNNING when the log ends first.
-    """
-
-    job_id: str
-    job_class: str
-    user: str | None
-    started_at: datetime
-    ended_at: datetime
-    state: str
-    shots: int = 0
-    epoch: int = 0
-    attempt: int = 1
-    reason: str | None = None
-    end_reason: str | None = None
-    arrived_at: datetime | None = None
-
-
-@dataclass
-class Period:
-    """A stretch of time the QPU spent calibrating, paused, draining, in maintenance or down."""
-
-    kind: str
-    started_at: datetime
-    ended_at: datetime
-    reason: str | None = None
-    open: bool = False
-
-
-@dataclass(frozen=True)
-class WaitingSample:
-    """How many jobs waited in each class just after `at`."""
-
-    at: datetime
-    by_class: dict[str, int]
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    """One event of one job, as `qsched history` shows it."""
-
-    at: datetime
-    topic: str
-    summary: str
-    reason: str | None
-
-
-@dataclass
-class JobHistory:
-    """Every event of one job, in log order, and what the log says about it."""
-
-    job_id: str
-    job_class: str | None = None
-    user: str | None = None
-    trace_id: str | None = None
-    final_state: str | None = None
-    arrived_at: datetime | None = None
-    first_started_at: datetime | None = None
-    ended_at: datetime | None = None
-    entries: list[HistoryEntry] = field(default_factory=list)
-
-    def waited_s(self) -> float | None:
-        """Seconds from arrival to the first start (None if either is missing)."""
-        if self.arrived_at is None or self.first_started_at is None:
-            return None
-        return (self.first_started_at - self.arrived_at).total_seconds()
-
-    def total_s(self) -> float | None:
-        """Seconds from arrival to the final event (None if either is missing)."""
-        if self.arrived_at is None or self.ended_at is None:
-            return None
-        return (self.ended_at - self.arrived_at).total_seconds()
-
-
-@dataclass
-class Timeline:
-    """The log folded into the shapes that exports draw."""
-
-    runs: list[Run] = field(default_factory=list)
-    periods: list[Period] = field(default_factory=list)
-    waiting: list[WaitingSample] = field(default_factory=list)
-    first_at: datetime | None = None
-    last_at: datetime | None = None
-    events: int = 0
-
-    def busy_s(self) -> float:
-        """QPU seconds spent running jobs."""
-        return sum((r.ended_at - r.started_at).total_seconds() for r in self.runs)
-
-    def span_s(self) -> float:
-        """Seconds from the first event to the last."""
-        if self.first_at is None or self.last_at is None:
-            return 0.0
-        return (self.last_at - self.first_at).total_seconds()
 
 
 def trace_id_of(event: Event) -> str | None:
@@ -174,11 +82,6 @@ def _job_field(event: Event, name: str) -> Any:
     """A field of the job an arrival carries (``data.job``; top-level ``data`` in old logs)."""
     job = event.data.get("job")
     return job.get(name) if isinstance(job, dict) else event.data.get(name)
-
-
-def is_job_event(event: Event) -> bool:
-    """True for events about one job (they carry its id)."""
-    return event.job_id is not None and event.topic.startswith("job.")
 
 
 def summary(event: Event) -> str:

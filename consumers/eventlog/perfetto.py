@@ -14,7 +14,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from consumers.eventlog.model import PERIOD_KINDS, Run, Timeline
+from consumers.eventlog.model import PERIOD_KINDS
+from consumers.eventlog.shapes import Run, Timeline
 
 QPU_PID = 1
 QUEUES_PID = 2

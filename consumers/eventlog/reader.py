@@ -6,8 +6,8 @@ starts: a short consumer attached at ``last`` receives the stream's last chunk, 
 offset it sees is the end. The main read stops there, or, should the records never come (the
 stream was truncated under it), after `idle_s` without a delivery.
 
-Each read has a channel of its own and closes it when done: stopping part-way leaves prefetched
-deliveries unacked, and a stream refuses the reject that cancelling a consumer would send.
+Each read has a channel of its own and closes it when done without rejecting what it buffered
+(`brokers.stream.close_stream_channel`): a stream answers a reject by closing the connection.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pika.exceptions
-from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+from pika.adapters.blocking_connection import BlockingConnection
 
+from brokers.stream import close_stream_channel
 from consumers.eventlog.errors import BadBound, NoEventLog
 from schemas.codec import DEFAULT_MAX_BYTES, decode_any
 from schemas.errors import DecodeError
@@ -92,7 +92,7 @@ def fetch_end_offset(
     except pika.exceptions.ChannelClosedByBroker as exc:
         raise NoEventLog(f"cannot read the event log {stream!r}: {exc.reply_text}") from None
     finally:
-        _close(channel)
+        close_stream_channel(channel)
     return end
 
 
@@ -162,22 +162,7 @@ def read_log(
     except pika.exceptions.ChannelClosedByBroker as exc:
         raise NoEventLog(f"cannot read the event log {stream!r}: {exc.reply_text}") from None
     finally:
-        _close(channel)
-
-
-def _close(channel: BlockingChannel) -> None:
-    """Close a stream consumer's channel without rejecting what it was sent and did not read.
-
-    pika rejects (requeues) a consumer's undelivered messages when it is cancelled, and a stream
-    answers a reject by closing the connection. Nothing needs to go back to a stream (a reader
-    only moves its own offset), so rejects on this channel become no-ops before it closes.
-    """
-    if not channel.is_open:
-        return
-    impl: Any = channel._impl  # pika offers no public switch for this
-    impl.basic_reject = lambda *args, **kwargs: None
-    impl.basic_nack = lambda *args, **kwargs: None
-    channel.close()
+        close_stream_channel(channel)
 
 
 def _decode(body: bytes, type_name: str | None, max_bytes: int) -> Event | None:

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint types check bench clean
+.PHONY: install demo test lint types check bench clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(STAMP)
 ## test: the default suite (unit, integration, e2e, chaos; `slow` excluded); finds or starts a broker
 test: $(STAMP)
 	$(BIN)/pytest -m "not slow"
+
+## chromium: the headless browser the HTML-timeline test renders with (Debian package), if missing
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 lint: $(STAMP)
 	$(BIN)/tox -e lint

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from bench import activation, backlog, dispatch, submit
+from bench import activation, backlog, dispatch, export, submit
 
 BENCHMARKS = {
     "dispatch": dispatch.main,
     "submit": submit.main,
     "backlog": backlog.main_with_intake,
     "activation": activation.main,
+    "export": export.main,
 }
 
 

@@ -1,7 +1,8 @@
 """`qsched demo`: a broker, an owner on the emulator, a workload from MPI ranks, a timeline.
 
 Runs in a fresh namespace so the timeline shows only this run; the namespace's queues are deleted
-at the end unless ``--keep``.
+at the end unless ``--keep``. It ends by writing the log as an HTML timeline and a Perfetto trace
+and printing their paths.
 """
 
 from __future__ import annotations
@@ -19,29 +20,36 @@ import click
 
 from brokers.bootstrap import ensure_broker
 from brokers.cli import settings_of
-from brokers.connection import channel, redact
+from brokers.connection import channel, connect, redact
 from brokers.stream import read_stream
 from brokers.topology import build_topology, declare, delete
+from consumers.eventlog.export import write_export
+from consumers.eventlog.reader import LogRecord, read_log
 from consumers.timeline import build_timeline, render_text
-from schemas.codec import decode_any
-from schemas.errors import DecodeError
 from schemas.messages import Event
 from schemas.policy import load_policy
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mpi_sweep.py"
 
 
-def _events(url: str, stream: str) -> list[Event]:
-    with channel(url, name="qsched-demo") as ch:
-        found = []
-        for record in read_stream(ch, stream, "first"):
-            try:
-                message = decode_any(record.body, record.properties.type)
-            except DecodeError:
-                continue
-            if isinstance(message, Event):
-                found.append(message)
-        return found
+def _records(url: str, stream: str) -> list[LogRecord]:
+    conn = connect(url, name="qsched-demo")
+    try:
+        return list(read_log(conn, stream))
+    finally:
+        conn.close()
+
+
+def _write_exports(records: list[LogRecord], out_dir: Path, namespace: str) -> list[Path]:
+    """The log as an HTML timeline and a Perfetto trace in `out_dir`; returns their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt, suffix in (("html", "timeline.html"), ("perfetto", "perfetto.json")):
+        path = out_dir / f"qsched-{namespace}-{suffix}"
+        with open(path, "w", encoding="utf-8") as out:
+            write_export(records, fmt, out)
+        written.append(path)
+    return written
 
 
 def _wait_active(url: str, stream: str, timeout_s: float) -> None:
@@ -64,9 +72,21 @@ def _wait_active(url: str, stream: str, timeout_s: float) -> None:
 @click.option("--shots", default=200, show_default=True)
 @click.option("--shot-rate", default=1000.0, show_default=True, help="Emulator pacing, shots/s.")
 @click.option("--keep", is_flag=True, help="Keep the demo namespace's queues and history.")
+@click.option(
+    "--out-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=lambda: os.environ.get("TMPDIR", "/tmp"),
+    help="Where the HTML timeline and the Perfetto trace go (default: $TMPDIR or /tmp).",
+)
 @click.pass_context
 def demo(
-    ctx: click.Context, ranks: int, jobs_per_rank: int, shots: int, shot_rate: float, keep: bool
+    ctx: click.Context,
+    ranks: int,
+    jobs_per_rank: int,
+    shots: int,
+    shot_rate: float,
+    keep: bool,
+    out_dir: Path,
 ) -> None:
     """Run the whole product once: broker, owner on the emulator, MPI workload, results, timeline."""
     base = settings_of(ctx)
@@ -110,7 +130,8 @@ def demo(
             check=True,
         )
         wall_s = time.monotonic() - started
-        events = _events(broker.url, topology.events_stream)
+        records = _records(broker.url, topology.events_stream)
+        events = [r.event for r in records]
         bars = build_timeline(events)
         click.echo("\nQPU timeline (█ done, ✗ error, ░ canceled, ↯ interrupted)")
         click.echo(render_text(bars))
@@ -119,6 +140,8 @@ def demo(
         click.echo(
             f"\n{len(bars)} runs: {dict(states)}; QPU busy {busy_s:.1f} s of {wall_s:.1f} s wall-clock; {len(events)} events in {topology.events_stream}"
         )
+        html, perfetto = _write_exports(records, Path(out_dir), namespace)
+        click.echo(f"HTML timeline: {html}\nPerfetto trace: {perfetto} (open in ui.perfetto.dev)")
     finally:
         owner.terminate()
         try:

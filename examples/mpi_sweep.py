@@ -17,6 +17,7 @@ from mpi4py import MPI
 from pulser import Pulse, Sequence
 from pulser.devices import AnalogDevice
 
+from brokers.tracing import configure_tracing
 from producers.mpi import JobSpec, MPISubmitter
 
 
@@ -41,6 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
+    configure_tracing(f"qsched-mpi-rank{rank}")  # OTEL_* variables choose the exporter, if any
     total = size * args.jobs_per_rank
     amplitudes = [1.0 + 9.0 * i / max(total - 1, 1) for i in range(total)][rank::size]
     job_class = "production" if rank == 0 else "development"

@@ -19,6 +19,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from brokers.cli import settings_of
+from brokers.tracing import configure_tracing
 from producers.client import QPUClient
 from producers.errors import ClientError, ResultTimeout
 from schemas.enums import CommandName, Mode
@@ -29,6 +30,7 @@ console = Console()
 
 @contextmanager
 def _client(ctx: click.Context) -> Iterator[QPUClient]:
+    configure_tracing("qsched-client")
     try:
         with QPUClient(settings=settings_of(ctx)) as client:
             yield client

@@ -1,0 +1,245 @@
+"""`qsched events tail|export` and `qsched history JOB`: the event log for operators and users."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+from pika.adapters.blocking_connection import BlockingConnection
+
+from brokers.cli import settings_of
+from brokers.connection import connect
+from brokers.settings import Settings
+from brokers.topology import build_topology
+from consumers.eventlog.errors import AmbiguousJob, EventLogError, JobNotFound
+from consumers.eventlog.export import write_export
+from consumers.eventlog.filters import EventFilter
+from consumers.eventlog.model import event_record, job_histories, summary
+from consumers.eventlog.reader import LogRecord, fetch_end_offset, parse_bound, read_log
+from consumers.eventlog.shapes import JobHistory
+from schemas.policy import load_policy
+
+MIN_PREFIX = 8
+
+
+def _stream(settings: Settings) -> str:
+    return build_topology(settings, load_policy(settings.policy_file)).events_stream
+
+
+@contextmanager
+def _connection(settings: Settings, name: str) -> Iterator[BlockingConnection]:
+    conn = connect(settings.amqp_url, name=name)
+    try:
+        yield conn
+    finally:
+        if conn.is_open:
+            conn.close()
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except EventLogError as exc:
+        click.echo(f"qsched: {exc}", err=True)
+        sys.exit(1)
+
+
+def format_line(record: LogRecord, colour: bool = False) -> str:
+    """One human line for an event: time, topic, job, class, user, what it says, why."""
+    event = record.event
+    topic = click.style(f"{event.topic:<22}", bold=True) if colour else f"{event.topic:<22}"
+    job = (event.job_id or "")[:8]
+    what = summary(event)
+    why = f" — {event.reason}" if event.reason else ""
+    return (
+        f"{event.at.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]} {record.offset:>7} {topic} "
+        f"{job:<8} {event.job_class or '':<12} {event.user or '':<10} {what}{why}"
+    ).rstrip()
+
+
+@click.group("events")
+def events() -> None:
+    """Read the event log: tail it live or export it (JSON lines, Perfetto, HTML timeline)."""
+
+
+@events.command("tail")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new events as they come.")
+@click.option("-n", "--lines", default=20, show_default=True, help="How many past events first.")
+@click.option("--job", help="A job id or its first characters.")
+@click.option("--user")
+@click.option("--class", "job_class")
+@click.option("--topic", help="A glob over topics, e.g. 'job.*' or 'qpu.*'.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
+def tail(
+    ctx: click.Context,
+    follow: bool,
+    lines: int,
+    job: str | None,
+    user: str | None,
+    job_class: str | None,
+    topic: str | None,
+    as_json: bool,
+) -> None:
+    """Print the last events of the log (filtered), then new ones with --follow."""
+    settings = settings_of(ctx)
+    stream = _stream(settings)
+    keep = EventFilter(job=job, user=user, job_class=job_class, topic=topic)
+    colour = sys.stdout.isatty() and not as_json
+
+    def show(record: LogRecord) -> None:
+        line = json.dumps(event_record(record.event, record.offset)) if as_json else None
+        click.echo(line or format_line(record, colour))
+
+    with _errors(), _connection(settings, "qsched-events-tail") as ch:
+        end = fetch_end_offset(ch, stream)
+        recent: deque[LogRecord] = deque(maxlen=max(lines, 0))
+        if end is not None:
+            for record in read_log(ch, stream, end=end, max_bytes=settings.max_message_bytes):
+                if keep(record.event):
+                    recent.append(record)
+        for record in recent:
+            show(record)
+        if not follow:
+            return
+        start = 0 if end is None else end + 1
+        try:
+            for record in read_log(
+                ch, stream, start, follow=True, max_bytes=settings.max_message_bytes
+            ):
+                if keep(record.event):
+                    show(record)
+                    sys.stdout.flush()
+        except KeyboardInterrupt:
+            return
+
+
+@events.command("export")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "perfetto", "html"]),
+    default="jsonl",
+    show_default=True,
+)
+@click.option("--from", "from_", help="First stream offset or ISO time (default: the first).")
+@click.option("--to", help="Last stream offset or ISO time (default: the last one now).")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.pass_context
+def export(ctx: click.Context, fmt: str, from_: str | None, to: str | None, output: Path) -> None:
+    """Export the log (or a slice of it) to a file; '-o -' writes to stdout."""
+    settings = settings_of(ctx)
+    with _errors(), _connection(settings, "qsched-events-export") as ch:
+        records = read_log(
+            ch,
+            _stream(settings),
+            parse_bound(from_),
+            parse_bound(to),
+            max_bytes=settings.max_message_bytes,
+        )
+        if str(output) == "-":
+            count = write_export(records, fmt, sys.stdout)
+        else:
+            partial = output.with_name(output.name + ".part")  # a failed export leaves no file
+            try:
+                with open(partial, "w", encoding="utf-8") as out:
+                    count = write_export(records, fmt, out)
+                partial.replace(output)
+            finally:
+                partial.unlink(missing_ok=True)
+    if str(output) != "-":
+        click.echo(f"{count} events → {output} ({fmt})", err=True)
+
+
+@click.command("history")
+@click.argument("job")
+@click.option("--from", "from_", help="Start reading at this offset or ISO time.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def history(ctx: click.Context, job: str, from_: str | None, as_json: bool) -> None:
+    """Every event of one job (id, or a prefix of at least 8 characters), with the time between
+    them, the reasons given, and its trace id."""
+    settings = settings_of(ctx)
+    with _errors():
+        if len(job) < MIN_PREFIX:
+            raise JobNotFound(f"give at least {MIN_PREFIX} characters of the job id, not {job!r}")
+        with _connection(settings, "qsched-history") as ch:
+            found = job_histories(
+                (
+                    r.event
+                    for r in read_log(
+                        ch,
+                        _stream(settings),
+                        parse_bound(from_),
+                        max_bytes=settings.max_message_bytes,
+                    )
+                ),
+                job,
+            )
+        if not found:
+            raise JobNotFound(f"no job {job!r} in the event log")
+        if len(found) > 1:
+            raise AmbiguousJob(f"{job!r} matches {len(found)} jobs: {', '.join(sorted(found))}")
+        (only,) = found.values()
+    if as_json:
+        click.echo(json.dumps(history_record(only), indent=2))
+    else:
+        print_history(only, sys.stdout)
+
+
+def history_record(job: JobHistory) -> dict[str, Any]:
+    """A job's history as a JSON-ready dict."""
+    entries: list[dict[str, Any]] = []
+    previous = None
+    for entry in job.entries:
+        entries.append(
+            {
+                "at": entry.at.isoformat(),
+                "since_previous_s": (entry.at - previous).total_seconds() if previous else None,
+                "topic": entry.topic,
+                "summary": entry.summary,
+                "reason": entry.reason,
+            }
+        )
+        previous = entry.at
+    return {
+        "job_id": job.job_id,
+        "job_class": job.job_class,
+        "user": job.user,
+        "final_state": job.final_state,
+        "trace_id": job.trace_id,
+        "waited_s": job.waited_s(),
+        "total_s": job.total_s(),
+        "events": entries,
+    }
+
+
+def print_history(job: JobHistory, out: TextIO) -> None:
+    """A job's history as aligned text."""
+    out.write(
+        f"job {job.job_id}  class {job.job_class or '?'}  user {job.user or '?'}  "
+        f"final {job.final_state or '(not yet)'}\n"
+        f"trace {job.trace_id or '(not recorded in the log)'}\n"
+    )
+    previous = None
+    for entry in job.entries:
+        delta = f"+{(entry.at - previous).total_seconds():.3f}s" if previous else ""
+        line = (
+            f"{entry.at.strftime('%H:%M:%S.%f')[:-3]} {delta:>11} {entry.topic:<18} {entry.summary}"
+        )
+        if entry.reason:
+            line += f"\n{'':<24}why: {entry.reason}"
+        out.write(line.rstrip() + "\n")
+        previous = entry.at
+    waited, total = job.waited_s(), job.total_s()
+    if waited is not None or total is not None:
+        parts = [f"waited {waited:.3f}s before its first start" if waited is not None else ""]
+        parts.append(f"{total:.3f}s from arrival to its end" if total is not None else "")
+        out.write("; ".join(p for p in parts if p) + "\n")

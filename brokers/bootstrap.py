@@ -110,6 +110,15 @@ class PrivateNode:
         }
         return env
 
+    def environment(self) -> dict[str, str]:
+        """The environment rabbitmq-server and rabbitmqctl need to reach this node."""
+        return self._env()
+
+    @property
+    def rabbitmqctl(self) -> Path:
+        """The rabbitmqctl beside this node's server script."""
+        return self.server.with_name("rabbitmqctl")
+
     def _write_config(self) -> None:
         base = self.base_dir
         (base / "mnesia").mkdir(parents=True, exist_ok=True)

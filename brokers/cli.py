@@ -7,7 +7,9 @@ pyproject.toml), so the root does not import packages it may not depend on.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+from urllib.parse import unquote, urlsplit
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from brokers.connection import channel, redact
 from brokers.errors import BrokerError
 from brokers.settings import Settings, load_settings
 from brokers.topology import build_topology, declare, describe
+from brokers.users import ROLES, Rabbitmqctl, add_user
 from schemas.errors import SchemaError
 from schemas.policy import load_policy
 
@@ -124,3 +127,58 @@ def broker_declare(ctx: click.Context, policy: Path | None, as_json: bool) -> No
         args = ", ".join(f"{k}={v}" for k, v in row["arguments"].items())
         table.add_row(row["kind"], row["name"], row["type"], args, ", ".join(row["bindings"]))
     Console().print(table)
+
+
+@broker.group("users")
+def broker_users() -> None:
+    """Broker users with least-privilege permissions per role (via rabbitmqctl)."""
+
+
+@broker_users.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(ROLES), required=True, help="What the user may do.")
+@click.option("--vhost", default=None, help="Virtual host (default: the one in amqp_url).")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from stdin instead of generating one."
+)
+@click.option("--node", default=None, help="rabbitmqctl -n NODE (default: the local node).")
+@click.option(
+    "--rabbitmqctl",
+    "ctl_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="rabbitmqctl to run (default: the one on PATH).",
+)
+@click.pass_context
+def broker_users_add(
+    ctx: click.Context,
+    name: str,
+    role: str,
+    vhost: str | None,
+    password_stdin: bool,
+    node: str | None,
+    ctl_path: Path | None,
+) -> None:
+    """Create user NAME (or reset its password) with the permissions of --role.
+
+    Prints the password once (a random one unless --password-stdin); it is stored nowhere else.
+    """
+    settings = settings_of(ctx)
+    found = ctl_path or (Path(p) if (p := shutil.which("rabbitmqctl")) else None)
+    if found is None:
+        raise click.ClickException("rabbitmqctl not found; pass --rabbitmqctl PATH")
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    if password_stdin and not password:
+        raise click.ClickException("empty password on stdin")
+    url_vhost = unquote(urlsplit(settings.amqp_url.split(";")[0]).path.lstrip("/")) or "/"
+    secret = add_user(
+        Rabbitmqctl(found, node=node),
+        name,
+        role,  # type: ignore[arg-type]
+        settings.namespace,
+        vhost=vhost or url_vhost,
+        password=password,
+    )
+    click.echo(f"user {name} ({role}) on vhost {vhost or url_vhost}, namespace {settings.namespace}")
+    if not password_stdin:
+        click.echo(f"password: {secret}")

@@ -1,0 +1,95 @@
+"""`qsched broker users add`: one user per role, least privilege enforced by RabbitMQ itself.
+
+Runs on a private node (users are added with rabbitmqctl); the shared broker is never touched.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from brokers.bootstrap import PrivateNode
+from brokers.connection import connect
+from brokers.settings import load_settings
+from brokers.topology import build_topology, declare
+from brokers.users import role_permissions
+from schemas.policy import Policy
+from tests.security.access import consume, matrix, outcome, publish
+
+pytestmark = pytest.mark.integration
+QSCHED = str(Path(sys.executable).with_name("qsched"))
+NS = "sec"
+
+
+def add(node: PrivateNode, name: str, role: str) -> str:
+    """Run the real CLI against the node; returns the printed password."""
+    env = node.environment() | {"QSCHED_NAMESPACE": NS, "QSCHED_AMQP_URL": node.url}
+    done = subprocess.run(
+        [QSCHED, "broker", "users", "add", name, "--role", role, "--node", node.node_name,
+         "--rabbitmqctl", str(node.rabbitmqctl)],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("password: ")]
+    assert len(lines) == 1, done.stdout
+    return lines[0].removeprefix("password: ")
+
+
+def url_of(node: PrivateNode, user: str, password: str) -> str:
+    return f"amqp://{quote(user)}:{quote(password, safe='')}@127.0.0.1:{node.amqp_port}/%2F"
+
+
+def test_roles_get_least_privilege_from_the_broker(private_broker: PrivateNode) -> None:
+    topology = build_topology(load_settings(namespace=NS), Policy())
+    ch = connect(private_broker.url).channel()
+    declare(ch, topology)
+    ch.queue_declare(topology.reply_queue("bob", "c1"), auto_delete=False)
+    ch.connection.close()
+
+    alice = add(private_broker, "alice", "submitter")
+    oscar = add(private_broker, "oscar", "operator")
+    epilog = add(private_broker, "slurm-epilog", "epilog")
+    assert len({alice, oscar, epilog}) == 3 and all(len(p) >= 24 for p in (alice, oscar, epilog))
+
+    seen = matrix(topology, url_of(private_broker, "alice", alice), "alice", "bob")
+    assert seen == {
+        "publish a job as self": "ok",
+        "publish a job as another user_id": "406",
+        "declare own reply queue": "ok",
+        "declare another user's reply queue": "403",
+        "consume another user's reply queue": "403",
+        "consume the event log": "403",
+        "consume a class queue": "403",
+        "send control.pause": "403",
+        "send control.cancel": "ok",
+        "publish to the event exchange": "403",
+        "declare a queue in the namespace": "403",
+    }
+    operator_url = url_of(private_broker, "oscar", oscar)
+    assert outcome(operator_url, publish(topology.control_exchange, "control.pause", "oscar")) == "ok"
+    assert outcome(operator_url, consume(topology.events_stream, stream=True)) == "ok"
+    assert outcome(operator_url, publish(topology.jobs_exchange, "production", "oscar")) == "403"
+    epilog_url = url_of(private_broker, "slurm-epilog", epilog)
+    ended = publish(topology.control_exchange, "control.allocation-ended", "slurm-epilog")
+    assert outcome(epilog_url, ended) == "ok"
+    assert outcome(epilog_url, publish(topology.control_exchange, "control.cancel", "slurm-epilog")) == "403"
+
+    # Running it again resets the password: the old one stops working.
+    again = add(private_broker, "alice", "submitter")
+    assert again != alice
+    assert outcome(url_of(private_broker, "alice", again), publish(topology.jobs_exchange, "production", "alice")) == "ok"
+
+
+def test_role_regexes_name_the_user_and_escape_it() -> None:
+    perms = role_permissions("submitter", "a.b", "qpu")
+    assert perms.configure == r"^(qpu\.reply\.a\.b\..+)$"
+    assert perms.write == r"^(qpu\.jobs|qpu\.control)$"
+    assert r"qpu\.events" not in perms.read
+    owner = role_permissions("owner", "svc", "qpu")
+    assert "amq\\.default" in owner.write
+    with pytest.raises(ValueError, match="unknown role"):
+        role_permissions("root", "x", "qpu")  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ entry point and the object is passed down; nothing reads the environment at impo
 from __future__ import annotations
 
 import os
+import pwd
 from pathlib import Path
 from typing import ClassVar, Literal
 from urllib.parse import unquote, urlsplit
@@ -23,6 +24,7 @@ from pydantic_settings import (
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 BackendName = Literal["emulator", "qpu-api", "synthetic"]
+AuthName = Literal["password", "munge"]
 
 
 class BrokerSettings(BaseModel):
@@ -87,6 +89,23 @@ class OwnerSettings(BaseModel):
     synthetic_seed: int | None = None
 
 
+class AuthServiceSettings(BaseModel):
+    """`qsched auth serve`: the HTTP service behind RabbitMQ's ``rabbitmq_auth_backend_http``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8099, ge=0, le=65535)
+    vhosts: tuple[str, ...] = Field(default=("/",), description="vhosts MUNGE users may open")
+    presentations: int = Field(
+        default=2,
+        ge=1,
+        description="times one credential may be presented within its first seconds: RabbitMQ "
+        "asks the user path once to authenticate and once more to authorise each login",
+    )
+    presentation_window_s: float = Field(default=10.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Everything configurable in qsched, documented field by field."""
 
@@ -101,7 +120,14 @@ class Settings(BaseSettings):
     rabbitmq_server: Path | None = Field(
         default=None, description="rabbitmq-server binary for a private node"
     )
+    auth: AuthName = Field(
+        default="password",
+        description="password: user and password from amqp_url; munge: this unix user and a "
+        "fresh MUNGE credential for every connection (needs `qsched auth serve` on the broker)",
+    )
+    munge_socket: Path | None = Field(default=None, description="munged socket (None: default)")
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    auth_service: AuthServiceSettings = Field(default_factory=AuthServiceSettings)
     owner: OwnerSettings = Field(default_factory=OwnerSettings)
 
     toml_file_path: ClassVar[Path | None] = None
@@ -123,7 +149,10 @@ class Settings(BaseSettings):
 
     @property
     def amqp_user(self) -> str:
-        """The user name in `amqp_url`; the AMQP ``user_id`` of every published message."""
+        """The AMQP ``user_id`` of every published message: the user name in `amqp_url`, or this
+        process's unix user with MUNGE auth."""
+        if self.auth == "munge":
+            return pwd.getpwuid(os.getuid()).pw_name
         return unquote(urlsplit(self.amqp_url).username or "guest")
 
 

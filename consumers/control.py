@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from consumers.authz import is_operator
 from consumers.core.commands import Command
 from consumers.deliveries import check_envelope, decode_error
 from schemas.codec import decode
@@ -50,10 +51,14 @@ def read_command(
     except DecodeError as exc:
         return decode_error(exc)
     user = props.user_id
+    # The group database is I/O: resolved here, so the core only reads a flag.
+    operator = is_operator(policy, user)
     if command.command is CommandName.RELOAD_POLICY:
         new, problem = _reload(policy, policy_path)
         detail = f"policy reloaded from {policy_path}" if new is not None else None
-        return Prepared(Command(command, user, reply_to, detail, problem), policy=new)
+        return Prepared(
+            Command(command, user, reply_to, detail, problem, operator=operator), policy=new
+        )
     if command.command is CommandName.CALIBRATION_COMPLETE and command.specs:
         try:
             device = load_device(command.specs)
@@ -63,10 +68,10 @@ def read_command(
                 message=f"not a valid Pulser device: {exc or type(exc).__name__}",
                 field="specs",
             )
-            return Prepared(Command(command, user, reply_to, problem=problem))
+            return Prepared(Command(command, user, reply_to, problem=problem, operator=operator))
         detail = f"new specs for {device.name}"
-        return Prepared(Command(command, user, reply_to, detail), device=device)
-    return Prepared(Command(command, user, reply_to))
+        return Prepared(Command(command, user, reply_to, detail, operator=operator), device=device)
+    return Prepared(Command(command, user, reply_to, operator=operator))
 
 
 def _reload(policy: Policy, path: Path | None) -> tuple[Policy | None, JobError | None]:

@@ -32,6 +32,7 @@ from kombu import Consumer, Queue
 from opentelemetry.trace import NonRecordingSpan, SpanKind, set_span_in_context
 
 from brokers.connection import channel
+from brokers.munge import MungeError, connection_url
 from brokers.settings import Settings, load_settings
 from brokers.stream import Offset, read_stream
 from brokers.topology import Topology, build_topology
@@ -198,7 +199,7 @@ class QPUClient:
         delay = 0.2
         for attempt in range(1, attempts + 1):
             url = self.urls[(attempt - 1) % len(self.urls)]
-            connection = kombu.Connection(url, heartbeat=0, connect_timeout=5)
+            connection = kombu.Connection(self._credentialed(url), heartbeat=0, connect_timeout=5)
             try:
                 connection.ensure_connection(max_retries=1)
                 self._setup(connection)
@@ -218,6 +219,13 @@ class QPUClient:
                     ) from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    def _credentialed(self, url: str) -> str:
+        """`url` with this connection's credentials (a fresh MUNGE credential with munge auth)."""
+        try:
+            return connection_url(url, self.settings.auth, self.settings.munge_socket)
+        except MungeError as exc:
+            raise BrokerUnreachable(f"cannot authenticate with MUNGE: {exc}") from exc
 
     def _setup(self, connection: kombu.Connection) -> None:
         self._connection = connection
@@ -436,7 +444,7 @@ class QPUClient:
         from schemas.sequence import load_device
 
         device = None
-        with channel(self.urls[0], name="qsched-fetch-device") as ch:
+        with channel(self._credentialed(self.urls[0]), name="qsched-fetch-device") as ch:
             method, props, body = ch.basic_get(self.topology.device_queue)
             if method is not None:
                 ch.basic_nack(method.delivery_tag, requeue=True)
@@ -567,7 +575,7 @@ class QPUClient:
         if job_id in self.results:
             return self.results[job_id]
         found = None
-        with channel(self.urls[0], name="qsched-fetch-result") as ch:
+        with channel(self._credentialed(self.urls[0]), name="qsched-fetch-result") as ch:
             for record in read_stream(ch, self.topology.events_stream, since):
                 try:
                     event = decode(

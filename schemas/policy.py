@@ -72,6 +72,12 @@ class Policy(BaseModel):
 
     classes: dict[str, JobClassPolicy] = Field(default_factory=_default_classes)
     operators: tuple[str, ...] = ("guest",)
+    operator_group: str | None = Field(
+        default=None, description="unix group whose members are operators too (grp/SSSD/LDAP)"
+    )
+    epilog_users: tuple[str, ...] = Field(
+        default=("slurm",), description="users the Slurm epilog runs as: allocation-ended only"
+    )
     mode: Mode = Mode.PRODUCTION
     mode_message: str | None = None
     max_preemptions: int = Field(

@@ -3,8 +3,9 @@
 A handler reads the state and returns the reply text, extra fields for the ``control.<command>``
 event, and the events and effects the command causes; it raises `Refused` when the command
 cannot be carried out now. `run_command` checks the sender against the table first: operators
-(the policy's `operators`) may send everything; a submitter may cancel its own jobs and read
-the status and the queue. Every command is logged as a ``control.<command>`` event with its
+(the policy's `operators`, or members of its `operator_group` as the shell resolved them into
+`Command.operator`) may send everything; the policy's `epilog_users` only `allocation-ended`; a
+submitter may cancel its own jobs and read the status and the queue. Every command is logged as a ``control.<command>`` event with its
 sender, accepted or not: the log is the audit trail.
 """
 
@@ -64,6 +65,7 @@ class Command:
     Attributes:
         detail: the shell's word on I/O it did for the command (e.g. the policy file reloaded).
         problem: the shell found the command unusable (bad specs file, unreadable policy).
+        operator: the shell found the sender in the policy's ``operator_group``.
     """
 
     command: ControlCommand
@@ -71,6 +73,7 @@ class Command:
     reply_to: str | None = None
     detail: str | None = None
     problem: JobError | None = None
+    operator: bool = False
 
 
 @dataclass
@@ -104,7 +107,7 @@ def _mode(state: OwnerState, policy: Policy, given: Command, now: datetime) -> D
 
 def _cancel(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
     job_id = given.command.job_id or ""
-    by_operator = given.user in policy.operators
+    by_operator = given.operator or given.user in policy.operators
     code = ErrorCode.CANCELED_BY_OPERATOR if by_operator else ErrorCode.CANCELED_BY_USER
     error = JobError(code=code, message=f"job {job_id} canceled by {given.user}")
     if job_id in state.finished:
@@ -262,8 +265,16 @@ QUIET = (CommandName.STATUS, CommandName.QUEUE)  # read-only: no event when they
 def authorise(state: OwnerState, policy: Policy, given: Command) -> JobError | None:
     """Why the sender may not send this command, or None."""
     user = given.user
-    if user is not None and user in policy.operators:
+    if given.operator or (user is not None and user in policy.operators):
         return None
+    if user is not None and user in policy.epilog_users:
+        if given.command.command is CommandName.ALLOCATION_ENDED:
+            return None
+        return JobError(
+            code=ErrorCode.NOT_AUTHORISED,
+            message=f"user {user!r} (Slurm epilog) may send allocation-ended only",
+            details={"user": user},
+        )
     who = TABLE[given.command.command][1]
     if who is Who.ANYONE:
         return None

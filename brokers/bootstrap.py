@@ -72,12 +72,14 @@ class PrivateNode:
         base_dir: temp folder with config, data, logs and the Erlang cookie.
         config_lines: extra ``rabbitmq.conf`` lines (e.g. ``consumer_timeout = 3000``).
         advanced: extra ``rabbit`` application env for ``advanced.config`` (Erlang terms).
+        plugins: plugins enabled on this node only (e.g. ``rabbitmq_auth_backend_http``).
     """
 
     server: Path
     base_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="qsched-rmq-")))
     config_lines: tuple[str, ...] = ()
     advanced: dict[str, int] = field(default_factory=dict)
+    plugins: tuple[str, ...] = ()
     amqp_port: int = field(default_factory=free_port)
     dist_port: int = field(default_factory=free_port)
     node_name: str = field(default_factory=lambda: f"qsched-{uuid.uuid4().hex[:8]}@localhost")
@@ -131,7 +133,7 @@ class PrivateNode:
         (base / "rabbitmq.conf").write_text("\n".join(lines) + "\n")
         terms = ", ".join(f"{{{k}, {v}}}" for k, v in self.advanced.items())
         (base / "advanced.config").write_text(f"[{{rabbit, [{terms}]}}].\n")
-        (base / "enabled_plugins").write_text("[].\n")
+        (base / "enabled_plugins").write_text(f"[{','.join(self.plugins)}].\n")
         (base / "rabbitmq-env.conf").write_text("")
 
     def start(self, timeout_s: float = BOOT_TIMEOUT_S) -> PrivateNode:

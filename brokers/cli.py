@@ -182,3 +182,40 @@ def broker_users_add(
     click.echo(f"user {name} ({role}) on vhost {vhost or url_vhost}, namespace {settings.namespace}")
     if not password_stdin:
         click.echo(f"password: {secret}")
+
+
+@click.group()
+def auth() -> None:
+    """Broker authentication: the MUNGE service behind rabbitmq_auth_backend_http."""
+
+
+@auth.command("serve")
+@click.option("--policy", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--host", default=None, help="Listen address (default: auth_service.host).")
+@click.option("--port", type=int, default=None, help="Listen port (default: auth_service.port).")
+@click.pass_context
+def auth_serve(ctx: click.Context, policy: Path | None, host: str | None, port: int | None) -> None:
+    """Answer RabbitMQ's user, vhost, resource and topic questions for MUNGE-authenticated users.
+
+    See infra/rabbitmq/auth-http.conf for the broker side (http backend + cache).
+    """
+    import logging
+
+    from brokers.authservice import AuthService, make_server, munge_decoder
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_of(ctx)
+    service = AuthService(
+        settings, load_policy(policy or settings.policy_file), munge_decoder(settings.munge_socket)
+    )
+    server = make_server(
+        service, host or settings.auth_service.host, settings.auth_service.port if port is None else port
+    )
+    bound_host, bound_port = server.server_address[:2]
+    click.echo(f"qsched auth service on http://{bound_host}:{bound_port}/auth/", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -204,6 +204,17 @@ class QPUClient:
                 connection.ensure_connection(max_retries=1)
                 self._setup(connection)
                 return
+            except amqp.exceptions.AccessRefused as exc:
+                connection.release()
+                how = (
+                    "MUNGE credential refused: is `qsched auth serve` reachable from the broker "
+                    "and munged running?"
+                    if self.settings.auth == "munge"
+                    else "wrong user or password in amqp_url?"
+                )
+                raise NotAuthorised(
+                    f"broker at {url.split('@')[-1]} refused login of {self.user!r} ({how}): {exc}"
+                ) from exc
             except CONNECTION_ERRORS as exc:
                 connection.release()
                 log.warning(

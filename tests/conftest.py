@@ -92,9 +92,13 @@ def private_broker_factory() -> Iterator[Callable[..., PrivateNode]]:
     nodes: list[PrivateNode] = []
 
     def start(
-        config_lines: tuple[str, ...] = (), advanced: dict[str, int] | None = None
+        config_lines: tuple[str, ...] = (),
+        advanced: dict[str, int] | None = None,
+        plugins: tuple[str, ...] = (),
     ) -> PrivateNode:
-        node = PrivateNode(server, config_lines=config_lines, advanced=advanced or {})
+        node = PrivateNode(
+            server, config_lines=config_lines, advanced=advanced or {}, plugins=plugins
+        )
         nodes.append(node)
         return node.start()
 

@@ -16,9 +16,13 @@ from pika.adapters.blocking_connection import BlockingChannel
 from brokers.topology import Topology
 
 
-def outcome(url: str, attempt: Callable[[BlockingChannel], Any]) -> str:
-    """Run `attempt` on a fresh confirmed channel: "ok", or the broker's reply code as text."""
-    conn = pika.BlockingConnection(pika.URLParameters(url))
+URL = str | Callable[[], str]
+
+
+def outcome(url: URL, attempt: Callable[[BlockingChannel], Any]) -> str:
+    """Run `attempt` on a fresh connection and confirmed channel: "ok", or the broker's reply
+    code as text. `url` may be a function giving a fresh URL (a new MUNGE credential) each time."""
+    conn = pika.BlockingConnection(pika.URLParameters(url() if callable(url) else url))
     try:
         ch = conn.channel()
         ch.confirm_delivery()
@@ -60,7 +64,7 @@ def consume(queue: str, stream: bool = False) -> Callable[[BlockingChannel], Any
     return run
 
 
-def matrix(topology: Topology, url: str, user: str, other: str) -> dict[str, str]:
+def matrix(topology: Topology, url: URL, user: str, other: str) -> dict[str, str]:
     """The attempts of `user` that least privilege decides, with what the broker answered."""
     ns = topology.namespace
     own = topology.reply_queue(user, "c1")

@@ -1,0 +1,85 @@
+"""A real munged of the test's own (temp key, socket, pid and log), for MUNGE and Slurm tests.
+
+munged runs as root without ``--force`` here; its socket directory must be world-executable
+(0755) or it refuses ("Socket is inaccessible"). Needs MUNGE installed (`infra/slurm/deps.sh`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Munged:
+    """One munged; `socket` is what clients pass as ``-S`` (or ``QSCHED_MUNGE_SOCKET``)."""
+
+    base: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="qsched-munge-")))
+
+    @property
+    def socket(self) -> Path:
+        return self.base / "sock" / "munge.socket"
+
+    @property
+    def key(self) -> Path:
+        return self.base / "munge.key"
+
+    def start(self, timeout_s: float = 30.0) -> Munged:
+        """Create a key and start munged; returns once its socket answers."""
+        os.chmod(self.base, 0o755)
+        (self.base / "sock").mkdir(mode=0o755, exist_ok=True)
+        os.chmod(self.base / "sock", 0o755)
+        if not self.key.exists():
+            subprocess.run(["mungekey", "-c", "-k", str(self.key)], check=True, timeout=30)
+        subprocess.run(
+            [
+                "munged",
+                f"--socket={self.socket}",
+                f"--key-file={self.key}",
+                f"--pid-file={self.base / 'munged.pid'}",
+                f"--log-file={self.base / 'munged.log'}",
+                f"--seed-file={self.base / 'munged.seed'}",
+            ],
+            check=True,
+            timeout=30,
+        )
+        deadline = time.monotonic() + timeout_s
+        while True:
+            probe = subprocess.run(
+                ["munge", "-S", str(self.socket), "-n"], capture_output=True, timeout=10, check=False
+            )
+            if probe.returncode == 0:
+                return self
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"munged did not answer: {probe.stderr.decode()}")
+            time.sleep(0.1)
+
+    def pid(self) -> int | None:
+        path = self.base / "munged.pid"
+        return int(path.read_text()) if path.exists() else None
+
+    def stop(self, remove: bool = True) -> None:
+        """Stop munged by its pid file; delete its directory unless `remove` is False."""
+        pid = self.pid()
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    os.kill(pid, 0)
+                    time.sleep(0.05)
+            except ProcessLookupError:
+                pass
+        if remove:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+
+def munge_installed() -> bool:
+    """Whether munged, munge and unmunge are on PATH."""
+    return all(shutil.which(p) for p in ("munged", "munge", "unmunge", "mungekey"))

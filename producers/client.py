@@ -17,12 +17,11 @@ per MPI rank (or `producers.mpi` for one publisher per node).
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import amqp.exceptions
@@ -46,6 +45,7 @@ from producers.errors import (
     ResultTimeout,
     UnknownJobClass,
 )
+from producers.slurm import slurm_context
 from schemas.codec import CONTENT_TYPE, decode, decode_any, encode
 from schemas.enums import CommandName, JobState, Mode
 from schemas.errors import DecodeError
@@ -59,7 +59,6 @@ from schemas.messages import (
     JobResult,
     Message,
     QueueEntry,
-    SlurmContext,
 )
 from schemas.policy import Policy, load_policy
 
@@ -73,21 +72,6 @@ CONNECTION_ERRORS = (
     ConnectionError,
     OSError,
 )
-
-
-def slurm_context(environ: dict[str, str] | None = None) -> SlurmContext | None:
-    """The Slurm allocation this process runs in, from its environment (None outside Slurm)."""
-    env = os.environ if environ is None else environ
-    job_id = env.get("SLURM_JOB_ID")
-    if not job_id:
-        return None
-    end = env.get("SLURM_JOB_END_TIME")
-    return SlurmContext(
-        job_id=job_id,
-        rank=int(env["SLURM_PROCID"]) if env.get("SLURM_PROCID", "").isdigit() else None,
-        account=env.get("SLURM_JOB_ACCOUNT"),
-        allocation_end=datetime.fromtimestamp(int(end), UTC) if end and end.isdigit() else None,
-    )
 
 
 @dataclass

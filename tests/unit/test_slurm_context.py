@@ -1,0 +1,44 @@
+"""The Slurm context of a submitter: environment first, squeue for what the prolog did not set."""
+
+from __future__ import annotations
+
+from producers.slurm import slurm_context
+
+
+def no_squeue(job_id: str) -> tuple[str | None, str | None]:
+    raise AssertionError("squeue must not be asked when the environment has everything")
+
+
+def test_outside_slurm_there_is_no_context() -> None:
+    assert slurm_context({}, no_squeue) is None
+
+
+def test_the_environment_wins_when_complete() -> None:
+    env = {
+        "SLURM_JOB_ID": "7",
+        "SLURM_PROCID": "1",
+        "SLURM_JOB_ACCOUNT": "qphys",
+        "SLURM_JOB_END_TIME": "1900000000",
+    }
+    context = slurm_context(env, no_squeue)
+    assert context is not None
+    assert (context.job_id, context.rank, context.account) == ("7", 1, "qphys")
+    assert context.allocation_end is not None and int(context.allocation_end.timestamp()) == 1900000000
+
+
+def test_squeue_fills_the_end_and_account_when_no_prolog_set_them() -> None:
+    asked: list[str] = []
+
+    def squeue(job_id: str) -> tuple[str | None, str | None]:
+        asked.append(job_id)
+        return "1900000100", "chem"
+
+    context = slurm_context({"SLURM_JOB_ID": "8", "PMI_RANK": "3"}, squeue)
+    assert asked == ["8"]
+    assert context is not None and context.rank == 3 and context.account == "chem"
+    assert context.allocation_end is not None and int(context.allocation_end.timestamp()) == 1900000100
+
+
+def test_no_time_limit_leaves_the_end_unknown() -> None:
+    context = slurm_context({"SLURM_JOB_ID": "9"}, lambda job_id: (None, None))
+    assert context is not None and context.allocation_end is None and context.rank is None

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint types check bench clean chromium
+.PHONY: install demo test lint types check bench clean chromium slurm-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,3 +39,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .tox .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+## slurm-deps: Slurm + MUNGE Debian packages for the `slurm`/`munge` tests (root; no-op when installed)
+slurm-deps:
+	infra/slurm/deps.sh

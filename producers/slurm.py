@@ -42,7 +42,7 @@ def squeue_end_and_account(job_id: str) -> tuple[str | None, str | None]:
         done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else ""
     )
     end, _, account = line.partition("|")
-    return (end if end.isdigit() else None), (account or None)
+    return (end if end.isdigit() else None), (None if account in ("", "(null)") else account)
 
 
 def slurm_context(
@@ -60,6 +60,7 @@ def slurm_context(
         return None
     end = env.get("SLURM_JOB_END_TIME")
     account = env.get("SLURM_JOB_ACCOUNT")
+    account = None if account in (None, "", "(null)") else account
     if not (end and end.isdigit()) or not account:
         asked_end, asked_account = squeue(job_id)
         end = end if end and end.isdigit() else asked_end

@@ -44,7 +44,15 @@ class RootGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         """A built-in command, else one from the entry points."""
-        return super().get_command(ctx, cmd_name) or self._plugins().get(cmd_name)
+        found = super().get_command(ctx, cmd_name)
+        if found is not None:
+            return found
+        # Load only the entry point asked for: `qsched ctl` (run by Slurm's epilog) must not pay
+        # for importing the owner and its emulator.
+        for ep in entry_points(group="qsched.commands", name=cmd_name):
+            command = ep.load()
+            return command if isinstance(command, click.Command) else None
+        return None
 
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command; qsched's own errors exit 1 with one line on stderr."""

@@ -2,9 +2,9 @@
 
 Slurm 22.05 does not put the allocation's end time in a job's environment. The TaskProlog of
 `infra/slurm/` exports it as ``SLURM_JOB_END_TIME``; when no prolog did, `slurm_context` asks
-Slurm (``SLURM_TIME_FORMAT=%s squeue -h -j JOB -o "%e|%a"``) once per process. The rank is
-``SLURM_PROCID`` under srun, else the MPI launcher's (``PMI_RANK`` for MPICH's mpiexec,
-``OMPI_COMM_WORLD_RANK`` for Open MPI).
+Slurm (``SLURM_TIME_FORMAT=%s squeue -h -j JOB -o "%e|%a"``) once per process. The rank is the
+MPI launcher's (``PMI_RANK`` for MPICH, ``OMPI_COMM_WORLD_RANK`` for Open MPI), else
+``SLURM_PROCID`` (srun without MPI).
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 
 from schemas.messages import SlurmContext
 
-RANK_VARIABLES = ("SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK")
+# An MPI launcher started inside a batch step inherits its SLURM_PROCID (0): the launcher's
+# own rank comes first.
+RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID")
 SQUEUE_TIMEOUT_S = 5.0
 Squeue = Callable[[str], tuple[str | None, str | None]]
 

@@ -39,6 +39,12 @@ def test_squeue_fills_the_end_and_account_when_no_prolog_set_them() -> None:
     assert context.allocation_end is not None and int(context.allocation_end.timestamp()) == 1900000100
 
 
+def test_the_mpi_launchers_rank_wins_over_the_batch_steps_procid() -> None:
+    env = {"SLURM_JOB_ID": "5", "SLURM_PROCID": "0", "PMI_RANK": "1", "SLURM_JOB_ACCOUNT": "a"}
+    context = slurm_context(env | {"SLURM_JOB_END_TIME": "1900000000"}, no_squeue)
+    assert context is not None and context.rank == 1
+
+
 def test_no_time_limit_leaves_the_end_unknown() -> None:
     context = slurm_context({"SLURM_JOB_ID": "9"}, lambda job_id: (None, None))
     assert context is not None and context.allocation_end is None and context.rank is None

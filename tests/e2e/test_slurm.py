@@ -1,0 +1,241 @@
+"""qsched under a real single-node Slurm + MUNGE (infra/slurm/local-slurm.sh), as a unix user the
+test creates: MPI ranks of a 2-task batch job submit through qsched; scancel cancels an
+allocation's jobs through the Epilog; a job that cannot finish before its allocation's end is not
+started. The owner is a real `qsched owner` on the shared broker (own namespace); the Epilog is
+infra/slurm/epilog.sh run by slurmd as root.
+
+MPI: MPICH's `mpiexec -launcher fork` from the venv inside the batch script (`srun --mpi=pmix`
+needs Debian's Open MPI/PMIx stack, which the project does not install).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from brokers.stream import read_stream
+from schemas.codec import decode_any
+from schemas.enums import ErrorCode, JobState
+from schemas.messages import Event
+from tests.conftest import OwnerHarness
+from tests.munged import munge_installed
+from tests.owners import wait_running
+from tests.unixusers import USER_PYTHON, can_create_users, create_user, delete_user, run_as, user_env
+
+pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "infra" / "slurm" / "local-slurm.sh"
+RANK = ROOT / "tests" / "e2e" / "slurm_rank.py"
+MPIEXEC = Path(sys.prefix) / "bin" / "mpiexec"
+
+if not (can_create_users() and munge_installed()):
+    pytest.fail("Slurm tests need root and Slurm + MUNGE: run `make slurm-deps`", pytrace=False)
+
+
+@dataclass
+class Slurm:
+    """A running single-node Slurm and the unix user who submits to it."""
+
+    base: Path
+    user: str
+
+    @property
+    def conf(self) -> str:
+        return str(self.base / "slurm.conf")
+
+    def sbatch(self, owners: OwnerHarness, body: str, *options: str) -> tuple[str, Path]:
+        """Submit a batch script as the test user; returns (Slurm job id, its output dir)."""
+        home = Path(os.path.expanduser(f"~{self.user}"))
+        out = home / f"out-{time.monotonic_ns()}"
+        out.mkdir()
+        os.chown(out, *_ids(self.user))
+        script = out / "job.sh"
+        script.write_text(f"#!/bin/sh\ncd {out}\n{body.format(out=out)}\n")
+        script.chmod(0o755)
+        env = user_env(
+            self.user,
+            {
+                "SLURM_CONF": self.conf,
+                "QSCHED_AMQP_URL": owners.broker.url,
+                "QSCHED_NAMESPACE": owners.broker.topology.namespace,
+            },
+        )
+        done = run_as(
+            self.user, ["sbatch", "--parsable", "-o", f"{out}/slurm.out", *options, str(script)], env
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip().split(";")[0], out
+
+    def squeue_state(self, job_id: str) -> str:
+        done = subprocess.run(
+            ["squeue", "-h", "-j", job_id, "-o", "%T"],
+            env=dict(os.environ, SLURM_CONF=self.conf),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return done.stdout.strip()
+
+    def epilog_log(self) -> str:
+        path = self.base / "log" / "epilog.log"
+        return path.read_text() if path.exists() else ""
+
+
+def _ids(user: str) -> tuple[int, int]:
+    import pwd
+
+    record = pwd.getpwnam(user)
+    return record.pw_uid, record.pw_gid
+
+
+@pytest.fixture(scope="module")
+def slurm() -> Iterator[Slurm]:
+    # Not under pytest's tmp (mode 0700): munged's socket and slurm.conf must be reachable by all.
+    base = Path(tempfile.mkdtemp(prefix="qsched-slurm-"))
+    qsched = Path(sys.executable).with_name("qsched")
+    subprocess.run(
+        [str(SCRIPT), "start", str(base), "--epilog-env", str(base / "epilog.env"), "--qsched", str(qsched)],
+        check=True,
+        timeout=120,
+    )
+    user = create_user("qslurm")
+    try:
+        yield Slurm(base, user)
+    finally:
+        subprocess.run([str(SCRIPT), "stop", str(base)], timeout=60, check=False)
+        delete_user(user)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def site(slurm: Slurm, owners: OwnerHarness) -> Slurm:
+    """Point the Epilog at this test's namespace (it reads the file each time it runs)."""
+    (slurm.base / "epilog.env").write_text(
+        f"QSCHED_AMQP_URL={owners.broker.url}\nQSCHED_NAMESPACE={owners.broker.topology.namespace}\n"
+    )
+    return slurm
+
+
+def events(owners: OwnerHarness) -> list[Event]:
+    reader = owners.broker.channel()
+    found = []
+    for record in read_stream(reader, owners.broker.topology.events_stream, "first"):
+        message = decode_any(record.body, record.properties.type)
+        assert isinstance(message, Event)
+        found.append(message)
+    return found
+
+
+def wait_for(what: str, check, timeout_s: float = 120.0, step_s: float = 0.2):  # type: ignore[no-untyped-def]
+    """Poll `check` until it returns something truthy; fail naming `what`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(step_s)
+
+
+def final_results(owners: OwnerHarness, job_ids: list[str]) -> dict[str, Event]:
+    done = {
+        e.job_id: e
+        for e in events(owners)
+        if e.job_id in job_ids and e.result is not None and e.result.state.is_final
+    }
+    return done if len(done) == len(job_ids) else {}
+
+
+def test_two_mpi_ranks_submit_through_qsched_with_their_slurm_context(
+    site: Slurm, owners: OwnerHarness
+) -> None:
+    owners.start("--backend", "synthetic")
+    body = f"{MPIEXEC} -launcher fork -n 2 {USER_PYTHON} {RANK} results {{out}}"
+    job_id, out = site.sbatch(owners, body, "-n", "2", "--account=qphys", "--time=00:10:00")
+    files = wait_for(
+        "both ranks' results",
+        lambda: sorted(out.glob("rank-*.json")) if len(list(out.glob("rank-*.json"))) == 2 else None,
+        timeout_s=180,
+    )
+    ranks = [json.loads(f.read_text()) for f in files]
+    assert [r["rank"] for r in ranks] == [0, 1], (out / "slurm.out").read_text()
+    for rank in ranks:
+        assert [r["state"] for r in rank["results"]] == ["DONE"] and rank["results"][0]["shots"] == 20
+        context = rank["context"]
+        assert (context["job_id"], context["rank"], context["account"]) == (job_id, rank["rank"], "qphys")
+        end = int(datetime.fromisoformat(context["allocation_end"]).timestamp())
+        assert rank["prolog_end"] == str(end)  # the TaskProlog's true end, from squeue
+    accepted = [e.data["job"]["slurm"] for e in events(owners) if e.topic == "job.accepted"]
+    assert sorted(a["rank"] for a in accepted) == [0, 1]  # the jobs as the owner holds them
+    for slurm in accepted:
+        assert slurm["job_id"] == job_id and slurm["account"] == "qphys"
+        owner_end = datetime.fromisoformat(slurm["allocation_end"])
+        assert owner_end == datetime.fromisoformat(ranks[0]["context"]["allocation_end"])
+    wait_for("the epilog after the job", lambda: f"allocation {job_id} ended" in site.epilog_log())
+
+
+def test_scancel_cancels_waiting_jobs_and_stops_the_running_one(
+    site: Slurm, owners: OwnerHarness
+) -> None:
+    owners.start("--backend", "synthetic", env={"QSCHED_OWNER__SHOT_RATE_HZ": "20"})
+    client = owners.client()
+    body = f"{USER_PYTHON} {RANK} nowait {{out}} 3 2000"  # 100 s each at 20 shots/s
+    job_id, out = site.sbatch(owners, body, "-n", "1", "--time=00:10:00")
+    ids = wait_for("the job ids", lambda: (out / "ids.json").exists() and json.loads((out / "ids.json").read_text()))
+    job_ids = ids["job_ids"]
+    wait_running(client, job_ids[0], timeout_s=60)
+    subprocess.run(["scancel", job_id], env=dict(os.environ, SLURM_CONF=site.conf), check=True)
+    scanceled = time.time()
+    results = wait_for("every job's final result", lambda: final_results(owners, job_ids), timeout_s=60)
+    assert {r.result.state for r in results.values()} == {JobState.CANCELED}  # type: ignore[union-attr]
+    assert {r.result.error.code for r in results.values()} == {ErrorCode.ALLOCATION_ENDED}  # type: ignore[union-attr]
+    running = results[job_ids[0]].result
+    assert running is not None and running.timings.started_at is not None  # it was running
+    ended = next(e for e in events(owners) if e.topic == "control.allocation-ended")
+    assert ended.data["allocation"] == job_id
+    stop_s = running.timings.ended_at.timestamp() - ended.at.timestamp()
+    print(f"scancel -> running job ended: {running.timings.ended_at.timestamp() - scanceled:.2f} s; "
+          f"allocation-ended received -> ended: {stop_s:.2f} s")
+    assert stop_s <= 2.0, f"the running job took {stop_s:.2f} s to stop after allocation-ended"
+    assert f"allocation {job_id} ended" in site.epilog_log()
+
+
+def test_a_job_too_long_for_its_allocation_is_not_started(site: Slurm, owners: OwnerHarness) -> None:
+    owners.start("--backend", "synthetic")
+    client = owners.client()
+    body = f"{USER_PYTHON} {RANK} nowait {{out}} 1 2000"  # ~400 s by the policy's 5 shots/s
+    job_id, out = site.sbatch(owners, body, "-n", "1", "--time=00:01:00")
+    ids = wait_for("the job id", lambda: (out / "ids.json").exists() and json.loads((out / "ids.json").read_text()))
+    qpu_job = ids["job_ids"][0]
+    held = wait_for(
+        "a hold reason naming the allocation's end",
+        lambda: _held_reason(client, qpu_job),
+        timeout_s=60,
+    )
+    assert f"allocation {job_id} ends in" in held
+    result = wait_for("the job's end with the allocation", lambda: final_results(owners, [qpu_job]), timeout_s=150)
+    final = result[qpu_job].result
+    assert final is not None and final.state is JobState.CANCELED
+    assert final.error is not None and final.error.code is ErrorCode.ALLOCATION_ENDED
+    assert not [e for e in events(owners) if e.topic == "job.started" and e.job_id == qpu_job]
+    assert wait_for("TIMEOUT in Slurm", lambda: site.squeue_state(job_id) in ("", "TIMEOUT", "COMPLETED"))
+
+
+def _held_reason(client, job_id: str) -> str | None:  # type: ignore[no-untyped-def]
+    from schemas.enums import CommandName
+
+    status = client.control(CommandName.STATUS, timeout=10).status
+    reasons = status.held_reasons if status else {}
+    return reasons.get(job_id)

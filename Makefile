@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint types check bench clean chromium slurm-deps
+.PHONY: install demo test test-site lint types check bench clean chromium slurm-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/qsched demo
 
-## test: the default suite (unit, integration, e2e, chaos; `slow` excluded); finds or starts a broker
+## test: the default suite (unit, integration, e2e, chaos; `slow`, `slurm`, `munge` excluded); finds or starts a broker
 test: $(STAMP)
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow and not slurm and not munge"
+
+## test-site: a real single-node Slurm + MUNGE and MUNGE broker auth (root; ~5 min; installs Slurm/MUNGE when missing)
+test-site: $(STAMP) slurm-deps
+	$(BIN)/pytest -m "slurm or munge"
 
 ## chromium: the headless browser the HTML-timeline test renders with (Debian package), if missing
 chromium:

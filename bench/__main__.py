@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import activation, backlog, dispatch, export, submit
+from bench import activation, auth, backlog, dispatch, export, submit
 
 BENCHMARKS = {
     "dispatch": dispatch.main,
@@ -12,7 +12,10 @@ BENCHMARKS = {
     "backlog": backlog.main_with_intake,
     "activation": activation.main,
     "export": export.main,
+    "auth": auth.main,
 }
+# `auth` needs root and MUNGE (infra/slurm/deps.sh): run it by name, `python -m bench auth`.
+DEFAULT = ("dispatch", "submit", "backlog", "activation", "export")
 
 
 def main() -> None:
@@ -21,7 +24,7 @@ def main() -> None:
     parser.add_argument("names", nargs="*", help="benchmarks to run: " + ", ".join(BENCHMARKS))
     parser.add_argument("--jobs", type=int, default=500)
     args = parser.parse_args()
-    for name in args.names or list(BENCHMARKS):
+    for name in args.names or DEFAULT:
         BENCHMARKS[name](args.jobs)
 
 

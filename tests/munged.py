@@ -10,10 +10,15 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+QSCHED = str(Path(sys.executable).with_name("qsched"))
+AUTH_PLUGINS = ("rabbitmq_auth_backend_http", "rabbitmq_auth_backend_cache")
 
 
 @dataclass
@@ -83,3 +88,38 @@ class Munged:
 def munge_installed() -> bool:
     """Whether munged, munge and unmunge are on PATH."""
     return all(shutil.which(p) for p in ("munged", "munge", "unmunge", "mungekey"))
+
+
+def auth_http_config(port: int) -> tuple[str, ...]:
+    """The shipped `infra/rabbitmq/auth-http.conf`, pointed at an auth service on `port`."""
+    text = (ROOT / "infra" / "rabbitmq" / "auth-http.conf").read_text()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    return tuple(ln.replace(":8099/", f":{port}/") for ln in lines)
+
+
+def start_auth(
+    policy: Path | None, port: int, socket: Path, log: Path, namespace: str
+) -> subprocess.Popen[bytes]:
+    """A real `qsched auth serve` on `port`; returns once it listens."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QSCHED_")}
+    env |= {"QSCHED_NAMESPACE": namespace, "QSCHED_MUNGE_SOCKET": str(socket)}
+    args = [QSCHED, "auth", "serve", "--port", str(port)]
+    args += ["--policy", str(policy)] if policy is not None else []
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    deadline = time.monotonic() + 60
+    while "qsched auth service on" not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop(process)
+            raise RuntimeError(f"auth service did not start: {log.read_text()}")
+        time.sleep(0.1)
+    return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a process group started with `start_new_session`, and wait for it."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)

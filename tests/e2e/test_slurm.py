@@ -31,7 +31,14 @@ from schemas.messages import Event
 from tests.conftest import OwnerHarness
 from tests.munged import munge_installed
 from tests.owners import wait_running
-from tests.unixusers import USER_PYTHON, can_create_users, create_user, delete_user, run_as, user_env
+from tests.unixusers import (
+    USER_PYTHON,
+    can_create_users,
+    create_user,
+    delete_user,
+    run_as,
+    user_env,
+)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,6 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from brokers.topology import Topology
 
-
 URL = str | Callable[[], str]
 
 

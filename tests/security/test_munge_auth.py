@@ -8,11 +8,8 @@ The shared broker is never touched: plugins and auth backends are enabled on the
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +27,14 @@ from brokers.topology import build_topology, declare
 from producers.client import QPUClient
 from schemas.enums import CommandName, JobState
 from schemas.policy import Policy
-from tests.munged import Munged, munge_installed
+from tests.munged import (
+    AUTH_PLUGINS,
+    Munged,
+    auth_http_config,
+    munge_installed,
+    start_auth,
+    stop,
+)
 from tests.owners import OwnerProcess, start_owner, wait_active, wait_running
 from tests.unixusers import (
     USER_PYTHON,
@@ -44,11 +48,8 @@ from tests.unixusers import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.munge]
-ROOT = Path(__file__).resolve().parents[2]
-QSCHED = str(Path(sys.executable).with_name("qsched"))
 SCRIPT = str(Path(__file__).with_name("as_user.py"))
 NS = "msec"
-PLUGINS = ("rabbitmq_auth_backend_http", "rabbitmq_auth_backend_cache")
 
 if not (munge_installed() and can_create_users() and find_server()):
     pytest.fail(
@@ -100,35 +101,6 @@ class Site:
         return QPUClient(settings=settings, validate_locally=False)
 
 
-def start_auth(policy: Path, port: int, socket: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QSCHED_")}
-    env |= {"QSCHED_NAMESPACE": NS, "QSCHED_MUNGE_SOCKET": str(socket)}
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            [QSCHED, "auth", "serve", "--policy", str(policy), "--port", str(port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    deadline = time.monotonic() + 60
-    while "qsched auth service on" not in log.read_text():
-        assert process.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, f"auth service did not start: {log.read_text()}"
-        time.sleep(0.1)
-    return process
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
-
-
-def auth_config(port: int) -> tuple[str, ...]:
-    """The shipped snippet, pointed at this test's service port."""
-    text = (ROOT / "infra" / "rabbitmq" / "auth-http.conf").read_text()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
-    return tuple(ln.replace(":8099/", f":{port}/") for ln in lines)
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     workdir = tmp_path_factory.mktemp("munge-site")
@@ -139,10 +111,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     policy.write_text(f'operators = ["guest"]\noperator_group = "{ops}"\n')
     port = free_port()
     auth_log = workdir / "auth.log"
-    auth = start_auth(policy, port, munged.socket, auth_log)
+    auth = start_auth(policy, port, munged.socket, auth_log, NS)
     server = find_server()
     assert server is not None
-    node = PrivateNode(server, config_lines=auth_config(port), plugins=PLUGINS).start()
+    node = PrivateNode(server, config_lines=auth_http_config(port), plugins=AUTH_PLUGINS).start()
     ch = connect(node.url).channel()
     declare(ch, build_topology(load_settings(namespace=NS), Policy()))
     ch.connection.close()
@@ -242,6 +214,6 @@ def test_auth_service_down_gives_one_clear_error_and_the_owner_keeps_running(sit
             assert guest.control(CommandName.STATUS).ok
     finally:
         site.auth = start_auth(
-            site.workdir / "policy.toml", site.auth_port, site.munged.socket, site.auth_log
+            site.workdir / "policy.toml", site.auth_port, site.munged.socket, site.auth_log, NS
         )
     assert site.run(site.alice, "connect") == {"error": None}

@@ -69,9 +69,7 @@ def main(jobs: int, connections: int = 100) -> None:
             amqp_url=f"amqp://bench-internal:{password}@127.0.0.1:{node.amqp_port}/%2F",
             namespace=NS,
         )
-        munge = load_settings(
-            amqp_url=base, namespace=NS, auth="munge", munge_socket=munged.socket
-        )
+        munge = load_settings(amqp_url=base, namespace=NS, auth="munge", munge_socket=munged.socket)
         rows = {
             "internal user": (
                 connections_per_s(lambda: internal.amqp_url, connections),

@@ -138,7 +138,10 @@ class AuthService:
             self.policy, params.get("username", ""), self.settings.namespace, self.groups_of
         )
         ok = topic_allowed(
-            perms, params.get("name", ""), params.get("permission", ""), params.get("routing_key", "")
+            perms,
+            params.get("name", ""),
+            params.get("permission", ""),
+            params.get("routing_key", ""),
         )
         return "allow" if ok else "deny"
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from urllib.parse import unquote, urlsplit
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import click
 from rich.console import Console
@@ -187,7 +187,9 @@ def broker_users_add(
         vhost=vhost or url_vhost,
         password=password,
     )
-    click.echo(f"user {name} ({role}) on vhost {vhost or url_vhost}, namespace {settings.namespace}")
+    click.echo(
+        f"user {name} ({role}) on vhost {vhost or url_vhost}, namespace {settings.namespace}"
+    )
     if not password_stdin:
         click.echo(f"password: {secret}")
 
@@ -211,16 +213,16 @@ def auth_serve(ctx: click.Context, policy: Path | None, host: str | None, port: 
 
     from brokers.authservice import AuthService, make_server, munge_decoder
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     settings = settings_of(ctx)
     service = AuthService(
         settings, load_policy(policy or settings.policy_file), munge_decoder(settings.munge_socket)
     )
-    server = make_server(
-        service, host or settings.auth_service.host, settings.auth_service.port if port is None else port
-    )
-    bound_host, bound_port = server.server_address[:2]
-    click.echo(f"qsched auth service on http://{bound_host}:{bound_port}/auth/", err=True)
+    listen = host or settings.auth_service.host
+    server = make_server(service, listen, settings.auth_service.port if port is None else port)
+    click.echo(f"qsched auth service on http://{listen}:{server.server_port}/auth/", err=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

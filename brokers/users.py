@@ -89,7 +89,9 @@ def role_permissions(role: Role, user: str, namespace: str) -> Permissions:
             configure=_any_of(own_replies),
             write=_any_of(rf"{ns}\.jobs", control),
             read=_any_of(own_replies, rf"{ns}\.device"),
-            topics=(TopicPermission(f"{namespace}.control", r"^control\.(cancel|status)$", NOTHING),),
+            topics=(
+                TopicPermission(f"{namespace}.control", r"^control\.(cancel|status)$", NOTHING),
+            ),
         )
     if role == "operator":
         return Permissions(

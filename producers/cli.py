@@ -107,7 +107,7 @@ def status(ctx: click.Context, as_json: bool, timeout: float) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def cancel(ctx: click.Context, job_id: str, as_json: bool) -> None:
-    """Cancel a job, queued or running (operators only)."""
+    """Cancel a job, queued or running (your own; operators: any job)."""
     with _client(ctx) as client:
         _print_reply(client.control(CommandName.CANCEL, job_id=job_id), as_json)
 

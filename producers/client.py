@@ -27,6 +27,7 @@ from typing import Any
 import amqp.exceptions
 import kombu
 import kombu.exceptions
+import pika.exceptions
 from kombu import Consumer, Queue
 from opentelemetry.trace import NonRecordingSpan, SpanKind, set_span_in_context
 
@@ -571,15 +572,26 @@ class QPUClient:
             return self.results[job_id]
         found = None
         with channel(self._credentialed(self.urls[0]), name="qsched-fetch-result") as ch:
-            for record in read_stream(ch, self.topology.events_stream, since):
-                try:
-                    event = decode(
-                        record.body, record.properties.type, Event, self.settings.max_message_bytes
-                    )
-                except DecodeError:
-                    continue
-                if event.job_id == job_id and event.result is not None:
-                    found = event.result
+            try:
+                for record in read_stream(ch, self.topology.events_stream, since):
+                    try:
+                        event = decode(
+                            record.body,
+                            record.properties.type,
+                            Event,
+                            self.settings.max_message_bytes,
+                        )
+                    except DecodeError:
+                        continue
+                    if event.job_id == job_id and event.result is not None:
+                        found = event.result
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code != 403:
+                    raise
+                raise NotAuthorised(
+                    f"user {self.user!r} may not read the event log (operators only); "
+                    "results of your own jobs arrive on your reply queue"
+                ) from exc
         return found
 
     def queue(

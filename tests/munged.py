@@ -57,7 +57,10 @@ class Munged:
         deadline = time.monotonic() + timeout_s
         while True:
             probe = subprocess.run(
-                ["munge", "-S", str(self.socket), "-n"], capture_output=True, timeout=10, check=False
+                ["munge", "-S", str(self.socket), "-n"],
+                capture_output=True,
+                timeout=10,
+                check=False,
             )
             if probe.returncode == 0:
                 return self

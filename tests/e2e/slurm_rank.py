@@ -1,7 +1,7 @@
 """One MPI rank inside a Slurm batch job (run as the test's unix user, see test_slurm.py).
 
-    slurm_rank.py results OUT_DIR         submit one job through qsched, wait, write rank-N.json
-    slurm_rank.py nowait OUT_DIR N SHOTS  submit N jobs, write their ids to ids.json, then sleep
+slurm_rank.py results OUT_DIR         submit one job through qsched, wait, write rank-N.json
+slurm_rank.py nowait OUT_DIR N SHOTS  submit N jobs, write their ids to ids.json, then sleep
 """
 
 from __future__ import annotations

@@ -79,7 +79,9 @@ class Slurm:
             },
         )
         done = run_as(
-            self.user, ["sbatch", "--parsable", "-o", f"{out}/slurm.out", *options, str(script)], env
+            self.user,
+            ["sbatch", "--parsable", "-o", f"{out}/slurm.out", *options, str(script)],
+            env,
         )
         assert done.returncode == 0, done.stderr
         return done.stdout.strip().split(";")[0], out
@@ -112,7 +114,15 @@ def slurm() -> Iterator[Slurm]:
     base = Path(tempfile.mkdtemp(prefix="qsched-slurm-"))
     qsched = Path(sys.executable).with_name("qsched")
     subprocess.run(
-        [str(SCRIPT), "start", str(base), "--epilog-env", str(base / "epilog.env"), "--qsched", str(qsched)],
+        [
+            str(SCRIPT),
+            "start",
+            str(base),
+            "--epilog-env",
+            str(base / "epilog.env"),
+            "--qsched",
+            str(qsched),
+        ],
         check=True,
         timeout=120,
     )
@@ -173,15 +183,23 @@ def test_two_mpi_ranks_submit_through_qsched_with_their_slurm_context(
     job_id, out = site.sbatch(owners, body, "-n", "2", "--account=qphys", "--time=00:10:00")
     files = wait_for(
         "both ranks' results",
-        lambda: sorted(out.glob("rank-*.json")) if len(list(out.glob("rank-*.json"))) == 2 else None,
+        lambda: (
+            sorted(out.glob("rank-*.json")) if len(list(out.glob("rank-*.json"))) == 2 else None
+        ),
         timeout_s=180,
     )
     ranks = [json.loads(f.read_text()) for f in files]
     assert [r["rank"] for r in ranks] == [0, 1], (out / "slurm.out").read_text()
     for rank in ranks:
-        assert [r["state"] for r in rank["results"]] == ["DONE"] and rank["results"][0]["shots"] == 20
+        assert [r["state"] for r in rank["results"]] == ["DONE"] and rank["results"][0][
+            "shots"
+        ] == 20
         context = rank["context"]
-        assert (context["job_id"], context["rank"], context["account"]) == (job_id, rank["rank"], "qphys")
+        assert (context["job_id"], context["rank"], context["account"]) == (
+            job_id,
+            rank["rank"],
+            "qphys",
+        )
         end = int(datetime.fromisoformat(context["allocation_end"]).timestamp())
         assert rank["prolog_end"] == str(end)  # the TaskProlog's true end, from squeue
     accepted = [e.data["job"]["slurm"] for e in events(owners) if e.topic == "job.accepted"]
@@ -200,12 +218,17 @@ def test_scancel_cancels_waiting_jobs_and_stops_the_running_one(
     client = owners.client()
     body = f"{USER_PYTHON} {RANK} nowait {{out}} 3 2000"  # 100 s each at 20 shots/s
     job_id, out = site.sbatch(owners, body, "-n", "1", "--time=00:10:00")
-    ids = wait_for("the job ids", lambda: (out / "ids.json").exists() and json.loads((out / "ids.json").read_text()))
+    ids = wait_for(
+        "the job ids",
+        lambda: (out / "ids.json").exists() and json.loads((out / "ids.json").read_text()),
+    )
     job_ids = ids["job_ids"]
     wait_running(client, job_ids[0], timeout_s=60)
     subprocess.run(["scancel", job_id], env=dict(os.environ, SLURM_CONF=site.conf), check=True)
     scanceled = time.time()
-    results = wait_for("every job's final result", lambda: final_results(owners, job_ids), timeout_s=60)
+    results = wait_for(
+        "every job's final result", lambda: final_results(owners, job_ids), timeout_s=60
+    )
     assert {r.result.state for r in results.values()} == {JobState.CANCELED}  # type: ignore[union-attr]
     assert {r.result.error.code for r in results.values()} == {ErrorCode.ALLOCATION_ENDED}  # type: ignore[union-attr]
     running = results[job_ids[0]].result
@@ -213,18 +236,25 @@ def test_scancel_cancels_waiting_jobs_and_stops_the_running_one(
     ended = next(e for e in events(owners) if e.topic == "control.allocation-ended")
     assert ended.data["allocation"] == job_id
     stop_s = running.timings.ended_at.timestamp() - ended.at.timestamp()
-    print(f"scancel -> running job ended: {running.timings.ended_at.timestamp() - scanceled:.2f} s; "
-          f"allocation-ended received -> ended: {stop_s:.2f} s")
+    print(
+        f"scancel -> running job ended: {running.timings.ended_at.timestamp() - scanceled:.2f} s; "
+        f"allocation-ended received -> ended: {stop_s:.2f} s"
+    )
     assert stop_s <= 2.0, f"the running job took {stop_s:.2f} s to stop after allocation-ended"
     assert f"allocation {job_id} ended" in site.epilog_log()
 
 
-def test_a_job_too_long_for_its_allocation_is_not_started(site: Slurm, owners: OwnerHarness) -> None:
+def test_a_job_too_long_for_its_allocation_is_not_started(
+    site: Slurm, owners: OwnerHarness
+) -> None:
     owners.start("--backend", "synthetic")
     client = owners.client()
     body = f"{USER_PYTHON} {RANK} nowait {{out}} 1 2000"  # ~400 s by the policy's 5 shots/s
     job_id, out = site.sbatch(owners, body, "-n", "1", "--time=00:01:00")
-    ids = wait_for("the job id", lambda: (out / "ids.json").exists() and json.loads((out / "ids.json").read_text()))
+    ids = wait_for(
+        "the job id",
+        lambda: (out / "ids.json").exists() and json.loads((out / "ids.json").read_text()),
+    )
     qpu_job = ids["job_ids"][0]
     held = wait_for(
         "a hold reason naming the allocation's end",
@@ -232,12 +262,16 @@ def test_a_job_too_long_for_its_allocation_is_not_started(site: Slurm, owners: O
         timeout_s=60,
     )
     assert f"allocation {job_id} ends in" in held
-    result = wait_for("the job's end with the allocation", lambda: final_results(owners, [qpu_job]), timeout_s=150)
+    result = wait_for(
+        "the job's end with the allocation", lambda: final_results(owners, [qpu_job]), timeout_s=150
+    )
     final = result[qpu_job].result
     assert final is not None and final.state is JobState.CANCELED
     assert final.error is not None and final.error.code is ErrorCode.ALLOCATION_ENDED
     assert not [e for e in events(owners) if e.topic == "job.started" and e.job_id == qpu_job]
-    assert wait_for("TIMEOUT in Slurm", lambda: site.squeue_state(job_id) in ("", "TIMEOUT", "COMPLETED"))
+    assert wait_for(
+        "TIMEOUT in Slurm", lambda: site.squeue_state(job_id) in ("", "TIMEOUT", "COMPLETED")
+    )
 
 
 def _held_reason(client, job_id: str) -> str | None:  # type: ignore[no-untyped-def]

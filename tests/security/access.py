@@ -43,7 +43,9 @@ def publish(exchange: str, key: str, user_id: str | None) -> Callable[[BlockingC
     return run
 
 
-def declare_queue(name: str, arguments: dict[str, Any] | None = None) -> Callable[[BlockingChannel], Any]:
+def declare_queue(
+    name: str, arguments: dict[str, Any] | None = None
+) -> Callable[[BlockingChannel], Any]:
     """Declare a non-durable queue named `name`."""
 
     def run(ch: BlockingChannel) -> None:
@@ -78,8 +80,12 @@ def matrix(topology: Topology, url: URL, user: str, other: str) -> dict[str, str
         "consume another user's reply queue": outcome(url, consume(theirs)),
         "consume the event log": outcome(url, consume(topology.events_stream, stream=True)),
         "consume a class queue": outcome(url, consume(topology.job_queue("production"))),
-        "send control.pause": outcome(url, publish(topology.control_exchange, "control.pause", user)),
-        "send control.cancel": outcome(url, publish(topology.control_exchange, "control.cancel", user)),
+        "send control.pause": outcome(
+            url, publish(topology.control_exchange, "control.pause", user)
+        ),
+        "send control.cancel": outcome(
+            url, publish(topology.control_exchange, "control.cancel", user)
+        ),
         "publish to the event exchange": outcome(
             url, publish(topology.events_exchange, "job.done", user)
         ),

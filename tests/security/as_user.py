@@ -5,6 +5,7 @@
     python as_user.py submit-nowait N SHOTS  submit N jobs, print their ids
     python as_user.py cancel JOB_ID        ask the owner to cancel someone's job
     python as_user.py control COMMAND      send an operator command
+    python as_user.py fetch JOB_ID         look a job's result up in the event log
     python as_user.py connect              open one QPUClient (reports the error it raises)
     python as_user.py replay               connect twice with the same MUNGE credential
     python as_user.py expired              connect with a credential whose 1 s TTL has passed
@@ -51,8 +52,12 @@ def main(argv: list[str]) -> dict[str, object]:
         with QPUClient(settings=settings) as client:
             handles = [client.submit(analog_sequence(2), 20) for _ in range(int(argv[1]))]
             results = [h.result(timeout=120) for h in handles]
-            return {"user": user, "states": [r.state.value for r in results],
-                    "job_ids": [r.job_id for r in results], "shots": [sum(r.counts.values()) for r in results]}
+            return {
+                "user": user,
+                "states": [r.state.value for r in results],
+                "job_ids": [r.job_id for r in results],
+                "shots": [sum(r.counts.values()) for r in results],
+            }
     if what == "matrix":
         return matrix(build_topology(settings, Policy()), fresh, user, argv[1])
     if what == "submit-nowait":
@@ -69,6 +74,13 @@ def main(argv: list[str]) -> dict[str, object]:
             except ClientError as exc:
                 return {"ok": False, "error": type(exc).__name__, "message": str(exc)}
             return {"ok": reply.ok, "message": reply.message}
+    if what == "fetch":
+        with QPUClient(settings=settings, validate_locally=False) as client:
+            try:
+                found = client.fetch_result(argv[1])
+            except ClientError as exc:
+                return {"error": type(exc).__name__, "message": str(exc)}
+            return {"error": None, "found": found is not None}
     if what == "connect":
         try:
             QPUClient(settings=settings, validate_locally=False).close()
@@ -79,7 +91,9 @@ def main(argv: list[str]) -> dict[str, object]:
         url = fresh()
         return {"first": _login(url), "again": _login(url)}
     if what == "expired":
-        url = munge.with_credentials(settings.amqp_url, user, munge.encode(settings.munge_socket, ttl_s=1))
+        url = munge.with_credentials(
+            settings.amqp_url, user, munge.encode(settings.munge_socket, ttl_s=1)
+        )
         time.sleep(2.5)  # the credential's TTL is the point of this attempt
         return {"expired": _login(url)}
     raise SystemExit(f"unknown command {what}")

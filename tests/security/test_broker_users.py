@@ -29,9 +29,24 @@ def add(node: PrivateNode, name: str, role: str) -> str:
     """Run the real CLI against the node; returns the printed password."""
     env = node.environment() | {"QSCHED_NAMESPACE": NS, "QSCHED_AMQP_URL": node.url}
     done = subprocess.run(
-        [QSCHED, "broker", "users", "add", name, "--role", role, "--node", node.node_name,
-         "--rabbitmqctl", str(node.rabbitmqctl)],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        [
+            QSCHED,
+            "broker",
+            "users",
+            "add",
+            name,
+            "--role",
+            role,
+            "--node",
+            node.node_name,
+            "--rabbitmqctl",
+            str(node.rabbitmqctl),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stdout.splitlines() if line.startswith("password: ")]
@@ -70,18 +85,29 @@ def test_roles_get_least_privilege_from_the_broker(private_broker: PrivateNode) 
         "declare a queue in the namespace": "403",
     }
     operator_url = url_of(private_broker, "oscar", oscar)
-    assert outcome(operator_url, publish(topology.control_exchange, "control.pause", "oscar")) == "ok"
+    assert (
+        outcome(operator_url, publish(topology.control_exchange, "control.pause", "oscar")) == "ok"
+    )
     assert outcome(operator_url, consume(topology.events_stream, stream=True)) == "ok"
     assert outcome(operator_url, publish(topology.jobs_exchange, "production", "oscar")) == "403"
     epilog_url = url_of(private_broker, "slurm-epilog", epilog)
     ended = publish(topology.control_exchange, "control.allocation-ended", "slurm-epilog")
     assert outcome(epilog_url, ended) == "ok"
-    assert outcome(epilog_url, publish(topology.control_exchange, "control.cancel", "slurm-epilog")) == "403"
+    assert (
+        outcome(epilog_url, publish(topology.control_exchange, "control.cancel", "slurm-epilog"))
+        == "403"
+    )
 
     # Running it again resets the password: the old one stops working.
     again = add(private_broker, "alice", "submitter")
     assert again != alice
-    assert outcome(url_of(private_broker, "alice", again), publish(topology.jobs_exchange, "production", "alice")) == "ok"
+    assert (
+        outcome(
+            url_of(private_broker, "alice", again),
+            publish(topology.jobs_exchange, "production", "alice"),
+        )
+        == "ok"
+    )
 
 
 def test_role_regexes_name_the_user_and_escape_it() -> None:

@@ -119,7 +119,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     declare(ch, build_topology(load_settings(namespace=NS), Policy()))
     ch.connection.close()
     owner = start_owner(
-        node.url, NS, workdir, "--backend", "synthetic", "--policy", str(policy),
+        node.url,
+        NS,
+        workdir,
+        "--backend",
+        "synthetic",
+        "--policy",
+        str(policy),
         env={"QSCHED_OWNER__SHOT_RATE_HZ": "20"},
     )
     built = Site(node, munged, port, auth, auth_log, owner, *users, workdir=workdir)
@@ -138,7 +144,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 def test_two_unix_users_submit_with_munge_and_get_their_results(site: Site) -> None:
     alice = site.run(site.alice, "submit", "2")
     bob = site.run(site.bob, "submit", "2")
-    assert alice == {"user": site.alice, "states": ["DONE", "DONE"], "job_ids": alice["job_ids"], "shots": [20, 20]}
+    peek = site.run(site.alice, "fetch", str(bob["job_ids"][0]))  # type: ignore[index]
+    assert peek["error"] == "NotAuthorised" and "event log" in str(peek["message"])
+    assert alice == {
+        "user": site.alice,
+        "states": ["DONE", "DONE"],
+        "job_ids": alice["job_ids"],
+        "shots": [20, 20],
+    }
     assert bob["states"] == ["DONE", "DONE"] and bob["user"] == site.bob
     log = site.auth_log.read_text()
     assert "refused" not in log, log
@@ -208,7 +221,9 @@ def test_auth_service_down_gives_one_clear_error_and_the_owner_keeps_running(sit
     try:
         answer = site.run(site.alice, "connect")
         assert answer["error"] == "NotAuthorised"
-        assert "qsched auth serve" in str(answer["message"]) and site.alice in str(answer["message"])
+        assert "qsched auth serve" in str(answer["message"]) and site.alice in str(
+            answer["message"]
+        )
         assert site.owner.process.poll() is None
         with site.guest() as guest:
             assert guest.control(CommandName.STATUS).ok

@@ -23,7 +23,9 @@ def test_the_environment_wins_when_complete() -> None:
     context = slurm_context(env, no_squeue)
     assert context is not None
     assert (context.job_id, context.rank, context.account) == ("7", 1, "qphys")
-    assert context.allocation_end is not None and int(context.allocation_end.timestamp()) == 1900000000
+    assert (
+        context.allocation_end is not None and int(context.allocation_end.timestamp()) == 1900000000
+    )
 
 
 def test_squeue_fills_the_end_and_account_when_no_prolog_set_them() -> None:
@@ -36,7 +38,9 @@ def test_squeue_fills_the_end_and_account_when_no_prolog_set_them() -> None:
     context = slurm_context({"SLURM_JOB_ID": "8", "PMI_RANK": "3"}, squeue)
     assert asked == ["8"]
     assert context is not None and context.rank == 3 and context.account == "chem"
-    assert context.allocation_end is not None and int(context.allocation_end.timestamp()) == 1900000100
+    assert (
+        context.allocation_end is not None and int(context.allocation_end.timestamp()) == 1900000100
+    )
 
 
 def test_the_mpi_launchers_rank_wins_over_the_batch_steps_procid() -> None:

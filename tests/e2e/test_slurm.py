@@ -40,7 +40,7 @@ from tests.unixusers import (
     user_env,
 )
 
-pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
+pytestmark = [pytest.mark.slurm, pytest.mark.e2e, pytest.mark.timeout(600)]
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "infra" / "slurm" / "local-slurm.sh"
 RANK = ROOT / "tests" / "e2e" / "slurm_rank.py"

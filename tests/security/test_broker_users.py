@@ -20,7 +20,7 @@ from brokers.users import role_permissions
 from schemas.policy import Policy
 from tests.security.access import consume, matrix, outcome, publish
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]  # a private node under load
 QSCHED = str(Path(sys.executable).with_name("qsched"))
 NS = "sec"
 

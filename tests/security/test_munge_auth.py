@@ -47,7 +47,8 @@ from tests.unixusers import (
     user_env,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.munge]
+# Module setup (private node, owner, munged, service, users) runs inside the first test.
+pytestmark = [pytest.mark.integration, pytest.mark.munge, pytest.mark.timeout(600)]
 SCRIPT = str(Path(__file__).with_name("as_user.py"))
 NS = "msec"
 

@@ -19,7 +19,7 @@ DEFAULT = ("dispatch", "submit", "backlog", "activation", "export")
 
 
 def main() -> None:
-    """Run the named benchmarks (all by default)."""
+    """Run the named benchmarks (`DEFAULT` when none is named)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="*", help="benchmarks to run: " + ", ".join(BENCHMARKS))
     parser.add_argument("--jobs", type=int, default=500)

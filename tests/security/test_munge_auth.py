@@ -182,7 +182,7 @@ def test_cancel_only_own_jobs_and_control_only_for_the_operator_group(site: Site
     with site.guest() as guest:
         wait_running(guest, job_id, timeout_s=60)
         refused = site.run(site.alice, "cancel", job_id)
-        assert refused["ok"] is False and "may not send cancel" in str(refused["message"])
+        assert refused["ok"] is False and "may not cancel" in str(refused["message"])
         assert guest.control(CommandName.STATUS).status.running.job_id == job_id  # type: ignore[union-attr]
         pause = site.run(site.alice, "control", "pause")
         assert pause == {"ok": False, "error": "NotAuthorised", "message": pause["message"]}

@@ -58,3 +58,21 @@ def test_resource_and_topic_checks_follow_the_role() -> None:
     olga = permissions_for(POLICY, "olga", "qpu", groups_of)
     assert resource_allowed(olga, "queue", "qpu.events.log", "read")
     assert topic_allowed(olga, "qpu.control", "write", "control.pause")
+
+
+def test_the_core_obeys_the_operator_flag_and_limits_epilog_users() -> None:
+    from consumers.core.commands import Command, authorise
+    from consumers.core.state import OwnerState
+    from schemas.enums import CommandName
+    from schemas.messages import ControlCommand
+
+    state = OwnerState.for_half_life(3600.0)
+    pause = ControlCommand(command=CommandName.PAUSE)
+    ended = ControlCommand(command=CommandName.ALLOCATION_ENDED, allocation="12")
+    assert authorise(state, POLICY, Command(pause, "olga", operator=True)) is None
+    refused = authorise(state, POLICY, Command(pause, "olga"))
+    assert refused is not None and "operator only" in refused.message
+    assert authorise(state, POLICY, Command(ended, "slurm")) is None
+    epilog_pause = authorise(state, POLICY, Command(pause, "slurm"))
+    assert epilog_pause is not None and "allocation-ended only" in epilog_pause.message
+    assert authorise(state, POLICY, Command(ended, "alice")) is not None

@@ -241,7 +241,7 @@ def test_scancel_cancels_waiting_jobs_and_stops_the_running_one(
         f"allocation-ended received -> ended: {stop_s:.2f} s"
     )
     assert stop_s <= 2.0, f"the running job took {stop_s:.2f} s to stop after allocation-ended"
-    assert f"allocation {job_id} ended" in site.epilog_log()
+    wait_for("the epilog's log line", lambda: f"allocation {job_id} ended" in site.epilog_log())
 
 
 def test_a_job_too_long_for_its_allocation_is_not_started(

@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 import secrets
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -145,6 +146,8 @@ class Rabbitmqctl:
                 capture_output=True,
                 text=True,
                 env=self.env,
+                # Erlang writes erl_crash.dump into the working directory when a call fails early.
+                cwd=(self.env or {}).get("HOME") or tempfile.gettempdir(),
                 timeout=self.timeout_s,
                 check=False,
             )

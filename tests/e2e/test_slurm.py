@@ -113,23 +113,23 @@ def slurm() -> Iterator[Slurm]:
     # Not under pytest's tmp (mode 0700): munged's socket and slurm.conf must be reachable by all.
     base = Path(tempfile.mkdtemp(prefix="qsched-slurm-"))
     qsched = Path(sys.executable).with_name("qsched")
-    subprocess.run(
-        [
-            str(SCRIPT),
-            "start",
-            str(base),
-            "--epilog-env",
-            str(base / "epilog.env"),
-            "--qsched",
-            str(qsched),
-        ],
-        check=True,
-        timeout=120,
-    )
     user = create_user("qslurm")
     try:
+        subprocess.run(
+            [
+                str(SCRIPT),
+                "start",
+                str(base),
+                "--epilog-env",
+                str(base / "epilog.env"),
+                "--qsched",
+                str(qsched),
+            ],
+            check=True,
+            timeout=120,
+        )
         yield Slurm(base, user)
-    finally:
+    finally:  # also when the start failed half-way: stop whatever daemons have pid files
         subprocess.run([str(SCRIPT), "stop", str(base)], timeout=60, check=False)
         delete_user(user)
         shutil.rmtree(base, ignore_errors=True)

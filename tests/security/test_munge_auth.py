@@ -7,6 +7,7 @@ The shared broker is never touched: plugins and auth backends are enabled on the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -105,41 +106,43 @@ class Site:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     workdir = tmp_path_factory.mktemp("munge-site")
-    ops = create_group("qops")
-    users = [create_user("qa"), create_user("qb"), create_user("qo", groups=(ops,))]
-    munged = Munged().start()
-    policy = workdir / "policy.toml"
-    policy.write_text(f'operators = ["guest"]\noperator_group = "{ops}"\n')
-    port = free_port()
-    auth_log = workdir / "auth.log"
-    auth = start_auth(policy, port, munged.socket, auth_log, NS)
-    server = find_server()
-    assert server is not None
-    node = PrivateNode(server, config_lines=auth_http_config(port), plugins=AUTH_PLUGINS).start()
-    ch = connect(node.url).channel()
-    declare(ch, build_topology(load_settings(namespace=NS), Policy()))
-    ch.connection.close()
-    owner = start_owner(
-        node.url,
-        NS,
-        workdir,
-        "--backend",
-        "synthetic",
-        "--policy",
-        str(policy),
-        env={"QSCHED_OWNER__SHOT_RATE_HZ": "20"},
-    )
-    built = Site(node, munged, port, auth, auth_log, owner, *users, workdir=workdir)
-    with built.guest() as client:
-        wait_active(client, timeout_s=90)
-    yield built
-    owner.stop()
-    stop(built.auth)
-    node.stop()
-    munged.stop()
-    for user in users:
-        delete_user(user)
-    delete_group(ops)
+    with contextlib.ExitStack() as cleanup:  # undone in reverse, also when setup fails half-way
+        ops = create_group("qops")
+        cleanup.callback(delete_group, ops)
+        users = [create_user("qa"), create_user("qb"), create_user("qo", groups=(ops,))]
+        for user in users:
+            cleanup.callback(delete_user, user)
+        munged = Munged().start()
+        cleanup.callback(munged.stop)
+        policy = workdir / "policy.toml"
+        policy.write_text(f'operators = ["guest"]\noperator_group = "{ops}"\n')
+        port = free_port()
+        auth_log = workdir / "auth.log"
+        auth = start_auth(policy, port, munged.socket, auth_log, NS)
+        server = find_server()
+        assert server is not None
+        node = PrivateNode(server, config_lines=auth_http_config(port), plugins=AUTH_PLUGINS)
+        cleanup.callback(node.stop)
+        node.start()
+        ch = connect(node.url).channel()
+        declare(ch, build_topology(load_settings(namespace=NS), Policy()))
+        ch.connection.close()
+        owner = start_owner(
+            node.url,
+            NS,
+            workdir,
+            "--backend",
+            "synthetic",
+            "--policy",
+            str(policy),
+            env={"QSCHED_OWNER__SHOT_RATE_HZ": "20"},
+        )
+        cleanup.callback(owner.stop)
+        built = Site(node, munged, port, auth, auth_log, owner, *users, workdir=workdir)
+        cleanup.callback(lambda: stop(built.auth))  # the service may be restarted by a test
+        with built.guest() as client:
+            wait_active(client, timeout_s=90)
+        yield built
 
 
 def test_two_unix_users_submit_with_munge_and_get_their_results(site: Site) -> None:

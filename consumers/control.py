@@ -2,12 +2,16 @@
 
 Commands arrive on ``<ns>.control``. Only users listed as operators in the policy may send them;
 the AMQP ``user_id`` (which RabbitMQ checks against the authenticated user) decides. Each command
-gets a `ControlReply` on its ``reply_to`` and a ``control.<command>`` event, accepted or not.
+gets a `ControlReply` on its ``reply_to`` and a ``control.<command>`` event, accepted or not, with
+its sender and when it was issued, and one INFO line in the owner's log. Clients publish commands
+with an AMQP expiration; a command older than ``owner.control_max_age_s`` is refused anyway
+(STALE_COMMAND), so an owner that starts late never applies yesterday's ``pause``.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from pika.adapters.blocking_connection import BlockingChannel
@@ -45,6 +49,12 @@ class NotCalibrating(OwnerError):
 
 class NotRunning(OwnerError):
     """A command about the running job named a job that is not running."""
+
+
+class UnknownJob(OwnerError):
+    """A command named a job this owner has never seen and that cannot be waiting in a queue."""
+
+    code = ErrorCode.UNKNOWN_JOB
 
 
 STATE_EVENTS = {
@@ -131,6 +141,10 @@ def _cancel(owner: Owner, job_id: str, user: str | None) -> tuple[str, dict[str,
     if held is not None:
         owner.finish_held(held, JobState.CANCELED, error)
         return f"canceled queued job {job_id}", {"pending": False}
+    depth, held = owner.queue_depth(), owner.holdings.per_class()
+    not_yet_seen = sum(depth.values()) - sum(held.values())
+    if not_yet_seen <= 0:
+        raise UnknownJob(f"no job {job_id}: it is not queued, running or in the log")
     owner.history.pending_cancels[job_id] = user or "operator"
     return f"job {job_id} will be canceled when it reaches the owner", {"pending": True}
 
@@ -235,7 +249,15 @@ def handle_control(
     user = props.user_id
     error: JobError | None = None
     data: dict[str, Any] = {}
-    if user not in owner.policy.operators:
+    age = owner.clock() - command.issued_at
+    if age > timedelta(seconds=owner.settings.owner.control_max_age_s):
+        error = JobError(
+            code=ErrorCode.STALE_COMMAND,
+            message=f"command {command.command.value} was issued {age.total_seconds():.0f} s ago; "
+            "not applied (send it again)",
+            details={"issued_at": command.issued_at.isoformat()},
+        )
+    elif user not in owner.policy.operators:
         error = JobError(
             code=ErrorCode.NOT_AUTHORISED,
             message=f"user {user!r} is not an operator",
@@ -250,10 +272,11 @@ def handle_control(
             NotCalibrating,
             PolicyReloadRefused,
             PolicyError,
+            UnknownJob,
             ValueError,
         ) as exc:
             error = JobError(
-                code=ErrorCode.INTERNAL,
+                code=getattr(exc, "code", ErrorCode.INTERNAL),
                 message=str(exc),
                 details={"line": getattr(exc, "line", None)},
             )
@@ -275,8 +298,21 @@ def handle_control(
                 user=user,
                 reason=reply.message,
                 qpu_state=owner.state,
-                data=data | {"ok": ok},
+                data=data
+                | {
+                    "ok": ok,
+                    "command_id": command.command_id,
+                    "issued_at": command.issued_at.isoformat(),
+                },
             )
+        )
+        log.info(
+            "control %s from %s%s: %s%s",
+            command.command.value,
+            user,
+            f" ({command.job_id})" if command.job_id else "",
+            "" if ok else "refused: ",
+            reply.message,
         )
     publisher.reply(props.reply_to, reply, command.command_id)
     channel.basic_ack(tag)

@@ -522,7 +522,7 @@ class Owner:
             return True
         device = self.device()
         problem = validate_shots(held.job.shots, device) or self.sequences.check(
-            held.job.sequence, device
+            held.job.sequence, device, held.job.allow_device_switch
         )
         if problem is None:
             held.validated_epoch = self.history.epoch

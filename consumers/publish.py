@@ -39,6 +39,7 @@ class Publisher:
         self._user_id = user_id
         self._owner_id = owner_id
         self._max_bytes = max_bytes
+        self._gone: set[str] = set()
 
     def publish(
         self,
@@ -91,8 +92,9 @@ class Publisher:
                 "", reply_to, message, message_id=correlation_id, correlation_id=correlation_id
             )
         except pika.exceptions.UnroutableError:
-            log.warning(
-                "reply queue %s is gone; %s stays in the event log", reply_to, correlation_id
-            )
+            # Progress goes to the same queue every few shots: say it once per queue.
+            if reply_to not in self._gone:
+                self._gone.add(reply_to)
+                log.warning("reply queue %s is gone; answers to it stay in the event log", reply_to)
             return False
         return True

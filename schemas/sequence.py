@@ -44,10 +44,18 @@ def load_device(device_json: str) -> BaseDevice:
     try:
         return deserialize_device(device_json)
     except Exception as exc:  # pulser raises jsonschema, KeyError, TypeError...
-        detail = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        raise ValueError(
-            f"not a valid Pulser device: {type(exc).__name__}: {str(detail).splitlines()[0][:300]}"
-        ) from exc
+        raise ValueError(f"not a valid Pulser device: {_reason(exc)}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The first exception in the chain that says something (pulser wraps the real cause)."""
+    current: BaseException | None = exc
+    while current is not None:
+        text = str(getattr(current, "message", None) or current).strip()
+        if text and text != type(current).__name__:
+            return f"{type(current).__name__}: {text.splitlines()[0][:300]}"
+        current = current.__cause__ or current.__context__
+    return type(exc).__name__
 
 
 def validate_shots(shots: int, device: BaseDevice) -> JobError | None:

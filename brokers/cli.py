@@ -40,8 +40,15 @@ class RootGroup(click.Group):
         return sorted(set(super().list_commands(ctx)) | set(self._plugins()))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        """A built-in command, else one from the entry points."""
-        return super().get_command(ctx, cmd_name) or self._plugins().get(cmd_name)
+        """A built-in command, else one from the entry points (only that one is imported)."""
+        found = super().get_command(ctx, cmd_name)
+        if found is not None:
+            return found
+        for ep in entry_points(group="qsched.commands", name=cmd_name):
+            command = ep.load()
+            if isinstance(command, click.Command):
+                return command
+        return self._plugins().get(cmd_name)
 
     def main(  # type: ignore[override]
         self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any

@@ -179,7 +179,8 @@ def test_the_cli_submits_waits_and_prints_results(owners: OwnerHarness, tmp_path
         owners, "submit", str(seq), str(seq), "--repeat", "2", "--shots", "7", "--wait", "--json"
     )
     assert many.returncode == 0, many.stderr
-    assert [sum(r["counts"].values()) for r in json.loads(many.stdout)] == [7, 7, 7, 7]
+    lines = [json.loads(line) for line in many.stdout.splitlines()]  # JSON lines, one per job
+    assert [sum(r["counts"].values()) for r in lines] == [7, 7, 7, 7]
     status = _qsched(owners, "status", "--json")
     assert json.loads(status.stdout)["qpu_state"] in ("IDLE", "RUNNING")
 

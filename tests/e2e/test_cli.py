@@ -281,3 +281,53 @@ def test_status_fits_80_columns_in_a_terminal(
         job_id[:8] in ln and "maintenance mode does not run development" in ln for ln in lines
     )
     assert all(len(ln) <= 80 for ln in lines)
+
+
+def test_submit_traces_its_publish_and_the_results_receipt_from_otel_variables(
+    owners: OwnerHarness, seq_file: Path, tmp_path: Path
+) -> None:
+    url, ns = owners.broker.url, owners.broker.topology.namespace
+    owners.start("--backend", "synthetic")
+    trace_file = tmp_path / "client-spans.jsonl"
+    env = {"OTEL_TRACES_EXPORTER": "console", "QSCHED_TRACE_FILE": str(trace_file)}
+    done = qsched(url, ns, "submit", str(seq_file), "--shots", "5", "--wait", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    job_id = json.loads(done.stdout)["job_id"]
+    spans = [json.loads(line) for line in trace_file.read_text().splitlines()]
+    publish = next(s for s in spans if s["kind"] == "SpanKind.PRODUCER")
+    receive = next(s for s in spans if s["kind"] == "SpanKind.CONSUMER")
+    assert publish["attributes"]["messaging.message.id"] == job_id
+    assert receive["context"]["trace_id"] == publish["context"]["trace_id"]
+
+
+def test_broker_up_no_start_with_an_unreachable_url_fails_without_the_password(
+    broker: BrokerFixture,
+) -> None:
+    secret_url = "amqp://alice:s3cret@127.0.0.1:1/%2F"
+    done = qsched(secret_url, broker.topology.namespace, "broker", "up", "--no-start")
+    assert done.returncode == 1
+    line = one_line(done)
+    assert "no broker answers at amqp://alice:***@127.0.0.1:1" in line
+    assert "s3cret" not in done.stdout + done.stderr
+
+
+def test_cancel_of_a_running_emulator_job_keeps_its_partial_counts(
+    owners: OwnerHarness, seq_file: Path
+) -> None:
+    url, ns = owners.broker.url, owners.broker.topology.namespace
+    owners.start("--backend", "emulator", "--shot-rate", "20")
+    client = owners.client()
+    handle = client.submit(seq_file.read_text(), 400, job_class="development")  # 20 s
+    progressed: list[object] = []
+    handle.on_progress = progressed.append
+    while not progressed:  # first progress after 100 shots; bounded by the test timeout
+        client.poll(0.5)
+    canceled = qsched(url, ns, "cancel", handle.job_id[:8])
+    assert canceled.returncode == 0, canceled.stderr
+    shown = qsched(url, ns, "result", handle.job_id[:8], "--wait", "--timeout", "60")
+    first = shown.stdout.splitlines()[0]
+    assert " CANCELED (development, " in first
+    measured = int(first.split(", ")[1].split("/")[0])
+    # The cancel comes seconds after the progress at 100 shots (a CLI process starts in between);
+    # the emulator measures in one-second steps, so those later shots are kept too.
+    assert 100 < measured < 400, first

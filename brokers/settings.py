@@ -76,7 +76,9 @@ class OwnerSettings(BaseModel):
         gt=0,
         description="refuse an operator command issued longer ago than this (stale)",
     )
-    device_file: Path | None = Field(default=None, description="Pulser device JSON; AnalogDevice")
+    device_file: Path | None = Field(
+        default=None, description="Pulser device JSON to validate against (default: AnalogDevice)"
+    )
     qpu_api_url: str = Field(
         default="http://127.0.0.1:8088", description="Pasqal QPU API base URL (qpu-api backend)"
     )

@@ -145,7 +145,9 @@ def broker_down() -> None:
 
 @broker.command("declare")
 @click.option("--policy", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@click.option("--json", "as_json", is_flag=True, help="Print the topology as JSON.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON lines, one object per exchange or queue."
+)
 @click.pass_context
 def broker_declare(ctx: click.Context, policy: Path | None, as_json: bool) -> None:
     """Declare every exchange and queue (idempotent) and print them with their arguments."""
@@ -155,7 +157,8 @@ def broker_declare(ctx: click.Context, policy: Path | None, as_json: bool) -> No
         declare(ch, topology)
     rows = describe(topology)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        for row in rows:
+            click.echo(json.dumps(row))
         return
     table = Table(title=f"qsched topology (namespace {topology.namespace!r})")
     for column in ("kind", "name", "type", "arguments", "bindings"):

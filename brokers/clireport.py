@@ -57,8 +57,8 @@ def error_record(
         hint = "run again with `qsched --debug ...` and report the traceback"
         exit_code = EXIT_ERROR
     record = {"type": code or type(exc).__name__, "message": message, "hint": hint or ""}
-    error = getattr(exc, "error", None)
-    if hasattr(error, "model_dump"):
+    error: Any = getattr(exc, "error", None)
+    if error is not None and hasattr(error, "model_dump"):
         record["error"] = error.model_dump(mode="json")
     details = getattr(exc, "details", None)
     if isinstance(details, dict):

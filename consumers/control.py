@@ -141,8 +141,8 @@ def _cancel(owner: Owner, job_id: str, user: str | None) -> tuple[str, dict[str,
     if held is not None:
         owner.finish_held(held, JobState.CANCELED, error)
         return f"canceled queued job {job_id}", {"pending": False}
-    depth, held = owner.queue_depth(), owner.holdings.per_class()
-    not_yet_seen = sum(depth.values()) - sum(held.values())
+    depth, per_class = owner.queue_depth(), owner.holdings.per_class()
+    not_yet_seen = sum(depth.values()) - sum(per_class.values())
     if not_yet_seen <= 0:
         raise UnknownJob(f"no job {job_id}: it is not queued, running or in the log")
     owner.history.pending_cancels[job_id] = user or "operator"

@@ -23,6 +23,8 @@ from schemas.enums import CommandName, JobState
 from schemas.messages import JobResult, StatusReport
 
 STATUS_EVERY_S = 5.0
+# Unanswered commands expire into the dead-letter queue: ask less often while no owner answers.
+STATUS_EVERY_NO_OWNER_S = 30.0
 STATUS_TIMEOUT_S = 3.0
 POLL_S = 0.5
 
@@ -152,7 +154,8 @@ class Waiter:
                     now = time.monotonic()
                     if now >= next_status:
                         self._ask_status()
-                        next_status = time.monotonic() + STATUS_EVERY_S
+                        every = STATUS_EVERY_S if self.owner_answers else STATUS_EVERY_NO_OWNER_S
+                        next_status = time.monotonic() + every
                     if live:
                         bar.update(task, description=self.summary(), completed=self.shots_done())
                     else:

@@ -331,3 +331,23 @@ def test_cancel_of_a_running_emulator_job_keeps_its_partial_counts(
     # The cancel comes seconds after the progress at 100 shots (a CLI process starts in between);
     # the emulator measures in one-second steps, so those later shots are kept too.
     assert 100 < measured < 400, first
+
+
+def test_a_bad_specs_file_is_refused_with_its_reason_before_anything_is_sent(
+    broker: BrokerFixture, tmp_path: Path
+) -> None:
+    specs = tmp_path / "bad.json"
+    specs.write_text('{"version": "1", "name": "x"}')
+    done = qsched(
+        broker.url, broker.topology.namespace, "ctl", "calibration-complete", "--specs", str(specs)
+    )
+    assert done.returncode == 2
+    line = one_line(done)
+    assert "is not a Pulser device JSON: ValidationError: " in line
+    assert line.split("ValidationError: ", 1)[1].strip()
+
+
+def test_submit_defaults_to_the_development_class_and_says_so(broker: BrokerFixture) -> None:
+    shown = qsched(broker.url, broker.topology.namespace, "submit", "--help")
+    assert "[default: development]" in shown.stdout
+    assert "production jobs may preempt" in " ".join(shown.stdout.split())

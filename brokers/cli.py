@@ -101,6 +101,7 @@ class _SettingsOnce:
         self.settings: Settings | None = None
 
     def get(self) -> Settings:
+        """The settings (loaded now if they were not yet)."""
         if self.settings is None:
             self.settings = load_settings(self.config)
         return self.settings

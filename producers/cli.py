@@ -8,6 +8,7 @@ line with a hint and an exit code (0 ok, 1 error, 2 usage, 3 timeout or no owner
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,10 +19,10 @@ from rich.console import Console
 
 from brokers.cli import settings_of
 from producers.client import QPUClient
-from producers.errors import ClientError, CommandRefused
+from producers.errors import ClientError, CommandRefused, ResultTimeout
 from producers.lookup import resolve_job_id
 from producers.views import emit_json, print_result, print_status, short
-from producers.waiting import Waiter, stderr_console
+from producers.waiting import StoppedWaiting, Waiter, stderr_console
 from schemas.enums import CommandName, JobState, Mode
 from schemas.messages import ControlReply
 
@@ -345,10 +346,6 @@ def result(
     ctx: click.Context, job_id: str, wait: bool, timeout: float | None, as_json: bool
 ) -> None:
     """Print a job's result, looked up in the event log (JOB_ID may be its first 8 characters)."""
-    import time
-
-    from producers.errors import ResultTimeout
-
     with _client(ctx) as client:
         full = _full_id(client, job_id)
         found = client.fetch_result(full)
@@ -363,8 +360,6 @@ def result(
                 client.poll(1.0)
                 found = client.fetch_result(full)
         except KeyboardInterrupt:
-            from producers.waiting import StoppedWaiting
-
             raise StoppedWaiting(
                 f"stopped waiting for {full}", f"cancel it: qsched cancel {short(full)}", [full]
             ) from None

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from bench import dispatch, submit
+from bench import activation, backlog, dispatch, submit
 
-BENCHMARKS = {"dispatch": dispatch.main, "submit": submit.main}
+BENCHMARKS = {
+    "dispatch": dispatch.main,
+    "submit": submit.main,
+    "backlog": backlog.main_with_intake,
+    "activation": activation.main,
+}
 
 
 def main() -> None:

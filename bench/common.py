@@ -42,17 +42,24 @@ def bench_namespace() -> Iterator[Settings]:
 
 
 @contextmanager
-def owner_process(settings: Settings, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+def owner_process(
+    settings: Settings, *args: str, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """A `qsched owner` on the namespace, stopped afterwards."""
     qsched = shutil.which("qsched") or str(Path(sys.executable).with_name("qsched"))
-    env = dict(os.environ) | {
-        "QSCHED_AMQP_URL": settings.amqp_url,
-        "QSCHED_NAMESPACE": settings.namespace,
-    }
+    env = (
+        dict(os.environ)
+        | {
+            "QSCHED_AMQP_URL": settings.amqp_url,
+            "QSCHED_NAMESPACE": settings.namespace,
+        }
+        | (env or {})
+    )
     log = tempfile.NamedTemporaryFile(prefix="qsched-bench-owner-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(
         [qsched, "owner", *args], env=env, stdout=log, stderr=subprocess.STDOUT
     )
+    process.args = [*process.args, log.name]  # where its log is, for benchmarks that read it
     try:
         yield process
     finally:

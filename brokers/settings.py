@@ -61,7 +61,26 @@ class OwnerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     backend: BackendName = Field(default="emulator", description="emulator, qpu-api or synthetic")
-    prefetch: int = Field(default=2, ge=1, le=50, description="deliveries held per class queue")
+    prefetch: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="intake window: deliveries in flight per class queue (acked once accepted)",
+    )
+    snapshot_every_events: int = Field(
+        default=5000, ge=10, description="write an owner.snapshot after this many events"
+    )
+    snapshot_every_s: float = Field(
+        default=300.0, gt=0, description="...or after this long, whichever comes first"
+    )
+    sequence_cache_bytes: int = Field(
+        default=64 * 1024**2,
+        ge=0,
+        description="sequences kept in memory; older ones are read back from the log",
+    )
+    tick_s: float = Field(
+        default=0.2, gt=0, description="how often deadlines and run-time limits are checked"
+    )
     lease_retry_s: float = Field(
         default=0.5, gt=0, description="how often a standby owner tries to take the lease"
     )

@@ -95,9 +95,9 @@ class Topology:
         return f"{self.namespace}.owner.lease"
 
     @property
-    def inflight_queue(self) -> str:
-        """Durable record of the job on the QPU, for the next owner to adopt or re-run."""
-        return f"{self.namespace}.inflight"
+    def snapshot_queue(self) -> str:
+        """Holds one message: where in the log the owner's last snapshot is."""
+        return f"{self.namespace}.snapshot"
 
     @property
     def device_queue(self) -> str:
@@ -148,7 +148,7 @@ class Topology:
                 },
                 ((self.events_exchange, "#"),),
             ),
-            QueueSpec(self.inflight_queue, dict(dlx)),
+            QueueSpec(self.snapshot_queue, {"x-max-length": 1, "x-overflow": "drop-head"}),
             QueueSpec(self.device_queue, {"x-max-length": 1, "x-overflow": "drop-head"}),
         )
 

@@ -50,7 +50,7 @@ def _wait_active(url: str, stream: str, timeout_s: float) -> None:
             ch,
             stream,
             "first",
-            stop=lambda r: r.properties.type == Event.type_name() and b"owner.active" in r.body,
+            stop=lambda r: r.properties.type == Event.type_name() and b"owner.activated" in r.body,
             max_wait_s=timeout_s,
         ):
             del record

@@ -1,4 +1,4 @@
-"""Reading the event log back: the owner's rebuild at activation and tools that replay it."""
+"""Reading the event log back, for tools that replay or export it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from pika.adapters.blocking_connection import BlockingChannel
 
 from brokers.stream import Offset, StreamRecord, read_stream
-from consumers.core.history import History
 from schemas.codec import DEFAULT_MAX_BYTES, decode_any
 from schemas.errors import DecodeError
 from schemas.messages import Event
@@ -34,13 +33,3 @@ def read_events(
             continue
         if isinstance(message, Event):
             yield message
-
-
-def rebuild_history(
-    channel: BlockingChannel, stream: str, until_event_id: str, max_bytes: int = DEFAULT_MAX_BYTES
-) -> History:
-    """Fold the whole log, up to the marker event `until_event_id`, into a `History`."""
-    history = History()
-    for event in read_events(channel, stream, "first", until_event_id, max_bytes):
-        history.apply(event)
-    return history

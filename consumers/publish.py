@@ -1,100 +1,185 @@
-"""Publishing from the owner: every publish waits for the broker's confirm.
+"""Publishing from the owner: pipelined publishes, confirmed in batches.
 
-The owner's ordering guarantees rest on this: a final event and the reply are confirmed before
-the job's durable copy is removed, so a crash at any point leaves the job either still queued or
-answered.
+The owner's guarantees rest on publisher confirms, but waiting for each confirm before the next
+publish costs a round trip per event. So every publish on the owner's channel is sent at once
+and tracked by its delivery tag; `flush` waits until the broker confirmed all of them and says
+which were refused (nacked, e.g. a full reply queue) or returned (unroutable). The shell applies
+events as it sends them and does nothing outside the broker (acks, replies' consequences,
+backend starts) before a `flush`: if a confirm fails, the owner drops its state and rebuilds it
+from the log, where only what was confirmed is.
+
+Every event is stamped with the writer's owner id and activation term (fencing) and carries its
+job id in a header, so a reader of the stream can index jobs without decoding bodies.
+
+This is the one module that drives pika's channel below its blocking wrapper (the wrapper can
+only wait for one confirm at a time); all publishes on the owner's channel must come through it
+so the delivery tags it counts stay in step with the broker's.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
-import pika.exceptions
-from pika.adapters.blocking_connection import BlockingChannel
+import pika
+from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from brokers.connection import properties
 from brokers.topology import Topology
+from consumers.errors import OwnerError
 from schemas.codec import encode
 from schemas.messages import Event, Message
 
 log = logging.getLogger(__name__)
 
+JOB_ID_HEADER = "x-qsched-job-id"
+CONFIRM_TIMEOUT_S = 30.0
+
+
+class PublishFailed(OwnerError):
+    """The broker did not confirm an event: the owner's state may be ahead of the log."""
+
 
 class Publisher:
-    """Confirmed publishes of events, replies and records on one channel."""
+    """Pipelined, confirmed publishes of events, replies and dead letters on one channel."""
 
     def __init__(
         self,
+        connection: BlockingConnection,
         channel: BlockingChannel,
         topology: Topology,
         user_id: str,
         owner_id: str,
         max_bytes: int,
     ) -> None:
-        channel.confirm_delivery()
         self.channel = channel
+        self._connection = connection
+        self._impl: Any = channel._impl  # the async channel under the blocking wrapper
+        self._impl.confirm_delivery(ack_nack_callback=self._on_confirm)
+        self._impl.add_on_return_callback(self._on_return)
         self._topology = topology
         self._user_id = user_id
         self._owner_id = owner_id
         self._max_bytes = max_bytes
-        self._gone: set[str] = set()
+        self._tag = 0
+        self._pending: dict[int, str] = {}
+        self._failed: dict[str, str] = {}
+        self.term: int | None = None
 
-    def publish(
+    # ---- sending -----------------------------------------------------------------------------
+
+    def send_raw(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        props: pika.BasicProperties,
+        mandatory: bool = False,
+    ) -> None:
+        """Publish bytes as they are (dead letters); confirmed at the next `flush`."""
+        self._impl.basic_publish(exchange, routing_key, body, props, mandatory)
+        self._tag += 1
+        self._pending[self._tag] = props.message_id or ""
+
+    def send(
         self,
         exchange: str,
         routing_key: str,
         message: Message,
         *,
         message_id: str,
-        priority: int = 0,
         correlation_id: str | None = None,
-        reply_to: str | None = None,
         headers: Mapping[str, Any] | None = None,
         mandatory: bool = True,
     ) -> None:
-        """Encode and publish `message`; returns once the broker confirmed it.
-
-        Raises:
-            pika.exceptions.UnroutableError: `mandatory` and no queue took it.
-        """
+        """Encode and publish `message`; confirmed at the next `flush`."""
         body = encode(message, self._max_bytes)
         props = properties(
             message,
             message_id=message_id,
             user_id=self._user_id,
-            priority=priority,
             correlation_id=correlation_id,
-            reply_to=reply_to,
             headers=headers,
         )
-        self.channel.basic_publish(exchange, routing_key, body, props, mandatory=mandatory)
+        self.send_raw(exchange, routing_key, body, props, mandatory)
+
+    def publish(
+        self, exchange: str, routing_key: str, message: Message, *, message_id: str
+    ) -> None:
+        """Publish and wait for the confirm.
+
+        Raises:
+            PublishFailed: the broker refused it or could not route it.
+        """
+        self.send(exchange, routing_key, message, message_id=message_id)
+        failed = self.flush()
+        if message_id in failed:
+            raise PublishFailed(f"{routing_key or exchange}: {failed[message_id]}")
 
     def event(self, event: Event) -> Event:
-        """Publish a state change on the events exchange (and so into the stream)."""
-        stamped = event.model_copy(update={"owner_id": self._owner_id})
-        self.publish(
-            self._topology.events_exchange, stamped.topic, stamped, message_id=stamped.event_id
+        """Stamp and send a state change on the events exchange (and so into the stream)."""
+        stamped = event.model_copy(update={"owner_id": self._owner_id, "term": self.term})
+        headers = {JOB_ID_HEADER: stamped.job_id} if stamped.job_id else None
+        self.send(
+            self._topology.events_exchange,
+            stamped.topic,
+            stamped,
+            message_id=stamped.event_id,
+            headers=headers,
         )
         return stamped
 
-    def reply(self, reply_to: str | None, message: Message, correlation_id: str) -> bool:
-        """Send an answer to a submitter's or operator's queue.
+    def reply(self, reply_to: str, message: Message, correlation_id: str) -> None:
+        """Send an answer to a submitter's or operator's queue (checked at the next `flush`:
+        a reply that cannot be delivered is reported there, never retried)."""
+        self.send(
+            "",
+            reply_to,
+            message,
+            message_id=correlation_id,
+            correlation_id=correlation_id,
+        )
+
+    # ---- confirming --------------------------------------------------------------------------
+
+    def flush(self, timeout_s: float = CONFIRM_TIMEOUT_S) -> dict[str, str]:
+        """Wait until every publish so far is confirmed.
 
         Returns:
-            False when there is no reply queue (gone or never given); the answer stays in the log.
+            Message id -> why, for publishes the broker refused or could not route.
+
+        Raises:
+            PublishFailed: confirms did not come within `timeout_s`.
         """
-        if not reply_to:
-            return False
-        try:
-            self.publish(
-                "", reply_to, message, message_id=correlation_id, correlation_id=correlation_id
-            )
-        except pika.exceptions.UnroutableError:
-            # Progress goes to the same queue every few shots: say it once per queue.
-            if reply_to not in self._gone:
-                self._gone.add(reply_to)
-                log.warning("reply queue %s is gone; answers to it stay in the event log", reply_to)
-            return False
-        return True
+        deadline = time.monotonic() + timeout_s
+        while self._pending:
+            if time.monotonic() > deadline:
+                raise PublishFailed(
+                    f"{len(self._pending)} publishes unconfirmed after {timeout_s} s"
+                )
+            self._connection.process_data_events(time_limit=0.05)
+        failed, self._failed = self._failed, {}
+        return failed
+
+    @property
+    def unconfirmed(self) -> int:
+        """Publishes not confirmed yet."""
+        return len(self._pending)
+
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        tags = (
+            [t for t in self._pending if t <= method.delivery_tag]
+            if method.multiple
+            else [method.delivery_tag]
+        )
+        refused = isinstance(method, pika.spec.Basic.Nack)
+        for tag in tags:
+            message_id = self._pending.pop(tag, None)
+            if refused and message_id is not None:
+                self._failed[message_id] = "refused by the broker (queue full or rejecting)"
+
+    def _on_return(self, channel: Any, method: Any, props: Any, body: bytes) -> None:
+        self._failed.setdefault(props.message_id or "", f"unroutable: {method.reply_text}")

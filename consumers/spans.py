@@ -16,7 +16,8 @@ from typing import Any
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
 from brokers.tracing import extract, messaging_attributes, tracer
-from schemas.messages import JobError, JobRequest
+from consumers.core.order import Waiting
+from schemas.messages import JobError
 
 
 @dataclass
@@ -29,7 +30,7 @@ class JobSpans:
     @classmethod
     def open(
         cls,
-        job: JobRequest,
+        job: Waiting,
         queue: str,
         trace_headers: dict[str, Any],
         attributes: dict[str, Any],

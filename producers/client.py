@@ -60,6 +60,7 @@ from schemas.messages import (
     JobRequest,
     JobResult,
     Message,
+    QueueEntry,
     SlurmContext,
 )
 from schemas.policy import Policy, load_policy
@@ -135,6 +136,21 @@ class JobHandle:
         if not reply.ok:
             raise CommandRefused(f"cancel {self.job_id} refused: {reply.message}", reply.error)
         return reply
+
+    def queue_entry(self, timeout: float = 10.0) -> QueueEntry | None:
+        """The job's place in the owner's backlog (None once it ended)."""
+        entries = self.client.queue(job_id=self.job_id, timeout=timeout)
+        return entries[0] if entries else None
+
+    def position(self, timeout: float = 10.0) -> int | None:
+        """1 when the job starts next, 0 while it runs; None when held, unknown or ended."""
+        entry = self.queue_entry(timeout)
+        return entry.position if entry is not None else None
+
+    def eta(self, timeout: float = 10.0) -> float | None:
+        """Estimated seconds until the job starts (0 while it runs; None when unknown)."""
+        entry = self.queue_entry(timeout)
+        return entry.eta_s if entry is not None else None
 
 
 @dataclass
@@ -591,6 +607,30 @@ class QPUClient:
                     found = event.result
         return found
 
+    def queue(
+        self,
+        *,
+        user: str | None = None,
+        job_class: str | None = None,
+        job_id: str | None = None,
+        limit: int | None = None,
+        timeout: float = 10.0,
+    ) -> list[QueueEntry]:
+        """The owner's backlog in policy order: position, ETA, hold reason (no sequences).
+
+        Raises:
+            ResultTimeout: no owner answered within `timeout` seconds.
+        """
+        reply = self.control(
+            CommandName.QUEUE,
+            user=user,
+            job_class=job_class,
+            job_id=job_id,
+            limit=limit,
+            timeout=timeout,
+        )
+        return list(reply.queue or [])
+
     def control(
         self,
         command: CommandName,
@@ -601,6 +641,9 @@ class QPUClient:
         force: bool = False,
         specs: str | None = None,
         allocation: str | None = None,
+        user: str | None = None,
+        job_class: str | None = None,
+        limit: int | None = None,
         timeout: float = 10.0,
     ) -> ControlReply:
         """Send an operator's command and wait for the owner's reply.
@@ -622,6 +665,9 @@ class QPUClient:
             force=force,
             specs=specs,
             allocation=allocation,
+            user=user,
+            job_class=job_class,
+            limit=limit,
         )
         self._publish_all(
             [

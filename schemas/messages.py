@@ -7,6 +7,7 @@ compatible, and keep decoding the old one for as long as queues may still hold i
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from datetime import UTC, datetime
@@ -99,13 +100,22 @@ class JobRequest(Message):
     @field_validator("sequence")
     @classmethod
     def _sequence_is_json_object(cls, value: str) -> str:
-        try:
-            parsed = json.loads(value)
-        except ValueError as exc:
-            raise ValueError(f"not JSON: {exc}") from None
-        if not isinstance(parsed, dict):
-            raise ValueError("must be a JSON object (Pulser abstract representation)")
+        problem = _json_object_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
+
+
+@functools.lru_cache(maxsize=1024)
+def _json_object_problem(value: str) -> str | None:
+    """Why `value` is not a JSON object, or None (cached: sweeps resend the same sequences)."""
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        return f"not JSON: {exc}"
+    if not isinstance(parsed, dict):
+        return "must be a JSON object (Pulser abstract representation)"
+    return None
 
 
 class Timings(BaseModel):
@@ -170,6 +180,9 @@ class ControlCommand(Message):
     mode: Mode | None = None
     message: str | None = Field(default=None, max_length=2000)
     force: bool = Field(default=False, description="calibration-start: preempt the running job")
+    user: str | None = Field(default=None, description="queue: only this user's jobs")
+    job_class: str | None = Field(default=None, description="queue: only this class")
+    limit: int | None = Field(default=None, ge=1, description="queue: at most this many entries")
     specs: str | None = Field(default=None, description="calibration-complete: Pulser device JSON")
     allocation: str | None = Field(default=None, description="allocation-ended: Slurm job id")
     issued_at: AwareDatetime = Field(default_factory=utc_now)
@@ -215,6 +228,31 @@ class StatusReport(BaseModel):
     held_reasons: dict[str, str] = Field(default_factory=dict)
 
 
+class QueueEntry(BaseModel):
+    """One waiting job in policy order, as `qsched queue` and `handle.position()` show it.
+
+    Attributes:
+        position: 1 for the job that starts next; None while the job is held.
+        eta_s: estimated seconds until it starts; None when unknown (held, paused, calibrating).
+        factors: the ordering key's factors, named (like Slurm's ``sprio``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_id: str
+    job_class: str
+    user: str
+    account: str | None = None
+    priority: int
+    shots: int
+    submitted_at: AwareDatetime
+    position: int | None = None
+    eta_s: float | None = None
+    held: str | None = None
+    state: JobState = JobState.QUEUED
+    factors: dict[str, Any] = Field(default_factory=dict)
+
+
 class ControlReply(Message):
     """The owner's answer to one control command (correlation_id = command_id)."""
 
@@ -226,6 +264,7 @@ class ControlReply(Message):
     message: str = ""
     error: JobError | None = None
     status: StatusReport | None = None
+    queue: list[QueueEntry] | None = None
 
 
 class Event(Message):
@@ -242,6 +281,7 @@ class Event(Message):
     topic: str = Field(pattern=r"^[a-z]+\.[a-z0-9_.-]+$")
     at: AwareDatetime = Field(default_factory=utc_now)
     owner_id: str | None = None
+    term: int | None = Field(default=None, ge=0, description="activation term of the writer")
     job_id: str | None = None
     job_class: str | None = None
     user: str | None = None
@@ -263,6 +303,16 @@ class DeviceSpecs(Message):
     published_at: AwareDatetime = Field(default_factory=utc_now)
 
 
+class SnapshotPointer(Message):
+    """Where the owner's last snapshot is in the log (the last value of ``<ns>.snapshot``)."""
+
+    schema_name: ClassVar[str] = "qsched.SnapshotPointer"
+
+    offset: int = Field(ge=0)
+    event_id: str
+    term: int = Field(ge=0)
+
+
 ALL_MESSAGES: tuple[type[Message], ...] = (
     JobRequest,
     JobResult,
@@ -271,4 +321,5 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     ControlReply,
     Event,
     DeviceSpecs,
+    SnapshotPointer,
 )

@@ -42,6 +42,15 @@ class JobClassPolicy(BaseModel):
     calibrates: bool = Field(
         default=False, description="runs during CALIBRATING and outside the calibration window"
     )
+    max_runtime_s: float | None = Field(
+        default=None, gt=0, description="a run longer than this ends TIMED_OUT (caps the job's)"
+    )
+    max_queue_age_s: float | None = Field(
+        default=None, gt=0, description="a job waiting longer than this ends TIMED_OUT"
+    )
+    max_waiting: int | None = Field(
+        default=None, gt=0, description="backlog limit: waiting jobs of this class"
+    )
 
 
 def _default_classes() -> dict[str, JobClassPolicy]:
@@ -76,6 +85,12 @@ class Policy(BaseModel):
     fair_share_half_life_s: float = Field(default=3600.0, gt=0)
     aging_step_s: float = Field(default=600.0, gt=0, description="+1 priority per step waited")
     session_grace_s: float = Field(default=30.0, ge=0)
+    max_waiting_per_user: int | None = Field(
+        default=None, gt=0, description="backlog limit: waiting jobs of one user"
+    )
+    max_waiting_total: int | None = Field(
+        default=None, gt=0, description="backlog limit: waiting jobs in all"
+    )
 
     @model_validator(mode="after")
     def _references_exist(self) -> Policy:

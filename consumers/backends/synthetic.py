@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -73,9 +74,14 @@ class SyntheticBackend(LocalBackend):
                     if self._rate is None
                     else min(self._chunk, request.shots - done)
                 )
-                chunk = Counter(format(rng.getrandbits(n_bits), f"0{n_bits}b") for _ in range(n))
+                shots = [format(rng.getrandbits(n_bits), f"0{n_bits}b") for _ in range(n)]
+                chunk = Counter(shots)
+                began = time.monotonic()
                 if self._rate is not None and canceled.wait(n / self._rate):
-                    sink.finished(RunOutcome(request.job_id, dict(total), canceled=True))
+                    # the shots measured before the stop are real: keep them
+                    measured = min(int((time.monotonic() - began) * self._rate), n)
+                    counts = accumulate(total, Counter(shots[:measured]))
+                    sink.finished(RunOutcome(request.job_id, counts, canceled=True))
                     return
                 done += n
                 counts = accumulate(total, chunk)

@@ -7,12 +7,13 @@ ten minutes ago. Pure: every method takes `now`.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 
 class Usage:
     """Decayed QPU-seconds per key (a user or a job class)."""
 
-    def __init__(self, half_life_s: float) -> None:
+    def __init__(self, half_life_s: float = 3600.0) -> None:
         self.half_life_s = half_life_s
         self._values: dict[str, tuple[float, datetime]] = {}
 
@@ -30,3 +31,15 @@ class Usage:
         return {
             key: self._decayed(value, as_of, now) for key, (value, as_of) in self._values.items()
         }
+
+    def to_data(self) -> dict[str, tuple[float, str]]:
+        """Plain data for a snapshot: key -> (value, as_of ISO time)."""
+        return {key: (value, as_of.isoformat()) for key, (value, as_of) in self._values.items()}
+
+    @classmethod
+    def from_data(cls, half_life_s: float, data: dict[str, Any]) -> Usage:
+        """A ledger rebuilt from `to_data` output."""
+        usage = cls(half_life_s)
+        for key, (value, as_of) in data.items():
+            usage._values[key] = (float(value), datetime.fromisoformat(as_of))
+        return usage

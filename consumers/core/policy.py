@@ -1,13 +1,15 @@
 """The scheduling decision, as a pure function of the owner's view, the candidates and `now`.
 
-`decide` answers one question each time something changes (a job arrives, the QPU frees, an
+`decide_indexed` (the owner's) and `decide` (the reference: sort every candidate) answer one
+question each time something changes (a job arrives, the QPU frees, an
 operator acts, a timer fires): what does the QPU do next? Candidates are ordered by:
 
 1. class rank (lower first; strict);
 2. between classes of equal rank, the one that used least QPU time relative to its `weight`;
 3. within a class, jobs of a session in its grace window (a hybrid loop's next iteration);
 4. effective priority: AMQP priority plus one per `aging_step_s` waited, so nothing starves;
-5. the submitter with the least recent QPU time (exponentially decayed usage: fair share);
+5. hierarchical fair share: the Slurm account with the least recent QPU time, then the user
+   with the least within it (exponentially decayed QPU-seconds, like Slurm's fair tree);
 6. age, then job id, so the order is total.
 
 A candidate that may not start now is held with a reason, never dropped: its class is not
@@ -19,12 +21,13 @@ says calibration is due). A better candidate may preempt the running job along t
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
 from consumers.core.machine import DISPATCHING
+from consumers.core.order import OrderIndex, Waiting
 from schemas.enums import ErrorCode, Mode, QPUState
 from schemas.messages import JobError
 from schemas.policy import Policy
@@ -32,27 +35,7 @@ from schemas.policy import Policy
 CALIBRATION_WINDOW = "calibration window"
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """A job the owner could start: what the policy needs to know of it.
-
-    Attributes:
-        key: the shell's handle for the job (e.g. its delivery); opaque to the core.
-        allocation: the Slurm job id of the allocation it comes from.
-    """
-
-    job_id: str
-    job_class: str
-    priority: int
-    enqueued_at: datetime
-    shots: int
-    user: str | None = None
-    key: int = 0
-    preemptions: int = 0
-    session_id: str | None = None
-    allocation: str | None = None
-    allocation_end: datetime | None = None
-    min_epoch: int | None = None
+Candidate = Waiting  # the name the policy's tables and tests use for a waiting job
 
 
 @dataclass(frozen=True)
@@ -68,7 +51,8 @@ class OwnerView:
     """What the core knows of the owner when it decides.
 
     Attributes:
-        usage: decayed QPU-seconds per submitter, as of `now`.
+        usage: decayed QPU-seconds per submitter (`Waiting.user_key`), as of `now`.
+        account_usage: decayed QPU-seconds per account (`Waiting.account_key`), as of `now`.
         class_usage: decayed QPU-seconds per class, as of `now`.
         sessions_in_grace: sessions whose next job goes first in its class.
         ended_allocations: Slurm allocations whose epilog has run.
@@ -80,6 +64,7 @@ class OwnerView:
     running: Candidate | None = None
     calibration: Calibration = Calibration()
     usage: Mapping[str, float] = field(default_factory=dict)
+    account_usage: Mapping[str, float] = field(default_factory=dict)
     class_usage: Mapping[str, float] = field(default_factory=dict)
     sessions_in_grace: frozenset[str] = frozenset()
     ended_allocations: frozenset[str] = frozenset()
@@ -121,41 +106,73 @@ def estimated_duration_s(policy: Policy, shots: int) -> float:
 
 def effective_priority(policy: Policy, candidate: Candidate, now: datetime) -> int:
     """AMQP priority plus one step per `aging_step_s` waited."""
-    waited_s = max((now - candidate.enqueued_at).total_seconds(), 0.0)
+    waited_s = max((now - candidate.queued_at).total_seconds(), 0.0)
     return candidate.priority + int(waited_s // policy.aging_step_s)
 
 
-def order_key(view: OwnerView, candidate: Candidate, now: datetime) -> tuple[object, ...]:
-    """Sort key implementing the order of the module docstring (smaller goes first)."""
-    policy = view.policy
-    job_class = policy.classes[candidate.job_class]
+def class_key(view: OwnerView, job_class: str) -> tuple[int, float, str]:
+    """Order between classes: strict rank, then usage relative to weight (equal ranks)."""
+    policy = view.policy.classes[job_class]
+    return (policy.rank, view.class_usage.get(job_class, 0.0) / policy.weight, job_class)
+
+
+def within_class_key(view: OwnerView, candidate: Candidate, now: datetime) -> tuple[object, ...]:
+    """Order within a class: session grace, effective priority, account then user usage, age."""
     return (
-        job_class.rank,
-        view.class_usage.get(candidate.job_class, 0.0) / job_class.weight,
         0 if candidate.session_id in view.sessions_in_grace else 1,
-        -effective_priority(policy, candidate, now),
-        view.usage.get(candidate.user or "", 0.0),
-        candidate.enqueued_at,
+        -effective_priority(view.policy, candidate, now),
+        view.account_usage.get(candidate.account_key, 0.0),
+        view.usage.get(candidate.user_key, 0.0),
+        candidate.queued_at,
         candidate.job_id,
     )
 
 
+def order_key(view: OwnerView, candidate: Candidate, now: datetime) -> tuple[object, ...]:
+    """Sort key implementing the order of the module docstring (smaller goes first)."""
+    return (*class_key(view, candidate.job_class)[:2], *within_class_key(view, candidate, now))
+
+
+def factors(view: OwnerView, candidate: Candidate, now: datetime) -> dict[str, object]:
+    """The ordering key's factors by name, for `queue --explain` (like Slurm's ``sprio``)."""
+    rank, class_share, _ = class_key(view, candidate.job_class)
+    return {
+        "class_rank": rank,
+        "class_usage_per_weight": round(class_share, 3),
+        "session_grace": candidate.session_id in view.sessions_in_grace,
+        "effective_priority": effective_priority(view.policy, candidate, now),
+        "account_usage_s": round(view.account_usage.get(candidate.account_key, 0.0), 3),
+        "user_usage_s": round(view.usage.get(candidate.user_key, 0.0), 3),
+    }
+
+
+def class_hold(view: OwnerView, job_class: str) -> str | None:
+    """Why no job of `job_class` may start now (mode, calibration), or None."""
+    policy = view.policy.classes.get(job_class)
+    if policy is None:
+        return f"held: class {job_class!r} is not in the policy"
+    if view.mode not in policy.modes:
+        return f"held: {view.mode.value} mode does not run {job_class} jobs"
+    if view.qpu_state is QPUState.CALIBRATING and not policy.calibrates:
+        return "held: the QPU is being calibrated"
+    return None
+
+
 def hold_reason(view: OwnerView, candidate: Candidate, now: datetime) -> str | None:
     """Why `candidate` may not start now, or None if it may."""
+    return class_hold(view, candidate.job_class) or job_hold(view, candidate, now)
+
+
+def job_hold(view: OwnerView, candidate: Candidate, now: datetime) -> str | None:
+    """Why this job, in particular, may not start now (epoch, allocation, window), or None."""
     policy = view.policy
-    job_class = policy.classes.get(candidate.job_class)
-    if job_class is None:
-        return f"held: class {candidate.job_class!r} is not in the policy"
-    if view.mode not in job_class.modes:
-        return f"held: {view.mode.value} mode does not run {candidate.job_class} jobs"
-    if view.qpu_state is QPUState.CALIBRATING and not job_class.calibrates:
-        return "held: the QPU is being calibrated"
+    job_class = policy.classes[candidate.job_class]
     if candidate.allocation is not None and candidate.allocation in view.ended_allocations:
         return f"held: allocation {candidate.allocation} has ended"
     epoch = view.calibration.epoch
     if candidate.min_epoch is not None and candidate.min_epoch > epoch:
         return f"held: needs calibration epoch {candidate.min_epoch}, the QPU is at {epoch}"
-    needs_s = estimated_duration_s(policy, candidate.shots)
+    needs_s = estimated_duration_s(policy, candidate.remaining_shots)
     if candidate.allocation_end is not None:
         left_s = (candidate.allocation_end - now).total_seconds()
         if left_s < needs_s:
@@ -215,8 +232,73 @@ def preemption_reason(policy: Policy, running: Candidate, challenger: Candidate)
     )
 
 
+def best_indexed(
+    view: OwnerView, index: OrderIndex, now: datetime
+) -> tuple[Candidate | None, bool]:
+    """The best startable waiting job, looking at one job per lane (see `consumers.core.order`).
+
+    A lane's head bounds the lane (nothing behind it orders earlier, grace aside), so a lane
+    whose head cannot beat the best so far is skipped without checking holds.
+
+    Returns:
+        The job (None if none may start) and whether a job was skipped only because it would
+        outlive the calibration window (calibration is then due if nothing else may start).
+    """
+    window_blocked = False
+    step_s = view.policy.aging_step_s
+    for job_class in sorted(index.lanes, key=lambda c: class_key(view, c)):
+        if class_hold(view, job_class) is not None:
+            continue
+        best: Candidate | None = None
+        best_key: tuple[object, ...] = ()
+        for session in view.sessions_in_grace:
+            for job in index.session_jobs(session):
+                if job.job_class == job_class and job_hold(view, job, now) is None:
+                    key = within_class_key(view, job, now)
+                    if best is None or key < best_key:
+                        best, best_key = job, key
+        for levels in index.lanes[job_class].values():
+            user_share: tuple[float, float] | None = None
+            for priority, lane in levels.items():
+                head: Candidate = lane[0][2]
+                if user_share is None:
+                    user_share = (
+                        view.account_usage.get(head.account_key, 0.0),
+                        view.usage.get(head.user_key, 0.0),
+                    )
+                waited_s = max((now - head.queued_at).total_seconds(), 0.0)
+                bound = (1, -(priority + int(waited_s // step_s)), *user_share, head.queued_at)
+                if best is not None and bound > best_key[:5]:
+                    continue
+                found, blocked = _first_startable(view, (entry[2] for entry in lane), now)
+                window_blocked = window_blocked or blocked
+                if found is None:
+                    continue
+                key = within_class_key(view, found, now)
+                if best is None or key < best_key:
+                    best, best_key = found, key
+        if best is not None:
+            return best, window_blocked
+    return None, window_blocked
+
+
+def _first_startable(
+    view: OwnerView, lane: Iterator[Candidate], now: datetime
+) -> tuple[Candidate | None, bool]:
+    """A lane's first job that may start, and whether one was skipped for the window."""
+    blocked = False
+    for job in lane:
+        reason = job_hold(view, job, now)
+        if reason is None:
+            return job, blocked
+        blocked = blocked or CALIBRATION_WINDOW in reason
+    return None, blocked
+
+
 def decide(view: OwnerView, candidates: Sequence[Candidate], now: datetime) -> Decision:
-    """Choose what the QPU does next.
+    """Choose what the QPU does next by sorting every candidate (the reference order).
+
+    The owner uses `decide_indexed`, which must always agree with this (a property test checks).
 
     Args:
         view: QPU state, mode, policy, running job, calibration, usage, sessions, allocations.
@@ -234,17 +316,37 @@ def decide(view: OwnerView, candidates: Sequence[Candidate], now: datetime) -> D
     eligible = sorted(
         (c for c in candidates if c.job_id not in held_ids), key=lambda c: order_key(view, c, now)
     )
+    window_blocked = any(CALIBRATION_WINDOW in reason for _, reason in held)
+    return _conclude(view, eligible[0] if eligible else None, window_blocked, now, held)
+
+
+def decide_indexed(view: OwnerView, index: OrderIndex, now: datetime) -> Decision:
+    """Choose what the QPU does next from the order index (sub-millisecond at any depth)."""
+    if view.running is not None and view.qpu_state is not QPUState.RUNNING:
+        return Decision(Action.WAIT, f"busy: {view.running.job_id}")
+    if view.running is None and view.qpu_state not in DISPATCHING:
+        return Decision(Action.WAIT, f"{view.qpu_state.value.lower()}: starting nothing")
+    best, window_blocked = best_indexed(view, index, now)
+    return _conclude(view, best, window_blocked, now)
+
+
+def _conclude(
+    view: OwnerView,
+    best: Candidate | None,
+    window_blocked: bool,
+    now: datetime,
+    held: tuple[tuple[str, str], ...] = (),
+) -> Decision:
     if view.running is not None:
-        if view.qpu_state is QPUState.RUNNING and eligible:
-            reason = preemption_reason(view.policy, view.running, eligible[0])
+        if view.qpu_state is QPUState.RUNNING and best is not None:
+            reason = preemption_reason(view.policy, view.running, best)
             if reason is not None:
-                return Decision(Action.PREEMPT, reason, job=eligible[0], held=held)
+                return Decision(Action.PREEMPT, reason, job=best, held=held)
         return Decision(Action.WAIT, f"busy: {view.running.job_id}", held=held)
     if view.qpu_state not in DISPATCHING:
         return Decision(Action.WAIT, f"{view.qpu_state.value.lower()}: starting nothing", held=held)
-    if not eligible:
-        due = any(CALIBRATION_WINDOW in reason for _, reason in held)
-        if due:
+    if best is None:
+        if window_blocked:
             return Decision(
                 Action.WAIT,
                 "calibration due: no waiting job fits the calibration window",
@@ -252,13 +354,8 @@ def decide(view: OwnerView, candidates: Sequence[Candidate], now: datetime) -> D
                 calibration_due=True,
             )
         return Decision(Action.WAIT, held[0][1] if held else "no jobs", held=held)
-    best = eligible[0]
     reason = (
-        f"best of {len(eligible)}: class {best.job_class} (rank "
-        f"{view.policy.classes[best.job_class].rank}), priority {best.priority} "
-        f"(effective {effective_priority(view.policy, best, now)})"
+        f"best: class {best.job_class} (rank {view.policy.classes[best.job_class].rank}), "
+        f"priority {best.priority} (effective {effective_priority(view.policy, best, now)})"
     )
-    skipped = [r for _, r in held if r.startswith("skipped")]
-    if skipped:
-        reason += f"; {len(skipped)} skipped ({skipped[0]})"
     return Decision(Action.START, reason, job=best, held=held)

@@ -51,7 +51,7 @@ def test_kill_9_of_the_active_owner_hands_over_within_5_s_and_loses_nothing(
     log = events(owners)
     finals = Counter(e.job_id for e in log if e.topic.startswith("job.") and e.result is not None)
     assert finals == {h.job_id: 1 for h in handles}
-    actives = [e for e in log if e.topic == "owner.active"]
+    actives = [e for e in log if e.topic == "owner.activated"]
     assert len({e.owner_id for e in actives}) == 2
     bars = build_timeline(log)  # never two jobs on the QPU at once, across both owners
     for earlier, later in itertools.pairwise(bars):

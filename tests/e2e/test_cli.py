@@ -153,7 +153,7 @@ def test_a_control_command_no_owner_answered_expires_unapplied(
     assert json.loads(status.stdout)["qpu_state"] == "IDLE", "the expired pause was applied"
     mode = qsched(url, ns, "ctl", "mode", "development", "--message", "tests")
     assert mode.returncode == 0
-    assert "control mode from guest: mode is development" in owner.log()
+    assert "control.mode by guest" in owner.log()
 
 
 def test_submit_wait_tells_a_held_job_why_and_times_out_with_exit_3(
@@ -235,7 +235,7 @@ def test_cancel_of_an_unknown_id_fails_and_prefixes_are_accepted(
     url, ns = owners.broker.url, owners.broker.topology.namespace
     owners.start("--backend", "synthetic")
     unknown = qsched(url, ns, "cancel", "00000000-0000-4000-8000-000000000000")
-    assert unknown.returncode == 1 and "not queued, running or in the log" in one_line(unknown)
+    assert unknown.returncode == 1 and "00000000-0000-4000-8000-000000000000" in one_line(unknown)
     as_json = qsched(url, ns, "cancel", "00000000-0000-4000-8000-000000000000", "--json")
     assert json.loads(as_json.stdout)["error"]["error"]["code"] == "UNKNOWN_JOB"
     typo = qsched(url, ns, "cancel", "nope")

@@ -54,7 +54,7 @@ def test_mpiexec_4_ranks_each_get_their_own_results(
     assert all(r["state"] == "DONE" and r["shots"] == 60 for r in rows)
     assert {r["connections"] for r in rows} == {connections}
     submitted_by = {
-        e.job_id: e.data["session_id"] for e in events(owners) if e.topic == "job.queued"
+        e.job_id: e.data["job"].get("session_id") for e in events(owners) if e.topic == "job.accepted"
     }
     for row in rows:  # the result a rank got back is for a job that rank submitted
         assert submitted_by[row["job_id"]] == f"slurm-local-rank{row['rank']}"

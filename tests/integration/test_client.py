@@ -112,7 +112,7 @@ def test_a_bad_sequence_is_refused_locally_with_the_owners_structured_error(
     with pytest.raises(InvalidJob) as shots:
         client.submit(analog_sequence(2), 5000)
     assert shots.value.error.code is ErrorCode.TOO_MANY_SHOTS
-    assert not [e for e in events(owners) if e.topic == "job.queued"]  # nothing was sent
+    assert not [e for e in events(owners) if e.topic == "job.accepted"]  # nothing was sent
 
 
 def test_jobs_carry_the_slurm_context_of_the_environment(
@@ -133,9 +133,10 @@ def test_jobs_carry_the_slurm_context_of_the_environment(
     handle = owners.client().submit(analog_sequence(2), 10)
     handle.result(timeout=30)
     queued = next(
-        e for e in events(owners) if e.topic == "job.queued" and e.job_id == handle.job_id
+        e for e in events(owners) if e.topic == "job.accepted" and e.job_id == handle.job_id
     )
-    assert queued.data["slurm_job_id"] == "4242" and queued.data["slurm_rank"] == 3
+    slurm = queued.data["job"]["slurm"]
+    assert slurm["job_id"] == "4242" and slurm["rank"] == 3
 
 
 def _qsched(owners: OwnerHarness, *args: str) -> subprocess.CompletedProcess[str]:

@@ -115,7 +115,7 @@ def test_pause_resume_drain_mode_and_status_round_trip(owners: OwnerHarness) -> 
         "control.pause",
         "control.resume",
         "control.drain",
-        "job.queued",
+        "job.accepted",
         "job.started",
         "job.done",
     } <= set(topics)
@@ -261,7 +261,7 @@ def test_heartbeats_keep_flowing_during_a_long_job(owners: OwnerHarness) -> None
     assert result.timings.execution_s >= 9.0
     assert client.control(CommandName.STATUS).status.owner_id == before
     assert "lost the broker" not in owners.owners[0].log()
-    assert [e.topic for e in events(owners)].count("owner.active") == 1
+    assert [e.topic for e in events(owners)].count("owner.activated") == 1
 
 
 def test_a_submitter_not_allowed_in_a_class_is_rejected(

@@ -65,5 +65,5 @@ def test_an_open_batch_is_one_session(owners: OwnerHarness) -> None:
         assert connection._get_batch_status(first.batch_id) is BatchStatus.RUNNING  # still open
     assert connection._get_batch_status(first.batch_id) is BatchStatus.DONE
     assert [sum(r.bitstring_counts.values()) for r in (*first.results, *second.results)] == [50, 60]
-    sessions = {e.data["session_id"] for e in events(owners) if e.topic == "job.queued"}
+    sessions = {e.data["job"].get("session_id") for e in events(owners) if e.topic == "job.accepted"}
     assert sessions == {first.batch_id}

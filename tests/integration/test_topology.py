@@ -107,7 +107,7 @@ def test_the_events_stream_reads_from_first_offset_and_from_a_timestamp(
     ch.confirm_delivery()
     for i in range(3):
         ch.basic_publish(
-            broker.topology.events_exchange, "job.queued", f"a{i}".encode(), mandatory=True
+            broker.topology.events_exchange, "job.accepted", f"a{i}".encode(), mandatory=True
         )
     # Stream timestamps have one-second precision: let the clock move past the first batch.
     time.sleep(1.5)

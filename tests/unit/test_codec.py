@@ -139,7 +139,7 @@ replies = st.builds(
 )
 events = st.builds(
     Event,
-    topic=st.sampled_from(["job.queued", "job.done", "qpu.idle", "control.pause", "owner.active"]),
+    topic=st.sampled_from(["job.accepted", "job.done", "qpu.idle", "control.pause", "owner.activated"]),
     at=moments,
     job_id=st.none() | st.uuids().map(str),
     reason=st.none() | texts,

@@ -319,7 +319,7 @@ def test_fair_share_converges_to_equal_qpu_time_for_equal_demand() -> None:
         duration_s = estimated_duration_s(FAIR, chosen.shots)
         used[chosen.user] += duration_s
         now += timedelta(seconds=duration_s)
-        usage.add(chosen.user, duration_s, now)
+        usage.add(chosen.user_key, duration_s, now)
     assert abs(used["alice"] - used["bob"]) <= 1.0 + 1e-9
 
 
@@ -380,7 +380,7 @@ def test_min_epoch_and_allocations_hold_jobs() -> None:
             job_id=st.uuids().map(str),
             job_class=classes,
             priority=st.integers(0, 9),
-            enqueued_at=st.just(T0),
+            submitted_at=st.just(T0),
             shots=st.integers(1, 5000),
             allocation=st.sampled_from([None, "1", "2"]),
         ),

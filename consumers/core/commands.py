@@ -1,0 +1,327 @@
+"""Control commands as a table: each command's pure handler and who may send it.
+
+A handler reads the state and returns the reply text, extra fields for the ``control.<command>``
+event, and the events and effects the command causes; it raises `Refused` when the command
+cannot be carried out now. `run_command` checks the sender against the table first: operators
+(the policy's `operators`) may send everything; a submitter may cancel its own jobs and read
+the status and the queue. Every command is logged as a ``control.<command>`` event with its
+sender, accepted or not: the log is the audit trail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from consumers.core.machine import transition
+from consumers.core.outcomes import (
+    Effect,
+    Reply,
+    Steps,
+    StopRun,
+    end_waiting,
+    stopping_event,
+)
+from consumers.core.state import HOLD_COMMANDS, OwnerState
+from consumers.core.view import queue_entries, running_entry, status_of
+from consumers.errors import IllegalTransition
+from schemas.enums import CommandName, ErrorCode, JobState, QPUState
+from schemas.events import (
+    CalibrationComplete,
+    CalibrationEpoch,
+    ControlApplied,
+    JobPreempting,
+    Topic,
+    make_event,
+)
+from schemas.messages import ControlCommand, ControlReply, Event, JobError
+from schemas.policy import Policy
+
+
+class Who(Enum):
+    """Who may send a command."""
+
+    OPERATOR = "operator"
+    JOB_OWNER = "the job's submitter or an operator"
+    ANYONE = "anyone"
+
+
+class Refused(Exception):
+    """A command that cannot be carried out now, with the error to answer."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.error = JobError(code=code, message=message)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A decoded control command, its sender, and what the shell learned for it.
+
+    Attributes:
+        detail: the shell's word on I/O it did for the command (e.g. the policy file reloaded).
+        problem: the shell found the command unusable (bad specs file, unreadable policy).
+    """
+
+    command: ControlCommand
+    user: str | None
+    reply_to: str | None = None
+    detail: str | None = None
+    problem: JobError | None = None
+
+
+@dataclass
+class Done:
+    """What a handler did: reply text, extra event fields, caused events and effects."""
+
+    message: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    effects: list[Effect] = field(default_factory=list)
+    reply: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[OwnerState, Policy, Command, datetime], Done]
+
+
+def _hold(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
+    move = HOLD_COMMANDS[given.command.command.value]
+    try:
+        after = transition(state.qpu, move, busy=state.running is not None)
+    except IllegalTransition as exc:
+        raise Refused(ErrorCode.INTERNAL, str(exc)) from None
+    return Done(f"QPU is {after.value}")
+
+
+def _mode(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
+    mode = given.command.mode
+    assert mode is not None  # the schema requires it
+    return Done(f"mode is {mode.value}", {"mode": mode, "message": given.command.message})
+
+
+def _cancel(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
+    job_id = given.command.job_id or ""
+    by_operator = given.user in policy.operators
+    code = ErrorCode.CANCELED_BY_OPERATOR if by_operator else ErrorCode.CANCELED_BY_USER
+    error = JobError(code=code, message=f"job {job_id} canceled by {given.user}")
+    if job_id in state.finished:
+        return Done(f"job {job_id} already ended {state.finished[job_id].value}")
+    waiting = state.waiting.get(job_id)
+    if waiting is not None:
+        events, effects = end_waiting(waiting, JobState.CANCELED, error, now)
+        return Done(f"canceled queued job {job_id}", events=events, effects=effects)
+    run = state.running
+    if run is not None and run.job.job_id == job_id:
+        return Done(
+            f"canceling running job {job_id}",
+            events=[stopping_event(run.job, error, JobState.CANCELED)],
+            effects=[StopRun(job_id)],
+        )
+    raise Refused(ErrorCode.UNKNOWN_JOB, f"no job {job_id} is known to the owner")
+
+
+def _status(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
+    return Done("status")
+
+
+def _queue(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
+    command = given.command
+    entries = queue_entries(
+        state, policy, now, user=command.user, job_class=command.job_class, job_id=command.job_id
+    )
+    running = running_entry(state)
+    if running is not None and (command.job_id in (None, running.job_id)):
+        entries.insert(0, running)
+    if command.job_id is not None and not entries:
+        raise Refused(ErrorCode.UNKNOWN_JOB, f"job {command.job_id} is not waiting nor running")
+    if command.limit is not None:
+        entries = entries[: command.limit]
+    return Done(f"{len(entries)} job(s)", reply={"queue": entries})
+
+
+def _preempt(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
+    run = state.running
+    job_id = given.command.job_id
+    if run is None or run.job.job_id != job_id:
+        raise Refused(ErrorCode.UNKNOWN_JOB, f"job {job_id} is not on the QPU")
+    if run.preempting is not None:
+        return Done(f"{job_id} is already being preempted")
+    return Done(
+        f"preempting {job_id}; it goes back to the backlog with its shots so far",
+        events=[_preempting(state, f"preempted by operator {given.user}")],
+        effects=[StopRun(run.job.job_id)],
+    )
+
+
+def _preempting(state: OwnerState, reason: str) -> Event:
+    run = state.running
+    assert run is not None
+    return make_event(
+        Topic.JOB_PREEMPTING,
+        JobPreempting(),
+        job_id=run.job.job_id,
+        job_class=run.job.job_class,
+        user=run.job.user,
+        reason=reason,
+    )
+
+
+def _calibration_start(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
+    force = given.command.force
+    if state.qpu is QPUState.CALIBRATING:
+        return Done("already calibrating")
+    if state.running is None:
+        if state.qpu is not QPUState.IDLE:
+            raise Refused(ErrorCode.INTERNAL, f"the QPU is {state.qpu.value}; resume it first")
+        started = make_event(
+            Topic.CALIBRATION_STARTED,
+            CalibrationEpoch(epoch=state.epoch),
+            reason="dispatching held for calibration",
+        )
+        return Done("calibrating: only calibration jobs run", events=[started])
+    pending = make_event(
+        Topic.CALIBRATION_PENDING,
+        CalibrationEpoch(epoch=state.epoch),
+        reason="calibration starts when the QPU is free",
+    )
+    job_id = state.running.job.job_id
+    if not force:
+        return Done(f"calibrating once {job_id} ends", events=[pending])
+    done = Done(f"preempting {job_id}; calibrating once it is back in the backlog")
+    if state.running.preempting is None:
+        done.events.append(_preempting(state, "calibration starts now"))
+        done.effects.append(StopRun(job_id))
+    done.events.append(pending)
+    return done
+
+
+def _calibration_complete(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
+    if state.qpu is not QPUState.CALIBRATING:
+        raise Refused(ErrorCode.INTERNAL, f"the QPU is {state.qpu.value}, not CALIBRATING")
+    if state.running is not None:
+        raise Refused(
+            ErrorCode.INTERNAL, f"calibration job {state.running.job.job_id} is still running"
+        )
+    epoch = state.epoch + 1
+    complete = make_event(
+        Topic.CALIBRATION_COMPLETE,
+        CalibrationComplete(epoch=epoch, device=given.command.specs),
+        reason=f"epoch {epoch}",
+    )
+    changed = f", {given.detail}" if given.detail else ""
+    return Done(f"calibration epoch {epoch}{changed}; dispatching again", events=[complete])
+
+
+def _allocation_ended(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
+    allocation = given.command.allocation or ""
+    error = JobError(
+        code=ErrorCode.ALLOCATION_ENDED, message=f"Slurm allocation {allocation} ended"
+    )
+    done = Done("")
+    for job in list(state.waiting.values()):
+        if job.allocation == allocation:
+            events, effects = end_waiting(job, JobState.CANCELED, error, now)
+            done.events += events
+            done.effects += effects
+    canceled = len(done.events)
+    stopped = ""
+    run = state.running
+    if run is not None and run.job.allocation == allocation and run.stop_error is None:
+        done.events.append(stopping_event(run.job, error, JobState.CANCELED))
+        done.effects.append(StopRun(run.job.job_id))
+        stopped = f", stopping {run.job.job_id}"
+    done.message = f"allocation {allocation} ended: {canceled} queued job(s) canceled{stopped}"
+    done.fields = {"allocation": allocation, "canceled": canceled}
+    return done
+
+
+def _reload_policy(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
+    return Done(given.detail or "policy reloaded")
+
+
+TABLE: dict[CommandName, tuple[Handler, Who]] = {
+    CommandName.PAUSE: (_hold, Who.OPERATOR),
+    CommandName.RESUME: (_hold, Who.OPERATOR),
+    CommandName.DRAIN: (_hold, Who.OPERATOR),
+    CommandName.MODE: (_mode, Who.OPERATOR),
+    CommandName.CANCEL: (_cancel, Who.JOB_OWNER),
+    CommandName.STATUS: (_status, Who.ANYONE),
+    CommandName.QUEUE: (_queue, Who.ANYONE),
+    CommandName.PREEMPT: (_preempt, Who.OPERATOR),
+    CommandName.RELOAD_POLICY: (_reload_policy, Who.OPERATOR),
+    CommandName.CALIBRATION_START: (_calibration_start, Who.OPERATOR),
+    CommandName.CALIBRATION_COMPLETE: (_calibration_complete, Who.OPERATOR),
+    CommandName.ALLOCATION_ENDED: (_allocation_ended, Who.OPERATOR),
+}
+QUIET = (CommandName.STATUS, CommandName.QUEUE)  # read-only: no event when they succeed
+
+
+def authorise(state: OwnerState, policy: Policy, given: Command) -> JobError | None:
+    """Why the sender may not send this command, or None."""
+    user = given.user
+    if user is not None and user in policy.operators:
+        return None
+    who = TABLE[given.command.command][1]
+    if who is Who.ANYONE:
+        return None
+    if who is Who.JOB_OWNER:
+        owner = state.owner_of(given.command.job_id or "")
+        if owner is not None and owner == user:
+            return None
+        if owner is None:
+            return JobError(
+                code=ErrorCode.UNKNOWN_JOB,
+                message=f"no job {given.command.job_id} is known to the owner",
+                field="job_id",
+            )
+    return JobError(
+        code=ErrorCode.NOT_AUTHORISED,
+        message=f"user {user!r} may not {given.command.command.value}: {who.value} only",
+        details={"user": user},
+    )
+
+
+def run_command(
+    state: OwnerState, policy: Policy, given: Command, now: datetime, owner_id: str, backend: str
+) -> Steps:
+    """Authorise and carry out one command; its event, caused events, effects and reply."""
+    command = given.command
+    error = given.problem or authorise(state, policy, given)
+    done = Done("")
+    if error is None:
+        try:
+            done = TABLE[command.command][0](state, policy, given, now)
+        except Refused as refused:
+            error = refused.error
+    ok = error is None
+    status = None
+    if ok and command.command is CommandName.STATUS:
+        status = status_of(state, policy, now, owner_id, backend)
+    reply = ControlReply(
+        command_id=command.command_id,
+        command=command.command,
+        ok=ok,
+        message=done.message if error is None else error.message,
+        error=error,
+        status=status,
+        **done.reply,
+    )
+    events: list[Event] = []
+    if not (ok and command.command in QUIET):
+        applied = ControlApplied(
+            ok=ok, command_id=command.command_id, issued_at=command.issued_at, **done.fields
+        )
+        events.append(
+            make_event(
+                f"control.{command.command.value}",
+                applied,
+                job_id=command.job_id,
+                user=given.user,
+                reason=reply.message,
+            )
+        )
+    effects: list[Effect] = [*done.effects, Reply(given.reply_to, reply, command.command_id)]
+    return [*events, *done.events], effects

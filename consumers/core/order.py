@@ -1,0 +1,180 @@
+"""A waiting job's scheduling facts, and the index that keeps the backlog in policy order.
+
+Theory of operation. The policy's order (`consumers.core.policy.order_key`) depends on `now`
+(aging) and on usage that changes as jobs run, so no static sort can hold it. It does hold inside
+a *lane*: the jobs of one class, one submitter and one AMQP priority, sorted by submission time.
+Within a lane every factor but age is equal, and an older job has an equal or higher effective
+priority, so the first startable job of a lane is the lane's best. A decision therefore looks at
+one job per lane (classes x submitters x 10 priorities), not at every waiting job, and skips held
+jobs only where they sit at a lane's head. `apply` keeps the index (add/remove are O(log n)).
+Sessions in their grace window go first in their class, so the index also maps session -> jobs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sortedcontainers import SortedList
+
+if TYPE_CHECKING:
+    from schemas.events import AcceptedFacts, JobAccepted
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """What the policy needs to know of a job (never its sequence).
+
+    Attributes:
+        shots: the job's shots in all; `remaining_shots` is what its next run takes.
+        allocation: the Slurm job id of the allocation it comes from.
+        validated_epoch: the calibration epoch its sequence was last checked against.
+        prior_counts: counts measured by earlier runs (preempted or cut off), kept.
+    """
+
+    job_id: str
+    job_class: str
+    priority: int = 0
+    submitted_at: datetime = EPOCH
+    shots: int = 1
+    user: str = ""
+    account: str | None = None
+    session_id: str | None = None
+    allocation: str | None = None
+    allocation_end: datetime | None = None
+    min_epoch: int | None = None
+    deadline: datetime | None = None
+    max_runtime_s: float | None = None
+    reply_to: str | None = None
+    trace: dict[str, str] = field(default_factory=dict)
+    attempt: int = 1
+    preemptions: int = 0
+    prior_counts: dict[str, int] = field(default_factory=dict)
+    validated_epoch: int = 0
+    accepted_at: datetime | None = None
+
+    @property
+    def queued_at(self) -> datetime:
+        """Where the job stands in line (age, aging): when the owner accepted it. The client's
+        `submitted_at` is only reported, so a client's clock cannot buy a job age."""
+        return self.accepted_at if self.accepted_at is not None else self.submitted_at
+
+    @classmethod
+    def of(cls, accepted: JobAccepted | AcceptedFacts, epoch: int, at: datetime) -> Waiting:
+        """The facts of a `job.accepted` payload, checked against calibration `epoch`."""
+        job = accepted.job
+        slurm = job.slurm
+        return cls(
+            job_id=job.job_id,
+            job_class=job.job_class,
+            priority=job.priority,
+            shots=job.shots,
+            submitted_at=job.submitted_at,
+            user=accepted.user,
+            account=slurm.account if slurm else None,
+            session_id=job.session_id,
+            allocation=slurm.job_id if slurm else None,
+            allocation_end=slurm.allocation_end if slurm else None,
+            min_epoch=job.min_epoch,
+            deadline=job.deadline,
+            max_runtime_s=job.max_runtime_s,
+            reply_to=accepted.reply_to,
+            trace=dict(accepted.trace),
+            validated_epoch=epoch,
+            accepted_at=at,
+        )
+
+    @property
+    def account_key(self) -> str:
+        """The fair-share account (the Slurm account; "" when the job has none)."""
+        return self.account or ""
+
+    @property
+    def user_key(self) -> str:
+        """The fair-share user, within its account."""
+        return f"{self.account_key}/{self.user}"
+
+    @property
+    def remaining_shots(self) -> int:
+        """Shots the next run takes: the job's shots less those already measured."""
+        return max(self.shots - sum(self.prior_counts.values()), 0)
+
+
+Lane = Any  # SortedList of (queued_at, job_id, Waiting); sortedcontainers ships no types
+
+
+@dataclass
+class OrderIndex:
+    """Waiting jobs in lanes (class -> user -> priority), by session, and counted."""
+
+    lanes: dict[str, dict[str, dict[int, Lane]]] = field(default_factory=dict)
+    sessions: dict[str, set[str]] = field(default_factory=dict)
+    deadlines: Lane = field(default_factory=SortedList)
+    per_class: Counter[str] = field(default_factory=Counter)
+    per_user: Counter[str] = field(default_factory=Counter)
+    jobs: dict[str, Waiting] = field(default_factory=dict)
+
+    def add(self, job: Waiting) -> None:
+        """Index a job that starts waiting."""
+        users = self.lanes.setdefault(job.job_class, {})
+        levels = users.setdefault(job.user_key, {})
+        levels.setdefault(job.priority, SortedList()).add((job.queued_at, job.job_id, job))
+        if job.session_id:
+            self.sessions.setdefault(job.session_id, set()).add(job.job_id)
+        if job.deadline is not None:
+            self.deadlines.add((job.deadline, job.job_id))
+        self.per_class[job.job_class] += 1
+        self.per_user[job.user] += 1
+        self.jobs[job.job_id] = job
+
+    def remove(self, job: Waiting) -> None:
+        """Forget a job that stopped waiting (started or ended)."""
+        users = self.lanes[job.job_class]
+        levels = users[job.user_key]
+        lane = levels[job.priority]
+        lane.remove((job.queued_at, job.job_id, job))
+        if not lane:
+            del levels[job.priority]
+            if not levels:
+                del users[job.user_key]
+        if job.session_id:
+            members = self.sessions.get(job.session_id, set())
+            members.discard(job.job_id)
+            if not members:
+                self.sessions.pop(job.session_id, None)
+        if job.deadline is not None:
+            self.deadlines.discard((job.deadline, job.job_id))
+        self.per_class[job.job_class] -= 1
+        self.per_user[job.user] -= 1
+        del self.jobs[job.job_id]
+
+    def lane_heads(self, job_class: str) -> Iterator[Iterator[Waiting]]:
+        """For each lane of a class, an iterator over its jobs, oldest first."""
+        for levels in self.lanes.get(job_class, {}).values():
+            for lane in levels.values():
+                yield (entry[2] for entry in lane)
+
+    def session_jobs(self, session_id: str) -> Iterator[Waiting]:
+        """The waiting jobs of one session."""
+        for job_id in self.sessions.get(session_id, ()):
+            yield self.jobs[job_id]
+
+    def expired(self, now: datetime) -> list[str]:
+        """Jobs whose deadline has passed."""
+        out: list[str] = []
+        for deadline, job_id in self.deadlines:
+            if deadline > now:
+                break
+            out.append(job_id)
+        return out
+
+    def oldest(self, job_class: str) -> Iterator[Waiting]:
+        """The oldest job of every lane of a class (for queue-age limits)."""
+        for levels in self.lanes.get(job_class, {}).values():
+            for lane in levels.values():
+                yield lane[0][2]

@@ -1,0 +1,131 @@
+"""What `step` returns: effects for the shell, and the builders of the events every path shares.
+
+An effect is I/O the shell carries out after the events before it are confirmed and applied:
+`Reply` (answer a submitter or operator), `StartRun`/`StopRun` (drive the backend), `DeadLetter`
+(refuse the delivery being handled, with its reason).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from consumers.core.order import Waiting
+from schemas.enums import JobState
+from schemas.events import FINAL_TOPICS, JobStopping, Topic, make_event
+from schemas.messages import Event, JobError, JobResult, Message, Timings
+
+if TYPE_CHECKING:
+    from consumers.core.state import Run
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Send `message` to `reply_to` (None: the sender gave none; `message` None: the shell
+    answers a duplicate from the results it remembers)."""
+
+    reply_to: str | None
+    message: Message | None
+    correlation_id: str
+
+
+@dataclass(frozen=True)
+class StartRun:
+    """Run `shots` shots of a job on the backend (its sequence is the shell's to find)."""
+
+    job: Waiting
+    shots: int
+    attempt: int
+
+
+@dataclass(frozen=True)
+class StopRun:
+    """Stop the backend's run of a job; its `Finished` comes back canceled."""
+
+    job_id: str
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """Refuse the delivery being handled: dead-letter it with this reason."""
+
+    error: JobError
+
+
+Effect = Reply | StartRun | StopRun | DeadLetter
+Steps = tuple[list[Event], list[Effect]]
+
+
+def merge_counts(earlier: dict[str, int], later: dict[str, int]) -> dict[str, int]:
+    """Bitstring counts of two parts of one job added up."""
+    merged = dict(earlier)
+    for bits, count in later.items():
+        merged[bits] = merged.get(bits, 0) + count
+    return merged
+
+
+def final_event(
+    job: Waiting,
+    final: JobState,
+    error: JobError | None,
+    now: datetime,
+    *,
+    counts: dict[str, int] | None = None,
+    run: Run | None = None,
+    backend: str | None = None,
+) -> tuple[Event, JobResult]:
+    """A job's final event (with the whole result in the envelope) and the result itself."""
+    started = run.started_at if run is not None else None
+    result = JobResult(
+        job_id=job.job_id,
+        state=final,
+        job_class=job.job_class,
+        shots=job.shots,
+        counts=counts if counts is not None else dict(job.prior_counts),
+        error=error,
+        timings=Timings(
+            queued_at=job.submitted_at,
+            started_at=started,
+            ended_at=now,
+            queue_wait_s=(started - job.submitted_at).total_seconds() if started else None,
+            execution_s=(now - started).total_seconds() if started else None,
+        ),
+        backend=backend if run is not None else None,
+        epoch=run.epoch if run is not None else None,
+        attempts=run.attempt if run is not None else job.attempt - 1,
+        preemptions=job.preemptions,
+    )
+    event = make_event(
+        FINAL_TOPICS[final],
+        job_id=job.job_id,
+        job_class=job.job_class,
+        user=job.user,
+        reason=error.message if error is not None else None,
+        result=result,
+    )
+    return event, result
+
+
+def end_waiting(
+    job: Waiting,
+    final: JobState,
+    error: JobError,
+    now: datetime,
+    reply_to: str | None = None,
+) -> tuple[list[Event], list[Effect]]:
+    """End a job that is not on the QPU: its final event and the answer to its submitter."""
+    event, result = final_event(job, final, error, now)
+    return [event], [Reply(reply_to or job.reply_to, result, job.job_id)]
+
+
+def stopping_event(job: Waiting, error: JobError, final: JobState) -> Event:
+    """The running job is being stopped and will end `final` with `error`."""
+    return make_event(
+        Topic.JOB_STOPPING,
+        JobStopping(error=error, state=final),
+        job_id=job.job_id,
+        job_class=job.job_class,
+        user=job.user,
+        reason=error.message,
+    )

@@ -1,0 +1,96 @@
+"""The owner's state as plain data and back, for ``owner.snapshot`` events.
+
+A snapshot plus the events after it rebuilds the same state as the whole log (a property test
+checks it), so activation reads the last snapshot and a short tail instead of all history.
+The order index is not stored: it is rebuilt from the waiting jobs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from consumers.core.fairshare import Usage
+from consumers.core.order import Waiting
+from consumers.core.state import OwnerState, Run
+from schemas.enums import JobState, Mode, QPUState
+
+_WAITING = TypeAdapter(list[Waiting])
+_RUN = TypeAdapter(Run | None)
+FORMAT = 1
+
+
+def to_data(state: OwnerState) -> dict[str, Any]:
+    """The state as msgpack-friendly data."""
+    return {
+        "format": FORMAT,
+        "term": state.term,
+        "owner_id": state.owner_id,
+        "qpu": state.qpu.value,
+        "mode": state.mode.value if state.mode is not None else None,
+        "mode_message": state.mode_message,
+        "epoch": state.epoch,
+        "calibrated_at": _time(state.calibrated_at),
+        "device": state.device,
+        "calibration_pending": state.calibration_pending,
+        "due_announced": state.due_announced,
+        "waiting": _WAITING.dump_python(list(state.waiting.values()), mode="json"),
+        "running": _RUN.dump_python(state.running, mode="json"),
+        "owners": dict(state.owners),
+        "finished": {k: v.value for k, v in state.finished.items()},
+        "ended_allocations": sorted(state.ended_allocations),
+        "sessions": {k: v.isoformat() for k, v in state.sessions.items()},
+        "account_usage": state.account_usage.to_data(),
+        "user_usage": state.user_usage.to_data(),
+        "class_usage": state.class_usage.to_data(),
+        "events": state.events,
+        "ignored": state.ignored,
+        "last_event_id": state.last_event_id,
+    }
+
+
+def from_data(data: dict[str, Any], half_life_s: float) -> OwnerState:
+    """The state `to_data` described, with its order index rebuilt.
+
+    Raises:
+        ValueError: not a snapshot of this format.
+    """
+    if data.get("format") != FORMAT:
+        raise ValueError(f"snapshot format {data.get('format')!r} is not {FORMAT}")
+    state = OwnerState(
+        term=int(data["term"]),
+        owner_id=data.get("owner_id"),
+        qpu=QPUState(data["qpu"]),
+        mode=Mode(data["mode"]) if data.get("mode") else None,
+        mode_message=data.get("mode_message"),
+        epoch=int(data["epoch"]),
+        calibrated_at=_parse(data.get("calibrated_at")),
+        device=data.get("device"),
+        calibration_pending=bool(data.get("calibration_pending")),
+        due_announced=data.get("due_announced"),
+        running=_RUN.validate_python(data.get("running")),
+        owners=dict(data.get("owners", {})),
+        finished={k: JobState(v) for k, v in data.get("finished", {}).items()},
+        ended_allocations=set(data.get("ended_allocations", [])),
+        sessions={k: datetime.fromisoformat(v) for k, v in data.get("sessions", {}).items()},
+        account_usage=Usage.from_data(half_life_s, data.get("account_usage", {})),
+        user_usage=Usage.from_data(half_life_s, data.get("user_usage", {})),
+        class_usage=Usage.from_data(half_life_s, data.get("class_usage", {})),
+        events=int(data.get("events", 0)),
+        ignored=int(data.get("ignored", 0)),
+        last_event_id=data.get("last_event_id"),
+    )
+    for job in _WAITING.validate_python(data.get("waiting", [])):
+        state.waiting[job.job_id] = job
+        state.index.add(job)
+    return state
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _parse(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None

@@ -1,0 +1,183 @@
+"""Read-only views of the owner's state: what the policy sees, the queue in order, the status.
+
+All pure: they take the state, the policy and `now`, and build plain values. `queue_entries` sorts
+the whole backlog by the reference order (O(n log n)); it serves `qsched queue`, a job's position
+and ETA, and `status`, never the dispatch path.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from consumers.core.order import Waiting
+from consumers.core.policy import (
+    Calibration,
+    OwnerView,
+    decide_indexed,
+    estimated_duration_s,
+    factors,
+    hold_reason,
+    order_key,
+)
+from consumers.core.state import OwnerState
+from schemas.enums import JobState, QPUState
+from schemas.messages import QueueEntry, RunningJob, StatusReport
+from schemas.policy import Policy
+
+ETA_STATES = (QPUState.IDLE, QPUState.RUNNING, QPUState.PREEMPTING)
+
+
+def calibration_of(state: OwnerState, policy: Policy) -> Calibration:
+    """The epoch and until when it is valid (no window before the first calibration)."""
+    valid_s = policy.calibration_valid_s
+    if valid_s is None or state.calibrated_at is None:
+        return Calibration(state.epoch, None)
+    return Calibration(state.epoch, state.calibrated_at + timedelta(seconds=valid_s))
+
+
+def view_of(state: OwnerState, policy: Policy, now: datetime) -> OwnerView:
+    """What the policy sees of the owner at `now`."""
+    running = state.running
+    return OwnerView(
+        state.qpu,
+        state.effective_mode(policy.mode),
+        policy,
+        running.job if running is not None else None,
+        calibration=calibration_of(state, policy),
+        usage=state.user_usage.snapshot(now),
+        account_usage=state.account_usage.snapshot(now),
+        class_usage=state.class_usage.snapshot(now),
+        sessions_in_grace=state.sessions_in_grace(now, policy.session_grace_s),
+        ended_allocations=frozenset(state.ended_allocations),
+    )
+
+
+def running_left_s(state: OwnerState, policy: Policy, now: datetime) -> float:
+    """Estimated seconds until the running job ends (0 when the QPU is free)."""
+    run = state.running
+    if run is None:
+        return 0.0
+    elapsed_s = (now - run.started_at).total_seconds()
+    return max(estimated_duration_s(policy, run.job.remaining_shots) - elapsed_s, 0.0)
+
+
+def queue_entries(
+    state: OwnerState,
+    policy: Policy,
+    now: datetime,
+    *,
+    user: str | None = None,
+    job_class: str | None = None,
+    job_id: str | None = None,
+) -> list[QueueEntry]:
+    """The waiting jobs in policy order with position and ETA, then the held ones.
+
+    Args:
+        user, job_class, job_id: keep only these (positions still count every job).
+    """
+    view = view_of(state, policy, now)
+    ordered = sorted(state.waiting.values(), key=lambda j: order_key(view, j, now))
+    eta_known = state.qpu in ETA_STATES
+    ahead_s = running_left_s(state, policy, now)
+    startable: list[QueueEntry] = []
+    held: list[QueueEntry] = []
+    position = 0
+    for job in ordered:
+        reason = hold_reason(view, job, now)
+        keep = (
+            (user is None or job.user == user)
+            and (job_class is None or job.job_class == job_class)
+            and (job_id is None or job.job_id == job_id)
+        )
+        if reason is None:
+            position += 1
+            if keep:
+                startable.append(_entry(job, view, now, position, ahead_s if eta_known else None))
+            ahead_s += estimated_duration_s(policy, job.remaining_shots)
+        elif keep:
+            held.append(_entry(job, view, now, None, None, reason))
+    return startable + held
+
+
+def _entry(
+    job: Waiting,
+    view: OwnerView,
+    now: datetime,
+    position: int | None,
+    eta_s: float | None,
+    held: str | None = None,
+) -> QueueEntry:
+    return QueueEntry(
+        job_id=job.job_id,
+        job_class=job.job_class,
+        user=job.user,
+        account=job.account,
+        priority=job.priority,
+        shots=job.shots,
+        submitted_at=job.submitted_at,
+        position=position,
+        eta_s=round(eta_s, 3) if eta_s is not None else None,
+        held=held,
+        factors=factors(view, job, now),
+    )
+
+
+def running_entry(state: OwnerState) -> QueueEntry | None:
+    """The running job as a queue entry (position 0, state RUNNING)."""
+    run = state.running
+    if run is None:
+        return None
+    job = run.job
+    return QueueEntry(
+        job_id=job.job_id,
+        job_class=job.job_class,
+        user=job.user,
+        account=job.account,
+        priority=job.priority,
+        shots=job.shots,
+        submitted_at=job.submitted_at,
+        position=0,
+        eta_s=0.0,
+        state=JobState.RUNNING,
+    )
+
+
+def status_of(
+    state: OwnerState, policy: Policy, now: datetime, owner_id: str, backend: str
+) -> StatusReport:
+    """What `qsched status` shows."""
+    view = view_of(state, policy, now)
+    running = None
+    if state.running is not None:
+        job = state.running.job
+        running = RunningJob(
+            job_id=job.job_id,
+            job_class=job.job_class,
+            shots=job.shots,
+            started_at=state.running.started_at,
+            user=job.user,
+        )
+    held_reasons: dict[str, str] = {}
+    for job in state.waiting.values():
+        reason = hold_reason(view, job, now)
+        if reason is not None:
+            held_reasons[job.job_id] = reason
+            if len(held_reasons) >= 20:
+                break
+    depth = {name: state.index.per_class.get(name, 0) for name in policy.class_names}
+    decision = decide_indexed(view, state.index, now).reason
+    if decision == "no jobs" and held_reasons:
+        decision = next(iter(held_reasons.values()))
+    return StatusReport(
+        owner_id=owner_id,
+        qpu_state=state.qpu,
+        mode=view.mode,
+        mode_message=state.mode_message if state.mode is not None else policy.mode_message,
+        running=running,
+        queue_depth=depth,
+        held={},
+        epoch=state.epoch,
+        backend=backend,
+        last_decision=decision,
+        held_reasons=held_reasons,
+    )

@@ -1,0 +1,160 @@
+"""Decode and check one delivery into an input for the core; nothing a client sends is trusted.
+
+A job delivery becomes an `Arrival` (with the shell's verdict on its sequence against the
+current device), or a `Refusal` when it cannot even be read as a job of its sender: no
+``user_id``, a foreign content type, a priority outside 0-9, a ``reply_to`` that is not one of
+the sender's own reply queues (``<ns>.reply.<user>.*``), or a body that does not decode. Headers
+the owner wrote on earlier versions (``x-qsched-*``) are never read: a job's history is in the
+log, not in its message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from brokers.connection import CONTENT_TYPE
+from consumers.core.step import Arrival
+from schemas.codec import decode
+from schemas.enums import ErrorCode
+from schemas.errors import DecodeError
+from schemas.messages import MAX_PRIORITY, JobError, JobRequest
+from schemas.sequence import validate_sequence, validate_shots
+
+if TYPE_CHECKING:
+    from pulser.devices._device_datacls import BaseDevice
+
+SEQUENCE_CACHE_SIZE = 256
+TRACE_HEADERS = ("traceparent", "tracestate")
+MAX_TRACE_HEADER = 512
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A delivery that is no usable message of its sender: dead-letter it, answer if we may."""
+
+    error: JobError
+    user: str | None
+    reply_to: str | None
+    message_id: str | None
+
+
+class SequenceChecker:
+    """`validate_sequence` with a small cache: sweeps resubmit the same sequences often."""
+
+    def __init__(self) -> None:
+        self._cache: OrderedDict[tuple[str, int, bool], JobError | None] = OrderedDict()
+
+    def check(
+        self, sequence: str, device: BaseDevice, allow_device_switch: bool = False
+    ) -> JobError | None:
+        """The structured problem of `sequence` on `device`, or None."""
+        digest = hashlib.sha256(sequence.encode()).hexdigest()
+        key = (digest, id(device), allow_device_switch)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        problem = validate_sequence(sequence, device, allow_device_switch=allow_device_switch)
+        self._cache[key] = problem
+        if len(self._cache) > SEQUENCE_CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return problem
+
+
+def own_reply_queue(reply_to: str | None, user: str | None, namespace: str) -> bool:
+    """Whether `reply_to` is one of `user`'s reply queues (the only place the owner answers)."""
+    if not reply_to or not user:
+        return False
+    prefix = f"{namespace}.reply.{user}."
+    return reply_to.startswith(prefix) and len(reply_to) > len(prefix)
+
+
+def decode_error(exc: DecodeError) -> JobError:
+    """The structured error sent back for a message that did not decode."""
+    if exc.field is not None:
+        code = ErrorCode.INVALID_SCHEMA
+    elif "version" in exc.reason:
+        code = ErrorCode.UNSUPPORTED_VERSION
+    elif "exceeds" in exc.reason:
+        code = ErrorCode.MESSAGE_TOO_LARGE
+    else:
+        code = ErrorCode.DECODE_ERROR
+    return JobError(code=code, message=exc.reason, field=exc.field)
+
+
+def check_envelope(props: Any, namespace: str) -> tuple[str | None, JobError | None]:
+    """The sender's reply queue (if it is theirs) and what is wrong with the properties."""
+    user = props.user_id
+    reply_to = props.reply_to if own_reply_queue(props.reply_to, user, namespace) else None
+    if not user:
+        return reply_to, JobError(
+            code=ErrorCode.NOT_AUTHORISED,
+            message="user_id required: publish with the AMQP user_id property set",
+            field="user_id",
+        )
+    if props.reply_to and reply_to is None:
+        return None, JobError(
+            code=ErrorCode.NOT_AUTHORISED,
+            message=f"reply_to {props.reply_to!r} is not one of {namespace}.reply.{user}.*",
+            field="reply_to",
+        )
+    if props.content_type != CONTENT_TYPE:
+        return reply_to, JobError(
+            code=ErrorCode.DECODE_ERROR,
+            message=f"content_type {props.content_type!r} is not {CONTENT_TYPE}",
+            field="content_type",
+        )
+    priority = props.priority
+    if priority is not None and not 0 <= int(priority) <= MAX_PRIORITY:
+        return reply_to, JobError(
+            code=ErrorCode.INVALID_SCHEMA,
+            message=f"AMQP priority {priority} is outside 0-{MAX_PRIORITY}",
+            field="priority",
+        )
+    return reply_to, None
+
+
+def trace_headers(props: Any) -> dict[str, str]:
+    """The W3C trace context the sender gave, if well-formed (strings of sane length)."""
+    headers = props.headers if isinstance(props.headers, dict) else {}
+    return {
+        k: v
+        for k in TRACE_HEADERS
+        if isinstance(v := headers.get(k), str) and len(v) <= MAX_TRACE_HEADER
+    }
+
+
+def read_job(
+    props: Any,
+    body: bytes,
+    routed_class: str,
+    namespace: str,
+    max_bytes: int,
+    device: BaseDevice,
+    sequences: SequenceChecker,
+) -> Arrival | Refusal:
+    """One job delivery as the core's input, or why it is refused."""
+    reply_to, problem = check_envelope(props, namespace)
+    message_id = props.message_id if isinstance(props.message_id, str) else None
+    if problem is not None:
+        return Refusal(problem, props.user_id, reply_to, message_id)
+    try:
+        job = decode(body, props.type, JobRequest, max_bytes)
+    except DecodeError as exc:
+        return Refusal(decode_error(exc), props.user_id, reply_to, message_id)
+    arrival = Arrival(job, str(props.user_id), reply_to, trace_headers(props))
+    if job.job_class != routed_class:
+        problem = JobError(
+            code=ErrorCode.INVALID_SCHEMA,
+            message=f"job_class says {job.job_class!r} but the job was routed to {routed_class!r}",
+            field="job_class",
+        )
+    else:
+        problem = validate_shots(job.shots, device) or sequences.check(
+            job.sequence, device, job.allow_device_switch
+        )
+    if problem is not None:
+        return Arrival(arrival.job, arrival.user, reply_to, arrival.trace, problem)
+    return arrival

@@ -1,0 +1,92 @@
+"""Where a waiting job's sequence is: in memory (recent jobs, up to a byte budget) or in the log.
+
+The owner's state holds each job's scheduling facts, never its sequence. The sequence travels in
+the job's `job.accepted` event; this store keeps the sequences of recently accepted jobs in
+memory and, for the others, the stream offset of their `job.accepted` event, learned by the
+log follower, from which the sequence is read back just before the job starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+
+from pika.adapters.blocking_connection import BlockingConnection
+
+from brokers.stream import read_stream
+from consumers.errors import OwnerError
+from schemas.codec import decode
+from schemas.events import JobAccepted, payload_of
+from schemas.messages import Event
+
+log = logging.getLogger(__name__)
+
+
+class SequenceMissing(OwnerError):
+    """A job's sequence is neither in memory nor at a known offset of the log."""
+
+
+class SequenceStore:
+    """Sequences by job id: recent ones in memory, the rest by stream offset."""
+
+    def __init__(self, budget_bytes: int, max_message_bytes: int) -> None:
+        self._budget_bytes = budget_bytes
+        self._max_bytes = max_message_bytes
+        self._bodies: OrderedDict[str, str] = OrderedDict()
+        self._held_bytes = 0
+        self.offsets: dict[str, int] = {}
+
+    def keep(self, job_id: str, sequence: str) -> None:
+        """Remember a newly accepted job's sequence (the oldest go when over budget)."""
+        self._bodies[job_id] = sequence
+        self._held_bytes += len(sequence)
+        while self._held_bytes > self._budget_bytes and self._bodies:
+            _, dropped = self._bodies.popitem(last=False)
+            self._held_bytes -= len(dropped)
+
+    def learn(self, job_id: str, offset: int) -> None:
+        """Where the job's `job.accepted` event is in the log."""
+        self.offsets[job_id] = offset
+
+    def forget(self, job_id: str) -> None:
+        """The job ended: drop what we know of its sequence."""
+        body = self._bodies.pop(job_id, None)
+        if body is not None:
+            self._held_bytes -= len(body)
+        self.offsets.pop(job_id, None)
+
+    def in_memory(self, job_id: str) -> bool:
+        """Whether the job's sequence is held here."""
+        return job_id in self._bodies
+
+    def fetch(
+        self,
+        job_id: str,
+        connection: BlockingConnection,
+        stream: str,
+        wait_for_offset: Callable[[str], int | None],
+    ) -> str:
+        """The job's sequence, read back from the log if it is not in memory.
+
+        Raises:
+            SequenceMissing: no copy in memory and no offset known (or the record is gone).
+        """
+        body = self._bodies.get(job_id)
+        if body is not None:
+            return body
+        offset = self.offsets.get(job_id)
+        if offset is None:
+            offset = wait_for_offset(job_id)
+        if offset is None:
+            raise SequenceMissing(f"no copy of job {job_id}'s sequence is known")
+        channel = connection.channel()
+        try:
+            for record in read_stream(channel, stream, offset, stop=lambda _: True, max_wait_s=5):
+                event = decode(record.body, record.properties.type, Event, self._max_bytes)
+                if event.job_id == job_id:
+                    return payload_of(event, JobAccepted).job.sequence
+        finally:
+            if channel.is_open:
+                channel.close()
+        raise SequenceMissing(f"the log has no job.accepted of {job_id} at offset {offset}")

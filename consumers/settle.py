@@ -1,0 +1,76 @@
+"""The one place that acks and dead-letters deliveries.
+
+A delivery is acked once what it caused is confirmed in the log (`job.accepted`, a control
+event, or a refusal), and a refused delivery is first copied to the dead-letter exchange with
+its reason, code and origin in headers, so nothing a client sends vanishes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
+
+from brokers.topology import Topology, dead_letter_properties
+from consumers.publish import Publisher
+from schemas.messages import JobError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message taken from a queue, until it is settled."""
+
+    channel: BlockingChannel
+    tag: int
+    properties: Any
+    body: bytes
+    queue: str
+
+
+def ack(delivery: Delivery) -> None:
+    """The delivery's effect is in the log: the broker may forget it."""
+    delivery.channel.basic_ack(delivery.tag)
+
+
+def dead_letter(
+    publisher: Publisher, topology: Topology, delivery: Delivery, error: JobError
+) -> None:
+    """Copy the delivery to the dead-letter exchange with its reason (confirmed at the
+    publisher's next flush; the caller acks the delivery after that)."""
+    try:
+        props = dead_letter_properties(
+            delivery.properties, error.message, error.code.value, delivery.queue
+        )
+    except (TypeError, ValueError) as exc:  # properties too odd to copy: keep the body only
+        log.warning("dead-lettering %s without its properties: %r", delivery.queue, exc)
+        props = pika.BasicProperties(
+            delivery_mode=2,
+            headers={
+                "x-qsched-reason": error.message[:1000],
+                "x-qsched-error-code": error.code.value,
+            },
+        )
+    publisher.send_raw(topology.dead_letter_exchange, "", delivery.body, props)
+
+
+def settle_after_failure(
+    publisher: Publisher, topology: Topology, delivery: Delivery, error: JobError
+) -> None:
+    """Last resort when handling a delivery raised: dead-letter it with the reason if at all
+    possible, else reject it to the queue's own dead-letter exchange (never requeue a poison)."""
+    try:
+        dead_letter(publisher, topology, delivery, error)
+        publisher.flush()
+        ack(delivery)
+    except (pika.exceptions.AMQPError, ValueError, TypeError) as exc:
+        log.error(
+            "could not dead-letter a delivery from %s (%r); rejecting it", delivery.queue, exc
+        )
+        with contextlib.suppress(pika.exceptions.AMQPError):
+            delivery.channel.basic_nack(delivery.tag, requeue=False)

@@ -1,0 +1,268 @@
+"""Typed events: the topic enum and one payload model per topic.
+
+Every state change of the owner is an `Event` (the envelope in `schemas.messages`) whose `topic`
+is a `Topic` and whose `data` is the payload model of that topic, dumped to plain data so the
+log stays readable by any msgpack reader. `make_event` builds one, `payload_of` reads one back
+(raising `ValueError` when the data does not fit the topic's model). Final job events also carry
+the whole `JobResult` in the envelope's `result`, so a job's end can be read without the payload.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from schemas.enums import JobState, Mode
+from schemas.messages import Event, JobError, JobRequest, SlurmContext
+from schemas.messages import SnapshotPointer as SnapshotPointer  # belongs with snapshot events
+
+
+class Topic(StrEnum):
+    """Routing keys of the events exchange; the first word groups them."""
+
+    OWNER_ACTIVATING = "owner.activating"
+    OWNER_ACTIVATED = "owner.activated"
+    OWNER_SNAPSHOT = "owner.snapshot"
+    JOB_ACCEPTED = "job.accepted"
+    JOB_REJECTED = "job.rejected"
+    JOB_STARTED = "job.started"
+    JOB_PROGRESS = "job.progress"
+    JOB_STOPPING = "job.stopping"
+    JOB_PREEMPTING = "job.preempting"
+    JOB_PREEMPTED = "job.preempted"
+    JOB_REQUEUED = "job.requeued"
+    JOB_DONE = "job.done"
+    JOB_ERROR = "job.error"
+    JOB_CANCELED = "job.canceled"
+    JOB_TIMED_OUT = "job.timed_out"
+    JOB_DUPLICATE = "job.duplicate"
+    JOB_NOTE = "job.note"
+    JOB_REPLY_FAILED = "job.reply_failed"
+    QPU_DOWN = "qpu.down"
+    QPU_UP = "qpu.up"
+    CALIBRATION_PENDING = "calibration.pending"
+    CALIBRATION_STARTED = "calibration.started"
+    CALIBRATION_COMPLETE = "calibration.complete"
+    CALIBRATION_DUE = "calibration.due"
+    CONTROL = "control"  # prefix only: control events read ``control.<command>``
+
+
+FINAL_TOPICS: dict[JobState, Topic] = {
+    JobState.DONE: Topic.JOB_DONE,
+    JobState.ERROR: Topic.JOB_ERROR,
+    JobState.CANCELED: Topic.JOB_CANCELED,
+    JobState.TIMED_OUT: Topic.JOB_TIMED_OUT,
+    JobState.REJECTED: Topic.JOB_REJECTED,
+}
+
+
+class Payload(BaseModel):
+    """Base of event payloads: immutable, strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Empty(Payload):
+    """No data."""
+
+
+class OwnerActivated(Payload):
+    """An owner took the lease; `term` is one higher than any before it."""
+
+    term: int = Field(ge=1)
+    backend: str
+
+
+class OwnerActivating(Payload):
+    """Marker an owner writes before it reads the log back (where its replay stops)."""
+
+    nonce: str
+
+
+class Snapshot(Payload):
+    """The owner's state as plain data (see `consumers.core.snapshot`)."""
+
+    state: dict[str, Any]
+    offsets: dict[str, int] = Field(default_factory=dict)
+
+
+class JobAccepted(Payload):
+    """A job entered the owner's backlog: the whole request plus what the owner learned of it."""
+
+    job: JobRequest
+    user: str
+    reply_to: str | None = None
+    trace: dict[str, str] = Field(default_factory=dict)
+
+
+class Refused(Payload):
+    """A job refused at intake; for a message that is no job of its sender (garbage, a reused
+    id) the event names no job, only the message id and queue it came with."""
+
+    code: str | None = None
+    message_id: str | None = None
+    queue: str | None = None
+
+
+class JobFacts(BaseModel):
+    """What the owner's state keeps of an accepted job: its request without the sequence."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    job_id: str
+    job_class: str
+    priority: int = 0
+    shots: int
+    submitted_at: AwareDatetime
+    session_id: str | None = None
+    slurm: SlurmContext | None = None
+    min_epoch: int | None = None
+    deadline: AwareDatetime | None = None
+    max_runtime_s: float | None = None
+
+
+class AcceptedFacts(Payload):
+    """`JobAccepted` read without its sequence (what `apply` needs; no sequence parsing)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    job: JobFacts
+    user: str
+    reply_to: str | None = None
+    trace: dict[str, str] = Field(default_factory=dict)
+
+
+class JobStarted(Payload):
+    """A run began on the QPU."""
+
+    attempt: int = Field(ge=1)
+    epoch: int = Field(ge=0)
+    backend: str
+    shots: int = Field(ge=0, description="shots this run takes (the job's remaining shots)")
+
+
+class JobProgress(Payload):
+    """Counts measured so far by the running job (including earlier runs)."""
+
+    shots_done: int = Field(ge=0)
+    counts: dict[str, int] = Field(default_factory=dict)
+
+
+class JobStopping(Payload):
+    """The owner asked the backend to stop the running job, and why it will end."""
+
+    error: JobError
+    state: JobState
+
+
+class JobPreempting(Payload):
+    """The running job is being stopped for a better one."""
+
+    challenger: str | None = None
+
+
+class JobBack(Payload):
+    """A run was cut short and the job waits again with the shots measured so far."""
+
+    counts: dict[str, int] = Field(default_factory=dict)
+    shots_done: int = Field(default=0, ge=0)
+    shots: int = Field(default=0, ge=0, description="the job's shots in all")
+    execution_s: float = Field(default=0.0, ge=0)
+    preempted: bool = False
+
+
+class QPUStatus(Payload):
+    """The backend went down or came back."""
+
+    up: bool
+
+
+class CalibrationComplete(Payload):
+    """A new calibration epoch, with new device specs when given."""
+
+    epoch: int = Field(ge=0)
+    device: str | None = None
+
+
+class CalibrationEpoch(Payload):
+    """Calibration events that name the epoch they concern."""
+
+    epoch: int = Field(ge=0)
+
+
+class ControlApplied(Payload):
+    """An operator's or submitter's command, as the owner answered it."""
+
+    ok: bool
+    command_id: str
+    issued_at: AwareDatetime | None = None
+    mode: Mode | None = None
+    message: str | None = None
+    allocation: str | None = None
+    canceled: int = 0
+
+
+PAYLOADS: dict[Topic, type[Payload]] = {
+    Topic.OWNER_ACTIVATING: OwnerActivating,
+    Topic.OWNER_ACTIVATED: OwnerActivated,
+    Topic.OWNER_SNAPSHOT: Snapshot,
+    Topic.JOB_ACCEPTED: JobAccepted,
+    Topic.JOB_REJECTED: Refused,
+    Topic.JOB_STARTED: JobStarted,
+    Topic.JOB_PROGRESS: JobProgress,
+    Topic.JOB_STOPPING: JobStopping,
+    Topic.JOB_PREEMPTING: JobPreempting,
+    Topic.JOB_PREEMPTED: JobBack,
+    Topic.JOB_REQUEUED: JobBack,
+    Topic.QPU_DOWN: QPUStatus,
+    Topic.QPU_UP: QPUStatus,
+    Topic.CALIBRATION_COMPLETE: CalibrationComplete,
+    Topic.CALIBRATION_STARTED: CalibrationEpoch,
+    Topic.CALIBRATION_DUE: CalibrationEpoch,
+    Topic.CALIBRATION_PENDING: CalibrationEpoch,
+}
+
+
+P = TypeVar("P", bound=Payload)
+
+
+def topic_of(event: Event) -> Topic | None:
+    """The event's topic as an enum member (`Topic.CONTROL` for any ``control.*``), or None."""
+    if event.topic.startswith("control."):
+        return Topic.CONTROL
+    try:
+        return Topic(event.topic)
+    except ValueError:
+        return None
+
+
+def payload_model(topic: str) -> type[Payload]:
+    """The payload model of a topic (`Empty` for topics that carry none)."""
+    if topic.startswith("control."):
+        return ControlApplied
+    try:
+        return PAYLOADS.get(Topic(topic), Empty)
+    except ValueError:
+        return Empty
+
+
+def make_event(topic: Topic | str, payload: Payload | None = None, **envelope: Any) -> Event:
+    """An event of `topic` with `payload` as its data and the given envelope fields."""
+    data = payload.model_dump(mode="json", exclude_none=True) if payload is not None else {}
+    return Event(topic=str(topic), data=data, **envelope)
+
+
+def payload_of(event: Event, model: type[P]) -> P:
+    """The event's data as `model`.
+
+    Raises:
+        ValueError: the data does not fit the model (a foreign or corrupt event).
+    """
+    try:
+        return model.model_validate(event.data)
+    except ValidationError as exc:
+        raise ValueError(
+            f"{event.topic} event {event.event_id}: {exc.errors()[0]['msg']}"
+        ) from None

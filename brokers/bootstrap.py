@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brokers.connection import is_reachable, wait_reachable
+from brokers.connection import is_reachable, redact, wait_reachable
 from brokers.errors import BrokerUnavailable
 from brokers.settings import DEFAULT_AMQP_URL, Settings
 
@@ -242,13 +242,19 @@ def ensure_broker(settings: Settings, allow_start: bool = True) -> BrokerHandle:
 
     Args:
         settings: `amqp_url` is tried first; `rabbitmq_server` names the binary to start.
-        allow_start: when False, only the first two links are tried.
+        allow_start: when False, only the configured URL is tried (or 127.0.0.1:5672 when
+            none is configured): a broker other than the one asked for is never reported.
 
     Raises:
         BrokerUnavailable: nothing reachable and nothing could be started.
     """
     if is_reachable(settings.amqp_url):
         return BrokerHandle(settings.amqp_url, "configured")
+    if not allow_start and settings.amqp_url != DEFAULT_AMQP_URL:
+        raise BrokerUnavailable(
+            f"no broker answers at {redact(settings.amqp_url)}",
+            hint="check QSCHED_AMQP_URL, or run `qsched broker up` without --no-start",
+        )
     if settings.amqp_url != DEFAULT_AMQP_URL and is_reachable(DEFAULT_AMQP_URL):
         return BrokerHandle(DEFAULT_AMQP_URL, "local")
     if not allow_start:

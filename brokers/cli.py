@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,11 @@ from rich.console import Console
 from rich.table import Table
 
 from brokers.bootstrap import ensure_broker, save_state, stop_saved
+from brokers.clireport import EXIT_CODES_HELP, EXIT_INTERRUPTED, report, report_exception
 from brokers.connection import channel, redact
-from brokers.errors import BrokerError
 from brokers.settings import Settings, load_settings
 from brokers.topology import build_topology, declare, describe
 from brokers.users import ROLES, Rabbitmqctl, add_user
-from schemas.errors import SchemaError
 from schemas.policy import load_policy
 
 
@@ -43,47 +43,79 @@ class RootGroup(click.Group):
         return sorted(set(super().list_commands(ctx)) | set(self._plugins()))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        """A built-in command, else one from the entry points."""
+        """A built-in command, else one from the entry points (only that one is imported:
+        `qsched ctl`, run by Slurm's epilog, must not pay for importing the owner)."""
         found = super().get_command(ctx, cmd_name)
         if found is not None:
             return found
-        # Load only the entry point asked for: `qsched ctl` (run by Slurm's epilog) must not pay
-        # for importing the owner and its emulator.
         for ep in entry_points(group="qsched.commands", name=cmd_name):
             command = ep.load()
-            return command if isinstance(command, click.Command) else None
-        return None
+            if isinstance(command, click.Command):
+                return command
+        return self._plugins().get(cmd_name)
 
-    def invoke(self, ctx: click.Context) -> Any:
-        """Run the command; qsched's own errors exit 1 with one line on stderr."""
+    def main(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
+    ) -> Any:
+        """Run the command line; every failure ends as one line (or JSON) and an exit code.
+
+        See `brokers.clireport` for the codes; ``--debug`` prints the traceback as well.
+        """
+        argv = list(sys.argv[1:] if args is None else args)
+        as_json, debug = "--json" in argv, "--debug" in argv
         try:
-            return super().invoke(ctx)
-        except (BrokerError, SchemaError) as exc:
-            click.echo(f"qsched: {exc}", err=True)
-            sys.exit(1)
+            code = super().main(argv, prog_name or "qsched", standalone_mode=False, **extra)
+        except click.exceptions.Abort:
+            report(
+                {"type": "Interrupted", "message": "interrupted", "hint": ""},
+                EXIT_INTERRUPTED,
+                as_json,
+            )
+        except click.ClickException as exc:
+            if not isinstance(exc, click.UsageError):
+                exc = click.UsageError(exc.format_message())
+            report_exception(exc, as_json=as_json, debug=debug)
+        except Exception as exc:
+            report_exception(exc, as_json=as_json, debug=debug)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
-@click.group(cls=RootGroup)
+@click.group(cls=RootGroup, epilog=EXIT_CODES_HELP)
 @click.option(
     "--config",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="QSCHED_CONFIG",
-    help="TOML settings file (QSCHED_* variables override it).",
+    help="TOML settings file (QSCHED_* variables override it; see docs/configuration.md).",
 )
+@click.option("--debug", is_flag=True, help="On an error, print its traceback too.")
 @click.pass_context
-def main(ctx: click.Context, config: Path | None) -> None:
+def main(ctx: click.Context, config: Path | None, debug: bool) -> None:
     """qsched: share one neutral-atom QPU among the jobs of an HPC centre.
 
     Settings come from QSCHED_* variables (nested keys with __) and an optional TOML file.
     """
-    ctx.obj = load_settings(config)
+    ctx.obj = _SettingsOnce(config)
+
+
+class _SettingsOnce:
+    """Loads the settings on first use, so `--help` works even with wrong settings."""
+
+    def __init__(self, config: Path | None) -> None:
+        self.config = config
+        self.settings: Settings | None = None
+
+    def get(self) -> Settings:
+        """The settings (loaded now if they were not yet)."""
+        if self.settings is None:
+            self.settings = load_settings(self.config)
+        return self.settings
 
 
 def settings_of(ctx: click.Context) -> Settings:
-    """The settings loaded once by the root command."""
+    """The settings, loaded once per command line (raises `SettingsError` when wrong)."""
     obj = ctx.find_root().obj
-    assert isinstance(obj, Settings)
-    return obj
+    assert isinstance(obj, _SettingsOnce)
+    return obj.get()
 
 
 @click.group()
@@ -104,7 +136,9 @@ def broker_up(ctx: click.Context, no_start: bool) -> None:
     save_state(handle)
     click.echo(f"broker ({handle.kind}): {redact(handle.url)}")
     if handle.kind != "configured":
-        click.echo(f"export QSCHED_AMQP_URL='{handle.url}'")
+        # Nodes qsched finds or starts use the well-known guest account; any other is hidden.
+        shown = handle.url if ":guest@" in handle.url else redact(handle.url)
+        click.echo(f"export QSCHED_AMQP_URL='{shown}'")
 
 
 @broker.command("down")
@@ -116,7 +150,9 @@ def broker_down() -> None:
 
 @broker.command("declare")
 @click.option("--policy", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@click.option("--json", "as_json", is_flag=True, help="Print the topology as JSON.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON lines, one object per exchange or queue."
+)
 @click.pass_context
 def broker_declare(ctx: click.Context, policy: Path | None, as_json: bool) -> None:
     """Declare every exchange and queue (idempotent) and print them with their arguments."""
@@ -126,7 +162,8 @@ def broker_declare(ctx: click.Context, policy: Path | None, as_json: bool) -> No
         declare(ch, topology)
     rows = describe(topology)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        for row in rows:
+            click.echo(json.dumps(row))
         return
     table = Table(title=f"qsched topology (namespace {topology.namespace!r})")
     for column in ("kind", "name", "type", "arguments", "bindings"):

@@ -7,12 +7,13 @@ import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingConnection
 
-from brokers.errors import BrokerUnavailable
+from brokers.errors import BrokerError, BrokerRefused, BrokerUnavailable
 from schemas.codec import CONTENT_TYPE
 from schemas.messages import Message
 
@@ -45,8 +46,62 @@ def connect(
     """
     try:
         return BlockingConnection(parameters(url, heartbeat_s=heartbeat_s, name=name))
-    except pika.exceptions.AMQPError as exc:
-        raise BrokerUnavailable(f"cannot connect to {redact(url)}: {exc!r}") from exc
+    except (pika.exceptions.AMQPError, OSError) as exc:
+        raise connect_failure(url, exc) from exc
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        if isinstance(current, pika.exceptions.AMQPConnectionError) and current.args:
+            inner = current.args[0]
+            if isinstance(inner, BaseException):
+                yield inner
+        current = current.__cause__ or current.__context__
+
+
+def classify_connect_error(exc: BaseException) -> str:
+    """Why a connection failed: ``auth`` (user/password), ``vhost`` or ``unreachable``.
+
+    Works on pika's and py-amqp's (kombu's) exceptions alike.
+    """
+    for error in _chain(exc):
+        name, text = type(error).__name__, str(error)
+        if name in ("ProbableAuthenticationError", "AccessRefused", "AuthenticationError"):
+            return "auth"
+        if "ACCESS_REFUSED" in text or "authentication" in text.lower():
+            return "auth"
+        if name in ("ProbableAccessDeniedError", "NotAllowed") or "NOT_ALLOWED" in text:
+            return "vhost"
+    return "unreachable"
+
+
+def connect_failure(url: str, exc: BaseException) -> BrokerError:
+    """A one-line error for a failed connection to `url`, with what to do (password hidden).
+
+    Returns:
+        `BrokerRefused` for credentials or vhost (retrying cannot help), else `BrokerUnavailable`.
+    """
+    parts = urlsplit(url)
+    host = f"{parts.hostname or '?'}:{parts.port or 5672}"
+    user = unquote(parts.username or "guest")
+    vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+    kind = classify_connect_error(exc)
+    if kind == "auth":
+        return BrokerRefused(
+            f"the broker at {host} refused user {user!r}: wrong user name or password",
+            hint="fix the user and password in QSCHED_AMQP_URL",
+        )
+    if kind == "vhost":
+        return BrokerRefused(
+            f"the broker at {host} has no virtual host {vhost!r} (or {user!r} may not use it)",
+            hint="fix the vhost in QSCHED_AMQP_URL (%2F is /) or create it: rabbitmqctl add_vhost",
+        )
+    reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+    return BrokerUnavailable(f"no broker answers at {host} ({reason})")
 
 
 def redact(url: str) -> str:

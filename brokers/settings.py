@@ -8,13 +8,16 @@ entry point and the object is passed down; nothing reads the environment at impo
 
 from __future__ import annotations
 
+import difflib
 import os
 import pwd
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,7 +25,15 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from brokers.errors import SettingsError
+
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+ENV_PREFIX = "QSCHED_"
+# Variables qsched reads that are not settings fields.
+OTHER_VARIABLES = {
+    "QSCHED_CONFIG": "the TOML settings file (same as --config)",
+    "QSCHED_TRACE_FILE": "with OTEL_TRACES_EXPORTER=console: write spans as JSON lines to this file",
+}
 BackendName = Literal["emulator", "qpu-api", "synthetic"]
 AuthName = Literal["password", "munge"]
 
@@ -43,7 +54,8 @@ class BrokerSettings(BaseModel):
     heartbeat_s: int = Field(
         default=5,
         ge=1,
-        description="AMQP heartbeat: a frozen owner loses its lease within ~2x this",
+        description="AMQP heartbeat of the owner's connection: a frozen owner loses its lease "
+        "within about twice this",
     )
     consumer_timeout_s: float = Field(
         default=1800.0, description="the broker's consumer_timeout; the owner stays well under it"
@@ -55,7 +67,7 @@ class OwnerSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    backend: BackendName = "emulator"
+    backend: BackendName = Field(default="emulator", description="emulator, qpu-api or synthetic")
     prefetch: int = Field(
         default=500,
         ge=1,
@@ -76,17 +88,34 @@ class OwnerSettings(BaseModel):
     tick_s: float = Field(
         default=0.2, gt=0, description="how often deadlines and run-time limits are checked"
     )
-    lease_retry_s: float = Field(default=0.5, gt=0)
+    lease_retry_s: float = Field(
+        default=0.5, gt=0, description="how often a standby owner tries to take the lease"
+    )
     shot_rate_hz: float | None = Field(
         default=None, gt=0, description="pace backends at this many shots/s (None: full speed)"
     )
-    progress_every_shots: int = Field(default=100, ge=1)
-    device_file: Path | None = Field(default=None, description="Pulser device JSON; AnalogDevice")
-    qpu_api_url: str = "http://127.0.0.1:8088"
+    progress_every_shots: int = Field(
+        default=100, ge=1, description="send a progress message every this many shots"
+    )
+    control_max_age_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="refuse an operator command issued longer ago than this (stale)",
+    )
+    device_file: Path | None = Field(
+        default=None, description="Pulser device JSON to validate against (default: AnalogDevice)"
+    )
+    qpu_api_url: str = Field(
+        default="http://127.0.0.1:8088", description="Pasqal QPU API base URL (qpu-api backend)"
+    )
     qpu_api_poll_s: float = Field(default=0.5, gt=0, description="job status polling interval")
     qpu_api_timeout_s: float = Field(default=10.0, gt=0, description="per-request HTTP timeout")
-    synthetic_failure_rate: float = Field(default=0.0, ge=0, le=1)
-    synthetic_seed: int | None = None
+    synthetic_failure_rate: float = Field(
+        default=0.0, ge=0, le=1, description="synthetic backend: share of runs that fail"
+    )
+    synthetic_seed: int | None = Field(
+        default=None, description="synthetic backend: random seed (None: unseeded)"
+    )
 
 
 class AuthServiceSettings(BaseModel):
@@ -113,10 +142,19 @@ class Settings(BaseSettings):
         env_prefix="QSCHED_", env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
-    amqp_url: str = Field(default=DEFAULT_AMQP_URL, description="broker URL (amqp://...)")
-    namespace: str = Field(default="qpu", pattern=r"^[a-zA-Z0-9_-]+$")
-    policy_file: Path | None = None
-    max_message_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    amqp_url: str = Field(
+        default=DEFAULT_AMQP_URL,
+        description="broker URL (amqp:// or amqps://); several separated by ';' for a cluster",
+    )
+    namespace: str = Field(
+        default="qpu",
+        pattern=r"^[a-zA-Z0-9_-]+$",
+        description="prefix of every exchange and queue name (letters, digits, _ and -)",
+    )
+    policy_file: Path | None = Field(default=None, description="policy TOML file")
+    max_message_bytes: int = Field(
+        default=4 * 1024 * 1024, gt=0, description="largest message accepted or sent"
+    )
     rabbitmq_server: Path | None = Field(
         default=None, description="rabbitmq-server binary for a private node"
     )
@@ -131,6 +169,18 @@ class Settings(BaseSettings):
     owner: OwnerSettings = Field(default_factory=OwnerSettings)
 
     toml_file_path: ClassVar[Path | None] = None
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_scheme(cls, value: str) -> str:
+        for url in (u.strip() for u in value.split(";")):
+            scheme = urlsplit(url).scheme
+            if scheme not in ("amqp", "amqps"):
+                raise ValueError(
+                    f"{scheme or 'no'} scheme: the URL must start with amqp:// or amqps:// "
+                    "(e.g. amqp://guest:guest@127.0.0.1:5672/%2F)"
+                )
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -156,6 +206,51 @@ class Settings(BaseSettings):
         return unquote(urlsplit(self.amqp_url).username or "guest")
 
 
+def known_variables() -> dict[str, str]:
+    """Every ``QSCHED_*`` variable qsched reads, with its meaning."""
+    names: dict[str, str] = {}
+    for name, info in Settings.model_fields.items():
+        sub = info.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            for sub_name, sub_info in sub.model_fields.items():
+                names[f"{ENV_PREFIX}{name}__{sub_name}".upper()] = sub_info.description or ""
+        else:
+            names[f"{ENV_PREFIX}{name}".upper()] = info.description or ""
+    return names | OTHER_VARIABLES
+
+
+def validate_environment(environ: Mapping[str, str]) -> None:
+    """Refuse ``QSCHED_*`` variables that name no setting (a typo would be silently ignored).
+
+    Raises:
+        SettingsError: naming the variable and the closest known one.
+    """
+    known = known_variables()
+    for name in sorted(environ):
+        upper = name.upper()
+        if upper.startswith(ENV_PREFIX) and upper not in known:
+            close = difflib.get_close_matches(upper, list(known), n=1)
+            guess = f"; did you mean {close[0]}?" if close else ""
+            raise SettingsError(f"{name} is not a qsched setting{guess} (unset it or fix its name)")
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line naming each wrong setting, its variable and what is wrong."""
+    parts = []
+    for error in exc.errors():
+        loc = [str(p) for p in error["loc"]]
+        key = ".".join(loc)
+        variable = f"{ENV_PREFIX}{'__'.join(loc)}".upper()
+        if error["type"] == "extra_forbidden":
+            parts.append(f"{key} is not a qsched setting")
+            continue
+        value: Any = error.get("input")
+        shown = "" if "amqp_url" in loc else f" (got {value!r})"
+        reason = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"setting {key} ({variable}): {reason}{shown}")
+    return "; ".join(parts)
+
+
 def load_settings(config_file: Path | None = None, **overrides: object) -> Settings:
     """Build the settings from keyword overrides, ``QSCHED_*`` variables and a TOML file.
 
@@ -165,11 +260,24 @@ def load_settings(config_file: Path | None = None, **overrides: object) -> Setti
 
     Returns:
         The frozen settings object.
+
+    Raises:
+        SettingsError: a missing or unreadable file, an unknown ``QSCHED_*`` variable or key,
+            or a value out of range; one line naming the key.
     """
+    validate_environment(os.environ)
     env_file = os.environ.get("QSCHED_CONFIG")
     path = config_file or (Path(env_file) if env_file else None)
+    if path is not None and not path.is_file():
+        raise SettingsError(f"config file {path} does not exist (--config or QSCHED_CONFIG)")
 
     class _FromFile(Settings):
         toml_file_path: ClassVar[Path | None] = path
 
-    return _FromFile(**overrides)  # type: ignore[arg-type]
+    try:
+        return _FromFile(**overrides)  # type: ignore[arg-type]
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from exc
+    except ValidationError as exc:
+        where = f" (config file {path})" if path is not None else ""
+        raise SettingsError(_describe(exc) + where) from exc

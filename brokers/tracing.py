@@ -6,10 +6,14 @@ conventions for RabbitMQ. The exporter comes from the standard variables: ``OTEL
 = ``otlp`` (HTTP; ``OTEL_EXPORTER_OTLP_ENDPOINT`` etc.), ``console`` or ``none`` (the default
 when neither it nor an OTLP endpoint is set). ``QSCHED_TRACE_FILE`` makes ``console`` write one
 JSON span per line to that file instead of stdout (what the tests read).
+
+`configure_tracing` is the one helper every entry point calls: the owner, the user commands and
+`QPUClient`. It does nothing when the program installed a tracer provider of its own.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 from collections.abc import Mapping, MutableMapping
@@ -18,19 +22,35 @@ from typing import Any
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 
+from brokers.errors import TracingError
+
 TRACER_NAME = "qsched"
 _configured = False
 
 
 def configure_tracing(service_name: str) -> None:
-    """Install a tracer provider and exporter chosen by the ``OTEL_*`` variables (once)."""
+    """Install a tracer provider and exporter chosen by the ``OTEL_*`` variables (once).
+
+    Spans still buffered are flushed when the process exits.
+
+    Raises:
+        TracingError: ``OTEL_TRACES_EXPORTER`` names an exporter qsched does not ship.
+    """
     global _configured
     if _configured:
         return
-    _configured = True
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        _configured = True  # the application set up tracing itself
+        return
     exporter_name = os.environ.get("OTEL_TRACES_EXPORTER")
     if exporter_name is None:
         exporter_name = "otlp" if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") else "none"
+    if exporter_name not in ("none", "console", "otlp"):
+        raise TracingError(
+            f"OTEL_TRACES_EXPORTER={exporter_name!r} is not an exporter qsched ships "
+            "(otlp, console, none); send to Jaeger through otlp"
+        )
+    _configured = True
     if exporter_name == "none":
         return
     from opentelemetry.sdk.resources import Resource
@@ -52,15 +72,12 @@ def configure_tracing(service_name: str) -> None:
             else ConsoleSpanExporter()
         )
         provider.add_span_processor(SimpleSpanProcessor(exporter))
-    elif exporter_name == "otlp":
+    else:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    else:
-        raise ValueError(
-            f"OTEL_TRACES_EXPORTER={exporter_name!r}: qsched knows otlp, console, none"
-        )
     trace.set_tracer_provider(provider)
+    atexit.register(provider.shutdown)
 
 
 def tracer() -> trace.Tracer:

@@ -18,6 +18,22 @@ from consumers.backends import BACKENDS, make_backend
 from consumers.owner import Owner
 from schemas.policy import load_policy
 
+QSCHED_LOGGERS = ("consumers", "brokers", "schemas")
+
+
+def setup_logging(verbose: bool) -> None:
+    """INFO from qsched (DEBUG with `verbose`); libraries only say something when it is an error.
+
+    pika logs a WARNING for every refused lease declare (twice a second per standby) and every
+    returned message; those are expected here, so pika is held to ERROR.
+    """
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for name in QSCHED_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("pika").setLevel(logging.ERROR)
+
 
 @click.command("owner")
 @click.option("--backend", type=click.Choice(BACKENDS), help="QPU backend (default: emulator).")
@@ -27,7 +43,7 @@ from schemas.policy import load_policy
     help="Policy TOML file.",
 )
 @click.option("--shot-rate", type=float, help="Pace the backend at this many shots per second.")
-@click.option("-v", "--verbose", is_flag=True, help="Log every decision.")
+@click.option("-v", "--verbose", is_flag=True, help="Log qsched's debug lines (decisions) too.")
 @click.pass_context
 def owner(
     ctx: click.Context,
@@ -40,11 +56,7 @@ def owner(
 
     Stops on SIGTERM or SIGINT after handing back every delivery it holds.
     """
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    setup_logging(verbose)
     configure_tracing("qsched-owner")
     settings = settings_of(ctx)
     changes: dict[str, Any] = {}

@@ -5,12 +5,15 @@ each). This module decodes the message, checks the sender's reply queue, and doe
 commands need before the core sees them: `reload-policy` reads the policy file (a bad file is
 refused with its line and the running policy stays; a changed set of classes asks for a restart,
 because each class is a queue the owner consumes), `calibration-complete --specs` parses the
-new Pulser device.
+new Pulser device. A command issued longer ago than `max_age_s` is refused (STALE_COMMAND):
+clients let unanswered commands expire in the broker, and this catches any that did not, so an
+owner that starts late never applies yesterday's ``pause``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +44,14 @@ def read_command(
     max_bytes: int,
     policy: Policy,
     policy_path: Path | None,
+    now: datetime | None = None,
+    max_age_s: float | None = None,
 ) -> Prepared | JobError:
-    """The command of a control delivery, or why it cannot be read at all."""
+    """The command of a control delivery, or why it cannot be read at all.
+
+    With `now` and `max_age_s`, a command issued more than `max_age_s` before `now` comes back
+    as a refused command (STALE_COMMAND).
+    """
     reply_to, problem = check_envelope(props, namespace)
     if problem is not None:
         return problem
@@ -51,6 +60,16 @@ def read_command(
     except DecodeError as exc:
         return decode_error(exc)
     user = props.user_id
+    if now is not None and max_age_s is not None:
+        age_s = (now - command.issued_at).total_seconds()
+        if age_s > max_age_s:
+            stale = JobError(
+                code=ErrorCode.STALE_COMMAND,
+                message=f"command {command.command.value} was issued {age_s:.0f} s ago; "
+                "not applied (send it again)",
+                details={"issued_at": command.issued_at.isoformat()},
+            )
+            return Prepared(Command(command, user, reply_to, problem=stale))
     # The group database is I/O: resolved here, so the core only reads a flag.
     operator = is_operator(policy, user)
     if command.command is CommandName.RELOAD_POLICY:
@@ -65,7 +84,7 @@ def read_command(
         except ValueError as exc:
             problem = JobError(
                 code=ErrorCode.INVALID_SCHEMA,
-                message=f"not a valid Pulser device: {exc or type(exc).__name__}",
+                message=str(exc) or "not a valid Pulser device",
                 field="specs",
             )
             return Prepared(Command(command, user, reply_to, problem=problem, operator=operator))

@@ -46,15 +46,18 @@ class SequenceChecker:
     """`validate_sequence` with a small cache: sweeps resubmit the same sequences often."""
 
     def __init__(self) -> None:
-        self._cache: OrderedDict[tuple[str, int], JobError | None] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, int, bool], JobError | None] = OrderedDict()
 
-    def check(self, sequence: str, device: BaseDevice) -> JobError | None:
+    def check(
+        self, sequence: str, device: BaseDevice, allow_device_switch: bool = False
+    ) -> JobError | None:
         """The structured problem of `sequence` on `device`, or None."""
-        key = (hashlib.sha256(sequence.encode()).hexdigest(), id(device))
+        digest = hashlib.sha256(sequence.encode()).hexdigest()
+        key = (digest, id(device), allow_device_switch)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        problem = validate_sequence(sequence, device)
+        problem = validate_sequence(sequence, device, allow_device_switch=allow_device_switch)
         self._cache[key] = problem
         if len(self._cache) > SEQUENCE_CACHE_SIZE:
             self._cache.popitem(last=False)
@@ -147,7 +150,9 @@ def read_job(
             field="job_class",
         )
     else:
-        problem = validate_shots(job.shots, device) or sequences.check(job.sequence, device)
+        problem = validate_shots(job.shots, device) or sequences.check(
+            job.sequence, device, job.allow_device_switch
+        )
     if problem is not None:
         return Arrival(arrival.job, arrival.user, reply_to, arrival.trace, problem)
     return arrival

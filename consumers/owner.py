@@ -308,6 +308,8 @@ class Owner:
             self.settings.max_message_bytes,
             self.policy,
             self.policy_path,
+            now=self.clock(),
+            max_age_s=self.settings.owner.control_max_age_s,
         )
         if not isinstance(prepared, Prepared):
             props = delivery.properties

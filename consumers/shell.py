@@ -324,7 +324,11 @@ class Shell:
         except SequenceMissing as exc:
             return JobError(code=ErrorCode.INTERNAL, message=str(exc))
         device = self.device()
-        problem = validate_shots(start.shots, device) or self.sequences.check(sequence, device)
+        # Admission already held the job to its device (DEVICE_MISMATCH unless it opted in);
+        # here only the new calibration's limits are checked.
+        problem = validate_shots(start.shots, device) or self.sequences.check(
+            sequence, device, allow_device_switch=True
+        )
         if problem is None:
             return None
         message = f"after calibration epoch {self.state.epoch}: {problem.message}"

@@ -1,129 +1,120 @@
 """User and operator commands: `qsched submit`, `result`, `status`, `cancel`, `ctl ...`.
 
-Each prints a rich table or line in a terminal and JSON with ``--json``; failures print one line
-on stderr and exit non-zero (1: refused or failed, 2: usage, 3: timed out).
+Each prints short lines or a table in a terminal and JSON lines with ``--json`` (see
+`producers.views`). Failures are raised, and the root command (`brokers.cli`) turns them into one
+line with a hint and an exit code (0 ok, 1 error, 2 usage, 3 timeout or no owner, 130 Ctrl-C).
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import Progress
-from rich.table import Table
 
 from brokers.cli import settings_of
-from brokers.tracing import configure_tracing
 from producers.client import QPUClient
-from producers.errors import ClientError, ResultTimeout
-from schemas.enums import CommandName, Mode
-from schemas.messages import ControlReply, JobResult, StatusReport
+from producers.errors import ClientError, CommandRefused, ResultTimeout
+from producers.lookup import resolve_job_id
+from producers.views import emit_json, print_result, print_status, short
+from producers.waiting import StoppedWaiting, Waiter, stderr_console
+from schemas.enums import CommandName, JobState, Mode
+from schemas.messages import ControlReply
 
-console = Console()
+JSON_HELP = 'Print JSON lines (one object per job or reply; errors as {"error": ...}).'
+COMMAND_TIMEOUT_S = 10.0
+TIMEOUT_HELP = "Seconds to wait for the QPU owner's answer; the command expires after it."
+WAIT_TIMEOUT_HELP = "With --wait: give up after this many seconds (default: no limit; exit 3)."
+
+
+def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The ``--json`` flag, the same on every command."""
+    return click.option("--json", "as_json", is_flag=True, help=JSON_HELP)(f)
+
+
+def timeout_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The ``--timeout`` of commands that ask the owner."""
+    return click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=COMMAND_TIMEOUT_S,
+        show_default=True,
+        help=TIMEOUT_HELP,
+    )(f)
 
 
 @contextmanager
 def _client(ctx: click.Context) -> Iterator[QPUClient]:
-    configure_tracing("qsched-client")
-    try:
-        with QPUClient(settings=settings_of(ctx)) as client:
-            yield client
-    except ResultTimeout as exc:
-        click.echo(f"qsched: {exc}", err=True)
-        sys.exit(3)
-    except ClientError as exc:
-        click.echo(f"qsched: {exc}", err=True)
-        sys.exit(1)
+    with QPUClient(settings=settings_of(ctx)) as client:
+        yield client
+
+
+def _full_id(client: QPUClient, job_id: str) -> str:
+    return resolve_job_id(
+        client.urls[0], client.topology.events_stream, job_id, client.settings.max_message_bytes
+    )
 
 
 def _print_reply(reply: ControlReply, as_json: bool) -> None:
-    if as_json:
-        click.echo(reply.model_dump_json(indent=2))
-    elif reply.ok:
-        click.echo(reply.message)
     if not reply.ok:
-        click.echo(f"qsched: refused: {reply.message}", err=True)
-        sys.exit(1)
-
-
-def _print_status(status: StatusReport) -> None:
-    table = Table(
-        title=f"QPU {status.qpu_state.value} · mode {status.mode.value} · backend {status.backend}"
-    )
-    table.add_column("class")
-    table.add_column("waiting", justify="right")
-    for job_class, depth in status.queue_depth.items():
-        table.add_row(job_class, str(depth))
-    console.print(table)
-    if status.mode_message:
-        console.print(f"[bold]mode message:[/bold] {status.mode_message}")
-    if status.running:
-        r = status.running
-        console.print(
-            f"running: {r.job_id} ({r.job_class}, {r.shots} shots, since {r.started_at:%H:%M:%S}, user {r.user})"
-        )
-    console.print(
-        f"epoch {status.epoch} · owner {status.owner_id} · last decision: {status.last_decision}"
-    )
-
-
-def _print_result(result: JobResult, as_json: bool) -> None:
+        raise CommandRefused(f"refused: {reply.message}", reply.error)
     if as_json:
-        click.echo(result.model_dump_json(indent=2))
-        return
-    line = f"{result.job_id} {result.state.value} ({result.job_class}, {sum(result.counts.values())}/{result.shots} shots)"
-    click.echo(line)
-    if result.error:
-        click.echo(f"  {result.error.code.value}: {result.error.message}")
-    for bits, count in sorted(result.counts.items(), key=lambda kv: -kv[1])[:8]:
-        click.echo(f"  {bits} {count}")
+        emit_json(reply)
+    else:
+        click.echo(reply.message)
 
 
 @click.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for the owner.")
+@json_option
+@timeout_option
 @click.pass_context
 def status(ctx: click.Context, as_json: bool, timeout: float) -> None:
-    """Show the QPU state, mode, running job and queue depth per class."""
+    """Show the QPU state, mode, running job, queue depth per class and why jobs are held."""
     with _client(ctx) as client:
         reply = client.control(CommandName.STATUS, timeout=timeout)
     if not reply.ok or reply.status is None:
         _print_reply(reply, as_json)
         return
     if as_json:
-        click.echo(reply.status.model_dump_json(indent=2))
+        emit_json(reply.status)
     else:
-        _print_status(reply.status)
+        print_status(reply.status, Console())
 
 
 @click.command("cancel")
 @click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
+@timeout_option
 @click.pass_context
-def cancel(ctx: click.Context, job_id: str, as_json: bool) -> None:
-    """Cancel a job, queued or running (your own; operators: any job)."""
+def cancel(ctx: click.Context, job_id: str, as_json: bool, timeout: float) -> None:
+    """Cancel a job, queued or running: your own, or any job for operators (JOB_ID may be
+    its first 8 characters).
+
+    Exits 1 when the owner does not know the job or it already ended.
+    """
     with _client(ctx) as client:
-        _print_reply(client.control(CommandName.CANCEL, job_id=job_id), as_json)
+        full = _full_id(client, job_id)
+        _print_reply(client.control(CommandName.CANCEL, job_id=full, timeout=timeout), as_json)
 
 
 @click.group("ctl")
 def ctl() -> None:
-    """Operators' commands to the QPU owner."""
+    """Operators' commands to the QPU owner (each expires after --timeout if no owner answers)."""
 
 
 def _simple(name: CommandName, doc: str) -> click.Command:
     @click.command(name.value, help=doc)
-    @click.option("--json", "as_json", is_flag=True)
+    @json_option
+    @timeout_option
     @click.pass_context
-    def command(ctx: click.Context, as_json: bool) -> None:
+    def command(ctx: click.Context, as_json: bool, timeout: float) -> None:
         with _client(ctx) as client:
-            _print_reply(client.control(name), as_json)
+            _print_reply(client.control(name, timeout=timeout), as_json)
 
     return command
 
@@ -143,12 +134,30 @@ ctl.add_command(
 
 @ctl.command("calibration-start")
 @click.option("--now", is_flag=True, help="Preempt the running job instead of waiting for it.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
+@timeout_option
 @click.pass_context
-def ctl_calibration_start(ctx: click.Context, now: bool, as_json: bool) -> None:
+def ctl_calibration_start(ctx: click.Context, now: bool, as_json: bool, timeout: float) -> None:
     """Hold dispatching for calibration (state CALIBRATING); calibration jobs still run."""
     with _client(ctx) as client:
-        _print_reply(client.control(CommandName.CALIBRATION_START, force=now), as_json)
+        reply = client.control(CommandName.CALIBRATION_START, force=now, timeout=timeout)
+        _print_reply(reply, as_json)
+
+
+def _read_specs(path: Path) -> str:
+    """The device JSON in `path`, checked here so a bad file is named before anything is sent."""
+    from schemas.sequence import load_device
+
+    text = path.read_text(encoding="utf-8")
+    try:
+        json.loads(text)
+        load_device(text)
+    except ValueError as exc:
+        reason = str(exc).removeprefix("not a valid Pulser device: ")
+        raise click.BadParameter(
+            f"{path} is not a Pulser device JSON: {reason}", param_hint="--specs"
+        ) from exc
+    return text
 
 
 @ctl.command("calibration-complete")
@@ -157,44 +166,78 @@ def ctl_calibration_start(ctx: click.Context, now: bool, as_json: bool) -> None:
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="Pulser device JSON measured by the calibration.",
 )
-@click.option("--json", "as_json", is_flag=True)
+@json_option
+@timeout_option
 @click.pass_context
-def ctl_calibration_complete(ctx: click.Context, specs: Path | None, as_json: bool) -> None:
+def ctl_calibration_complete(
+    ctx: click.Context, specs: Path | None, as_json: bool, timeout: float
+) -> None:
     """Bump the calibration epoch, install new specs, and dispatch again."""
-    text = specs.read_text(encoding="utf-8") if specs else None
+    text = _read_specs(specs) if specs else None
     with _client(ctx) as client:
-        _print_reply(client.control(CommandName.CALIBRATION_COMPLETE, specs=text), as_json)
+        reply = client.control(CommandName.CALIBRATION_COMPLETE, specs=text, timeout=timeout)
+        _print_reply(reply, as_json)
 
 
 @ctl.command("allocation-ended")
 @click.argument("slurm_job_id")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
+@timeout_option
 @click.pass_context
-def ctl_allocation_ended(ctx: click.Context, slurm_job_id: str, as_json: bool) -> None:
+def ctl_allocation_ended(
+    ctx: click.Context, slurm_job_id: str, as_json: bool, timeout: float
+) -> None:
     """A Slurm allocation ended (call from the epilog): cancel its jobs, queued and running."""
     with _client(ctx) as client:
-        _print_reply(client.control(CommandName.ALLOCATION_ENDED, allocation=slurm_job_id), as_json)
+        reply = client.control(
+            CommandName.ALLOCATION_ENDED, allocation=slurm_job_id, timeout=timeout
+        )
+        _print_reply(reply, as_json)
 
 
 @ctl.command("preempt")
 @click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
+@timeout_option
 @click.pass_context
-def ctl_preempt(ctx: click.Context, job_id: str, as_json: bool) -> None:
+def ctl_preempt(ctx: click.Context, job_id: str, as_json: bool, timeout: float) -> None:
     """Stop the running job now and put it back in its queue, keeping the shots measured."""
     with _client(ctx) as client:
-        _print_reply(client.control(CommandName.PREEMPT, job_id=job_id), as_json)
+        full = _full_id(client, job_id)
+        _print_reply(client.control(CommandName.PREEMPT, job_id=full, timeout=timeout), as_json)
 
 
 @ctl.command("mode")
 @click.argument("mode", type=click.Choice([m.value for m in Mode]))
 @click.option("--message", help="Shown by `qsched status` (e.g. why and until when).")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
+@timeout_option
 @click.pass_context
-def ctl_mode(ctx: click.Context, mode: str, message: str | None, as_json: bool) -> None:
+def ctl_mode(
+    ctx: click.Context, mode: str, message: str | None, as_json: bool, timeout: float
+) -> None:
     """Switch the site mode; maintenance holds user jobs (none are lost)."""
     with _client(ctx) as client:
-        _print_reply(client.control(CommandName.MODE, mode=Mode(mode), message=message), as_json)
+        reply = client.control(CommandName.MODE, mode=Mode(mode), message=message, timeout=timeout)
+        _print_reply(reply, as_json)
+
+
+def _read_sequence(path: Path) -> str:
+    """The abstract-repr JSON in `path`; a file that is not a JSON object is a usage error."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{path} is not JSON ({exc}); write one with `python examples/make_sequence.py` "
+            "(Sequence.to_abstract_repr())",
+            param_hint="SEQUENCE_FILES",
+        ) from exc
+    if not isinstance(parsed, dict):
+        raise click.BadParameter(
+            f"{path} is not a Pulser abstract-repr object", param_hint="SEQUENCE_FILES"
+        )
+    return text
 
 
 @click.command("submit")
@@ -204,15 +247,34 @@ def ctl_mode(ctx: click.Context, mode: str, message: str | None, as_json: bool) 
     required=True,
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
 )
-@click.option("--shots", type=int, required=True, help="Number of runs per job.")
-@click.option("--class", "job_class", default="production", show_default=True)
-@click.option("--priority", type=click.IntRange(0, 9), default=0, show_default=True)
+@click.option("--shots", type=click.IntRange(min=1), required=True, help="Runs per job (>= 1).")
+@click.option(
+    "--class",
+    "job_class",
+    default="development",
+    show_default=True,
+    help="Job class (policy); production jobs may preempt development ones.",
+)
+@click.option(
+    "--priority",
+    type=click.IntRange(0, 9),
+    default=0,
+    show_default=True,
+    help="0-9 within the class, higher is more urgent.",
+)
 @click.option(
     "--repeat", type=click.IntRange(1), default=1, show_default=True, help="Jobs per file."
 )
+@click.option(
+    "--allow-device-switch",
+    is_flag=True,
+    help="Let the owner run a sequence built for another device on its own device.",
+)
 @click.option("--wait", is_flag=True, help="Wait for the results and print them.")
-@click.option("--timeout", type=float, default=None, help="With --wait: seconds to wait.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--timeout", type=click.FloatRange(min=0, min_open=True), default=None, help=WAIT_TIMEOUT_HELP
+)
+@json_option
 @click.pass_context
 def submit(
     ctx: click.Context,
@@ -221,69 +283,93 @@ def submit(
     job_class: str,
     priority: int,
     repeat: int,
+    allow_device_switch: bool,
     wait: bool,
     timeout: float | None,
     as_json: bool,
 ) -> None:
-    """Submit Pulser sequences (abstract-repr JSON files); prints the job ids.
+    """Submit Pulser sequences (abstract-repr JSON files); prints each job id once the broker
+    has it.
 
-    With --wait, prints each result (a progress bar counts them in a terminal); exits 1 if any
-    job did not end DONE.
+    With --wait, shows on stderr what the jobs wait for (state, hold reasons, maintenance
+    message) and the shots measured, then prints each result; exits 1 if a job did not end DONE,
+    3 on --timeout. Ctrl-C stops waiting, not the jobs.
     """
+    texts = [_read_sequence(path) for path in sequence_files]
     with _client(ctx) as client:
         jobs = [
-            client.build_job(path.read_text(encoding="utf-8"), shots, job_class, priority)
-            for path in sequence_files
+            client.build_job(
+                text, shots, job_class, priority, allow_device_switch=allow_device_switch
+            )
+            for text in texts
             for _ in range(repeat)
         ]
         handles = client.submit_many(jobs)
-        if not wait:
-            for handle in handles:
-                click.echo(json.dumps({"job_id": handle.job_id}) if as_json else handle.job_id)
-            return
-        results = _wait_all(client, [h.job_id for h in handles], timeout)
-    if as_json and len(results) > 1:
-        click.echo(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
-    else:
-        for found in results:
-            _print_result(found, as_json)
-    if any(r.state.value != "DONE" for r in results):
-        sys.exit(1)
-
-
-def _wait_all(client: QPUClient, job_ids: list[str], timeout: float | None) -> list[JobResult]:
-    """Results of all `job_ids`, with a progress bar in a terminal when there are several."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    show = len(job_ids) > 1 and sys.stderr.isatty()
-    with Progress(console=Console(stderr=True), transient=True, disable=not show) as bar:
-        task = bar.add_task("waiting for results", total=len(job_ids))
-        while (done := sum(1 for j in job_ids if j in client.results)) < len(job_ids):
-            bar.update(task, completed=done)
-            if deadline is not None and time.monotonic() > deadline:
-                raise ResultTimeout(
-                    f"{len(job_ids) - done} of {len(job_ids)} jobs have no result after {timeout} s"
+        for handle in handles:
+            if wait:
+                click.echo(f"submitted {handle.job_id} ({job_class}, {shots} shots)", err=True)
+            elif as_json:
+                emit_json(
+                    {
+                        "job_id": handle.job_id,
+                        "state": JobState.QUEUED.value,
+                        "job_class": job_class,
+                        "shots": shots,
+                    }
                 )
-            client.poll(0.5)
-    return [client.results[j] for j in job_ids]
+            else:
+                click.echo(handle.job_id)
+        if not wait:
+            return
+        results = Waiter(client, handles, stderr_console()).wait(timeout)
+    for found in results:
+        if as_json:
+            emit_json(found)
+        else:
+            print_result(found)
+    failed = [r for r in results if r.state is not JobState.DONE]
+    if failed:
+        raise ClientError(
+            f"{len(failed)} of {len(results)} jobs did not end DONE "
+            f"(first: {short(failed[0].job_id)} {failed[0].state.value})"
+        )
 
 
 @click.command("result")
 @click.argument("job_id")
 @click.option("--wait", is_flag=True, help="Wait until the job has a result.")
 @click.option(
-    "--timeout", type=float, default=300.0, show_default=True, help="With --wait: seconds."
+    "--timeout", type=click.FloatRange(min=0, min_open=True), default=None, help=WAIT_TIMEOUT_HELP
 )
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @click.pass_context
-def result(ctx: click.Context, job_id: str, wait: bool, timeout: float, as_json: bool) -> None:
-    """Print a job's result, looked up in the event log."""
+def result(
+    ctx: click.Context, job_id: str, wait: bool, timeout: float | None, as_json: bool
+) -> None:
+    """Print a job's result, looked up in the event log (JOB_ID may be its first 8 characters)."""
     with _client(ctx) as client:
-        found = client.fetch_result(job_id)
-        deadline = time.monotonic() + timeout
-        while wait and found is None and time.monotonic() < deadline:
-            client.poll(0.5)
-            found = client.fetch_result(job_id)
+        full = _full_id(client, job_id)
+        found = client.fetch_result(full)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while wait and found is None:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise ResultTimeout(
+                        f"no result for {full} after {timeout:g} s",
+                        hint=f"the job may still be queued: qsched result {short(full)} --wait",
+                    )
+                client.poll(1.0)
+                found = client.fetch_result(full)
+        except KeyboardInterrupt:
+            raise StoppedWaiting(
+                f"stopped waiting for {full}", f"cancel it: qsched cancel {short(full)}", [full]
+            ) from None
     if found is None:
-        click.echo(f"qsched: no result for {job_id} in the event log (yet)", err=True)
-        sys.exit(1)
-    _print_result(found, as_json)
+        raise ClientError(
+            f"no result for {full} in the event log yet",
+            hint=f"wait for it: qsched result {short(full)} --wait",
+        )
+    if as_json:
+        emit_json(found)
+    else:
+        print_result(found)

@@ -31,15 +31,18 @@ import pika.exceptions
 from kombu import Consumer, Queue
 from opentelemetry.trace import NonRecordingSpan, SpanKind, set_span_in_context
 
-from brokers.connection import channel
+from brokers.connection import channel, classify_connect_error, connect_failure
 from brokers.munge import MungeError, connection_url
 from brokers.settings import Settings, load_settings
 from brokers.stream import Offset, read_stream
 from brokers.topology import Topology, build_topology
-from brokers.tracing import inject, messaging_attributes, tracer
+from brokers.tracing import configure_tracing, inject, messaging_attributes, tracer
 from producers.errors import (
+    BrokerRefused,
     BrokerUnreachable,
+    CommandRefused,
     InvalidJob,
+    NoOwnerAnswered,
     NotAuthorised,
     NotDeclared,
     QueueFull,
@@ -108,8 +111,17 @@ class JobHandle:
         return JobState.RUNNING if self.last_progress is not None else JobState.QUEUED
 
     def cancel(self, timeout: float = 10.0) -> ControlReply:
-        """Ask the owner to cancel this job (queued or running)."""
-        return self.client.control(CommandName.CANCEL, job_id=self.job_id, timeout=timeout)
+        """Ask the owner to cancel this job (queued or running).
+
+        Raises:
+            CommandRefused: the owner refused (e.g. the job already ended, or the owner does not
+                know it); `error` holds the structured reason.
+            NoOwnerAnswered: no owner answered within `timeout` seconds.
+        """
+        reply = self.client.control(CommandName.CANCEL, job_id=self.job_id, timeout=timeout)
+        if not reply.ok:
+            raise CommandRefused(f"cancel {self.job_id} refused: {reply.message}", reply.error)
+        return reply
 
     def queue_entry(self, timeout: float = 10.0) -> QueueEntry | None:
         """The job's place in the owner's backlog (None once it ended)."""
@@ -135,6 +147,7 @@ class _Outgoing:
     message_id: str
     priority: int = 0
     headers: dict[str, Any] = field(default_factory=dict)
+    expiration_ms: int | None = None
 
 
 class QPUClient:
@@ -147,6 +160,13 @@ class QPUClient:
         settings: settings to use instead of loading them.
         policy: the policy whose classes exist (only for naming them in errors).
         validate_locally: check sequences against the owner's published device before sending.
+
+    Tracing is set up from the ``OTEL_*`` variables on first use (see `brokers.tracing`), unless
+    the program installed a tracer provider of its own.
+
+    Raises:
+        BrokerUnreachable: no URL answered (each is tried once).
+        BrokerRefused: the broker refused the user, password or vhost.
     """
 
     def __init__(
@@ -157,6 +177,7 @@ class QPUClient:
         policy: Policy | None = None,
         validate_locally: bool = True,
     ) -> None:
+        configure_tracing("qsched-client")
         base = settings or load_settings()
         overrides: dict[str, Any] = {}
         if url:
@@ -176,11 +197,12 @@ class QPUClient:
         self._handles: dict[str, JobHandle] = {}
         self._device: tuple[float, Any] | None = None
         self._connection: kombu.Connection | None = None
-        self._open()
+        self._open(attempts=len(self.urls))
 
     # ---- connection -----------------------------------------------------------------------
 
     def _open(self, attempts: int = 5) -> None:
+        """Connect to the URLs in turn; a refused user or vhost is not retried."""
         delay = 0.2
         for attempt in range(1, attempts + 1):
             url = self.urls[(attempt - 1) % len(self.urls)]
@@ -200,9 +222,12 @@ class QPUClient:
                 raise NotAuthorised(
                     f"broker at {url.split('@')[-1]} refused login of {self.user!r} ({how}): {exc}"
                 ) from exc
-            except CONNECTION_ERRORS as exc:
+            except (*CONNECTION_ERRORS, amqp.exceptions.AMQPError) as exc:
                 connection.release()
-                log.warning(
+                if classify_connect_error(exc) != "unreachable":
+                    failure = connect_failure(url, exc)
+                    raise BrokerRefused(str(failure), hint=failure.hint) from exc
+                log.debug(
                     "broker %s unreachable (%s), attempt %d/%d",
                     url.split("@")[-1],
                     exc,
@@ -210,9 +235,8 @@ class QPUClient:
                     attempts,
                 )
                 if attempt == attempts:
-                    raise BrokerUnreachable(
-                        f"no broker reachable at {', '.join(u.split('@')[-1] for u in self.urls)}: {exc}"
-                    ) from exc
+                    hosts = ", ".join(u.split("@")[-1] for u in self.urls)
+                    raise BrokerUnreachable(f"no broker answers at {hosts} ({exc})") from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -364,6 +388,8 @@ class QPUClient:
             delivery_mode=2,
             application_headers=out.headers,
         )
+        if out.expiration_ms is not None:
+            message.properties["expiration"] = str(out.expiration_ms)
         self._channel.basic_publish(
             message, exchange=out.exchange, routing_key=out.routing_key, mandatory=True
         )
@@ -386,9 +412,7 @@ class QPUClient:
                 break
             except amqp.exceptions.NotFound as exc:
                 self.reconnect()
-                raise NotDeclared(
-                    f"{batch[0].exchange} does not exist on this broker: run `qsched broker declare` or start an owner"
-                ) from exc
+                raise NotDeclared(f"{batch[0].exchange} does not exist on this broker") from exc
             except amqp.exceptions.AccessRefused as exc:
                 self.reconnect()
                 raise NotAuthorised(
@@ -461,9 +485,12 @@ class QPUClient:
         session_id: str | None = None,
         deadline: datetime | None = None,
         min_epoch: int | None = None,
+        allow_device_switch: bool = False,
     ) -> JobRequest:
         """A `JobRequest` for `sequence` (a `pulser.Sequence` or abstract-repr JSON), with the
         Slurm context of this process; validated against the owner's device when it published one.
+
+        A sequence built for another device is refused unless `allow_device_switch`.
 
         Raises:
             InvalidJob: the sequence or shot count does not fit the current device.
@@ -478,6 +505,7 @@ class QPUClient:
             session_id=session_id,
             deadline=deadline,
             min_epoch=min_epoch,
+            allow_device_switch=allow_device_switch,
             slurm=slurm_context(),
         )
         if self.validate_locally:
@@ -485,7 +513,7 @@ class QPUClient:
             if device is not None:
                 from schemas.sequence import validate_sequence
 
-                problem = validate_sequence(text, device, shots)
+                problem = validate_sequence(text, device, shots, allow_device_switch)
                 if problem is not None:
                     raise InvalidJob(problem)
         return job
@@ -635,8 +663,14 @@ class QPUClient:
     ) -> ControlReply:
         """Send an operator's command and wait for the owner's reply.
 
+        The command expires in the broker after `timeout` seconds, so one that no owner answered
+        is never applied later by an owner that starts then.
+
+        Returns:
+            The reply, ``ok`` or not (a refusal carries a structured `error`).
+
         Raises:
-            ResultTimeout: no owner answered within `timeout` seconds.
+            NoOwnerAnswered: no owner answered within `timeout` seconds.
         """
         cmd = ControlCommand(
             command=command,
@@ -653,15 +687,21 @@ class QPUClient:
         self._publish_all(
             [
                 _Outgoing(
-                    cmd, self.topology.control_exchange, f"control.{command.value}", cmd.command_id
+                    cmd,
+                    self.topology.control_exchange,
+                    f"control.{command.value}",
+                    cmd.command_id,
+                    expiration_ms=max(int(timeout * 1000), 1),
                 )
             ]
         )
         deadline = time.monotonic() + timeout
         while cmd.command_id not in self.replies:
-            if time.monotonic() > deadline:
-                raise ResultTimeout(
-                    f"no owner answered {command.value} within {timeout} s (is one running?)"
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise NoOwnerAnswered(
+                    f"no QPU owner answered {command.value} within {timeout:g} s; "
+                    "the command expired unapplied"
                 )
-            self.poll(0.5)
+            self.poll(min(left, 0.5))
         return self.replies.pop(cmd.command_id)

@@ -92,6 +92,10 @@ class JobRequest(Message):
     deadline: AwareDatetime | None = None
     max_runtime_s: float | None = Field(default=None, gt=0)
     min_epoch: int | None = Field(default=None, ge=0)
+    allow_device_switch: bool = Field(
+        default=False,
+        description="run a sequence built for another device on the owner's device",
+    )
 
     @field_validator("sequence")
     @classmethod

@@ -44,7 +44,18 @@ def load_device(device_json: str) -> BaseDevice:
     try:
         return deserialize_device(device_json)
     except Exception as exc:  # pulser raises jsonschema, KeyError, TypeError...
-        raise ValueError(f"not a valid Pulser device: {exc}") from exc
+        raise ValueError(f"not a valid Pulser device: {_reason(exc)}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The first exception in the chain that says something (pulser wraps the real cause)."""
+    current: BaseException | None = exc
+    while current is not None:
+        text = str(getattr(current, "message", None) or current).strip()
+        if text and text != type(current).__name__:
+            return f"{type(current).__name__}: {text.splitlines()[0][:300]}"
+        current = current.__cause__ or current.__context__
+    return type(exc).__name__
 
 
 def validate_shots(shots: int, device: BaseDevice) -> JobError | None:
@@ -120,14 +131,21 @@ def _validate_channels(channel_ids: dict[str, str], device: BaseDevice) -> JobEr
 
 
 def validate_sequence(
-    sequence_json: str, device: BaseDevice, shots: int | None = None
+    sequence_json: str,
+    device: BaseDevice,
+    shots: int | None = None,
+    allow_device_switch: bool = False,
 ) -> JobError | None:
     """Check that a sequence (and shot count) can run on `device`.
+
+    A sequence built for another device is refused (``DEVICE_MISMATCH``, naming both) unless
+    `allow_device_switch`: then it is moved to `device` if it fits.
 
     Args:
         sequence_json: Pulser abstract-repr JSON.
         device: the device it must run on now.
         shots: also check the shot count when given.
+        allow_device_switch: the submitter accepts running on `device` instead.
 
     Returns:
         None when it can run, else a structured `JobError` naming the problem.
@@ -150,6 +168,16 @@ def validate_sequence(
     if problem is not None:
         return problem
     if seq.device.name != device.name:
+        if not allow_device_switch:
+            return JobError(
+                code=ErrorCode.DEVICE_MISMATCH,
+                message=(
+                    f"sequence is built for {seq.device.name} but the QPU is {device.name}; "
+                    f"rebuild it on {device.name} or submit with allow_device_switch"
+                ),
+                field="sequence",
+                details={"sequence_device": seq.device.name, "qpu_device": device.name},
+            )
         try:
             seq.switch_device(device)
         except Exception as exc:  # pulser's own check covers limits we do not list

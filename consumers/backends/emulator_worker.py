@@ -1,8 +1,9 @@
 """Child process of the emulator backend: runs Pulser sequences on QutipBackendV2.
 
 Protocol, one JSON object per line. stdin: ``{"job_id", "sequence", "shots", "shot_rate_hz",
-"chunk_shots"}``. stdout: ``{"event": "progress", "job_id", "counts"}`` per chunk of shots (the
-chunk's own counts), then ``{"event": "done", "job_id"}`` or ``{"event": "error", "job_id",
+"chunk_shots"}``. stdout: ``{"event": "progress", "job_id", "counts"}`` per step of shots (the
+step's own counts; a step is a chunk, or at most about a second of shots when paced, so a kill
+loses at most a second of measurements), then ``{"event": "done", "job_id"}`` or ``{"event": "error", "job_id",
 "message"}``. The sequence is emulated once; shots are sampled from its final state chunk by chunk,
 paced to `shot_rate_hz` when given, so a job takes as long as on a QPU and can be cut short
 without losing the shots already measured.
@@ -35,6 +36,8 @@ def run_one(request: dict[str, Any], out: TextIO) -> None:
         return
     shots, rate = int(request["shots"]), request.get("shot_rate_hz")
     chunk = int(request.get("chunk_shots") or shots)
+    if rate:
+        chunk = max(1, min(chunk, int(rate)))
     done = 0
     while done < shots:
         n = min(chunk, shots - done)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,7 +50,17 @@ def test_producer_owner_and_receipt_spans_share_one_trace_per_job(
     receipts = [s for s in spans.get_finished_spans() if s.name.endswith(" receive")]
     assert {r.context.trace_id for r in receipts} == {p.context.trace_id for p in producer}
     assert mine  # the client recorded its side
-    owner_spans = [json.loads(line) for line in trace_file.read_text().splitlines() if line.strip()]
+    # The owner ends its "publish result" span once the broker confirmed the result, which may be
+    # after the client already has it: wait for the owner's file to hold both jobs' spans.
+    deadline = time.monotonic() + 30
+    while True:
+        owner_spans = [
+            json.loads(line) for line in trace_file.read_text().splitlines() if line.strip()
+        ]
+        if sum(s["name"] == "publish result" for s in owner_spans) >= 2:
+            break
+        assert time.monotonic() < deadline, "the owner never exported its publish-result spans"
+        time.sleep(0.1)  # re-reads the file; the deadline above bounds it
     for p in producer:
         trace_id = f"0x{p.context.trace_id:032x}"
         in_trace = [s for s in owner_spans if s["context"]["trace_id"] == trace_id]

@@ -66,3 +66,38 @@ def test_unreadable_sequence_gives_an_error_not_a_traceback() -> None:
 def test_a_device_round_trips_through_its_json() -> None:
     device = load_device(AnalogDevice.to_abstract_repr())
     assert device.max_runs == AnalogDevice.max_runs
+
+
+def _digital_analog_sequence() -> str:
+    from pulser import Pulse, Register, Sequence
+
+    seq = Sequence(Register.square(2, spacing=6.0, prefix="q"), DigitalAnalogDevice)
+    seq.declare_channel("ryd", "rydberg_global")
+    seq.add(Pulse.ConstantPulse(200, 2.0, 0.0, 0.0), "ryd")
+    return str(seq.to_abstract_repr())
+
+
+def test_a_sequence_for_another_device_is_refused_naming_both_devices() -> None:
+    error = validate_sequence(_digital_analog_sequence(), AnalogDevice)
+    assert error is not None
+    assert error.code is ErrorCode.DEVICE_MISMATCH
+    assert error.details == {"sequence_device": "DigitalAnalogDevice", "qpu_device": "AnalogDevice"}
+    assert "DigitalAnalogDevice" in error.message and "allow_device_switch" in error.message
+
+
+def test_a_device_switch_is_allowed_when_the_job_opts_in() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # pulser notes the Rydberg level changes
+        error = validate_sequence(
+            _digital_analog_sequence(), AnalogDevice, allow_device_switch=True
+        )
+    assert error is None or error.code is not ErrorCode.DEVICE_MISMATCH
+
+
+def test_a_bad_device_file_says_why() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match=r"not a valid Pulser device: \w+: \S+"):
+        load_device('{"version": "1", "name": "x"}')

@@ -11,6 +11,16 @@ from brokers.topology import build_topology
 from schemas import Mode, PolicyError, load_policy, parse_policy
 
 
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests see only the variables they set, never the user's shell."""
+    import os
+
+    for name in list(os.environ):
+        if name.upper().startswith("QSCHED_"):
+            monkeypatch.delenv(name)
+
+
 def test_env_nests_with_double_underscore_and_beats_the_toml_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

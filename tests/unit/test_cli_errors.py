@@ -1,0 +1,98 @@
+"""Settings, connection and CLI errors are one line naming the problem and what to do."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+import pika.exceptions
+import pytest
+
+from brokers.clireport import EXIT_TIMEOUT, EXIT_USAGE, error_record
+from brokers.connection import classify_connect_error, connect_failure
+from brokers.errors import BrokerRefused, BrokerUnavailable, SettingsError
+from brokers.settings import known_variables, load_settings
+from producers.errors import NoOwnerAnswered
+from producers.lookup import AmbiguousJob, UnknownJob, resolve_prefix
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("QSCHED_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("QSCHED_NAMESPACE", "my ns", "setting namespace (QSCHED_NAMESPACE)"),
+        ("QSCHED_AMQP_URL", "http://foo", "must start with amqp://"),
+        ("QSCHED_OWNER__SHOTRATE_HZ", "3", "did you mean QSCHED_OWNER__SHOT_RATE_HZ"),
+        ("QSCHED_NAMESPAC", "x", "did you mean QSCHED_NAMESPACE"),
+        ("QSCHED_OWNER__PREFETCH", "0", "owner.prefetch"),
+    ],
+)
+def test_a_wrong_variable_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, named: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert named in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_url_with_a_password_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QSCHED_AMQP_URL", "http://alice:s3cret@foo")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "s3cret" not in str(info.value)
+
+
+def test_a_missing_or_broken_config_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("namespace = \n")
+    with pytest.raises(SettingsError, match="not valid TOML"):
+        load_settings(bad)
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text('namspace = "x"\n')
+    with pytest.raises(SettingsError, match="namspace is not a qsched setting"):
+        load_settings(unknown)
+
+
+def test_every_settings_field_has_a_variable_and_a_meaning() -> None:
+    known = known_variables()
+    assert "QSCHED_OWNER__SHOT_RATE_HZ" in known and "QSCHED_TRACE_FILE" in known
+    assert all(known.values()), [k for k, v in known.items() if not v]
+
+
+def test_connection_failures_are_told_apart_and_hide_the_password() -> None:
+    url = "amqp://bob:s3cret@127.0.0.1:5672/lab"
+    auth = connect_failure(url, pika.exceptions.ProbableAuthenticationError("403"))
+    vhost = connect_failure(url, pika.exceptions.ProbableAccessDeniedError("530"))
+    refused = connect_failure(url, pika.exceptions.AMQPConnectionError(ConnectionRefusedError()))
+    assert isinstance(auth, BrokerRefused) and "wrong user name or password" in str(auth)
+    assert isinstance(vhost, BrokerRefused) and "'lab'" in str(vhost)
+    assert isinstance(refused, BrokerUnavailable) and "qsched broker up" in refused.hint
+    assert all("s3cret" not in str(e) for e in (auth, vhost, refused))
+    assert classify_connect_error(OSError("timed out")) == "unreachable"
+
+
+def test_exit_codes_follow_the_table() -> None:
+    assert error_record(NoOwnerAnswered("no owner"))[0] == EXIT_TIMEOUT
+    assert error_record(click.UsageError("bad"))[0] == EXIT_USAGE
+    code, record = error_record(KeyError("boom"))
+    assert code == 1 and record["message"].startswith("internal error: KeyError")
+    assert "--debug" in record["hint"]
+
+
+def test_a_prefix_names_one_job_or_is_refused() -> None:
+    known = {"abcd1234-0000", "abcd9999-0000", "ffff0000-0000"}
+    assert resolve_prefix("ffff", known) == "ffff0000-0000"
+    with pytest.raises(AmbiguousJob, match="matches 2 jobs"):
+        resolve_prefix("abcd", known)
+    with pytest.raises(UnknownJob):
+        resolve_prefix("0000", known)

@@ -70,11 +70,16 @@ def _print_reply(reply: ControlReply, as_json: bool) -> None:
 
 
 @click.command("status")
+@click.argument("job_id", required=False)
 @json_option
 @timeout_option
 @click.pass_context
-def status(ctx: click.Context, as_json: bool, timeout: float) -> None:
-    """Show the QPU state, mode, running job, queue depth per class and why jobs are held."""
+def status(ctx: click.Context, job_id: str | None, as_json: bool, timeout: float) -> None:
+    """Show the QPU state, mode, running job, queue depth per class and why jobs are held;
+    with JOB_ID, that job: its place in line and estimated start, why it is held, or its end."""
+    if job_id is not None:
+        _job_status(ctx, job_id, as_json, timeout)
+        return
     with _client(ctx) as client:
         reply = client.control(CommandName.STATUS, timeout=timeout)
     if not reply.ok or reply.status is None:
@@ -84,6 +89,33 @@ def status(ctx: click.Context, as_json: bool, timeout: float) -> None:
         emit_json(reply.status)
     else:
         print_status(reply.status, Console())
+
+
+def _job_status(ctx: click.Context, job_id: str, as_json: bool, timeout: float) -> None:
+    """One job: waiting (position, ETA or hold reason), running, or its final result."""
+    with _client(ctx) as client:
+        full = _full_id(client, job_id)
+        entries = client.queue(job_id=full, timeout=timeout)
+        result = None if entries else client.fetch_result(full)
+    if entries:
+        entry = entries[0]
+        if as_json:
+            emit_json(entry)
+        elif entry.position == 0:
+            click.echo(f"{full} RUNNING ({entry.job_class}, {entry.shots} shots)")
+        elif entry.held is not None:
+            click.echo(f"{full} QUEUED, {entry.held}")
+        else:
+            eta = "unknown" if entry.eta_s is None else f"about {entry.eta_s:.0f} s"
+            click.echo(f"{full} QUEUED, position {entry.position}, starts in {eta}")
+        return
+    if result is None:
+        raise CommandRefused(f"no job {full} is waiting, running or finished", None)
+    if as_json:
+        emit_json(result)
+    else:
+        why = f": {result.error.message}" if result.error else ""
+        click.echo(f"{full} {result.state.value}{why}")
 
 
 @click.command("cancel")

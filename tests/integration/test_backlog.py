@@ -6,6 +6,7 @@ paused, then the owner resumes, so every decision sees the whole backlog at once
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -171,3 +172,31 @@ def test_sequences_read_back_from_the_log_when_none_is_kept_in_memory(owners) ->
     handles = client.submit_many([client.build_job(SEQ, 10) for _ in range(20)])
     assert all(h.result(timeout=60).state is JobState.DONE for h in handles)
     assert [e.topic for e in events(owners)].count("owner.activated") == 1  # never fell over
+
+
+def test_qsched_status_job_shows_its_position_then_its_end(owners) -> None:  # type: ignore[no-untyped-def]
+    """Given a paused QPU with 3 jobs, `qsched status JOB` shows the last at position 3; once the
+    QPU resumes and the job ends, the same command shows DONE."""
+    import subprocess
+
+    from tests.owners import QSCHED
+
+    client = _paused(owners)
+    handles = client.submit_many([client.build_job(SEQ, 10) for _ in range(3)])
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("QSCHED_")},
+        "QSCHED_AMQP_URL": owners.broker.url,
+        "QSCHED_NAMESPACE": owners.broker.topology.namespace,
+    }
+
+    def status_of(job_id: str) -> str:
+        done = subprocess.run(
+            [QSCHED, "status", job_id], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "position 3" in status_of(handles[2].job_id)
+    assert client.control(CommandName.RESUME).ok
+    assert handles[2].result(timeout=60).state is JobState.DONE
+    assert "DONE" in status_of(handles[2].job_id)

@@ -123,8 +123,8 @@ class AuthServiceSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8099, ge=0, le=65535)
+    host: str = Field(default="127.0.0.1", description="address the auth service listens on")
+    port: int = Field(default=8099, ge=0, le=65535, description="port the auth service listens on")
     vhosts: tuple[str, ...] = Field(default=("/",), description="vhosts MUNGE users may open")
     presentations: int = Field(
         default=2,
@@ -132,7 +132,9 @@ class AuthServiceSettings(BaseModel):
         description="times one credential may be presented within its first seconds: RabbitMQ "
         "asks the user path once to authenticate and once more to authorise each login",
     )
-    presentation_window_s: float = Field(default=10.0, gt=0)
+    presentation_window_s: float = Field(
+        default=10.0, gt=0, description="how long after its first use a credential may be reused"
+    )
 
 
 class Settings(BaseSettings):

@@ -250,6 +250,7 @@ def test_seeded_simulations_keep_every_invariant() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_thousands_of_seeded_simulations_keep_every_invariant() -> None:
     """The same, over 2,000 more seeds (`tox -e slow`)."""
     for seed in range(RUNS, RUNS + 2000):

@@ -14,6 +14,7 @@ from producers.client import QPUClient
 from producers.errors import ResultTimeout
 from schemas.enums import CommandName
 from schemas.messages import ControlReply, StatusReport
+from tests.environment import child_env
 
 QSCHED = str(Path(sys.executable).with_name("qsched"))
 
@@ -40,14 +41,20 @@ class OwnerProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
 
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it does not stop."""
+    def stop(self, grace_s: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL if it has not exited after `grace_s`.
+
+        Returns:
+            The exit code after SIGTERM, or None when SIGKILL was needed.
+        """
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(timeout=10)
+                return self.process.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
                 self.kill()
+                return None
+        return self.process.returncode
 
 
 def start_owner(
@@ -59,8 +66,7 @@ def start_owner(
 ) -> OwnerProcess:
     """Start `qsched owner` on a broker and namespace (it may become active or stand by)."""
     log_path = log_dir / f"owner-{time.monotonic_ns()}.log"
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("QSCHED_")}
-    full_env |= {"QSCHED_AMQP_URL": url, "QSCHED_NAMESPACE": namespace, **(env or {})}
+    full_env = child_env(url, namespace, **(env or {}))
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [QSCHED, "owner", *args],

@@ -7,7 +7,10 @@ what a test states.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
 
 # Subprocess clients (CLI, MPI ranks) get reply queues with random names the test cannot know;
 # this short x-expires makes the broker delete them seconds after the process exits.
@@ -42,3 +45,42 @@ def client_env(url: str, namespace: str, **extra: str) -> dict[str, str]:
     """
     expires = {"QSCHED_BROKER__REPLY_EXPIRES_MS": str(CHILD_REPLY_EXPIRES_MS)}
     return child_env(url, namespace, **(expires | extra))
+
+
+def run_group(
+    args: list[str], env: dict[str, str], timeout_s: float
+) -> subprocess.CompletedProcess[str]:
+    """Run a command in its own process group; on timeout kill the whole group (MPI ranks too).
+
+    Args:
+        args: the command line.
+        env: its complete environment (see `child_env`).
+        timeout_s: how long it may run.
+
+    Returns:
+        The finished process with its text stdout and stderr.
+
+    Raises:
+        AssertionError: it ran past `timeout_s`; every process of its group was killed.
+    """
+    process = subprocess.Popen(
+        args,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        raise AssertionError(
+            f"{' '.join(args[:3])}... ran past {timeout_s} s; killed. stderr:\n{stderr[-2000:]}"
+        ) from None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # leftovers of the group (orphaned ranks)
+    return subprocess.CompletedProcess(args, process.returncode, stdout, stderr)

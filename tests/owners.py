@@ -14,7 +14,7 @@ from producers.client import QPUClient
 from producers.errors import ResultTimeout
 from schemas.enums import CommandName
 from schemas.messages import ControlReply, StatusReport
-from tests.environment import child_env
+from tests.environment import child_env, client_env, run_group
 
 QSCHED = str(Path(sys.executable).with_name("qsched"))
 
@@ -102,3 +102,21 @@ def wait_running(client: QPUClient, job_id: str, timeout_s: float = 30.0) -> Sta
         if time.monotonic() > deadline:
             raise AssertionError(f"{job_id} never ran; last status: {status}")
         client.poll(0.05)
+
+
+def wait_for_log(owner: OwnerProcess, text: str, timeout_s: float = 30.0) -> None:
+    """Wait until the owner's log contains `text` (e.g. a standby announcing it waits)."""
+    deadline = time.monotonic() + timeout_s
+    while text not in owner.log():
+        if owner.process.poll() is not None:
+            raise AssertionError(f"owner exited ({owner.process.returncode}):\n{owner.log()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not in the owner's log after {timeout_s} s")
+        time.sleep(0.05)  # a file has no change notification; each look is bounded by the deadline
+
+
+def run_qsched(
+    url: str, namespace: str, *args: str, env: dict[str, str] | None = None, timeout_s: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the `qsched` CLI on a namespace in a clean environment (its reply queue expires soon)."""
+    return run_group([QSCHED, *args], client_env(url, namespace, **(env or {})), timeout_s)

@@ -211,3 +211,17 @@ def owners(broker: BrokerFixture, tmp_path: Any) -> Iterator[OwnerHarness]:
     harness = OwnerHarness(broker, tmp_path)
     yield harness
     harness.close()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """An empty selection is a failure with a reason, never a silent green (pytest exit 5)."""
+    if exitstatus != pytest.ExitCode.NO_TESTS_COLLECTED:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    markexpr = session.config.getoption("markexpr") or ""
+    line = (
+        f"qsched: no test selected (-m {markexpr!r}); an empty tier fails on purpose (exit 5) so "
+        "CI cannot pass without running it. Mark a real test or fix the selection."
+    )
+    if reporter is not None:
+        reporter.write_line(line, red=True)

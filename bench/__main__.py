@@ -1,4 +1,4 @@
-"""Run benchmarks: ``python -m bench [dispatch] [--jobs N]``."""
+"""Run benchmarks: ``python -m bench [dispatch|submit] [--jobs N] [--samples K]``."""
 
 from __future__ import annotations
 
@@ -20,9 +20,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="*", help="benchmarks to run: " + ", ".join(BENCHMARKS))
     parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--samples", type=int, default=3, help="measurements per figure")
     args = parser.parse_args()
     for name in args.names or list(BENCHMARKS):
-        BENCHMARKS[name](args.jobs)
+        BENCHMARKS[name](args.jobs, args.samples)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ def test_sigterm_mid_job_stops_the_owner_gracefully_and_the_job_is_not_lost(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_soak_600_jobs_across_three_owner_kills_each_end_exactly_once(
     owners: OwnerHarness,
 ) -> None:

@@ -33,7 +33,7 @@ def test_kill_9_of_the_active_owner_hands_over_to_a_ready_standby_within_3_s_and
     owners: OwnerHarness,
 ) -> None:
     """Given an active owner and a standby already waiting on the lease, when the active one is
-    killed mid-job, the standby is active (its `owner.active` event) within 3 s of the kill,
+    killed mid-job, the standby is active (its `owner.activated` event) within 3 s of the kill,
     re-runs the interrupted job, and every job gets exactly one result."""
     env = {"QSCHED_OWNER__LEASE_RETRY_S": "0.2"}
     active = owners.start("--backend", "synthetic", "--shot-rate", "200", env=env)
@@ -51,7 +51,7 @@ def test_kill_9_of_the_active_owner_hands_over_to_a_ready_standby_within_3_s_and
     assert all(r.state is JobState.DONE and sum(r.counts.values()) == 200 for r in results)
     assert results[0].attempts == 2
     log = events(owners)  # read once every job ended: a quiet log
-    new_active = next(e for e in log if e.topic == "owner.active" and e.owner_id != first_id)
+    new_active = next(e for e in log if e.topic == "owner.activated" and e.owner_id != first_id)
     took_over_s = (new_active.at - killed_at).total_seconds()
     assert took_over_s < 3.0, f"the ready standby took {took_over_s:.2f} s to become active"
     finals = Counter(e.job_id for e in log if e.topic.startswith("job.") and e.result is not None)

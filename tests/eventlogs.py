@@ -76,7 +76,12 @@ def back(topic: Topic, job_id: str, t: float, reason: str, shots_done: int = 40)
     """A ``job.preempted`` or ``job.requeued`` event: the job waits again."""
     return make_event(
         topic,
-        JobBack(shots_done=shots_done, shots=100, execution_s=1.1, preempted=topic is Topic.JOB_PREEMPTED),
+        JobBack(
+            shots_done=shots_done,
+            shots=100,
+            execution_s=1.1,
+            preempted=topic is Topic.JOB_PREEMPTED,
+        ),
         at=at(t),
         job_id=job_id,
         job_class="development",
@@ -211,6 +216,8 @@ def big_log(jobs: int, seed: int = 7) -> list[Event]:
             )
             t += 60
             events.append(
-                make_event(Topic.CALIBRATION_COMPLETE, CalibrationComplete(epoch=epoch + 1), at=at(t))
+                make_event(
+                    Topic.CALIBRATION_COMPLETE, CalibrationComplete(epoch=epoch + 1), at=at(t)
+                )
             )
     return events

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from brokers.settings import Settings, load_settings
+from brokers.settings import OwnerSettings, Settings, load_settings
 from brokers.topology import build_topology
 from schemas import Mode, PolicyError, load_policy, parse_policy
 
@@ -29,7 +29,8 @@ def test_the_shells_qsched_variables_never_reach_the_tests() -> None:
     assert not [k for k in os.environ if k.startswith("QSCHED_")]
     settings = load_settings()
     assert settings.model_dump() == Settings().model_dump()
-    assert settings.namespace == "qpu" and settings.owner.prefetch == 2
+    assert settings.namespace == "qpu"
+    assert settings.owner.prefetch == OwnerSettings.model_fields["prefetch"].default
     assert settings.policy_file is None and settings.owner.shot_rate_hz is None
 
 

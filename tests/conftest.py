@@ -225,3 +225,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     )
     if reporter is not None:
         reporter.write_line(line, red=True)
+
+
+SLOW_TIMEOUT_S = 1800
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`slow` tests get a per-test timeout of their tier (the default 120 s is for the others)."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))

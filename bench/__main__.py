@@ -1,4 +1,4 @@
-"""Run benchmarks: ``python -m bench [dispatch] [--jobs N]``."""
+"""Run benchmarks: ``python -m bench [NAME...] [--jobs N] [--samples K]``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ BENCHMARKS = {
 }
 # `auth` needs root and MUNGE (infra/slurm/deps.sh): run it by name, `python -m bench auth`.
 DEFAULT = ("dispatch", "submit", "backlog", "activation", "export")
+SAMPLED = ("dispatch", "submit")  # these take --samples
 
 
 def main() -> None:
@@ -23,9 +24,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="*", help="benchmarks to run: " + ", ".join(BENCHMARKS))
     parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--samples", type=int, default=3, help="measurements per figure")
     args = parser.parse_args()
     for name in args.names or DEFAULT:
-        BENCHMARKS[name](args.jobs)
+        if name in SAMPLED:
+            BENCHMARKS[name](args.jobs, args.samples)
+        else:
+            BENCHMARKS[name](args.jobs)
 
 
 if __name__ == "__main__":

@@ -1,93 +1,177 @@
-"""Dispatch overhead of the owner, against a raw pika request/reply round trip.
+"""Dispatch overhead of the owner, against two pika request/reply baselines.
 
 N jobs are queued while the owner is paused, then released on the ``synthetic`` backend with zero
 execution time, so everything measured is the owner's own work per job: pick the next job, write
 its in-flight record, ack, log the events, publish and confirm the result. Dispatch overhead is
 ``started_at`` of a job minus ``ended_at`` of the one before it (QPU free -> next job started).
-The baseline is one request/reply round trip through the same broker with pika: publish to a
-queue, a consumer answers on a reply queue, the requester receives it.
+
+Baselines, one request/reply round trip through the same broker with plain pika each:
+
+- ``transient``: a 256-byte request and its echo, non-persistent, unconfirmed, auto-acked reply
+  (the floor: what the network and broker cost with no durability at all);
+- ``durable``: the same, but both publishes persistent and each waits for its publisher
+  confirm, and the echo acks the request only after its reply is confirmed (like-for-like with
+  the owner's semantics, which confirms every persistent publish before moving on; the owner
+  does several such publishes per job, so it cannot reach 1x).
+
+Each figure is taken `samples` times, each after a warm-up and on fresh queues (a fresh
+namespace and owner for the owner's figure), the measurements in a rotating order; reported as
+median [min..max] over samples.
 """
 
 from __future__ import annotations
 
 import itertools
+import statistics
 import threading
 import time
+import uuid
+from collections.abc import Callable
 
 import pika
 
-from bench.common import bench_namespace, owner_process, percentile
+from bench.common import bench_namespace, delete_queues, discover, owner_process, percentile
+from bench.common import summary as fmt
 from brokers.connection import connect
 from producers.client import QPUClient
 from schemas.enums import CommandName
 from tests.sequences import analog_sequence
 
+WARMUP_ROUNDS = 50
 
-def raw_round_trip_s(url: str, rounds: int) -> list[float]:
-    """Round-trip times of `rounds` request/reply exchanges with plain pika."""
+
+def raw_round_trip_s(url: str, rounds: int, durable: bool = False) -> list[float]:
+    """Round-trip times of `rounds` request/reply exchanges with plain pika, after a warm-up.
+
+    Args:
+        url: the broker.
+        rounds: measured round trips (a warm-up of `WARMUP_ROUNDS` comes first, not counted).
+        durable: persistent messages on durable queues, every publish confirmed, the request
+            acked after its reply is confirmed; otherwise transient and unconfirmed.
+    """
+    tag = uuid.uuid4().hex[:8]
+    request_q, reply_q = f"bench-raw-{tag}-request", f"bench-raw-{tag}-reply"
+    mode = 2 if durable else 1
     conn = connect(url, name="bench-raw")
     ch = conn.channel()
-    reply_q = ch.queue_declare("", exclusive=True).method.queue
+    for name in (request_q, reply_q):
+        ch.queue_declare(name, durable=durable)
+    if durable:
+        ch.confirm_delivery()
     ready = threading.Event()
-    request_queue: list[str] = []
 
     def echo() -> None:
         echo_conn = connect(url, name="bench-echo")
         echo_ch = echo_conn.channel()
-        request_queue.append(echo_ch.queue_declare("", exclusive=True).method.queue)
-        request_q = request_queue[0]
+        if durable:
+            echo_ch.confirm_delivery()
         ready.set()
         for method, props, body in echo_ch.consume(request_q, inactivity_timeout=5):
             if method is None:
                 break
             echo_ch.basic_publish(
-                "", props.reply_to, body, pika.BasicProperties(correlation_id=props.correlation_id)
+                "",
+                props.reply_to,
+                body,
+                pika.BasicProperties(correlation_id=props.correlation_id, delivery_mode=mode),
             )
             echo_ch.basic_ack(method.delivery_tag)
         echo_conn.close()
 
     worker = threading.Thread(target=echo, daemon=True)
     worker.start()
-    ready.wait()
-    request_q = request_queue[0]
+    ready.wait(30)
     times = []
-    replies = ch.consume(reply_q, auto_ack=True)
-    for i in range(rounds):
+    replies = ch.consume(reply_q, auto_ack=not durable)
+    for i in range(WARMUP_ROUNDS + rounds):
         started = time.perf_counter()
         ch.basic_publish(
-            "", request_q, b"x" * 256, pika.BasicProperties(reply_to=reply_q, correlation_id=str(i))
+            "",
+            request_q,
+            b"x" * 256,
+            pika.BasicProperties(reply_to=reply_q, correlation_id=str(i), delivery_mode=mode),
         )
-        next(replies)
+        method, _, _ = next(replies)
+        if durable:
+            ch.basic_ack(method.delivery_tag)
         times.append(time.perf_counter() - started)
     ch.cancel()
     conn.close()
     worker.join(timeout=10)
-    return times
+    delete_queues(url, [request_q, reply_q])
+    return times[WARMUP_ROUNDS:]
 
 
-def main(jobs: int) -> None:
-    """Print jobs/s and p50/p99 dispatch overhead next to the raw pika round trip."""
-    with bench_namespace() as settings, owner_process(settings, "--backend", "synthetic"):
+def owner_dispatch(url: str, jobs: int) -> tuple[list[float], float]:
+    """(dispatch gaps in s, jobs/s) of one owner on a fresh namespace, after a warm-up batch."""
+    with bench_namespace(url) as settings, owner_process(settings, "--backend", "synthetic"):
         client = QPUClient(settings=settings)
-        client.control(CommandName.STATUS, timeout=60)
-        assert client.control(CommandName.PAUSE).ok
-        sequence = analog_sequence(2)
-        handles = [client.submit(sequence, 1, job_class="production") for _ in range(jobs)]
-        assert client.control(CommandName.RESUME).ok
-        results = sorted(
-            (h.result(timeout=300) for h in handles), key=lambda r: r.timings.started_at
-        )
-        client.close()
-        gaps = [
-            (nxt.timings.started_at - prev.timings.ended_at).total_seconds()
-            for prev, nxt in itertools.pairwise(results)
-        ]
-        span_s = (results[-1].timings.ended_at - results[0].timings.started_at).total_seconds()
-        raw = raw_round_trip_s(settings.amqp_url, jobs)
-    p50, p99 = percentile(gaps, 0.5), percentile(gaps, 0.99)
-    r50, r99 = percentile(raw, 0.5), percentile(raw, 0.99)
+        try:
+            client.control(CommandName.STATUS, timeout=60)
+            sequence = analog_sequence(2)
+            warm = [client.submit(sequence, 1, job_class="production") for _ in range(20)]
+            for handle in warm:
+                handle.result(timeout=120)
+            assert client.control(CommandName.PAUSE).ok
+            handles = [client.submit(sequence, 1, job_class="production") for _ in range(jobs)]
+            assert client.control(CommandName.RESUME).ok
+            results = sorted(
+                (h.result(timeout=300) for h in handles), key=lambda r: r.timings.started_at
+            )
+        finally:
+            client.close()
+            delete_queues(url, [client.reply_queue_name])
+    gaps = [
+        (nxt.timings.started_at - prev.timings.ended_at).total_seconds()
+        for prev, nxt in itertools.pairwise(results)
+    ]
+    span_s = (results[-1].timings.ended_at - results[0].timings.started_at).total_seconds()
+    return gaps, jobs / span_s
+
+
+def main(jobs: int, samples: int = 3) -> None:
+    """Print jobs/s and p50/p99 dispatch overhead next to both round-trip baselines."""
+    figures: dict[str, list[float]] = {
+        k: [] for k in ("jobs/s", "p50", "p99", "t50", "t99", "d50", "d99")
+    }
+    with discover() as handle:
+        url = handle.url
+
+        def owner() -> None:
+            gaps, rate = owner_dispatch(url, jobs)
+            figures["jobs/s"].append(rate)
+            figures["p50"].append(percentile(gaps, 0.5) * 1e3)
+            figures["p99"].append(percentile(gaps, 0.99) * 1e3)
+
+        def transient() -> None:
+            raw = raw_round_trip_s(url, jobs)
+            figures["t50"].append(percentile(raw, 0.5) * 1e3)
+            figures["t99"].append(percentile(raw, 0.99) * 1e3)
+
+        def durable() -> None:
+            raw = raw_round_trip_s(url, jobs, durable=True)
+            figures["d50"].append(percentile(raw, 0.5) * 1e3)
+            figures["d99"].append(percentile(raw, 0.99) * 1e3)
+
+        order: list[Callable[[], None]] = [owner, transient, durable]
+        for sample in range(samples):
+            for measure in order[sample % 3 :] + order[: sample % 3]:
+                measure()
+    med = {k: statistics.median(v) for k, v in figures.items()}
     print(f"dispatch benchmark, {jobs} jobs on the synthetic backend (zero execution time)")
-    print(f"  owner throughput        {jobs / span_s:8.1f} jobs/s")
-    print(f"  dispatch overhead  p50  {p50 * 1e3:8.2f} ms   p99 {p99 * 1e3:8.2f} ms")
-    print(f"  raw pika round trip p50 {r50 * 1e3:8.2f} ms   p99 {r99 * 1e3:8.2f} ms")
-    print(f"  ratio (overhead / round trip)  p50 {p50 / r50:6.1f}x   p99 {p99 / r99:6.1f}x")
+    print("  figures: median [min..max] over samples, ms unless noted")
+    print(f"  owner throughput (jobs/s)          {fmt(figures['jobs/s'])}")
+    print(f"  owner dispatch overhead       p50  {fmt(figures['p50'])}")
+    print(f"                                p99  {fmt(figures['p99'])}")
+    print(f"  transient round trip          p50  {fmt(figures['t50'])}")
+    print(f"                                p99  {fmt(figures['t99'])}")
+    print(f"  durable confirmed round trip  p50  {fmt(figures['d50'])}")
+    print(f"                                p99  {fmt(figures['d99'])}")
+    print(
+        f"  ratio overhead / transient    p50 {med['p50'] / med['t50']:6.1f}x"
+        f"   p99 {med['p99'] / med['t99']:6.1f}x"
+    )
+    print(
+        f"  ratio overhead / durable      p50 {med['p50'] / med['d50']:6.1f}x"
+        f"   p99 {med['p99'] / med['d99']:6.1f}x"
+    )

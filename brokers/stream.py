@@ -49,9 +49,10 @@ def read_stream(
     """
     channel.basic_qos(prefetch_count=STREAM_PREFETCH)
     wait_s = idle_timeout_s if stop is None else (max_wait_s or 30.0)
+    arguments = {"x-stream-offset": offset}
     try:
         for method, props, body in channel.consume(
-            queue, arguments={"x-stream-offset": offset}, inactivity_timeout=wait_s
+            queue, arguments=arguments, inactivity_timeout=wait_s
         ):
             if method is None:
                 return
@@ -64,6 +65,7 @@ def read_stream(
                 return
     finally:
         if channel.is_open:
+            _settle_buffered(channel, queue, arguments, wait_s)
             channel.cancel()
 
 
@@ -82,3 +84,18 @@ def close_stream_channel(channel: BlockingChannel) -> None:
     while not impl.is_closed and deadline_ticks:
         connection.process_data_events(time_limit=0.01)
         deadline_ticks -= 1
+
+
+def _settle_buffered(
+    channel: BlockingChannel, queue: str, arguments: dict[str, Offset], wait_s: float
+) -> None:
+    """Ack the deliveries pika buffered past the reader's stop.
+
+    `BlockingChannel.cancel` rejects buffered deliveries, and a stream answers ``basic.reject``
+    by closing the whole connection (540 NOT_IMPLEMENTED). Calling `consume` again with the same
+    arguments hands back the same consumer's buffer, so they can be acked instead.
+    """
+    while channel.get_waiting_message_count():
+        method, _, _ = next(channel.consume(queue, arguments=arguments, inactivity_timeout=wait_s))
+        if method is not None:
+            channel.basic_ack(method.delivery_tag)

@@ -1,25 +1,40 @@
 """Shared fixtures.
 
+`isolated_env` (autouse, once per session) removes every ``QSCHED_*`` variable of the user's shell
+before any test runs, so settings built here, in owner processes and in CLI subprocesses are the
+defaults plus what a test passes explicitly. Broker discovery alone honours the shell's
+``QSCHED_AMQP_URL`` and ``QSCHED_RABBITMQ_SERVER``, read from the saved copy; the URL it finds is
+then passed to every settings object and child process by hand.
+
 `broker` finds or starts a RabbitMQ by the same chain as `qsched broker up` (once per session),
 and gives each test its own namespace, so tests never see each other's queues; teardown deletes
-what the test declared. `private_broker` is a node of the test's own that it may kill and restart.
+what the test declared, including the reply queues of its clients. `private_broker` is a node of
+the test's own that it may kill and restart; without a ``rabbitmq-server`` binary it fails (it
+never skips), so CI cannot go green while dropping the tests that need one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import pika.exceptions
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from brokers.bootstrap import BrokerHandle, PrivateNode, ensure_broker, find_server
 from brokers.connection import connect
-from brokers.settings import Settings, load_settings
+from brokers.settings import DEFAULT_AMQP_URL, Settings, load_settings
 from brokers.topology import Topology, build_topology, declare, delete
 from schemas.policy import Policy
+from tests.environment import child_env, client_env
+
+__all__ = ["child_env", "client_env"]
 
 
 @dataclass
@@ -30,6 +45,7 @@ class BrokerFixture:
     settings: Settings
     topology: Topology
     extra_queues: list[str] = field(default_factory=list)
+    extra_topologies: list[Topology] = field(default_factory=list)
     _connections: list[BlockingConnection] = field(default_factory=list)
 
     def channel(self) -> BlockingChannel:
@@ -44,30 +60,63 @@ class BrokerFixture:
         self.extra_queues.append(name)
         return name
 
+    def forget_queue(self, name: str) -> None:
+        """Have teardown delete a queue someone else declared (a client's reply queue)."""
+        self.extra_queues.append(name)
+
+    def declare_topology(self, topology: Topology) -> Topology:
+        """Declare another namespace's topology that teardown will delete."""
+        self.extra_topologies.append(topology)
+        declare(self.channel(), topology)
+        return topology
+
     def close(self) -> None:
         """Delete the namespace's objects and close every connection."""
         try:
             ch = connect(self.url, name="test-teardown").channel()
-            delete(ch, self.topology)
+            for topology in (self.topology, *self.extra_topologies):
+                delete(ch, topology)
             for name in self.extra_queues:
                 ch.queue_delete(name)
             ch.connection.close()
         finally:
             for conn in self._connections:
-                if conn.is_open:
-                    conn.close()
+                # A stream reader's channel may already have been closed by the broker; closing
+                # its connection then raises, and nothing is left to clean up on it.
+                with contextlib.suppress(pika.exceptions.AMQPError):
+                    if conn.is_open:
+                        conn.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_env() -> Iterator[dict[str, str]]:
+    """Clear ``QSCHED_*`` for the session; yields the user's values (only discovery reads them)."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("QSCHED_")}
+    for name in saved:
+        del os.environ[name]
+    yield saved
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")
-def broker_handle() -> Iterator[BrokerHandle]:
+def broker_handle(isolated_env: dict[str, str]) -> Iterator[BrokerHandle]:
     """One broker for the whole session (configured, local, private node or container)."""
-    handle = ensure_broker(load_settings())
+    server = isolated_env.get("QSCHED_RABBITMQ_SERVER")
+    discovery = load_settings(
+        amqp_url=isolated_env.get("QSCHED_AMQP_URL", DEFAULT_AMQP_URL),
+        rabbitmq_server=server or None,
+    )
+    handle = ensure_broker(discovery)
     yield handle
     handle.close()
 
 
 def make_settings(url: str, namespace: str, **overrides: Any) -> Settings:
-    """Settings for a test: given URL and namespace, everything else from defaults."""
+    """Settings for a test: given URL and namespace, everything else from defaults.
+
+    The same defaults an owner started by `tests.owners.start_owner` sees, since neither this
+    process (see `isolated_env`) nor the owner's environment holds any other ``QSCHED_*``.
+    """
     return load_settings(amqp_url=url, namespace=namespace, **overrides)
 
 
@@ -84,11 +133,19 @@ def broker(broker_handle: BrokerHandle) -> Iterator[BrokerFixture]:
 
 
 @pytest.fixture
-def private_broker_factory() -> Iterator[Callable[..., PrivateNode]]:
+def private_broker_factory(
+    isolated_env: dict[str, str],
+) -> Iterator[Callable[..., PrivateNode]]:
     """Start private nodes with extra config; all are stopped and removed at teardown."""
-    server = find_server()
+    configured = isolated_env.get("QSCHED_RABBITMQ_SERVER")
+    server = find_server(Path(configured) if configured else None)
     if server is None:
-        pytest.skip("needs the rabbitmq-server binary to run a private node")
+        pytest.fail(
+            "this test needs the rabbitmq-server binary to run a private RabbitMQ node (it kills"
+            " and restarts it, or sets consumer_timeout); install RabbitMQ (apt-get install"
+            " rabbitmq-server) or point QSCHED_RABBITMQ_SERVER at the binary",
+            pytrace=False,
+        )
     nodes: list[PrivateNode] = []
 
     def start(
@@ -135,19 +192,21 @@ class OwnerHarness:
         return owner
 
     def client(self, validate_locally: bool = True) -> Any:
-        """A new QPUClient on this namespace (closed at teardown)."""
+        """A new QPUClient on this namespace (closed, reply queue deleted, at teardown)."""
         from producers.client import QPUClient
 
         client = QPUClient(settings=self.broker.settings, validate_locally=validate_locally)
         self.clients.append(client)
+        self.broker.forget_queue(client.reply_queue_name)
         return client
 
     def close(self) -> None:
-        """Stop every owner and client."""
+        """Stop every owner (SIGTERM, SIGKILL after a grace period) and close every client."""
         for owner in self.owners:
             owner.stop()
         for client in self.clients:
-            client.close()
+            with contextlib.suppress(Exception):
+                client.close()
 
 
 @pytest.fixture
@@ -156,3 +215,27 @@ def owners(broker: BrokerFixture, tmp_path: Any) -> Iterator[OwnerHarness]:
     harness = OwnerHarness(broker, tmp_path)
     yield harness
     harness.close()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """An empty selection is a failure with a reason, never a silent green (pytest exit 5)."""
+    if exitstatus != pytest.ExitCode.NO_TESTS_COLLECTED:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    markexpr = session.config.getoption("markexpr") or ""
+    line = (
+        f"qsched: no test selected (-m {markexpr!r}); an empty tier fails on purpose (exit 5) so "
+        "CI cannot pass without running it. Mark a real test or fix the selection."
+    )
+    if reporter is not None:
+        reporter.write_line(line, red=True)
+
+
+SLOW_TIMEOUT_S = 1800
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`slow` tests get a per-test timeout of their tier (the default 120 s is for the others)."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))

@@ -14,6 +14,7 @@ from producers.client import QPUClient
 from producers.errors import ResultTimeout
 from schemas.enums import CommandName
 from schemas.messages import ControlReply, StatusReport
+from tests.environment import child_env, client_env, run_group
 
 QSCHED = str(Path(sys.executable).with_name("qsched"))
 
@@ -40,14 +41,20 @@ class OwnerProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
 
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it does not stop."""
+    def stop(self, grace_s: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL if it has not exited after `grace_s`.
+
+        Returns:
+            The exit code after SIGTERM, or None when SIGKILL was needed.
+        """
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(timeout=10)
+                return self.process.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
                 self.kill()
+                return None
+        return self.process.returncode
 
 
 def start_owner(
@@ -59,8 +66,7 @@ def start_owner(
 ) -> OwnerProcess:
     """Start `qsched owner` on a broker and namespace (it may become active or stand by)."""
     log_path = log_dir / f"owner-{time.monotonic_ns()}.log"
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("QSCHED_")}
-    full_env |= {"QSCHED_AMQP_URL": url, "QSCHED_NAMESPACE": namespace, **(env or {})}
+    full_env = child_env(url, namespace, **(env or {}))
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [QSCHED, "owner", *args],
@@ -96,3 +102,21 @@ def wait_running(client: QPUClient, job_id: str, timeout_s: float = 30.0) -> Sta
         if time.monotonic() > deadline:
             raise AssertionError(f"{job_id} never ran; last status: {status}")
         client.poll(0.05)
+
+
+def wait_for_log(owner: OwnerProcess, text: str, timeout_s: float = 30.0) -> None:
+    """Wait until the owner's log contains `text` (e.g. a standby announcing it waits)."""
+    deadline = time.monotonic() + timeout_s
+    while text not in owner.log():
+        if owner.process.poll() is not None:
+            raise AssertionError(f"owner exited ({owner.process.returncode}):\n{owner.log()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not in the owner's log after {timeout_s} s")
+        time.sleep(0.05)  # a file has no change notification; each look is bounded by the deadline
+
+
+def run_qsched(
+    url: str, namespace: str, *args: str, env: dict[str, str] | None = None, timeout_s: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the `qsched` CLI on a namespace in a clean environment (its reply queue expires soon)."""
+    return run_group([QSCHED, *args], client_env(url, namespace, **(env or {})), timeout_s)

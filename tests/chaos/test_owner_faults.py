@@ -6,14 +6,15 @@ import itertools
 import os
 import signal
 import subprocess
-import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 
+import pika.exceptions
 import pytest
 
 from brokers.bootstrap import PrivateNode
-from brokers.connection import channel
+from brokers.connection import channel, connect
 from brokers.settings import load_settings
 from brokers.topology import build_topology, declare
 from consumers.timeline import build_timeline
@@ -21,34 +22,38 @@ from producers.client import QPUClient
 from schemas import CommandName, ErrorCode, JobState, Policy
 from tests.conftest import BrokerFixture, OwnerHarness
 from tests.integration.test_owner import events
-from tests.owners import start_owner, wait_active, wait_running
+from tests.owners import start_owner, wait_active, wait_for_log, wait_running
 from tests.sequences import analog_sequence
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.chaos
 
 
-def test_kill_9_of_the_active_owner_hands_over_within_5_s_and_loses_nothing(
+def test_kill_9_of_the_active_owner_hands_over_to_a_ready_standby_within_3_s_and_loses_nothing(
     owners: OwnerHarness,
 ) -> None:
-    """Given an active and a standby owner, when the active is killed mid-job, then the standby
-    takes over within 5 s, re-runs the interrupted job, and every job gets exactly one result."""
+    """Given an active owner and a standby already waiting on the lease, when the active one is
+    killed mid-job, the standby is active (its `owner.activated` event) within 3 s of the kill,
+    re-runs the interrupted job, and every job gets exactly one result."""
     env = {"QSCHED_OWNER__LEASE_RETRY_S": "0.2"}
     active = owners.start("--backend", "synthetic", "--shot-rate", "200", env=env)
     first_id = owners.client().control(CommandName.STATUS).status.owner_id
-    owners.start("--backend", "synthetic", "--shot-rate", "200", env=env, wait=False)
+    standby = owners.start("--backend", "synthetic", "--shot-rate", "200", env=env, wait=False)
+    wait_for_log(standby, "standby: another owner holds", timeout_s=60)
     client = owners.client()
     handles = [client.submit(analog_sequence(2), 200, job_class="production") for _ in range(5)]
     wait_running(client, handles[0].job_id)
-    killed_at = time.monotonic()
+    killed_at = datetime.now(UTC)
     active.kill()
-    reply = wait_active(client, timeout_s=10)
-    took_over_s = time.monotonic() - killed_at
+    reply = wait_active(client, timeout_s=30)
     assert reply.status is not None and reply.status.owner_id != first_id
-    assert took_over_s < 5.0, f"standby took {took_over_s:.1f} s"
     results = [h.result(timeout=60) for h in handles]
     assert all(r.state is JobState.DONE and sum(r.counts.values()) == 200 for r in results)
     assert results[0].attempts == 2
-    log = events(owners)
+    log = events(owners)  # read once every job ended: a quiet log
+    new_active = next(e for e in log if e.topic == "owner.activated" and e.owner_id != first_id)
+    took_over_s = (new_active.at - killed_at).total_seconds()
+    assert took_over_s < 3.0, f"the ready standby took {took_over_s:.2f} s to become active"
     finals = Counter(e.job_id for e in log if e.topic.startswith("job.") and e.result is not None)
     assert finals == {h.job_id: 1 for h in handles}
     actives = [e for e in log if e.topic == "owner.activated"]
@@ -89,6 +94,7 @@ def test_consumer_timeout_neither_drops_nor_duplicates_a_long_job(
     """Given a broker whose consumer_timeout is 2 s, a 6 s job and held candidates behind it each
     run exactly once and the owner keeps its connection."""
     node = private_broker_factory(("consumer_timeout = 2000",), {"channel_tick_interval": 200})
+    _a_delivery_held_past_the_timeout_closes_its_channel(node.url)
     settings = load_settings(amqp_url=node.url, namespace="ct")
     with channel(node.url) as ch:
         declare(ch, build_topology(settings, Policy()))
@@ -97,7 +103,7 @@ def test_consumer_timeout_neither_drops_nor_duplicates_a_long_job(
         node.url, "ct", tmp_path, "--backend", "synthetic", "--shot-rate", "100", env=env
     )  # type: ignore[arg-type]
     try:
-        client = QPUClient(settings=settings)
+        client = QPUClient(settings=settings)  # its reply queue dies with the private node
         wait_active(client)
         long_job = client.submit(analog_sequence(2), 600, job_class="production")
         waiting = [client.submit(analog_sequence(2), 10, job_class="development") for _ in range(4)]
@@ -111,6 +117,36 @@ def test_consumer_timeout_neither_drops_nor_duplicates_a_long_job(
         client.close()
     finally:
         owner.stop()
+
+
+def _a_delivery_held_past_the_timeout_closes_its_channel(url: str) -> None:
+    """The node's short consumer_timeout is in force: a raw consumer that holds a delivery
+    unacked past it has its channel closed by the broker (406 PRECONDITION_FAILED)."""
+    conn = connect(url, name="consumer-timeout-probe")
+    try:
+        ch = conn.channel()
+        queue = ch.queue_declare("", exclusive=True).method.queue
+        ch.basic_publish("", queue, b"held")
+        ch.basic_consume(queue, lambda *args: None)  # receives it, never acks
+        codes: list[int] = []
+
+        def serve() -> None:
+            try:
+                conn.process_data_events(time_limit=0.2)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                codes.append(exc.reply_code)
+
+        wait_until(
+            lambda: not ch.is_open,
+            "the broker closing a channel that held a delivery past consumer_timeout (2 s)",
+            timeout_s=30,
+            step=serve,
+        )
+        assert codes in ([], [406])
+        assert conn.is_open  # only the channel, not the connection
+    finally:
+        if conn.is_open:
+            conn.close()
 
 
 def _events_of(fixture: BrokerFixture) -> list:

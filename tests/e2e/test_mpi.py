@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import OwnerHarness
+from tests.environment import client_env, run_group
 from tests.integration.test_owner import events
 
 pytestmark = pytest.mark.e2e
@@ -23,11 +22,8 @@ def test_mpiexec_4_ranks_each_get_their_own_results(
     owners: OwnerHarness, mode: str, connections: int
 ) -> None:
     owners.start("--backend", "emulator")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "QSCHED_"))} | {
-        "QSCHED_AMQP_URL": owners.broker.url,
-        "QSCHED_NAMESPACE": owners.broker.topology.namespace,
-    }
-    done = subprocess.run(
+    env = client_env(owners.broker.url, owners.broker.topology.namespace)
+    done = run_group(
         [
             MPIEXEC,
             "-n",
@@ -42,11 +38,8 @@ def test_mpiexec_4_ranks_each_get_their_own_results(
             mode,
             "--json",
         ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+        env,
+        timeout_s=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]

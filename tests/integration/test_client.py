@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from brokers.connection import channel
-from brokers.topology import build_topology, declare, delete
+from brokers.topology import build_topology
 from producers.client import QPUClient, slurm_context
 from producers.errors import BrokerUnreachable, InvalidJob, QueueFull, UnknownJobClass
 from schemas import CommandName, ErrorCode, JobState, Policy
 from tests.conftest import OwnerHarness, make_settings
+from tests.environment import client_env, run_group
 from tests.integration.test_owner import events
 from tests.owners import QSCHED
 from tests.sequences import analog_sequence, mock_sequence
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -45,9 +46,9 @@ def test_an_unknown_class_raises_at_submit_time(owners: OwnerHarness) -> None:
     client = owners.client(validate_locally=False)
     with pytest.raises(UnknownJobClass, match="no-such-class"):
         client.submit(analog_sequence(2), 10, job_class="no-such-class")
-    assert client.submit(
-        analog_sequence(2), 10, job_class="production"
-    ).job_id  # channel still usable
+    client.submit(analog_sequence(2), 10, job_class="production")  # the channel is still usable
+    queue = owners.broker.topology.job_queue("production")
+    assert owners.broker.channel().queue_declare(queue, passive=True).method.message_count == 1
 
 
 def test_a_full_class_queue_raises_queue_full(owners: OwnerHarness) -> None:
@@ -56,19 +57,16 @@ def test_a_full_class_queue_raises_queue_full(owners: OwnerHarness) -> None:
         owners.broker.topology.namespace + "full",
         broker={"job_queue_max_length": 2},
     )
-    topology = build_topology(settings, Policy())
-    with channel(settings.amqp_url) as ch:
-        declare(ch, topology)
+    owners.broker.declare_topology(build_topology(settings, Policy()))
+    client = QPUClient(settings=settings, validate_locally=False)
+    owners.broker.forget_queue(client.reply_queue_name)
     try:
-        client = QPUClient(settings=settings, validate_locally=False)
         client.submit(analog_sequence(2), 10)
         client.submit(analog_sequence(2), 10)
         with pytest.raises(QueueFull, match="production"):
             client.submit(analog_sequence(2), 10)
-        client.close()
     finally:
-        with channel(settings.amqp_url) as ch:
-            delete(ch, topology)
+        client.close()
 
 
 def test_a_client_that_reconnects_gets_a_result_published_while_it_was_away(
@@ -81,8 +79,11 @@ def test_a_client_that_reconnects_gets_a_result_published_while_it_was_away(
     handle = client.submit(analog_sequence(2), 10)
     client.close()
     assert operator.control(CommandName.RESUME).ok
-    while operator.fetch_result(handle.job_id) is None:  # finished while the client was away
-        operator.poll(0.1)
+    wait_until(  # finished while the client was away
+        lambda: operator.fetch_result(handle.job_id),
+        f"{handle.job_id} finished in the event log",
+        step=lambda: operator.poll(0.1),
+    )
     client.reconnect()
     assert handle.result(timeout=10).state is JobState.DONE
 
@@ -140,14 +141,8 @@ def test_jobs_carry_the_slurm_context_of_the_environment(
 
 
 def _qsched(owners: OwnerHarness, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        "QSCHED_AMQP_URL": owners.broker.url,
-        "QSCHED_NAMESPACE": owners.broker.topology.namespace,
-        "PATH": "/usr/bin:/bin",
-    }
-    return subprocess.run(
-        [QSCHED, *args], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
+    env = client_env(owners.broker.url, owners.broker.topology.namespace)
+    return run_group([QSCHED, *args], env, timeout_s=120)
 
 
 def test_the_cli_submits_waits_and_prints_results(owners: OwnerHarness, tmp_path: Path) -> None:
@@ -205,7 +200,10 @@ def test_a_url_list_skips_a_dead_broker_and_an_all_dead_list_raises(owners: Owne
     dead = "amqp://guest:guest@127.0.0.1:1/%2F"
     settings = owners.broker.settings
     client = QPUClient(url=f"{dead};{settings.amqp_url}", settings=settings, validate_locally=False)
-    assert client.submit(analog_sequence(2), 10).job_id
+    owners.broker.forget_queue(client.reply_queue_name)
+    client.submit(analog_sequence(2), 10)  # confirmed by the live broker
     client.close()
+    queue = owners.broker.topology.job_queue("production")
+    assert owners.broker.channel().queue_declare(queue, passive=True).method.message_count == 1
     with pytest.raises(BrokerUnreachable, match="no broker answers"):
         QPUClient(url=dead, settings=settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import msgpack
@@ -14,6 +15,7 @@ from schemas import CommandName, ErrorCode, Event, JobRequest, JobState, Mode, Q
 from tests.conftest import OwnerHarness
 from tests.owners import wait_running
 from tests.sequences import analog_sequence, mock_sequence
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -148,7 +150,9 @@ def test_cancel_a_queued_and_a_running_job(owners: OwnerHarness) -> None:
     queued = client.submit(analog_sequence(2), 10, job_class="production")
     progressed = []
     running.on_progress = progressed.append
+    deadline = time.monotonic() + 30
     while not progressed:
+        assert time.monotonic() < deadline, "no progress from the running job within 30 s"
         client.poll(0.5)
     assert client.control(CommandName.CANCEL, job_id=queued.job_id).ok
     assert client.control(CommandName.CANCEL, job_id=running.job_id).ok
@@ -232,21 +236,42 @@ def test_garbage_wrong_version_and_invalid_sequence_are_dead_lettered_and_answer
     assert "atoms too close" in dead[bad_seq.job_id][REASON_HEADER]
 
 
-def test_a_job_redelivered_after_it_finished_is_answered_from_the_log_not_rerun(
+def test_a_job_redelivered_after_it_finished_is_not_rerun_and_its_result_stays_in_the_log(
     owners: OwnerHarness,
 ) -> None:
-    """Given a finished job, when the same job arrives again, the logged result is sent again."""
+    """Given a job that finished under a first owner, when the broker redelivers a copy of it to
+    a new owner (published again while no owner ran, then handed back unacked, so it arrives
+    with the redelivered flag), the new owner consumes the copy without running it, and the
+    result the copy's sender finds in the event log is the first one."""
     owners.start("--backend", "synthetic")
-    client = owners.client()
     job = JobRequest(job_class="production", shots=10, sequence=analog_sequence(2))
-    first = client.submit_request(job).result(timeout=30)
-    client.results.clear()
-    again = client.submit_request(job).result(timeout=30)
-    assert again == first
-    topics = [e.topic for e in events(owners) if e.job_id == job.job_id]
+    first = owners.client().submit_request(job).result(timeout=30)
+    assert owners.owners[0].stop() == 0
+    other = owners.client()  # its own reply queue: nothing it receives came from the first run
+    other.submit_request(job)
+    queue = owners.broker.topology.job_queue("production")
+    ch = owners.broker.channel()
+    method, _, _ = ch.basic_get(queue)
+    assert method is not None and not method.redelivered
+    ch.basic_nack(method.delivery_tag, requeue=True)
+    redelivered = wait_until(
+        lambda: ch.basic_get(queue)[0], "the handed-back copy ready in its queue again"
+    )
+    assert redelivered.redelivered
+    ch.basic_nack(redelivered.delivery_tag, requeue=True)
+    owners.start("--backend", "synthetic")
+    topics = wait_until(
+        lambda: (
+            "job.duplicate" in (t := [e.topic for e in events(owners) if e.job_id == job.job_id])
+            and t
+        ),
+        "the new owner logging the redelivered copy as a duplicate",
+    )
+    assert other.fetch_result(job.job_id) == first
     assert topics.count("job.started") == 1
     assert topics.count("job.done") == 1
     assert "job.duplicate" in topics
+    assert owners.broker.channel().queue_declare(queue, passive=True).method.message_count == 0
 
 
 def test_heartbeats_keep_flowing_during_a_long_job(owners: OwnerHarness) -> None:

@@ -7,27 +7,40 @@ from pathlib import Path
 import pytest
 
 from schemas import CommandName, JobState
+from schemas.messages import JobProgress
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
 from tests.owners import wait_running
 from tests.sequences import analog_sequence
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
 
-def _wait_progress(client, handle) -> None:  # type: ignore[no-untyped-def]
-    while handle.last_progress is None:
-        client.poll(0.1)
+def _wait_progress(client, handle, shots_done: int = 1) -> JobProgress:  # type: ignore[no-untyped-def]
+    return wait_until(
+        lambda: (
+            handle.last_progress is not None
+            and handle.last_progress.shots_done >= shots_done
+            and handle.last_progress
+        ),
+        f"{handle.job_id} reporting {shots_done} shots done",
+        timeout_s=60,
+        step=lambda: client.poll(0.1),
+    )
 
 
-def test_a_development_job_is_preempted_by_production_and_completes_with_all_its_shots(
+def test_a_development_job_is_preempted_by_production_and_then_runs_only_its_remaining_shots(
     owners: OwnerHarness,
 ) -> None:
+    """Given a development job preempted by a production one after k of its 1200 shots, its second
+    run continues from k (progress never falls below k and keeps the measured bitstrings) and the
+    counts sum to 1200: neither re-run from zero nor k shots counted twice."""
     owners.start("--backend", "emulator", "--shot-rate", "400")
     client = owners.client()
     dev = client.submit(analog_sequence(3), 1200, job_class="development")  # ~3 s
     wait_running(client, dev.job_id)
-    _wait_progress(client, dev)
+    _wait_progress(client, dev, shots_done=300)
     prod = client.submit(analog_sequence(3), 100, job_class="production")
     prod_result = prod.result(timeout=60)
     dev_result = dev.result(timeout=60)
@@ -36,10 +49,26 @@ def test_a_development_job_is_preempted_by_production_and_completes_with_all_its
     assert sum(dev_result.counts.values()) == 1200
     assert dev_result.preemptions == 1 and dev_result.attempts == 2
     assert prod_result.timings.ended_at < dev_result.timings.ended_at
-    preempted = [e for e in events(owners) if e.topic == "job.preempted"]
+    log = [e for e in events(owners) if e.job_id == dev.job_id or e.job_id == prod.job_id]
+    preempted = [e for e in log if e.topic == "job.preempted"]
     assert len(preempted) == 1 and preempted[0].job_id == dev.job_id
-    assert 0 < preempted[0].data["shots_done"] < 1200
+    k = preempted[0].data["shots_done"]
+    assert 300 <= k < 1200
     assert prod.job_id in (preempted[0].reason or "")
+    at = log.index(preempted[0])
+    progress = [
+        (i, e.data)
+        for i, e in enumerate(log)
+        if e.topic == "job.progress" and e.job_id == dev.job_id
+    ]
+    before = [p for i, p in progress if i < at and p.get("counts")]
+    after = [p for i, p in progress if i > at and p.get("counts")]
+    assert before and after, "progress events on both sides of the preemption"
+    kept = before[-1]["counts"]
+    for later in after:  # the second run adds to what was measured, it does not start over
+        assert later["shots_done"] > k, f"second run reported {later['shots_done']} <= {k}"
+        assert all(later["counts"].get(bits, 0) >= n for bits, n in kept.items())
+    assert all(dev_result.counts.get(bits, 0) >= n for bits, n in kept.items())
 
 
 def test_a_job_preempted_max_preemptions_times_runs_to_its_end(

@@ -11,6 +11,7 @@ from pulser.devices import AnalogDevice
 from producers.pulser import QSchedConnection
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -45,12 +46,20 @@ def test_qpubackend_run_wait_false_updates_as_jobs_finish(owners: OwnerHarness) 
     )
     assert remote.get_batch_status() in (BatchStatus.PENDING, BatchStatus.RUNNING)
     first = remote.job_ids[0]
-    while first not in remote.get_available_results():
-        connection.client.poll(0.1)
+    wait_until(
+        lambda: first in remote.get_available_results(),
+        f"first job {first} of the batch available",
+        timeout_s=60,
+        step=lambda: connection.client.poll(0.1),
+    )
     statuses = {s for s, _ in connection._query_job_progress(remote.batch_id).values()}
     assert JobStatus.DONE in statuses
-    while remote.get_batch_status() is not BatchStatus.DONE:
-        connection.client.poll(0.1)
+    wait_until(
+        lambda: remote.get_batch_status() is BatchStatus.DONE,
+        "the batch DONE",
+        timeout_s=60,
+        step=lambda: connection.client.poll(0.1),
+    )
     assert all(sum(r.bitstring_counts.values()) == 400 for r in remote.results)
 
 

@@ -13,6 +13,7 @@ from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
 from tests.owners import wait_running
 from tests.sequences import analog_sequence
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -51,10 +52,13 @@ def test_calibration_start_now_preempts_the_running_job(owners: OwnerHarness) ->
     job = client.submit(analog_sequence(2), 1000)
     wait_running(client, job.job_id)
     assert client.control(CommandName.CALIBRATION_START, force=True).ok
-    status = client.control(CommandName.STATUS).status
-    while status.qpu_state is not QPUState.CALIBRATING:
-        client.poll(0.1)
-        status = client.control(CommandName.STATUS).status
+    status = wait_until(
+        lambda: (
+            (s := client.control(CommandName.STATUS).status).qpu_state is QPUState.CALIBRATING and s
+        ),
+        "QPU CALIBRATING after calibration-start --now",
+        step=lambda: client.poll(0.1),
+    )
     assert status.running is None and status.queue_depth["production"] == 1
     assert client.control(CommandName.CALIBRATION_COMPLETE).ok
     result = job.result(timeout=60)

@@ -124,3 +124,26 @@ def test_the_events_stream_reads_from_first_offset_and_from_a_timestamp(
     assert later == [b"b0", b"b1", b"b2"]
     offsets = [r.offset for r in read_stream(reader, broker.topology.events_stream, 4)]
     assert offsets == [4, 5]
+
+
+def test_a_stream_reader_that_stops_early_leaves_its_connection_usable(
+    broker: BrokerFixture,
+) -> None:
+    """Given more records buffered than the reader wants, stopping early settles them (a stream
+    closes the connection on basic.reject) and the channel and connection stay usable."""
+    ch = broker.channel()
+    ch.confirm_delivery()
+    for i in range(50):
+        ch.basic_publish(broker.topology.events_exchange, "job.queued", f"e{i}".encode())
+    reader = broker.channel()
+    first = [
+        r.body
+        for r in read_stream(
+            reader, broker.topology.events_stream, "first", stop=lambda r: r.body == b"e2"
+        )
+    ]
+    assert first == [b"e0", b"e1", b"e2"]
+    reader.connection.process_data_events(time_limit=0.5)  # a 540 close would arrive here
+    assert reader.is_open and reader.connection.is_open
+    again = [r.body for r in read_stream(reader, broker.topology.events_stream, "first")]
+    assert len(again) == 50

@@ -248,9 +248,17 @@ def test_a_qpu_already_preempting_waits_for_the_stop() -> None:
 def test_preemption_properties(
     candidates: list[Candidate], running_class: str, preemptions: int, mode: Mode
 ) -> None:
-    """A preemption is only ever for the best eligible job, along an allowed edge, under the limit."""
+    """A preemption happens exactly when the best eligible job's class may preempt the running
+    one and the running job is under the limit; then it is for that job."""
     running = running_job("running", running_class, preemptions)
     decision = decide(view(QPUState.RUNNING, mode, running), candidates, T0)
+    held_ids = {j for j, _ in decision.held}
+    eligible = [c for c in candidates if c.job_id not in held_ids]
+    should = bool(eligible) and preemptions < POLICY.max_preemptions
+    if should:
+        best = min(eligible, key=lambda c: order_key(view(QPUState.RUNNING, mode, running), c, T0))
+        should = running_class in POLICY.classes[best.job_class].preempts
+    assert (decision.action is Action.PREEMPT) == should, decision
     if decision.action is Action.PREEMPT:
         assert decision.job is not None
         assert running_class in POLICY.classes[decision.job.job_class].preempts

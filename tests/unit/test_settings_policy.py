@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from brokers.settings import load_settings
+from brokers.settings import OwnerSettings, Settings, load_settings
 from brokers.topology import build_topology
 from schemas import Mode, PolicyError, load_policy, parse_policy
 
@@ -31,6 +32,16 @@ def test_env_nests_with_double_underscore_and_beats_the_toml_file(
     assert settings.namespace == "fromfile"
     assert settings.owner.shot_rate_hz == 50.0
     assert settings.owner.prefetch == 3
+
+
+def test_the_shells_qsched_variables_never_reach_the_tests() -> None:
+    """Given any QSCHED_* exported in the shell running pytest, a test sees only the defaults."""
+    assert not [k for k in os.environ if k.startswith("QSCHED_")]
+    settings = load_settings()
+    assert settings.model_dump() == Settings().model_dump()
+    assert settings.namespace == "qpu"
+    assert settings.owner.prefetch == OwnerSettings.model_fields["prefetch"].default
+    assert settings.policy_file is None and settings.owner.shot_rate_hz is None
 
 
 def test_keyword_overrides_win_and_the_user_comes_from_the_url() -> None:
@@ -68,7 +79,7 @@ def test_a_full_class_refuses_publishes_rather_than_dropping() -> None:
 @pytest.mark.parametrize(
     ("text", "line", "reason"),
     [
-        ("operators = [\n'a',\n]]\n", 3, ""),
+        ("operators = [\n'a',\n]]\n", 3, "Expected newline or end of document"),
         ("[classes.x]\nrank = -1\n", 2, "classes.x.rank"),
         ("[classes.x]\nrank = 0\npreempts = ['nope']\n", None, "preempts unknown classes"),
         ("mood = 'happy'\n", 1, "mood"),
@@ -77,8 +88,8 @@ def test_a_full_class_refuses_publishes_rather_than_dropping() -> None:
 def test_a_bad_policy_names_line_and_reason(text: str, line: int | None, reason: str) -> None:
     with pytest.raises(PolicyError) as info:
         parse_policy(text)
-    if line is not None:
-        assert info.value.line == line
+    assert reason, "an empty reason would match any message"
+    assert info.value.line == line
     assert reason in str(info.value)
 
 

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-site lint types check bench clean chromium slurm-deps
+.PHONY: install demo test test-slow test-site lint types check bench clean chromium slurm-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(STAMP)
 ## test: the default suite (unit, integration, e2e, chaos; `slow`, `slurm`, `munge` excluded); finds or starts a broker
 test: $(STAMP)
 	$(BIN)/pytest -m "not slow and not slurm and not munge"
+
+## test-slow: the slow tier (failover matrix, soak, 2,000 simulated histories); CI runs it after `test`
+test-slow: $(STAMP)
+	$(BIN)/pytest -m "slow and not slurm and not munge"
 
 ## test-site: a real single-node Slurm + MUNGE and MUNGE broker auth (root; ~5 min; installs Slurm/MUNGE when missing)
 test-site: $(STAMP) slurm-deps

@@ -65,9 +65,21 @@ EXPECTED = {
 }
 
 
+SLOW = pytest.mark.slow  # the whole matrix runs in CI's slow tier; two states in the default run
+
+
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize(
-    "state", ["idle", "running", "paused", "draining", "calibrating", "maintenance", "preempting"]
+    "state",
+    [
+        "running",
+        "paused",
+        pytest.param("idle", marks=SLOW),
+        pytest.param("draining", marks=SLOW),
+        pytest.param("calibrating", marks=SLOW),
+        pytest.param("maintenance", marks=SLOW),
+        pytest.param("preempting", marks=SLOW),
+    ],
 )
 def test_kill_9_in_each_state_loses_no_job_and_keeps_the_state(
     owners: OwnerHarness, state: str

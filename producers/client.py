@@ -213,14 +213,13 @@ class QPUClient:
                 return
             except amqp.exceptions.AccessRefused as exc:
                 connection.release()
-                how = (
-                    "MUNGE credential refused: is `qsched auth serve` reachable from the broker "
-                    "and munged running?"
-                    if self.settings.auth == "munge"
-                    else "wrong user or password in amqp_url?"
-                )
+                if self.settings.auth != "munge":  # a password login: the generic explanation
+                    failure = connect_failure(url, exc)
+                    raise BrokerRefused(str(failure), hint=failure.hint) from exc
+                how = "is `qsched auth serve` reachable from the broker and munged running?"
                 raise NotAuthorised(
-                    f"broker at {url.split('@')[-1]} refused login of {self.user!r} ({how}): {exc}"
+                    f"broker at {url.split('@')[-1]} refused the MUNGE login of {self.user!r} "
+                    f"({how}): {exc}"
                 ) from exc
             except (*CONNECTION_ERRORS, amqp.exceptions.AMQPError) as exc:
                 connection.release()

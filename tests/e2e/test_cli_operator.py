@@ -79,9 +79,10 @@ def test_ctl_preempt_puts_the_running_job_back_and_refuses_a_job_not_running(
     client = owners.client()
     job = client.submit(analog_sequence(2), 2000, job_class="production")  # ~20 s
     wait_running(client, job.job_id)
+    waiting = client.submit(analog_sequence(2), 10, job_class="development")  # queued behind
     preempted = qsched(owners, "ctl", "preempt", job.job_id)
     assert preempted.returncode == 0, preempted.stderr
-    refused = qsched(owners, "ctl", "preempt", "not-running")
+    refused = qsched(owners, "ctl", "preempt", waiting.job_id)
     assert refused.returncode == 1
     assert refused.stderr.startswith("qsched: refused:") and "not on the QPU" in refused.stderr
     result = job.result(timeout=60)

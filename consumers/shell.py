@@ -19,7 +19,7 @@ from typing import Any
 from pika.adapters.blocking_connection import BlockingConnection
 
 from brokers.topology import Topology
-from consumers.backends.base import Backend, RunOutcome, RunRequest
+from consumers.backends.base import Backend, RunRequest
 from consumers.core.outcomes import DeadLetter, Effect, Reply, StartRun, StopRun
 from consumers.core.policy import best_indexed
 from consumers.core.snapshot import to_data
@@ -32,9 +32,6 @@ from consumers.core.step import (
     Finished,
     Input,
     Invalidated,
-    Note,
-    Operational,
-    Progress,
     Tick,
     step,
 )
@@ -44,6 +41,7 @@ from consumers.publish import Publisher, PublishFailed
 from consumers.recovery import LogFollower, snapshot_payload
 from consumers.sequences import SequenceMissing, SequenceStore
 from consumers.settle import Delivery, ack, dead_letter
+from consumers.sink import Sink
 from consumers.spans import JobSpans
 from schemas.enums import ErrorCode, JobState
 from schemas.events import JobAccepted, Refused, Topic, make_event, payload_of
@@ -235,7 +233,10 @@ class Shell:
             attributes,
             self.validated.pop(job.job_id, None),
         )
-        self.backend.start(RunRequest(job.job_id, sequence, start.shots, start.attempt), Sink(self))
+        self.backend.start(
+            RunRequest(job.job_id, sequence, start.shots, start.attempt),
+            Sink(self.inbox, self.connection),
+        )
         self._warm_next()
 
     def _warm_next(self) -> None:
@@ -370,33 +371,3 @@ class Shell:
         effects = self.handle(given, delivery)
         replies = [e.message for e in effects if isinstance(e, Reply)]
         return bool(replies) and bool(getattr(replies[-1], "ok", False))
-
-
-class Sink:
-    """Backend reports, moved from backend threads to the connection thread."""
-
-    def __init__(self, shell: Shell) -> None:
-        self._shell = shell
-
-    def _put(self, given: Input) -> None:
-        self._shell.inbox.put(given)
-        try:
-            self._shell.connection.add_callback_threadsafe(lambda: None)
-        except Exception:  # the connection is gone; the next owner re-runs the job
-            log.debug("could not wake the owner's loop", exc_info=True)
-
-    def progress(self, job_id: str, shots_done: int, counts: dict[str, int]) -> None:
-        """Counts so far (of this run)."""
-        self._put(Progress(job_id, dict(counts)))
-
-    def finished(self, outcome: RunOutcome) -> None:
-        """The run is over."""
-        self._put(Finished(outcome.job_id, dict(outcome.counts), outcome.error, outcome.canceled))
-
-    def operational(self, up: bool, reason: str) -> None:
-        """The QPU went down or came back."""
-        self._put(Operational(up, reason))
-
-    def note(self, job_id: str, message: str) -> None:
-        """Something an operator should know."""
-        self._put(Note(job_id, message))

@@ -159,7 +159,9 @@ class Publisher:
                 raise PublishFailed(
                     f"{len(self._pending)} publishes unconfirmed after {timeout_s} s"
                 )
-            self._connection.process_data_events(time_limit=0.05)
+            # Confirms reach our callback on the channel underneath the blocking wrapper, which
+            # the wrapper does not count as an event to return for: poll in short steps.
+            self._connection.process_data_events(time_limit=0.0005)
         failed, self._failed = self._failed, {}
         return failed
 

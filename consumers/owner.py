@@ -255,50 +255,41 @@ class Owner:
                 last_snapshot = now
 
     def _take_jobs(self, shell: Shell) -> bool:
-        if not self._jobs:
-            return False
         batch, self._jobs[:] = list(self._jobs), []
-        device = self.device()
+        device = self.device() if batch else None
         for delivery in batch:
-            job_class = delivery.queue.rsplit(".", 1)[-1]
-            try:
-                began_ns = time.time_ns()
-                parsed = read_job(
-                    delivery.properties,
-                    delivery.body,
-                    job_class,
-                    self.settings.namespace,
-                    self.settings.max_message_bytes,
-                    device,
-                    shell.sequences,
-                )
-                shell.job_delivery(parsed, delivery, (began_ns, time.time_ns()))
-            except (pika.exceptions.AMQPError, OSError):
-                raise
-            except Exception as exc:  # one bad message never stops the owner
-                log.exception("could not handle a delivery from %s", delivery.queue)
-                error = JobError(
-                    code=ErrorCode.INTERNAL, message=f"owner could not handle it: {exc!r}"
-                )
-                settle_after_failure(shell.publisher, self.topology, delivery, error)
-        return True
+            self._safely(shell, delivery, lambda d: self._job(shell, d, device))
+        return bool(batch)
 
     def _take_commands(self, shell: Shell) -> bool:
-        if not self._commands:
-            return False
         batch, self._commands[:] = list(self._commands), []
         for delivery in batch:
-            try:
-                self._command(shell, delivery)
-            except (pika.exceptions.AMQPError, OSError):
-                raise
-            except Exception as exc:
-                log.exception("could not handle a control message")
-                error = JobError(
-                    code=ErrorCode.INTERNAL, message=f"owner could not handle it: {exc!r}"
-                )
-                settle_after_failure(shell.publisher, self.topology, delivery, error)
-        return True
+            self._safely(shell, delivery, lambda d: self._command(shell, d))
+        return bool(batch)
+
+    def _safely(self, shell: Shell, delivery: Delivery, handle: Callable[[Delivery], None]) -> None:
+        """Handle one delivery; any failure but the broker's dead-letters it, never the owner."""
+        try:
+            handle(delivery)
+        except (pika.exceptions.AMQPError, OSError):
+            raise
+        except Exception as exc:  # one bad message never stops the owner
+            log.exception("could not handle a delivery from %s", delivery.queue)
+            error = JobError(code=ErrorCode.INTERNAL, message=f"owner could not handle it: {exc!r}")
+            settle_after_failure(shell.publisher, self.topology, delivery, error)
+
+    def _job(self, shell: Shell, delivery: Delivery, device: Any) -> None:
+        began_ns = time.time_ns()
+        parsed = read_job(
+            delivery.properties,
+            delivery.body,
+            delivery.queue.rsplit(".", 1)[-1],
+            self.settings.namespace,
+            self.settings.max_message_bytes,
+            device,
+            shell.sequences,
+        )
+        shell.job_delivery(parsed, delivery, (began_ns, time.time_ns()))
 
     def _command(self, shell: Shell, delivery: Delivery) -> None:
         prepared = read_command(

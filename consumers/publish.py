@@ -165,11 +165,6 @@ class Publisher:
         failed, self._failed = self._failed, {}
         return failed
 
-    @property
-    def unconfirmed(self) -> int:
-        """Publishes not confirmed yet."""
-        return len(self._pending)
-
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
         tags = (

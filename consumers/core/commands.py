@@ -135,7 +135,7 @@ def _queue(state: OwnerState, policy: Policy, given: Command, now: datetime) -> 
     entries = queue_entries(
         state, policy, now, user=command.user, job_class=command.job_class, job_id=command.job_id
     )
-    running = running_entry(state)
+    running = running_entry(state, now)
     if running is not None and (command.job_id in (None, running.job_id)):
         entries.insert(0, running)
     if command.job_id is not None and not entries:

@@ -153,12 +153,6 @@ class OrderIndex:
         self.per_user[job.user] -= 1
         del self.jobs[job.job_id]
 
-    def lane_heads(self, job_class: str) -> Iterator[Iterator[Waiting]]:
-        """For each lane of a class, an iterator over its jobs, oldest first."""
-        for levels in self.lanes.get(job_class, {}).values():
-            for lane in levels.values():
-                yield (entry[2] for entry in lane)
-
     def session_jobs(self, session_id: str) -> Iterator[Waiting]:
         """The waiting jobs of one session."""
         for job_id in self.sessions.get(session_id, ()):

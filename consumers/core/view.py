@@ -101,12 +101,14 @@ def queue_entries(
 
 def _entry(
     job: Waiting,
-    view: OwnerView,
+    view: OwnerView | None,
     now: datetime,
     position: int | None,
     eta_s: float | None,
     held: str | None = None,
+    state: JobState = JobState.QUEUED,
 ) -> QueueEntry:
+    """One job as `qsched queue` shows it (`view` None: no ordering factors, e.g. running)."""
     return QueueEntry(
         job_id=job.job_id,
         job_class=job.job_class,
@@ -118,28 +120,17 @@ def _entry(
         position=position,
         eta_s=round(eta_s, 3) if eta_s is not None else None,
         held=held,
-        factors=factors(view, job, now),
+        state=state,
+        factors=factors(view, job, now) if view is not None else {},
     )
 
 
-def running_entry(state: OwnerState) -> QueueEntry | None:
+def running_entry(state: OwnerState, now: datetime) -> QueueEntry | None:
     """The running job as a queue entry (position 0, state RUNNING)."""
     run = state.running
     if run is None:
         return None
-    job = run.job
-    return QueueEntry(
-        job_id=job.job_id,
-        job_class=job.job_class,
-        user=job.user,
-        account=job.account,
-        priority=job.priority,
-        shots=job.shots,
-        submitted_at=job.submitted_at,
-        position=0,
-        eta_s=0.0,
-        state=JobState.RUNNING,
-    )
+    return _entry(run.job, None, now, 0, 0.0, state=JobState.RUNNING)
 
 
 def status_of(

@@ -33,6 +33,12 @@ ENV_PREFIX = "QSCHED_"
 OTHER_VARIABLES = {
     "QSCHED_CONFIG": "the TOML settings file (same as --config)",
     "QSCHED_TRACE_FILE": "with OTEL_TRACES_EXPORTER=console: write spans as JSON lines to this file",
+    # Read by the Slurm scripts of infra/slurm/, which run qsched with them still set.
+    "QSCHED_SLURM_ALLOCATION": "set by the TaskProlog: the Slurm job whose end SLURM_JOB_END_TIME is",
+    "QSCHED_EPILOG_ENV": "Slurm Epilog: the file with the Epilog's qsched settings",
+    "QSCHED_EPILOG_LOG": "Slurm Epilog: its log file (default syslog)",
+    "QSCHED_EPILOG_TIMEOUT_S": "Slurm Epilog: hard time limit of its qsched call (default 10)",
+    "QSCHED_BIN": "Slurm Epilog: the qsched executable (default: qsched on PATH)",
 }
 BackendName = Literal["emulator", "qpu-api", "synthetic"]
 AuthName = Literal["password", "munge"]

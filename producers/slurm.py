@@ -1,7 +1,8 @@
 """The Slurm allocation a submitter runs in, read from its environment (and from Slurm itself).
 
 Slurm 22.05 does not put the allocation's end time in a job's environment. The TaskProlog of
-`infra/slurm/` exports it as ``SLURM_JOB_END_TIME``; when no prolog did, `slurm_context` asks
+`infra/slurm/` exports it as ``SLURM_JOB_END_TIME``, with ``QSCHED_SLURM_ALLOCATION`` naming the
+job it belongs to (an end inherited from another allocation is ignored); when no prolog did, `slurm_context` asks
 Slurm (``SLURM_TIME_FORMAT=%s squeue -h -j JOB -o "%e|%a"``) once per process. The rank is the
 MPI launcher's (``PMI_RANK`` for MPICH, ``OMPI_COMM_WORLD_RANK`` for Open MPI), else
 ``SLURM_PROCID`` (srun without MPI).
@@ -61,6 +62,9 @@ def slurm_context(
     if not job_id:
         return None
     end = env.get("SLURM_JOB_END_TIME")
+    prolog_job = env.get("QSCHED_SLURM_ALLOCATION")
+    if prolog_job and prolog_job != job_id:  # the TaskProlog's end belongs to an outer allocation
+        end = None
     account = env.get("SLURM_JOB_ACCOUNT")
     account = None if account in (None, "", "(null)") else account
     if not (end and end.isdigit()) or not account:

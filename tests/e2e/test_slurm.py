@@ -100,6 +100,24 @@ class Slurm:
         path = self.base / "log" / "epilog.log"
         return path.read_text() if path.exists() else ""
 
+    def explain(self, job_id: str, out: Path) -> str:
+        """What Slurm and the job said, for a failure message."""
+
+        def tail(path: Path, lines: int = 30) -> str:
+            return (
+                "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+                if path.exists()
+                else "(none)"
+            )
+
+        listed = [p.name for p in sorted(out.iterdir())] if out.exists() else []
+        return (
+            f"\nsqueue state of {job_id}: {self.squeue_state(job_id)!r}; files in {out}: {listed}"
+            f"\n--- slurm.out\n{tail(out / 'slurm.out')}"
+            f"\n--- slurmd.log\n{tail(self.base / 'log' / 'slurmd.log')}"
+            f"\n--- slurmctld.log\n{tail(self.base / 'log' / 'slurmctld.log', 15)}"
+        )
+
 
 def _ids(user: str) -> tuple[int, int]:
     import pwd
@@ -154,15 +172,16 @@ def events(owners: OwnerHarness) -> list[Event]:
     return found
 
 
-def wait_for(what: str, check, timeout_s: float = 120.0, step_s: float = 0.2):  # type: ignore[no-untyped-def]
-    """Poll `check` until it returns something truthy; fail naming `what`."""
+def wait_for(what: str, check, timeout_s: float = 120.0, step_s: float = 0.2, explain=None):  # type: ignore[no-untyped-def]
+    """Poll `check` until it returns something truthy; fail naming `what` (and `explain()`)."""
     deadline = time.monotonic() + timeout_s
     while True:
         found = check()
         if found:
             return found
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+            detail = explain() if explain else ""
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}{detail}")
         time.sleep(step_s)
 
 
@@ -187,6 +206,7 @@ def test_two_mpi_ranks_submit_through_qsched_with_their_slurm_context(
             sorted(out.glob("rank-*.json")) if len(list(out.glob("rank-*.json"))) == 2 else None
         ),
         timeout_s=180,
+        explain=lambda: site.explain(job_id, out),
     )
     ranks = [json.loads(f.read_text()) for f in files]
     assert [r["rank"] for r in ranks] == [0, 1], (out / "slurm.out").read_text()
@@ -221,6 +241,7 @@ def test_scancel_cancels_waiting_jobs_and_stops_the_running_one(
     ids = wait_for(
         "the job ids",
         lambda: (out / "ids.json").exists() and json.loads((out / "ids.json").read_text()),
+        explain=lambda: site.explain(job_id, out),
     )
     job_ids = ids["job_ids"]
     wait_running(client, job_ids[0], timeout_s=60)
@@ -254,6 +275,7 @@ def test_a_job_too_long_for_its_allocation_is_not_started(
     ids = wait_for(
         "the job id",
         lambda: (out / "ids.json").exists() and json.loads((out / "ids.json").read_text()),
+        explain=lambda: site.explain(job_id, out),
     )
     qpu_job = ids["job_ids"][0]
     held = wait_for(

@@ -34,6 +34,7 @@ def test_epilog_exits_0_and_logs_when_the_broker_is_unreachable(tmp_path: Path) 
     code, log = run_epilog(tmp_path, "QSCHED_AMQP_URL=amqp://guest:guest@127.0.0.1:1/%2F\n")
     assert code == 0
     assert "allocation 77: qsched not told (exit 1" in log
+    assert "no broker answers at 127.0.0.1:1" in log  # refused for the broker, not for a setting
 
 
 def test_epilog_gives_up_after_its_timeout_when_qsched_hangs(tmp_path: Path) -> None:

@@ -96,3 +96,18 @@ def test_a_prefix_names_one_job_or_is_refused() -> None:
         resolve_prefix("abcd", known)
     with pytest.raises(UnknownJob):
         resolve_prefix("0000", known)
+
+
+def test_every_qsched_variable_the_slurm_scripts_set_is_known() -> None:
+    """The TaskProlog and Epilog run qsched with their own QSCHED_* variables still set: each one
+    must be a known name, or every client in a Slurm job and every Epilog call is refused."""
+    import re
+
+    scripts = Path(__file__).resolve().parents[2] / "infra" / "slurm"
+    named = {
+        name
+        for script in scripts.glob("*.sh")
+        for name in re.findall(r"\bQSCHED_[A-Z_]+\b", script.read_text())
+    }
+    assert "QSCHED_SLURM_ALLOCATION" in named and "QSCHED_EPILOG_ENV" in named
+    assert named <= set(known_variables()), sorted(named - set(known_variables()))

@@ -52,3 +52,20 @@ def test_the_mpi_launchers_rank_wins_over_the_batch_steps_procid() -> None:
 def test_no_time_limit_leaves_the_end_unknown() -> None:
     context = slurm_context({"SLURM_JOB_ID": "9"}, lambda job_id: (None, None))
     assert context is not None and context.allocation_end is None and context.rank is None
+
+
+def test_an_end_the_prolog_wrote_for_another_allocation_is_asked_again() -> None:
+    env = {
+        "SLURM_JOB_ID": "21",
+        "SLURM_JOB_ACCOUNT": "qphys",
+        "SLURM_JOB_END_TIME": "1900000000",  # the outer allocation's, inherited
+        "QSCHED_SLURM_ALLOCATION": "20",
+    }
+    context = slurm_context(
+        env, lambda job_id: ("1900000500", None) if job_id == "21" else (None, None)
+    )
+    assert context is not None and context.allocation_end is not None
+    assert int(context.allocation_end.timestamp()) == 1900000500
+    same = slurm_context(env | {"QSCHED_SLURM_ALLOCATION": "21"}, no_squeue)
+    assert same is not None and same.allocation_end is not None
+    assert int(same.allocation_end.timestamp()) == 1900000000

@@ -1,4 +1,5 @@
-"""`qsched events tail|export` and `qsched history JOB`: the event log for operators and users."""
+"""`qsched events tail|replay|export` and `qsched history JOB`: the event log for operators
+and users."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -22,7 +24,10 @@ from consumers.eventlog.export import write_export
 from consumers.eventlog.filters import EventFilter
 from consumers.eventlog.model import event_record, job_histories, summary
 from consumers.eventlog.reader import LogRecord, fetch_end_offset, parse_bound, read_log
+from consumers.eventlog.replay import render, replay
 from consumers.eventlog.shapes import JobHistory
+from consumers.eventlog.source import log_records
+from schemas.errors import PolicyError
 from schemas.policy import load_policy
 
 MIN_PREFIX = 8
@@ -66,7 +71,8 @@ def format_line(record: LogRecord, colour: bool = False) -> str:
 
 @click.group("events")
 def events() -> None:
-    """Read the event log: tail it live or export it (JSON lines, Perfetto, HTML timeline)."""
+    """Read the event log: tail it live, replay the owner's state at a point, or export it
+    (JSON lines, Perfetto, HTML timeline)."""
 
 
 @events.command("tail")
@@ -156,6 +162,52 @@ def export(ctx: click.Context, fmt: str, from_: str | None, to: str | None, outp
                 partial.unlink(missing_ok=True)
     if str(output) != "-":
         click.echo(f"{count} events → {output} ({fmt})", err=True)
+
+
+@events.command("replay")
+@click.option("--from", "from_", help="Also show the state just before this offset or ISO time.")
+@click.option("--to", help="Show the state after this offset or ISO time (default: now).")
+@click.option(
+    "--policy",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Policy the owner ran under (usage half-life, queue order); default: the settings'.",
+)
+@click.option("--jobs", is_flag=True, help="List the waiting jobs in policy order too.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per state.")
+@click.pass_context
+def replay_command(
+    ctx: click.Context,
+    from_: str | None,
+    to: str | None,
+    policy: Path | None,
+    jobs: bool,
+    as_json: bool,
+) -> None:
+    """Rebuild the owner's state from the log with the owner's own `apply` and print what it was
+    at --to (and at --from): QPU state, running job, waiting jobs by class, usage per account and
+    user."""
+    settings = settings_of(ctx)
+    try:
+        start, end = parse_bound(from_), parse_bound(to)
+    except EventLogError as exc:
+        raise click.BadParameter(str(exc)) from None
+    try:
+        the_policy = load_policy(policy or settings.policy_file)
+    except PolicyError as exc:
+        raise click.BadParameter(str(exc), param_hint="--policy") from None
+    with log_records(settings, "qsched-events-replay", None, end) as records:
+        points = replay(
+            records,
+            the_policy,
+            start,
+            end if isinstance(end, datetime) else None,
+            jobs=jobs,
+        )
+    for point in points:
+        if as_json:
+            click.echo(json.dumps({"state": point.label} | point.report))
+        else:
+            click.echo(render(point))
 
 
 @click.command("history")

@@ -1,0 +1,1 @@
+"""`qsched policy check FILE`: a policy file validated without starting an owner."""

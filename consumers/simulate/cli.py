@@ -1,0 +1,148 @@
+"""`qsched simulate --policy OTHER.toml`: the recorded history re-run under another policy."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from brokers.cli import settings_of
+from consumers.core.inputs import Arrival
+from consumers.core.state import OwnerState
+from consumers.eventlog.errors import EventLogError
+from consumers.eventlog.html import render_html
+from consumers.eventlog.model import build_timeline
+from consumers.eventlog.reader import parse_bound
+from consumers.eventlog.source import log_records
+from consumers.simulate.engine import ArrivalHook, simulate
+from consumers.simulate.history import read_history
+from consumers.simulate.metrics import compare
+from schemas.errors import PolicyError
+from schemas.policy import Policy, load_policy
+
+
+def ordering_hook(policy: Policy) -> ArrivalHook | None:
+    """The site ordering plugin's term on each simulated arrival, as the owner's shell puts it.
+
+    Issue 15's plugins (``consumers.plugins``, branch `plugins`) name an ordering plugin in the
+    policy's ``[plugins]``; an ordering plugin is pure, so the simulation asks it again for every
+    arrival. With no such plugin (or a build without plugins) there is nothing to add.
+    """
+    plugins_policy = getattr(policy, "plugins", None)
+    if plugins_policy is None or not getattr(plugins_policy, "ordering", None):
+        return None
+    loading = importlib.import_module("consumers.plugins.loading")
+    api = importlib.import_module("consumers.plugins.api")
+    plugins = loading.load_plugins(policy)
+
+    def hook(arrival: Arrival, state: OwnerState, policy: Policy) -> Arrival:
+        term = plugins.site_term(api.JobFacts.of_request(arrival.job, arrival.user))
+        return dataclasses.replace(arrival, site_term=term)  # type: ignore[call-arg]
+
+    return hook
+
+
+@click.command("simulate")
+@click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    required=True,
+    help="The policy to try (TOML), e.g. the one the owner ran under, or a candidate.",
+)
+@click.option("--from", "from_", help="First stream offset or ISO time (default: the first).")
+@click.option("--to", help="Last stream offset or ISO time (default: the last one now).")
+@click.option("--tick-s", default=0.2, show_default=True, help="The owner's loop turn.")
+@click.option(
+    "--html",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the simulated history as an HTML timeline.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: recorded and simulated.")
+@click.pass_context
+def simulate_command(
+    ctx: click.Context,
+    policy_path: Path,
+    from_: str | None,
+    to: str | None,
+    tick_s: float,
+    html: Path | None,
+    as_json: bool,
+) -> None:
+    """Re-run the recorded arrivals, commands and QPU events through the owner's `step` under
+    POLICY, on a QPU whose run times are the recorded ones, and print recorded vs simulated:
+    waits (p50/p95) per class and account, utilisation, preemptions, missed deadlines and
+    allocations, calibrations, and whether the start order is the same."""
+    settings = settings_of(ctx)
+    try:
+        start, end = parse_bound(from_), parse_bound(to)
+    except EventLogError as exc:
+        raise click.BadParameter(str(exc)) from None
+    try:
+        policy = load_policy(policy_path)
+    except PolicyError as exc:
+        raise click.BadParameter(str(exc), param_hint="--policy") from None
+    with log_records(settings, "qsched-simulate", None, end) as records:
+        recorded = read_history(records, policy, start, tick_s)
+    simulated = simulate(policy, recorded, ordering_hook(policy))
+    report = {"policy": str(policy_path)} | compare(recorded.events, simulated)
+    if html is not None:
+        html.write_text(render_html(build_timeline(simulated)), encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        click.echo("\n".join(render(report)))
+
+
+def render(report: dict[str, Any]) -> Iterator[str]:
+    """Recorded and simulated figures side by side, one row per figure."""
+    rec, sim = report["recorded"], report["simulated"]
+    span = report.get("span", {})
+    yield f"simulated under {report['policy']}; {span.get('from', '-')} .. {span.get('to', '-')}"
+    yield f"{'':<34}{'recorded':>12}{'simulated':>12}"
+
+    def row(label: str, a: object, b: object) -> str:
+        return f"{label:<34}{a!s:>12}{b!s:>12}"
+
+    yield row("jobs accepted", rec["jobs"]["accepted"], sim["jobs"]["accepted"])
+    yield row("jobs started", rec["jobs"]["started"], sim["jobs"]["started"])
+    for state in sorted(set(rec["jobs"]["ended"]) | set(sim["jobs"]["ended"])):
+        yield row(
+            f"  ended {state}",
+            rec["jobs"]["ended"].get(state, 0),
+            sim["jobs"]["ended"].get(state, 0),
+        )
+    yield row("  not ended", rec["jobs"]["unfinished"], sim["jobs"]["unfinished"])
+    for scope in ("all", "by_class", "by_account"):
+        groups = (
+            {"all jobs": (rec["wait_s"]["all"], sim["wait_s"]["all"])}
+            if scope == "all"
+            else {
+                k: (rec["wait_s"][scope].get(k, {}), sim["wait_s"][scope].get(k, {}))
+                for k in sorted(set(rec["wait_s"][scope]) | set(sim["wait_s"][scope]))
+            }
+        )
+        for name, (a, b) in groups.items():
+            label = name if scope == "all" else f"{scope[3:]} {name}"
+            yield row(f"wait p50 s, {label}", a.get("p50", "-"), b.get("p50", "-"))
+            yield row(f"wait p95 s, {label}", a.get("p95", "-"), b.get("p95", "-"))
+    yield row("QPU utilisation", f"{rec['utilisation']:.1%}", f"{sim['utilisation']:.1%}")
+    for key, label in (
+        ("preemptions", "preemptions"),
+        ("missed_deadline", "missed deadline / queue age"),
+        ("missed_allocation", "missed allocation"),
+        ("over_runtime", "over max runtime"),
+        ("calibrations", "calibrations"),
+        ("calibrations_due", "calibration due"),
+    ):
+        yield row(label, rec[key], sim[key])
+    order = report["start_order"]
+    verdict = (
+        "the same" if order["same"] else f"differs from position {order['first_difference'] + 1}"
+    )
+    yield f"start order: {verdict}"

@@ -1,0 +1,135 @@
+"""`qsched simulate`'s engine: recorded inputs through `step` under a policy, on a modelled QPU.
+
+The determinism check against a real owner's log is `tests/integration/test_replay_simulate.py`;
+these use hand-made logs (`tests.eventlogs`) to pin each part of the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+from consumers.core.inputs import Arrival
+from consumers.core.state import OwnerState
+from consumers.eventlog.reader import LogRecord
+from consumers.simulate.engine import simulate
+from consumers.simulate.history import read_history
+from consumers.simulate.metrics import compare, start_order
+from schemas.events import JobAccepted, Topic, make_event
+from schemas.messages import Event, JobRequest
+from schemas.policy import Policy, parse_policy
+from tests.eventlogs import SEQUENCE, activated, at, control, final, queued, scenario, started
+
+A, B, C, D = (f"{n}0000000-aaaa-bbbb-cccc-000000000000" for n in "abcd")
+SWAPPED = parse_policy(
+    "[classes.production]\nrank = 1\n[classes.development]\nrank = 0\n[classes.calibration]\n"
+    "rank = 2\ncalibrates = true\n"
+)
+
+
+def _recorded(events: list[Event], policy: Policy = Policy(), start: int | None = None):  # type: ignore[no-untyped-def]
+    return read_history([LogRecord(i, e) for i, e in enumerate(events)], policy, start, 0.2)
+
+
+def _paused_backlog() -> list[Event]:
+    """Paused, then three jobs, then resumed: the order is the policy's alone."""
+    return [
+        activated(0, 1),
+        control("pause", 0.5),
+        queued(A, 1, "development", "bob"),
+        queued(B, 1.1, "production", "alice"),
+        queued(C, 1.2, "development", "carol"),
+        control("resume", 2),
+        started(B, 2.01),
+        final(B, 3),
+        started(A, 3.01, "development", "bob"),
+        final(A, 4, job_class="development"),
+        started(C, 4.01, "development", "carol"),
+        final(C, 5, job_class="development"),
+    ]
+
+
+def test_the_recorded_policy_reproduces_the_recorded_starts_and_run_times() -> None:
+    events = _paused_backlog()
+    recorded = _recorded(events)
+    simulated = simulate(Policy(), recorded)
+    assert start_order(simulated) == start_order(events) == [B, A, C]
+    runs = {e.job_id: e.at for e in simulated if e.topic == Topic.JOB_STARTED}
+    ends = {e.job_id: e.at for e in simulated if e.topic == Topic.JOB_DONE}
+    assert abs((ends[B] - runs[B]).total_seconds() - 0.99) < 1e-6  # the recorded 0.99 s
+    report = compare(recorded.events, simulated)
+    assert report["start_order"]["same"]
+    assert report["simulated"]["jobs"]["ended"] == {"DONE": 3}
+
+
+def test_another_policy_changes_the_order_and_the_report_says_where() -> None:
+    events = _paused_backlog()
+    simulated = simulate(SWAPPED, _recorded(events, SWAPPED))
+    assert start_order(simulated) == [A, C, B]
+    report = compare(events, simulated)
+    assert report["start_order"]["first_difference"] == 0
+    assert report["recorded"]["wait_s"]["by_class"]["production"]["p50"] < (
+        report["simulated"]["wait_s"]["by_class"]["production"]["p50"]
+    )
+
+
+def test_a_preempting_arrival_preempts_in_the_simulation_too() -> None:
+    events = scenario()
+    simulated = simulate(Policy(), _recorded(events))
+    topics = [(e.topic, e.job_id) for e in simulated]
+    d = events[8].job_id
+    b = events[2].job_id
+    assert (Topic.JOB_PREEMPTED.value, b) in topics
+    assert topics.index((Topic.JOB_STARTED.value, d)) > topics.index(
+        (Topic.JOB_PREEMPTED.value, b)
+    )
+    assert compare(events, simulated)["simulated"]["preemptions"] == 1
+    # d failed in the record, so it fails in the simulation
+    assert (Topic.JOB_ERROR.value, d) in topics
+
+
+def test_a_deadline_passes_while_paused_and_the_job_times_out() -> None:
+    job = JobRequest(
+        job_id=D,
+        job_class="production",
+        shots=10,
+        sequence=SEQUENCE,
+        submitted_at=at(1),
+        deadline=at(3),
+    )
+    events = [
+        activated(0, 1),
+        control("pause", 0.5),
+        make_event(
+            Topic.JOB_ACCEPTED, JobAccepted(job=job, user="alice"), at=at(1), job_id=D, user="alice"
+        ),
+        control("resume", 10),
+    ]
+    simulated = simulate(Policy(), _recorded(events))
+    (timed_out,) = [e for e in simulated if e.topic == Topic.JOB_TIMED_OUT]
+    assert at(3) < timed_out.at < at(3) + timedelta(seconds=1)
+    assert compare(events, simulated)["simulated"]["missed_deadline"] == 1
+
+
+def test_from_starts_with_the_state_then_and_finishes_the_running_job() -> None:
+    events = _paused_backlog()
+    recorded = _recorded(events, start=7)  # B is running, A and C wait
+    assert recorded.start.running is not None and recorded.start.running.job.job_id == B
+    simulated = simulate(Policy(), recorded)
+    assert [e.job_id for e in simulated if e.topic == Topic.JOB_DONE] == [B, A, C]
+
+
+def test_a_hook_sees_each_arrival_before_step_as_the_owners_plugins_do() -> None:
+    """The simulator's seam for site plugins: whatever the hook puts on an arrival counts."""
+    events = _paused_backlog()
+    seen: list[str] = []
+
+    def favour_carol(arrival: Arrival, state: OwnerState, policy: Policy) -> Arrival:
+        seen.append(arrival.job.job_id)
+        if arrival.user != "carol":
+            return arrival
+        return replace(arrival, job=arrival.job.model_copy(update={"priority": 9}))
+
+    simulated = simulate(Policy(), _recorded(events), favour_carol)
+    assert seen == [A, B, C]
+    assert start_order(simulated) == [B, C, A]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,7 +56,7 @@ def _recorded_run(owners: OwnerHarness) -> list[Event]:
     return events(owners)
 
 
-def _json_lines(text: str) -> list[dict]:  # type: ignore[type-arg]
+def _json_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 

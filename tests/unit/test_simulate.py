@@ -13,7 +13,7 @@ from consumers.core.inputs import Arrival
 from consumers.core.state import OwnerState
 from consumers.eventlog.reader import LogRecord
 from consumers.simulate.engine import simulate
-from consumers.simulate.history import read_history
+from consumers.simulate.history import Recorded, read_history
 from consumers.simulate.metrics import compare, start_order
 from schemas.events import JobAccepted, Topic, make_event
 from schemas.messages import Event, JobRequest
@@ -27,7 +27,10 @@ SWAPPED = parse_policy(
 )
 
 
-def _recorded(events: list[Event], policy: Policy = Policy(), start: int | None = None):  # type: ignore[no-untyped-def]
+DEFAULTS = Policy()
+
+
+def _recorded(events: list[Event], policy: Policy = DEFAULTS, start: int | None = None) -> Recorded:
     return read_history([LogRecord(i, e) for i, e in enumerate(events)], policy, start, 0.2)
 
 
@@ -68,8 +71,9 @@ def test_another_policy_changes_the_order_and_the_report_says_where() -> None:
     assert start_order(simulated) == [A, C, B]
     report = compare(events, simulated)
     assert report["start_order"]["first_difference"] == 0
-    assert report["recorded"]["wait_s"]["by_class"]["production"]["p50"] < (
-        report["simulated"]["wait_s"]["by_class"]["production"]["p50"]
+    assert (
+        report["recorded"]["wait_s"]["by_class"]["production"]["p50"]
+        < (report["simulated"]["wait_s"]["by_class"]["production"]["p50"])
     )
 
 
@@ -80,9 +84,7 @@ def test_a_preempting_arrival_preempts_in_the_simulation_too() -> None:
     d = events[8].job_id
     b = events[2].job_id
     assert (Topic.JOB_PREEMPTED.value, b) in topics
-    assert topics.index((Topic.JOB_STARTED.value, d)) > topics.index(
-        (Topic.JOB_PREEMPTED.value, b)
-    )
+    assert topics.index((Topic.JOB_STARTED.value, d)) > topics.index((Topic.JOB_PREEMPTED.value, b))
     assert compare(events, simulated)["simulated"]["preemptions"] == 1
     # d failed in the record, so it fails in the simulation
     assert (Topic.JOB_ERROR.value, d) in topics

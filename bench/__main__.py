@@ -25,9 +25,12 @@ def main() -> None:
     parser.add_argument("names", nargs="*", help="benchmarks to run: " + ", ".join(BENCHMARKS))
     parser.add_argument("--jobs", type=int, default=500)
     parser.add_argument("--samples", type=int, default=3, help="measurements per figure")
+    parser.add_argument("--json", action="store_true", help="export: the figures as a JSON line")
     args = parser.parse_args()
     for name in args.names or DEFAULT:
-        if name in SAMPLED:
+        if name == "export":
+            export.main(args.jobs, as_json=args.json)
+        elif name in SAMPLED:
             BENCHMARKS[name](args.jobs, args.samples)
         else:
             BENCHMARKS[name](args.jobs)

@@ -81,6 +81,16 @@ def test_demo_runs_the_whole_product_once_and_deletes_its_namespace(
     assert demo.returncode == 0, demo.stderr[-2000:]
     assert "owner active" in demo.stdout
     assert re.search(r"2 runs: \{'DONE': 2\}", demo.stdout), demo.stdout
+    html = re.search(r"HTML timeline: (\S+)", demo.stdout)
+    perfetto = re.search(r"Perfetto trace: (\S+)", demo.stdout)
+    assert html is not None and perfetto is not None, demo.stdout  # it ends with both paths
+    assert Path(html.group(1)).read_text().count('class="bar qpu s-DONE"') == 2
+    runs = [
+        e
+        for e in json.loads(Path(perfetto.group(1)).read_text())["traceEvents"]
+        if e.get("cat") == "run"
+    ]
+    assert len(runs) == 2
     namespace = re.search(r"namespace: (demo[0-9a-f]+)", demo.stdout)
     assert namespace is not None
     ch = broker.channel()

@@ -41,8 +41,10 @@ def ordering_hook(policy: Policy) -> ArrivalHook | None:
     plugins = loading.load_plugins(policy)
 
     def hook(arrival: Arrival, state: OwnerState, policy: Policy) -> Arrival:
-        term = plugins.site_term(api.JobFacts.of_request(arrival.job, arrival.user))
-        return dataclasses.replace(arrival, site_term=term)  # type: ignore[call-arg]
+        changes: dict[str, Any] = {
+            "site_term": plugins.site_term(api.JobFacts.of_request(arrival.job, arrival.user))
+        }
+        return dataclasses.replace(arrival, **changes)
 
     return hook
 

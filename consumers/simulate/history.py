@@ -9,6 +9,7 @@ and waiting jobs a calibration made invalid (``job.rejected`` of an accepted job
 seconds over the shots they measured), and a job whose run failed fails again after the same
 time. Starts, preemptions, ends, timeouts, calibration starts: the simulation makes its own.
 
+Events of a stale term (an owner fenced off by a newer one) are skipped, as `apply` skips them.
 The records before ``--from`` are folded with `OwnerState.apply` into the state the simulation
 starts from (a job running then keeps running). Consecutive arrivals that the owner took in one
 intake batch (adjacent in the log, within one loop turn) are marked so the simulation, like the
@@ -101,8 +102,13 @@ def read_history(
     runs = _RunTracker(recorded.runs)
     accepted: set[str] = set()
     offsets: list[int] = []
+    term = 0
     for record in records:
         event = record.event
+        if event.term is not None and event.term < term:
+            continue  # a fenced-off owner wrote it: it changed nothing (as `apply` has it)
+        if event.topic == Topic.OWNER_ACTIVATED and event.term is not None:
+            term = event.term
         runs.see(event)
         if start is not None and not _reached(start, record) and not recorded.events:
             recorded.start.apply(event)

@@ -53,7 +53,12 @@ def measure(events: Sequence[Event], span: tuple[datetime, datetime]) -> dict[st
     ended: Counter[str] = Counter()
     codes: Counter[ErrorCode] = Counter()
     topics: Counter[str] = Counter()
+    term = 0
     for event in events:
+        if event.term is not None and event.term < term:
+            continue  # written by a fenced-off owner: it changed nothing
+        if event.topic == Topic.OWNER_ACTIVATED and event.term is not None:
+            term = event.term
         topics[event.topic] += 1
         job_id = event.job_id or ""
         if event.topic == Topic.JOB_ACCEPTED:

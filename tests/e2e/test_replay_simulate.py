@@ -86,6 +86,7 @@ def test_replay_and_simulate_of_a_real_owners_log(owners: OwnerHarness, tmp_path
     recorded = read_history(records, Policy(), None, 0.2)
     simulated = simulate(Policy(), recorded)
     assert start_order(simulated) == list(dict.fromkeys(started))
+    assert [e.job_id for e in simulated if e.topic == "job.started"] == started  # restarts too
     assert [e.topic for e in simulated].count("job.preempted") == 1
     swapped = simulate(parse_policy(SWAPPED), read_history(records, Policy(), None, 0.2))
     assert start_order(swapped) != start_order(simulated)

@@ -39,6 +39,13 @@ MAX_DECISIONS = 16  # dispatches in a row after one happening (each must change 
 MODEL_BITSTRING = "model"
 
 
+class SimulationError(Exception):
+    """The recorded history cannot be simulated under this policy (the CLI prints it, exit 1)."""
+
+    hint = "start the window where no job of that class waits, or add the class to the policy"
+    exit_code = 1
+
+
 @dataclass
 class _OnQPU:
     """The run on the modelled QPU."""
@@ -78,6 +85,7 @@ class Simulation:
         """Step every recorded input, run ends and timers in time order; the events logged."""
         if self.recorded.first_at is None:
             return self.events  # an empty window
+        self._check_classes()
         if self.state.running is not None:  # running when the window opened: finish it
             run = self.state.running
             self._put_on_qpu(run.job.job_id, run.job.remaining_shots, run.started_at)
@@ -102,6 +110,24 @@ class Simulation:
                 self._ticked_at = self.now
                 self._feed(Tick())
             self._decide()
+
+    def _check_classes(self) -> None:
+        """The state at ``--from`` must only hold jobs of classes the simulated policy has (the
+        core orders by class and has no rank for an unknown one).
+
+        Raises:
+            SimulationError: naming the first such job and its class.
+        """
+        classes = self.policy.classes
+        run = self.state.running
+        jobs = [*self.state.waiting.values(), *([run.job] if run is not None else [])]
+        for job in jobs:
+            if job.job_class not in classes:
+                where = "runs" if run is not None and job is run.job else "waits"
+                raise SimulationError(
+                    f"job {job.job_id} {where} at --from in class {job.job_class!r}, which the "
+                    "simulated policy does not have"
+                )
 
     # ---- the shell's part -------------------------------------------------------------------
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
+import pytest
+
 from consumers.core.inputs import Arrival
 from consumers.core.state import OwnerState
 from consumers.eventlog.reader import LogRecord
-from consumers.simulate.engine import simulate
+from consumers.simulate.engine import SimulationError, simulate
 from consumers.simulate.history import Recorded, read_history
 from consumers.simulate.metrics import compare, start_order
 from schemas.events import JobAccepted, Topic, make_event
@@ -135,3 +137,18 @@ def test_a_hook_sees_each_arrival_before_step_as_the_owners_plugins_do() -> None
     simulated = simulate(Policy(), _recorded(events), favour_carol)
     assert seen == [A, B, C]
     assert start_order(simulated) == [B, C, A]
+
+
+def test_a_state_at_from_with_a_class_the_policy_lacks_is_refused_naming_it() -> None:
+    events = _paused_backlog()
+    only_production = parse_policy("[classes.production]\nrank = 0\n")
+    with pytest.raises(SimulationError, match=f"{A} waits at --from in class 'development'"):
+        simulate(only_production, _recorded(events, only_production, start=7))
+    with pytest.raises(SimulationError, match=f"{C} runs at --from in class 'development'"):
+        simulate(only_production, _recorded(events, only_production, start=11))
+    from_the_start = simulate(only_production, _recorded(events, only_production))
+    refused = [e.job_id for e in from_the_start if e.topic == Topic.JOB_REJECTED]
+    assert refused == [
+        A,
+        C,
+    ]  # arrivals of a class it lacks are refused at intake, as the owner does

@@ -59,7 +59,12 @@ def ordering_hook(policy: Policy) -> ArrivalHook | None:
 )
 @click.option("--from", "from_", help="First stream offset or ISO time (default: the first).")
 @click.option("--to", help="Last stream offset or ISO time (default: the last one now).")
-@click.option("--tick-s", default=0.2, show_default=True, help="The owner's loop turn.")
+@click.option(
+    "--tick-s",
+    type=float,
+    help="The owner's loop turn (default: owner.tick_s): arrivals adjacent in the log and closer "
+    "than this were one intake batch, decided on once.",
+)
 @click.option(
     "--html",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -72,7 +77,7 @@ def simulate_command(
     policy_path: Path,
     from_: str | None,
     to: str | None,
-    tick_s: float,
+    tick_s: float | None,
     html: Path | None,
     as_json: bool,
 ) -> None:
@@ -90,7 +95,7 @@ def simulate_command(
     except PolicyError as exc:
         raise click.BadParameter(str(exc), param_hint="--policy") from None
     with log_records(settings, "qsched-simulate", None, end) as records:
-        recorded = read_history(records, policy, start, tick_s)
+        recorded = read_history(records, policy, start, tick_s or settings.owner.tick_s)
     simulated = simulate(policy, recorded, ordering_hook(policy))
     report = {"policy": str(policy_path)} | compare(recorded.events, simulated)
     if html is not None:

@@ -99,6 +99,9 @@ class Decision:
     calibration_due: bool = False
 
 
+UNKNOWN_CLASS_RANK = 2**31  # after every rank a policy file can give
+
+
 def estimated_duration_s(policy: Policy, shots: int) -> float:
     """How long a job of `shots` shots is expected to hold the QPU."""
     return shots / policy.shot_rate_hz + policy.job_overhead_s
@@ -111,8 +114,14 @@ def effective_priority(policy: Policy, candidate: Candidate, now: datetime) -> i
 
 
 def class_key(view: OwnerView, job_class: str) -> tuple[int, float, str]:
-    """Order between classes: strict rank, then usage relative to weight (equal ranks)."""
-    policy = view.policy.classes[job_class]
+    """Order between classes: strict rank, then usage relative to weight (equal ranks).
+
+    A class the policy no longer has (a reload dropped it while its jobs wait) orders last; its
+    jobs are held by `class_hold` until an operator puts the class back or cancels them.
+    """
+    policy = view.policy.classes.get(job_class)
+    if policy is None:
+        return (UNKNOWN_CLASS_RANK, 0.0, job_class)
     return (policy.rank, view.class_usage.get(job_class, 0.0) / policy.weight, job_class)
 
 
@@ -150,7 +159,7 @@ def class_hold(view: OwnerView, job_class: str) -> str | None:
     """Why no job of `job_class` may start now (mode, calibration), or None."""
     policy = view.policy.classes.get(job_class)
     if policy is None:
-        return f"held: class {job_class!r} is not in the policy"
+        return f"held: class {job_class!r} is not in the policy (put it back, or cancel the job)"
     if view.mode not in policy.modes:
         return f"held: {view.mode.value} mode does not run {job_class} jobs"
     if view.qpu_state is QPUState.CALIBRATING and not policy.calibrates:

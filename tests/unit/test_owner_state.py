@@ -169,6 +169,33 @@ def test_deadline_and_max_runtime_end_jobs_timed_out() -> None:
     assert h.state.finished[running] is JobState.TIMED_OUT
 
 
+def test_a_policy_that_drops_a_class_holds_its_waiting_jobs_and_lets_its_running_one_end() -> None:
+    h = Harness()
+    running = h.submit(job_class="development")
+    waiting = h.submit(job_class="development")
+    other = h.submit(job_class="production", shots=10)
+    h.feed(Dispatch())  # production ranks first
+    assert h.state.running is not None and h.state.running.job.job_id == other
+    h.finish_running()
+    h.feed(Dispatch())
+    assert h.state.running is not None and h.state.running.job.job_id == running
+    h.policy = parse_policy(
+        "aging_step_s = 60\nshot_rate_hz = 100\njob_overhead_s = 0\n"
+        "[classes.production]\nrank = 1\n"
+    )
+    h.now += timedelta(hours=1)
+    h.feed(Tick())  # the running job's class limits are gone: no crash, it runs on
+    assert h.finish_running() == running
+    h.feed(Dispatch())
+    assert h.state.running is None and waiting in h.state.waiting
+    decision = decide_indexed(view_of(h.state, h.policy, h.now), h.state.index, h.now)
+    assert decision.job is None
+    reasons = dict(
+        decide(view_of(h.state, h.policy, h.now), list(h.state.waiting.values()), h.now).held
+    )
+    assert "class 'development' is not in the policy" in reasons[waiting]
+
+
 def test_backlog_limits_refuse_with_the_limit_named() -> None:
     h = Harness(parse_policy("max_waiting_per_user = 2\n"))
     h.submit("alice")

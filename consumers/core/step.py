@@ -294,8 +294,8 @@ def _tick(state: OwnerState, policy: Policy, now: datetime) -> Steps:
         effects += replies
     run = state.running
     if run is not None and run.stop_error is None:
-        job_class = policy.classes.get(run.job.job_class)  # None: a reload dropped it
-        limits = (run.job.max_runtime_s, job_class.max_runtime_s if job_class else None)
+        run_class = policy.classes.get(run.job.job_class)  # None: a reload dropped it
+        limits = (run.job.max_runtime_s, run_class.max_runtime_s if run_class else None)
         limit_s = min((x for x in limits if x is not None), default=None)
         if limit_s is not None and (now - run.started_at).total_seconds() > limit_s:
             error = JobError(

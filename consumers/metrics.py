@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter as Tally
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from consumers.core.state import OwnerState
+from consumers.core.view import waiting_by_account
 from schemas.enums import Mode, QPUState
 from schemas.events import Topic
 from schemas.messages import Event, utc_now
@@ -72,12 +72,7 @@ def waiting_counts(state: OwnerState, policy: Policy) -> tuple[dict[str, int], d
     for name, count in state.index.per_class.items():
         if count:
             by_class[name] = count
-    by_account: Tally[str] = Tally()
-    for users in state.index.lanes.values():
-        for user_key, levels in users.items():
-            account = user_key.rsplit("/", 1)[0]
-            by_account[account] += sum(len(lane) for lane in levels.values())
-    return by_class, dict(by_account)
+    return by_class, waiting_by_account(state)
 
 
 class OwnerMetrics:

@@ -102,7 +102,7 @@ def _running(status: StatusReport, now: datetime, width: int) -> RenderableType:
     done = min(run.shots_done, run.shots)
     grid.add_row(
         Text(label, style="bold"),
-        ProgressBar(total=max(run.shots, 1), completed=done),
+        ProgressBar(total=max(run.shots, 1), completed=done, complete_style="green"),
         Text(f"{done}/{run.shots} shots  {elapsed}"),
     )
     return grid
@@ -145,7 +145,8 @@ def _queue(entries: list[QueueEntry], rows: int) -> Table:
 
 
 def _counts(title: str, counts: dict[str, int], blank: str) -> Text:
-    line = Text(f"{title:<9}", style="bold")
+    line = Text()
+    line.append(f"{title:<9}", style="bold")
     shown = [(k or blank, v) for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     line.append("  ".join(f"{name} {count}" for name, count in shown) or "none")
     return _line(line)

@@ -33,6 +33,7 @@ from prometheus_client.registry import Collector
 
 from consumers.core.state import OwnerState
 from consumers.core.view import waiting_by_account
+from consumers.errors import MetricsUnavailable
 from schemas.enums import Mode, QPUState
 from schemas.events import Topic
 from schemas.messages import Event, utc_now
@@ -350,8 +351,17 @@ def _one_hot(name: str, doc: str, label: str, names: list[str], current: str | N
 
 
 def serve_metrics(metrics: OwnerMetrics, bind: str, port: int) -> int:
-    """Serve `/metrics` on `bind`:`port` in a daemon thread; the port it listens on."""
-    server, _thread = start_http_server(port, addr=bind, registry=metrics.registry)
+    """Serve `/metrics` on `bind`:`port` in a daemon thread; the port it listens on.
+
+    Raises:
+        MetricsUnavailable: the address cannot be listened on (in use, not local, refused).
+    """
+    try:
+        server, _thread = start_http_server(port, addr=bind, registry=metrics.registry)
+    except OSError as exc:
+        raise MetricsUnavailable(
+            f"cannot serve metrics on {bind}:{port}: {exc.strerror or exc}"
+        ) from exc
     bound = int(server.server_port)
     log.info("metrics on http://%s:%d/metrics", bind, bound)
     return bound

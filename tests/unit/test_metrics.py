@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from consumers.core.step import Dispatch
-from consumers.metrics import OwnerMetrics
+from consumers.errors import MetricsUnavailable
+from consumers.metrics import OwnerMetrics, serve_metrics
 from schemas.messages import Event, SlurmContext
 from tests.unit.test_owner_state import POLICY, Harness
 
@@ -125,3 +128,13 @@ def test_every_qsched_metric_the_grafana_dashboard_uses_is_in_the_owner_registry
     # every metric the owner serves has a panel (the dashboard is complete, not a sample)
     served = {f.name for f in metrics.registry.collect()}
     assert all(any(u.startswith(name) for u in used) for name in served), served
+
+
+def test_a_metrics_port_in_use_is_one_error_naming_the_setting() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(MetricsUnavailable, match=f"127.0.0.1:{port}") as raised:
+            serve_metrics(OwnerMetrics(lambda: False, "o"), "127.0.0.1", port)
+    assert "QSCHED_OWNER__METRICS_PORT" in raised.value.hint

@@ -19,7 +19,8 @@ from schemas.policy import load_policy
 from tests.conftest import make_settings
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.integration
+# A private node boots in 10-30 s here, for files that rarely change: the slow tier (`make test-slow`).
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 NODE_OWN = ("listeners.tcp.default", "prometheus.tcp.port")  # the private node sets these

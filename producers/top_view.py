@@ -38,7 +38,7 @@ class Frame:
 
     Attributes:
         events_note: why there are no events to show (e.g. the log is for operators only).
-        error: why the owner gave no status this time (the last frame's data is kept).
+        error: why the owner gave no status this time (e.g. no owner answered).
     """
 
     at: datetime

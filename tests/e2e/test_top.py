@@ -56,6 +56,10 @@ def test_top_in_80x24_shows_the_run_its_progress_and_the_next_jobs_then_q_and_ct
         assert first[1].startswith("QPU RUNNING  mode "), first
         assert first[2].startswith(f"running {running.job_id[:8]} development"), first
         assert len(first) <= HEIGHT and all(len(line) <= WIDTH for line in first)
+        # nothing wrapped: below the events rule every row is one event line, up to the bottom
+        events = first[next(i for i, line in enumerate(first) if line.startswith("last events")) :]
+        shown = [line for line in events[1:] if line]
+        assert shown and all(re.match(r"^\d\d:\d\d:\d\d [a-z]", line) for line in shown), first
         rows = [line.split() for line in first if re.match(r"^\s*[1-3] ", line)]
         assert [r[1] for r in rows] == [w.job_id[:8] for w in reversed(waiting)], first
         assert [r[4] for r in rows] == ["9", "5", "1"] and all(

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-slow test-site lint types check bench clean chromium slurm-deps
+.PHONY: install demo test test-slow test-site lint types check bench clean chromium tmux slurm-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test-site: $(STAMP) slurm-deps
 ## chromium: the headless browser the HTML-timeline test renders with (Debian package), if missing
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+## tmux: the terminal the `qsched top` tests draw in (Debian package), if missing
+tmux:
+	@command -v tmux >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq tmux; }
 
 lint: $(STAMP)
 	$(BIN)/tox -e lint

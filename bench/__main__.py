@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import activation, auth, backlog, dispatch, export, submit
+from bench import activation, auth, backlog, dispatch, export, metrics, submit
 
 BENCHMARKS = {
     "dispatch": dispatch.main,
@@ -13,10 +13,11 @@ BENCHMARKS = {
     "activation": activation.main,
     "export": export.main,
     "auth": auth.main,
+    "metrics": metrics.main,
 }
 # `auth` needs root and MUNGE (infra/slurm/deps.sh): run it by name, `python -m bench auth`.
 DEFAULT = ("dispatch", "submit", "backlog", "activation", "export")
-SAMPLED = ("dispatch", "submit")  # these take --samples
+SAMPLED = ("dispatch", "submit", "metrics")  # these take --samples
 
 
 def main() -> None:

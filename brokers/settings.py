@@ -122,6 +122,16 @@ class OwnerSettings(BaseModel):
     synthetic_seed: int | None = Field(
         default=None, description="synthetic backend: random seed (None: unseeded)"
     )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="serve Prometheus metrics on this port at /metrics (None: off; 0: any free "
+        "port, named in the owner's log)",
+    )
+    metrics_bind: str = Field(
+        default="127.0.0.1", description="address the metrics endpoint listens on"
+    )
 
 
 class AuthServiceSettings(BaseModel):

@@ -15,6 +15,7 @@ import click
 from brokers.cli import settings_of
 from brokers.tracing import configure_tracing
 from consumers.backends import BACKENDS, make_backend
+from consumers.metrics import OwnerMetrics, serve_metrics
 from consumers.owner import Owner
 from schemas.policy import load_policy
 
@@ -54,7 +55,9 @@ def owner(
 ) -> None:
     """Run a QPU owner. Several may run; one holds the QPU lease, the others wait to take over.
 
-    Stops on SIGTERM or SIGINT after handing back every delivery it holds.
+    Stops on SIGTERM or SIGINT after handing back every delivery it holds. With
+    `owner.metrics_port` set (QSCHED_OWNER__METRICS_PORT) it serves Prometheus metrics at
+    /metrics, active or standby.
     """
     setup_logging(verbose)
     configure_tracing("qsched-owner")
@@ -75,6 +78,10 @@ def owner(
         owner_id,
         policy_path=policy or settings.policy_file,
     )
+
+    if settings.owner.metrics_port is not None:
+        runner.metrics = OwnerMetrics(runner.active.is_set, owner_id)
+        serve_metrics(runner.metrics, settings.owner.metrics_bind, settings.owner.metrics_port)
 
     def _stop(signum: int, frame: Any) -> None:
         runner.stop()

@@ -28,3 +28,13 @@ class BackendFailure(OwnerError):
 
 class LeaseLost(OwnerError):
     """The owner lost its broker connection, and with it the QPU lease."""
+
+
+class MetricsUnavailable(OwnerError):
+    """The metrics endpoint cannot listen where the settings say."""
+
+    exit_code = 1
+    hint = (
+        "choose another owner.metrics_port / owner.metrics_bind (QSCHED_OWNER__METRICS_PORT, "
+        "QSCHED_OWNER__METRICS_BIND), or unset the port"
+    )

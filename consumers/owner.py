@@ -32,6 +32,7 @@ from consumers.core.step import Context, Recovered
 from consumers.deliveries import Refusal, read_job
 from consumers.errors import BackendFailure, OwnerError
 from consumers.lease import acquire_lease
+from consumers.metrics import OwnerMetrics
 from consumers.publish import Publisher
 from consumers.recovery import LogFollower
 from consumers.sequences import SequenceStore
@@ -73,6 +74,7 @@ class Owner:
         self._jobs: list[Delivery] = []
         self._commands: list[Delivery] = []
         self._device_override: Any = None
+        self.metrics: OwnerMetrics | None = None  # `qsched owner` sets it when metrics are on
 
     # ---- life cycle ------------------------------------------------------------------------
 
@@ -105,6 +107,8 @@ class Owner:
                 spans.abandon("owner lost the broker")
         self.shell = None
         self.active.clear()
+        if self.metrics is not None:
+            self.metrics.standby()
         self._jobs.clear()
         self._commands.clear()
 
@@ -240,6 +244,7 @@ class Owner:
         last_snapshot = time.monotonic()
         while not self._stop.is_set():
             conn.process_data_events(time_limit=owner.tick_s)
+            intake = (len(self._jobs), time.monotonic())
             changed = self._take_jobs(shell) | self._take_commands(shell) | shell.drain_inbox()
             now = time.monotonic()
             if now >= next_tick:
@@ -248,6 +253,9 @@ class Owner:
                 changed = True
             if changed:
                 shell.dispatch()
+            if self.metrics is not None:  # after the acks and the start, off the dispatch path
+                self.metrics.intake_done(intake[0], time.monotonic() - intake[1])
+                self.metrics.after_iteration(shell.state, shell.policy)
             due_by_time = now - last_snapshot > owner.snapshot_every_s
             before = shell.events_since_snapshot
             shell.snapshot_if_due(owner.snapshot_every_events, due_by_time)
@@ -316,6 +324,8 @@ class Owner:
 
     def _log_event(self, event: Event) -> None:
         """One line per job start/end/preemption, per QPU change and per command."""
+        if self.metrics is not None and self.shell is not None:
+            self.metrics.seen(event, self.shell.state)
         topic = event.topic
         if topic in (Topic.JOB_PROGRESS, Topic.OWNER_SNAPSHOT):
             return

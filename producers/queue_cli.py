@@ -1,8 +1,9 @@
 """`qsched queue`: the owner's backlog in policy order, in the spirit of Slurm's ``squeue``.
 
 Every waiting job with its position (1 starts next), estimated start (ETA) or the reason it is
-held, and with ``--explain`` the factors of its place in the order (like ``sprio``). Other users'
-jobs are listed without their sequences. ``--json`` prints one JSON object per job (JSON lines).
+held, and with ``--explain`` the factors of its place in the order (like ``sprio``). Sequences
+are never listed; a submitter who is not an operator sees other users' jobs as ``(hidden)``
+(place, class, shots and ETA, no id, user, account or factors). ``--json`` prints one JSON object per job (JSON lines).
 """
 
 from __future__ import annotations

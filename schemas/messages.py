@@ -208,6 +208,8 @@ class RunningJob(BaseModel):
     shots: int
     started_at: AwareDatetime
     user: str | None = None
+    shots_done: int = Field(default=0, ge=0, description="shots measured so far (earlier runs too)")
+    epoch: int | None = Field(default=None, description="calibration epoch this run is under")
 
 
 class StatusReport(BaseModel):
@@ -226,6 +228,12 @@ class StatusReport(BaseModel):
     backend: str
     last_decision: str | None = None
     held_reasons: dict[str, str] = Field(default_factory=dict)
+    calibration_valid_until: AwareDatetime | None = Field(
+        default=None, description="when the calibration window closes (None: no window)"
+    )
+    waiting_by_account: dict[str, int] = Field(
+        default_factory=dict, description="waiting jobs per Slurm account ('' for none)"
+    )
 
 
 class QueueEntry(BaseModel):

@@ -5,7 +5,8 @@ event, and the events and effects the command causes; it raises `Refused` when t
 cannot be carried out now. `run_command` checks the sender against the table first: operators
 (the policy's `operators`, or members of its `operator_group` as the shell resolved them into
 `Command.operator`) may send everything; the policy's `epilog_users` only `allocation-ended`; a
-submitter may cancel its own jobs and read the status and the queue. Every command is logged as a ``control.<command>`` event with its
+submitter may cancel its own jobs and read the status and the queue, where other users' jobs
+show without their details (`consumers.core.privacy`). Every command is logged as a ``control.<command>`` event with its
 sender, accepted or not: the log is the audit trail.
 """
 
@@ -26,6 +27,7 @@ from consumers.core.outcomes import (
     end_waiting,
     stopping_event,
 )
+from consumers.core.privacy import private_entry, private_status
 from consumers.core.state import HOLD_COMMANDS, OwnerState
 from consumers.core.view import queue_entries, running_entry, status_of
 from consumers.errors import IllegalTransition
@@ -142,6 +144,8 @@ def _queue(state: OwnerState, policy: Policy, given: Command, now: datetime) -> 
         raise Refused(ErrorCode.UNKNOWN_JOB, f"job {command.job_id} is not waiting nor running")
     if command.limit is not None:
         entries = entries[: command.limit]
+    if not is_operator(policy, given):
+        entries = [private_entry(entry, given.user) for entry in entries]
     return Done(f"{len(entries)} job(s)", reply={"queue": entries})
 
 
@@ -262,10 +266,15 @@ TABLE: dict[CommandName, tuple[Handler, Who]] = {
 QUIET = (CommandName.STATUS, CommandName.QUEUE)  # read-only: no event when they succeed
 
 
+def is_operator(policy: Policy, given: Command) -> bool:
+    """Whether the sender is an operator (the policy's list or its unix group)."""
+    return given.operator or (given.user is not None and given.user in policy.operators)
+
+
 def authorise(state: OwnerState, policy: Policy, given: Command) -> JobError | None:
     """Why the sender may not send this command, or None."""
     user = given.user
-    if given.operator or (user is not None and user in policy.operators):
+    if is_operator(policy, given):
         return None
     if user is not None and user in policy.epilog_users:
         if given.command.command is CommandName.ALLOCATION_ENDED:
@@ -311,6 +320,8 @@ def run_command(
     status = None
     if ok and command.command is CommandName.STATUS:
         status = status_of(state, policy, now, owner_id, backend)
+        if not is_operator(policy, given):
+            status = private_status(status, given.user, state.owners)
     reply = ControlReply(
         command_id=command.command_id,
         command=command.command,

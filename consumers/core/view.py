@@ -147,6 +147,8 @@ def status_of(
             shots=job.shots,
             started_at=state.running.started_at,
             user=job.user,
+            shots_done=sum(state.running.counts.values()),
+            epoch=state.running.epoch,
         )
     held_reasons: dict[str, str] = {}
     for job in state.waiting.values():
@@ -171,4 +173,16 @@ def status_of(
         backend=backend,
         last_decision=decision,
         held_reasons=held_reasons,
+        calibration_valid_until=view.calibration.valid_until,
+        waiting_by_account=waiting_by_account(state),
     )
+
+
+def waiting_by_account(state: OwnerState) -> dict[str, int]:
+    """Waiting jobs per Slurm account ("" for none), from the index's lanes: O(lanes)."""
+    counts: dict[str, int] = {}
+    for users in state.index.lanes.values():
+        for user_key, levels in users.items():
+            account = user_key.rsplit("/", 1)[0]
+            counts[account] = counts.get(account, 0) + sum(len(lane) for lane in levels.values())
+    return counts

@@ -1,0 +1,140 @@
+"""The owner's metrics fed from a real `OwnerState` driven by `step`/`apply`, and the shipped
+Grafana dashboard checked against the registry's names."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from consumers.core.step import Dispatch
+from consumers.errors import MetricsUnavailable
+from consumers.metrics import OwnerMetrics, serve_metrics
+from schemas.messages import Event, SlurmContext
+from tests.unit.test_owner_state import POLICY, Harness
+
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = ROOT / "infra" / "grafana" / "qsched-dashboard.json"
+SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "gauge": ("",),
+}
+
+
+class MeteredHarness(Harness):
+    """The core harness, with the owner's metrics seeing every applied event."""
+
+    def __init__(self) -> None:
+        self.metrics = OwnerMetrics(lambda: True, "owner-1", refresh_s=0.0)
+        super().__init__()
+
+    def emit(self, events: list[Event]) -> None:
+        for event in events:
+            super().emit([event])
+            self.metrics.seen(self.log[-1], self.state)
+
+    def settle(self) -> None:
+        self.metrics.after_iteration(self.state, self.policy)
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)
+
+
+def test_waiting_counts_wait_histogram_final_states_and_busy_time_follow_the_events() -> None:
+    h = MeteredHarness()
+    physics = SlurmContext(job_id="7", account="physics")
+    first = h.submit(slurm=physics)
+    h.submit(slurm=physics)
+    h.submit(job_class="development")
+    h.settle()
+    r = h.metrics.registry
+    assert sample(r, "qsched_waiting_jobs", job_class="production") == 2
+    assert sample(r, "qsched_waiting_jobs", job_class="development") == 1
+    assert sample(r, "qsched_waiting_jobs_by_account", account="physics") == 2
+    assert sample(r, "qsched_waiting_jobs_by_account", account="") == 1
+    assert sample(r, "qsched_jobs_accepted_total", job_class="production") == 2
+    assert sample(r, "qsched_qpu_state", state="IDLE") == 1
+    assert sample(r, "qsched_job_wait_seconds_count", job_class="production") is None
+
+    h.now += timedelta(seconds=30)
+    h.feed(Dispatch())
+    assert h.started == [first]
+    h.finish_running()  # 1 s on the QPU
+    h.settle()
+    assert sample(r, "qsched_waiting_jobs", job_class="production") == 1
+    assert sample(r, "qsched_job_wait_seconds_count", job_class="production") == 1
+    wait_s = sample(r, "qsched_job_wait_seconds_sum", job_class="production") or 0
+    assert 30 <= wait_s < 31, wait_s  # accepted at T0 + ~1 ms, started 30 s later
+    assert sample(r, "qsched_job_wait_seconds_bucket", job_class="production", le="10.0") == 0
+    assert sample(r, "qsched_jobs_finished_total", job_class="production", state="DONE") == 1
+    assert sample(r, "qsched_qpu_busy_seconds_total") == 1.0
+    assert sample(r, "qsched_dispatch_latency_seconds_count") == 1
+
+
+def test_intake_latency_is_observed_once_per_job_and_a_standby_reports_no_state() -> None:
+    active = [True]
+    metrics = OwnerMetrics(lambda: active[0], "owner-1", refresh_s=0.0)
+    h = Harness()
+    metrics.intake_done(3, 0.004)
+    metrics.after_iteration(h.state, POLICY)
+    r = metrics.registry
+    assert sample(r, "qsched_intake_latency_seconds_count") == 3
+    assert sample(r, "qsched_intake_latency_seconds_sum") == 3 * 0.004
+    assert sample(r, "qsched_owner_active", owner_id="owner-1") == 1
+    active[0] = False
+    metrics.standby()
+    assert sample(r, "qsched_owner_active", owner_id="owner-1") == 0
+    assert sample(r, "qsched_waiting_jobs", job_class="production") is None
+    assert sample(r, "qsched_qpu_state", state="IDLE") is None
+
+
+def test_the_snapshot_is_refreshed_at_most_every_refresh_s() -> None:
+    metrics = OwnerMetrics(lambda: True, "owner-1", refresh_s=3600.0)
+    h = Harness()
+    metrics.after_iteration(h.state, POLICY)
+    h.submit()
+    metrics.after_iteration(h.state, POLICY)  # within refresh_s: the gauges keep the old value
+    registry = metrics.registry
+    assert sample(registry, "qsched_waiting_jobs", job_class="production") == 0
+    metrics.refresh(h.state, POLICY, h.now, time.monotonic())
+    assert sample(registry, "qsched_waiting_jobs", job_class="production") == 1
+
+
+def registry_names(metrics: OwnerMetrics) -> set[str]:
+    names: set[str] = set()
+    for family in metrics.registry.collect():
+        names |= {family.name + suffix for suffix in SUFFIXES.get(family.type, ("",))}
+    return names
+
+
+def test_every_qsched_metric_the_grafana_dashboard_uses_is_in_the_owner_registry() -> None:
+    h = Harness()
+    metrics = OwnerMetrics(lambda: True, "owner-1", refresh_s=0.0)
+    metrics.after_iteration(h.state, POLICY)  # active: the state gauges are reported
+    known = registry_names(metrics)
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    used = {name for expr in exprs for name in re.findall(r"\bqsched_[a-z0-9_]+", expr)}
+    assert len(used) >= 12, used
+    assert used <= known, f"unknown in the registry: {sorted(used - known)}"
+    # every metric the owner serves has a panel (the dashboard is complete, not a sample)
+    served = {f.name for f in metrics.registry.collect()}
+    assert all(any(u.startswith(name) for u in used) for name in served), served
+
+
+def test_a_metrics_port_in_use_is_one_error_naming_the_setting() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(MetricsUnavailable, match=f"127.0.0.1:{port}") as raised:
+            serve_metrics(OwnerMetrics(lambda: False, "o"), "127.0.0.1", port)
+    assert "QSCHED_OWNER__METRICS_PORT" in raised.value.hint

@@ -16,6 +16,7 @@ from brokers.cli import settings_of
 from brokers.tracing import configure_tracing
 from consumers.backends import BACKENDS, make_backend
 from consumers.owner import Owner
+from consumers.plugins import load_plugins
 from schemas.policy import load_policy
 
 QSCHED_LOGGERS = ("consumers", "brokers", "schemas")
@@ -36,7 +37,10 @@ def setup_logging(verbose: bool) -> None:
 
 
 @click.command("owner")
-@click.option("--backend", type=click.Choice(BACKENDS), help="QPU backend (default: emulator).")
+@click.option(
+    "--backend",
+    help=f"QPU backend: {', '.join(BACKENDS)} or a qsched.backends plugin (default: emulator).",
+)
 @click.option(
     "--policy",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
@@ -67,13 +71,16 @@ def owner(
     if changes:
         settings = settings.model_copy(update={"owner": settings.owner.model_copy(update=changes)})
     the_policy = load_policy(policy or settings.policy_file)
+    plugins = load_plugins(the_policy)
+    backend_options = the_policy.plugins.options.get(settings.owner.backend, {})
     owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     runner = Owner(
         settings,
         the_policy,
-        make_backend(settings),
+        make_backend(settings, backend_options),
         owner_id,
         policy_path=policy or settings.policy_file,
+        plugins=plugins,
     )
 
     def _stop(signum: int, frame: Any) -> None:
@@ -84,4 +91,5 @@ def owner(
     try:
         runner.run()
     finally:
+        runner.sinks.close()
         runner.backend.close()

@@ -28,10 +28,14 @@ from brokers.settings import Settings
 from brokers.topology import Topology, build_topology, declare
 from consumers.backends.base import Backend
 from consumers.control import Prepared, read_command
+from consumers.core.inputs import Arrival
 from consumers.core.step import Context, Recovered
 from consumers.deliveries import Refusal, read_job
 from consumers.errors import BackendFailure, OwnerError
 from consumers.lease import acquire_lease
+from consumers.plugins.gate import Gate
+from consumers.plugins.loading import Plugins
+from consumers.plugins.sinks import SinkFanout
 from consumers.publish import Publisher
 from consumers.recovery import LogFollower
 from consumers.sequences import SequenceStore
@@ -59,6 +63,7 @@ class Owner:
         owner_id: str,
         clock: Callable[[], datetime] = utc_now,
         policy_path: Path | None = None,
+        plugins: Plugins | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy
@@ -73,6 +78,9 @@ class Owner:
         self._jobs: list[Delivery] = []
         self._commands: list[Delivery] = []
         self._device_override: Any = None
+        self.plugins = plugins or Plugins()  # loaded at start; a policy reload keeps them
+        self.gate = Gate(self.plugins)
+        self.sinks = SinkFanout(self.plugins)
 
     # ---- life cycle ------------------------------------------------------------------------
 
@@ -245,6 +253,7 @@ class Owner:
             if now >= next_tick:
                 next_tick = now + owner.tick_s
                 shell.tick()
+                self._plugin_upkeep(shell)
                 changed = True
             if changed:
                 shell.dispatch()
@@ -253,6 +262,16 @@ class Owner:
             shell.snapshot_if_due(owner.snapshot_every_events, due_by_time)
             if shell.events_since_snapshot < before:
                 last_snapshot = now
+
+    def _plugin_upkeep(self, shell: Shell) -> None:
+        """Held jobs asked again; plugin troubles (a failing sink) logged as events."""
+        readmitted, failures = self.gate.recheck(shell.state)
+        failures += self.sinks.take_reports()
+        if failures:
+            shell.emit(failures)
+            shell.commit()
+        for given in readmitted:
+            shell.handle(given)
 
     def _take_jobs(self, shell: Shell) -> bool:
         batch, self._jobs[:] = list(self._jobs), []
@@ -289,6 +308,9 @@ class Owner:
             device,
             shell.sequences,
         )
+        if isinstance(parsed, Arrival):
+            parsed, failures = self.gate.review(parsed, shell.state, self.policy)
+            shell.emit(failures)
         shell.job_delivery(parsed, delivery, (began_ns, time.time_ns()))
 
     def _command(self, shell: Shell, delivery: Delivery) -> None:
@@ -315,7 +337,9 @@ class Owner:
                 self._publish_device(shell)
 
     def _log_event(self, event: Event) -> None:
-        """One line per job start/end/preemption, per QPU change and per command."""
+        """One line per job start/end/preemption, per QPU change and per command; every event
+        to the event sinks."""
+        self.sinks.offer(event)
         topic = event.topic
         if topic in (Topic.JOB_PROGRESS, Topic.OWNER_SNAPSHOT):
             return

@@ -7,6 +7,8 @@ operator acts, a timer fires): what does the QPU do next? Candidates are ordered
 1. class rank (lower first; strict);
 2. between classes of equal rank, the one that used least QPU time relative to its `weight`;
 3. within a class, jobs of a session in its grace window (a hybrid loop's next iteration);
+3b. the site term of the policy's ordering plugin (higher first; 0 without a plugin), fixed
+   when the job was accepted (`consumers.plugins`);
 4. effective priority: AMQP priority plus one per `aging_step_s` waited, so nothing starves;
 5. hierarchical fair share: the Slurm account with the least recent QPU time, then the user
    with the least within it (exponentially decayed QPU-seconds, like Slurm's fair tree);
@@ -14,7 +16,7 @@ operator acts, a timer fires): what does the QPU do next? Candidates are ordered
 
 A candidate that may not start now is held with a reason, never dropped: its class is not
 allowed in the mode, it needs a later calibration epoch, its Slurm allocation ends before it
-could finish, or it would outlive the calibration window (then, if nothing fits, the decision
+could finish, an admission plugin holds it, or it would outlive the calibration window (then, if nothing fits, the decision
 says calibration is due). A better candidate may preempt the running job along the policy's
 ``preempts`` edges, at most ``max_preemptions`` times per job.
 """
@@ -117,9 +119,11 @@ def class_key(view: OwnerView, job_class: str) -> tuple[int, float, str]:
 
 
 def within_class_key(view: OwnerView, candidate: Candidate, now: datetime) -> tuple[object, ...]:
-    """Order within a class: session grace, effective priority, account then user usage, age."""
+    """Order within a class: session grace, site term, effective priority, account then user
+    usage, age."""
     return (
         0 if candidate.session_id in view.sessions_in_grace else 1,
+        -candidate.site_term,
         -effective_priority(view.policy, candidate, now),
         view.account_usage.get(candidate.account_key, 0.0),
         view.usage.get(candidate.user_key, 0.0),
@@ -140,6 +144,7 @@ def factors(view: OwnerView, candidate: Candidate, now: datetime) -> dict[str, o
         "class_rank": rank,
         "class_usage_per_weight": round(class_share, 3),
         "session_grace": candidate.session_id in view.sessions_in_grace,
+        "site_term": candidate.site_term,
         "effective_priority": effective_priority(view.policy, candidate, now),
         "account_usage_s": round(view.account_usage.get(candidate.account_key, 0.0), 3),
         "user_usage_s": round(view.usage.get(candidate.user_key, 0.0), 3),
@@ -169,6 +174,8 @@ def job_hold(view: OwnerView, candidate: Candidate, now: datetime) -> str | None
     job_class = policy.classes[candidate.job_class]
     if candidate.allocation is not None and candidate.allocation in view.ended_allocations:
         return f"held: allocation {candidate.allocation} has ended"
+    if candidate.admission_hold is not None:
+        return f"held: {candidate.admission_hold}"
     epoch = view.calibration.epoch
     if candidate.min_epoch is not None and candidate.min_epoch > epoch:
         return f"held: needs calibration epoch {candidate.min_epoch}, the QPU is at {epoch}"
@@ -259,7 +266,7 @@ def best_indexed(
                         best, best_key = job, key
         for levels in index.lanes[job_class].values():
             user_share: tuple[float, float] | None = None
-            for priority, lane in levels.items():
+            for (site_term, priority), lane in levels.items():
                 head: Candidate = lane[0][2]
                 if user_share is None:
                     user_share = (
@@ -267,8 +274,9 @@ def best_indexed(
                         view.usage.get(head.user_key, 0.0),
                     )
                 waited_s = max((now - head.queued_at).total_seconds(), 0.0)
-                bound = (1, -(priority + int(waited_s // step_s)), *user_share, head.queued_at)
-                if best is not None and bound > best_key[:5]:
+                aged = priority + int(waited_s // step_s)
+                bound = (1, -site_term, -aged, *user_share, head.queued_at)
+                if best is not None and bound > best_key[:6]:
                     continue
                 found, blocked = _first_startable(view, (entry[2] for entry in lane), now)
                 window_blocked = window_blocked or blocked

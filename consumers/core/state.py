@@ -27,6 +27,7 @@ from consumers.errors import IllegalTransition
 from schemas.enums import JobState, Mode, QPUState
 from schemas.events import (
     AcceptedFacts,
+    AdmissionHold,
     CalibrationComplete,
     CalibrationEpoch,
     ControlApplied,
@@ -260,6 +261,15 @@ def _final(state: OwnerState, event: Event) -> None:
         state.owners.pop(oldest, None)
 
 
+def _admission(state: OwnerState, event: Event) -> None:
+    """An admission plugin holds a waiting job, or lets it go."""
+    hold = payload_of(event, AdmissionHold).hold
+    job = state._unwait(event.job_id or "")
+    if job is None:
+        raise KeyError(event.job_id)
+    state._wait(replace(job, admission_hold=hold))
+
+
 def _qpu(state: OwnerState, event: Event) -> None:
     state._move(QPUEvent.BACKEND_UP if event.topic == Topic.QPU_UP else QPUEvent.BACKEND_DOWN)
 
@@ -313,6 +323,7 @@ _HANDLERS: dict[Topic, Any] = {
     Topic.JOB_CANCELED: _final,
     Topic.JOB_TIMED_OUT: _final,
     Topic.JOB_REJECTED: _final,
+    Topic.JOB_ADMISSION: _admission,
     Topic.QPU_DOWN: _qpu,
     Topic.QPU_UP: _qpu,
     Topic.CALIBRATION_PENDING: _calibration_pending,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from consumers.core.admission import admission_event, readmitted
 from consumers.core.commands import Command, run_command
 from consumers.core.inputs import (
     Arrival,
@@ -24,6 +25,7 @@ from consumers.core.inputs import (
     Note,
     Operational,
     Progress,
+    Readmitted,
     Recovered,
     Tick,
 )
@@ -72,6 +74,7 @@ __all__ = [
     "Note",
     "Operational",
     "Progress",
+    "Readmitted",
     "Recovered",
     "Tick",
     "step",
@@ -112,6 +115,8 @@ def step(state: OwnerState, policy: Policy, given: Input, now: datetime, ctx: Co
             if job is None:
                 return [], []
             return end_waiting(job, JobState.REJECTED, given.problem, now)
+        case Readmitted():
+            return readmitted(state, given, now)
         case Recovered():
             return _recovered(state, ctx)
         case Command():
@@ -174,7 +179,13 @@ def _arrival(state: OwnerState, policy: Policy, given: Arrival, now: datetime) -
     allocation = job.slurm.job_id if job.slurm else None
     accepted = make_event(
         Topic.JOB_ACCEPTED,
-        JobAccepted(job=job, user=given.user, reply_to=given.reply_to, trace=given.trace),
+        JobAccepted(
+            job=job,
+            user=given.user,
+            reply_to=given.reply_to,
+            trace=given.trace,
+            site_term=given.site_term,
+        ),
         job_id=job.job_id,
         job_class=job.job_class,
         user=given.user,
@@ -186,6 +197,8 @@ def _arrival(state: OwnerState, policy: Policy, given: Arrival, now: datetime) -
         )
         events, effects = end_waiting(waiting, JobState.CANCELED, error, now, given.reply_to)
         return [accepted, *events], effects
+    if given.hold is not None:
+        return [accepted, admission_event(job.job_id, job.job_class, given.user, given.hold)], []
     return [accepted], []
 
 

@@ -20,6 +20,7 @@ from consumers.core.step import (
     Dispatch,
     Finished,
     Progress,
+    Readmitted,
     Recovered,
     Tick,
     step,
@@ -27,7 +28,7 @@ from consumers.core.step import (
 from consumers.core.view import queue_entries, view_of
 from schemas.enums import CommandName, ErrorCode, JobState, QPUState
 from schemas.events import OwnerActivated, Topic, make_event
-from schemas.messages import ControlCommand, Event, JobRequest, SlurmContext
+from schemas.messages import ControlCommand, Event, JobError, JobRequest, SlurmContext
 from schemas.policy import Policy, parse_policy
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -66,11 +67,18 @@ class Harness:
         self.emit(events)
         return list(effects)
 
-    def submit(self, user: str = "alice", **fields: object) -> str:
+    def submit(
+        self,
+        user: str = "alice",
+        hold: str | None = None,
+        site_term: float | None = None,
+        **fields: object,
+    ) -> str:
+        """A job arrives; `hold` and `site_term` are the site plugins' answers on it."""
         self.now += timedelta(milliseconds=1)  # submissions keep their order
         defaults = {"job_class": "production", "shots": 100, "submitted_at": self.now}
         job = JobRequest(sequence=SEQ, **(defaults | fields))  # type: ignore[arg-type]
-        self.feed(Arrival(job, user))
+        self.feed(Arrival(job, user, hold=hold, site_term=site_term))
         return job.job_id
 
     def finish_running(self) -> str | None:
@@ -248,7 +256,21 @@ def random_history(seed: int, steps: int = 200) -> Harness:
                 priority=rng.randint(0, 9),
                 shots=rng.randint(1, 300),
                 session_id=rng.choice([None, "s1", "s2"]),
+                hold=rng.choice([None, None, None, "admission plugin quota: over budget"]),
+                site_term=rng.choice([None, 0.0, 1.0, -2.5]),
             )
+        elif roll < 0.4 and h.state.waiting:
+            target = rng.choice(sorted(h.state.waiting))
+            answer = rng.choice(
+                [
+                    Readmitted(target),
+                    Readmitted(target, hold="admission plugin quota: still over"),
+                    Readmitted(
+                        target, refusal=JobError(code=ErrorCode.ADMISSION_REFUSED, message="no")
+                    ),
+                ]
+            )
+            h.feed(answer)
         elif roll < 0.6:
             h.feed(Dispatch())
         elif roll < 0.75 and h.state.running is not None:

@@ -77,7 +77,7 @@ def owner(
     runner = Owner(
         settings,
         the_policy,
-        make_backend(settings, backend_options),
+        make_backend(settings, backend_options, the_policy.plugins.timeout_s),
         owner_id,
         policy_path=policy or settings.policy_file,
         plugins=plugins,

@@ -15,19 +15,22 @@ from consumers.backends.base import Backend, load_default_device
 BACKENDS = ("emulator", "qpu-api", "synthetic")
 
 
-def make_backend(settings: Settings, options: Mapping[str, Any] | None = None) -> Backend:
+def make_backend(
+    settings: Settings, options: Mapping[str, Any] | None = None, timeout_s: float = 1.0
+) -> Backend:
     """The backend named by ``settings.owner.backend``, configured from the settings.
 
     Args:
         options: keyword arguments for a plugin backend's factory (the policy's
             ``[plugins.options.<name>]``); the built-in backends take theirs from `settings`.
+        timeout_s: time limit of a plugin backend's calls (`consumers.plugins.guarded`).
 
     Raises:
         PluginError: a plugin backend that is not installed, fails to build, or is no Backend.
     """
     owner = settings.owner
     if owner.backend not in BACKENDS:
-        return _plugin_backend(settings, options or {})
+        return _plugin_backend(settings, options or {}, timeout_s)
     device = load_default_device(owner.device_file) if owner.backend != "qpu-api" else None
     if owner.backend == "emulator":
         from consumers.backends.emulator import EmulatorBackend
@@ -52,7 +55,8 @@ def make_backend(settings: Settings, options: Mapping[str, Any] | None = None) -
     raise AssertionError(owner.backend)  # every built-in name is handled above
 
 
-def _plugin_backend(settings: Settings, options: Mapping[str, Any]) -> Backend:
+def _plugin_backend(settings: Settings, options: Mapping[str, Any], timeout_s: float) -> Backend:
+    from consumers.plugins.guarded import GuardedBackend
     from consumers.plugins.loading import PluginError, build
 
     loaded = build("backends", settings.owner.backend, options, settings)
@@ -61,4 +65,4 @@ def _plugin_backend(settings: Settings, options: Mapping[str, Any]) -> Backend:
             f"backend plugin {loaded.name!r} ({loaded.origin.value}) built "
             f"{type(loaded.plugin).__name__}, which is no consumers.backends.base.Backend"
         )
-    return loaded.plugin
+    return GuardedBackend(loaded.plugin, loaded.name, timeout_s)

@@ -114,13 +114,13 @@ class Gate:
                 del self._next_ask[job_id]
                 continue
             verdict, name, more = self._admit(JobFacts.of_waiting(job))
-            failures += more
+            if verdict.action is not Admit.HOLD or self._hold(name, verdict) != job.admission_hold:
+                failures += more  # the same failure again on a held job is not news
             if verdict.action is Admit.REFUSE:
                 inputs.append(Readmitted(job_id, refusal=self._refusal(name, verdict.reason)))
                 del self._next_ask[job_id]
             elif verdict.action is Admit.HOLD:
-                hold = f"admission plugin {name}: {verdict.reason}"
-                inputs.append(Readmitted(job_id, hold=hold))
+                inputs.append(Readmitted(job_id, hold=self._hold(name, verdict)))
                 self._next_ask[job_id] = time.monotonic() + self.settings.recheck_s
             else:
                 inputs.append(Readmitted(job_id))
@@ -143,6 +143,10 @@ class Gate:
             if verdict.action is not Admit.ACCEPT:
                 return verdict, loaded.name, failures
         return Verdict.accept(), "", failures
+
+    @staticmethod
+    def _hold(name: str, verdict: Verdict) -> str:
+        return f"admission plugin {name}: {verdict.reason}"
 
     def _on_error(self, loaded: Loaded, error: str) -> Verdict:
         on_error = self.settings.on_error

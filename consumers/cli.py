@@ -92,4 +92,5 @@ def owner(
         runner.run()
     finally:
         runner.sinks.close()
+        runner.lanes.close()
         runner.backend.close()

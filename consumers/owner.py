@@ -32,6 +32,7 @@ from consumers.core.inputs import Arrival
 from consumers.core.step import Context, Recovered
 from consumers.deliveries import Refusal, read_job
 from consumers.errors import BackendFailure, OwnerError
+from consumers.lanes import LanePool
 from consumers.lease import acquire_lease
 from consumers.plugins.gate import Gate
 from consumers.plugins.loading import Plugins
@@ -81,6 +82,7 @@ class Owner:
         self.plugins = plugins or Plugins()  # loaded at start; a policy reload keeps them
         self.gate = Gate(self.plugins)
         self.sinks = SinkFanout(self.plugins)
+        self.lanes = LanePool(policy.lanes, settings.owner.progress_every_shots)
 
     # ---- life cycle ------------------------------------------------------------------------
 
@@ -111,6 +113,8 @@ class Owner:
             self.backend.cancel(job_id)
             for spans in self.shell.spans.values():
                 spans.abandon("owner lost the broker")
+        if self.shell is not None:
+            self.lanes.cancel_all(self.lanes.running(self.shell))
         self.shell = None
         self.active.clear()
         self._jobs.clear()
@@ -184,6 +188,7 @@ class Owner:
             self._log_event,
         )
         self.shell = shell
+        shell.lane_backends = dict(self.lanes.backends)
         if state.device:
             self._device_override = load_device(state.device)
         shell.emit(
@@ -220,6 +225,7 @@ class Owner:
             len(state.waiting),
         )
         shell.dispatch()
+        self.lanes.dispatch(shell)
         return shell
 
     def _publish_device(self, shell: Shell) -> None:
@@ -257,6 +263,7 @@ class Owner:
                 changed = True
             if changed:
                 shell.dispatch()
+                self.lanes.dispatch(shell)  # after the QPU's: lanes never delay it
             due_by_time = now - last_snapshot > owner.snapshot_every_s
             before = shell.events_since_snapshot
             shell.snapshot_if_due(owner.snapshot_every_events, due_by_time)

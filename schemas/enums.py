@@ -72,6 +72,14 @@ class Mode(StrEnum):
     MAINTENANCE = "maintenance"
 
 
+class Placement(StrEnum):
+    """Where a job class may run in a mode: the QPU, an emulator lane, or either."""
+
+    QPU = "qpu"
+    EMULATOR = "emulator"
+    EITHER = "either"
+
+
 class CommandName(StrEnum):
     """Operators' control commands, routed as ``control.<name>``."""
 

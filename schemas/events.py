@@ -126,6 +126,7 @@ class JobFacts(BaseModel):
     min_epoch: int | None = None
     deadline: AwareDatetime | None = None
     max_runtime_s: float | None = None
+    require_qpu: bool = False
 
 
 class AcceptedFacts(Payload):
@@ -147,6 +148,8 @@ class JobStarted(Payload):
     epoch: int = Field(ge=0)
     backend: str
     shots: int = Field(ge=0, description="shots this run takes (the job's remaining shots)")
+    lane: str | None = Field(default=None, description="the emulator lane (None: the QPU)")
+    specs: str | None = Field(default=None, description="digest of a lane's device specs")
 
 
 class JobProgress(Payload):

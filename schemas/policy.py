@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from schemas.enums import Mode
+from schemas.enums import Mode, Placement
 from schemas.errors import PolicyError
 
 ALL_MODES = (Mode.PRODUCTION, Mode.DEVELOPMENT, Mode.MAINTENANCE)
@@ -52,6 +52,14 @@ class JobClassPolicy(BaseModel):
     max_waiting: int | None = Field(
         default=None, gt=0, description="backlog limit: waiting jobs of this class"
     )
+    placement: dict[Mode, Placement] = Field(
+        default_factory=dict,
+        description="per mode, where jobs run: qpu (the default), emulator or either",
+    )
+
+    def placement_in(self, mode: Mode) -> Placement:
+        """Where jobs of this class run in `mode`."""
+        return self.placement.get(mode, Placement.QPU)
 
 
 def _default_classes() -> dict[str, JobClassPolicy]:
@@ -64,6 +72,25 @@ def _default_classes() -> dict[str, JobClassPolicy]:
         ),
         "development": JobClassPolicy(rank=2, modes=(Mode.PRODUCTION, Mode.DEVELOPMENT)),
     }
+
+
+class LanesPolicy(BaseModel):
+    """Emulator lanes beside the QPU (see `consumers.lanes`).
+
+    Attributes:
+        emulators: emulator worker processes (0: no lanes).
+        shot_rate_hz: pace the lanes at this many shots per second (None: full speed).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    emulators: int = Field(default=0, ge=0, le=64)
+    shot_rate_hz: float | None = Field(default=None, gt=0)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The lanes' names, ``emulator-1`` ... ``emulator-N``."""
+        return tuple(f"emulator-{i}" for i in range(1, self.emulators + 1))
 
 
 class PluginsPolicy(BaseModel):
@@ -139,6 +166,7 @@ class Policy(BaseModel):
         default=None, gt=0, description="backlog limit: waiting jobs in all"
     )
     plugins: PluginsPolicy = Field(default_factory=PluginsPolicy)
+    lanes: LanesPolicy = Field(default_factory=LanesPolicy)
 
     @model_validator(mode="after")
     def _references_exist(self) -> Policy:

@@ -92,6 +92,15 @@ class Readmitted:
 
 
 @dataclass(frozen=True)
+class LaneDispatch:
+    """Emulator lane `lane` is free: start the best job that may run there, under the
+    current device specs (`specs`, their digest, stamped on the run)."""
+
+    lane: str
+    specs: str
+
+
+@dataclass(frozen=True)
 class Recovered:
     """This owner just rebuilt the state: a run left by a dead owner waits again."""
 
@@ -106,6 +115,7 @@ Input = (
     | Dispatch
     | Invalidated
     | Readmitted
+    | LaneDispatch
     | Recovered
     | Command
 )

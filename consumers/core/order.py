@@ -62,6 +62,7 @@ class Waiting:
     accepted_at: datetime | None = None
     site_term: float = 0.0
     admission_hold: str | None = None
+    require_qpu: bool = False
 
     @property
     def lane_key(self) -> tuple[float, int]:
@@ -98,6 +99,7 @@ class Waiting:
             validated_epoch=epoch,
             accepted_at=at,
             site_term=accepted.site_term or 0.0,
+            require_qpu=job.require_qpu,
         )
 
     @property

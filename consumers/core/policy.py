@@ -23,14 +23,14 @@ says calibration is due). A better candidate may preempt the running job along t
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
 from consumers.core.machine import DISPATCHING
 from consumers.core.order import OrderIndex, Waiting
-from schemas.enums import ErrorCode, Mode, QPUState
+from schemas.enums import ErrorCode, Mode, Placement, QPUState
 from schemas.messages import JobError
 from schemas.policy import Policy
 
@@ -152,10 +152,12 @@ def factors(view: OwnerView, candidate: Candidate, now: datetime) -> dict[str, o
 
 
 def class_hold(view: OwnerView, job_class: str) -> str | None:
-    """Why no job of `job_class` may start now (mode, calibration), or None."""
+    """Why no job of `job_class` may start on the QPU now (mode, placement, calibration), or None."""
     policy = view.policy.classes.get(job_class)
     if policy is None:
         return f"held: class {job_class!r} is not in the policy"
+    if policy.placement_in(view.mode) is Placement.EMULATOR:
+        return f"held: {view.mode.value} mode runs {job_class} jobs on emulator lanes only"
     if view.mode not in policy.modes:
         return f"held: {view.mode.value} mode does not run {job_class} jobs"
     if view.qpu_state is QPUState.CALIBRATING and not policy.calibrates:
@@ -193,6 +195,10 @@ def job_hold(view: OwnerView, candidate: Candidate, now: datetime) -> str | None
         if over_s > 0:
             return f"skipped: would outlive the {CALIBRATION_WINDOW} by {over_s:.0f} s"
     return None
+
+
+ClassHold = Callable[[OwnerView, str], str | None]
+JobHold = Callable[[OwnerView, Candidate, datetime], str | None]
 
 
 def validate_admission(
@@ -240,12 +246,16 @@ def preemption_reason(policy: Policy, running: Candidate, challenger: Candidate)
 
 
 def best_indexed(
-    view: OwnerView, index: OrderIndex, now: datetime
+    view: OwnerView,
+    index: OrderIndex,
+    now: datetime,
+    holds: tuple[ClassHold, JobHold] = (class_hold, job_hold),
 ) -> tuple[Candidate | None, bool]:
     """The best startable waiting job, looking at one job per lane (see `consumers.core.order`).
 
     A lane's head bounds the lane (nothing behind it orders earlier, grace aside), so a lane
-    whose head cannot beat the best so far is skipped without checking holds.
+    whose head cannot beat the best so far is skipped without checking holds. `holds` say what
+    may start: the QPU's (default) or an emulator lane's (`lane_class_hold`, `lane_job_hold`).
 
     Returns:
         The job (None if none may start) and whether a job was skipped only because it would
@@ -253,14 +263,15 @@ def best_indexed(
     """
     window_blocked = False
     step_s = view.policy.aging_step_s
+    class_held, job_held = holds
     for job_class in sorted(index.lanes, key=lambda c: class_key(view, c)):
-        if class_hold(view, job_class) is not None:
+        if class_held(view, job_class) is not None:
             continue
         best: Candidate | None = None
         best_key: tuple[object, ...] = ()
         for session in view.sessions_in_grace:
             for job in index.session_jobs(session):
-                if job.job_class == job_class and job_hold(view, job, now) is None:
+                if job.job_class == job_class and job_held(view, job, now) is None:
                     key = within_class_key(view, job, now)
                     if best is None or key < best_key:
                         best, best_key = job, key
@@ -278,7 +289,8 @@ def best_indexed(
                 bound = (1, -site_term, -aged, *user_share, head.queued_at)
                 if best is not None and bound > best_key[:6]:
                     continue
-                found, blocked = _first_startable(view, (entry[2] for entry in lane), now)
+                entries = (entry[2] for entry in lane)
+                found, blocked = _first_startable(view, entries, now, job_held)
                 window_blocked = window_blocked or blocked
                 if found is None:
                     continue
@@ -291,12 +303,12 @@ def best_indexed(
 
 
 def _first_startable(
-    view: OwnerView, lane: Iterator[Candidate], now: datetime
+    view: OwnerView, lane: Iterator[Candidate], now: datetime, job_held: JobHold
 ) -> tuple[Candidate | None, bool]:
     """A lane's first job that may start, and whether one was skipped for the window."""
     blocked = False
     for job in lane:
-        reason = job_hold(view, job, now)
+        reason = job_held(view, job, now)
         if reason is None:
             return job, blocked
         blocked = blocked or CALIBRATION_WINDOW in reason

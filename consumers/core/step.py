@@ -22,6 +22,7 @@ from consumers.core.inputs import (
     Finished,
     Input,
     Invalidated,
+    LaneDispatch,
     Note,
     Operational,
     Progress,
@@ -29,6 +30,7 @@ from consumers.core.inputs import (
     Recovered,
     Tick,
 )
+from consumers.core.lanes import lane_dispatch, requeue_lanes
 from consumers.core.order import Waiting
 from consumers.core.outcomes import (
     DeadLetter,
@@ -71,6 +73,7 @@ __all__ = [
     "Finished",
     "Input",
     "Invalidated",
+    "LaneDispatch",
     "Note",
     "Operational",
     "Progress",
@@ -117,6 +120,8 @@ def step(state: OwnerState, policy: Policy, given: Input, now: datetime, ctx: Co
             return end_waiting(job, JobState.REJECTED, given.problem, now)
         case Readmitted():
             return readmitted(state, given, now)
+        case LaneDispatch():
+            return lane_dispatch(state, policy, given, now)
         case Recovered():
             return _recovered(state, ctx)
         case Command():
@@ -222,8 +227,8 @@ def _over_limit(state: OwnerState, policy: Policy, job_class: str, user: str) ->
 
 
 def _progress(state: OwnerState, given: Progress) -> Steps:
-    run = state.running
-    if run is None or run.job.job_id != given.job_id:
+    run = state.run_of(given.job_id)
+    if run is None:
         return [], []
     counts = merge_counts(run.job.prior_counts, given.counts)
     shots_done = min(sum(counts.values()), run.job.shots)
@@ -240,8 +245,8 @@ def _progress(state: OwnerState, given: Progress) -> Steps:
 
 
 def _finished(state: OwnerState, given: Finished, now: datetime, ctx: Context) -> Steps:
-    run = state.running
-    if run is None or run.job.job_id != given.job_id:
+    run = state.run_of(given.job_id)
+    if run is None:
         return [], []
     counts = merge_counts(run.job.prior_counts, given.counts)
     execution_s = max((now - run.started_at).total_seconds(), 0.0)
@@ -271,9 +276,8 @@ def _finished(state: OwnerState, given: Finished, now: datetime, ctx: Context) -
         final, error = JobState.ERROR, given.error
     else:
         final, error = JobState.DONE, None
-    event, result = final_event(
-        run.job, final, error, now, counts=counts, run=run, backend=ctx.backend
-    )
+    backend = run.backend if run.lane is not None else ctx.backend
+    event, result = final_event(run.job, final, error, now, counts=counts, run=run, backend=backend)
     return [event], [Reply(run.job.reply_to, result, run.job.job_id)]
 
 
@@ -365,9 +369,10 @@ def _dispatch(state: OwnerState, policy: Policy, now: datetime, ctx: Context) ->
 
 
 def _recovered(state: OwnerState, ctx: Context) -> Steps:
+    lanes = requeue_lanes(state, ctx.owner_id)
     run = state.running
     if run is None:
-        return [], []
+        return lanes, []
     counts = run.counts or run.job.prior_counts
     event = make_event(
         Topic.JOB_REQUEUED,
@@ -380,4 +385,4 @@ def _recovered(state: OwnerState, ctx: Context) -> Steps:
             f"the remaining {run.job.shots - sum(counts.values())} shots"
         ),
     )
-    return [event], []
+    return [event, *lanes], []

@@ -101,3 +101,26 @@ def test_placement_emulator_keeps_a_class_off_the_qpu() -> None:
     assert h.state.running is None
     reason = status_of(h.state, h.policy, h.now, "o", "s").held_reasons[job]
     assert reason == "held: production mode runs development jobs on emulator lanes only"
+
+
+def test_the_timeline_keeps_lane_runs_on_their_own_tracks_beside_the_qpu_run() -> None:
+    from consumers.eventlog.html import render_html
+    from consumers.eventlog.model import build_timeline
+    from consumers.eventlog.perfetto import LANES_PID, export_trace
+
+    h = Harness(POLICY)
+    production = h.submit(job_class="production", shots=1000)
+    h.feed(Dispatch())
+    development = h.submit(job_class="development", shots=10)
+    h.feed(LaneDispatch("emulator-2", "s"))
+    _lane_result(h, "emulator-2")
+    timeline = build_timeline(h.log)
+    (qpu_run,) = timeline.runs
+    (lane_run,) = timeline.lane_runs
+    assert (qpu_run.job_id, qpu_run.state) == (production, "RUNNING")  # not cut by the lane start
+    assert (lane_run.job_id, lane_run.lane, lane_run.state) == (development, "emulator-2", "DONE")
+    trace = export_trace(timeline)["traceEvents"]
+    assert [e["args"]["job_id"] for e in trace if e.get("pid") == LANES_PID and e["ph"] == "X"] == [
+        development
+    ]
+    assert ">emulator-2</div>" in render_html(timeline)

@@ -25,9 +25,9 @@ from schemas.enums import CommandName, JobState
 from schemas.messages import JobResult
 from tests.sequences import analog_sequence
 
-QPU_SHOT_RATE_HZ = 200.0
+QPU_SHOT_RATE_HZ = 20.0  # a QPU measures a few shots per second; the emulator is faster
 PRODUCTION_JOBS = 10
-PRODUCTION_SHOTS = 200
+PRODUCTION_SHOTS = 40
 DEVELOPMENT_SHOTS = 20
 POLICY = """
 [lanes]

@@ -8,7 +8,8 @@ before it, `LanePool.dispatch` fills free lanes through the same `step` as every
 when a calibration came since (so what runs on a lane is valid on the QPU), and the run's
 `job.started` event records the lane and the digest of those specs. A lane's reports come back
 through the same inbox as the QPU's; a lane start is a write to a child's stdin, so the QPU's
-dispatch never waits for a lane.
+dispatch never waits for a lane, and lane workers run at a lower CPU priority (`LANE_NICENESS`)
+so their emulation does not slow the owner on a shared host.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from schemas.policy import LanesPolicy
 def specs_digest(device: Any) -> str:
     """A short digest of a device's specs (its abstract representation)."""
     return hashlib.sha256(device.to_abstract_repr().encode()).hexdigest()[:12]
+
+
+LANE_NICENESS = 10  # lane workers yield the CPU to the owner and the QPU's backend
 
 
 class LanePool:

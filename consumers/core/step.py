@@ -309,8 +309,9 @@ def _tick(state: OwnerState, policy: Policy, now: datetime) -> Steps:
         more, replies = end_waiting(state.waiting[job_id], JobState.TIMED_OUT, error, now)
         events += more
         effects += replies
-    run = state.running
-    if run is not None and run.stop_error is None:
+    for run in (state.running, *state.lanes.values()):  # emulator lanes have the same limits
+        if run is None or run.stop_error is not None:
+            continue
         limits = (run.job.max_runtime_s, policy.classes[run.job.job_class].max_runtime_s)
         limit_s = min((x for x in limits if x is not None), default=None)
         if limit_s is not None and (now - run.started_at).total_seconds() > limit_s:

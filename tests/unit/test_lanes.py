@@ -3,16 +3,17 @@ with lane, specs and epoch, and lane runs back in the backlog after a takeover."
 
 from __future__ import annotations
 
-from consumers.core.step import Command, Dispatch, Finished, LaneDispatch
+from datetime import timedelta
+
+from consumers.core.step import Command, Dispatch, Finished, LaneDispatch, Tick
 from consumers.core.view import status_of
 from schemas.enums import CommandName, JobState, Mode
 from schemas.messages import ControlCommand, JobResult
 from schemas.policy import parse_policy
 from tests.unit.test_owner_state import RANDOM_POLICY, Harness
 
-POLICY = parse_policy(
-    RANDOM_POLICY
-)  # development: either (production, development), emulator (maintenance)
+# development: either in production and development mode, emulator only in maintenance
+POLICY = parse_policy(RANDOM_POLICY)
 
 
 def _lane_result(h: Harness, lane: str) -> JobResult:
@@ -124,3 +125,28 @@ def test_the_timeline_keeps_lane_runs_on_their_own_tracks_beside_the_qpu_run() -
         development
     ]
     assert ">emulator-2</div>" in render_html(timeline)
+
+
+def test_while_the_qpu_calibrates_lanes_run_and_qpu_only_jobs_wait() -> None:
+    h = Harness(POLICY)
+    h.feed(Command(ControlCommand(command=CommandName.CALIBRATION_START), "guest"))
+    h.feed(Dispatch())
+    assert h.state.qpu.value == "CALIBRATING"
+    production = h.submit(job_class="production")
+    development = h.submit(job_class="development")
+    h.feed(Dispatch())
+    h.feed(LaneDispatch("emulator-1", "s"))
+    assert h.state.running is None and production in h.state.waiting
+    assert _lane_result(h, "emulator-1").state is JobState.DONE and development in h.state.finished
+
+
+def test_a_lane_run_past_its_class_runtime_limit_ends_timed_out() -> None:
+    policy = parse_policy(RANDOM_POLICY.replace("rank = 2\n", "rank = 2\nmax_runtime_s = 5\n"))
+    h = Harness(policy)
+    job = h.submit(job_class="development", shots=10)
+    h.feed(LaneDispatch("emulator-1", "s"))
+    h.now += timedelta(seconds=10)
+    effects = h.feed(Tick())
+    assert [type(e).__name__ for e in effects] == ["StopRun"]
+    h.feed(Finished(job, {"00": 3}, canceled=True))
+    assert h.state.finished[job] is JobState.TIMED_OUT and h.state.lanes == {}

@@ -7,7 +7,8 @@ before it, `LanePool.dispatch` fills free lanes through the same `step` as every
 (`consumers.core.placement`), the shell re-checks its sequence against the QPU's current device
 when a calibration came since (so what runs on a lane is valid on the QPU), and the run's
 `job.started` event records the lane and the digest of those specs. A lane's reports come back
-through the same inbox as the QPU's; a lane start is a write to a child's stdin, so the QPU's
+through an inbox of their own, handled (in one confirmed batch) only after the QPU's reports and
+dispatch of the same loop turn; a lane start is a write to a child's stdin. So the QPU's
 dispatch never waits for a lane, and lane workers run at a lower CPU priority (`LANE_NICENESS`)
 so their emulation does not slow the owner on a shared host.
 """
@@ -15,6 +16,7 @@ so their emulation does not slow the owner on a shared host.
 from __future__ import annotations
 
 import hashlib
+import queue
 from typing import Any
 
 from consumers.backends.emulator import EmulatorBackend
@@ -40,6 +42,20 @@ class LanePool:
             name: EmulatorBackend(lanes.shot_rate_hz, progress_every_shots) for name in lanes.names
         }
         self._digest: tuple[int, str] | None = None
+
+    def drain(self, shell: Shell) -> bool:
+        """Handle what the lanes reported (one confirm for all); True if anything was."""
+        handled = False
+        while True:
+            try:
+                given = shell.lane_inbox.get_nowait()
+            except queue.Empty:
+                break
+            shell.stage(given)
+            handled = True
+        if handled:
+            shell.commit()
+        return handled
 
     def dispatch(self, shell: Shell) -> None:
         """Start the best lane-eligible jobs on the free lanes."""

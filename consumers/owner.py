@@ -263,7 +263,8 @@ class Owner:
                 changed = True
             if changed:
                 shell.dispatch()
-                self.lanes.dispatch(shell)  # after the QPU's: lanes never delay it
+            if self.lanes.drain(shell) or changed:  # after the QPU's: lanes never delay it
+                self.lanes.dispatch(shell)
             due_by_time = now - last_snapshot > owner.snapshot_every_s
             before = shell.events_since_snapshot
             shell.snapshot_if_due(owner.snapshot_every_events, due_by_time)

@@ -96,6 +96,7 @@ class Shell:
         self._replies: dict[str, str] = {}
         self.events_since_snapshot = 0
         self.lane_backends: dict[str, Backend] = {}  # emulator lanes (`consumers.lanes`)
+        self.lane_inbox: queue.SimpleQueue[Input] = queue.SimpleQueue()  # their reports
 
     # ---- the one path --------------------------------------------------------------------------
 
@@ -240,7 +241,7 @@ class Shell:
         )
         backend.start(
             RunRequest(job.job_id, sequence, start.shots, start.attempt),
-            Sink(self.inbox, self.connection),
+            Sink(self.lane_inbox if start.lane else self.inbox, self.connection),
         )
         if start.lane is None:
             self._warm_next()

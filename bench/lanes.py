@@ -6,7 +6,8 @@ on, and the QPU's idle gap between production jobs (it must not grow with lanes)
 Both configurations run in the same invocation, each on a fresh namespace with its own owner
 (``synthetic`` QPU paced at `QPU_SHOT_RATE_HZ`, so production keeps it busy for about
 `PRODUCTION_JOBS * PRODUCTION_SHOTS / QPU_SHOT_RATE_HZ` seconds). The production and development
-jobs are submitted together; development turnaround is submit -> result on the client's clock,
+jobs are submitted together, after one warm-up job per lane with the QPU paused (a lane worker
+imports Pulser when it starts); development turnaround is submit -> result on the client's clock,
 the QPU idle gap is ``started_at`` of a production job minus ``ended_at`` of the one before it
 (owner's clock). Printed as lanes-on figures and their ratio to lanes off.
 """
@@ -56,6 +57,12 @@ def run(url: str, lanes: int, development_jobs: int) -> tuple[list[float], list[
         with owner_process(settings, *args, env=rate), QPUClient(settings=settings) as client:
             client.control(CommandName.STATUS, timeout=60)
             seq = analog_sequence(2)
+            if lanes:  # each lane worker imports Pulser and runs once, while the QPU is paused
+                client.control(CommandName.PAUSE)
+                warm = [client.submit(seq, 1, job_class="development") for _ in range(lanes)]
+                for handle in warm:
+                    handle.result(timeout=600)
+                client.control(CommandName.RESUME)
             production = [
                 client.submit(seq, PRODUCTION_SHOTS, job_class="production")
                 for _ in range(PRODUCTION_JOBS)

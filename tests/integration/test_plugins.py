@@ -4,7 +4,9 @@ installed as a distribution at test time by `tests.plugin_dist`)."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -92,7 +94,11 @@ hang_s = 3
     assert _held(client, waiting.job_id).endswith("waiting for release")
 
     hanging = client.submit(SEQ, 17)
-    assert "no answer within 0.5 s" in _held(client, hanging.job_id)
+    # the first ask overran its limit; a re-ask while that call still hangs fails at once
+    assert re.search(
+        r"failed \((no answer within|still inside a call that overran its) 0\.5 s",
+        _held(client, hanging.job_id),
+    )
     release.touch()  # the held job is asked again (recheck_s) once the hung call is over
     assert waiting.result(timeout=60).state is JobState.DONE
 
@@ -112,7 +118,8 @@ hang_s = 3
         (raising.job_id, "site-flaky"),
         (hanging.job_id, "site-flaky"),
     }
-    assert len(failed) < 20  # a held job failing the same way again is not logged again
+    again = [e.data["error"] for e in failed if e.job_id == raising.job_id]
+    assert all(a != b for a, b in itertools.pairwise(again))  # asked every 0.5 s, logged on change
 
 
 def test_an_ordering_plugin_orders_starts_and_every_event_reaches_the_sinks(

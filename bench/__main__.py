@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import activation, auth, backlog, dispatch, export, metrics, submit
+from bench import activation, auth, backlog, dispatch, export, lanes, metrics, submit
 
 BENCHMARKS = {
     "dispatch": dispatch.main,
@@ -14,9 +14,10 @@ BENCHMARKS = {
     "export": export.main,
     "auth": auth.main,
     "metrics": metrics.main,
+    "lanes": lanes.main,
 }
 # `auth` needs root and MUNGE (infra/slurm/deps.sh): run it by name, `python -m bench auth`.
-DEFAULT = ("dispatch", "submit", "backlog", "activation", "export")
+DEFAULT = ("dispatch", "submit", "backlog", "activation", "export", "lanes")
 SAMPLED = ("dispatch", "submit", "metrics")  # these take --samples
 
 

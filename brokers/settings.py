@@ -40,7 +40,6 @@ OTHER_VARIABLES = {
     "QSCHED_EPILOG_TIMEOUT_S": "Slurm Epilog: hard time limit of its qsched call (default 10)",
     "QSCHED_BIN": "Slurm Epilog: the qsched executable (default: qsched on PATH)",
 }
-BackendName = Literal["emulator", "qpu-api", "synthetic"]
 AuthName = Literal["password", "munge"]
 
 
@@ -73,7 +72,11 @@ class OwnerSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    backend: BackendName = Field(default="emulator", description="emulator, qpu-api or synthetic")
+    backend: str = Field(
+        default="emulator",
+        min_length=1,
+        description="emulator, qpu-api, synthetic, or a qsched.backends plugin's name",
+    )
     prefetch: int = Field(
         default=500,
         ge=1,

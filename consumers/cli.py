@@ -17,6 +17,7 @@ from brokers.tracing import configure_tracing
 from consumers.backends import BACKENDS, make_backend
 from consumers.metrics import OwnerMetrics, serve_metrics
 from consumers.owner import Owner
+from consumers.plugins import load_plugins
 from schemas.policy import load_policy
 
 QSCHED_LOGGERS = ("consumers", "brokers", "schemas")
@@ -37,7 +38,10 @@ def setup_logging(verbose: bool) -> None:
 
 
 @click.command("owner")
-@click.option("--backend", type=click.Choice(BACKENDS), help="QPU backend (default: emulator).")
+@click.option(
+    "--backend",
+    help=f"QPU backend: {', '.join(BACKENDS)} or a qsched.backends plugin (default: emulator).",
+)
 @click.option(
     "--policy",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
@@ -70,13 +74,16 @@ def owner(
     if changes:
         settings = settings.model_copy(update={"owner": settings.owner.model_copy(update=changes)})
     the_policy = load_policy(policy or settings.policy_file)
+    plugins = load_plugins(the_policy)
+    backend_options = the_policy.plugins.options.get(settings.owner.backend, {})
     owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     runner = Owner(
         settings,
         the_policy,
-        make_backend(settings),
+        make_backend(settings, backend_options, the_policy.plugins.timeout_s),
         owner_id,
         policy_path=policy or settings.policy_file,
+        plugins=plugins,
     )
 
     if settings.owner.metrics_port is not None:
@@ -91,4 +98,6 @@ def owner(
     try:
         runner.run()
     finally:
+        runner.sinks.close()
+        runner.lanes.close()
         runner.backend.close()

@@ -28,11 +28,16 @@ from brokers.settings import Settings
 from brokers.topology import Topology, build_topology, declare
 from consumers.backends.base import Backend
 from consumers.control import Prepared, read_command
+from consumers.core.inputs import Arrival
 from consumers.core.step import Context, Recovered
 from consumers.deliveries import Refusal, read_job
 from consumers.errors import BackendFailure, OwnerError
+from consumers.lanes import LanePool
 from consumers.lease import acquire_lease
 from consumers.metrics import OwnerMetrics
+from consumers.plugins.gate import Gate
+from consumers.plugins.loading import Plugins
+from consumers.plugins.sinks import SinkFanout
 from consumers.publish import Publisher
 from consumers.recovery import LogFollower
 from consumers.sequences import SequenceStore
@@ -60,6 +65,7 @@ class Owner:
         owner_id: str,
         clock: Callable[[], datetime] = utc_now,
         policy_path: Path | None = None,
+        plugins: Plugins | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy
@@ -75,6 +81,10 @@ class Owner:
         self._commands: list[Delivery] = []
         self._device_override: Any = None
         self.metrics: OwnerMetrics | None = None  # `qsched owner` sets it when metrics are on
+        self.plugins = plugins or Plugins()  # loaded at start; a policy reload keeps them
+        self.gate = Gate(self.plugins)
+        self.sinks = SinkFanout(self.plugins)
+        self.lanes = LanePool(policy.lanes, settings.owner.progress_every_shots)
 
     # ---- life cycle ------------------------------------------------------------------------
 
@@ -105,6 +115,8 @@ class Owner:
             self.backend.cancel(job_id)
             for spans in self.shell.spans.values():
                 spans.abandon("owner lost the broker")
+        if self.shell is not None:
+            self.lanes.cancel_all(self.lanes.running(self.shell))
         self.shell = None
         self.active.clear()
         if self.metrics is not None:
@@ -180,6 +192,7 @@ class Owner:
             self._log_event,
         )
         self.shell = shell
+        shell.lane_backends = dict(self.lanes.backends)
         if state.device:
             self._device_override = load_device(state.device)
         shell.emit(
@@ -216,6 +229,7 @@ class Owner:
             len(state.waiting),
         )
         shell.dispatch()
+        self.lanes.dispatch(shell)
         return shell
 
     def _publish_device(self, shell: Shell) -> None:
@@ -250,9 +264,12 @@ class Owner:
             if now >= next_tick:
                 next_tick = now + owner.tick_s
                 shell.tick()
+                self._plugin_upkeep(shell)
                 changed = True
             if changed:
                 shell.dispatch()
+            if self.lanes.drain(shell) or changed:  # after the QPU's: lanes never delay it
+                self.lanes.dispatch(shell)
             if self.metrics is not None:  # after the acks and the start, off the dispatch path
                 self.metrics.intake_done(intake[0], time.monotonic() - intake[1])
                 self.metrics.after_iteration(shell.state, shell.policy)
@@ -261,6 +278,16 @@ class Owner:
             shell.snapshot_if_due(owner.snapshot_every_events, due_by_time)
             if shell.events_since_snapshot < before:
                 last_snapshot = now
+
+    def _plugin_upkeep(self, shell: Shell) -> None:
+        """Held jobs asked again; plugin troubles (a failing sink) logged as events."""
+        readmitted, failures = self.gate.recheck(shell.state)
+        failures += self.sinks.take_reports()
+        if failures:
+            shell.emit(failures)
+            shell.commit()
+        for given in readmitted:
+            shell.handle(given)
 
     def _take_jobs(self, shell: Shell) -> bool:
         batch, self._jobs[:] = list(self._jobs), []
@@ -297,6 +324,9 @@ class Owner:
             device,
             shell.sequences,
         )
+        if isinstance(parsed, Arrival):
+            parsed, failures = self.gate.review(parsed, shell.state, self.policy)
+            shell.emit(failures)
         shell.job_delivery(parsed, delivery, (began_ns, time.time_ns()))
 
     def _command(self, shell: Shell, delivery: Delivery) -> None:
@@ -323,7 +353,9 @@ class Owner:
                 self._publish_device(shell)
 
     def _log_event(self, event: Event) -> None:
-        """One line per job start/end/preemption, per QPU change and per command."""
+        """One line per job start/end/preemption, per QPU change and per command; every event
+        to the event sinks."""
+        self.sinks.offer(event)
         if self.metrics is not None and self.shell is not None:
             self.metrics.seen(event, self.shell.state)
         topic = event.topic

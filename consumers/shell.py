@@ -95,6 +95,8 @@ class Shell:
         self._unconfirmed: set[str] = set()
         self._replies: dict[str, str] = {}
         self.events_since_snapshot = 0
+        self.lane_backends: dict[str, Backend] = {}  # emulator lanes (`consumers.lanes`)
+        self.lane_inbox: queue.SimpleQueue[Input] = queue.SimpleQueue()  # their reports
 
     # ---- the one path --------------------------------------------------------------------------
 
@@ -182,6 +184,8 @@ class Shell:
             self._start(effect)
         elif isinstance(effect, StopRun):
             self.backend.cancel(effect.job_id)
+            for lane in self.lane_backends.values():  # a backend ignores jobs it does not run
+                lane.cancel(effect.job_id)
         elif isinstance(effect, DeadLetter) and delivery is not None:
             dead_letter(self.publisher, self.topology, delivery, effect.error)
 
@@ -205,8 +209,9 @@ class Shell:
 
     def _start(self, start: StartRun) -> None:
         job = start.job
-        run = self.state.running
+        run = self.state.run_of(job.job_id)
         epoch = run.epoch if run is not None else self.state.epoch
+        backend = self.lane_backends[start.lane] if start.lane else self.backend
         try:
             sequence = self.store.fetch(
                 job.job_id, self.connection, self.topology.events_stream, self._wait_offset
@@ -221,7 +226,8 @@ class Shell:
             "qsched.job_class": job.job_class,
             "qsched.shots": job.shots,
             "qsched.priority": job.priority,
-            "qsched.backend": self.backend.name,
+            "qsched.backend": backend.name,
+            "qsched.lane": start.lane or "qpu",
             "qsched.epoch": epoch,
             "qsched.attempt": start.attempt,
             "qsched.user": job.user,
@@ -233,11 +239,12 @@ class Shell:
             attributes,
             self.validated.pop(job.job_id, None),
         )
-        self.backend.start(
+        backend.start(
             RunRequest(job.job_id, sequence, start.shots, start.attempt),
-            Sink(self.inbox, self.connection),
+            Sink(self.lane_inbox if start.lane else self.inbox, self.connection),
         )
-        self._warm_next()
+        if start.lane is None:
+            self._warm_next()
 
     def _warm_next(self) -> None:
         """While a job runs, read the likely next job's sequence back from the log if it is

@@ -302,6 +302,7 @@ def _read_sequence(path: Path) -> str:
     is_flag=True,
     help="Let the owner run a sequence built for another device on its own device.",
 )
+@click.option("--require-qpu", is_flag=True, help="Run on the QPU only, never on an emulator lane.")
 @click.option("--wait", is_flag=True, help="Wait for the results and print them.")
 @click.option(
     "--timeout", type=click.FloatRange(min=0, min_open=True), default=None, help=WAIT_TIMEOUT_HELP
@@ -316,6 +317,7 @@ def submit(
     priority: int,
     repeat: int,
     allow_device_switch: bool,
+    require_qpu: bool,
     wait: bool,
     timeout: float | None,
     as_json: bool,
@@ -331,7 +333,12 @@ def submit(
     with _client(ctx) as client:
         jobs = [
             client.build_job(
-                text, shots, job_class, priority, allow_device_switch=allow_device_switch
+                text,
+                shots,
+                job_class,
+                priority,
+                allow_device_switch=allow_device_switch,
+                require_qpu=require_qpu,
             )
             for text in texts
             for _ in range(repeat)

@@ -485,11 +485,13 @@ class QPUClient:
         deadline: datetime | None = None,
         min_epoch: int | None = None,
         allow_device_switch: bool = False,
+        require_qpu: bool = False,
     ) -> JobRequest:
         """A `JobRequest` for `sequence` (a `pulser.Sequence` or abstract-repr JSON), with the
         Slurm context of this process; validated against the owner's device when it published one.
 
-        A sequence built for another device is refused unless `allow_device_switch`.
+        A sequence built for another device is refused unless `allow_device_switch`;
+        `require_qpu` keeps the job off emulator lanes even where its class may use them.
 
         Raises:
             InvalidJob: the sequence or shot count does not fit the current device.
@@ -505,6 +507,7 @@ class QPUClient:
             deadline=deadline,
             min_epoch=min_epoch,
             allow_device_switch=allow_device_switch,
+            require_qpu=require_qpu,
             slurm=slurm_context(),
         )
         if self.validate_locally:
@@ -528,6 +531,7 @@ class QPUClient:
         deadline: datetime | None = None,
         on_progress: ProgressCallback | None = None,
         min_epoch: int | None = None,
+        require_qpu: bool = False,
     ) -> JobHandle:
         """Submit a job; returns once the broker confirmed it.
 
@@ -541,12 +545,21 @@ class QPUClient:
             deadline: aware datetime after which the job is pointless.
             on_progress: called with each partial result.
             min_epoch: do not run before this calibration epoch.
+            require_qpu: run on the QPU only, never on an emulator lane.
 
         Raises:
             InvalidJob, UnknownJobClass, QueueFull, NotAuthorised, BrokerUnreachable.
         """
         job = self.build_job(
-            sequence, shots, job_class, priority, batch_id, session_id, deadline, min_epoch
+            sequence,
+            shots,
+            job_class,
+            priority,
+            batch_id,
+            session_id,
+            deadline,
+            min_epoch,
+            require_qpu=require_qpu,
         )
         return self.submit_request(job, on_progress)
 

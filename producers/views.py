@@ -64,6 +64,14 @@ def print_status(status: StatusReport, console: Console) -> None:
             f"running {short(r.job_id)}  {r.job_class}  {r.shots} shots  "
             f"since {r.started_at:%H:%M:%S}  user {r.user or '?'}",
         )
+    for lane, job in status.lanes.items():
+        what = (
+            f"{short(job.job_id)}  {job.job_class}  {job.shots} shots  since "
+            f"{job.started_at:%H:%M:%S}  user {job.user or '?'}"
+            if job
+            else "free"
+        )
+        _line(console, f"{lane}  {what}")
     table = Table(box=None, pad_edge=False, show_edge=False)
     table.add_column("class")
     table.add_column("waiting", justify="right")
@@ -86,6 +94,8 @@ def print_result(result: JobResult) -> None:
     click.echo(
         f"{result.job_id} {result.state.value} ({result.job_class}, {measured}/{result.shots} shots)"
     )
+    if result.lane:
+        click.echo(f"  ran on {result.lane} (specs {result.specs}, epoch {result.epoch})")
     if result.error:
         click.echo(f"  {result.error.code.value}: {result.error.message}")
     ranked = sorted(result.counts.items(), key=lambda kv: -kv[1])

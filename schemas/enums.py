@@ -49,6 +49,7 @@ class ErrorCode(StrEnum):
     INTERNAL = "INTERNAL"
     DEVICE_MISMATCH = "DEVICE_MISMATCH"
     STALE_COMMAND = "STALE_COMMAND"
+    ADMISSION_REFUSED = "ADMISSION_REFUSED"
 
 
 class QPUState(StrEnum):
@@ -69,6 +70,14 @@ class Mode(StrEnum):
     PRODUCTION = "production"
     DEVELOPMENT = "development"
     MAINTENANCE = "maintenance"
+
+
+class Placement(StrEnum):
+    """Where a job class may run in a mode: the QPU, an emulator lane, or either."""
+
+    QPU = "qpu"
+    EMULATOR = "emulator"
+    EITHER = "either"
 
 
 class CommandName(StrEnum):

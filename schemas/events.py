@@ -40,6 +40,8 @@ class Topic(StrEnum):
     JOB_DUPLICATE = "job.duplicate"
     JOB_NOTE = "job.note"
     JOB_REPLY_FAILED = "job.reply_failed"
+    JOB_ADMISSION = "job.admission"
+    PLUGIN_FAILED = "plugin.failed"
     QPU_DOWN = "qpu.down"
     QPU_UP = "qpu.up"
     CALIBRATION_PENDING = "calibration.pending"
@@ -95,6 +97,9 @@ class JobAccepted(Payload):
     user: str
     reply_to: str | None = None
     trace: dict[str, str] = Field(default_factory=dict)
+    site_term: float | None = Field(
+        default=None, description="the ordering plugin's term, computed once at acceptance"
+    )
 
 
 class Refused(Payload):
@@ -121,6 +126,7 @@ class JobFacts(BaseModel):
     min_epoch: int | None = None
     deadline: AwareDatetime | None = None
     max_runtime_s: float | None = None
+    require_qpu: bool = False
 
 
 class AcceptedFacts(Payload):
@@ -132,6 +138,7 @@ class AcceptedFacts(Payload):
     user: str
     reply_to: str | None = None
     trace: dict[str, str] = Field(default_factory=dict)
+    site_term: float | None = None
 
 
 class JobStarted(Payload):
@@ -141,6 +148,8 @@ class JobStarted(Payload):
     epoch: int = Field(ge=0)
     backend: str
     shots: int = Field(ge=0, description="shots this run takes (the job's remaining shots)")
+    lane: str | None = Field(default=None, description="the emulator lane (None: the QPU)")
+    specs: str | None = Field(default=None, description="digest of a lane's device specs")
 
 
 class JobProgress(Payload):
@@ -204,6 +213,21 @@ class ControlApplied(Payload):
     canceled: int = 0
 
 
+class AdmissionHold(Payload):
+    """An admission plugin holds a waiting job (`hold` says why), or lets it go (`hold` None)."""
+
+    hold: str | None = None
+
+
+class PluginFailed(Payload):
+    """A site plugin raised, hung past its time limit, or gave an answer that is no answer."""
+
+    point: str = Field(description="admission, ordering, event_sinks or backends")
+    plugin: str
+    error: str
+    dropped: int = Field(default=0, ge=0, description="events a sink lost (buffer or retries)")
+
+
 PAYLOADS: dict[Topic, type[Payload]] = {
     Topic.OWNER_ACTIVATING: OwnerActivating,
     Topic.OWNER_ACTIVATED: OwnerActivated,
@@ -222,6 +246,8 @@ PAYLOADS: dict[Topic, type[Payload]] = {
     Topic.CALIBRATION_STARTED: CalibrationEpoch,
     Topic.CALIBRATION_DUE: CalibrationEpoch,
     Topic.CALIBRATION_PENDING: CalibrationEpoch,
+    Topic.JOB_ADMISSION: AdmissionHold,
+    Topic.PLUGIN_FAILED: PluginFailed,
 }
 
 

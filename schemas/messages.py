@@ -96,6 +96,9 @@ class JobRequest(Message):
         default=False,
         description="run a sequence built for another device on the owner's device",
     )
+    require_qpu: bool = Field(
+        default=False, description="run on the QPU only, never on an emulator lane"
+    )
 
     @field_validator("sequence")
     @classmethod
@@ -146,6 +149,12 @@ class JobResult(Message):
     epoch: int | None = None
     attempts: int = Field(default=0, ge=0)
     preemptions: int = Field(default=0, ge=0)
+    lane: str | None = Field(
+        default=None, description="the emulator lane it ran on (None: the QPU, or it never ran)"
+    )
+    specs: str | None = Field(
+        default=None, description="digest of the device specs an emulator lane ran it under"
+    )
 
     @model_validator(mode="after")
     def _final_and_consistent(self) -> JobResult:
@@ -233,6 +242,9 @@ class StatusReport(BaseModel):
     )
     waiting_by_account: dict[str, int] = Field(
         default_factory=dict, description="waiting jobs per Slurm account ('' for none)"
+    )
+    lanes: dict[str, RunningJob | None] = Field(
+        default_factory=dict, description="emulator lanes and the job on each (None: free)"
     )
 
 

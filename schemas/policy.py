@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from schemas.enums import Mode
+from schemas.enums import Mode, Placement
 from schemas.errors import PolicyError
 
 ALL_MODES = (Mode.PRODUCTION, Mode.DEVELOPMENT, Mode.MAINTENANCE)
@@ -51,6 +52,14 @@ class JobClassPolicy(BaseModel):
     max_waiting: int | None = Field(
         default=None, gt=0, description="backlog limit: waiting jobs of this class"
     )
+    placement: dict[Mode, Placement] = Field(
+        default_factory=dict,
+        description="per mode, where jobs run: qpu (the default), emulator or either",
+    )
+
+    def placement_in(self, mode: Mode) -> Placement:
+        """Where jobs of this class run in `mode`."""
+        return self.placement.get(mode, Placement.QPU)
 
 
 def _default_classes() -> dict[str, JobClassPolicy]:
@@ -63,6 +72,65 @@ def _default_classes() -> dict[str, JobClassPolicy]:
         ),
         "development": JobClassPolicy(rank=2, modes=(Mode.PRODUCTION, Mode.DEVELOPMENT)),
     }
+
+
+class LanesPolicy(BaseModel):
+    """Emulator lanes beside the QPU (see `consumers.lanes`).
+
+    Attributes:
+        emulators: emulator worker processes (0: no lanes).
+        shot_rate_hz: pace the lanes at this many shots per second (None: full speed).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    emulators: int = Field(default=0, ge=0, le=64)
+    shot_rate_hz: float | None = Field(default=None, gt=0)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The lanes' names, ``emulator-1`` ... ``emulator-N``."""
+        return tuple(f"emulator-{i}" for i in range(1, self.emulators + 1))
+
+
+class PluginsPolicy(BaseModel):
+    """Site plugins the owner loads by entry-point name (see `consumers.plugins`).
+
+    Attributes:
+        admission: `qsched.admission` plugins, asked in this order for each new job.
+        ordering: a `qsched.ordering` plugin: the site term in the ordering key.
+        event_sinks: `qsched.event_sinks` plugins: every event also goes to each.
+        options: per plugin name, the keyword arguments its factory gets.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    admission: tuple[str, ...] = ()
+    ordering: str | None = None
+    event_sinks: tuple[str, ...] = ()
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    timeout_s: float = Field(
+        default=1.0, gt=0, description="time limit of one admission or ordering call"
+    )
+    on_error: Literal["hold", "refuse", "accept"] = Field(
+        default="hold", description="what a job gets when an admission plugin raises or hangs"
+    )
+    recheck_s: float = Field(
+        default=30.0, gt=0, description="held jobs are put to the admission plugins again after"
+    )
+    sink_buffer: int = Field(
+        default=10_000, gt=0, description="events kept per sink while it is slow (oldest dropped)"
+    )
+
+    @property
+    def names(self) -> tuple[tuple[str, str], ...]:
+        """(control point, plugin name) of every plugin the policy asks for."""
+        ordering = (("ordering", self.ordering),) if self.ordering else ()
+        return (
+            *(("admission", n) for n in self.admission),
+            *ordering,
+            *(("event_sinks", n) for n in self.event_sinks),
+        )
 
 
 class Policy(BaseModel):
@@ -97,6 +165,8 @@ class Policy(BaseModel):
     max_waiting_total: int | None = Field(
         default=None, gt=0, description="backlog limit: waiting jobs in all"
     )
+    plugins: PluginsPolicy = Field(default_factory=PluginsPolicy)
+    lanes: LanesPolicy = Field(default_factory=LanesPolicy)
 
     @model_validator(mode="after")
     def _references_exist(self) -> Policy:

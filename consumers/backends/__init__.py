@@ -1,6 +1,13 @@
-"""QPU backends behind one port (`consumers.backends.base.Backend`)."""
+"""QPU backends behind one port (`consumers.backends.base.Backend`).
+
+Three are built in; any other name is looked up in the ``qsched.backends`` entry points
+(`consumers.plugins`), whose factory gets the settings and the policy's options for it.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 from brokers.settings import Settings
 from consumers.backends.base import Backend, load_default_device
@@ -8,9 +15,22 @@ from consumers.backends.base import Backend, load_default_device
 BACKENDS = ("emulator", "qpu-api", "synthetic")
 
 
-def make_backend(settings: Settings) -> Backend:
-    """The backend named by ``settings.owner.backend``, configured from the settings."""
+def make_backend(
+    settings: Settings, options: Mapping[str, Any] | None = None, timeout_s: float = 1.0
+) -> Backend:
+    """The backend named by ``settings.owner.backend``, configured from the settings.
+
+    Args:
+        options: keyword arguments for a plugin backend's factory (the policy's
+            ``[plugins.options.<name>]``); the built-in backends take theirs from `settings`.
+        timeout_s: time limit of a plugin backend's calls (`consumers.plugins.guarded`).
+
+    Raises:
+        PluginError: a plugin backend that is not installed, fails to build, or is no Backend.
+    """
     owner = settings.owner
+    if owner.backend not in BACKENDS:
+        return _plugin_backend(settings, options or {}, timeout_s)
     device = load_default_device(owner.device_file) if owner.backend != "qpu-api" else None
     if owner.backend == "emulator":
         from consumers.backends.emulator import EmulatorBackend
@@ -32,6 +52,17 @@ def make_backend(settings: Settings) -> Backend:
         return QPUApiBackend(
             owner.qpu_api_url, poll_s=owner.qpu_api_poll_s, timeout_s=owner.qpu_api_timeout_s
         )
-    raise ValueError(
-        f"backend {owner.backend!r} is not available; choose one of {', '.join(BACKENDS)}"
-    )
+    raise AssertionError(owner.backend)  # every built-in name is handled above
+
+
+def _plugin_backend(settings: Settings, options: Mapping[str, Any], timeout_s: float) -> Backend:
+    from consumers.plugins.guarded import GuardedBackend
+    from consumers.plugins.loading import PluginError, build
+
+    loaded = build("backends", settings.owner.backend, options, settings)
+    if not isinstance(loaded.plugin, Backend):
+        raise PluginError(
+            f"backend plugin {loaded.name!r} ({loaded.origin.value}) built "
+            f"{type(loaded.plugin).__name__}, which is no consumers.backends.base.Backend"
+        )
+    return GuardedBackend(loaded.plugin, loaded.name, timeout_s)

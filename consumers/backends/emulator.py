@@ -8,6 +8,7 @@ and a crash of the child becomes an ERROR result while the owner lives on.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -48,18 +49,24 @@ class EmulatorBackend(LocalBackend):
         shot_rate_hz: float | None = None,
         chunk_shots: int = 100,
         device: BaseDevice | None = None,
+        nice: int = 0,
     ) -> None:
         self._rate = shot_rate_hz
         self._chunk = chunk_shots
         self._device = device
+        self._nice = nice  # raise the child's niceness (emulator lanes yield the CPU to the owner)
         self._lock = threading.Lock()
         self._worker: subprocess.Popen[str] | None = None
         self._run: _Run | None = None
         self._spawn()
 
     def _spawn(self) -> subprocess.Popen[str]:
+        nice = (
+            shutil.which("nice") if self._nice else None
+        )  # exec'd: no preexec_fn in a threaded parent
+        prefix = [nice, "-n", str(self._nice)] if nice else []
         self._worker = subprocess.Popen(
-            [sys.executable, "-m", "consumers.backends.emulator_worker"],
+            [*prefix, sys.executable, "-m", "consumers.backends.emulator_worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

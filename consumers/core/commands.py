@@ -118,8 +118,8 @@ def _cancel(state: OwnerState, policy: Policy, given: Command, now: datetime) ->
     if waiting is not None:
         events, effects = end_waiting(waiting, JobState.CANCELED, error, now)
         return Done(f"canceled queued job {job_id}", events=events, effects=effects)
-    run = state.running
-    if run is not None and run.job.job_id == job_id:
+    run = state.run_of(job_id)  # on the QPU or on an emulator lane
+    if run is not None:
         return Done(
             f"canceling running job {job_id}",
             events=[stopping_event(run.job, error, JobState.CANCELED)],

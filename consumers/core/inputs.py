@@ -18,13 +18,16 @@ class Context:
 
 @dataclass(frozen=True)
 class Arrival:
-    """A decoded job delivery, with the shell's verdict on its sequence (`problem`)."""
+    """A decoded job delivery, with the shell's verdict on its sequence (`problem`) and the site
+    plugins' answers: an admission hold and the ordering term (`consumers.plugins`)."""
 
     job: JobRequest
     user: str
     reply_to: str | None = None
     trace: dict[str, str] = field(default_factory=dict)
     problem: JobError | None = None
+    hold: str | None = None
+    site_term: float | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,24 @@ class Invalidated:
 
 
 @dataclass(frozen=True)
+class Readmitted:
+    """The admission plugins' new answer on a held job: still `hold`, let go, or `refusal`."""
+
+    job_id: str
+    hold: str | None = None
+    refusal: JobError | None = None
+
+
+@dataclass(frozen=True)
+class LaneDispatch:
+    """Emulator lane `lane` is free: start the best job that may run there, under the
+    current device specs (`specs`, their digest, stamped on the run)."""
+
+    lane: str
+    specs: str
+
+
+@dataclass(frozen=True)
 class Recovered:
     """This owner just rebuilt the state: a run left by a dead owner waits again."""
 
@@ -93,6 +114,8 @@ Input = (
     | Tick
     | Dispatch
     | Invalidated
+    | Readmitted
+    | LaneDispatch
     | Recovered
     | Command
 )

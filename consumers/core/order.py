@@ -2,10 +2,11 @@
 
 Theory of operation. The policy's order (`consumers.core.policy.order_key`) depends on `now`
 (aging) and on usage that changes as jobs run, so no static sort can hold it. It does hold inside
-a *lane*: the jobs of one class, one submitter and one AMQP priority, sorted by submission time.
+a *lane*: the jobs of one class, one submitter, one site term (the ordering plugin's, fixed at
+acceptance) and one AMQP priority, sorted by submission time.
 Within a lane every factor but age is equal, and an older job has an equal or higher effective
 priority, so the first startable job of a lane is the lane's best. A decision therefore looks at
-one job per lane (classes x submitters x 10 priorities), not at every waiting job, and skips held
+one job per lane (classes x submitters x site terms x 10 priorities), not at every waiting job, and skips held
 jobs only where they sit at a lane's head. `apply` keeps the index (add/remove are O(log n)).
 Sessions in their grace window go first in their class, so the index also maps session -> jobs.
 """
@@ -35,6 +36,8 @@ class Waiting:
         allocation: the Slurm job id of the allocation it comes from.
         validated_epoch: the calibration epoch its sequence was last checked against.
         prior_counts: counts measured by earlier runs (preempted or cut off), kept.
+        site_term: the ordering plugin's term (higher goes first within a class).
+        admission_hold: why an admission plugin holds the job (None: not held).
     """
 
     job_id: str
@@ -57,6 +60,14 @@ class Waiting:
     prior_counts: dict[str, int] = field(default_factory=dict)
     validated_epoch: int = 0
     accepted_at: datetime | None = None
+    site_term: float = 0.0
+    admission_hold: str | None = None
+    require_qpu: bool = False
+
+    @property
+    def lane_key(self) -> tuple[float, int]:
+        """The lane of the job within its submitter's: (site term, AMQP priority)."""
+        return (self.site_term, self.priority)
 
     @property
     def queued_at(self) -> datetime:
@@ -87,6 +98,8 @@ class Waiting:
             trace=dict(accepted.trace),
             validated_epoch=epoch,
             accepted_at=at,
+            site_term=accepted.site_term or 0.0,
+            require_qpu=job.require_qpu,
         )
 
     @property
@@ -110,9 +123,9 @@ Lane = Any  # SortedList of (queued_at, job_id, Waiting); sortedcontainers ships
 
 @dataclass
 class OrderIndex:
-    """Waiting jobs in lanes (class -> user -> priority), by session, and counted."""
+    """Waiting jobs in lanes (class -> user -> (site term, priority)), by session, and counted."""
 
-    lanes: dict[str, dict[str, dict[int, Lane]]] = field(default_factory=dict)
+    lanes: dict[str, dict[str, dict[tuple[float, int], Lane]]] = field(default_factory=dict)
     sessions: dict[str, set[str]] = field(default_factory=dict)
     deadlines: Lane = field(default_factory=SortedList)
     per_class: Counter[str] = field(default_factory=Counter)
@@ -123,7 +136,7 @@ class OrderIndex:
         """Index a job that starts waiting."""
         users = self.lanes.setdefault(job.job_class, {})
         levels = users.setdefault(job.user_key, {})
-        levels.setdefault(job.priority, SortedList()).add((job.queued_at, job.job_id, job))
+        levels.setdefault(job.lane_key, SortedList()).add((job.queued_at, job.job_id, job))
         if job.session_id:
             self.sessions.setdefault(job.session_id, set()).add(job.job_id)
         if job.deadline is not None:
@@ -136,10 +149,10 @@ class OrderIndex:
         """Forget a job that stopped waiting (started or ended)."""
         users = self.lanes[job.job_class]
         levels = users[job.user_key]
-        lane = levels[job.priority]
+        lane = levels[job.lane_key]
         lane.remove((job.queued_at, job.job_id, job))
         if not lane:
-            del levels[job.priority]
+            del levels[job.lane_key]
             if not levels:
                 del users[job.user_key]
         if job.session_id:

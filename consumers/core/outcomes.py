@@ -37,6 +37,7 @@ class StartRun:
     job: Waiting
     shots: int
     attempt: int
+    lane: str | None = None  # an emulator lane (None: the QPU)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,8 @@ def final_event(
         epoch=run.epoch if run is not None else None,
         attempts=run.attempt if run is not None else job.attempt - 1,
         preemptions=job.preemptions,
+        lane=run.lane if run is not None else None,
+        specs=run.specs if run is not None else None,
     )
     event = make_event(
         FINAL_TOPICS[final],

@@ -7,6 +7,8 @@ operator acts, a timer fires): what does the QPU do next? Candidates are ordered
 1. class rank (lower first; strict);
 2. between classes of equal rank, the one that used least QPU time relative to its `weight`;
 3. within a class, jobs of a session in its grace window (a hybrid loop's next iteration);
+3b. the site term of the policy's ordering plugin (higher first; 0 without a plugin), fixed
+   when the job was accepted (`consumers.plugins`);
 4. effective priority: AMQP priority plus one per `aging_step_s` waited, so nothing starves;
 5. hierarchical fair share: the Slurm account with the least recent QPU time, then the user
    with the least within it (exponentially decayed QPU-seconds, like Slurm's fair tree);
@@ -14,21 +16,21 @@ operator acts, a timer fires): what does the QPU do next? Candidates are ordered
 
 A candidate that may not start now is held with a reason, never dropped: its class is not
 allowed in the mode, it needs a later calibration epoch, its Slurm allocation ends before it
-could finish, or it would outlive the calibration window (then, if nothing fits, the decision
+could finish, an admission plugin holds it, or it would outlive the calibration window (then, if nothing fits, the decision
 says calibration is due). A better candidate may preempt the running job along the policy's
 ``preempts`` edges, at most ``max_preemptions`` times per job.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
 from consumers.core.machine import DISPATCHING
 from consumers.core.order import OrderIndex, Waiting
-from schemas.enums import ErrorCode, Mode, QPUState
+from schemas.enums import ErrorCode, Mode, Placement, QPUState
 from schemas.messages import JobError
 from schemas.policy import Policy
 
@@ -126,9 +128,11 @@ def class_key(view: OwnerView, job_class: str) -> tuple[int, float, str]:
 
 
 def within_class_key(view: OwnerView, candidate: Candidate, now: datetime) -> tuple[object, ...]:
-    """Order within a class: session grace, effective priority, account then user usage, age."""
+    """Order within a class: session grace, site term, effective priority, account then user
+    usage, age."""
     return (
         0 if candidate.session_id in view.sessions_in_grace else 1,
+        -candidate.site_term,
         -effective_priority(view.policy, candidate, now),
         view.account_usage.get(candidate.account_key, 0.0),
         view.usage.get(candidate.user_key, 0.0),
@@ -149,6 +153,7 @@ def factors(view: OwnerView, candidate: Candidate, now: datetime) -> dict[str, o
         "class_rank": rank,
         "class_usage_per_weight": round(class_share, 3),
         "session_grace": candidate.session_id in view.sessions_in_grace,
+        "site_term": candidate.site_term,
         "effective_priority": effective_priority(view.policy, candidate, now),
         "account_usage_s": round(view.account_usage.get(candidate.account_key, 0.0), 3),
         "user_usage_s": round(view.usage.get(candidate.user_key, 0.0), 3),
@@ -156,10 +161,12 @@ def factors(view: OwnerView, candidate: Candidate, now: datetime) -> dict[str, o
 
 
 def class_hold(view: OwnerView, job_class: str) -> str | None:
-    """Why no job of `job_class` may start now (mode, calibration), or None."""
+    """Why no job of `job_class` may start on the QPU now (mode, placement, calibration), or None."""
     policy = view.policy.classes.get(job_class)
     if policy is None:
         return f"held: class {job_class!r} is not in the policy (put it back, or cancel the job)"
+    if policy.placement_in(view.mode) is Placement.EMULATOR:
+        return f"held: {view.mode.value} mode runs {job_class} jobs on emulator lanes only"
     if view.mode not in policy.modes:
         return f"held: {view.mode.value} mode does not run {job_class} jobs"
     if view.qpu_state is QPUState.CALIBRATING and not policy.calibrates:
@@ -178,6 +185,8 @@ def job_hold(view: OwnerView, candidate: Candidate, now: datetime) -> str | None
     job_class = policy.classes[candidate.job_class]
     if candidate.allocation is not None and candidate.allocation in view.ended_allocations:
         return f"held: allocation {candidate.allocation} has ended"
+    if candidate.admission_hold is not None:
+        return f"held: {candidate.admission_hold}"
     epoch = view.calibration.epoch
     if candidate.min_epoch is not None and candidate.min_epoch > epoch:
         return f"held: needs calibration epoch {candidate.min_epoch}, the QPU is at {epoch}"
@@ -195,6 +204,10 @@ def job_hold(view: OwnerView, candidate: Candidate, now: datetime) -> str | None
         if over_s > 0:
             return f"skipped: would outlive the {CALIBRATION_WINDOW} by {over_s:.0f} s"
     return None
+
+
+ClassHold = Callable[[OwnerView, str], str | None]
+JobHold = Callable[[OwnerView, Candidate, datetime], str | None]
 
 
 def validate_admission(
@@ -242,12 +255,16 @@ def preemption_reason(policy: Policy, running: Candidate, challenger: Candidate)
 
 
 def best_indexed(
-    view: OwnerView, index: OrderIndex, now: datetime
+    view: OwnerView,
+    index: OrderIndex,
+    now: datetime,
+    holds: tuple[ClassHold, JobHold] = (class_hold, job_hold),
 ) -> tuple[Candidate | None, bool]:
     """The best startable waiting job, looking at one job per lane (see `consumers.core.order`).
 
     A lane's head bounds the lane (nothing behind it orders earlier, grace aside), so a lane
-    whose head cannot beat the best so far is skipped without checking holds.
+    whose head cannot beat the best so far is skipped without checking holds. `holds` say what
+    may start: the QPU's (default) or an emulator lane's (`lane_class_hold`, `lane_job_hold`).
 
     Returns:
         The job (None if none may start) and whether a job was skipped only because it would
@@ -255,20 +272,21 @@ def best_indexed(
     """
     window_blocked = False
     step_s = view.policy.aging_step_s
+    class_held, job_held = holds
     for job_class in sorted(index.lanes, key=lambda c: class_key(view, c)):
-        if class_hold(view, job_class) is not None:
+        if class_held(view, job_class) is not None:
             continue
         best: Candidate | None = None
         best_key: tuple[object, ...] = ()
         for session in view.sessions_in_grace:
             for job in index.session_jobs(session):
-                if job.job_class == job_class and job_hold(view, job, now) is None:
+                if job.job_class == job_class and job_held(view, job, now) is None:
                     key = within_class_key(view, job, now)
                     if best is None or key < best_key:
                         best, best_key = job, key
         for levels in index.lanes[job_class].values():
             user_share: tuple[float, float] | None = None
-            for priority, lane in levels.items():
+            for (site_term, priority), lane in levels.items():
                 head: Candidate = lane[0][2]
                 if user_share is None:
                     user_share = (
@@ -276,10 +294,12 @@ def best_indexed(
                         view.usage.get(head.user_key, 0.0),
                     )
                 waited_s = max((now - head.queued_at).total_seconds(), 0.0)
-                bound = (1, -(priority + int(waited_s // step_s)), *user_share, head.queued_at)
-                if best is not None and bound > best_key[:5]:
+                aged = priority + int(waited_s // step_s)
+                bound = (1, -site_term, -aged, *user_share, head.queued_at)
+                if best is not None and bound > best_key[:6]:
                     continue
-                found, blocked = _first_startable(view, (entry[2] for entry in lane), now)
+                entries = (entry[2] for entry in lane)
+                found, blocked = _first_startable(view, entries, now, job_held)
                 window_blocked = window_blocked or blocked
                 if found is None:
                     continue
@@ -292,12 +312,12 @@ def best_indexed(
 
 
 def _first_startable(
-    view: OwnerView, lane: Iterator[Candidate], now: datetime
+    view: OwnerView, lane: Iterator[Candidate], now: datetime, job_held: JobHold
 ) -> tuple[Candidate | None, bool]:
     """A lane's first job that may start, and whether one was skipped for the window."""
     blocked = False
     for job in lane:
-        reason = job_hold(view, job, now)
+        reason = job_held(view, job, now)
         if reason is None:
             return job, blocked
         blocked = blocked or CALIBRATION_WINDOW in reason

@@ -19,6 +19,7 @@ from schemas.enums import JobState, Mode, QPUState
 
 _WAITING = TypeAdapter(list[Waiting])
 _RUN = TypeAdapter(Run | None)
+_LANES = TypeAdapter(dict[str, Run])
 FORMAT = 1
 
 
@@ -38,6 +39,7 @@ def to_data(state: OwnerState) -> dict[str, Any]:
         "due_announced": state.due_announced,
         "waiting": _WAITING.dump_python(list(state.waiting.values()), mode="json"),
         "running": _RUN.dump_python(state.running, mode="json"),
+        "lanes": _LANES.dump_python(state.lanes, mode="json"),
         "owners": dict(state.owners),
         "finished": {k: v.value for k, v in state.finished.items()},
         "ended_allocations": sorted(state.ended_allocations),
@@ -71,6 +73,7 @@ def from_data(data: dict[str, Any], half_life_s: float) -> OwnerState:
         calibration_pending=bool(data.get("calibration_pending")),
         due_announced=data.get("due_announced"),
         running=_RUN.validate_python(data.get("running")),
+        lanes=_LANES.validate_python(data.get("lanes", {})),
         owners=dict(data.get("owners", {})),
         finished={k: JobState(v) for k, v in data.get("finished", {}).items()},
         ended_allocations=set(data.get("ended_allocations", [])),

@@ -27,6 +27,7 @@ from consumers.errors import IllegalTransition
 from schemas.enums import JobState, Mode, QPUState
 from schemas.events import (
     AcceptedFacts,
+    AdmissionHold,
     CalibrationComplete,
     CalibrationEpoch,
     ControlApplied,
@@ -65,6 +66,8 @@ class Run:
     preempting: str | None = None
     stop_error: JobError | None = None
     stop_state: JobState | None = None
+    lane: str | None = None
+    specs: str | None = None
 
 
 @dataclass
@@ -78,6 +81,7 @@ class OwnerState:
         owners: submitter of every job ever accepted or refused, by job id.
         finished: final state of every job that ended, by job id.
         sessions: when a session's last run ended, by session id (its grace window starts).
+        lanes: the runs on emulator lanes, by lane name (the QPU's run is `running`).
         ignored: events that could not be applied (stale term, unknown job, illegal move).
     """
 
@@ -93,6 +97,7 @@ class OwnerState:
     due_announced: int | None = None
     waiting: dict[str, Waiting] = field(default_factory=dict)
     running: Run | None = None
+    lanes: dict[str, Run] = field(default_factory=dict)
     owners: dict[str, str] = field(default_factory=dict)
     finished: dict[str, JobState] = field(default_factory=dict)
     ended_allocations: set[str] = field(default_factory=set)
@@ -110,6 +115,13 @@ class OwnerState:
     def effective_mode(self, policy_mode: Mode) -> Mode:
         """The mode in force: an operator's, else the policy's."""
         return self.mode if self.mode is not None else policy_mode
+
+    def run_of(self, job_id: str | None) -> Run | None:
+        """The run of `job_id`, on the QPU or on a lane (None: not running)."""
+        run = self.running
+        if run is not None and run.job.job_id == job_id:
+            return run
+        return next((r for r in self.lanes.values() if r.job.job_id == job_id), None)
 
     def owner_of(self, job_id: str) -> str | None:
         """Who submitted `job_id` (None: never seen)."""
@@ -187,21 +199,28 @@ def _accepted(state: OwnerState, event: Event) -> None:
 def _started(state: OwnerState, event: Event) -> None:
     started = payload_of(event, JobStarted)
     job = state.waiting[event.job_id or ""]
+    run = Run(job, event.at, started.attempt, started.epoch, started.backend)
+    if started.lane is not None:  # an emulator lane: the QPU's state machine is not involved
+        if started.lane in state.lanes:
+            raise KeyError(started.lane)
+        state._unwait(job.job_id)
+        state.lanes[started.lane] = replace(run, lane=started.lane, specs=started.specs)
+        return
     state._move(QPUEvent.START)  # raises before anything changed when the move is illegal
     state._unwait(job.job_id)
-    state.running = Run(job, event.at, started.attempt, started.epoch, started.backend)
+    state.running = run
 
 
 def _progress(state: OwnerState, event: Event) -> None:
-    run = state.running
-    if run is not None and run.job.job_id == event.job_id:
+    run = state.run_of(event.job_id)
+    if run is not None:
         run.counts = dict(payload_of(event, JobProgress).counts)
 
 
 def _stopping(state: OwnerState, event: Event) -> None:
     stopping = payload_of(event, JobStopping)
-    run = state.running
-    if run is not None and run.job.job_id == event.job_id:
+    run = state.run_of(event.job_id)
+    if run is not None:
         run.stop_error, run.stop_state = stopping.error, stopping.state
 
 
@@ -215,12 +234,15 @@ def _preempting(state: OwnerState, event: Event) -> None:
 def _back(state: OwnerState, event: Event) -> None:
     """A run cut short (preempted, or its owner died): the job waits again with its counts."""
     back = payload_of(event, JobBack)
-    run = state.running
-    if run is None or run.job.job_id != event.job_id:
+    run = state.run_of(event.job_id)
+    if run is None:
         raise KeyError(event.job_id)
-    state._move(QPUEvent.FINISH)
-    state.running = None
-    state._charge(run.job, back.execution_s, event.at)
+    if run.lane is not None:
+        del state.lanes[run.lane]  # lane time is not QPU time: no fair-share charge
+    else:
+        state._move(QPUEvent.FINISH)
+        state.running = None
+        state._charge(run.job, back.execution_s, event.at)
     job = replace(
         run.job,
         attempt=run.attempt + 1,
@@ -237,8 +259,10 @@ def _final(state: OwnerState, event: Event) -> None:
     final = FINAL_STATES[Topic(event.topic)]
     if job_id in state.finished:
         raise KeyError(job_id)  # a job ends once
-    run = state.running
-    if run is not None and run.job.job_id == job_id:
+    run = state.run_of(job_id)
+    if run is not None and run.lane is not None:
+        del state.lanes[run.lane]
+    elif run is not None:
         execution_s = event.result.timings.execution_s if event.result is not None else None
         state._move(QPUEvent.FINISH)
         state.running = None
@@ -258,6 +282,15 @@ def _final(state: OwnerState, event: Event) -> None:
         oldest = next(iter(state.finished))
         del state.finished[oldest]
         state.owners.pop(oldest, None)
+
+
+def _admission(state: OwnerState, event: Event) -> None:
+    """An admission plugin holds a waiting job, or lets it go."""
+    hold = payload_of(event, AdmissionHold).hold
+    job = state._unwait(event.job_id or "")
+    if job is None:
+        raise KeyError(event.job_id)
+    state._wait(replace(job, admission_hold=hold))
 
 
 def _qpu(state: OwnerState, event: Event) -> None:
@@ -313,6 +346,7 @@ _HANDLERS: dict[Topic, Any] = {
     Topic.JOB_CANCELED: _final,
     Topic.JOB_TIMED_OUT: _final,
     Topic.JOB_REJECTED: _final,
+    Topic.JOB_ADMISSION: _admission,
     Topic.QPU_DOWN: _qpu,
     Topic.QPU_UP: _qpu,
     Topic.CALIBRATION_PENDING: _calibration_pending,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from consumers.core.admission import admission_event, readmitted
 from consumers.core.commands import Command, run_command
 from consumers.core.inputs import (
     Arrival,
@@ -21,12 +22,15 @@ from consumers.core.inputs import (
     Finished,
     Input,
     Invalidated,
+    LaneDispatch,
     Note,
     Operational,
     Progress,
+    Readmitted,
     Recovered,
     Tick,
 )
+from consumers.core.lanes import lane_dispatch, requeue_lanes
 from consumers.core.order import Waiting
 from consumers.core.outcomes import (
     DeadLetter,
@@ -69,9 +73,11 @@ __all__ = [
     "Finished",
     "Input",
     "Invalidated",
+    "LaneDispatch",
     "Note",
     "Operational",
     "Progress",
+    "Readmitted",
     "Recovered",
     "Tick",
     "step",
@@ -112,6 +118,10 @@ def step(state: OwnerState, policy: Policy, given: Input, now: datetime, ctx: Co
             if job is None:
                 return [], []
             return end_waiting(job, JobState.REJECTED, given.problem, now)
+        case Readmitted():
+            return readmitted(state, given, now)
+        case LaneDispatch():
+            return lane_dispatch(state, policy, given, now)
         case Recovered():
             return _recovered(state, ctx)
         case Command():
@@ -174,7 +184,13 @@ def _arrival(state: OwnerState, policy: Policy, given: Arrival, now: datetime) -
     allocation = job.slurm.job_id if job.slurm else None
     accepted = make_event(
         Topic.JOB_ACCEPTED,
-        JobAccepted(job=job, user=given.user, reply_to=given.reply_to, trace=given.trace),
+        JobAccepted(
+            job=job,
+            user=given.user,
+            reply_to=given.reply_to,
+            trace=given.trace,
+            site_term=given.site_term,
+        ),
         job_id=job.job_id,
         job_class=job.job_class,
         user=given.user,
@@ -186,6 +202,8 @@ def _arrival(state: OwnerState, policy: Policy, given: Arrival, now: datetime) -
         )
         events, effects = end_waiting(waiting, JobState.CANCELED, error, now, given.reply_to)
         return [accepted, *events], effects
+    if given.hold is not None:
+        return [accepted, admission_event(job.job_id, job.job_class, given.user, given.hold)], []
     return [accepted], []
 
 
@@ -209,8 +227,8 @@ def _over_limit(state: OwnerState, policy: Policy, job_class: str, user: str) ->
 
 
 def _progress(state: OwnerState, given: Progress) -> Steps:
-    run = state.running
-    if run is None or run.job.job_id != given.job_id:
+    run = state.run_of(given.job_id)
+    if run is None:
         return [], []
     counts = merge_counts(run.job.prior_counts, given.counts)
     shots_done = min(sum(counts.values()), run.job.shots)
@@ -227,8 +245,8 @@ def _progress(state: OwnerState, given: Progress) -> Steps:
 
 
 def _finished(state: OwnerState, given: Finished, now: datetime, ctx: Context) -> Steps:
-    run = state.running
-    if run is None or run.job.job_id != given.job_id:
+    run = state.run_of(given.job_id)
+    if run is None:
         return [], []
     counts = merge_counts(run.job.prior_counts, given.counts)
     execution_s = max((now - run.started_at).total_seconds(), 0.0)
@@ -258,9 +276,8 @@ def _finished(state: OwnerState, given: Finished, now: datetime, ctx: Context) -
         final, error = JobState.ERROR, given.error
     else:
         final, error = JobState.DONE, None
-    event, result = final_event(
-        run.job, final, error, now, counts=counts, run=run, backend=ctx.backend
-    )
+    backend = run.backend if run.lane is not None else ctx.backend
+    event, result = final_event(run.job, final, error, now, counts=counts, run=run, backend=backend)
     return [event], [Reply(run.job.reply_to, result, run.job.job_id)]
 
 
@@ -292,8 +309,9 @@ def _tick(state: OwnerState, policy: Policy, now: datetime) -> Steps:
         more, replies = end_waiting(state.waiting[job_id], JobState.TIMED_OUT, error, now)
         events += more
         effects += replies
-    run = state.running
-    if run is not None and run.stop_error is None:
+    for run in (state.running, *state.lanes.values()):  # emulator lanes have the same limits
+        if run is None or run.stop_error is not None:
+            continue
         run_class = policy.classes.get(run.job.job_class)  # None: a reload dropped it
         limits = (run.job.max_runtime_s, run_class.max_runtime_s if run_class else None)
         limit_s = min((x for x in limits if x is not None), default=None)
@@ -353,9 +371,10 @@ def _dispatch(state: OwnerState, policy: Policy, now: datetime, ctx: Context) ->
 
 
 def _recovered(state: OwnerState, ctx: Context) -> Steps:
+    lanes = requeue_lanes(state, ctx.owner_id)
     run = state.running
     if run is None:
-        return [], []
+        return lanes, []
     counts = run.counts or run.job.prior_counts
     event = make_event(
         Topic.JOB_REQUEUED,
@@ -368,4 +387,4 @@ def _recovered(state: OwnerState, ctx: Context) -> Steps:
             f"the remaining {run.job.shots - sum(counts.values())} shots"
         ),
     )
-    return [event], []
+    return [event, *lanes], []

@@ -19,7 +19,7 @@ from consumers.core.policy import (
     hold_reason,
     order_key,
 )
-from consumers.core.state import OwnerState
+from consumers.core.state import OwnerState, Run
 from schemas.enums import JobState, QPUState
 from schemas.messages import QueueEntry, RunningJob, StatusReport
 from schemas.policy import Policy
@@ -138,18 +138,7 @@ def status_of(
 ) -> StatusReport:
     """What `qsched status` shows."""
     view = view_of(state, policy, now)
-    running = None
-    if state.running is not None:
-        job = state.running.job
-        running = RunningJob(
-            job_id=job.job_id,
-            job_class=job.job_class,
-            shots=job.shots,
-            started_at=state.running.started_at,
-            user=job.user,
-            shots_done=sum(state.running.counts.values()),
-            epoch=state.running.epoch,
-        )
+    running = _running_job(state.running) if state.running is not None else None
     held_reasons: dict[str, str] = {}
     for job in state.waiting.values():
         reason = hold_reason(view, job, now)
@@ -161,6 +150,10 @@ def status_of(
     decision = decide_indexed(view, state.index, now).reason
     if decision == "no jobs" and held_reasons:
         decision = next(iter(held_reasons.values()))
+    lanes = {
+        name: _running_job(state.lanes[name]) if name in state.lanes else None
+        for name in policy.lanes.names
+    }
     return StatusReport(
         owner_id=owner_id,
         qpu_state=state.qpu,
@@ -175,6 +168,20 @@ def status_of(
         held_reasons=held_reasons,
         calibration_valid_until=view.calibration.valid_until,
         waiting_by_account=waiting_by_account(state),
+        lanes=lanes,
+    )
+
+
+def _running_job(run: Run) -> RunningJob:
+    job = run.job
+    return RunningJob(
+        job_id=job.job_id,
+        job_class=job.job_class,
+        shots=job.shots,
+        started_at=run.started_at,
+        user=job.user,
+        shots_done=sum(run.counts.values()),
+        epoch=run.epoch,
     )
 
 

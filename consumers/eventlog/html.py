@@ -1,6 +1,6 @@
 """Export a `Timeline` to one self-contained HTML page: inline CSS and SVG, no script, no network.
 
-Swimlanes: the QPU (every run), one lane per kind of period (calibration, pause, drain,
+Swimlanes: the QPU (every run), one per emulator lane, one lane per kind of period (calibration, pause, drain,
 maintenance, down), then one lane per job class and one per user. Bars are coloured by the run's final state and carry
 a ``<title>`` (the browser's hover tip) with the job's details. The chart is wide enough to give
 each run a few pixels and scrolls sideways, so a day with thousands of jobs stays readable; lane
@@ -53,6 +53,9 @@ def render_html(timeline: Timeline, title: str = "qsched QPU timeline") -> str:
         return (moment.timestamp() - t0) / span_s * width
 
     lanes: list[tuple[str, str, list[str]]] = [("QPU", "qpu", [_bar(r, x, "qpu") for r in runs])]
+    for lane in sorted({r.lane or "" for r in timeline.lane_runs}):
+        mine = [r for r in timeline.lane_runs if r.lane == lane]
+        lanes.append((lane, "qpu", [_bar(r, x, "qpu") for r in mine]))
     for kind in PERIOD_COLOURS:
         spells = [p for p in periods if p.kind == kind]
         if spells:

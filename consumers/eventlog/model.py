@@ -12,7 +12,8 @@ the job's final event (``job.done|error|canceled|rejected|timed_out``) closes it
 died. Arrivals (``job.accepted``; ``job.queued`` in logs of the owner before the event-sourced
 one) put a job in its class's waiting set; a start or a final event takes it out, a preemption or
 requeue puts it back. Operator and QPU events open and close periods (calibration, pause, drain,
-maintenance, down). Events of a stale term (an owner that lost the lease and wrote on) are
+maintenance, down). A start that names an emulator lane opens a lane run instead, closed the same
+ways, kept apart from the QPU's runs (`Timeline.lane_runs`). Events of a stale term (an owner that lost the lease and wrote on) are
 skipped, as the owner's own `apply` does. Pure: events in, values out.
 """
 
@@ -183,6 +184,7 @@ class _Folder:
     def __init__(self) -> None:
         self.timeline = Timeline()
         self.open_run: Run | None = None
+        self.open_lanes: dict[str, Run] = {}  # job id -> its run on an emulator lane
         self.open_periods: dict[str, Period] = {}
         self.arrivals: dict[str, _Arrival] = {}
         self.waiting: dict[str, set[str]] = {}
@@ -199,11 +201,15 @@ class _Folder:
         end = timeline.last_at
         if self.open_run is not None and end is not None:
             self._close_run(end, RUNNING, None)
+        for job_id in list(self.open_lanes):
+            if end is not None:
+                self._close_lane(job_id, end, RUNNING, None)
         for period in self.open_periods.values():
             if end is not None:
                 period.ended_at, period.open = end, True
             timeline.periods.append(period)
         timeline.runs.sort(key=lambda r: r.started_at)
+        timeline.lane_runs.sort(key=lambda r: r.started_at)
         timeline.periods.sort(key=lambda p: p.started_at)
         return timeline
 
@@ -217,6 +223,8 @@ class _Folder:
             self.term = max(self.term, int(event.data.get("term") or 0))
             if self.open_run is not None:
                 self._close_run(event.at, INTERRUPTED, "its owner stopped; a new owner took over")
+            for lane_job in list(self.open_lanes):
+                self._close_lane(lane_job, event.at, INTERRUPTED, "its owner stopped")
         elif topic in ARRIVAL_TOPICS and job_id:
             shots = int(_job_field(event, "shots") or 0)
             self.arrivals.setdefault(job_id, _Arrival(event.at, event.job_class or "", shots))
@@ -224,12 +232,16 @@ class _Folder:
         elif topic == START_TOPIC and job_id:
             self._start(event, job_id)
         elif topic in (PREEMPTED_TOPIC, REQUEUED_TOPIC) and job_id:
-            if self.open_run is not None and self.open_run.job_id == job_id:
+            if job_id in self.open_lanes:
+                self._close_lane(job_id, event.at, INTERRUPTED, event.reason)
+            elif self.open_run is not None and self.open_run.job_id == job_id:
                 state = PREEMPTED if topic == PREEMPTED_TOPIC else INTERRUPTED
                 self._close_run(event.at, state, event.reason)
             self._set_waiting(event.at, event.job_class or "", job_id, True)
         elif topic in FINAL_TOPICS and job_id:
-            if self.open_run is not None and self.open_run.job_id == job_id:
+            if job_id in self.open_lanes:
+                self._close_lane(job_id, event.at, FINAL_TOPICS[topic], event.reason)
+            elif self.open_run is not None and self.open_run.job_id == job_id:
                 if event.result is not None:
                     self.open_run.shots = self.open_run.shots or event.result.shots
                     if event.result.epoch is not None:
@@ -243,11 +255,12 @@ class _Folder:
         self._periods(event)
 
     def _start(self, event: Event, job_id: str) -> None:
-        if self.open_run is not None:
+        lane = event.data.get("lane")
+        if self.open_run is not None and not lane:
             self._close_run(event.at, INTERRUPTED, "a new run started before this one ended")
         arrival = self.arrivals.get(job_id)
         job_class = event.job_class or (arrival.job_class if arrival else "")
-        self.open_run = Run(
+        run = Run(
             job_id=job_id,
             job_class=job_class,
             user=event.user,
@@ -259,8 +272,18 @@ class _Folder:
             attempt=int(event.data.get("attempt", 1)),
             reason=event.reason,
             arrived_at=arrival.at if arrival else None,
+            lane=str(lane) if lane else None,
         )
+        if run.lane is not None:
+            self.open_lanes[job_id] = run
+        else:
+            self.open_run = run
         self._set_waiting(event.at, job_class, job_id, False)
+
+    def _close_lane(self, job_id: str, at: datetime, state: str, reason: str | None) -> None:
+        run = self.open_lanes.pop(job_id)
+        run.ended_at, run.state, run.end_reason = max(at, run.started_at), state, reason
+        self.timeline.lane_runs.append(run)
 
     def _close_run(self, at: datetime, state: str, reason: str | None) -> None:
         run = self.open_run

@@ -6,7 +6,8 @@ ended, was preempted or interrupted) and one thread per kind of period (calibrat
 drain, maintenance, down), plus counters "QPU busy" and "QPU utilisation (%)". Process 2
 "queues" has one "arrivals" thread per job class, a 1 µs slice per arrival (flow events must
 bind to a slice), counters "waiting: <class>", and a flow arrow (``s`` → ``f``, ``bp: e``) from
-each arrival to the job's first run. Timestamps are integer microseconds since the Unix epoch.
+each arrival to the job's first run. Process 3 "emulator lanes" has one thread per lane with
+its runs (as slices like the QPU's). Timestamps are integer microseconds since the Unix epoch.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from consumers.eventlog.model import PERIOD_KINDS
 from consumers.eventlog.shapes import Run, Timeline
 
 QPU_PID = 1
+LANES_PID = 3  # emulator lanes, one thread each (pid 2 is the queues)
 QUEUES_PID = 2
 RUNS_TID = 1
 FLOW_CAT = "flow"
@@ -38,6 +40,13 @@ def export_trace(timeline: Timeline) -> dict[str, Any]:
         QPU_PID, None, {tid: kind for kind, tid in period_tids.items() if kind in used_kinds}
     )
     events += [_run_slice(run) for run in timeline.runs]
+    lane_tids = {
+        lane: 1 + i for i, lane in enumerate(sorted({r.lane or "" for r in timeline.lane_runs}))
+    }
+    if lane_tids:
+        events += _metadata(LANES_PID, "emulator lanes", {t: n for n, t in lane_tids.items()})
+    for run in timeline.lane_runs:
+        events.append(_run_slice(run) | {"pid": LANES_PID, "tid": lane_tids[run.lane or ""]})
     for period in timeline.periods:
         start = to_us(period.started_at)
         events.append(

@@ -28,6 +28,7 @@ class Run:
     reason: str | None = None
     end_reason: str | None = None
     arrived_at: datetime | None = None
+    lane: str | None = None  # an emulator lane's run (None: the QPU's)
 
 
 @dataclass
@@ -91,6 +92,7 @@ class Timeline:
     """The log folded into the shapes that exports draw."""
 
     runs: list[Run] = field(default_factory=list)
+    lane_runs: list[Run] = field(default_factory=list)  # on emulator lanes, never the QPU's
     periods: list[Period] = field(default_factory=list)
     waiting: list[WaitingSample] = field(default_factory=list)
     first_at: datetime | None = None

@@ -12,7 +12,6 @@ Pure apart from importing plugins.
 
 from __future__ import annotations
 
-import importlib
 import re
 import tomllib
 from collections.abc import Callable, Sequence
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from consumers.core.policy import estimated_duration_s
+from consumers.plugins.loading import load_plugins
 from schemas.policy import Policy
 
 ERROR = "error"
@@ -219,20 +219,12 @@ CHECKS: tuple[Callable[[Policy, Lines], list[Problem]], ...] = (
 
 
 def plugin_problems(policy: Policy, lines: Lines) -> list[Problem]:
-    """Plugins the policy names that cannot be found or built (issue 15's ``[plugins]``).
-
-    Uses ``consumers.plugins.loading.load_plugins`` (the owner's own loader) when this build has
-    it; a build without plugins refuses a ``[plugins]`` table in the schema layer instead.
-    """
-    plugins = getattr(policy, "plugins", None)
-    if plugins is None or not getattr(plugins, "names", ()):
+    """Plugins the policy names that cannot be found or built (its ``[plugins]`` table), found
+    with the owner's own loader (``consumers.plugins.loading.load_plugins``)."""
+    if not policy.plugins.names:
         return []
     try:
-        loading = importlib.import_module("consumers.plugins.loading")
-    except ImportError:
-        return [Problem(ERROR, "this qsched has no plugin support", lines.of(("plugins",)))]
-    try:
-        loading.load_plugins(policy)
+        load_plugins(policy)
     except Exception as exc:  # a site's factory may raise anything: it is the finding
         return [Problem(ERROR, f"plugins: {exc}", lines.of(("plugins",)))]
     return []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,8 @@ from consumers.eventlog.html import render_html
 from consumers.eventlog.model import build_timeline
 from consumers.eventlog.reader import parse_bound
 from consumers.eventlog.source import log_records
+from consumers.plugins.api import JobFacts
+from consumers.plugins.loading import load_plugins
 from consumers.simulate.engine import ArrivalHook, simulate
 from consumers.simulate.history import read_history
 from consumers.simulate.metrics import compare
@@ -29,20 +30,17 @@ from schemas.policy import Policy, load_policy
 def ordering_hook(policy: Policy) -> ArrivalHook | None:
     """The site ordering plugin's term on each simulated arrival, as the owner's shell puts it.
 
-    Issue 15's plugins (``consumers.plugins``, branch `plugins`) name an ordering plugin in the
-    policy's ``[plugins]``; an ordering plugin is pure, so the simulation asks it again for every
-    arrival. With no such plugin (or a build without plugins) there is nothing to add.
+    The policy's ``[plugins]`` may name an ordering plugin (``consumers.plugins``); an ordering
+    plugin is pure, so the simulation asks it again for every arrival. Without one there is
+    nothing to add.
     """
-    plugins_policy = getattr(policy, "plugins", None)
-    if plugins_policy is None or not getattr(plugins_policy, "ordering", None):
+    if not policy.plugins.ordering:
         return None
-    loading = importlib.import_module("consumers.plugins.loading")
-    api = importlib.import_module("consumers.plugins.api")
-    plugins = loading.load_plugins(policy)
+    plugins = load_plugins(policy)
 
     def hook(arrival: Arrival, state: OwnerState, policy: Policy) -> Arrival:
         changes: dict[str, Any] = {
-            "site_term": plugins.site_term(api.JobFacts.of_request(arrival.job, arrival.user))
+            "site_term": plugins.site_term(JobFacts.of_request(arrival.job, arrival.user))
         }
         return dataclasses.replace(arrival, **changes)
 

@@ -19,7 +19,9 @@ from consumers.core.step import (
     Context,
     Dispatch,
     Finished,
+    LaneDispatch,
     Progress,
+    Readmitted,
     Recovered,
     Tick,
     step,
@@ -27,7 +29,7 @@ from consumers.core.step import (
 from consumers.core.view import queue_entries, view_of
 from schemas.enums import CommandName, ErrorCode, JobState, QPUState
 from schemas.events import OwnerActivated, Topic, make_event
-from schemas.messages import ControlCommand, Event, JobRequest, SlurmContext
+from schemas.messages import ControlCommand, Event, JobError, JobRequest, SlurmContext
 from schemas.policy import Policy, parse_policy
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -66,11 +68,18 @@ class Harness:
         self.emit(events)
         return list(effects)
 
-    def submit(self, user: str = "alice", **fields: object) -> str:
+    def submit(
+        self,
+        user: str = "alice",
+        hold: str | None = None,
+        site_term: float | None = None,
+        **fields: object,
+    ) -> str:
+        """A job arrives; `hold` and `site_term` are the site plugins' answers on it."""
         self.now += timedelta(milliseconds=1)  # submissions keep their order
         defaults = {"job_class": "production", "shots": 100, "submitted_at": self.now}
         job = JobRequest(sequence=SEQ, **(defaults | fields))  # type: ignore[arg-type]
-        self.feed(Arrival(job, user))
+        self.feed(Arrival(job, user, hold=hold, site_term=site_term))
         return job.job_id
 
     def finish_running(self) -> str | None:
@@ -261,10 +270,30 @@ def test_after_failover_while_paused_the_state_stays_paused_and_nothing_crashes(
     assert h.state.running is None
 
 
+RANDOM_POLICY = """
+aging_step_s = 30
+max_waiting_total = 50
+[lanes]
+emulators = 2
+[classes.calibration]
+rank = 0
+preempts = ["production", "development"]
+calibrates = true
+[classes.production]
+rank = 1
+preempts = ["development"]
+modes = ["production", "development"]
+[classes.development]
+rank = 2
+modes = ["production", "development"]
+placement = { production = "either", development = "either", maintenance = "emulator" }
+"""
+
+
 def random_history(seed: int, steps: int = 200) -> Harness:
     """A seeded mix of arrivals, dispatches, progress, finishes, commands and failovers."""
     rng = random.Random(seed)
-    h = Harness(parse_policy("aging_step_s = 30\nmax_waiting_total = 50\n"))
+    h = Harness(parse_policy(RANDOM_POLICY))
     for _ in range(steps):
         h.now += timedelta(seconds=rng.uniform(0, 5))
         roll = rng.random()
@@ -275,7 +304,29 @@ def random_history(seed: int, steps: int = 200) -> Harness:
                 priority=rng.randint(0, 9),
                 shots=rng.randint(1, 300),
                 session_id=rng.choice([None, "s1", "s2"]),
+                hold=rng.choice([None, None, None, "admission plugin quota: over budget"]),
+                site_term=rng.choice([None, 0.0, 1.0, -2.5]),
+                require_qpu=rng.random() < 0.2,
             )
+        elif roll < 0.45 and (h.state.lanes or rng.random() < 0.5):
+            lane = rng.choice(["emulator-1", "emulator-2"])
+            run = h.state.lanes.get(lane)
+            if run is None:
+                h.feed(LaneDispatch(lane, f"specs-{h.state.epoch}"))
+            else:
+                h.feed(Finished(run.job.job_id, {"1": run.job.remaining_shots}))
+        elif roll < 0.5 and h.state.waiting:
+            target = rng.choice(sorted(h.state.waiting))
+            answer = rng.choice(
+                [
+                    Readmitted(target),
+                    Readmitted(target, hold="admission plugin quota: still over"),
+                    Readmitted(
+                        target, refusal=JobError(code=ErrorCode.ADMISSION_REFUSED, message="no")
+                    ),
+                ]
+            )
+            h.feed(answer)
         elif roll < 0.6:
             h.feed(Dispatch())
         elif roll < 0.75 and h.state.running is not None:
@@ -347,7 +398,8 @@ def test_every_accepted_job_ends_exactly_once_across_seeded_histories() -> None:
         finals = [e.job_id for e in h.log if e.result is not None and e.job_id]
         assert len(finals) == len(set(finals)), seed
         accepted = {e.job_id for e in h.log if e.topic == Topic.JOB_ACCEPTED}
-        assert accepted - set(finals) == {j for j in h.state.waiting} | (
+        on_lanes = {run.job.job_id for run in h.state.lanes.values()}
+        assert accepted - set(finals) == {j for j in h.state.waiting} | on_lanes | (
             {h.state.running.job.job_id} if h.state.running else set()
         ), seed
 

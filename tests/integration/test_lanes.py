@@ -1,0 +1,87 @@
+"""Emulator lanes through the real owner: development work completes on lanes while the QPU
+runs a long production job or is in maintenance, QPU-only work waits, results say where they
+ran, and killing the owner mid-run loses no lane job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from schemas import CommandName, JobState
+from schemas.enums import Mode
+from tests.conftest import OwnerHarness
+from tests.owners import wait_running
+from tests.sequences import analog_sequence
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+SEQ = analog_sequence(2)
+POLICY = """
+[lanes]
+emulators = 2
+shot_rate_hz = 50
+[classes.calibration]
+rank = 0
+preempts = ["production", "development"]
+calibrates = true
+[classes.production]
+rank = 1
+preempts = ["development"]
+modes = ["production", "development"]
+[classes.development]
+rank = 2
+modes = ["production", "development"]
+placement = { production = "either", development = "either", maintenance = "emulator" }
+"""
+
+
+def test_lanes_run_development_beside_a_busy_qpu_and_in_maintenance_and_survive_a_kill(
+    owners: OwnerHarness, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)
+    args = ("--policy", str(policy), "--backend", "synthetic", "--shot-rate", "20")
+    owner = owners.start(*args)
+    client = owners.client()
+    production = client.submit(SEQ, 2000, job_class="production")  # 100 s on the QPU
+    wait_running(client, production.job_id)
+
+    development = [client.submit(SEQ, 10, job_class="development") for _ in range(2)]
+    for handle in development:
+        result = handle.result(timeout=120)
+        assert result.state is JobState.DONE and sum(result.counts.values()) == 10
+        assert result.lane in ("emulator-1", "emulator-2") and result.backend == "emulator"
+        assert result.specs is not None and len(result.specs) == 12 and result.epoch == 0
+    status = client.control(CommandName.STATUS).status
+    assert status.running is not None and status.running.job_id == production.job_id
+    assert set(status.lanes) == {"emulator-1", "emulator-2"}
+
+    assert client.control(CommandName.MODE, mode=Mode.MAINTENANCE, message="laser").ok
+    waits = client.submit(SEQ, 10, job_class="production")
+    insists = client.submit(SEQ, 10, job_class="development", require_qpu=True)
+    flows = client.submit(SEQ, 10, job_class="development")
+    assert flows.result(timeout=120).lane is not None
+    held = client.control(CommandName.STATUS).status.held_reasons
+    assert held[waits.job_id] == "held: maintenance mode does not run production jobs"
+    assert (
+        held[insists.job_id]
+        == "held: maintenance mode runs development jobs on emulator lanes only"
+    )
+
+    long_run = client.submit(SEQ, 300, job_class="development")  # 6 s on a lane
+    wait_until(
+        lambda: any(
+            job is not None and job.job_id == long_run.job_id
+            for job in client.control(CommandName.STATUS).status.lanes.values()
+        ),
+        "the long development job on a lane",
+        120.0,
+        step=lambda: client.poll(0.2),
+    )
+    owner.kill()
+    owners.start(*args)
+    result = long_run.result(timeout=180)
+    assert result.state is JobState.DONE and sum(result.counts.values()) == 300
+    assert result.attempts == 2 and result.lane is not None

@@ -20,7 +20,7 @@ from pika.adapters.blocking_connection import BlockingConnection
 
 from brokers.topology import Topology
 from consumers.backends.base import Backend, RunRequest
-from consumers.core.outcomes import DeadLetter, Effect, Reply, StartRun, StopRun
+from consumers.core.outcomes import AnswerFromLog, DeadLetter, Effect, Reply, StartRun, StopRun
 from consumers.core.policy import best_indexed
 from consumers.core.snapshot import to_data
 from consumers.core.state import OwnerState
@@ -37,6 +37,7 @@ from consumers.core.step import (
 )
 from consumers.core.view import view_of
 from consumers.deliveries import Refusal, SequenceChecker
+from consumers.joblog import JobAnswers
 from consumers.publish import Publisher, PublishFailed
 from consumers.recovery import LogFollower, snapshot_payload
 from consumers.sequences import SequenceMissing, SequenceStore
@@ -95,6 +96,14 @@ class Shell:
         self._unconfirmed: set[str] = set()
         self._replies: dict[str, str] = {}
         self.events_since_snapshot = 0
+        self.answers = JobAnswers(
+            follower.jobs,
+            self.results,
+            publisher.reply,
+            connection,
+            topology.events_stream,
+            follower.max_bytes,
+        )
 
     # ---- the one path --------------------------------------------------------------------------
 
@@ -178,6 +187,9 @@ class Shell:
     def _carry_out(self, effect: Effect, delivery: Delivery | None) -> None:
         if isinstance(effect, Reply):
             self._reply(effect)
+            self.answers.forward(effect.message)  # to those waiting with `result --wait`
+        elif isinstance(effect, AnswerFromLog):
+            self.answers.answer(effect)
         elif isinstance(effect, StartRun):
             self._start(effect)
         elif isinstance(effect, StopRun):
@@ -358,7 +370,7 @@ class Shell:
             return
         if not self.follower.caught_up(self.state):
             return
-        payload = snapshot_payload(self.state, self.store, to_data)
+        payload = snapshot_payload(self.state, self.store, to_data, self.follower.jobs)
         event = make_event(Topic.OWNER_SNAPSHOT, payload)
         self.follower.my_snapshots.add(event.event_id)
         self.emit([event])

@@ -86,6 +86,10 @@ class Snapshot(Payload):
 
     state: dict[str, Any]
     offsets: dict[str, int] = Field(default_factory=dict)
+    jobs: dict[str, list[int]] = Field(
+        default_factory=dict,
+        description="job id -> [offset of its first event, of its final event (-1: not yet)]",
+    )
 
 
 class JobAccepted(Payload):

@@ -248,6 +248,8 @@ def _allocation_ended(state: OwnerState, policy: Policy, given: Command, now: da
 def _lookup(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
     """`result` and `history`: where the job is now; the shell adds the records (AnswerFromLog)."""
     job_id = given.command.job_id or ""
+    if state.owner_of(job_id) is None:
+        raise Refused(ErrorCode.UNKNOWN_JOB, f"no job {job_id} is known to the owner")
     where = where_is(state, policy, job_id, now)
     return Done(where.describe(job_id), reply={"queue": [where.entry] if where.entry else None})
 

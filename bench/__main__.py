@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import activation, auth, backlog, dispatch, export, submit
+from bench import activation, auth, backlog, dispatch, export, results, submit
 
 BENCHMARKS = {
     "dispatch": dispatch.main,
@@ -13,9 +13,10 @@ BENCHMARKS = {
     "activation": activation.main,
     "export": export.main,
     "auth": auth.main,
+    "results": results.main,
 }
 # `auth` needs root and MUNGE (infra/slurm/deps.sh): run it by name, `python -m bench auth`.
-DEFAULT = ("dispatch", "submit", "backlog", "activation", "export")
+DEFAULT = ("dispatch", "submit", "backlog", "activation", "export", "results")
 SAMPLED = ("dispatch", "submit")  # these take --samples
 
 

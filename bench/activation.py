@@ -23,6 +23,7 @@ from bench.submit import WINDOW
 from brokers.connection import channel, properties
 from brokers.stream import close_stream_channel
 from brokers.topology import build_topology
+from consumers.publish import JOB_ID_HEADER
 from producers.client import QPUClient
 from schemas.codec import encode
 from schemas.enums import CommandName, JobState
@@ -65,7 +66,17 @@ def history(events: int) -> list[Event]:
 def fill(url: str, exchange: str, events: list[Event]) -> float:
     """Publish the events with windowed confirms; returns seconds taken."""
     bodies = [
-        (e.topic, encode(e), properties(e, message_id=e.event_id, user_id="guest")) for e in events
+        (
+            e.topic,
+            encode(e),
+            properties(  # as the owner's publisher sends them (job id header included)
+                e,
+                message_id=e.event_id,
+                user_id="guest",
+                headers={JOB_ID_HEADER: e.job_id} if e.job_id else None,
+            ),
+        )
+        for e in events
     ]
     state = {"sent": 0, "acked": 0}
     began = time.perf_counter()

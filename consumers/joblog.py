@@ -3,7 +3,8 @@
 Theory of operation. The log follower (`consumers.recovery`) sees every record the owner writes,
 with its stream offset. `JobOffsets` keeps, per job, the offset of its first event and of its
 final one (the last `REMEMBERED_JOBS` jobs, like the state's own memory of job ids); it is stored
-in every ``owner.snapshot`` and loaded back at activation, so a new owner knows it too. A
+in every ``owner.snapshot`` (compactly, aligned with the snapshot's job owners) and loaded back
+at activation, so a new owner knows it too. A
 `result` command is answered from the results the shell holds in memory, else by reading the one
 record at the job's final offset; a `history` command by reading the job's own stretch of the
 log (first to final offset), keeping that job's records. Neither reads more of the stream than
@@ -20,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pika.adapters.blocking_connection import BlockingConnection
@@ -78,16 +79,38 @@ class JobOffsets:
     def __len__(self) -> int:
         return len(self._jobs)
 
-    def to_data(self) -> dict[str, list[int]]:
-        """The index for a snapshot."""
-        return {job_id: list(entry) for job_id, entry in self._jobs.items()}
+    def to_data(self, order: Iterable[str]) -> list[int | None]:
+        """The index for a snapshot, compact: for each job of `order` (the snapshot's `owners`,
+        so no job id is written twice), ``None`` when unknown, else the first offset as a
+        difference from the previous job's and the final one from the first (``None``: not
+        yet). About 5 bytes a job, so a snapshot of 100,000 jobs stays small."""
+        out: list[int | None] = []
+        previous = 0
+        for job_id in order:
+            entry = self._jobs.get(job_id)
+            if entry is None:
+                out.append(None)
+                continue
+            first, final = entry
+            out += [first - previous, None if final == NOT_YET else final - first]
+            previous = first
+        return out
 
-    def load(self, data: dict[str, list[int]]) -> None:
-        """Take the index a snapshot recorded (records after it are learned as they come)."""
-        for job_id, entry in data.items():
-            if len(entry) == 2:
-                self._jobs[job_id] = [int(entry[0]), int(entry[1])]
-                self.last = max(self.last, int(entry[0]), int(entry[1]))
+    def load(self, order: Iterable[str], data: list[int | None]) -> None:
+        """Take the index a snapshot recorded with `to_data` over the same `order` (records
+        after the snapshot are learned as they come)."""
+        values = iter(data)
+        previous = 0
+        for job_id in order:
+            step = next(values, None)
+            if step is None:
+                continue
+            first = previous + step
+            after = next(values, None)
+            final = NOT_YET if after is None else first + after
+            self._jobs[job_id] = [first, final]
+            self.last = max(self.last, first, final)
+            previous = first
         while len(self._jobs) > self._limit:
             self._jobs.popitem(last=False)
 

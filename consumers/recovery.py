@@ -174,7 +174,7 @@ class LogFollower:
             self._state = from_data(snapshot.state, self._half_life_s)
             for job_id, job_offset in snapshot.offsets.items():
                 self._store.learn(job_id, job_offset)
-            self.jobs.load(snapshot.jobs)
+            self.jobs.load(snapshot.state.get("owners", {}), snapshot.jobs)
         self._state.apply(event)
         if event.event_id == self._marker:
             self._replaying = False
@@ -210,5 +210,7 @@ def snapshot_payload(
         jobs.append(state.running.job.job_id)
     offsets = {j: store.offsets[j] for j in jobs if j in store.offsets}
     return Snapshot(
-        state=to_data(state), offsets=offsets, jobs=index.to_data() if index is not None else {}
+        state=to_data(state),
+        offsets=offsets,
+        jobs=index.to_data(state.owners) if index is not None else [],
     )

@@ -86,9 +86,10 @@ class Snapshot(Payload):
 
     state: dict[str, Any]
     offsets: dict[str, int] = Field(default_factory=dict)
-    jobs: dict[str, list[int]] = Field(
-        default_factory=dict,
-        description="job id -> [offset of its first event, of its final event (-1: not yet)]",
+    jobs: list[int | None] = Field(
+        default_factory=list,
+        description="offsets of each job's first and final events, in the order of state owners"
+        " (consumers.joblog.JobOffsets.to_data)",
     )
 
 

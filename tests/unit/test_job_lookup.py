@@ -96,10 +96,14 @@ def test_offsets_keep_first_and_final_bounded_and_survive_a_snapshot() -> None:
         index.learn(job, "job.accepted", 20 + n)
     assert index.first("a") is None and len(index) == 3  # the oldest went
     index.learn("b", "job.rejected", 30)
+    order = ["a", "b", "c", "d", "e"]  # the snapshot's owners: "a" went, "e" never seen
+    data = index.to_data(order)
+    assert data == [None, 20, 10, 1, None, 1, None, None]
     again = JobOffsets(limit=3)
-    again.load(index.to_data())
-    assert again.to_data() == index.to_data() and again.final("b") == 30
-    assert again.to_data()["c"] == [21, NOT_YET] and again.last == 30
+    again.load(order, data)
+    assert again.to_data(order) == data and again.final("b") == 30 and again.first("a") is None
+    assert again.first("c") == 21 and again.final("c") is None and again.last == 30
+    assert NOT_YET == -1
 
 
 def test_the_default_policy_lets_submitters_ask_for_their_own_results() -> None:

@@ -63,8 +63,9 @@ def history(events: int) -> list[Event]:
     return out
 
 
-def fill(url: str, exchange: str, events: list[Event]) -> float:
-    """Publish the events with windowed confirms; returns seconds taken."""
+def fill(url: str, exchange: str, events: list[Event], window: int = WINDOW) -> float:
+    """Publish the events with windowed confirms (at most `window` unconfirmed, which also
+    bounds the stream's chunks); returns seconds taken."""
     bodies = [
         (
             e.topic,
@@ -82,7 +83,7 @@ def fill(url: str, exchange: str, events: list[Event]) -> float:
     began = time.perf_counter()
 
     def publish(ch: pika.channel.Channel) -> None:
-        while state["sent"] < len(bodies) and state["sent"] - state["acked"] < WINDOW:
+        while state["sent"] < len(bodies) and state["sent"] - state["acked"] < window:
             topic, body, props = bodies[state["sent"]]
             ch.basic_publish(exchange, topic, body, props)
             state["sent"] += 1

@@ -5,7 +5,8 @@
 
 Two namespaces are filled with finished jobs (accepted, started, done: three events each),
 published straight into the events exchange; an owner activates on each (it learns every job's
-offsets while it replays). Then, in the same run, for the oldest, a middle and the newest job of
+offsets while it replays; the logs are written in confirmed batches of 200 events, like the
+owner's, so both have chunks of the same size). Then, in the same run, for the oldest, a middle and the newest job of
 each log: the time of `QPUClient.fetch_result` from a fresh client (the owner answers; none of
 these results is in its memory, so it reads the one record at the job's final offset), and of
 the whole `qsched result ID` command. For reference, the time to find the newest job's result
@@ -37,6 +38,9 @@ from schemas.policy import Policy
 SMALL = 1_000
 LARGE = 100_000
 SAMPLES = 5
+# Unconfirmed events at a time while filling: the stream's chunks stay about this size, as when
+# the owner writes its log in confirmed batches (a record is read from the start of its chunk).
+FILL_WINDOW = 200
 
 
 def _median_s(samples: list[float]) -> float:
@@ -86,7 +90,7 @@ def _measure(url: str, events: int) -> dict[str, float]:
     with bench_namespace(url) as settings:
         topology = build_topology(settings, Policy())
         log = history(events)
-        fill(settings.amqp_url, topology.events_exchange, log)
+        fill(settings.amqp_url, topology.events_exchange, log, window=FILL_WINDOW)
         jobs = [e.job_id for e in log if e.topic == "job.done" and e.job_id]
         targets = [jobs[0], jobs[len(jobs) // 2], jobs[-1]]
         with owner_process(settings, "--backend", "synthetic"):

@@ -42,6 +42,9 @@ FINAL = frozenset(str(topic) for topic in FINAL_TOPICS.values())
 NOT_YET = -1
 MAX_WATCHERS = 10_000
 READ_TIMEOUT_S = 5.0
+# Records in flight while reading: the reader stops acking once it has its records, so the
+# stream stops sending (pika would otherwise dispatch the rest of the stream in one call).
+READ_PREFETCH = 100
 MAX_HISTORY_EVENTS = 1000
 
 
@@ -210,15 +213,17 @@ class JobAnswers:
         found: list[Event] = []
         done = False
         channel = self._connection.channel()
-        channel.basic_qos(prefetch_count=500)
+        channel.basic_qos(prefetch_count=READ_PREFETCH)
 
         def on_record(ch: Any, method: Any, props: Any, body: bytes) -> None:
             nonlocal done
+            if done:
+                return  # no ack: the stream sends no more (closing the channel drops these)
             ch.basic_ack(method.delivery_tag)
             headers = props.headers or {}
             at = int(headers.get("x-stream-offset", -1))
-            if done or at < first:
-                return
+            if at < first:
+                return  # a stream consumer starts at the first record of the chunk
             if at >= last:
                 done = True
             if headers.get(JOB_ID_HEADER) != job_id or method.routing_key == Topic.JOB_PROGRESS:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import activation, auth, backlog, dispatch, export, results, submit
+from bench import activation, auth, backlog, dispatch, epilog, export, results, submit
 
 BENCHMARKS = {
     "dispatch": dispatch.main,
@@ -14,9 +14,10 @@ BENCHMARKS = {
     "export": export.main,
     "auth": auth.main,
     "results": results.main,
+    "epilog": epilog.main,
 }
 # `auth` needs root and MUNGE (infra/slurm/deps.sh): run it by name, `python -m bench auth`.
-DEFAULT = ("dispatch", "submit", "backlog", "activation", "export", "results")
+DEFAULT = ("dispatch", "submit", "backlog", "activation", "export", "results", "epilog")
 SAMPLED = ("dispatch", "submit")  # these take --samples
 
 

@@ -8,7 +8,9 @@ at activation, so a new owner knows it too. A
 `result` command is answered from the results the shell holds in memory, else by reading the one
 record at the job's final offset; a `history` command by reading the job's own stretch of the
 log (first to final offset), keeping that job's records. Neither reads more of the stream than
-the job itself spans, however long the log is.
+the job itself spans (from the start of the chunk holding its first record), however long the
+log is. Reads run in the owner's loop, so they are bounded: at most `READ_TIMEOUT_S` and
+`MAX_HISTORY_EVENTS` events (progress events and the sequence are left out of a history).
 
 ``result --wait`` registers the asker's reply queue as a watcher of the job: when the job ends,
 its result goes there too (and its progress while it runs), so nobody polls. Watchers live in

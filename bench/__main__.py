@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from bench import activation, auth, backlog, dispatch, export, lanes, metrics, submit
+from bench import (
+    activation,
+    auth,
+    backlog,
+    dispatch,
+    epilog,
+    export,
+    lanes,
+    metrics,
+    results,
+    submit,
+)
 
 BENCHMARKS = {
     "dispatch": dispatch.main,
@@ -15,9 +26,11 @@ BENCHMARKS = {
     "auth": auth.main,
     "metrics": metrics.main,
     "lanes": lanes.main,
+    "results": results.main,
+    "epilog": epilog.main,
 }
 # `auth` needs root and MUNGE (infra/slurm/deps.sh): run it by name, `python -m bench auth`.
-DEFAULT = ("dispatch", "submit", "backlog", "activation", "export", "lanes")
+DEFAULT = ("dispatch", "submit", "backlog", "activation", "export", "lanes", "results", "epilog")
 SAMPLED = ("dispatch", "submit", "metrics")  # these take --samples
 
 

@@ -23,6 +23,7 @@ from bench.submit import WINDOW
 from brokers.connection import channel, properties
 from brokers.stream import close_stream_channel
 from brokers.topology import build_topology
+from consumers.publish import JOB_ID_HEADER
 from producers.client import QPUClient
 from schemas.codec import encode
 from schemas.enums import CommandName, JobState
@@ -62,16 +63,27 @@ def history(events: int) -> list[Event]:
     return out
 
 
-def fill(url: str, exchange: str, events: list[Event]) -> float:
-    """Publish the events with windowed confirms; returns seconds taken."""
+def fill(url: str, exchange: str, events: list[Event], window: int = WINDOW) -> float:
+    """Publish the events with windowed confirms (at most `window` unconfirmed, which also
+    bounds the stream's chunks); returns seconds taken."""
     bodies = [
-        (e.topic, encode(e), properties(e, message_id=e.event_id, user_id="guest")) for e in events
+        (
+            e.topic,
+            encode(e),
+            properties(  # as the owner's publisher sends them (job id header included)
+                e,
+                message_id=e.event_id,
+                user_id="guest",
+                headers={JOB_ID_HEADER: e.job_id} if e.job_id else None,
+            ),
+        )
+        for e in events
     ]
     state = {"sent": 0, "acked": 0}
     began = time.perf_counter()
 
     def publish(ch: pika.channel.Channel) -> None:
-        while state["sent"] < len(bodies) and state["sent"] - state["acked"] < WINDOW:
+        while state["sent"] < len(bodies) and state["sent"] - state["acked"] < window:
             topic, body, props = bodies[state["sent"]]
             ch.basic_publish(exchange, topic, body, props)
             state["sent"] += 1

@@ -14,8 +14,9 @@ Roles:
 - ``submitter``: publish jobs to ``<ns>.jobs`` (RabbitMQ checks their ``user_id``); declare and
   read only their own reply queues ``<ns>.reply.<user>.*``; read the owner's ``<ns>.device``
   (public device specs, for local validation); publish to ``<ns>.control`` only with the
-  routing keys ``control.cancel`` and ``control.status`` (topic permissions; the owner lets a
-  submitter cancel only their own jobs). Not the event log, not other reply queues.
+  routing keys ``control.cancel``, ``control.status``, ``control.result`` and
+  ``control.history`` (topic permissions; the owner lets a submitter cancel, and read the result
+  and history of, only their own jobs). Not the event log, not other reply queues.
 - ``operator``: publish any command to ``<ns>.control``, read the event log, own reply queues.
 - ``epilog``: the Slurm epilog's account: ``control.allocation-ended`` only.
 - ``owner``: every ``<ns>.*`` object, plus the default exchange for replies.
@@ -91,7 +92,9 @@ def role_permissions(role: Role, user: str, namespace: str) -> Permissions:
             write=_any_of(rf"{ns}\.jobs", control),
             read=_any_of(own_replies, rf"{ns}\.device"),
             topics=(
-                TopicPermission(f"{namespace}.control", r"^control\.(cancel|status)$", NOTHING),
+                TopicPermission(
+                    f"{namespace}.control", r"^control\.(cancel|status|result|history)$", NOTHING
+                ),
             ),
         )
     if role == "operator":

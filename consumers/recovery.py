@@ -5,7 +5,8 @@ At activation it reads the pointer to the last snapshot (``<ns>.snapshot``, a on
 publishes a marker, and reads the stream from the snapshot (or from the start when there is none,
 or retention dropped it) up to the marker: snapshot + tail = the state. From then on the same
 consumer follows the log live: it learns the offset of every `job.accepted` event (so a job's
-sequence can be read back just before it starts) and of every snapshot this owner writes (then it
+sequence can be read back just before it starts), of every job's first and final events (so its
+result and history are read without a scan, `consumers.joblog`) and of every snapshot this owner writes (then it
 updates the pointer). The follower has caught up when the last event it saw is the last one the
 owner applied; snapshots are only taken then, so a snapshot never misses an offset.
 """
@@ -25,6 +26,7 @@ from brokers.topology import Topology
 from consumers.core.snapshot import from_data
 from consumers.core.state import OwnerState
 from consumers.errors import OwnerError
+from consumers.joblog import JobOffsets
 from consumers.publish import JOB_ID_HEADER, Publisher
 from consumers.sequences import SequenceStore
 from schemas.codec import decode
@@ -52,11 +54,14 @@ class LogFollower:
         publisher: Publisher,
         store: SequenceStore,
         max_bytes: int,
+        jobs: JobOffsets | None = None,
     ) -> None:
         self._connection = connection
         self._topology = topology
         self._publisher = publisher
         self._store = store
+        self.jobs = jobs if jobs is not None else JobOffsets()
+        self.max_bytes = max_bytes
         self._max_bytes = max_bytes
         self._channel: BlockingChannel | None = None
         self._state: OwnerState | None = None
@@ -138,8 +143,11 @@ class LogFollower:
         offset = int(headers.get("x-stream-offset", -1))
         topic = method.routing_key
         self.last_seen = props.message_id
-        if topic == Topic.JOB_ACCEPTED and headers.get(JOB_ID_HEADER):
-            self._store.learn(str(headers[JOB_ID_HEADER]), offset)
+        job_id = headers.get(JOB_ID_HEADER)
+        if job_id:
+            self.jobs.learn(str(job_id), topic, offset)
+            if topic == Topic.JOB_ACCEPTED:
+                self._store.learn(str(job_id), offset)
         if self._replaying:
             self._replay_record(props, body, offset)
         elif topic == Topic.OWNER_SNAPSHOT and props.message_id in self.my_snapshots:
@@ -166,6 +174,7 @@ class LogFollower:
             self._state = from_data(snapshot.state, self._half_life_s)
             for job_id, job_offset in snapshot.offsets.items():
                 self._store.learn(job_id, job_offset)
+            self.jobs.load(snapshot.state.get("owners", {}), snapshot.jobs)
         self._state.apply(event)
         if event.event_id == self._marker:
             self._replaying = False
@@ -189,11 +198,19 @@ class LogFollower:
 
 
 def snapshot_payload(
-    state: OwnerState, store: SequenceStore, to_data: Callable[[OwnerState], dict[str, Any]]
+    state: OwnerState,
+    store: SequenceStore,
+    to_data: Callable[[OwnerState], dict[str, Any]],
+    index: JobOffsets | None = None,
 ) -> Snapshot:
-    """The snapshot event's payload: the state and where each waiting job's sequence is."""
+    """The snapshot event's payload: the state, where each waiting job's sequence is, and
+    where each remembered job's first and final events are."""
     jobs = list(state.waiting)
     if state.running is not None:
         jobs.append(state.running.job.job_id)
     offsets = {j: store.offsets[j] for j in jobs if j in store.offsets}
-    return Snapshot(state=to_data(state), offsets=offsets)
+    return Snapshot(
+        state=to_data(state),
+        offsets=offsets,
+        jobs=index.to_data(state.owners) if index is not None else [],
+    )

@@ -107,8 +107,10 @@ def _read_one(
     channel.basic_qos(prefetch_count=1)
 
     def on_record(ch: Any, method: Any, props: Any, body: bytes) -> None:
+        if got:
+            return  # no ack: the stream stops sending (else pika dispatches all of it at once)
         at = int((props.headers or {}).get("x-stream-offset", -1))
-        if at >= offset and not got:
+        if at >= offset:
             got.append((props, body))
         ch.basic_ack(method.delivery_tag)
 

@@ -20,7 +20,7 @@ from pika.adapters.blocking_connection import BlockingConnection
 
 from brokers.topology import Topology
 from consumers.backends.base import Backend, RunRequest
-from consumers.core.outcomes import DeadLetter, Effect, Reply, StartRun, StopRun
+from consumers.core.outcomes import AnswerFromLog, DeadLetter, Effect, Reply, StartRun, StopRun
 from consumers.core.policy import best_indexed
 from consumers.core.snapshot import to_data
 from consumers.core.state import OwnerState
@@ -37,6 +37,7 @@ from consumers.core.step import (
 )
 from consumers.core.view import view_of
 from consumers.deliveries import Refusal, SequenceChecker
+from consumers.joblog import JobAnswers
 from consumers.publish import Publisher, PublishFailed
 from consumers.recovery import LogFollower, snapshot_payload
 from consumers.sequences import SequenceMissing, SequenceStore
@@ -97,6 +98,14 @@ class Shell:
         self.events_since_snapshot = 0
         self.lane_backends: dict[str, Backend] = {}  # emulator lanes (`consumers.lanes`)
         self.lane_inbox: queue.SimpleQueue[Input] = queue.SimpleQueue()  # their reports
+        self.answers = JobAnswers(
+            follower.jobs,
+            self.results,
+            publisher.reply,
+            connection,
+            topology.events_stream,
+            follower.max_bytes,
+        )
 
     # ---- the one path --------------------------------------------------------------------------
 
@@ -180,6 +189,9 @@ class Shell:
     def _carry_out(self, effect: Effect, delivery: Delivery | None) -> None:
         if isinstance(effect, Reply):
             self._reply(effect)
+            self.answers.forward(effect.message)  # to those waiting with `result --wait`
+        elif isinstance(effect, AnswerFromLog):
+            self.answers.answer(effect)
         elif isinstance(effect, StartRun):
             self._start(effect)
         elif isinstance(effect, StopRun):
@@ -365,7 +377,7 @@ class Shell:
             return
         if not self.follower.caught_up(self.state):
             return
-        payload = snapshot_payload(self.state, self.store, to_data)
+        payload = snapshot_payload(self.state, self.store, to_data, self.follower.jobs)
         event = make_event(Topic.OWNER_SNAPSHOT, payload)
         self.follower.my_snapshots.add(event.event_id)
         self.emit([event])

@@ -8,7 +8,6 @@ line with a hint and an exit code (0 ok, 1 error, 2 usage, 3 timeout or no owner
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,10 +18,10 @@ from rich.console import Console
 
 from brokers.cli import settings_of
 from producers.client import QPUClient
-from producers.errors import ClientError, CommandRefused, ResultTimeout
+from producers.errors import ClientError, CommandRefused
 from producers.lookup import resolve_job_id
 from producers.views import emit_json, print_result, print_status, short
-from producers.waiting import StoppedWaiting, Waiter, stderr_console
+from producers.waiting import Waiter, stderr_console
 from schemas.enums import CommandName, JobState, Mode
 from schemas.messages import ControlReply
 
@@ -325,8 +324,9 @@ def submit(
     """Submit Pulser sequences (abstract-repr JSON files); prints each job id once the broker
     has it.
 
-    With --wait, shows on stderr what the jobs wait for (state, hold reasons, maintenance
-    message) and the shots measured, then prints each result; exits 1 if a job did not end DONE,
+    With --wait, shows on stderr a progress bar: what the jobs wait for (state, position, ETA,
+    hold reasons, maintenance message), then the shots measured (in a terminal; quiet when piped
+    or with --json), then prints each result; exits 1 if a job did not end DONE,
     3 on --timeout. Ctrl-C stops waiting, not the jobs.
     """
     texts = [_read_sequence(path) for path in sequence_files]
@@ -360,7 +360,7 @@ def submit(
                 click.echo(handle.job_id)
         if not wait:
             return
-        results = Waiter(client, handles, stderr_console()).wait(timeout)
+        results = Waiter(client, handles, stderr_console(), quiet=as_json).wait(timeout)
     for found in results:
         if as_json:
             emit_json(found)
@@ -372,43 +372,3 @@ def submit(
             f"{len(failed)} of {len(results)} jobs did not end DONE "
             f"(first: {short(failed[0].job_id)} {failed[0].state.value})"
         )
-
-
-@click.command("result")
-@click.argument("job_id")
-@click.option("--wait", is_flag=True, help="Wait until the job has a result.")
-@click.option(
-    "--timeout", type=click.FloatRange(min=0, min_open=True), default=None, help=WAIT_TIMEOUT_HELP
-)
-@json_option
-@click.pass_context
-def result(
-    ctx: click.Context, job_id: str, wait: bool, timeout: float | None, as_json: bool
-) -> None:
-    """Print a job's result, looked up in the event log (JOB_ID may be its first 8 characters)."""
-    with _client(ctx) as client:
-        full = _full_id(client, job_id)
-        found = client.fetch_result(full)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while wait and found is None:
-                if deadline is not None and time.monotonic() > deadline:
-                    raise ResultTimeout(
-                        f"no result for {full} after {timeout:g} s",
-                        hint=f"the job may still be queued: qsched result {short(full)} --wait",
-                    )
-                client.poll(1.0)
-                found = client.fetch_result(full)
-        except KeyboardInterrupt:
-            raise StoppedWaiting(
-                f"stopped waiting for {full}", f"cancel it: qsched cancel {short(full)}", [full]
-            ) from None
-    if found is None:
-        raise ClientError(
-            f"no result for {full} in the event log yet",
-            hint=f"wait for it: qsched result {short(full)} --wait",
-        )
-    if as_json:
-        emit_json(found)
-    else:
-        print_result(found)

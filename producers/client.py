@@ -16,6 +16,7 @@ per MPI rank (or `producers.mpi` for one publisher per node).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -49,6 +50,7 @@ from producers.errors import (
     ResultTimeout,
     UnknownJobClass,
 )
+from producers.results import UnknownToOwner, fetch_result_from_owner
 from producers.slurm import slurm_context
 from schemas.codec import CONTENT_TYPE, decode, decode_any, encode
 from schemas.enums import CommandName, JobState, Mode
@@ -601,15 +603,30 @@ class QPUClient:
         self._publish_all(batch)
         return handles
 
+    def follow(self, job_id: str, job_class: str, shots: int) -> JobHandle:
+        """A handle for a job submitted elsewhere, whose progress and result the owner sends
+        here once asked to (`producers.results.fetch_result_from_owner` with ``wait=True``)."""
+        return self._handles.setdefault(job_id, JobHandle(job_id, job_class, shots, self))
+
     def fetch_result(self, job_id: str, since: Offset = "first") -> JobResult | None:
-        """Find a job's final result in the event log (after the fact, from any client).
+        """A job's final result (after the fact, from any client): the owner finds it without
+        scanning the log (`producers.results`); with no owner answering, or with `since`, the
+        event log is read (operators only).
 
         Args:
-            job_id: the job.
+            job_id: the job (or its first characters, when the owner answers).
             since: where to start reading the stream (an offset, "first", or a datetime).
+
+        Raises:
+            CommandRefused: the job is another user's.
         """
         if job_id in self.results:
             return self.results[job_id]
+        if since == "first":
+            with contextlib.suppress(NoOwnerAnswered):
+                with contextlib.suppress(UnknownToOwner):
+                    return fetch_result_from_owner(self, job_id)[0]
+                return None
         found = None
         with channel(self._credentialed(self.urls[0]), name="qsched-fetch-result") as ch:
             try:
@@ -671,6 +688,7 @@ class QPUClient:
         user: str | None = None,
         job_class: str | None = None,
         limit: int | None = None,
+        wait: bool = False,
         timeout: float = 10.0,
     ) -> ControlReply:
         """Send an operator's command and wait for the owner's reply.
@@ -695,6 +713,7 @@ class QPUClient:
             user=user,
             job_class=job_class,
             limit=limit,
+            wait=wait,
         )
         self._publish_all(
             [

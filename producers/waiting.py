@@ -1,10 +1,13 @@
 """Waiting for results in a terminal or a script, saying what the jobs wait for.
 
-While results are outstanding the waiter asks the owner for its status every few seconds and
-shows, per job, its state (QUEUED, RUNNING, final), why it is held (the owner's hold reason, the
-maintenance message, a paused or down QPU) and the shots measured so far (from the owner's
-progress messages). In a terminal that is one live line with a shot bar on stderr; otherwise a
-line on stderr each time something changes. Ctrl-C and timeouts end with what to do next.
+Results are pushed: a submitter's come to its reply queue, and ``result --wait`` asks the owner
+to send the job's result and progress there too (`producers.results`). While results are
+outstanding the waiter asks the owner every few seconds for its status and for the first
+unfinished job's place in line, and shows the jobs' state (QUEUED, RUNNING, final), position and
+ETA, why they are held (the owner's hold reason, the maintenance message, a paused or down QPU),
+then the shots measured so far (from the owner's progress messages). In a terminal that is one
+live progress bar on stderr; piped, or with ``--json``, the waiter is quiet (a timeout's message
+still says what the jobs wait for). Ctrl-C and timeouts end with what to do next.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from producers.client import JobHandle, QPUClient
-from producers.errors import ClientError, NoOwnerAnswered, ResultTimeout
+from producers.errors import ClientError, CommandRefused, NoOwnerAnswered, ResultTimeout
+from producers.results import fetch_result_from_owner
 from producers.views import ALERT_STATES, short
 from schemas.enums import CommandName, JobState
-from schemas.messages import JobResult, StatusReport
+from schemas.messages import JobResult, QueueEntry, StatusReport
 
 STATUS_EVERY_S = 5.0
 # Unanswered commands expire into the dead-letter queue: ask less often while no owner answers.
@@ -50,16 +54,27 @@ class Waiter:
     Args:
         client: the client the jobs were submitted with (their results come to it).
         handles: the submitted jobs.
-        console: where the live view or the lines go (stderr).
+        console: where the live view goes (stderr).
+        quiet: show nothing (``--json``); a console that is no terminal shows nothing either.
+        watch: ask the owner to send the results here (jobs submitted by another client).
     """
 
-    def __init__(self, client: QPUClient, handles: Sequence[JobHandle], console: Console) -> None:
+    def __init__(
+        self,
+        client: QPUClient,
+        handles: Sequence[JobHandle],
+        console: Console,
+        quiet: bool = False,
+        watch: bool = False,
+    ) -> None:
         self.client = client
         self.handles = list(handles)
         self.console = console
+        self.quiet = quiet
+        self.watch = watch
         self.status: StatusReport | None = None
+        self.entry: QueueEntry | None = None
         self.owner_answers = True
-        self._last_line = ""
 
     def _state(self, handle: JobHandle) -> JobState:
         result = self.client.results.get(handle.job_id)
@@ -68,6 +83,9 @@ class Waiter:
         running = self.status.running if self.status else None
         if handle.last_progress is not None or (running and running.job_id == handle.job_id):
             return JobState.RUNNING
+        entry = self.entry
+        if entry is not None and entry.job_id == handle.job_id:
+            return entry.state
         return JobState.QUEUED
 
     def shots_done(self) -> int:
@@ -101,6 +119,17 @@ class Waiter:
             notes.append(f"{status.mode.value}: {status.mode_message}")
         return "; ".join(notes)
 
+    def _place(self, waiting: list[JobHandle]) -> str:
+        """The first waiting job's position and ETA, from the owner's last answer."""
+        entry = self.entry
+        if entry is None or entry.held is not None or entry.position is None:
+            return ""
+        if not any(h.job_id == entry.job_id for h in waiting):
+            return ""
+        which = "" if len(self.handles) == 1 else f"{short(entry.job_id)} "
+        eta = "" if entry.eta_s is None else f", starts in ~{entry.eta_s:.0f} s"
+        return f"{which}position {entry.position}{eta}"
+
     def summary(self) -> str:
         """One line: the jobs' states and why the queued ones wait."""
         states = [self._state(h) for h in self.handles]
@@ -110,23 +139,30 @@ class Waiter:
         else:
             counts = {s: states.count(s) for s in dict.fromkeys(states)}
             text = ", ".join(f"{n} {s.value}" for s, n in counts.items())
-        why = self._why(waiting) if waiting else ""
+        notes = [self._place(waiting), self._why(waiting)] if waiting else []
+        why = " · ".join(n for n in notes if n)
         return f"{text} · {why}" if why else text
 
     def _ask_status(self) -> None:
         try:
             reply = self.client.control(CommandName.STATUS, timeout=STATUS_TIMEOUT_S)
+            self.owner_answers = True
+            self.status = reply.status
+            self._ask_place()
         except NoOwnerAnswered:
             self.owner_answers = False
-            return
-        self.owner_answers = True
-        self.status = reply.status
 
-    def _show_line(self, total: int) -> None:
-        line = f"{self.summary()} · shots {self.shots_done()}/{total}"
-        if line != self._last_line:
-            self.console.print(line, highlight=False, soft_wrap=True)
-            self._last_line = line
+    def _ask_place(self) -> None:
+        """The first unfinished job's place in line (and, watching, a push of its result)."""
+        first = next((h for h in self.handles if h.job_id not in self.client.results), None)
+        if first is None:
+            return
+        try:
+            _, self.entry = fetch_result_from_owner(
+                self.client, first.job_id, wait=self.watch, timeout=STATUS_TIMEOUT_S
+            )
+        except CommandRefused:
+            self.entry = None  # not accepted by the owner yet
 
     def wait(self, timeout_s: float | None) -> list[JobResult]:
         """The results, in the order of `handles`.
@@ -138,7 +174,7 @@ class Waiter:
         ids = [h.job_id for h in self.handles]
         total = sum(h.shots for h in self.handles)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        live = self.console.is_terminal
+        live = self.console.is_terminal and not self.quiet
         next_status = 0.0
         columns = (
             TextColumn("{task.description}"),
@@ -158,8 +194,6 @@ class Waiter:
                         next_status = time.monotonic() + every
                     if live:
                         bar.update(task, description=self.summary(), completed=self.shots_done())
-                    else:
-                        self._show_line(total)
                     if deadline is not None and time.monotonic() > deadline:
                         missing = [j for j in ids if j not in self.client.results]
                         raise ResultTimeout(

@@ -95,3 +95,5 @@ class CommandName(StrEnum):
     CALIBRATION_COMPLETE = "calibration-complete"
     ALLOCATION_ENDED = "allocation-ended"
     QUEUE = "queue"
+    RESULT = "result"
+    HISTORY = "history"

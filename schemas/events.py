@@ -88,6 +88,11 @@ class Snapshot(Payload):
 
     state: dict[str, Any]
     offsets: dict[str, int] = Field(default_factory=dict)
+    jobs: list[int | None] = Field(
+        default_factory=list,
+        description="offsets of each job's first and final events, in the order of state owners"
+        " (consumers.joblog.JobOffsets.to_data)",
+    )
 
 
 class JobAccepted(Payload):

@@ -194,13 +194,22 @@ class ControlCommand(Message):
     limit: int | None = Field(default=None, ge=1, description="queue: at most this many entries")
     specs: str | None = Field(default=None, description="calibration-complete: Pulser device JSON")
     allocation: str | None = Field(default=None, description="allocation-ended: Slurm job id")
+    wait: bool = Field(
+        default=False, description="result: also send the result to reply_to when the job ends"
+    )
     issued_at: AwareDatetime = Field(default_factory=utc_now)
 
     @model_validator(mode="after")
     def _arguments_present(self) -> ControlCommand:
         if self.command is CommandName.MODE and self.mode is None:
             raise ValueError("command 'mode' needs a mode")
-        if self.command in (CommandName.CANCEL, CommandName.PREEMPT) and not self.job_id:
+        needs_job = (
+            CommandName.CANCEL,
+            CommandName.PREEMPT,
+            CommandName.RESULT,
+            CommandName.HISTORY,
+        )
+        if self.command in needs_job and not self.job_id:
             raise ValueError(f"command {self.command.value!r} needs a job_id")
         if self.command is CommandName.ALLOCATION_ENDED and not self.allocation:
             raise ValueError("command 'allocation-ended' needs an allocation (Slurm job id)")
@@ -285,6 +294,10 @@ class ControlReply(Message):
     error: JobError | None = None
     status: StatusReport | None = None
     queue: list[QueueEntry] | None = None
+    result: JobResult | None = Field(default=None, description="result: the job's final result")
+    history: list[Event] | None = Field(
+        default=None, description="history: the job's events in log order (no progress events)"
+    )
 
 
 class Event(Message):
@@ -310,6 +323,9 @@ class Event(Message):
     result: JobResult | None = None
     progress: JobProgress | None = None
     data: dict[str, Any] = Field(default_factory=dict)
+
+
+ControlReply.model_rebuild()  # its `history` names Event, defined after it
 
 
 class DeviceSpecs(Message):

@@ -5,21 +5,25 @@ event, and the events and effects the command causes; it raises `Refused` when t
 cannot be carried out now. `run_command` checks the sender against the table first: operators
 (the policy's `operators`, or members of its `operator_group` as the shell resolved them into
 `Command.operator`) may send everything; the policy's `epilog_users` only `allocation-ended`; a
-submitter may cancel its own jobs and read the status and the queue, where other users' jobs
-show without their details (`consumers.core.privacy`). Every command is logged as a ``control.<command>`` event with its
+submitter may cancel its own jobs, read the status and the queue (other users' jobs show
+without their details, `consumers.core.privacy`), and ask for the result and history of its own
+jobs (`result`, `history`: a job id prefix is resolved among the sender's jobs only, and the shell
+answers with the records, read from memory or at known log offsets). Every command is logged as a ``control.<command>`` event with its
 sender, accepted or not: the log is the audit trail.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from consumers.core.joblookup import resolve_prefix, where_is
 from consumers.core.machine import transition
 from consumers.core.outcomes import (
+    AnswerFromLog,
     Effect,
     Reply,
     Steps,
@@ -245,6 +249,15 @@ def _allocation_ended(state: OwnerState, policy: Policy, given: Command, now: da
     return done
 
 
+def _lookup(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
+    """`result` and `history`: where the job is now; the shell adds the records (AnswerFromLog)."""
+    job_id = given.command.job_id or ""
+    if state.owner_of(job_id) is None:
+        raise Refused(ErrorCode.UNKNOWN_JOB, f"no job {job_id} is known to the owner")
+    where = where_is(state, policy, job_id, now)
+    return Done(where.describe(job_id), reply={"queue": [where.entry] if where.entry else None})
+
+
 def _reload_policy(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
     return Done(given.detail or "policy reloaded")
 
@@ -262,8 +275,12 @@ TABLE: dict[CommandName, tuple[Handler, Who]] = {
     CommandName.CALIBRATION_START: (_calibration_start, Who.OPERATOR),
     CommandName.CALIBRATION_COMPLETE: (_calibration_complete, Who.OPERATOR),
     CommandName.ALLOCATION_ENDED: (_allocation_ended, Who.OPERATOR),
+    CommandName.RESULT: (_lookup, Who.JOB_OWNER),
+    CommandName.HISTORY: (_lookup, Who.JOB_OWNER),
 }
-QUIET = (CommandName.STATUS, CommandName.QUEUE)  # read-only: no event when they succeed
+QUIET = (CommandName.STATUS, CommandName.QUEUE, CommandName.RESULT, CommandName.HISTORY)
+# read-only: no event when they succeed
+FROM_LOG = (CommandName.RESULT, CommandName.HISTORY)  # answered with records the shell reads
 
 
 def is_operator(policy: Policy, given: Command) -> bool:
@@ -309,7 +326,11 @@ def run_command(
 ) -> Steps:
     """Authorise and carry out one command; its event, caused events, effects and reply."""
     command = given.command
-    error = given.problem or authorise(state, policy, given)
+    error = given.problem
+    if error is None and command.command in FROM_LOG:
+        given, error = _resolved(state, policy, given)
+        command = given.command
+    error = error or authorise(state, policy, given)
     done = Done("")
     if error is None:
         try:
@@ -345,5 +366,19 @@ def run_command(
                 reason=reply.message,
             )
         )
-    effects: list[Effect] = [*done.effects, Reply(given.reply_to, reply, command.command_id)]
+    answer: Effect = Reply(given.reply_to, reply, command.command_id)
+    if ok and command.command in FROM_LOG:
+        job_id = command.job_id or ""
+        ended = job_id in state.finished
+        answer = AnswerFromLog(given.reply_to, reply, job_id, command.wait, ended)
+    effects: list[Effect] = [*done.effects, answer]
     return [*events, *done.events], effects
+
+
+def _resolved(state: OwnerState, policy: Policy, given: Command) -> tuple[Command, JobError | None]:
+    """The command with its job id prefix resolved among the jobs the sender may see."""
+    everyone = given.operator or (given.user is not None and given.user in policy.operators)
+    found = resolve_prefix(state, given.command.job_id or "", given.user, everyone)
+    if isinstance(found, JobError):
+        return given, found
+    return replace(given, command=given.command.model_copy(update={"job_id": found})), None

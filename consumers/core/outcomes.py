@@ -2,7 +2,8 @@
 
 An effect is I/O the shell carries out after the events before it are confirmed and applied:
 `Reply` (answer a submitter or operator), `StartRun`/`StopRun` (drive the backend), `DeadLetter`
-(refuse the delivery being handled, with its reason).
+(refuse the delivery being handled, with its reason), `AnswerFromLog` (a reply the shell completes
+from the results it holds or the log).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 from consumers.core.order import Waiting
 from schemas.enums import JobState
 from schemas.events import FINAL_TOPICS, JobStopping, Topic, make_event
-from schemas.messages import Event, JobError, JobResult, Message, Timings
+from schemas.messages import ControlReply, Event, JobError, JobResult, Message, Timings
 
 if TYPE_CHECKING:
     from consumers.core.state import Run
@@ -54,7 +55,19 @@ class DeadLetter:
     error: JobError
 
 
-Effect = Reply | StartRun | StopRun | DeadLetter
+@dataclass(frozen=True)
+class AnswerFromLog:
+    """Answer a `result` or `history` command: the shell completes `reply` with what it finds
+    of `job_id` in memory or in the log, and with `watch`, sends the result when the job ends."""
+
+    reply_to: str | None
+    reply: ControlReply
+    job_id: str
+    watch: bool = False
+    ended: bool = False
+
+
+Effect = Reply | StartRun | StopRun | DeadLetter | AnswerFromLog
 Steps = tuple[list[Event], list[Effect]]
 
 

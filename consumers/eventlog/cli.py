@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import click
+import pika.exceptions
 from pika.adapters.blocking_connection import BlockingConnection
 
+from brokers.ask import ask_owner
 from brokers.cli import settings_of
 from brokers.connection import connect
 from brokers.settings import Settings
-from brokers.topology import build_topology
+from brokers.topology import Topology, build_topology
 from consumers.eventlog.errors import AmbiguousJob, EventLogError, JobNotFound
 from consumers.eventlog.export import write_export
 from consumers.eventlog.filters import EventFilter
@@ -27,14 +29,20 @@ from consumers.eventlog.reader import LogRecord, fetch_end_offset, parse_bound, 
 from consumers.eventlog.replay import render, replay
 from consumers.eventlog.shapes import JobHistory
 from consumers.eventlog.source import log_records
+from schemas.enums import CommandName, ErrorCode
 from schemas.errors import PolicyError
+from schemas.messages import ControlCommand
 from schemas.policy import load_policy
 
 MIN_PREFIX = 8
 
 
+def _topology(settings: Settings) -> Topology:
+    return build_topology(settings, load_policy(settings.policy_file))
+
+
 def _stream(settings: Settings) -> str:
-    return build_topology(settings, load_policy(settings.policy_file)).events_stream
+    return _topology(settings).events_stream
 
 
 @contextmanager
@@ -212,38 +220,86 @@ def replay_command(
 
 @click.command("history")
 @click.argument("job")
-@click.option("--from", "from_", help="Start reading at this offset or ISO time.")
+@click.option("--from", "from_", help="Read the log from this offset or ISO time (operators).")
 @click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for the QPU owner's answer.",
+)
 @click.pass_context
-def history(ctx: click.Context, job: str, from_: str | None, as_json: bool) -> None:
+def history(ctx: click.Context, job: str, from_: str | None, as_json: bool, timeout: float) -> None:
     """Every event of one job (id, or a prefix of at least 8 characters), with the time between
-    them, the reasons given, and its trace id."""
+    them, the reasons given, and its trace id.
+
+    The owner answers for the job's submitter and for operators, reading only that job's
+    stretch of the log. With --from, or when no owner answers, operators read the log itself.
+    """
     settings = settings_of(ctx)
     with _errors():
         if len(job) < MIN_PREFIX:
             raise JobNotFound(f"give at least {MIN_PREFIX} characters of the job id, not {job!r}")
-        with _connection(settings, "qsched-history") as ch:
-            found = job_histories(
-                (
-                    r.event
-                    for r in read_log(
-                        ch,
-                        _stream(settings),
-                        parse_bound(from_),
-                        max_bytes=settings.max_message_bytes,
-                    )
-                ),
-                job,
-            )
-        if not found:
-            raise JobNotFound(f"no job {job!r} in the event log")
-        if len(found) > 1:
-            raise AmbiguousJob(f"{job!r} matches {len(found)} jobs: {', '.join(sorted(found))}")
-        (only,) = found.values()
+        asked = _ask_owner(settings, job, timeout) if from_ is None else None
+        only = asked if isinstance(asked, JobHistory) else None
+        if only is None:
+            try:
+                only = _history_from_log(settings, job, from_)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if asked is None:  # no owner, and the log is for operators only
+                    raise EventLogError(
+                        "no QPU owner answered and this user may not read the event log"
+                    ) from exc
+                raise EventLogError(asked) from exc
     if as_json:
         click.echo(json.dumps(history_record(only), indent=2))
     else:
         print_history(only, sys.stdout)
+
+
+def _ask_owner(settings: Settings, job: str, timeout_s: float) -> JobHistory | str | None:
+    """The job's history from the owner; a refusal's message (for an unknown job: operators may
+    still find it in the log); None when no owner answered.
+
+    Raises:
+        EventLogError: the owner refused (another user's job, an ambiguous prefix).
+    """
+    command = ControlCommand(command=CommandName.HISTORY, job_id=job)
+    reply = ask_owner(settings, _topology(settings), command, timeout_s)
+    if reply is None:
+        return None
+    if not reply.ok:
+        if reply.error is not None and reply.error.code is ErrorCode.UNKNOWN_JOB:
+            if "matches" in reply.message:
+                raise AmbiguousJob(reply.message)
+            return reply.message
+        raise EventLogError(f"refused: {reply.message}")
+    events = reply.history or []
+    found = job_histories(events, events[0].job_id or job) if events else {}
+    if len(found) != 1:
+        return f"the owner sent no events of job {job}"
+    return next(iter(found.values()))
+
+
+def _history_from_log(settings: Settings, job: str, from_: str | None) -> JobHistory:
+    """The job's history read from the log (operators: the log is theirs to read)."""
+    with _connection(settings, "qsched-history") as ch:
+        found = job_histories(
+            (
+                r.event
+                for r in read_log(
+                    ch, _stream(settings), parse_bound(from_), max_bytes=settings.max_message_bytes
+                )
+            ),
+            job,
+        )
+    if not found:
+        raise JobNotFound(f"no job {job!r} in the event log")
+    if len(found) > 1:
+        raise AmbiguousJob(f"{job!r} matches {len(found)} jobs: {', '.join(sorted(found))}")
+    (only,) = found.values()
+    return only
 
 
 def history_record(job: JobHistory) -> dict[str, Any]:

@@ -32,7 +32,14 @@ log() {
 }
 
 [ -n "$SLURM_JOB_ID" ] || { log "no SLURM_JOB_ID; nothing to do"; exit 0; }
-out=$(timeout -k 2 "$limit" "$qsched" ctl allocation-ended "$SLURM_JOB_ID" 2>&1)
+# qsched-epilog (installed next to qsched) sends the same command without the CLI's imports,
+# so the running QPU job stops sooner after scancel; the full CLI is the fallback.
+fast=$(dirname "$(command -v "$qsched" 2>/dev/null || echo "$qsched")")/qsched-epilog
+if [ -x "$fast" ]; then
+    out=$(timeout -k 2 "$limit" "$fast" "$SLURM_JOB_ID" 2>&1)
+else
+    out=$(timeout -k 2 "$limit" "$qsched" ctl allocation-ended "$SLURM_JOB_ID" 2>&1)
+fi
 rc=$?
 if [ $rc -eq 0 ]; then
     log "allocation $SLURM_JOB_ID ended: $out"

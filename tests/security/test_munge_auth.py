@@ -149,7 +149,7 @@ def test_two_unix_users_submit_with_munge_and_get_their_results(site: Site) -> N
     alice = site.run(site.alice, "submit", "2")
     bob = site.run(site.bob, "submit", "2")
     peek = site.run(site.alice, "fetch", str(bob["job_ids"][0]))  # type: ignore[index]
-    assert peek["error"] == "NotAuthorised" and "event log" in str(peek["message"])
+    assert peek["error"] == "CommandRefused" and "may not result" in str(peek["message"])
     assert alice == {
         "user": site.alice,
         "states": ["DONE", "DONE"],

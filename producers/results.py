@@ -1,0 +1,74 @@
+"""A job's result and history, asked of the owner (which knows where they are in the log).
+
+Submitters may not read the event log, and nobody should scan all of it for one job: the owner
+keeps each job's offsets and answers `result` and `history` commands for the job's submitter
+and for operators (`consumers.joblog`). A job id may be given by its first characters; the owner
+resolves them among the sender's own jobs. ``wait=True`` also asks the owner to send the job's
+result (and its progress) to this client's reply queue when the job ends, so a waiter is pushed
+the result instead of polling for it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from producers.errors import CommandRefused
+from schemas.enums import CommandName, ErrorCode
+from schemas.messages import ControlReply, Event, JobResult, QueueEntry
+
+if TYPE_CHECKING:
+    from producers.client import QPUClient
+
+ASK_TIMEOUT_S = 10.0
+
+
+class UnknownToOwner(CommandRefused):
+    """The owner knows no job by that id (or prefix) that the sender may see."""
+
+    hint = "check the id; the owner remembers the last 100,000 jobs (operators: qsched history)"
+
+
+def ask_owner(
+    client: QPUClient,
+    command: CommandName,
+    job_id: str,
+    *,
+    wait: bool = False,
+    timeout: float = ASK_TIMEOUT_S,
+) -> ControlReply:
+    """Send a `result` or `history` command about one job and return the owner's answer.
+
+    Raises:
+        UnknownToOwner: no such job among those the sender may see.
+        CommandRefused: another refusal (another user's job: NOT_AUTHORISED).
+        NoOwnerAnswered: no owner answered within `timeout`.
+    """
+    reply = client.control(command, job_id=job_id, wait=wait, timeout=timeout)
+    if reply.ok:
+        return reply
+    if reply.error is not None and reply.error.code is ErrorCode.UNKNOWN_JOB:
+        raise UnknownToOwner(f"{command.value} refused: {reply.message}", reply.error)
+    raise CommandRefused(f"{command.value} refused: {reply.message}", reply.error)
+
+
+def fetch_result_from_owner(
+    client: QPUClient, job_id: str, *, wait: bool = False, timeout: float = ASK_TIMEOUT_S
+) -> tuple[JobResult | None, QueueEntry | None]:
+    """The job's final result, or where it is while it waits or runs (position, ETA, hold).
+
+    With `wait`, the owner also sends the result to this client when the job ends (it lands in
+    ``client.results``).
+    """
+    reply = ask_owner(client, CommandName.RESULT, job_id, wait=wait, timeout=timeout)
+    if reply.result is not None:
+        client.results.setdefault(reply.result.job_id, reply.result)
+    entry = reply.queue[0] if reply.queue else None
+    return reply.result, entry
+
+
+def fetch_history_from_owner(
+    client: QPUClient, job_id: str, *, timeout: float = ASK_TIMEOUT_S
+) -> list[Event]:
+    """Every event of the job in log order (progress events and the sequence left out)."""
+    reply = ask_owner(client, CommandName.HISTORY, job_id, timeout=timeout)
+    return list(reply.history or [])

@@ -89,6 +89,12 @@ class OwnerSettings(BaseModel):
     snapshot_every_s: float = Field(
         default=300.0, gt=0, description="...or after this long, whichever comes first"
     )
+    snapshot_max_bytes: int = Field(
+        default=64 * 1024**2,
+        gt=0,
+        description="largest owner.snapshot event (the owner's own state: may exceed "
+        "max_message_bytes; keep it under the broker's max_message_size, 128 MiB by default)",
+    )
     sequence_cache_bytes: int = Field(
         default=64 * 1024**2,
         ge=0,
@@ -217,6 +223,11 @@ class Settings(BaseSettings):
         if cls.toml_file_path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_file_path))
         return tuple(sources)
+
+    @property
+    def log_max_bytes(self) -> int:
+        """Largest record of the event log: its snapshots may exceed `max_message_bytes`."""
+        return max(self.max_message_bytes, self.owner.snapshot_max_bytes)
 
     @property
     def amqp_user(self) -> str:

@@ -168,11 +168,18 @@ class Owner:
         channel = conn.channel()
         declare(channel, self.topology)
         max_bytes = self.settings.max_message_bytes
+        log_bytes = self.settings.log_max_bytes  # the log holds snapshots larger than messages
         publisher = Publisher(
-            conn, channel, self.topology, self.settings.amqp_user, self.owner_id, max_bytes
+            conn,
+            channel,
+            self.topology,
+            self.settings.amqp_user,
+            self.owner_id,
+            max_bytes,
+            self.settings.owner.snapshot_max_bytes,
         )
-        store = SequenceStore(self.settings.owner.sequence_cache_bytes, max_bytes)
-        follower = LogFollower(conn, self.topology, publisher, store, max_bytes)
+        store = SequenceStore(self.settings.owner.sequence_cache_bytes, log_bytes)
+        follower = LogFollower(conn, self.topology, publisher, store, log_bytes)
         pointer = follower.read_pointer(channel)
         state = follower.replay(self.policy.fair_share_half_life_s, pointer)
         publisher.term = state.term + 1

@@ -30,6 +30,7 @@ from brokers.connection import properties
 from brokers.topology import Topology
 from consumers.errors import OwnerError
 from schemas.codec import encode
+from schemas.events import Topic
 from schemas.messages import Event, Message
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class Publisher:
         user_id: str,
         owner_id: str,
         max_bytes: int,
+        snapshot_max_bytes: int | None = None,
     ) -> None:
         self.channel = channel
         self._connection = connection
@@ -63,6 +65,7 @@ class Publisher:
         self._user_id = user_id
         self._owner_id = owner_id
         self._max_bytes = max_bytes
+        self._snapshot_max_bytes = snapshot_max_bytes or max_bytes
         self._tag = 0
         self._pending: dict[int, str] = {}
         self._failed: dict[str, str] = {}
@@ -93,9 +96,14 @@ class Publisher:
         correlation_id: str | None = None,
         headers: Mapping[str, Any] | None = None,
         mandatory: bool = True,
+        max_bytes: int | None = None,
     ) -> None:
-        """Encode and publish `message`; confirmed at the next `flush`."""
-        body = encode(message, self._max_bytes)
+        """Encode and publish `message`; confirmed at the next `flush`.
+
+        Raises:
+            MessageTooLarge: the body exceeds `max_bytes` (default: the message limit).
+        """
+        body = encode(message, max_bytes or self._max_bytes)
         props = properties(
             message,
             message_id=message_id,
@@ -128,6 +136,7 @@ class Publisher:
             stamped,
             message_id=stamped.event_id,
             headers=headers,
+            max_bytes=self._snapshot_max_bytes if stamped.topic == Topic.OWNER_SNAPSHOT else None,
         )
         return stamped
 

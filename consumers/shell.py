@@ -45,6 +45,7 @@ from consumers.settle import Delivery, ack, dead_letter
 from consumers.sink import Sink
 from consumers.spans import JobSpans
 from schemas.enums import ErrorCode, JobState
+from schemas.errors import MessageTooLarge
 from schemas.events import JobAccepted, Refused, Topic, make_event, payload_of
 from schemas.messages import Event, JobError, JobProgress, JobResult, Message, Timings
 from schemas.policy import Policy
@@ -380,8 +381,13 @@ class Shell:
         payload = snapshot_payload(self.state, self.store, to_data, self.follower.jobs)
         event = make_event(Topic.OWNER_SNAPSHOT, payload)
         self.follower.my_snapshots.add(event.event_id)
-        self.emit([event])
-        self.commit()
+        try:
+            self.emit([event])
+        except MessageTooLarge as exc:  # never fatal: activation then replays a longer tail
+            self.follower.my_snapshots.discard(event.event_id)
+            log.error("owner.snapshot not written: %s (raise owner.snapshot_max_bytes)", exc)
+        else:
+            self.commit()
         self.events_since_snapshot = 0
 
     def command(self, given: Command, delivery: Delivery) -> bool:

@@ -55,7 +55,7 @@ def _client(ctx: click.Context) -> Iterator[QPUClient]:
 
 def _full_id(client: QPUClient, job_id: str) -> str:
     return resolve_job_id(
-        client.urls[0], client.topology.events_stream, job_id, client.settings.max_message_bytes
+        client.urls[0], client.topology.events_stream, job_id, client.settings.log_max_bytes
     )
 
 

@@ -636,7 +636,7 @@ class QPUClient:
                             record.body,
                             record.properties.type,
                             Event,
-                            self.settings.max_message_bytes,
+                            self.settings.log_max_bytes,
                         )
                     except DecodeError:
                         continue

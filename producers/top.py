@@ -82,7 +82,7 @@ class EventFeed:
     def _on_message(self, channel: Any, method: Any, props: Any, body: bytes) -> None:
         channel.basic_ack(method.delivery_tag)
         try:
-            event = decode(body, props.type, Event, self.settings.max_message_bytes)
+            event = decode(body, props.type, Event, self.settings.log_max_bytes)
         except DecodeError:
             return
         if event.topic not in ("job.progress", "owner.snapshot", "owner.activating"):

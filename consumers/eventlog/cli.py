@@ -116,7 +116,7 @@ def tail(
         end = fetch_end_offset(ch, stream)
         recent: deque[LogRecord] = deque(maxlen=max(lines, 0))
         if end is not None:
-            for record in read_log(ch, stream, end=end, max_bytes=settings.max_message_bytes):
+            for record in read_log(ch, stream, end=end, max_bytes=settings.log_max_bytes):
                 if keep(record.event):
                     recent.append(record)
         for record in recent:
@@ -126,7 +126,7 @@ def tail(
         start = 0 if end is None else end + 1
         try:
             for record in read_log(
-                ch, stream, start, follow=True, max_bytes=settings.max_message_bytes
+                ch, stream, start, follow=True, max_bytes=settings.log_max_bytes
             ):
                 if keep(record.event):
                     show(record)
@@ -156,7 +156,7 @@ def export(ctx: click.Context, fmt: str, from_: str | None, to: str | None, outp
             _stream(settings),
             parse_bound(from_),
             parse_bound(to),
-            max_bytes=settings.max_message_bytes,
+            max_bytes=settings.log_max_bytes,
         )
         if str(output) == "-":
             count = write_export(records, fmt, sys.stdout)
@@ -289,7 +289,7 @@ def _history_from_log(settings: Settings, job: str, from_: str | None) -> JobHis
             (
                 r.event
                 for r in read_log(
-                    ch, _stream(settings), parse_bound(from_), max_bytes=settings.max_message_bytes
+                    ch, _stream(settings), parse_bound(from_), max_bytes=settings.log_max_bytes
                 )
             ),
             job,

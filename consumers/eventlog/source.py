@@ -42,7 +42,7 @@ def log_records(
     stream = build_topology(settings, load_policy(settings.policy_file)).events_stream
     conn = connect(settings.amqp_url, name=name)
     try:
-        yield _translated(read_log(conn, stream, start, end, max_bytes=settings.max_message_bytes))
+        yield _translated(read_log(conn, stream, start, end, max_bytes=settings.log_max_bytes))
     finally:
         if conn.is_open:
             conn.close()

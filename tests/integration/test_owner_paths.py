@@ -116,3 +116,22 @@ def test_handle_cancel_stops_a_running_job_and_keeps_its_partial_counts(
     assert sum(result.counts.values()) < 2000
     status = client.control(CommandName.STATUS).status
     assert status is not None and status.running is None
+
+
+def test_a_snapshot_over_its_size_limit_is_skipped_and_the_owner_and_the_next_one_run_on(
+    owners: OwnerHarness,
+) -> None:
+    """An owner.snapshot larger than owner.snapshot_max_bytes is not written (logged once per
+    try), the owner keeps running jobs, and the next owner activates from the log without it."""
+    env = {"QSCHED_OWNER__SNAPSHOT_MAX_BYTES": "300", "QSCHED_OWNER__SNAPSHOT_EVERY_EVENTS": "10"}
+    first = owners.start("--backend", "synthetic", env=env)
+    client = owners.client(validate_locally=False)
+    handles = [client.submit(analog_sequence(2), 10, job_class="development") for _ in range(4)]
+    assert {h.result(timeout=60).state for h in handles} == {JobState.DONE}
+    assert "owner.snapshot not written" in first.log()
+    assert first.process.poll() is None  # alive
+    assert not [e for e in events(owners) if e.topic == "owner.snapshot"]
+    first.stop()
+    owners.start("--backend", "synthetic", env=env)
+    later = owners.client(validate_locally=False).submit(analog_sequence(2), 10)
+    assert later.result(timeout=60).state is JobState.DONE

@@ -1,7 +1,8 @@
 """`JobHandle`: one submitted job, as the submitter sees it.
 
 A handle is a light view onto its client: the result and progress it reports are what the
-client's reply inbox (`producers.replies`) has received.
+client's reply inbox (`producers.replies`) has received. Handles are equal and hash by job id
+(users keep them in sets and dicts); `producers.futures` waits on many at once.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 ProgressCallback = Callable[[JobProgress], None]
 
 
-@dataclass
+@dataclass(eq=False)
 class JobHandle:
     """A submitted job; `result` waits for its final answer."""
 
@@ -31,6 +32,14 @@ class JobHandle:
     on_progress: ProgressCallback | None = field(default=None, repr=False)
     last_progress: JobProgress | None = None
     span_context: Any = field(default=None, repr=False)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, JobHandle):
+            return NotImplemented
+        return self.job_id == other.job_id
+
+    def __hash__(self) -> int:
+        return hash(self.job_id)
 
     def result(self, timeout: float | None = None) -> JobResult:
         """Wait for the final result.

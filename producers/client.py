@@ -25,13 +25,19 @@ import amqp.exceptions
 import kombu
 import pika.exceptions
 from kombu import Consumer, Queue
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, set_span_in_context
 
 from brokers.connection import channel
 from brokers.settings import Settings, load_settings
 from brokers.stream import Offset, read_stream
 from brokers.topology import Topology, build_topology
-from brokers.tracing import configure_tracing, inject, messaging_attributes, tracer
+from brokers.tracing import (
+    configure_tracing,
+    inject,
+    messaging_attributes,
+    tracer,
+    tracing_active,
+)
 from producers.confirms import CONFIRM_WINDOW, ConfirmedPublisher, Outgoing
 from producers.connect import CONNECTION_ERRORS, credentialed, open_connection
 from producers.errors import (
@@ -55,6 +61,7 @@ from schemas.messages import (
     JobRequest,
     JobResult,
     QueueEntry,
+    utc_now,
 )
 from schemas.policy import Policy, load_policy
 
@@ -328,32 +335,48 @@ class QPUClient:
     ) -> list[JobHandle]:
         """Publish many jobs, pipelined: confirms are awaited per window, not per job.
 
-        Each job gets its own producer span (one trace per job).
+        Each job gets its own producer span (one trace per job) when tracing is on. Its
+        ``submitted_at`` is stamped just before the publish (queue wait starts there), and each
+        handle's `queued_at` once the broker confirmed it.
 
         Raises:
             UnknownJobClass, QueueFull, NotAuthorised, BrokerUnreachable: for the first window
             with a refusal; jobs of earlier windows were accepted.
         """
         exchange = self.topology.jobs_exchange
+        traced = tracing_active()
+        # Queue wait starts now, after building and local validation, not when a job was built.
+        now = utc_now()
         handles, batch = [], []
-        for job in jobs:
+        for built in jobs:
+            job = built.model_copy(update={"submitted_at": now})
             handle = JobHandle(job.job_id, job.job_class, job.shots, self, on_progress)
-            attributes = messaging_attributes("publish", exchange, job.job_id, job.job_class) | {
-                "qsched.job_class": job.job_class,
-                "qsched.shots": job.shots,
-                "qsched.priority": job.priority,
-            }
-            with tracer().start_as_current_span(
-                f"{exchange} publish", kind=SpanKind.PRODUCER, attributes=attributes
-            ) as span:
-                headers: dict[str, Any] = {}
-                inject(headers)
-                handle.span_context = span.get_span_context()
+            headers: dict[str, Any] = {}
+            if traced:
+                handle.span_context = self._publish_span(job, headers)
             self._handles[job.job_id] = handle
             handles.append(handle)
             batch.append(Outgoing(job, exchange, job.job_class, job.job_id, job.priority, headers))
         self._publish_all(batch)
+        confirmed = utc_now()
+        for handle in handles:
+            handle.queued_at = confirmed
         return handles
+
+    def _publish_span(self, job: JobRequest, headers: dict[str, Any]) -> Any:
+        """Open and close the job's producer span, its context injected into `headers`."""
+        exchange = self.topology.jobs_exchange
+        attributes = messaging_attributes("publish", exchange, job.job_id, job.job_class) | {
+            "qsched.job_class": job.job_class,
+            "qsched.shots": job.shots,
+            "qsched.priority": job.priority,
+        }
+        span = tracer().start_span(
+            f"{exchange} publish", kind=SpanKind.PRODUCER, attributes=attributes
+        )
+        inject(headers, set_span_in_context(span))
+        span.end()
+        return span.get_span_context()
 
     def fetch_result(self, job_id: str, since: Offset = "first") -> JobResult | None:
         """Find a job's final result in the event log (after the fact, from any client).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from producers.errors import CommandRefused
@@ -32,6 +33,7 @@ class JobHandle:
     on_progress: ProgressCallback | None = field(default=None, repr=False)
     last_progress: JobProgress | None = None
     span_context: Any = field(default=None, repr=False)
+    queued_at: datetime | None = None  # when the broker confirmed the publish
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, JobHandle):

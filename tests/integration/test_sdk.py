@@ -3,10 +3,13 @@ connection built from a URL and a namespace."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from producers import FIRST_COMPLETED, JobProgress, QSchedConnection, as_completed, wait
 from schemas import CommandName, JobState
+from schemas.messages import utc_now
 from tests.conftest import OwnerHarness
 from tests.sequences import analog_sequence
 
@@ -39,8 +42,22 @@ def test_whichever_job_finishes_first_is_seen_first_with_progress_pushed(
     assert 0 < progressed[-1].shots_done < 400
 
 
-def test_qsched_connection_from_a_url_and_a_namespace(owners: OwnerHarness) -> None:
+def test_queue_wait_starts_at_the_publish_and_the_pulser_connection_takes_a_url(
+    owners: OwnerHarness,
+) -> None:
+    """Given a job built an hour ago, its queue wait starts when it is published (not when it was
+    built) and its handle knows when the broker confirmed it; `QSchedConnection(url=...,
+    namespace=...)` reaches the same owner."""
     owners.start("--backend", "synthetic")
+    client = owners.client()
+    built = client.build_job(analog_sequence(2), 5, job_class="development")
+    built = built.model_copy(update={"submitted_at": utc_now() - timedelta(hours=1)})
+    before = utc_now()
+    handle = client.submit_request(built)
+    assert handle.queued_at is not None and before <= handle.queued_at <= utc_now()
+    timings = handle.result(timeout=30).timings
+    assert before <= timings.queued_at <= handle.queued_at
+    assert timings.queue_wait_s is not None and timings.queue_wait_s < 60
     settings = owners.broker.settings
     with QSchedConnection(url=settings.amqp_url, namespace=settings.namespace) as connection:
         owners.broker.forget_queue(connection.client.reply_queue_name)

@@ -1,22 +1,26 @@
-"""Run benchmarks: ``python -m bench [NAME...] [--jobs N] [--samples K]``."""
+"""Run benchmarks: ``python -m bench [NAME...] [--jobs N] [--samples K] [--json]``."""
 
 from __future__ import annotations
 
 import argparse
 
-from bench import activation, auth, backlog, dispatch, export, submit
+from bench import activation, auth, backlog, dispatch, export, preempt, profile, submit
 
 BENCHMARKS = {
     "dispatch": dispatch.main,
     "submit": submit.main,
+    "preempt": preempt.main,
     "backlog": backlog.main_with_intake,
     "activation": activation.main,
     "export": export.main,
     "auth": auth.main,
+    "profile": profile.main,
 }
 # `auth` needs root and MUNGE (infra/slurm/deps.sh): run it by name, `python -m bench auth`.
-DEFAULT = ("dispatch", "submit", "backlog", "activation", "export")
-SAMPLED = ("dispatch", "submit")  # these take --samples
+# `profile` is a diagnosis, not a figure: run it by name, `python -m bench profile`.
+DEFAULT = ("dispatch", "submit", "preempt", "backlog", "activation", "export")
+SAMPLED = ("dispatch", "submit", "preempt")  # these take --samples
+JSON = ("dispatch", "submit", "preempt", "profile")  # these print a --json line
 
 
 def main() -> None:
@@ -25,12 +29,19 @@ def main() -> None:
     parser.add_argument("names", nargs="*", help="benchmarks to run: " + ", ".join(BENCHMARKS))
     parser.add_argument("--jobs", type=int, default=500)
     parser.add_argument("--samples", type=int, default=3, help="measurements per figure")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="also print one JSON line of figures and ratios per benchmark (compare commits)",
+    )
     args = parser.parse_args()
     for name in args.names or DEFAULT:
+        kwargs: dict[str, object] = {}
         if name in SAMPLED:
-            BENCHMARKS[name](args.jobs, args.samples)
-        else:
-            BENCHMARKS[name](args.jobs)
+            kwargs["samples"] = args.samples
+        if name in JSON:
+            kwargs["as_json"] = args.json
+        BENCHMARKS[name](args.jobs, **kwargs)
 
 
 if __name__ == "__main__":

@@ -162,6 +162,15 @@ class Publisher:
         failed, self._failed = self._failed, {}
         return failed
 
+    def flush(self, timeout_s: float = CONFIRM_TIMEOUT_S) -> dict[str, str]:
+        """Wait until every publish so far is confirmed; the refusals since the last `pump`.
+
+        Raises:
+            PublishFailed: confirms did not come within `timeout_s`.
+        """
+        self.wait_confirmed(timeout_s)
+        return self.pump()
+
     def wait_confirmed(self, timeout_s: float = CONFIRM_TIMEOUT_S) -> None:
         """Wait until every publish so far is confirmed; refusals stay for the next `pump`.
 

@@ -1,4 +1,4 @@
-"""Run benchmarks: ``python -m bench [NAME...] [--jobs N] [--samples K]``."""
+"""Run benchmarks: ``python -m bench [NAME...] [--jobs N] [--samples K] [--json]``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from bench import (
     export,
     lanes,
     metrics,
+    preempt,
+    profile,
     results,
     submit,
 )
@@ -20,6 +22,7 @@ from bench import (
 BENCHMARKS = {
     "dispatch": dispatch.main,
     "submit": submit.main,
+    "preempt": preempt.main,
     "backlog": backlog.main_with_intake,
     "activation": activation.main,
     "export": export.main,
@@ -28,10 +31,23 @@ BENCHMARKS = {
     "lanes": lanes.main,
     "results": results.main,
     "epilog": epilog.main,
+    "profile": profile.main,
 }
 # `auth` needs root and MUNGE (infra/slurm/deps.sh): run it by name, `python -m bench auth`.
-DEFAULT = ("dispatch", "submit", "backlog", "activation", "export", "lanes", "results", "epilog")
-SAMPLED = ("dispatch", "submit", "metrics")  # these take --samples
+# `profile` is a diagnosis, not a figure: run it by name, `python -m bench profile`.
+DEFAULT = (
+    "dispatch",
+    "submit",
+    "preempt",
+    "backlog",
+    "activation",
+    "export",
+    "lanes",
+    "results",
+    "epilog",
+)
+SAMPLED = ("dispatch", "submit", "preempt", "metrics")  # these take --samples
+JSON = ("dispatch", "submit", "preempt", "profile", "export")  # these print a --json line
 
 
 def main() -> None:
@@ -40,15 +56,19 @@ def main() -> None:
     parser.add_argument("names", nargs="*", help="benchmarks to run: " + ", ".join(BENCHMARKS))
     parser.add_argument("--jobs", type=int, default=500)
     parser.add_argument("--samples", type=int, default=3, help="measurements per figure")
-    parser.add_argument("--json", action="store_true", help="export: the figures as a JSON line")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="also print one JSON line of figures and ratios per benchmark (compare commits)",
+    )
     args = parser.parse_args()
     for name in args.names or DEFAULT:
-        if name == "export":
-            export.main(args.jobs, as_json=args.json)
-        elif name in SAMPLED:
-            BENCHMARKS[name](args.jobs, args.samples)
-        else:
-            BENCHMARKS[name](args.jobs)
+        kwargs: dict[str, object] = {}
+        if name in SAMPLED:
+            kwargs["samples"] = args.samples
+        if name in JSON:
+            kwargs["as_json"] = args.json
+        BENCHMARKS[name](args.jobs, **kwargs)
 
 
 if __name__ == "__main__":

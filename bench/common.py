@@ -100,14 +100,17 @@ def delete_queues(url: str, names: list[str]) -> None:
 
 @contextmanager
 def owner_process(
-    settings: Settings, *args: str, env: dict[str, str] | None = None
+    settings: Settings,
+    *args: str,
+    env: dict[str, str] | None = None,
+    program: list[str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A `qsched owner` on the namespace with a clean environment plus `env`; SIGTERM, then
-    SIGKILL."""
+    SIGKILL. `program` replaces ``qsched owner`` (e.g. the profiled owner)."""
     qsched = shutil.which("qsched") or str(Path(sys.executable).with_name("qsched"))
     log = tempfile.NamedTemporaryFile(prefix="qsched-bench-owner-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(
-        [qsched, "owner", *args],
+        [*(program or [qsched, "owner"]), *args],
         env=child_env(settings, **(env or {})),
         stdout=log,
         stderr=subprocess.STDOUT,

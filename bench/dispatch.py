@@ -22,6 +22,7 @@ median [min..max] over samples.
 from __future__ import annotations
 
 import itertools
+import json
 import statistics
 import threading
 import time
@@ -129,7 +130,7 @@ def owner_dispatch(url: str, jobs: int) -> tuple[list[float], float]:
     return gaps, jobs / span_s
 
 
-def main(jobs: int, samples: int = 3) -> None:
+def main(jobs: int, samples: int = 3, as_json: bool = False) -> None:
     """Print jobs/s and p50/p99 dispatch overhead next to both round-trip baselines."""
     figures: dict[str, list[float]] = {
         k: [] for k in ("jobs/s", "p50", "p99", "t50", "t99", "d50", "d99")
@@ -175,3 +176,17 @@ def main(jobs: int, samples: int = 3) -> None:
         f"  ratio overhead / durable      p50 {med['p50'] / med['d50']:6.1f}x"
         f"   p99 {med['p99'] / med['d99']:6.1f}x"
     )
+    print("  goals: overhead p50 < 1 ms, p99 < 3 ms; >= 1000 jobs/s")
+    if as_json:
+        line = {
+            "bench": "dispatch",
+            "jobs": jobs,
+            "samples": samples,
+            "jobs_per_s": med["jobs/s"],
+            "ms": {k: v for k, v in med.items() if k != "jobs/s"},
+            "ratio_p50_vs_transient": med["p50"] / med["t50"],
+            "ratio_p99_vs_transient": med["p99"] / med["t99"],
+            "ratio_p50_vs_durable": med["p50"] / med["d50"],
+            "ratio_p99_vs_durable": med["p99"] / med["d99"],
+        }
+        print(json.dumps(line))

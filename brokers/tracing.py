@@ -85,6 +85,14 @@ def tracer() -> trace.Tracer:
     return trace.get_tracer(TRACER_NAME)
 
 
+def tracing_active() -> bool:
+    """Whether a span made now would carry anything: a tracer provider is installed, or the
+    caller runs inside a valid span of its own (whose context a no-op span passes on)."""
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return True
+    return trace.get_current_span().get_span_context().is_valid
+
+
 def inject(headers: MutableMapping[str, Any], context: Context | None = None) -> None:
     """Write ``traceparent``/``tracestate`` of `context` (default: current) into AMQP headers."""
     carrier: dict[str, str] = {}

@@ -52,6 +52,7 @@ from schemas.sequence import load_device
 log = logging.getLogger(__name__)
 
 RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+CONFIRM_POLL_S = 0.0005
 
 
 class Owner:
@@ -264,7 +265,16 @@ class Owner:
         next_tick = time.monotonic()
         last_snapshot = time.monotonic()
         while not self._stop.is_set():
-            conn.process_data_events(time_limit=owner.tick_s)
+            # A backend report may have come in (and used up its wake-up) while the last commit
+            # waited for confirms: then only look at the socket. Confirms do not wake a blocked
+            # wait (they arrive below pika's blocking wrapper): poll in short steps while some
+            # effects wait for them.
+            if not (shell.inbox.empty() and shell.lane_inbox.empty()):
+                wait_s = 0.0
+            else:
+                wait_s = CONFIRM_POLL_S if shell.pending else owner.tick_s
+            conn.process_data_events(time_limit=wait_s)
+            shell.settle()
             intake = (len(self._jobs), time.monotonic())
             changed = self._take_jobs(shell) | self._take_commands(shell) | shell.drain_inbox()
             now = time.monotonic()

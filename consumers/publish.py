@@ -2,10 +2,11 @@
 
 The owner's guarantees rest on publisher confirms, but waiting for each confirm before the next
 publish costs a round trip per event. So every publish on the owner's channel is sent at once
-and tracked by its delivery tag; `flush` waits until the broker confirmed all of them and says
-which were refused (nacked, e.g. a full reply queue) or returned (unroutable). The shell applies
-events as it sends them and does nothing outside the broker (acks, replies' consequences,
-backend starts) before a `flush`: if a confirm fails, the owner drops its state and rebuilds it
+and tracked by its delivery tag; `confirmed_through` says up to which tag the broker confirmed,
+`pump` takes the confirms that arrived (and the refusals: nacked, e.g. a full reply queue, or
+returned, unroutable) and `wait_confirmed` waits for all. The shell applies events as it sends
+them and acks or replies only once their events are confirmed (`consumers.pending`); it starts
+and stops runs at once: if a confirm fails, the owner drops its state and its run and rebuilds
 from the log, where only what was confirmed is.
 
 Every event is stamped with the writer's owner id and activation term (fencing) and carries its
@@ -81,7 +82,7 @@ class Publisher:
         props: pika.BasicProperties,
         mandatory: bool = False,
     ) -> None:
-        """Publish bytes as they are (dead letters); confirmed at the next `flush`."""
+        """Publish bytes as they are (dead letters); confirmed later (`wait_confirmed`, `pump`)."""
         self._impl.basic_publish(exchange, routing_key, body, props, mandatory)
         self._tag += 1
         self._pending[self._tag] = props.message_id or ""
@@ -98,7 +99,7 @@ class Publisher:
         mandatory: bool = True,
         max_bytes: int | None = None,
     ) -> None:
-        """Encode and publish `message`; confirmed at the next `flush`.
+        """Encode and publish `message`; confirmed later (`wait_confirmed`, `pump`).
 
         Raises:
             MessageTooLarge: the body exceeds `max_bytes` (default: the message limit).
@@ -122,9 +123,10 @@ class Publisher:
             PublishFailed: the broker refused it or could not route it.
         """
         self.send(exchange, routing_key, message, message_id=message_id)
-        failed = self.flush()
-        if message_id in failed:
-            raise PublishFailed(f"{routing_key or exchange}: {failed[message_id]}")
+        self.wait_confirmed()
+        why = self._failed.pop(message_id, None)
+        if why is not None:
+            raise PublishFailed(f"{routing_key or exchange}: {why}")
 
     def event(self, event: Event) -> Event:
         """Stamp and send a state change on the events exchange (and so into the stream)."""
@@ -141,7 +143,7 @@ class Publisher:
         return stamped
 
     def reply(self, reply_to: str, message: Message, correlation_id: str) -> None:
-        """Send an answer to a submitter's or operator's queue (checked at the next `flush`:
+        """Send an answer to a submitter's or operator's queue (checked by the next `pump`:
         a reply that cannot be delivered is reported there, never retried)."""
         self.send(
             "",
@@ -153,11 +155,33 @@ class Publisher:
 
     # ---- confirming --------------------------------------------------------------------------
 
-    def flush(self, timeout_s: float = CONFIRM_TIMEOUT_S) -> dict[str, str]:
-        """Wait until every publish so far is confirmed.
+    @property
+    def last_tag(self) -> int:
+        """Delivery tag of the last publish on this channel (0 before any)."""
+        return self._tag
 
-        Returns:
-            Message id -> why, for publishes the broker refused or could not route.
+    def confirmed_through(self) -> int:
+        """Every publish with a tag up to this one has been confirmed (or refused)."""
+        return min(self._pending) - 1 if self._pending else self._tag
+
+    def pump(self) -> dict[str, str]:
+        """Take the confirms that arrived, without waiting; refusals since the last call."""
+        if self._pending:
+            self._connection.process_data_events(time_limit=0)
+        failed, self._failed = self._failed, {}
+        return failed
+
+    def flush(self, timeout_s: float = CONFIRM_TIMEOUT_S) -> dict[str, str]:
+        """Wait until every publish so far is confirmed; the refusals since the last `pump`.
+
+        Raises:
+            PublishFailed: confirms did not come within `timeout_s`.
+        """
+        self.wait_confirmed(timeout_s)
+        return self.pump()
+
+    def wait_confirmed(self, timeout_s: float = CONFIRM_TIMEOUT_S) -> None:
+        """Wait until every publish so far is confirmed; refusals stay for the next `pump`.
 
         Raises:
             PublishFailed: confirms did not come within `timeout_s`.
@@ -171,8 +195,6 @@ class Publisher:
             # Confirms reach our callback on the channel underneath the blocking wrapper, which
             # the wrapper does not count as an event to return for: poll in short steps.
             self._connection.process_data_events(time_limit=0.0005)
-        failed, self._failed = self._failed, {}
-        return failed
 
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method

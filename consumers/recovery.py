@@ -155,7 +155,7 @@ class LogFollower:
             pointer = SnapshotPointer(
                 offset=offset, event_id=props.message_id, term=self._publisher.term or 0
             )
-            self._publisher.send(  # confirmed at the owner's next flush (not inside a callback)
+            self._publisher.send(  # confirmed later, with the owner's (not inside a callback)
                 "", self._topology.snapshot_queue, pointer, message_id=props.message_id
             )
 

@@ -42,7 +42,7 @@ def dead_letter(
     publisher: Publisher, topology: Topology, delivery: Delivery, error: JobError
 ) -> None:
     """Copy the delivery to the dead-letter exchange with its reason (confirmed at the
-    publisher's next flush; the caller acks the delivery after that)."""
+    publisher's confirms; the caller acks the delivery after that)."""
     try:
         props = dead_letter_properties(
             delivery.properties, error.message, error.code.value, delivery.queue
@@ -66,7 +66,7 @@ def settle_after_failure(
     possible, else reject it to the queue's own dead-letter exchange (never requeue a poison)."""
     try:
         dead_letter(publisher, topology, delivery, error)
-        publisher.flush()
+        publisher.wait_confirmed()  # refusals of other publishes stay for the shell
         ack(delivery)
     except (pika.exceptions.AMQPError, ValueError, TypeError) as exc:
         log.error(

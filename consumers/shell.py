@@ -1,10 +1,18 @@
 """The active owner's imperative shell: inputs in, `step`, events out (confirmed), effects done.
 
-Every change goes the same way (`handle`): ask the pure core what an input means, publish its
-events one by one (each confirmed) and fold each into the state with `OwnerState.apply`, then
-carry out the effects. Deliveries are collected by pika callbacks and handled in the loop, in
-arrival order, each acked once its events are confirmed; any exception while handling one
-delivery dead-letters it and the owner goes on. Dispatch runs after every batch of inputs.
+Every change goes the same way: ask the pure core what an input means (`stage`), publish its
+events (pipelined) and fold each into the state with `OwnerState.apply`, then `commit`: wait for
+the events' confirms, then carry out what depends on them (replies, acks, dead letters).
+Deliveries are collected by pika callbacks and handled in the loop, in arrival order, each acked
+once its events are confirmed; any exception while handling one delivery dead-letters it and the
+owner goes on. Dispatch runs after every batch of inputs.
+
+The dispatch fast path: nothing about the QPU waits for a confirm. A backend's report is staged
+(no wait), dispatch decides at once, and a start or a stop is carried out right after its event
+is sent, before the confirms (start it, then settle). A confirm that fails drops the activation
+(`PublishFailed`), which stops the run; the log, where only confirmed events are, decides again,
+so a run whose `job.started` never reached the log is simply started again by the next owner.
+Replies' confirms are checked at the next commit (a failed one becomes `job.reply_failed`).
 """
 
 from __future__ import annotations
@@ -38,7 +46,8 @@ from consumers.core.step import (
 from consumers.core.view import view_of
 from consumers.deliveries import Refusal, SequenceChecker
 from consumers.joblog import JobAnswers
-from consumers.publish import Publisher, PublishFailed
+from consumers.pending import Pending
+from consumers.publish import Publisher
 from consumers.recovery import LogFollower, snapshot_payload
 from consumers.sequences import SequenceMissing, SequenceStore
 from consumers.settle import Delivery, ack, dead_letter
@@ -92,10 +101,7 @@ class Shell:
         self.results: OrderedDict[str, JobResult] = OrderedDict()
         self.spans: dict[str, JobSpans] = {}
         self.validated: OrderedDict[str, tuple[int, int]] = OrderedDict()  # for `validate` spans
-        self._staged: list[tuple[Effect, Delivery | None]] = []
-        self._acks: list[Delivery] = []
-        self._unconfirmed: set[str] = set()
-        self._replies: dict[str, str] = {}
+        self.pending = Pending()
         self.events_since_snapshot = 0
         self.lane_backends: dict[str, Backend] = {}  # emulator lanes (`consumers.lanes`)
         self.lane_inbox: queue.SimpleQueue[Input] = queue.SimpleQueue()  # their reports
@@ -120,51 +126,50 @@ class Shell:
         """Step one input: send and apply its events; keep its effects for `commit`."""
         events, effects = step(self.state, self.policy, given, self.clock(), self.ctx)
         self.emit(events)
-        self._staged.extend((effect, delivery) for effect in effects)
+        for effect in effects:
+            self.pending.effect(effect, delivery, self.publisher.last_tag)
         return effects
 
     def emit(self, events: list[Event]) -> None:
         """Send each event and apply it (confirmed at the next `commit`)."""
         for event in events:
             stamped = self.publisher.event(event)
-            self._unconfirmed.add(stamped.event_id)
+            self.pending.event(stamped.event_id, self.publisher.last_tag)
             self.state.apply(stamped)
             self.events_since_snapshot += 1
             self._after(stamped)
 
     def commit(self) -> None:
-        """Wait for the confirms of every event sent, then carry out the staged effects and
-        acks; a reply that cannot be delivered becomes a `job.reply_failed` event.
+        """Wait for the confirms of everything sent, then carry out what was waiting for them.
 
         Raises:
             PublishFailed: an event was not confirmed (the state is ahead of the log).
         """
-        self._confirmed(self.publisher.flush())
-        staged, self._staged = self._staged, []
-        for effect, delivery in staged:
+        self.publisher.wait_confirmed()
+        self.settle()
+
+    def settle(self) -> None:
+        """Carry out the staged effects and acks whose events are confirmed, without waiting.
+
+        A reply the broker refused becomes a `job.reply_failed` event (itself confirmed later,
+        like the replies sent now).
+
+        Raises:
+            PublishFailed: an event was refused (the state is ahead of the log).
+        """
+        failed = self.publisher.pump()
+        ready = self.pending.ready(self.publisher.confirmed_through(), failed)
+        for effect, delivery in ready.effects:
             self._carry_out(effect, delivery)
-        acks, self._acks = self._acks, []
-        for delivery in acks:
+        for delivery in ready.acks:
             ack(delivery)
-        failed = self._confirmed(self.publisher.flush())
-        if failed:
+        if ready.failed_replies:
             self.emit(
                 [
                     make_event(Topic.JOB_REPLY_FAILED, job_id=job_id, reason=f"{to}: {why}")
-                    for job_id, (to, why) in failed.items()
+                    for job_id, (to, why) in ready.failed_replies.items()
                 ]
             )
-            self._confirmed(self.publisher.flush())
-
-    def _confirmed(self, failed: dict[str, str]) -> dict[str, tuple[str, str]]:
-        """Check a flush: a refused event is fatal; refused replies are returned."""
-        events = [m for m in failed if m in self._unconfirmed]
-        self._unconfirmed.clear()
-        if events:
-            raise PublishFailed(f"events not confirmed: {', '.join(events)}: {failed[events[0]]}")
-        replies = {m: (self._replies[m], why) for m, why in failed.items() if m in self._replies}
-        self._replies.clear()
-        return replies
 
     def _after(self, event: Event) -> None:
         """Shell bookkeeping an applied event calls for (memory, spans, log lines)."""
@@ -212,7 +217,7 @@ class Shell:
                 spans.close(message.state.value, message.error)
             return
         if not isinstance(message, JobProgress):
-            self._replies[reply.correlation_id] = reply.reply_to
+            self.pending.reply(reply.correlation_id, reply.reply_to, self.publisher.last_tag + 1)
         if spans is not None and isinstance(message, JobResult):
             with spans.publishing():
                 self.publisher.reply(reply.reply_to, message, reply.correlation_id)
@@ -235,6 +240,11 @@ class Shell:
                 Finished(job.job_id, error=JobError(code=ErrorCode.INTERNAL, message=str(exc)))
             )
             return
+        # The QPU first; the trace's bookkeeping after (it is not on the QPU's critical path).
+        backend.start(
+            RunRequest(job.job_id, sequence, start.shots, start.attempt),
+            Sink(self.lane_inbox if start.lane else self.inbox, self.connection),
+        )
         attributes = {
             "qsched.job_class": job.job_class,
             "qsched.shots": job.shots,
@@ -251,10 +261,6 @@ class Shell:
             job.trace,
             attributes,
             self.validated.pop(job.job_id, None),
-        )
-        backend.start(
-            RunRequest(job.job_id, sequence, start.shots, start.attempt),
-            Sink(self.lane_inbox if start.lane else self.inbox, self.connection),
         )
         if start.lane is None:
             self._warm_next()
@@ -291,7 +297,7 @@ class Shell:
             if len(self.validated) > REMEMBERED_RESULTS:
                 self.validated.popitem(last=False)
             self.stage(parsed, delivery)
-        self._acks.append(delivery)
+        self.pending.ack(delivery, self.publisher.last_tag)
 
     def _refuse(self, refusal: Refusal, delivery: Delivery) -> None:
         """A delivery that is no job of its sender: log it unattached, answer, dead-letter."""
@@ -308,7 +314,7 @@ class Shell:
                 )
             ]
         )
-        self._staged.append((DeadLetter(error), delivery))
+        self.pending.effect(DeadLetter(error), delivery, self.publisher.last_tag)
         if refusal.reply_to and refusal.message_id:
             now = self.clock()
             result = JobResult(
@@ -319,7 +325,8 @@ class Shell:
                 error=error,
                 timings=Timings(queued_at=now, ended_at=now),
             )
-            self._staged.append((Reply(refusal.reply_to, result, refusal.message_id), delivery))
+            reply = Reply(refusal.reply_to, result, refusal.message_id)
+            self.pending.effect(reply, delivery, self.publisher.last_tag)
 
     def dispatch(self) -> None:
         """Ask the core what the QPU does next; re-check a job's sequence after a calibration."""
@@ -332,8 +339,12 @@ class Shell:
                     self.handle(Invalidated(start.job.job_id, problem))
                     continue
             self.emit(events)
-            self._staged.extend((effect, None) for effect in effects)
-            self.commit()
+            for effect in effects:
+                if isinstance(effect, StartRun | StopRun):  # the QPU waits for no confirm
+                    self._carry_out(effect, None)
+                else:
+                    self.pending.effect(effect, None, self.publisher.last_tag)
+            self.settle()
             return
 
     def _revalidate(self, start: StartRun) -> JobError | None:
@@ -356,14 +367,15 @@ class Shell:
         return problem.model_copy(update={"message": message})
 
     def drain_inbox(self) -> bool:
-        """Handle what the backend reported; True if anything was."""
+        """Stage what the backend reported (committed by the dispatch that follows, which may
+        start the next job first); True if anything was."""
         handled = False
         while True:
             try:
                 given = self.inbox.get_nowait()
             except queue.Empty:
                 return handled
-            self.handle(given)
+            self.stage(given)
             handled = True
 
     def tick(self) -> None:
@@ -392,7 +404,8 @@ class Shell:
 
     def command(self, given: Command, delivery: Delivery) -> bool:
         """Handle one control command, ack it; True if the owner accepted it."""
-        self._acks.append(delivery)
-        effects = self.handle(given, delivery)
+        effects = self.stage(given, delivery)
+        self.pending.ack(delivery, self.publisher.last_tag)
+        self.commit()
         replies = [e.message for e in effects if isinstance(e, Reply)]
         return bool(replies) and bool(getattr(replies[-1], "ok", False))

@@ -1,0 +1,87 @@
+"""The qsched client SDK: submit Pulser sequences to the shared QPU and collect their results.
+
+::
+
+    from producers import QPUClient, as_completed
+
+    with QPUClient(namespace="qpu") as client:
+        handles = {client.submit(seq, 100, job_class="development") for seq in sweep}
+        for handle in as_completed(handles, timeout=600):
+            print(handle.job_id, handle.result().counts)
+
+`QSchedConnection` (the Pulser ``RemoteConnection``) is imported on first use, since it loads
+Pulser; everything else here is light.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from producers.client import QPUClient
+from producers.errors import (
+    BrokerRefused,
+    BrokerUnreachable,
+    ClientError,
+    CommandRefused,
+    InvalidJob,
+    NoOwnerAnswered,
+    NotAuthorised,
+    NotDeclared,
+    QueueFull,
+    ResultTimeout,
+    UnknownJobClass,
+)
+from producers.futures import (
+    ALL_COMPLETED,
+    FIRST_COMPLETED,
+    FIRST_EXCEPTION,
+    DoneAndNotDone,
+    as_completed,
+    wait,
+)
+from producers.handle import JobHandle, ProgressCallback
+from producers.mpi import JobSpec, MPISubmitter
+from schemas.enums import JobState
+from schemas.messages import JobProgress, JobRequest, JobResult, QueueEntry
+
+if TYPE_CHECKING:
+    from producers.pulser import QSchedConnection
+
+__all__ = [
+    "ALL_COMPLETED",
+    "FIRST_COMPLETED",
+    "FIRST_EXCEPTION",
+    "BrokerRefused",
+    "BrokerUnreachable",
+    "ClientError",
+    "CommandRefused",
+    "DoneAndNotDone",
+    "InvalidJob",
+    "JobHandle",
+    "JobProgress",
+    "JobRequest",
+    "JobResult",
+    "JobSpec",
+    "JobState",
+    "MPISubmitter",
+    "NoOwnerAnswered",
+    "NotAuthorised",
+    "NotDeclared",
+    "ProgressCallback",
+    "QPUClient",
+    "QSchedConnection",
+    "QueueEntry",
+    "QueueFull",
+    "ResultTimeout",
+    "UnknownJobClass",
+    "as_completed",
+    "wait",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "QSchedConnection":  # loads Pulser: only when asked for
+        from producers.pulser import QSchedConnection
+
+        return QSchedConnection
+    raise AttributeError(f"module 'producers' has no attribute {name!r}")

@@ -1,17 +1,15 @@
-"""`QPUClient`: submit jobs, receive results and progress, send operators' commands.
+"""`QPUClient`: the public client. Submit jobs, receive results and progress, send commands.
 
-A thin shell around kombu (py-amqp underneath; jobs are published on the py-amqp channel itself). Publisher confirms are tracked on the channel's
-own ``basic.ack``/``basic.nack`` callbacks rather than kombu's ``confirm_publish``, which waits
-for each confirm in turn (~2k jobs/s here): `submit_many` publishes a window of jobs and then
-waits for their confirms together. Every publish is ``mandatory``, so a job for a class that has
-no queue comes back (``basic.return``, always before its ack) and raises `UnknownJobClass`
-instead of vanishing; a nack (a full class queue with ``x-overflow: reject-publish``) raises
-`QueueFull`.
+A thin shell around kombu (py-amqp underneath). Its parts each live in one place:
+`producers.connect` opens the connection (URLs in turn, errors translated),
+`producers.confirms` publishes with publisher confirms (a window of jobs, then their confirms
+together; a returned job raises `UnknownJobClass`, a nacked one `QueueFull`),
+`producers.replies` holds what arrives on the client's reply queue, `producers.handle` is the
+`JobHandle` a submit returns, and `producers.slurm` reads the Slurm context stamped on each job.
 
 Results and progress arrive on the client's own reply queue (``<ns>.reply.<user>.<client-id>``),
-which outlives a short disconnect (``x-expires``) and is matched to handles by ``correlation_id``
-(= job id); `reconnect` picks it up again. The client is not thread-safe: use one per thread or
-per MPI rank (or `producers.mpi` for one publisher per node).
+which outlives a short disconnect (``x-expires``); `reconnect` picks it up again. The client is
+not thread-safe: use one per thread or per MPI rank (or `producers.mpi` for one publisher per node).
 """
 
 from __future__ import annotations
@@ -20,136 +18,60 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 import amqp.exceptions
 import kombu
-import kombu.exceptions
 import pika.exceptions
 from kombu import Consumer, Queue
-from opentelemetry.trace import NonRecordingSpan, SpanKind, set_span_in_context
+from opentelemetry.trace import SpanKind, set_span_in_context
 
-from brokers.connection import channel, classify_connect_error, connect_failure
-from brokers.munge import MungeError, connection_url
+from brokers.connection import channel
 from brokers.settings import Settings, load_settings
 from brokers.stream import Offset, read_stream
 from brokers.topology import Topology, build_topology
-from brokers.tracing import configure_tracing, inject, messaging_attributes, tracer
+from brokers.tracing import (
+    configure_tracing,
+    inject,
+    messaging_attributes,
+    tracer,
+    tracing_active,
+)
+from producers.confirms import CONFIRM_WINDOW, ConfirmedPublisher, Outgoing
+from producers.connect import CONNECTION_ERRORS, credentialed, open_connection
 from producers.errors import (
-    BrokerRefused,
-    BrokerUnreachable,
-    CommandRefused,
     InvalidJob,
     NoOwnerAnswered,
     NotAuthorised,
     NotDeclared,
-    QueueFull,
     ResultTimeout,
-    UnknownJobClass,
 )
+from producers.handle import JobHandle, ProgressCallback
+from producers.replies import ReplyInbox
 from producers.results import UnknownToOwner, fetch_result_from_owner
 from producers.slurm import slurm_context
-from schemas.codec import CONTENT_TYPE, decode, decode_any, encode
-from schemas.enums import CommandName, JobState, Mode
+from schemas.codec import decode
+from schemas.enums import CommandName, Mode
 from schemas.errors import DecodeError
 from schemas.messages import (
     ControlCommand,
     ControlReply,
     DeviceSpecs,
     Event,
-    JobProgress,
     JobRequest,
     JobResult,
-    Message,
     QueueEntry,
+    utc_now,
 )
 from schemas.policy import Policy, load_policy
 
+__all__ = ["CONFIRM_WINDOW", "JobHandle", "ProgressCallback", "QPUClient", "slurm_context"]
+
 log = logging.getLogger(__name__)
-ProgressCallback = Callable[[JobProgress], None]
-CONFIRM_WINDOW = 1000
+_Outgoing = Outgoing  # the name tests and older callers import
 DEVICE_CACHE_S = 30.0
-CONNECTION_ERRORS = (
-    kombu.exceptions.OperationalError,
-    amqp.exceptions.ConnectionError,
-    ConnectionError,
-    OSError,
-)
-
-
-@dataclass
-class JobHandle:
-    """A submitted job; `result` waits for its final answer."""
-
-    job_id: str
-    job_class: str
-    shots: int
-    client: QPUClient = field(repr=False)
-    on_progress: ProgressCallback | None = field(default=None, repr=False)
-    last_progress: JobProgress | None = None
-    span_context: Any = field(default=None, repr=False)
-
-    def result(self, timeout: float | None = None) -> JobResult:
-        """Wait for the final result.
-
-        Raises:
-            ResultTimeout: nothing final arrived within `timeout` seconds.
-        """
-        return self.client.wait_result(self.job_id, timeout)
-
-    def done(self) -> bool:
-        """Whether the final result has arrived (reads what is already delivered)."""
-        self.client.poll(0)
-        return self.job_id in self.client.results
-
-    def status(self) -> JobState:
-        """QUEUED, RUNNING (progress seen) or the final state."""
-        self.client.poll(0)
-        if self.job_id in self.client.results:
-            return self.client.results[self.job_id].state
-        return JobState.RUNNING if self.last_progress is not None else JobState.QUEUED
-
-    def cancel(self, timeout: float = 10.0) -> ControlReply:
-        """Ask the owner to cancel this job (queued or running).
-
-        Raises:
-            CommandRefused: the owner refused (e.g. the job already ended, or the owner does not
-                know it); `error` holds the structured reason.
-            NoOwnerAnswered: no owner answered within `timeout` seconds.
-        """
-        reply = self.client.control(CommandName.CANCEL, job_id=self.job_id, timeout=timeout)
-        if not reply.ok:
-            raise CommandRefused(f"cancel {self.job_id} refused: {reply.message}", reply.error)
-        return reply
-
-    def queue_entry(self, timeout: float = 10.0) -> QueueEntry | None:
-        """The job's place in the owner's backlog (None once it ended)."""
-        entries = self.client.queue(job_id=self.job_id, timeout=timeout)
-        return entries[0] if entries else None
-
-    def position(self, timeout: float = 10.0) -> int | None:
-        """1 when the job starts next, 0 while it runs; None when held, unknown or ended."""
-        entry = self.queue_entry(timeout)
-        return entry.position if entry is not None else None
-
-    def eta(self, timeout: float = 10.0) -> float | None:
-        """Estimated seconds until the job starts (0 while it runs; None when unknown)."""
-        entry = self.queue_entry(timeout)
-        return entry.eta_s if entry is not None else None
-
-
-@dataclass
-class _Outgoing:
-    message: Message
-    exchange: str
-    routing_key: str
-    message_id: str
-    priority: int = 0
-    headers: dict[str, Any] = field(default_factory=dict)
-    expiration_ms: int | None = None
 
 
 class QPUClient:
@@ -194,9 +116,10 @@ class QPUClient:
         self.client_id = uuid.uuid4().hex[:12]
         self.reply_queue_name = self.topology.reply_queue(self.user, self.client_id)
         self.validate_locally = validate_locally
-        self.results: dict[str, JobResult] = {}
-        self.replies: dict[str, ControlReply] = {}
-        self._handles: dict[str, JobHandle] = {}
+        self.inbox = ReplyInbox(self.reply_queue_name, self.settings.max_message_bytes)
+        self.results: dict[str, JobResult] = self.inbox.results
+        self.replies: dict[str, ControlReply] = self.inbox.replies
+        self._handles: dict[str, JobHandle] = self.inbox.handles
         self._device: tuple[float, Any] | None = None
         self._connection: kombu.Connection | None = None
         self._open(attempts=len(self.urls))
@@ -205,60 +128,21 @@ class QPUClient:
 
     def _open(self, attempts: int = 5) -> None:
         """Connect to the URLs in turn; a refused user or vhost is not retried."""
-        delay = 0.2
-        for attempt in range(1, attempts + 1):
-            url = self.urls[(attempt - 1) % len(self.urls)]
-            connection = kombu.Connection(self._credentialed(url), heartbeat=0, connect_timeout=5)
-            try:
-                connection.ensure_connection(max_retries=1)
-                self._setup(connection)
-                return
-            except amqp.exceptions.AccessRefused as exc:
-                connection.release()
-                if self.settings.auth != "munge":  # a password login: the generic explanation
-                    failure = connect_failure(url, exc)
-                    raise BrokerRefused(str(failure), hint=failure.hint) from exc
-                how = "is `qsched auth serve` reachable from the broker and munged running?"
-                raise NotAuthorised(
-                    f"broker at {url.split('@')[-1]} refused the MUNGE login of {self.user!r} "
-                    f"({how}): {exc}"
-                ) from exc
-            except (*CONNECTION_ERRORS, amqp.exceptions.AMQPError) as exc:
-                connection.release()
-                if classify_connect_error(exc) != "unreachable":
-                    failure = connect_failure(url, exc)
-                    raise BrokerRefused(str(failure), hint=failure.hint) from exc
-                log.debug(
-                    "broker %s unreachable (%s), attempt %d/%d",
-                    url.split("@")[-1],
-                    exc,
-                    attempt,
-                    attempts,
-                )
-                if attempt == attempts:
-                    hosts = ", ".join(u.split("@")[-1] for u in self.urls)
-                    raise BrokerUnreachable(f"no broker answers at {hosts} ({exc})") from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        open_connection(self.urls, self.settings, self._setup, attempts)
 
     def _credentialed(self, url: str) -> str:
-        """`url` with this connection's credentials (a fresh MUNGE credential with munge auth)."""
-        try:
-            return connection_url(url, self.settings.auth, self.settings.munge_socket)
-        except MungeError as exc:
-            raise BrokerUnreachable(f"cannot authenticate with MUNGE: {exc}") from exc
+        return credentialed(url, self.settings)
 
     def _setup(self, connection: kombu.Connection) -> None:
         self._connection = connection
         self._channel = connection.channel()
-        self._channel.confirm_select()
-        self._next_tag = 1
-        self._unconfirmed: dict[int, str] = {}
-        self._nacked: set[str] = set()
-        self._returned: set[str] = set()
-        self._channel.events["basic_ack"].add(self._on_ack)
-        self._channel.events["basic_nack"].add(self._on_nack)
-        self._channel.events["basic_return"].add(self._on_return)
+        self._publisher = ConfirmedPublisher(
+            connection,
+            self._channel,
+            self.user,
+            self.reply_queue_name,
+            self.settings.max_message_bytes,
+        )
         queue = Queue(
             self.reply_queue_name,
             durable=False,
@@ -268,7 +152,7 @@ class QPUClient:
         )
         queue.declare()
         self._consumer = Consumer(
-            self._channel, queues=[queue], on_message=self._on_message, accept=None
+            self._channel, queues=[queue], on_message=self.inbox.on_message, accept=None
         )
         self._consumer.consume()
 
@@ -290,59 +174,7 @@ class QPUClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ---- confirms and incoming ------------------------------------------------------------
-
-    def _settle(self, tag: int, multiple: bool) -> list[str]:
-        tags = [t for t in self._unconfirmed if t <= tag] if multiple else [tag]
-        return [self._unconfirmed.pop(t) for t in tags if t in self._unconfirmed]
-
-    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
-        self._settle(delivery_tag, multiple)
-
-    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
-        self._nacked.update(self._settle(delivery_tag, multiple))
-
-    def _on_return(self, exc: Exception, exchange: str, routing_key: str, message: Any) -> None:
-        self._returned.add(message.properties.get("message_id", ""))
-
-    def _on_message(self, message: kombu.Message) -> None:
-        try:
-            decoded = decode_any(
-                message.body, message.properties.get("type"), self.settings.max_message_bytes
-            )
-        except DecodeError:
-            message.ack()
-            return
-        if isinstance(decoded, JobResult):
-            if decoded.job_id not in self.results:  # first answer wins; later ones are duplicates
-                self.results[decoded.job_id] = decoded
-                self._trace_receipt(decoded)
-        elif isinstance(decoded, JobProgress):
-            handle = self._handles.get(decoded.job_id)
-            if handle is not None:
-                handle.last_progress = decoded
-                if handle.on_progress is not None:
-                    handle.on_progress(decoded)
-        elif isinstance(decoded, ControlReply):
-            self.replies[decoded.command_id] = decoded
-        message.ack()
-
-    def _trace_receipt(self, result: JobResult) -> None:
-        """Close the job's trace with a span for the result reaching the submitter."""
-        handle = self._handles.get(result.job_id)
-        if handle is None or handle.span_context is None:
-            return
-        parent = set_span_in_context(NonRecordingSpan(handle.span_context))
-        attributes = messaging_attributes("receive", self.reply_queue_name, result.job_id) | {
-            "qsched.state": result.state.value,
-            "qsched.shots_measured": sum(result.counts.values()),
-        }
-        tracer().start_span(
-            f"{self.reply_queue_name} receive",
-            context=parent,
-            kind=SpanKind.CONSUMER,
-            attributes=attributes,
-        ).end()
+    # ---- incoming ---------------------------------------------------------------------------
 
     def poll(self, timeout: float) -> None:
         """Deliver whatever has arrived, waiting up to `timeout` seconds for something."""
@@ -373,31 +205,7 @@ class QPUClient:
 
     # ---- outgoing -------------------------------------------------------------------------
 
-    def _publish_nowait(self, out: _Outgoing) -> None:
-        body = encode(out.message, self.settings.max_message_bytes)
-        # Straight onto the py-amqp channel: kombu's Producer adds per-message work we don't need.
-        message = amqp.Message(
-            body,
-            content_type=CONTENT_TYPE,
-            type=out.message.type_name(),
-            message_id=out.message_id,
-            user_id=self.user,
-            timestamp=int(time.time()),
-            priority=out.priority,
-            reply_to=self.reply_queue_name,
-            correlation_id=out.message_id,
-            delivery_mode=2,
-            application_headers=out.headers,
-        )
-        if out.expiration_ms is not None:
-            message.properties["expiration"] = str(out.expiration_ms)
-        self._channel.basic_publish(
-            message, exchange=out.exchange, routing_key=out.routing_key, mandatory=True
-        )
-        self._unconfirmed[self._next_tag] = out.message_id
-        self._next_tag += 1
-
-    def _publish_all(self, batch: list[_Outgoing], timeout_s: float = 30.0) -> None:
+    def _publish_all(self, batch: list[Outgoing], timeout_s: float = 30.0) -> None:
         """Publish with a sliding window of at most `CONFIRM_WINDOW` unconfirmed messages.
 
         Raises:
@@ -405,11 +213,7 @@ class QPUClient:
         """
         for attempt in (1, 2):
             try:
-                for out in batch:
-                    if len(self._unconfirmed) >= CONFIRM_WINDOW:
-                        self._wait_confirms(timeout_s, below=CONFIRM_WINDOW // 2)
-                    self._publish_nowait(out)
-                self._wait_confirms(timeout_s)
+                self._publisher.publish_window(batch, timeout_s)
                 break
             except amqp.exceptions.NotFound as exc:
                 self.reconnect()
@@ -426,37 +230,7 @@ class QPUClient:
                 # duplicate from its log and never runs a job twice.
                 log.warning("lost the broker while publishing; reconnecting and publishing again")
                 self.reconnect()
-        self._raise_refusals(batch)
-
-    def _wait_confirms(self, timeout_s: float, below: int = 1) -> None:
-        """Process broker frames until fewer than `below` publishes are unconfirmed."""
-        assert self._connection is not None
-        deadline = time.monotonic() + timeout_s
-        while len(self._unconfirmed) >= below:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise BrokerUnreachable(
-                    f"{len(self._unconfirmed)} publishes not confirmed within {timeout_s} s"
-                )
-            try:
-                self._connection.drain_events(timeout=min(left, 1.0))
-            except TimeoutError:
-                continue
-
-    def _raise_refusals(self, window: list[_Outgoing]) -> None:
-        returned = [o for o in window if o.message_id in self._returned]
-        nacked = [o for o in window if o.message_id in self._nacked]
-        self._returned.difference_update(o.message_id for o in window)
-        self._nacked.difference_update(o.message_id for o in window)
-        if returned:
-            key = returned[0].routing_key
-            raise UnknownJobClass(
-                f"no queue for {key!r} on {returned[0].exchange}; classes: {', '.join(self.topology.class_names)}"
-            )
-        if nacked:
-            raise QueueFull(
-                f"queue for {nacked[0].routing_key!r} is full; the broker refused {len(nacked)} job(s)"
-            )
+        self._publisher.raise_refusals(batch, self.topology.class_names)
 
     def fetch_device(self) -> Any | None:
         """The Pulser device the owner validates against now, or None if none was published."""
@@ -576,37 +350,53 @@ class QPUClient:
     ) -> list[JobHandle]:
         """Publish many jobs, pipelined: confirms are awaited per window, not per job.
 
-        Each job gets its own producer span (one trace per job).
+        Each job gets its own producer span (one trace per job) when tracing is on. Its
+        ``submitted_at`` is stamped just before the publish (queue wait starts there), and each
+        handle's `queued_at` once the broker confirmed it.
 
         Raises:
             UnknownJobClass, QueueFull, NotAuthorised, BrokerUnreachable: for the first window
             with a refusal; jobs of earlier windows were accepted.
         """
         exchange = self.topology.jobs_exchange
+        traced = tracing_active()
+        # Queue wait starts now, after building and local validation, not when a job was built.
+        now = utc_now()
         handles, batch = [], []
-        for job in jobs:
+        for built in jobs:
+            job = built.model_copy(update={"submitted_at": now})
             handle = JobHandle(job.job_id, job.job_class, job.shots, self, on_progress)
-            attributes = messaging_attributes("publish", exchange, job.job_id, job.job_class) | {
-                "qsched.job_class": job.job_class,
-                "qsched.shots": job.shots,
-                "qsched.priority": job.priority,
-            }
-            with tracer().start_as_current_span(
-                f"{exchange} publish", kind=SpanKind.PRODUCER, attributes=attributes
-            ) as span:
-                headers: dict[str, Any] = {}
-                inject(headers)
-                handle.span_context = span.get_span_context()
+            headers: dict[str, Any] = {}
+            if traced:
+                handle.span_context = self._publish_span(job, headers)
             self._handles[job.job_id] = handle
             handles.append(handle)
-            batch.append(_Outgoing(job, exchange, job.job_class, job.job_id, job.priority, headers))
+            batch.append(Outgoing(job, exchange, job.job_class, job.job_id, job.priority, headers))
         self._publish_all(batch)
+        confirmed = utc_now()
+        for handle in handles:
+            handle.queued_at = confirmed
         return handles
 
     def follow(self, job_id: str, job_class: str, shots: int) -> JobHandle:
         """A handle for a job submitted elsewhere, whose progress and result the owner sends
         here once asked to (`producers.results.fetch_result_from_owner` with ``wait=True``)."""
         return self._handles.setdefault(job_id, JobHandle(job_id, job_class, shots, self))
+
+    def _publish_span(self, job: JobRequest, headers: dict[str, Any]) -> Any:
+        """Open and close the job's producer span, its context injected into `headers`."""
+        exchange = self.topology.jobs_exchange
+        attributes = messaging_attributes("publish", exchange, job.job_id, job.job_class) | {
+            "qsched.job_class": job.job_class,
+            "qsched.shots": job.shots,
+            "qsched.priority": job.priority,
+        }
+        span = tracer().start_span(
+            f"{exchange} publish", kind=SpanKind.PRODUCER, attributes=attributes
+        )
+        inject(headers, set_span_in_context(span))
+        span.end()
+        return span.get_span_context()
 
     def fetch_result(self, job_id: str, since: Offset = "first") -> JobResult | None:
         """A job's final result (after the fact, from any client): the owner finds it without
@@ -717,7 +507,7 @@ class QPUClient:
         )
         self._publish_all(
             [
-                _Outgoing(
+                Outgoing(
                     cmd,
                     self.topology.control_exchange,
                     f"control.{command.value}",

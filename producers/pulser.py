@@ -2,7 +2,8 @@
 
 ::
 
-    backend = pulser.QPUBackend(seq, QSchedConnection(job_class="development"))
+    connection = QSchedConnection(url="amqp://...", namespace="qpu", job_class="development")
+    backend = pulser.QPUBackend(seq, connection)
     results = backend.run([{"runs": 100}], wait=True)       # Pulser SampledResults
     with backend.open_batch():                                # one session: iterative loops
         backend.run([{"runs": 100, "variables": {...}}])
@@ -58,7 +59,10 @@ class QSchedConnection(RemoteConnection):
     """A Pulser remote connection whose jobs go through the qsched owner.
 
     Args:
-        client: the `QPUClient` to use; one is made from the settings when omitted.
+        client: the `QPUClient` to use; one is made from `url`, `namespace` and the settings
+            when omitted (and closed by `close`).
+        url: broker URL(s), ``;``-separated (defaults to the settings' ``amqp_url``).
+        namespace: qsched namespace (defaults to the settings' namespace).
         job_class: class of every job sent through this connection.
         priority: AMQP priority (0-9, higher first) of those jobs.
         timeout_s: how long ``wait=True`` waits for a batch.
@@ -68,15 +72,31 @@ class QSchedConnection(RemoteConnection):
         self,
         client: QPUClient | None = None,
         *,
+        url: str | None = None,
+        namespace: str | None = None,
         job_class: str = "production",
         priority: int = 0,
         timeout_s: float | None = None,
     ) -> None:
-        self.client = client or QPUClient()
+        if client is not None and (url or namespace):
+            raise ValueError("give either a client or url/namespace, not both")
+        self._owns_client = client is None
+        self.client = client or QPUClient(url=url, namespace=namespace)
         self.job_class = job_class
         self.priority = priority
         self.timeout_s = timeout_s
         self._batches: dict[str, _Batch] = {}
+
+    def close(self) -> None:
+        """Close the client this connection made (a client given to it stays open)."""
+        if self._owns_client:
+            self.client.close()
+
+    def __enter__(self) -> QSchedConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def supports_open_batch(self) -> bool:
         """qsched keeps an open batch together as one session."""

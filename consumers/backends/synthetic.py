@@ -2,10 +2,13 @@
 
 For load and chaos tests only, never the default. With no shot rate it answers at once, which is
 what the dispatch-overhead benchmark needs. Randomness comes from a seeded `random.Random`.
+Runs go to one long-lived worker thread (the QPU runs one job at a time): starting a thread per
+run cost the owner's loop a thread start (milliseconds on a loaded machine) on every dispatch.
 """
 
 from __future__ import annotations
 
+import queue
 import random
 import threading
 import time
@@ -46,16 +49,32 @@ class SyntheticBackend(LocalBackend):
         self._random = random.Random(seed)
         self._device = device
         self._cancels: dict[str, threading.Event] = {}
+        self._runs: queue.SimpleQueue[tuple[RunRequest, RunSink, threading.Event, int, bool]] = (
+            queue.SimpleQueue()
+        )
+        self._worker: threading.Thread | None = None
 
     def start(self, request: RunRequest, sink: RunSink) -> None:
-        """Run in a thread of its own."""
+        """Hand the run to the worker thread (started on first use); returns at once."""
         canceled = threading.Event()
         self._cancels[request.job_id] = canceled
         seed = self._random.getrandbits(64)
         fail = self._random.random() < self._failure_rate
-        threading.Thread(
-            target=self._run, args=(request, sink, canceled, seed, fail), daemon=True
-        ).start()
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._work, name="synthetic-qpu", daemon=True)
+            self._worker.start()
+        self._runs.put((request, sink, canceled, seed, fail))
+
+    def _work(self) -> None:
+        while True:
+            request, sink, canceled, seed, fail = self._runs.get()
+            try:
+                self._run(request, sink, canceled, seed, fail)
+            except Exception as exc:  # one broken run must not stop the worker
+                error = JobError(
+                    code=ErrorCode.BACKEND_ERROR, message=f"synthetic run failed: {exc!r}"
+                )
+                sink.finished(RunOutcome(request.job_id, {}, error=error))
 
     def _run(
         self, request: RunRequest, sink: RunSink, canceled: threading.Event, seed: int, fail: bool

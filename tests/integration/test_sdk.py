@@ -1,0 +1,68 @@
+"""The submitter SDK against a real owner: waiting on many jobs, pushed progress, the Pulser
+connection built from a URL and a namespace."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from producers import FIRST_COMPLETED, JobProgress, QSchedConnection, as_completed, wait
+from schemas import CommandName, JobState
+from schemas.messages import utc_now
+from tests.conftest import OwnerHarness
+from tests.sequences import analog_sequence
+
+pytestmark = pytest.mark.integration
+
+
+def test_whichever_job_finishes_first_is_seen_first_with_progress_pushed(
+    owners: OwnerHarness,
+) -> None:
+    """Given a long job and an urgent short one, `wait(FIRST_COMPLETED)` returns with the short
+    one alone, `as_completed` yields it first, and the long job's progress arrives unasked."""
+    owners.start("--backend", "synthetic", "--shot-rate", "200")
+    client = owners.client()
+    assert client.control(CommandName.PAUSE).ok
+    progressed: list[JobProgress] = []
+    long = client.submit(
+        analog_sequence(2), 400, job_class="development", on_progress=progressed.append
+    )  # ~2 s
+    short = client.submit(analog_sequence(2), 5, job_class="development", priority=9)
+    assert client.control(CommandName.RESUME).ok
+    done, not_done = wait({long, short}, timeout=30, return_when=FIRST_COMPLETED)
+    assert done == {short} and not_done == {long}
+    assert [h.job_id for h in as_completed([long, short], timeout=30)] == [
+        short.job_id,
+        long.job_id,
+    ]
+    assert long.result(timeout=1).state is JobState.DONE
+    assert progressed and all(p.job_id == long.job_id for p in progressed)
+    assert [p.shots_done for p in progressed] == sorted(p.shots_done for p in progressed)
+    assert 0 < progressed[-1].shots_done < 400
+
+
+def test_queue_wait_starts_at_the_publish_and_the_pulser_connection_takes_a_url(
+    owners: OwnerHarness,
+) -> None:
+    """Given a job built an hour ago, its queue wait starts when it is published (not when it was
+    built) and its handle knows when the broker confirmed it; `QSchedConnection(url=...,
+    namespace=...)` reaches the same owner."""
+    owners.start("--backend", "synthetic")
+    client = owners.client()
+    built = client.build_job(analog_sequence(2), 5, job_class="development")
+    built = built.model_copy(update={"submitted_at": utc_now() - timedelta(hours=1)})
+    before = utc_now()
+    handle = client.submit_request(built)
+    assert handle.queued_at is not None and before <= handle.queued_at <= utc_now()
+    timings = handle.result(timeout=30).timings
+    assert before <= timings.queued_at <= handle.queued_at
+    assert timings.queue_wait_s is not None and timings.queue_wait_s < 60
+    settings = owners.broker.settings
+    with QSchedConnection(url=settings.amqp_url, namespace=settings.namespace) as connection:
+        owners.broker.forget_queue(connection.client.reply_queue_name)
+        assert connection.client.topology.namespace == settings.namespace
+        devices = connection.fetch_available_devices()
+        assert len(devices) == 1
+    with pytest.raises(ValueError, match="either a client"):
+        QSchedConnection(owners.client(), url=settings.amqp_url)

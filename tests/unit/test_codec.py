@@ -108,9 +108,7 @@ def commands(draw: st.DrawFn) -> ControlCommand:
     command = draw(st.sampled_from(CommandName))
     return ControlCommand(
         command=command,
-        job_id=draw(st.uuids().map(str))
-        if command in (CommandName.CANCEL, CommandName.PREEMPT)
-        else None,
+        job_id=draw(st.uuids().map(str)),  # every command carries one; some need it
         mode=draw(st.sampled_from(Mode)) if command is CommandName.MODE else None,
         allocation="4242" if command is CommandName.ALLOCATION_ENDED else None,
         force=draw(st.booleans()),

@@ -7,10 +7,15 @@ in a thread of its own. The two never share a mutable object:
 - after each loop iteration (once the iteration's jobs were acked and its run started),
   `after_iteration` turns those tuples into counter increments and histogram observations, and
   at most every `refresh_s` builds a frozen `Snapshot` of the state (waiting jobs per class and
-  per account from the order index's lanes, QPU state, mode, epoch, calibration time);
+  per account from the order index's lanes, QPU state, mode, epoch, calibration time, which
+  emulator lanes are busy);
 - a scrape reads the latest snapshot (one reference, replaced whole) through `_SnapshotCollector`
   and derives the time-dependent values (calibration age, busy seconds of the current run) at
   scrape time.
+
+Emulator lanes are not the QPU: a run that starts on a lane (its ``job.started`` names the lane)
+counts in `qsched_lane_runs` and the lane's busy gauge, and its wait in the wait histogram, but
+never in the QPU's busy seconds or utilisation.
 
 A standby owner serves the endpoint too: `qsched_owner_active` is 0 and no state gauges are
 reported, so a sum over owners counts each job once. Counters and histograms count what this
@@ -62,6 +67,7 @@ class Snapshot:
     running_since: datetime | None = None
     busy_closed_s: float = 0.0
     utilisation: float = 0.0
+    lanes_busy: dict[str, bool] = field(default_factory=dict)
 
 
 def waiting_counts(state: OwnerState, policy: Policy) -> tuple[dict[str, int], dict[str, int]]:
@@ -119,13 +125,19 @@ class OwnerMetrics:
             ["job_class", "state"],
             registry=r,
         )
+        self.lane_runs = Counter(
+            "qsched_lane_runs",
+            "Runs started on an emulator lane, by lane and job class",
+            ["lane", "job_class"],
+            registry=r,
+        )
         self.preemptions = Counter(
             "qsched_preemptions",
             "Runs preempted, by the class of the preempted job",
             ["job_class"],
             registry=r,
         )
-        self._pending: list[tuple[Event, str | None, datetime | None]] = []
+        self._pending: list[tuple[Event, str | None, datetime | None, str | None]] = []
         self._intakes: list[tuple[int, float]] = []
         self._run: tuple[str, datetime] | None = None
         self._busy_closed_s = 0.0
@@ -142,15 +154,19 @@ class OwnerMetrics:
         """Note an applied event (O(1); metric work waits for `after_iteration`)."""
         job_class: str | None = event.job_class
         queued_at: datetime | None = None
+        lane: str | None = None
         topic = event.topic
-        if topic == Topic.JOB_STARTED and state.running is not None:
-            job_class, queued_at = state.running.job.job_class, state.running.job.queued_at
+        if topic == Topic.JOB_STARTED:
+            lane = event.data.get("lane") or None
+            run = state.lanes.get(lane) if lane else state.running
+            if run is not None:
+                job_class, queued_at = run.job.job_class, run.job.queued_at
         elif event.result is not None:
             job_class = event.result.job_class
         elif event.job_id and job_class is None:
             waiting = state.waiting.get(event.job_id)
             job_class = waiting.job_class if waiting is not None else None
-        self._pending.append((event, job_class, queued_at))
+        self._pending.append((event, job_class, queued_at, lane))
 
     def intake_done(self, jobs: int, seconds: float) -> None:
         """Note that `jobs` deliveries were taken and acked in `seconds`."""
@@ -161,8 +177,8 @@ class OwnerMetrics:
         """Turn what was seen into metrics; refresh the snapshot when due."""
         pending, self._pending = self._pending, []
         now = utc_now()
-        for event, job_class, queued_at in pending:
-            self._count(event, job_class, queued_at, now)
+        for event, job_class, queued_at, lane in pending:
+            self._count(event, job_class, queued_at, now, lane)
         intakes, self._intakes = self._intakes, []
         for jobs, seconds in intakes:
             for _ in range(jobs):
@@ -173,7 +189,12 @@ class OwnerMetrics:
             self.refresh(state, policy, now, mono)
 
     def _count(
-        self, event: Event, job_class: str | None, queued_at: datetime | None, now: datetime
+        self,
+        event: Event,
+        job_class: str | None,
+        queued_at: datetime | None,
+        now: datetime,
+        lane: str | None,
     ) -> None:
         topic = event.topic
         label = job_class or "unknown"
@@ -183,8 +204,11 @@ class OwnerMetrics:
             if queued_at is not None:
                 self.wait.labels(label).observe(max((event.at - queued_at).total_seconds(), 0.0))
             self.dispatch.observe(max((now - event.at).total_seconds(), 0.0))
-            self._end_run(event.at)
-            self._run = (event.job_id or "", event.at)
+            if lane is not None:
+                self.lane_runs.labels(lane, label).inc()
+            else:
+                self._end_run(event.at)
+                self._run = (event.job_id or "", event.at)
         elif topic == Topic.JOB_PREEMPTED:
             self.preemptions.labels(label).inc()
         if event.result is not None:
@@ -221,6 +245,7 @@ class OwnerMetrics:
             running_since=running_since,
             busy_closed_s=self._busy_closed_s,
             utilisation=min(max(utilisation, 0.0), 1.0),
+            lanes_busy={name: name in state.lanes for name in policy.lanes.names},
         )
         with self._lock:
             self._snapshot = snapshot
@@ -324,6 +349,14 @@ class _SnapshotCollector(Collector):
             "job_class",
             snap.waiting_by_class,
         )
+        lanes = GaugeMetricFamily(
+            "qsched_lane_busy",
+            "1 while an emulator lane runs a job, 0 while it is free",
+            labels=["lane"],
+        )
+        for name, busy in sorted(snap.lanes_busy.items()):
+            lanes.add_metric([name], 1.0 if busy else 0.0)
+        yield lanes
         yield _labelled(
             "qsched_waiting_jobs_by_account",
             "Jobs waiting in the backlog, per Slurm account ('' for none)",

@@ -7,10 +7,15 @@ in a thread of its own. The two never share a mutable object:
 - after each loop iteration (once the iteration's jobs were acked and its run started),
   `after_iteration` turns those tuples into counter increments and histogram observations, and
   at most every `refresh_s` builds a frozen `Snapshot` of the state (waiting jobs per class and
-  per account from the order index's lanes, QPU state, mode, epoch, calibration time);
-- a scrape reads the latest snapshot (one reference, replaced whole) through `_SnapshotCollector`
-  and derives the time-dependent values (calibration age, busy seconds of the current run) at
-  scrape time.
+  per account from the order index's lanes, QPU state, mode, epoch, calibration time, which
+  emulator lanes are busy);
+- a scrape reads the latest snapshot (one reference, replaced whole) through
+  `consumers.metrics_scrape.SnapshotCollector` and derives the time-dependent values
+  (calibration age, busy seconds of the current run) at scrape time.
+
+Emulator lanes are not the QPU: a run that starts on a lane (its ``job.started`` names the lane)
+counts in `qsched_lane_runs` and the lane's busy gauge, and its wait in the wait histogram, but
+never in the QPU's busy seconds or utilisation.
 
 A standby owner serves the endpoint too: `qsched_owner_active` is 0 and no state gauges are
 reported, so a sum over owners counts each job once. Counters and histograms count what this
@@ -23,18 +28,15 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from consumers.core.state import OwnerState
 from consumers.core.view import waiting_by_account
 from consumers.errors import MetricsUnavailable
-from schemas.enums import Mode, QPUState
+from consumers.metrics_scrape import UTILISATION_WINDOW_S, Snapshot, SnapshotCollector, since
 from schemas.events import Topic
 from schemas.messages import Event, utc_now
 from schemas.policy import Policy
@@ -43,25 +45,7 @@ log = logging.getLogger(__name__)
 
 WAIT_BUCKETS_S = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 86400)
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
-UTILISATION_WINDOW_S = 300.0
 RUN_ENDS = {Topic.JOB_PREEMPTED, Topic.JOB_REQUEUED}
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What a scrape reports of the owner's state, built in the owner's loop."""
-
-    active: bool = False
-    qpu: QPUState | None = None
-    mode: Mode | None = None
-    epoch: int = 0
-    calibrated_at: datetime | None = None
-    calibration_valid_s: float | None = None
-    waiting_by_class: dict[str, int] = field(default_factory=dict)
-    waiting_by_account: dict[str, int] = field(default_factory=dict)
-    running_since: datetime | None = None
-    busy_closed_s: float = 0.0
-    utilisation: float = 0.0
 
 
 def waiting_counts(state: OwnerState, policy: Policy) -> tuple[dict[str, int], dict[str, int]]:
@@ -119,13 +103,19 @@ class OwnerMetrics:
             ["job_class", "state"],
             registry=r,
         )
+        self.lane_runs = Counter(
+            "qsched_lane_runs",
+            "Runs started on an emulator lane, by lane and job class",
+            ["lane", "job_class"],
+            registry=r,
+        )
         self.preemptions = Counter(
             "qsched_preemptions",
             "Runs preempted, by the class of the preempted job",
             ["job_class"],
             registry=r,
         )
-        self._pending: list[tuple[Event, str | None, datetime | None]] = []
+        self._pending: list[tuple[Event, str | None, datetime | None, str | None]] = []
         self._intakes: list[tuple[int, float]] = []
         self._run: tuple[str, datetime] | None = None
         self._busy_closed_s = 0.0
@@ -134,7 +124,7 @@ class OwnerMetrics:
         self._lock = threading.Lock()
         self._busy_reported = 0.0
         self._snapshot = Snapshot()
-        r.register(_SnapshotCollector(self))
+        r.register(SnapshotCollector(self))
 
     # ---- called by the owner's loop -----------------------------------------------------------
 
@@ -142,15 +132,19 @@ class OwnerMetrics:
         """Note an applied event (O(1); metric work waits for `after_iteration`)."""
         job_class: str | None = event.job_class
         queued_at: datetime | None = None
+        lane: str | None = None
         topic = event.topic
-        if topic == Topic.JOB_STARTED and state.running is not None:
-            job_class, queued_at = state.running.job.job_class, state.running.job.queued_at
+        if topic == Topic.JOB_STARTED:
+            lane = event.data.get("lane") or None
+            run = state.lanes.get(lane) if lane else state.running
+            if run is not None:
+                job_class, queued_at = run.job.job_class, run.job.queued_at
         elif event.result is not None:
             job_class = event.result.job_class
         elif event.job_id and job_class is None:
             waiting = state.waiting.get(event.job_id)
             job_class = waiting.job_class if waiting is not None else None
-        self._pending.append((event, job_class, queued_at))
+        self._pending.append((event, job_class, queued_at, lane))
 
     def intake_done(self, jobs: int, seconds: float) -> None:
         """Note that `jobs` deliveries were taken and acked in `seconds`."""
@@ -161,8 +155,8 @@ class OwnerMetrics:
         """Turn what was seen into metrics; refresh the snapshot when due."""
         pending, self._pending = self._pending, []
         now = utc_now()
-        for event, job_class, queued_at in pending:
-            self._count(event, job_class, queued_at, now)
+        for event, job_class, queued_at, lane in pending:
+            self._count(event, job_class, queued_at, now, lane)
         intakes, self._intakes = self._intakes, []
         for jobs, seconds in intakes:
             for _ in range(jobs):
@@ -173,7 +167,12 @@ class OwnerMetrics:
             self.refresh(state, policy, now, mono)
 
     def _count(
-        self, event: Event, job_class: str | None, queued_at: datetime | None, now: datetime
+        self,
+        event: Event,
+        job_class: str | None,
+        queued_at: datetime | None,
+        now: datetime,
+        lane: str | None,
     ) -> None:
         topic = event.topic
         label = job_class or "unknown"
@@ -183,8 +182,11 @@ class OwnerMetrics:
             if queued_at is not None:
                 self.wait.labels(label).observe(max((event.at - queued_at).total_seconds(), 0.0))
             self.dispatch.observe(max((now - event.at).total_seconds(), 0.0))
-            self._end_run(event.at)
-            self._run = (event.job_id or "", event.at)
+            if lane is not None:
+                self.lane_runs.labels(lane, label).inc()
+            else:
+                self._end_run(event.at)
+                self._run = (event.job_id or "", event.at)
         elif topic == Topic.JOB_PREEMPTED:
             self.preemptions.labels(label).inc()
         if event.result is not None:
@@ -202,7 +204,7 @@ class OwnerMetrics:
         """Build the snapshot scrapes read (called from the owner's loop)."""
         by_class, by_account = waiting_counts(state, policy)
         running_since = self._run[1] if self._run is not None and state.running else None
-        busy_s = self._busy_closed_s + _since(running_since, now)
+        busy_s = self._busy_closed_s + since(running_since, now)
         self._samples.append((mono, busy_s))
         while len(self._samples) > 2 and mono - self._samples[1][0] >= UTILISATION_WINDOW_S:
             self._samples.popleft()
@@ -221,6 +223,7 @@ class OwnerMetrics:
             running_since=running_since,
             busy_closed_s=self._busy_closed_s,
             utilisation=min(max(utilisation, 0.0), 1.0),
+            lanes_busy={name: name in state.lanes for name in policy.lanes.names},
         )
         with self._lock:
             self._snapshot = snapshot
@@ -247,107 +250,13 @@ class OwnerMetrics:
         running job may have ended since it was taken)."""
         with self._lock:
             self._busy_reported = max(
-                self._busy_reported, snap.busy_closed_s + _since(snap.running_since, now)
+                self._busy_reported, snap.busy_closed_s + since(snap.running_since, now)
             )
             return self._busy_reported
 
     def active(self) -> bool:
         """Whether this owner holds the QPU lease now."""
         return self._is_active()
-
-
-def _since(at: datetime | None, now: datetime) -> float:
-    return max((now - at).total_seconds(), 0.0) if at is not None else 0.0
-
-
-class _SnapshotCollector(Collector):
-    """The gauges of the state, read from the latest snapshot at scrape time."""
-
-    def __init__(self, metrics: OwnerMetrics) -> None:
-        self.metrics = metrics
-
-    def collect(self) -> Iterator[Metric]:
-        snap = self.metrics.snapshot()
-        active = self.metrics.active() and snap.active
-        now = utc_now()
-        owner = GaugeMetricFamily(
-            "qsched_owner_active",
-            "1 while this owner holds the QPU lease, 0 on a standby",
-            labels=["owner_id"],
-        )
-        owner.add_metric([self.metrics.owner_id], 1.0 if active else 0.0)
-        yield owner
-        yield CounterMetricFamily(
-            "qsched_qpu_busy_seconds",
-            "Seconds the QPU spent running jobs under this owner (rate() = utilisation)",
-            value=self.metrics.busy_s(snap, now),
-        )
-        if not active:
-            return
-        yield _one_hot(
-            "qsched_qpu_state",
-            "The QPU state (1 for the current one)",
-            "state",
-            [s.value for s in QPUState],
-            snap.qpu.value if snap.qpu else None,
-        )
-        yield _one_hot(
-            "qsched_mode",
-            "The site mode in force (1 for the current one)",
-            "mode",
-            [m.value for m in Mode],
-            snap.mode.value if snap.mode else None,
-        )
-        yield _gauge(
-            "qsched_qpu_utilisation_ratio",
-            f"Share of the last {UTILISATION_WINDOW_S:.0f} s the QPU was running a job",
-            snap.utilisation,
-        )
-        yield _gauge("qsched_calibration_epoch", "The calibration epoch jobs run under", snap.epoch)
-        age = GaugeMetricFamily(
-            "qsched_calibration_age_seconds", "Seconds since the last calibration completed"
-        )
-        left = GaugeMetricFamily(
-            "qsched_calibration_valid_seconds_left",
-            "Seconds until the calibration window closes (negative: expired)",
-        )
-        if snap.calibrated_at is not None:
-            age_s = _since(snap.calibrated_at, now)
-            age.add_metric([], age_s)
-            if snap.calibration_valid_s is not None:
-                left.add_metric([], snap.calibration_valid_s - age_s)
-        yield age
-        yield left
-        yield _labelled(
-            "qsched_waiting_jobs",
-            "Jobs waiting in the backlog, per class",
-            "job_class",
-            snap.waiting_by_class,
-        )
-        yield _labelled(
-            "qsched_waiting_jobs_by_account",
-            "Jobs waiting in the backlog, per Slurm account ('' for none)",
-            "account",
-            snap.waiting_by_account,
-        )
-
-
-def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc, value=value)
-
-
-def _labelled(name: str, doc: str, label: str, values: dict[str, int]) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(name, doc, labels=[label])
-    for key, value in sorted(values.items()):
-        family.add_metric([key], value)
-    return family
-
-
-def _one_hot(name: str, doc: str, label: str, names: list[str], current: str | None) -> Metric:
-    family = GaugeMetricFamily(name, doc, labels=[label])
-    for value in names:
-        family.add_metric([value], 1.0 if value == current else 0.0)
-    return family
 
 
 def serve_metrics(metrics: OwnerMetrics, bind: str, port: int) -> int:

@@ -1,7 +1,8 @@
 """What `qsched top` draws: one frame of the QPU, built from the owner's replies (pure).
 
 A frame fits the terminal it is drawn on (80x24 and up): every line is cut with an ellipsis at
-the width, never wrapped, and the list of next jobs gets the rows the other parts leave.
+the width, never wrapped, and the list of next jobs gets the rows the other parts leave. Below
+the QPU's run, a row per emulator lane shows the job on it (or that it is free).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from rich.table import Table
 from rich.text import Text
 
 from schemas.enums import QPUState
-from schemas.messages import Event, QueueEntry, StatusReport
+from schemas.messages import Event, QueueEntry, RunningJob, StatusReport
 
 SHORT_ID = 8
 EVENT_LINES = 5
 MIN_ROWS = 3  # jobs of the queue shown before any event line
+LANE_ROWS = 4  # emulator lanes shown one per row; more are summed up in the last row
 STATE_STYLES = {
     QPUState.RUNNING: "bold green",
     QPUState.IDLE: "bold",
@@ -91,6 +93,11 @@ def _running(status: StatusReport, now: datetime, width: int) -> RenderableType:
     run = status.running
     if run is None:
         return _line(Text(f"no job running  last decision: {status.last_decision or '-'}"))
+    return _run_row(run, now, width, "running")
+
+
+def _run_row(run: RunningJob, now: datetime, width: int, where: str) -> Table:
+    """One run: where it is, the job, a progress bar, shots and time so far."""
     bar_width = max(min(width // 4, 24), 8)
     info_width = 24  # "12345/12345 shots  1h02m"
     grid = Table.grid(padding=(0, 1))
@@ -98,14 +105,35 @@ def _running(status: StatusReport, now: datetime, width: int) -> RenderableType:
     grid.add_column(width=bar_width)
     grid.add_column(no_wrap=True, overflow="ellipsis", min_width=info_width)
     elapsed = duration((now - run.started_at).total_seconds())
-    label = f"running {run.job_id[:SHORT_ID]} {run.job_class} {run.user or ''}".rstrip()
+    label = f"{where} {run.job_id[:SHORT_ID]} {run.job_class} {run.user or ''}".rstrip()
     done = min(run.shots_done, run.shots)
     grid.add_row(
-        Text(label, style="bold"),
+        Text(label, style="bold" if where == "running" else ""),
         ProgressBar(total=max(run.shots, 1), completed=done, complete_style="green"),
         Text(f"{done}/{run.shots} shots  {elapsed}"),
     )
     return grid
+
+
+def _lanes(status: StatusReport, now: datetime, width: int) -> list[RenderableType]:
+    """A row per emulator lane (its job, or free); past `LANE_ROWS` lanes, the rest summed up."""
+    names = sorted(status.lanes, key=_lane_number)
+    shown = names if len(names) <= LANE_ROWS else names[: LANE_ROWS - 1]
+    rows: list[RenderableType] = []
+    for name in shown:
+        run = status.lanes[name]
+        rows.append(_line(f"{name} free") if run is None else _run_row(run, now, width, name))
+    rest = names[len(shown) :]
+    if rest:
+        busy = sum(1 for name in rest if status.lanes[name] is not None)
+        rows.append(_line(f"{len(rest)} more lanes: {busy} busy, {len(rest) - busy} free"))
+    return rows
+
+
+def _lane_number(name: str) -> tuple[int, str]:
+    """``emulator-10`` after ``emulator-9``."""
+    tail = name.rsplit("-", 1)[-1]
+    return (int(tail) if tail.isdigit() else 0, name)
 
 
 def _eta(entry: QueueEntry) -> str:
@@ -172,6 +200,7 @@ def render(frame: Frame, width: int, height: int) -> RenderableType:
     if status.mode_message:
         parts.append(_line(Text(f"{status.mode.value}: {status.mode_message}", style="yellow")))
     parts.append(_running(status, frame.at, width))
+    parts.extend(_lanes(status, frame.at, width))
     # below: a rule and the queue's header, a rule and two lines of counts, and the last line
     # stays free (nothing scrolls); the events get what is left above MIN_ROWS jobs, up to 5
     room = height - (len(parts) + 2 + 3 + 1)

@@ -59,11 +59,20 @@ def started(
     attempt: int = 1,
     epoch: int = 0,
     shots: int = 100,
+    lane: str | None = None,
 ) -> Event:
-    """A ``job.started`` event."""
+    """A ``job.started`` event (on the QPU, or on emulator `lane`)."""
+    payload = JobStarted(
+        attempt=attempt,
+        epoch=epoch,
+        backend="emulator" if lane else "synthetic",
+        shots=shots,
+        lane=lane,
+        specs="0123456789ab" if lane else None,
+    )
     return make_event(
         Topic.JOB_STARTED,
-        JobStarted(attempt=attempt, epoch=epoch, backend="synthetic", shots=shots),
+        payload,
         at=at(t),
         job_id=job_id,
         job_class=job_class,

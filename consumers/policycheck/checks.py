@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from consumers.core.policy import estimated_duration_s
-from consumers.plugins.loading import load_plugins
+from consumers.plugins.loading import build
 from schemas.policy import Policy
 
 ERROR = "error"
@@ -219,12 +219,15 @@ CHECKS: tuple[Callable[[Policy, Lines], list[Problem]], ...] = (
 
 
 def plugin_problems(policy: Policy, lines: Lines) -> list[Problem]:
-    """Plugins the policy names that cannot be found or built (its ``[plugins]`` table), found
-    with the owner's own loader (``consumers.plugins.loading.load_plugins``)."""
-    if not policy.plugins.names:
-        return []
-    try:
-        load_plugins(policy)
-    except Exception as exc:  # a site's factory may raise anything: it is the finding
-        return [Problem(ERROR, f"plugins: {exc}", lines.of(("plugins",)))]
-    return []
+    """Plugins the policy names that cannot be found or built, each on the line that names it
+    (``admission = [...]``, ``ordering = ...``), found with the owner's own loader
+    (``consumers.plugins.loading.build``, as ``load_plugins`` calls it)."""
+    settings = policy.plugins
+    problems = []
+    for point, name in settings.names:
+        try:
+            build(point, name, settings.options.get(name, {}))
+        except Exception as exc:  # a site's factory may raise anything: it is the finding
+            line = lines.of(("plugins", point)) or lines.of(("plugins",))
+            problems.append(Problem(ERROR, f"plugins: {exc}", line))
+    return problems

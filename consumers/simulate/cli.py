@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,40 +10,17 @@ from typing import Any
 import click
 
 from brokers.cli import settings_of
-from consumers.core.inputs import Arrival
-from consumers.core.state import OwnerState
 from consumers.eventlog.errors import EventLogError
 from consumers.eventlog.html import render_html
 from consumers.eventlog.model import build_timeline
 from consumers.eventlog.reader import parse_bound
 from consumers.eventlog.source import log_records
-from consumers.plugins.api import JobFacts
-from consumers.plugins.loading import load_plugins
-from consumers.simulate.engine import ArrivalHook, simulate
+from consumers.simulate.engine import simulate
 from consumers.simulate.history import read_history
 from consumers.simulate.metrics import compare
+from consumers.simulate.ordering import ordering_hook
 from schemas.errors import PolicyError
-from schemas.policy import Policy, load_policy
-
-
-def ordering_hook(policy: Policy) -> ArrivalHook | None:
-    """The site ordering plugin's term on each simulated arrival, as the owner's shell puts it.
-
-    The policy's ``[plugins]`` may name an ordering plugin (``consumers.plugins``); an ordering
-    plugin is pure, so the simulation asks it again for every arrival. Without one there is
-    nothing to add.
-    """
-    if not policy.plugins.ordering:
-        return None
-    plugins = load_plugins(policy)
-
-    def hook(arrival: Arrival, state: OwnerState, policy: Policy) -> Arrival:
-        changes: dict[str, Any] = {
-            "site_term": plugins.site_term(JobFacts.of_request(arrival.job, arrival.user))
-        }
-        return dataclasses.replace(arrival, **changes)
-
-    return hook
+from schemas.policy import load_policy
 
 
 @click.command("simulate")
@@ -82,7 +58,9 @@ def simulate_command(
     """Re-run the recorded arrivals, commands and QPU events through the owner's `step` under
     POLICY, on a QPU whose run times are the recorded ones, and print recorded vs simulated:
     waits (p50/p95) per class and account, utilisation, preemptions, missed deadlines and
-    allocations, calibrations, and whether the start order is the same."""
+    allocations, calibrations, and whether the start order is the same. An ordering plugin that
+    POLICY names (``[plugins] ordering``) must be installed here; it is asked again for every
+    arrival, under the policy's time limit, as the owner asks it."""
     settings = settings_of(ctx)
     try:
         start, end = parse_bound(from_), parse_bound(to)
@@ -92,10 +70,13 @@ def simulate_command(
         policy = load_policy(policy_path)
     except PolicyError as exc:
         raise click.BadParameter(str(exc), param_hint="--policy") from None
+    hook = ordering_hook(policy)  # a missing plugin fails before the log is read
     with log_records(settings, "qsched-simulate", None, end) as records:
         recorded = read_history(records, policy, start, tick_s or settings.owner.tick_s)
-    simulated = simulate(policy, recorded, ordering_hook(policy))
+    simulated = simulate(policy, recorded, hook)
     report = {"policy": str(policy_path)} | compare(recorded.events, simulated)
+    if hook is not None:
+        report["ordering_plugin"] = {"name": hook.name, "failures": hook.failures}
     if html is not None:
         html.write_text(render_html(build_timeline(simulated)), encoding="utf-8")
     if as_json:
@@ -151,3 +132,9 @@ def render(report: dict[str, Any]) -> Iterator[str]:
         "the same" if order["same"] else f"differs from position {order['first_difference'] + 1}"
     )
     yield f"start order: {verdict}"
+    plugin = report.get("ordering_plugin")
+    if plugin is not None:
+        yield (
+            f"ordering plugin {plugin['name']}: {plugin['failures']} failed call(s) "
+            "(those jobs are ordered without a site term, as in the owner)"
+        )

@@ -4,14 +4,18 @@ Theory of operation. The simulator is the owner's shell with the world replaced 
 and the clock by simulated time: each input is stepped at its recorded time with the given
 policy (whatever `step` takes: a policy with an ordering plugin is the same object), its events
 are stamped with the simulated time and folded with `OwnerState.apply`, and its effects are
-carried out on the model: `StartRun` puts the job on the QPU for its modelled time
-(`history.JobRuns`), `StopRun` stops it at once with the shots measured so far. After each input
-(or intake batch), run end and timer, the simulator decides as the owner does (`Dispatch`) until
-nothing more happens. Timers fire when a deadline, queue age or run-time limit falls due, not
+carried out on the model: `StartRun` puts the job on the QPU (or the emulator lane it names) for
+its modelled time (`history.JobRuns`), `StopRun` stops it at once with the shots measured so far.
+After each input (or intake batch), run end and timer, the simulator decides as the owner does
+(`Dispatch`) until nothing more happens, then, as the owner's lane pool does after the QPU's
+dispatch, fills the policy's free emulator lanes (`LaneDispatch`). A lane run takes the job's
+recorded lane seconds per shot (a job never run on a lane: the log's lane average, else the
+policy's lane pace). Timers fire when a deadline, queue age or run-time limit falls due, not
 every tick. Time jumps from one happening to the next, so a day of history takes seconds.
 
 Not modelled: owner failovers (the simulated owner runs throughout), progress reports, the
-owner's own latencies (a freed QPU starts the next job at once). `hook` lets site code annotate
+owner's own latencies (a freed QPU or lane starts the next job at once), the lane's re-check of
+a sequence against new device specs, and run-time limits of lane runs. `hook` lets site code annotate
 an arrival before `step` sees it, as the owner's shell does with its plugins.
 """
 
@@ -23,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from consumers.core.inputs import Arrival, Context, Dispatch, Finished, Input, Tick
+from consumers.core.inputs import Arrival, Context, Dispatch, Finished, Input, LaneDispatch, Tick
 from consumers.core.order import EPOCH
 from consumers.core.outcomes import StartRun, StopRun
 from consumers.core.state import OwnerState
@@ -37,6 +41,7 @@ CONTEXT = Context(owner_id="simulator", backend="model")
 TIMER_SLACK = timedelta(milliseconds=1)  # a limit is checked just after it falls due
 MAX_DECISIONS = 16  # dispatches in a row after one happening (each must change something)
 MODEL_BITSTRING = "model"
+MODEL_SPECS = "simulated"  # the device-specs digest a simulated lane run is stamped with
 
 
 class SimulationError(Exception):
@@ -48,7 +53,7 @@ class SimulationError(Exception):
 
 @dataclass
 class _OnQPU:
-    """The run on the modelled QPU."""
+    """A run on the modelled QPU or on a modelled emulator lane."""
 
     job_id: str
     shots: int
@@ -75,9 +80,11 @@ class Simulation:
         self.state = copy.deepcopy(recorded.start)
         self.events: list[Event] = []
         self.qpu: _OnQPU | None = None
+        self.lanes: dict[str, _OnQPU] = {}
         self.now = recorded.first_at or recorded.start.calibrated_at or EPOCH
         self._soon: deque[Input] = deque()
         self._default_s = recorded.default_s_per_shot(policy)
+        self._default_lane_s = recorded.default_lane_s_per_shot(policy)
         self._until = recorded.last_at or self.now
         self._ticked_at = EPOCH
 
@@ -89,13 +96,17 @@ class Simulation:
         if self.state.running is not None:  # running when the window opened: finish it
             run = self.state.running
             self._put_on_qpu(run.job.job_id, run.job.remaining_shots, run.started_at)
+        for name, run in self.state.lanes.items():  # the same for the lanes' runs
+            self._put_on_lane(name, run.job.job_id, run.job.remaining_shots, run.started_at)
         self._decide()
         inputs = deque(self.recorded.inputs)
         while True:
             ends = self.qpu.ends if self.qpu is not None else None
+            lane = min(self.lanes, key=lambda name: self.lanes[name].ends, default=None)
+            lane_ends = self.lanes[lane].ends if lane is not None else None
             timer = self._next_timer()
             given_at = inputs[0].at if inputs else None
-            moments = [t for t in (given_at, ends, timer) if t is not None]
+            moments = [t for t in (given_at, ends, lane_ends, timer) if t is not None]
             if not moments:
                 return self.events
             self.now = max(self.now, min(moments))
@@ -106,6 +117,8 @@ class Simulation:
                     continue  # the owner took the next arrival in the same batch
             elif ends is not None and ends <= self.now:
                 self._finish()
+            elif lane is not None and lane_ends is not None and lane_ends <= self.now:
+                self._finish_lane(lane)
             else:
                 self._ticked_at = self.now
                 self._feed(Tick())
@@ -147,19 +160,25 @@ class Simulation:
             self.state.apply(stamped)
             self.events.append(stamped)
         for effect in effects:
-            if isinstance(effect, StartRun):
+            if isinstance(effect, StartRun) and effect.lane is not None:
+                self._put_on_lane(effect.lane, effect.job.job_id, effect.shots, self.now)
+            elif isinstance(effect, StartRun):
                 self._put_on_qpu(effect.job.job_id, effect.shots, self.now)
             elif isinstance(effect, StopRun):
                 self._stop(effect.job_id)
         return len(events)
 
     def _decide(self) -> None:
-        """Dispatch until a decision changes nothing (the owner re-decides every loop turn)."""
+        """Dispatch until a decision changes nothing (the owner re-decides every loop turn), then
+        fill the free lanes in order until one starts nothing (as `consumers.lanes.LanePool`)."""
         for _ in range(MAX_DECISIONS):
             if not self._step(Dispatch()):
                 break
             while self._soon:
                 self._step(self._soon.popleft())
+        for lane in self.policy.lanes.names:
+            if lane not in self.lanes and not self._step(LaneDispatch(lane, MODEL_SPECS)):
+                return
 
     # ---- the modelled QPU -------------------------------------------------------------------
 
@@ -173,6 +192,18 @@ class Simulation:
             length_s = shots * (per_shot if per_shot is not None else self._default_s)
         self.qpu = _OnQPU(job_id, shots, started, started + timedelta(seconds=length_s), error)
 
+    def _put_on_lane(self, lane: str, job_id: str, shots: int, started: datetime) -> None:
+        runs = self.recorded.runs.get(job_id)
+        per_shot = runs.lane_s_per_shot if runs is not None else None
+        length_s = shots * (per_shot if per_shot is not None else self._default_lane_s)
+        self.lanes[lane] = _OnQPU(
+            job_id, shots, started, started + timedelta(seconds=length_s), None
+        )
+
+    def _finish_lane(self, lane: str) -> None:
+        run = self.lanes.pop(lane)
+        self._feed(Finished(run.job_id, counts={MODEL_BITSTRING: run.shots}))
+
     def _finish(self) -> None:
         run = self.qpu
         assert run is not None
@@ -185,8 +216,12 @@ class Simulation:
     def _stop(self, job_id: str) -> None:
         run = self.qpu
         if run is None or run.job_id != job_id:
-            return
-        self.qpu = None
+            lane = next((name for name, r in self.lanes.items() if r.job_id == job_id), None)
+            if lane is None:
+                return
+            run = self.lanes.pop(lane)
+        else:
+            self.qpu = None
         measured = run.measured(self.now)
         counts = {MODEL_BITSTRING: measured} if measured else {}
         self._soon.append(Finished(job_id, counts=counts, canceled=True))
@@ -214,8 +249,8 @@ class Simulation:
         if not due:
             return None
         at = max(min(due) + TIMER_SLACK, self.now)
-        if at > self._until and self.qpu is None:
-            return None  # past the window with the QPU idle: the simulation is over
+        if at > self._until and self.qpu is None and not self.lanes:
+            return None  # past the window with the QPU and lanes idle: the simulation is over
         return at
 
 

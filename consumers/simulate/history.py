@@ -7,7 +7,9 @@ decided is left for the simulated policy to decide again. From the world: arriva
 and waiting jobs a calibration made invalid (``job.rejected`` of an accepted job →
 `Invalidated`). From the QPU: each job's recorded runs give its seconds per shot (all its runs'
 seconds over the shots they measured), and a job whose run failed fails again after the same
-time. Starts, preemptions, ends, timeouts, calibration starts: the simulation makes its own.
+time. A run on an emulator lane (its ``job.started`` names the lane) is timed apart: lane
+seconds per shot say how long the job takes on a lane, never on the QPU. Starts, preemptions,
+ends, timeouts, calibration starts: the simulation makes its own.
 
 Events of a stale term (an owner fenced off by a newer one) are skipped, as `apply` skips them.
 The records before ``--from`` are folded with `OwnerState.apply` into the state the simulation
@@ -47,17 +49,33 @@ class Timed:
 
 @dataclass
 class JobRuns:
-    """What the recorded runs of one job say about the QPU's speed for it."""
+    """What the recorded runs of one job say about the QPU's (and the lanes') speed for it."""
 
     seconds: float = 0.0
     shots: int = 0
     error: JobError | None = None
     error_after_s: float = 0.0
+    lane_seconds: float = 0.0
+    lane_shots: int = 0
 
     @property
     def s_per_shot(self) -> float | None:
-        """Seconds per shot over its runs (None when no shot was measured)."""
+        """Seconds per shot over its QPU runs (None when no shot was measured there)."""
         return self.seconds / self.shots if self.shots > 0 else None
+
+    @property
+    def lane_s_per_shot(self) -> float | None:
+        """Seconds per shot over its emulator-lane runs (None when it never ran on a lane)."""
+        return self.lane_seconds / self.lane_shots if self.lane_shots > 0 else None
+
+    def add(self, seconds: float, shots: int, lane: bool) -> None:
+        """Count a run's measured shots and its seconds, on a lane or the QPU."""
+        if lane:
+            self.lane_seconds += seconds
+            self.lane_shots += shots
+        else:
+            self.seconds += seconds
+            self.shots += shots
 
 
 @dataclass
@@ -84,6 +102,16 @@ class Recorded:
         seconds = sum(r.seconds for r in self.runs.values() if r.shots > 0)
         shots = sum(r.shots for r in self.runs.values())
         return seconds / shots if shots > 0 else 1.0 / policy.shot_rate_hz
+
+    def default_lane_s_per_shot(self, policy: Policy) -> float:
+        """Seconds per shot on a lane for a job that never ran on one: the recorded lane average,
+        else the lanes' pace from the policy, else the QPU's default."""
+        seconds = sum(r.lane_seconds for r in self.runs.values() if r.lane_shots > 0)
+        shots = sum(r.lane_shots for r in self.runs.values())
+        if shots > 0:
+            return seconds / shots
+        rate = policy.lanes.shot_rate_hz
+        return 1.0 / rate if rate else self.default_s_per_shot(policy)
 
 
 def read_history(
@@ -191,7 +219,8 @@ class _RunTracker:
 
     def __init__(self, runs: dict[str, JobRuns]) -> None:
         self.runs = runs
-        self._open: dict[str, tuple[datetime, int, int]] = {}  # job -> (start, shots, measured)
+        # job -> (start, shots, measured before, on a lane)
+        self._open: dict[str, tuple[datetime, int, int, bool]] = {}
         self._measured: dict[str, int] = {}
 
     def see(self, event: Event) -> None:
@@ -204,12 +233,13 @@ class _RunTracker:
                 shots = payload_of(event, JobStarted).shots
             except ValueError:
                 return
-            self._open[job_id] = (event.at, shots, self._measured.get(job_id, 0))
+            lane = bool(event.data.get("lane"))
+            self._open[job_id] = (event.at, shots, self._measured.get(job_id, 0), lane)
             return
         opened = self._open.pop(job_id, None)
         if opened is None:
             return
-        began, shots, before = opened
+        began, shots, before, lane = opened
         seconds = max((event.at - began).total_seconds(), 0.0)
         runs = self.runs.setdefault(job_id, JobRuns())
         if topic in (Topic.JOB_PREEMPTED, Topic.JOB_REQUEUED):
@@ -218,8 +248,7 @@ class _RunTracker:
             except ValueError:
                 return
             self._measured[job_id] = done
-            runs.seconds += seconds
-            runs.shots += max(done - before, 0)
+            runs.add(seconds, max(done - before, 0), lane)
         elif topic in FINAL and event.result is not None:
             result = event.result
             measured = sum(result.counts.values()) - before
@@ -228,7 +257,6 @@ class _RunTracker:
             if result.state is JobState.ERROR and result.error is not None:
                 runs.error, runs.error_after_s = result.error, seconds
             if measured > 0:
-                runs.seconds += seconds
-                runs.shots += measured
+                runs.add(seconds, measured, lane)
         else:
             self._open[job_id] = opened  # progress, stopping, preempting: still running

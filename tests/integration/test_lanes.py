@@ -1,6 +1,6 @@
 """Emulator lanes through the real owner: development work completes on lanes while the QPU
 runs a long production job or is in maintenance, QPU-only work waits, results say where they
-ran, and killing the owner mid-run loses no lane job."""
+ran, lanes show in metrics and `qsched top`, and killing the owner mid-run loses no lane job."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from schemas import CommandName, JobState
 from schemas.enums import Mode
 from tests.conftest import OwnerHarness
-from tests.owners import wait_running
+from tests.integration.test_metrics import METRICS_ENV, metrics_url, scrape, value
+from tests.owners import run_qsched, wait_running
 from tests.sequences import analog_sequence
 from tests.waiting import wait_until
 
@@ -43,7 +44,7 @@ def test_lanes_run_development_beside_a_busy_qpu_and_in_maintenance_and_survive_
     policy = tmp_path / "policy.toml"
     policy.write_text(POLICY)
     args = ("--policy", str(policy), "--backend", "synthetic", "--shot-rate", "20")
-    owner = owners.start(*args)
+    owner = owners.start(*args, env=METRICS_ENV)
     client = owners.client()
     production = client.submit(SEQ, 2000, job_class="production")  # 100 s on the QPU
     wait_running(client, production.job_id)
@@ -71,15 +72,30 @@ def test_lanes_run_development_beside_a_busy_qpu_and_in_maintenance_and_survive_
     )
 
     long_run = client.submit(SEQ, 300, job_class="development")  # 6 s on a lane
-    wait_until(
-        lambda: any(
-            job is not None and job.job_id == long_run.job_id
-            for job in client.control(CommandName.STATUS).status.lanes.values()
+    lane = wait_until(
+        lambda: next(
+            (
+                name
+                for name, job in client.control(CommandName.STATUS).status.lanes.items()
+                if job is not None and job.job_id == long_run.job_id
+            ),
+            None,
         ),
         "the long development job on a lane",
         120.0,
         step=lambda: client.poll(0.2),
     )
+    samples = scrape(metrics_url(owner))
+    assert value(samples, "qsched_lane_busy", lane=lane) == 1.0
+    runs = [
+        value(samples, "qsched_lane_runs_total", lane=n, job_class="development") or 0
+        for n in ("emulator-1", "emulator-2")
+    ]
+    assert sum(runs) == 4  # two beside production, one in maintenance, the long one
+    top = run_qsched(owners.broker.url, owners.broker.topology.namespace, "top", "--once")
+    assert top.returncode == 0, top.stderr
+    rows = [line for line in top.stdout.splitlines() if line.startswith(lane)]
+    assert rows and rows[0].startswith(f"{lane} {long_run.job_id[:8]} development"), top.stdout
     owner.kill()
     owners.start(*args)
     result = long_run.result(timeout=180)

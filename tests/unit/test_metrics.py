@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from consumers.core.step import Dispatch
+from consumers.core.step import Dispatch, Finished, LaneDispatch
 from consumers.errors import MetricsUnavailable
 from consumers.metrics import OwnerMetrics, serve_metrics
 from schemas.messages import Event, SlurmContext
-from tests.unit.test_owner_state import POLICY, Harness
+from schemas.policy import Policy, parse_policy
+from tests.unit.test_owner_state import POLICY, RANDOM_POLICY, Harness
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "infra" / "grafana" / "qsched-dashboard.json"
@@ -31,9 +32,9 @@ SUFFIXES = {
 class MeteredHarness(Harness):
     """The core harness, with the owner's metrics seeing every applied event."""
 
-    def __init__(self) -> None:
+    def __init__(self, policy: Policy = POLICY) -> None:
         self.metrics = OwnerMetrics(lambda: True, "owner-1", refresh_s=0.0)
-        super().__init__()
+        super().__init__(policy)
 
     def emit(self, events: list[Event]) -> None:
         for event in events:
@@ -138,3 +139,26 @@ def test_a_metrics_port_in_use_is_one_error_naming_the_setting() -> None:
         with pytest.raises(MetricsUnavailable, match=f"127.0.0.1:{port}") as raised:
             serve_metrics(OwnerMetrics(lambda: False, "o"), "127.0.0.1", port)
     assert "QSCHED_OWNER__METRICS_PORT" in raised.value.hint
+
+
+def test_lane_runs_are_counted_per_lane_and_their_time_is_not_qpu_time() -> None:
+    h = MeteredHarness(parse_policy(RANDOM_POLICY))  # two lanes; development may use them
+    h.submit(job_class="production", shots=1000)
+    h.feed(Dispatch())
+    development = h.submit(job_class="development", shots=10)
+    h.now += timedelta(seconds=5)
+    h.feed(LaneDispatch("emulator-1", "abc123"))
+    h.settle()
+    r = h.metrics.registry
+    assert sample(r, "qsched_lane_busy", lane="emulator-1") == 1
+    assert sample(r, "qsched_lane_busy", lane="emulator-2") == 0
+    assert sample(r, "qsched_lane_runs_total", lane="emulator-1", job_class="development") == 1
+    assert sample(r, "qsched_job_wait_seconds_sum", job_class="development") == 5.0
+
+    h.now += timedelta(seconds=3)
+    h.feed(Finished(development, {"00": 10}))
+    h.finish_running()  # the production job: 9 s on the QPU in all, a lane run in the middle
+    h.settle()
+    assert sample(r, "qsched_lane_busy", lane="emulator-1") == 0
+    assert sample(r, "qsched_jobs_finished_total", job_class="development", state="DONE") == 1
+    assert h.metrics.snapshot().busy_closed_s == pytest.approx(9.001)  # a scrape saw it run

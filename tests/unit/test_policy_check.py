@@ -93,3 +93,21 @@ def test_exit_codes_0_usable_1_problems_2_unreadable(tmp_path: Path) -> None:
     assert failed.exit_code == 1
     assert '"line": 2' in failed.output and '"ok": false' in failed.output
     assert runner.invoke(policy, ["check", str(tmp_path / "missing.toml")]).exit_code == 2
+
+
+def test_each_missing_or_broken_plugin_is_reported_on_the_line_that_names_it() -> None:
+    text = (
+        "[plugins]\n"  # 1
+        'admission = ["accounts", "quota"]\n'  # 2
+        'ordering = "grant-share"\n'  # 3
+        'event_sinks = ["jsonl"]\n'  # 4
+        "[plugins.options.accounts]\n"  # 5
+        "colour = 1\n"  # 6
+        "[plugins.options.jsonl]\n"  # 7
+        'path = "/tmp/qsched-test-never-written.jsonl"\n'  # 8
+    )
+    _, problems = check_text(text)
+    assert [(p.severity, p.line) for p in problems] == [(ERROR, 2), (ERROR, 2), (ERROR, 3)]
+    assert "admission plugin 'accounts'" in problems[0].message  # its factory refused `colour`
+    assert "no admission plugin named 'quota'" in problems[1].message
+    assert "no ordering plugin named 'grant-share'" in problems[2].message

@@ -13,6 +13,7 @@ import pytest
 
 from consumers.core.inputs import Arrival
 from consumers.core.state import OwnerState
+from consumers.eventlog.model import build_timeline
 from consumers.eventlog.reader import LogRecord
 from consumers.simulate.engine import SimulationError, simulate
 from consumers.simulate.history import Recorded, read_history
@@ -152,3 +153,61 @@ def test_a_state_at_from_with_a_class_the_policy_lacks_is_refused_naming_it() ->
         A,
         C,
     ]  # arrivals of a class it lacks are refused at intake, as the owner does
+
+
+LANES = parse_policy(
+    "[lanes]\nemulators = 1\n[classes.calibration]\nrank = 0\ncalibrates = true\n"
+    "[classes.production]\nrank = 1\n[classes.development]\nrank = 2\n"
+    'modes = ["production", "development"]\n'
+    'placement = { production = "either", development = "either" }\n'
+)
+
+
+def _lane_log() -> list[Event]:
+    """A production job 10 s on the QPU; meanwhile two development jobs 2 s each on a lane."""
+    return [
+        activated(0, 1),
+        queued(A, 1),
+        started(A, 1.01),
+        queued(B, 2, "development", "bob"),
+        started(B, 2.01, "development", "bob", lane="emulator-1"),
+        final(B, 4.01, job_class="development"),
+        queued(C, 5, "development", "carol"),
+        started(C, 5.01, "development", "carol", lane="emulator-1"),
+        final(C, 7.01, job_class="development"),
+        final(A, 11.01),
+    ]
+
+
+def test_lane_runs_are_simulated_on_lanes_with_their_recorded_lane_time() -> None:
+    events = _lane_log()
+    recorded = _recorded(events, LANES)
+    assert recorded.runs[B].lane_s_per_shot == pytest.approx(0.02)
+    assert recorded.runs[B].s_per_shot is None  # lane time is not QPU time
+    simulated = simulate(LANES, recorded)
+    lanes = {e.job_id: e.data.get("lane") for e in simulated if e.topic == Topic.JOB_STARTED}
+    assert lanes == {A: None, B: "emulator-1", C: "emulator-1"}
+    timeline = build_timeline(simulated)
+    assert [
+        (r.job_id, (r.ended_at - r.started_at).total_seconds()) for r in timeline.lane_runs
+    ] == [
+        (B, pytest.approx(2.0)),
+        (C, pytest.approx(2.0)),
+    ]
+    report = compare(recorded.events, simulated)
+    assert report["start_order"]["same"]
+    assert report["simulated"]["busy_s"] == report["recorded"]["busy_s"] == pytest.approx(10.0)
+    assert report["simulated"]["jobs"]["ended"] == {"DONE": 3}
+    # a lane run under way at --from finishes on its lane
+    from_lane = simulate(LANES, _recorded(events, LANES, start=5))
+    assert [e.job_id for e in from_lane if e.topic == Topic.JOB_DONE] == [B, C, A]
+
+
+def test_a_log_with_lane_runs_simulated_without_lanes_runs_everything_on_the_qpu() -> None:
+    events = _lane_log()
+    simulated = simulate(Policy(), _recorded(events))
+    assert [e.data.get("lane") for e in simulated if e.topic == Topic.JOB_STARTED] == [None] * 3
+    assert start_order(simulated) == [A, B, C]
+    report = compare(events, simulated)
+    assert report["simulated"]["jobs"]["ended"] == {"DONE": 3}
+    assert report["simulated"]["busy_s"] > report["recorded"]["busy_s"]

@@ -97,3 +97,43 @@ def test_no_owner_is_one_clear_line_and_durations_read_short() -> None:
     lines = draw(Frame(at=NOW, error="no QPU owner answered status within 2 s"))
     assert lines[1] == "no QPU owner answered status within 2 s"
     assert [duration(s) for s in (None, 4.4, 65, 3725)] == ["?", "4s", "1m05s", "1h02m"]
+
+
+def with_lanes(f: Frame, lanes: int, busy: set[int]) -> Frame:
+    """`f` with `lanes` emulator lanes, those numbered in `busy` running a development job."""
+    assert f.status is not None
+    runs = {
+        f"emulator-{i}": RunningJob(
+            job_id=f"lane{i:04d}-rest",
+            job_class="development",
+            shots=200,
+            started_at=NOW - timedelta(seconds=9),
+            user="bob",
+            shots_done=50,
+        )
+        if i in busy
+        else None
+        for i in range(1, lanes + 1)
+    }
+    f.status = f.status.model_copy(update={"lanes": runs})
+    return f
+
+
+def test_each_emulator_lane_has_a_row_with_its_job_or_free_below_the_qpus_run() -> None:
+    lines = draw(with_lanes(frame(200), 2, busy={2}))
+    assert len(lines) <= 23 and all(len(line) <= 80 for line in lines)
+    at = next(i for i, line in enumerate(lines) if line.startswith("running 3f2a9c1e"))
+    assert lines[at + 1] == "emulator-1 free"
+    assert lines[at + 2].startswith("emulator-2 lane0002 development")
+    assert "50/200 shots  9s" in lines[at + 2]
+    assert lines[at + 3].startswith("next jobs")
+
+
+@pytest.mark.parametrize(("width", "height"), [(80, 24), (80, 16)])
+def test_many_lanes_take_four_rows_and_the_frame_still_fits(width: int, height: int) -> None:
+    lines = draw(with_lanes(frame(200, long_text=True), 12, busy={1, 5, 10, 11}), width, height)
+    assert len(lines) <= height - 1 and all(len(line) <= width for line in lines)
+    lane_rows = [line for line in lines if line.startswith("emulator-")]
+    assert [row.split()[0] for row in lane_rows] == ["emulator-1", "emulator-2", "emulator-3"]
+    assert "9 more lanes: 3 busy, 6 free" in lines
+    assert any(line.lstrip().startswith("1 ") for line in lines)  # the queue keeps a row

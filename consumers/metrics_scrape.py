@@ -1,0 +1,161 @@
+"""What a Prometheus scrape of the owner reads: the `Snapshot` the owner's loop builds, and the
+collector that turns the latest one into gauges at scrape time (`consumers.metrics` feeds it).
+
+The collector runs on the HTTP server's thread and only reads a frozen snapshot through
+`SnapshotSource`; time-dependent values (calibration age, busy seconds of the current run) are
+derived at scrape time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from schemas.enums import Mode, QPUState
+from schemas.messages import utc_now
+
+UTILISATION_WINDOW_S = 300.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a scrape reports of the owner's state, built in the owner's loop."""
+
+    active: bool = False
+    qpu: QPUState | None = None
+    mode: Mode | None = None
+    epoch: int = 0
+    calibrated_at: datetime | None = None
+    calibration_valid_s: float | None = None
+    waiting_by_class: dict[str, int] = field(default_factory=dict)
+    waiting_by_account: dict[str, int] = field(default_factory=dict)
+    running_since: datetime | None = None
+    busy_closed_s: float = 0.0
+    utilisation: float = 0.0
+    lanes_busy: dict[str, bool] = field(default_factory=dict)
+
+
+class SnapshotSource(Protocol):
+    """What the collector asks of the owner's metrics (`consumers.metrics.OwnerMetrics`)."""
+
+    owner_id: str
+
+    def snapshot(self) -> Snapshot:
+        """The latest snapshot."""
+        ...
+
+    def active(self) -> bool:
+        """Whether this owner holds the QPU lease now."""
+        ...
+
+    def busy_s(self, snap: Snapshot, now: datetime) -> float:
+        """QPU busy seconds at `now`, never decreasing."""
+        ...
+
+
+def since(at: datetime | None, now: datetime) -> float:
+    """Seconds from `at` to `now` (0 when `at` is None or later)."""
+    return max((now - at).total_seconds(), 0.0) if at is not None else 0.0
+
+
+class SnapshotCollector(Collector):
+    """The gauges of the state, read from the latest snapshot at scrape time."""
+
+    def __init__(self, metrics: SnapshotSource) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.metrics.snapshot()
+        active = self.metrics.active() and snap.active
+        now = utc_now()
+        owner = GaugeMetricFamily(
+            "qsched_owner_active",
+            "1 while this owner holds the QPU lease, 0 on a standby",
+            labels=["owner_id"],
+        )
+        owner.add_metric([self.metrics.owner_id], 1.0 if active else 0.0)
+        yield owner
+        yield CounterMetricFamily(
+            "qsched_qpu_busy_seconds",
+            "Seconds the QPU spent running jobs under this owner (rate() = utilisation)",
+            value=self.metrics.busy_s(snap, now),
+        )
+        if not active:
+            return
+        yield _one_hot(
+            "qsched_qpu_state",
+            "The QPU state (1 for the current one)",
+            "state",
+            [s.value for s in QPUState],
+            snap.qpu.value if snap.qpu else None,
+        )
+        yield _one_hot(
+            "qsched_mode",
+            "The site mode in force (1 for the current one)",
+            "mode",
+            [m.value for m in Mode],
+            snap.mode.value if snap.mode else None,
+        )
+        yield _gauge(
+            "qsched_qpu_utilisation_ratio",
+            f"Share of the last {UTILISATION_WINDOW_S:.0f} s the QPU was running a job",
+            snap.utilisation,
+        )
+        yield _gauge("qsched_calibration_epoch", "The calibration epoch jobs run under", snap.epoch)
+        age = GaugeMetricFamily(
+            "qsched_calibration_age_seconds", "Seconds since the last calibration completed"
+        )
+        left = GaugeMetricFamily(
+            "qsched_calibration_valid_seconds_left",
+            "Seconds until the calibration window closes (negative: expired)",
+        )
+        if snap.calibrated_at is not None:
+            age_s = since(snap.calibrated_at, now)
+            age.add_metric([], age_s)
+            if snap.calibration_valid_s is not None:
+                left.add_metric([], snap.calibration_valid_s - age_s)
+        yield age
+        yield left
+        yield _labelled(
+            "qsched_waiting_jobs",
+            "Jobs waiting in the backlog, per class",
+            "job_class",
+            snap.waiting_by_class,
+        )
+        lanes = GaugeMetricFamily(
+            "qsched_lane_busy",
+            "1 while an emulator lane runs a job, 0 while it is free",
+            labels=["lane"],
+        )
+        for name, busy in sorted(snap.lanes_busy.items()):
+            lanes.add_metric([name], 1.0 if busy else 0.0)
+        yield lanes
+        yield _labelled(
+            "qsched_waiting_jobs_by_account",
+            "Jobs waiting in the backlog, per Slurm account ('' for none)",
+            "account",
+            snap.waiting_by_account,
+        )
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+def _labelled(name: str, doc: str, label: str, values: dict[str, int]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=[label])
+    for key, value in sorted(values.items()):
+        family.add_metric([key], value)
+    return family
+
+
+def _one_hot(name: str, doc: str, label: str, names: list[str], current: str | None) -> Metric:
+    family = GaugeMetricFamily(name, doc, labels=[label])
+    for value in names:
+        family.add_metric([value], 1.0 if value == current else 0.0)
+    return family

@@ -116,6 +116,19 @@ class OwnerSettings(BaseModel):
     )
     qpu_api_poll_s: float = Field(default=0.5, gt=0, description="job status polling interval")
     qpu_api_timeout_s: float = Field(default=10.0, gt=0, description="per-request HTTP timeout")
+    qpu_api_request_attempts: int = Field(
+        default=4,
+        ge=1,
+        description="tries of one API request on 5xx, 429, timeouts or refused connections",
+    )
+    qpu_api_run_timeout_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description=(
+            "time limit of one run on the QPU API, submission to end (requests and polling); "
+            "past it the run is canceled and fails retryably (BACKEND_TIMEOUT)"
+        ),
+    )
     synthetic_failure_rate: float = Field(
         default=0.0, ge=0, le=1, description="synthetic backend: share of runs that fail"
     )

@@ -53,6 +53,26 @@ class JobClassPolicy(BaseModel):
     )
 
 
+class RetryPolicy(BaseModel):
+    """How a job whose run failed with a retryable backend error is run again.
+
+    Attributes:
+        attempts: runs a job may make in all when they fail retryably (1: never retry).
+        backoff_s: wait before the first retry; doubles for each further one.
+        max_backoff_s: the longest wait between two runs.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    attempts: int = Field(default=3, ge=1, description="runs per job for retryable failures")
+    backoff_s: float = Field(default=2.0, ge=0, description="wait before the first retry")
+    max_backoff_s: float = Field(default=60.0, ge=0, description="cap of the doubling wait")
+
+    def backoff_after(self, failures: int) -> float:
+        """The wait before the run that follows `failures` failed runs (pure)."""
+        return float(min(self.backoff_s * 2.0 ** max(failures - 1, 0), self.max_backoff_s))
+
+
 def _default_classes() -> dict[str, JobClassPolicy]:
     return {
         "calibration": JobClassPolicy(
@@ -96,6 +116,9 @@ class Policy(BaseModel):
     )
     max_waiting_total: int | None = Field(
         default=None, gt=0, description="backlog limit: waiting jobs in all"
+    )
+    retry: RetryPolicy = Field(
+        default_factory=RetryPolicy, description="retry budget for retryable backend failures"
     )
 
     @model_validator(mode="after")

@@ -30,7 +30,11 @@ def make_backend(settings: Settings) -> Backend:
         from consumers.backends.qpu_api import QPUApiBackend
 
         return QPUApiBackend(
-            owner.qpu_api_url, poll_s=owner.qpu_api_poll_s, timeout_s=owner.qpu_api_timeout_s
+            owner.qpu_api_url,
+            poll_s=owner.qpu_api_poll_s,
+            timeout_s=owner.qpu_api_timeout_s,
+            max_attempts=owner.qpu_api_request_attempts,
+            run_timeout_s=owner.qpu_api_run_timeout_s,
         )
     raise ValueError(
         f"backend {owner.backend!r} is not available; choose one of {', '.join(BACKENDS)}"

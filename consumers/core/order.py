@@ -35,6 +35,8 @@ class Waiting:
         allocation: the Slurm job id of the allocation it comes from.
         validated_epoch: the calibration epoch its sequence was last checked against.
         prior_counts: counts measured by earlier runs (preempted or cut off), kept.
+        failures: runs that failed with a retryable backend error (the retry budget's count).
+        not_before: a job retried after a failure may not start before this time.
     """
 
     job_id: str
@@ -57,6 +59,8 @@ class Waiting:
     prior_counts: dict[str, int] = field(default_factory=dict)
     validated_epoch: int = 0
     accepted_at: datetime | None = None
+    failures: int = 0
+    not_before: datetime | None = None
 
     @property
     def queued_at(self) -> datetime:

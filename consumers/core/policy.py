@@ -169,6 +169,9 @@ def job_hold(view: OwnerView, candidate: Candidate, now: datetime) -> str | None
     job_class = policy.classes[candidate.job_class]
     if candidate.allocation is not None and candidate.allocation in view.ended_allocations:
         return f"held: allocation {candidate.allocation} has ended"
+    if candidate.not_before is not None and candidate.not_before > now:
+        wait_s = (candidate.not_before - now).total_seconds()
+        return f"held: retried after a backend failure, starts again in {wait_s:.0f} s"
     epoch = view.calibration.epoch
     if candidate.min_epoch is not None and candidate.min_epoch > epoch:
         return f"held: needs calibration epoch {candidate.min_epoch}, the QPU is at {epoch}"

@@ -42,6 +42,7 @@ OTHER_VARIABLES = {
 }
 BackendName = Literal["emulator", "qpu-api", "synthetic"]
 AuthName = Literal["password", "munge"]
+QueueType = Literal["classic", "quorum"]
 
 
 class BrokerSettings(BaseModel):
@@ -65,6 +66,17 @@ class BrokerSettings(BaseModel):
     )
     consumer_timeout_s: float = Field(
         default=1800.0, description="the broker's consumer_timeout; the owner stays well under it"
+    )
+    queue_type: QueueType = Field(
+        default="classic",
+        description="classic: priority queues on one node; quorum: the intake, control, dead, "
+        "snapshot and device queues as quorum queues replicated on a cluster (AMQP priority is "
+        "then carried in the message and ordered by the owner)",
+    )
+    replicas: int = Field(
+        default=3,
+        ge=1,
+        description="with queue_type quorum: nodes holding each quorum queue and the event stream",
     )
 
 

@@ -45,9 +45,7 @@ def _fuzz_owner(owners: OwnerHarness, count: int, budget_s: float) -> None:
     topology = owners.broker.topology
     ns = topology.namespace
     user = urlsplit(owners.broker.url).username or "guest"
-    reply = owners.broker.declare_queue(
-        topology.reply_queue(user, "fuzz"), arguments=topology.reply_queue_arguments()
-    )
+    reply = topology.reply_queue(user, "fuzz")  # declared once the messages are generated
     tap = owners.broker.declare_queue(f"{ns}.fuzz-events", arguments={"x-expires": 600_000})
     listen = connect(owners.broker.url, name="test-fuzz-listen").channel()
     listen.queue_bind(tap, topology.events_exchange, "#")
@@ -73,7 +71,12 @@ def _fuzz_owner(owners: OwnerHarness, count: int, budget_s: float) -> None:
     generate()
     for size in OVERSIZED:
         generated.append(Fuzzed("jobs", "production", b"\x00" * size, {"user_id": user}, "big"))
+    owners.broker.declare_queue(reply, arguments=topology.reply_queue_arguments())
     sent: set[str] = set()
+    tally = Tally(sent)  # consumers first: a reply queue left unused expires (x-expires)
+    listen.basic_consume(topology.dead_queue, lambda c, m, p, b: tally.on_dead(p), auto_ack=True)
+    listen.basic_consume(tap, lambda c, m, p, b: tally.on_event(b, p.type), auto_ack=True)
+    listen.basic_consume(reply, lambda c, m, p, b: tally.on_reply(p), auto_ack=True)
     started = time.monotonic()
     for n, message in enumerate(generated):
         props = message.props | ({"user_id": user} if message.props.get("user_id") else {})
@@ -83,10 +86,6 @@ def _fuzz_owner(owners: OwnerHarness, count: int, budget_s: float) -> None:
     kinds = sorted({m.kind for m in generated})
     assert len(sent) >= count, f"seed {run_seed}: only {len(sent)} of {len(generated)} sent"
 
-    tally = Tally(sent)
-    listen.basic_consume(topology.dead_queue, lambda c, m, p, b: tally.on_dead(p), auto_ack=True)
-    listen.basic_consume(tap, lambda c, m, p, b: tally.on_event(b, p.type), auto_ack=True)
-    listen.basic_consume(reply, lambda c, m, p, b: tally.on_reply(p), auto_ack=True)
     collect(listen, tally, budget_s)
     elapsed_s = time.monotonic() - started
     missing = sorted(tally.missing())

@@ -26,15 +26,16 @@ from tests.cluster import Cluster, ClusterNode
 from tests.conftest import make_settings
 from tests.hostile import log_events
 from tests.owners import OwnerProcess, start_owner, wait_active
+from tests.reliability import record
 from tests.sequences import analog_sequence
 from tests.waiting import wait_until
 
-pytestmark = [pytest.mark.chaos, pytest.mark.slow]
+pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.reliability]
 
 NS = "cluster"
 QUORUM = {"QSCHED_BROKER__QUEUE_TYPE": "quorum", "QSCHED_OWNER__LEASE_RETRY_S": "0.2"}
 SEQ = analog_sequence(2)
-JOBS_PER_SUBMITTER = 60
+JOBS_PER_SUBMITTER = 120  # in pairs every 1.5 s: load for about 90 s, through both kills
 SUBMITTERS = 2
 
 
@@ -53,8 +54,8 @@ class Submitter(threading.Thread):
         try:
             client = QPUClient(settings=self.settings)
             jobs = [client.build_job(SEQ, 20) for _ in range(JOBS_PER_SUBMITTER)]
-            for start in range(0, len(jobs), 4):
-                batch = jobs[start : start + 4]
+            for start in range(0, len(jobs), 2):
+                batch = jobs[start : start + 2]
                 deadline = time.monotonic() + 120
                 while True:
                     try:
@@ -69,7 +70,7 @@ class Submitter(threading.Thread):
                         except Exception:
                             continue
                 self.sent.extend(batch)
-                time.sleep(0.25)
+                time.sleep(1.5)
             client.close()
         except BaseException as exc:
             self.failure = exc
@@ -171,10 +172,12 @@ def test_a_cluster_losing_the_owners_node_then_the_stream_leader_loses_and_dupli
         wait_until(lambda: len(_finals(cluster, settings)) >= 15, "15 jobs done", 120)
 
         owner_node = _owner_node(cluster)
+        assert all(s.is_alive() for s in submitters), "the load ended before the first kill"
         gap_owner_node_s = _kill_and_recover(cluster, owner_node, client_urls, "the owner's node")
         wait_until(lambda: len(_finals(cluster, settings)) >= 50, "50 jobs done", 180)
 
         leader = cluster.leader_of(topology.events_stream)
+        assert all(s.is_alive() for s in submitters), "the load ended before the second kill"
         gap_leader_s = _kill_and_recover(cluster, leader, client_urls, "the stream leader")
 
         for submitter in submitters:
@@ -189,6 +192,19 @@ def test_a_cluster_losing_the_owners_node_then_the_stream_leader_loses_and_dupli
         )
         lost = sent - set(finals)
         duplicated = {j: n for j, n in finals.items() if n > 1}
+        record(
+            "3-node cluster loses a node",
+            jobs=len(sent),
+            lost=len(lost),
+            duplicated=len(duplicated),
+            owner_crashes=sum(o.process.poll() is not None for o in owners),
+            worst_gap_s=max(gap_owner_node_s, gap_leader_s),
+            note=(
+                "quorum queues + 3-replica stream; kill -9 of the owners' node "
+                f"(owner active again after {gap_owner_node_s:.1f} s), then of the stream leader "
+                f"({gap_leader_s:.1f} s); {sum(s.resent for s in submitters)} batches re-sent"
+            ),
+        )
         assert not lost and not duplicated, (lost, duplicated)
         conn = connect(cluster.urls(2), name="test-cluster-results")
         states = {

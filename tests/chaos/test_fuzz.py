@@ -30,10 +30,11 @@ from tests.fuzz import Fuzzed, Tally, collect, messages, publish, without_reason
 from tests.hostile import FAST_LEASE
 from tests.integration.test_owner import events
 from tests.owners import wait_active
+from tests.reliability import record
 from tests.sequences import analog_sequence
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.reliability]
 
 OVERSIZED = (DEFAULT_MAX_BYTES + 1, DEFAULT_MAX_BYTES + 1024**2)
 
@@ -89,6 +90,18 @@ def _fuzz_owner(owners: OwnerHarness, count: int, budget_s: float) -> None:
     collect(listen, tally, budget_s)
     elapsed_s = time.monotonic() - started
     missing = sorted(tally.missing())
+    crashes = sum(o.process.poll() is not None for o in (active, standby))
+    record(
+        f"fuzzing ({count:,} messages)",
+        jobs=len(sent),
+        lost=len(missing),
+        duplicated=0,
+        owner_crashes=crashes,
+        note=(
+            f"hypothesis seed {run_seed}; {len(tally.dead)} dead-lettered with a reason, "
+            f"the rest handled; all in {elapsed_s:.1f} s; kinds: {', '.join(kinds)}"
+        ),
+    )
     assert not missing, (
         f"seed {run_seed}: {len(missing)} of {len(sent)} messages neither dead-lettered nor "
         f"handled after {elapsed_s:.0f} s, e.g. "

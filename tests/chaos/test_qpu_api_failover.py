@@ -13,10 +13,11 @@ from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
 from tests.owners import wait_active
 from tests.qpu_api import qpu_api_simulator, sim_stats
+from tests.reliability import record
 from tests.sequences import analog_sequence
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.reliability]
 
 
 @pytest.mark.timeout(300)
@@ -50,8 +51,15 @@ def test_kill_9_mid_job_the_next_owner_adopts_the_running_api_job_instead_of_res
             60,
         )
         result = job.result(timeout=120)
-        assert result.state is JobState.DONE and sum(result.counts.values()) == 600
         stats = sim_stats(api)
+        record(
+            "qpu-api owner kill -9 mid-job",
+            jobs=1,
+            lost=int(result.state is not JobState.DONE),
+            duplicated=stats["submissions"] - 1,
+            note="the next owner adopted the job RUNNING on the QPU API (one submission)",
+        )
+        assert result.state is JobState.DONE and sum(result.counts.values()) == 600
         assert stats["submissions"] == 1, stats["jobs"]
         log = [e for e in events(owners) if e.job_id == job.job_id]
         assert [e.topic for e in log].count("job.requeued") == 1

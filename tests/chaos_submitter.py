@@ -21,7 +21,29 @@ from pathlib import Path
 from brokers.settings import load_settings
 from producers.client import QPUClient
 from producers.errors import ResultTimeout
+from schemas.messages import JobResult
 from tests.sequences import analog_sequence
+
+
+def _await(client: QPUClient, job_id: str, deadline: float) -> tuple[str, JobResult | None]:
+    """The job's result from the reply queue ("reply"), else from the log ("log")."""
+    while True:
+        try:
+            return "reply", client.wait_result(job_id, timeout=max(deadline - time.monotonic(), 1))
+        except ResultTimeout:
+            break
+        except Exception as exc:
+            print(f"waiting for {job_id}: {exc!r}; reconnecting", file=sys.stderr)
+            time.sleep(0.5)
+            try:
+                client.reconnect()
+            except Exception:
+                if time.monotonic() > deadline:
+                    break
+    try:
+        return "log", client.fetch_result(job_id)
+    except Exception:
+        return "none", None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,16 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     deadline = time.monotonic() + args.result_timeout_s
     with args.out.open("w") as out:
         for job in jobs:
-            via = "reply"
-            try:
-                result = client.wait_result(job.job_id, timeout=max(deadline - time.monotonic(), 1))
-            except ResultTimeout:
-                via = "log"
-                found = client.fetch_result(job.job_id)
-                if found is None:
-                    out.write(json.dumps({"job_id": job.job_id, "via": "none"}) + "\n")
-                    continue
-                result = found
+            via, result = _await(client, job.job_id, deadline)
+            if result is None:
+                out.write(json.dumps({"job_id": job.job_id, "via": "none"}) + "\n")
+                continue
             record = {"job_id": job.job_id, "via": via, "result": result.model_dump(mode="json")}
             out.write(json.dumps(record) + "\n")
         out.write(json.dumps({"resent_batches": resent}) + "\n")

@@ -28,6 +28,7 @@ from tests.invariants import check
 from tests.owners import OwnerProcess, wait_active
 from tests.reliability import record
 from tests.sequences import analog_sequence
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.reliability]
 
@@ -35,6 +36,7 @@ ARGS = ("--backend", "synthetic", "--shot-rate", "250")
 SUBMITTERS = 3
 JOBS_EACH = 80
 KILLS = 12
+STANDBY = "standby: another owner holds"  # what a standby logs once it waits for the lease
 
 
 def _submitters(owners: OwnerHarness, out: Path) -> list[tuple[subprocess.Popen[bytes], Path]]:
@@ -51,10 +53,17 @@ def _submitters(owners: OwnerHarness, out: Path) -> list[tuple[subprocess.Popen[
 
 
 def _kill_active(owners: OwnerHarness, client: object, killed: list[OwnerProcess]) -> float:
-    """kill -9 the active owner, start a fresh standby; seconds until an owner answers again."""
+    """kill -9 the active owner once a standby is ready, start a fresh standby; the seconds
+    until another owner answers."""
     status = wait_active(client, timeout_s=60).status  # type: ignore[arg-type]
     assert status is not None
     victim = owner_with_id(owners.owners, status.owner_id)
+    standbys = [o for o in owners.owners if o is not victim and o not in killed]
+    wait_until(
+        lambda: any(STANDBY in o.log() for o in standbys),
+        "a standby ready before the kill",
+        90,
+    )
     at = time.monotonic()
     victim.kill()
     killed.append(victim)

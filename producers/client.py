@@ -38,6 +38,7 @@ from brokers.stream import Offset, read_stream
 from brokers.topology import Topology, build_topology
 from brokers.tracing import configure_tracing, inject, messaging_attributes, tracer
 from producers.errors import (
+    BrokerBlocked,
     BrokerRefused,
     BrokerUnreachable,
     CommandRefused,
@@ -248,6 +249,10 @@ class QPUClient:
 
     def _setup(self, connection: kombu.Connection) -> None:
         self._connection = connection
+        self._blocked: str | None = None  # why the broker blocks our publishes (an alarm)
+        transport = connection.connection  # py-amqp's: it receives connection.blocked
+        transport.on_blocked = self._on_blocked
+        transport.on_unblocked = self._on_unblocked
         self._channel = connection.channel()
         self._channel.confirm_select()
         self._next_tag = 1
@@ -293,6 +298,13 @@ class QPUClient:
     def _settle(self, tag: int, multiple: bool) -> list[str]:
         tags = [t for t in self._unconfirmed if t <= tag] if multiple else [tag]
         return [self._unconfirmed.pop(t) for t in tags if t in self._unconfirmed]
+
+    def _on_blocked(self, reason: str | None = None) -> None:
+        self._blocked = reason or "resource alarm"
+        log.warning("the broker blocks publishing: %s", self._blocked)
+
+    def _on_unblocked(self) -> None:
+        self._blocked = None
 
     def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
         self._settle(delivery_tag, multiple)
@@ -433,6 +445,12 @@ class QPUClient:
         while len(self._unconfirmed) >= below:
             left = deadline - time.monotonic()
             if left <= 0:
+                if self._blocked is not None:
+                    raise BrokerBlocked(
+                        f"{len(self._unconfirmed)} publishes not confirmed within {timeout_s} s: "
+                        f"the broker blocks publishing ({self._blocked}); they are kept and "
+                        "delivered once the alarm clears, and sending them again is safe"
+                    )
                 raise BrokerUnreachable(
                     f"{len(self._unconfirmed)} publishes not confirmed within {timeout_s} s"
                 )

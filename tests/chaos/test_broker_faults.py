@@ -141,9 +141,10 @@ def test_a_memory_alarm_blocks_publishes_with_a_clear_timeout_and_nothing_is_los
         elapsed_s = time.monotonic() - started
         assert "blocks publishing" in str(info.value) and elapsed_s < 60
         _ctl(node, "set_vm_memory_high_watermark", "0.4")
-        client = QPUClient(settings=settings)  # the blocked connection may be gone: a new one
-        again = client.submit_request(blocked)  # the same job id: at most one run
-        result = again.result(timeout=120)
+        # Sending it again is safe (same job id: at most one run); the result goes to the reply
+        # queue the job named first, which the blocked client still reads.
+        QPUClient(settings=settings).submit_request(blocked)
+        result = client.wait_result(blocked.job_id, timeout=120)
         assert result.state is JobState.DONE
         crashes = [o for o in owners if o.process.poll() is not None]
         for owner in owners:

@@ -29,7 +29,7 @@ test-slow: $(STAMP)
 ## reliability: the reliability scenarios (marker `reliability`: chaos under load, cluster, fuzzing, ...); writes docs/reliability.md
 reliability: $(STAMP)
 	rm -rf .reliability && mkdir -p .reliability
-	QSCHED_RELIABILITY_OUT=.reliability $(BIN)/pytest -m reliability; status=$$?; \
+	RELIABILITY_OUT=$(CURDIR)/.reliability $(BIN)/pytest -m reliability; status=$$?; \
 	$(BIN)/python -m tests.reliability .reliability "pytest -m reliability" > docs/reliability.md; \
 	exit $$status
 

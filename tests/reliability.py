@@ -1,7 +1,7 @@
 """Figures of the reliability scenarios, recorded for `make reliability` and its report.
 
-A scenario calls `record` once per run; with ``QSCHED_RELIABILITY_OUT`` set (by `make
-reliability`) a JSON line goes to ``$QSCHED_RELIABILITY_OUT/records.jsonl``; otherwise nothing is
+A scenario calls `record` once per run; with ``RELIABILITY_OUT`` set (by `make
+reliability`) a JSON line goes to ``$RELIABILITY_OUT/records.jsonl``; otherwise nothing is
 written. ``python -m tests.reliability DIR > docs/reliability.md`` turns the records into the
 report: one row per scenario (runs, jobs, lost, duplicated, owner crashes, worst failover gap),
 with the date and the commit.
@@ -31,8 +31,8 @@ def record(
     worst_gap_s: float | None = None,
     note: str = "",
 ) -> None:
-    """Append one run's figures when ``QSCHED_RELIABILITY_OUT`` names a folder."""
-    folder = os.environ.get("QSCHED_RELIABILITY_OUT")
+    """Append one run's figures when ``RELIABILITY_OUT`` names a folder."""
+    folder = os.environ.get("RELIABILITY_OUT")
     if not folder:
         return
     path = Path(folder) / RECORDS

@@ -448,8 +448,8 @@ class QPUClient:
                 if self._blocked is not None:
                     raise BrokerBlocked(
                         f"{len(self._unconfirmed)} publishes not confirmed within {timeout_s} s: "
-                        f"the broker blocks publishing ({self._blocked}); they are kept and "
-                        "delivered once the alarm clears, and sending them again is safe"
+                        f"the broker blocks publishing ({self._blocked}); they may still arrive "
+                        "once the alarm clears, and sending them again (same job ids) is safe"
                     )
                 raise BrokerUnreachable(
                     f"{len(self._unconfirmed)} publishes not confirmed within {timeout_s} s"

@@ -189,11 +189,13 @@ def messages(
         props,
     )
     commands = [c.value for c in CommandName]
+    # A query (status, queue) with no reply_to is read and dropped: nothing outside the owner
+    # could show it was handled, so control messages always name some reply_to.
     control = st.builds(
         lambda key, kb, p: Fuzzed("control", f"control.{key}", kb[1], p, kb[0]),
         st.sampled_from(commands) | st.from_regex(r"[a-z.#*]{1,20}", fullmatch=True),
         bodies("control"),
-        props,
+        props.filter(lambda p: bool(p.get("reply_to"))),
     )
     return st.one_of(jobs, control)
 

@@ -69,8 +69,8 @@ def test_a_frozen_owner_is_replaced_and_nothing_it_writes_after_waking_counts(
         worst_gap_s=took_over_s,
         note=(
             f"heartbeat {HEARTBEAT_S} s: the standby took over {took_over_s:.1f} s after the "
-            f"freeze; {verdict.stale_events} events the woken owner wrote under its old term "
-            "took no effect"
+            f"freeze; the woken owner wrote {verdict.stale_events} events under its old term "
+            "after waking (ignored by apply)"
         ),
     )
     assert verdict.ok, verdict.problems

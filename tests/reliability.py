@@ -80,8 +80,11 @@ def report(rows: list[dict[str, Any]], commit: str, when: datetime, command: str
         "",
         "Lost: a job sent or accepted that never ended; duplicated: a job that ended more than",
         "once; owner crashes: an owner process that exited without being killed by the test;",
-        "failover gap: from a kill -9 (of an owner or a broker node) until an owner answered again.",
-        "Every scenario also passes the invariant checker (`tests/invariants.py`).",
+        "failover gap: from a kill -9 (of an owner or a broker node) or a freeze until an owner",
+        "answered again. For fuzzing, jobs counts messages and lost those neither dead-lettered",
+        "with a reason nor handled. The owner-kill, QPU-state, freeze, broker restart and alarm",
+        "scenarios also pass the invariant checker (`tests/invariants.py`); the cluster scenario",
+        "checks one final event per job in the replicated log.",
         "",
     ]
     return "\n".join(lines)

@@ -9,6 +9,7 @@ import pytest
 
 from consumers.core.snapshot import from_data, to_data
 from consumers.core.step import Dispatch, Finished, Tick
+from consumers.eventlog.model import build_timeline
 from schemas.enums import ErrorCode, JobState
 from schemas.events import Topic
 from schemas.messages import JobError
@@ -100,3 +101,15 @@ def test_a_waiting_retry_survives_a_snapshot_and_a_failover() -> None:
     assert h.state.waiting[job].failures == 1 and h.state.waiting[job].not_before is not None
     h.feed(Dispatch())
     assert h.state.running is None
+
+
+def test_the_timeline_shows_the_failed_run_as_error_and_the_retry_as_a_new_run() -> None:
+    h = Harness(POLICY)
+    h.submit(shots=100)
+    h.feed(Dispatch())
+    _fail_running(h, FLAKY, {"01": 30})
+    h.now += timedelta(seconds=10)
+    h.feed(Dispatch())
+    h.finish_running()
+    runs = build_timeline(h.log).runs
+    assert [(r.state, r.attempt) for r in runs] == [("ERROR", 1), ("DONE", 2)]

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-slow test-site lint types check bench clean chromium tmux slurm-deps
+.PHONY: install demo test test-slow test-site reliability lint types check bench clean chromium tmux slurm-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ test: $(STAMP)
 ## test-slow: the slow tier (failover matrix, soak, 2,000 simulated histories); CI runs it after `test`
 test-slow: $(STAMP)
 	$(BIN)/pytest -m "slow and not slurm and not munge"
+
+## reliability: the reliability scenarios (marker `reliability`: chaos under load, cluster, fuzzing, ...); writes docs/reliability.md
+reliability: $(STAMP)
+	rm -rf .reliability && mkdir -p .reliability
+	RELIABILITY_OUT=$(CURDIR)/.reliability $(BIN)/pytest -m reliability; status=$$?; \
+	$(BIN)/python -m tests.reliability .reliability "pytest -m reliability" > docs/reliability.md; \
+	exit $$status
 
 ## test-site: a real single-node Slurm + MUNGE and MUNGE broker auth (root; ~5 min; installs Slurm/MUNGE when missing)
 test-site: $(STAMP) slurm-deps

@@ -39,15 +39,25 @@ def parameters(
 def connect(
     url: str, *, heartbeat_s: int | None = None, name: str = "qsched"
 ) -> BlockingConnection:
-    """Open a blocking connection.
+    """Open a blocking connection; `url` may list the nodes of a cluster, ``;``-separated.
+
+    The nodes are tried in turn, so after losing a node a caller that connects again lands on
+    a survivor (pika has no failover of its own).
 
     Raises:
-        BrokerUnavailable: nothing answered at `url`, or it refused the credentials.
+        BrokerUnavailable: nothing answered at any URL, or a broker refused the credentials.
     """
-    try:
-        return BlockingConnection(parameters(url, heartbeat_s=heartbeat_s, name=name))
-    except (pika.exceptions.AMQPError, OSError) as exc:
-        raise connect_failure(url, exc) from exc
+    urls = [u.strip() for u in url.split(";") if u.strip()] or [url]
+    failure: BrokerError | None = None
+    for one in urls:
+        try:
+            return BlockingConnection(parameters(one, heartbeat_s=heartbeat_s, name=name))
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            failure = connect_failure(one, exc)
+            if not isinstance(failure, BrokerUnavailable) or len(urls) == 1:
+                raise failure from exc
+    assert failure is not None
+    raise failure
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:

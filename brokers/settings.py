@@ -41,6 +41,7 @@ OTHER_VARIABLES = {
     "QSCHED_BIN": "Slurm Epilog: the qsched executable (default: qsched on PATH)",
 }
 AuthName = Literal["password", "munge"]
+QueueType = Literal["classic", "quorum"]
 
 
 class BrokerSettings(BaseModel):
@@ -64,6 +65,17 @@ class BrokerSettings(BaseModel):
     )
     consumer_timeout_s: float = Field(
         default=1800.0, description="the broker's consumer_timeout; the owner stays well under it"
+    )
+    queue_type: QueueType = Field(
+        default="classic",
+        description="classic: priority queues on one node; quorum: the intake, control, dead, "
+        "snapshot and device queues as quorum queues replicated on a cluster (AMQP priority is "
+        "then carried in the message and ordered by the owner)",
+    )
+    replicas: int = Field(
+        default=3,
+        ge=1,
+        description="with queue_type quorum: nodes holding each quorum queue and the event stream",
     )
 
 
@@ -125,6 +137,19 @@ class OwnerSettings(BaseModel):
     )
     qpu_api_poll_s: float = Field(default=0.5, gt=0, description="job status polling interval")
     qpu_api_timeout_s: float = Field(default=10.0, gt=0, description="per-request HTTP timeout")
+    qpu_api_request_attempts: int = Field(
+        default=4,
+        ge=1,
+        description="tries of one API request on 5xx, 429, timeouts or refused connections",
+    )
+    qpu_api_run_timeout_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description=(
+            "time limit of one run on the QPU API, submission to end (requests and polling); "
+            "past it the run is canceled and fails retryably (BACKEND_TIMEOUT)"
+        ),
+    )
     synthetic_failure_rate: float = Field(
         default=0.0, ge=0, le=1, description="synthetic backend: share of runs that fail"
     )

@@ -53,6 +53,8 @@ class Topology:
     events_max_age: str = "7D"
     events_max_bytes: int = 2 * 1024**3
     reply_expires_ms: int = 15 * 60 * 1000
+    queue_type: str = "classic"  # "quorum": replicated queues for a cluster (see `queues`)
+    replicas: int = 3
 
     @property
     def jobs_exchange(self) -> str:
@@ -137,30 +139,44 @@ class Topology:
         )
 
     def queues(self) -> tuple[QueueSpec, ...]:
-        """All long-lived queues (reply and lease queues are per client / per owner)."""
+        """All long-lived queues (reply and lease queues are per client / per owner).
+
+        With ``queue_type == "quorum"`` every one of them survives the loss of a node: the
+        queues are quorum queues on `replicas` nodes (no ``x-max-priority``: quorum queues refuse
+        it, and the owner, which holds the whole backlog, orders jobs by their priority itself),
+        and the event stream is replicated on as many nodes.
+        """
         dlx = {"x-dead-letter-exchange": self.dead_letter_exchange}
-        job_args: dict[str, Any] = {"x-max-priority": MAX_PRIORITY, **dlx}
+        quorum = self.queue_type == "quorum"
+        kind = (
+            {"x-queue-type": "quorum", "x-quorum-initial-group-size": self.replicas}
+            if quorum
+            else {}
+        )
+        job_args: dict[str, Any] = {**kind, **dlx}
+        if not quorum:
+            job_args["x-max-priority"] = MAX_PRIORITY
         if self.job_queue_max_length is not None:
             job_args |= {"x-max-length": self.job_queue_max_length, "x-overflow": "reject-publish"}
         jobs = tuple(
             QueueSpec(self.job_queue(c), dict(job_args), ((self.jobs_exchange, c),))
             for c in self.class_names
         )
+        stream: dict[str, Any] = {
+            "x-queue-type": "stream",
+            "x-max-age": self.events_max_age,
+            "x-max-length-bytes": self.events_max_bytes,
+        }
+        if quorum:
+            stream["x-initial-cluster-size"] = self.replicas
+        latest = {**kind, "x-max-length": 1, "x-overflow": "drop-head"}
         return (
-            QueueSpec(self.dead_queue, {}, ((self.dead_letter_exchange, ""),)),
+            QueueSpec(self.dead_queue, dict(kind), ((self.dead_letter_exchange, ""),)),
             *jobs,
-            QueueSpec(self.control_queue, dict(dlx), ((self.control_exchange, "control.#"),)),
-            QueueSpec(
-                self.events_stream,
-                {
-                    "x-queue-type": "stream",
-                    "x-max-age": self.events_max_age,
-                    "x-max-length-bytes": self.events_max_bytes,
-                },
-                ((self.events_exchange, "#"),),
-            ),
-            QueueSpec(self.snapshot_queue, {"x-max-length": 1, "x-overflow": "drop-head"}),
-            QueueSpec(self.device_queue, {"x-max-length": 1, "x-overflow": "drop-head"}),
+            QueueSpec(self.control_queue, {**kind, **dlx}, ((self.control_exchange, "control.#"),)),
+            QueueSpec(self.events_stream, stream, ((self.events_exchange, "#"),)),
+            QueueSpec(self.snapshot_queue, dict(latest)),
+            QueueSpec(self.device_queue, dict(latest)),
         )
 
 
@@ -173,6 +189,8 @@ def build_topology(settings: Settings, policy: Policy) -> Topology:
         events_max_age=settings.broker.events_max_age,
         events_max_bytes=settings.broker.events_max_bytes,
         reply_expires_ms=settings.broker.reply_expires_ms,
+        queue_type=settings.broker.queue_type,
+        replicas=settings.broker.replicas,
     )
 
 

@@ -184,7 +184,7 @@ class Shell:
             self.store.forget(job_id)  # its spans close once the result is sent (`_reply`)
         elif topic == Topic.JOB_REJECTED:
             self.store.forget(job_id)
-        elif topic in (Topic.JOB_PREEMPTED, Topic.JOB_REQUEUED):
+        elif topic in (Topic.JOB_PREEMPTED, Topic.JOB_REQUEUED, Topic.JOB_RETRYING):
             spans = self.spans.pop(job_id, None)
             if spans is not None:
                 spans.close("PREEMPTED", None)

@@ -143,6 +143,9 @@ class QPUClient:
             self.reply_queue_name,
             self.settings.max_message_bytes,
         )
+        transport = connection.connection  # py-amqp's: it receives connection.blocked
+        transport.on_blocked = self._publisher.on_blocked
+        transport.on_unblocked = self._publisher.on_unblocked
         queue = Queue(
             self.reply_queue_name,
             durable=False,

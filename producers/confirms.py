@@ -12,6 +12,7 @@ One `ConfirmedPublisher` lives as long as its channel; the client makes a new on
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,10 +21,11 @@ from typing import Any
 import amqp
 import kombu
 
-from producers.errors import BrokerUnreachable, QueueFull, UnknownJobClass
+from producers.errors import BrokerBlocked, BrokerUnreachable, QueueFull, UnknownJobClass
 from schemas.codec import CONTENT_TYPE, encode
 from schemas.messages import Message
 
+log = logging.getLogger("producers.client")
 CONFIRM_WINDOW = 1000
 
 
@@ -68,6 +70,7 @@ class ConfirmedPublisher:
         self.unconfirmed: dict[int, str] = {}
         self.nacked: set[str] = set()
         self.returned: set[str] = set()
+        self.blocked: str | None = None  # why the broker blocks our publishes (an alarm)
         channel.confirm_select()
         channel.events["basic_ack"].add(self._on_ack)
         channel.events["basic_nack"].add(self._on_nack)
@@ -85,6 +88,15 @@ class ConfirmedPublisher:
 
     def _on_return(self, exc: Exception, exchange: str, routing_key: str, message: Any) -> None:
         self.returned.add(message.properties.get("message_id", ""))
+
+    def on_blocked(self, reason: str | None = None) -> None:
+        """The broker's ``connection.blocked`` (a memory or disk alarm)."""
+        self.blocked = reason or "resource alarm"
+        log.warning("the broker blocks publishing: %s", self.blocked)
+
+    def on_unblocked(self) -> None:
+        """The broker's ``connection.unblocked``."""
+        self.blocked = None
 
     def publish_nowait(self, out: Outgoing) -> None:
         """Publish `out` without waiting for its confirm."""
@@ -128,12 +140,19 @@ class ConfirmedPublisher:
         """Process broker frames until fewer than `below` publishes are unconfirmed.
 
         Raises:
+            BrokerBlocked: that did not happen while the broker blocks publishing (an alarm).
             BrokerUnreachable: that did not happen within `timeout_s`.
         """
         deadline = time.monotonic() + timeout_s
         while len(self.unconfirmed) >= below:
             left = deadline - time.monotonic()
             if left <= 0:
+                if self.blocked is not None:
+                    raise BrokerBlocked(
+                        f"{len(self.unconfirmed)} publishes not confirmed within {timeout_s} s: "
+                        f"the broker blocks publishing ({self.blocked}); they may still arrive "
+                        "once the alarm clears, and sending them again (same job ids) is safe"
+                    )
                 raise BrokerUnreachable(
                     f"{len(self.unconfirmed)} publishes not confirmed within {timeout_s} s"
                 )

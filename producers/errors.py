@@ -50,6 +50,12 @@ class BrokerUnreachable(ClientError):
     hint = "start one with `qsched broker up`, or point QSCHED_AMQP_URL at one"
 
 
+class BrokerBlocked(BrokerUnreachable):
+    """The broker blocks publishing (a memory or disk alarm) and confirms did not come in time."""
+
+    hint = "the site's RabbitMQ is out of memory or disk: tell its operators; retry later"
+
+
 class BrokerRefused(ClientError):
     """The broker answered but refused the connection (credentials, vhost); not retried."""
 

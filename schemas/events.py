@@ -33,6 +33,7 @@ class Topic(StrEnum):
     JOB_PREEMPTING = "job.preempting"
     JOB_PREEMPTED = "job.preempted"
     JOB_REQUEUED = "job.requeued"
+    JOB_RETRYING = "job.retrying"
     JOB_DONE = "job.done"
     JOB_ERROR = "job.error"
     JOB_CANCELED = "job.canceled"
@@ -187,6 +188,15 @@ class JobBack(Payload):
     preempted: bool = False
 
 
+class JobRetrying(JobBack):
+    """A run failed with a retryable error and the job's retry budget allows another run: the
+    job waits again (with the shots measured so far) and may not start before `retry_at`."""
+
+    error: JobError
+    retry_at: AwareDatetime
+    failures: int = Field(ge=1, description="runs of the job that failed retryably so far")
+
+
 class QPUStatus(Payload):
     """The backend went down or came back."""
 
@@ -245,6 +255,7 @@ PAYLOADS: dict[Topic, type[Payload]] = {
     Topic.JOB_PREEMPTING: JobPreempting,
     Topic.JOB_PREEMPTED: JobBack,
     Topic.JOB_REQUEUED: JobBack,
+    Topic.JOB_RETRYING: JobRetrying,
     Topic.QPU_DOWN: QPUStatus,
     Topic.QPU_UP: QPUStatus,
     Topic.CALIBRATION_COMPLETE: CalibrationComplete,

@@ -62,6 +62,26 @@ class JobClassPolicy(BaseModel):
         return self.placement.get(mode, Placement.QPU)
 
 
+class RetryPolicy(BaseModel):
+    """How a job whose run failed with a retryable backend error is run again.
+
+    Attributes:
+        attempts: runs a job may make in all when they fail retryably (1: never retry).
+        backoff_s: wait before the first retry; doubles for each further one.
+        max_backoff_s: the longest wait between two runs.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    attempts: int = Field(default=3, ge=1, description="runs per job for retryable failures")
+    backoff_s: float = Field(default=2.0, ge=0, description="wait before the first retry")
+    max_backoff_s: float = Field(default=60.0, ge=0, description="cap of the doubling wait")
+
+    def backoff_after(self, failures: int) -> float:
+        """The wait before the run that follows `failures` failed runs (pure)."""
+        return float(min(self.backoff_s * 2.0 ** max(failures - 1, 0), self.max_backoff_s))
+
+
 def _default_classes() -> dict[str, JobClassPolicy]:
     return {
         "calibration": JobClassPolicy(
@@ -167,6 +187,9 @@ class Policy(BaseModel):
     )
     plugins: PluginsPolicy = Field(default_factory=PluginsPolicy)
     lanes: LanesPolicy = Field(default_factory=LanesPolicy)
+    retry: RetryPolicy = Field(
+        default_factory=RetryPolicy, description="retry budget for retryable backend failures"
+    )
 
     @model_validator(mode="after")
     def _references_exist(self) -> Policy:

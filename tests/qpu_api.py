@@ -32,7 +32,8 @@ def qpu_api_simulator(shot_rate_hz: float | None = None) -> Iterator[str]:
 
 
 def sim(url: str, what: str, **body: Any) -> dict[str, Any]:
-    """Tell the simulator to misbehave (``operational``, ``fail``, ``hang``, ``refuse_cancel``)."""
+    """Tell the simulator to misbehave (``operational``, ``fail``, ``hang``, ``refuse_cancel``,
+    ``clear``)."""
     request = urllib.request.Request(
         f"{url}/_sim/{what}",
         data=json.dumps(body).encode(),
@@ -41,3 +42,9 @@ def sim(url: str, what: str, **body: Any) -> dict[str, Any]:
     )
     with urllib.request.urlopen(request, timeout=5) as response:
         return dict(json.loads(response.read()))
+
+
+def sim_stats(url: str) -> dict[str, Any]:
+    """What the simulator saw: ``submissions`` (jobs created) and ``jobs`` (with contexts)."""
+    with urllib.request.urlopen(f"{url}/_sim/stats", timeout=5) as response:
+        return dict(json.loads(response.read())["data"])

@@ -50,7 +50,11 @@ def make_backend(
         from consumers.backends.qpu_api import QPUApiBackend
 
         return QPUApiBackend(
-            owner.qpu_api_url, poll_s=owner.qpu_api_poll_s, timeout_s=owner.qpu_api_timeout_s
+            owner.qpu_api_url,
+            poll_s=owner.qpu_api_poll_s,
+            timeout_s=owner.qpu_api_timeout_s,
+            max_attempts=owner.qpu_api_request_attempts,
+            run_timeout_s=owner.qpu_api_run_timeout_s,
         )
     raise AssertionError(owner.backend)  # every built-in name is handled above
 

@@ -38,6 +38,8 @@ class Waiting:
         prior_counts: counts measured by earlier runs (preempted or cut off), kept.
         site_term: the ordering plugin's term (higher goes first within a class).
         admission_hold: why an admission plugin holds the job (None: not held).
+        failures: runs that failed with a retryable backend error (the retry budget's count).
+        not_before: a job retried after a failure may not start before this time.
     """
 
     job_id: str
@@ -63,6 +65,8 @@ class Waiting:
     site_term: float = 0.0
     admission_hold: str | None = None
     require_qpu: bool = False
+    failures: int = 0
+    not_before: datetime | None = None
 
     @property
     def lane_key(self) -> tuple[float, int]:

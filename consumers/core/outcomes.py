@@ -9,13 +9,14 @@ from the results it holds or the log).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from consumers.core.order import Waiting
 from schemas.enums import JobState
-from schemas.events import FINAL_TOPICS, JobStopping, Topic, make_event
+from schemas.events import FINAL_TOPICS, JobRetrying, JobStopping, Topic, make_event
 from schemas.messages import ControlReply, Event, JobError, JobResult, Message, Timings
+from schemas.policy import Policy
 
 if TYPE_CHECKING:
     from consumers.core.state import Run
@@ -144,4 +145,39 @@ def stopping_event(job: Waiting, error: JobError, final: JobState) -> Event:
         job_class=job.job_class,
         user=job.user,
         reason=error.message,
+    )
+
+
+def retrying_event(
+    run: Run,
+    policy: Policy,
+    error: JobError,
+    counts: dict[str, int],
+    execution_s: float,
+    now: datetime,
+) -> Event:
+    """The run failed retryably within the job's retry budget: it waits, then runs again."""
+    failures = run.job.failures + 1
+    wait_s = policy.retry.backoff_after(failures)
+    shots = sum(counts.values())
+    retrying = JobRetrying(
+        counts=counts,
+        shots_done=shots,
+        shots=run.job.shots,
+        execution_s=execution_s,
+        error=error,
+        retry_at=now + timedelta(seconds=wait_s),
+        failures=failures,
+    )
+    return make_event(
+        Topic.JOB_RETRYING,
+        retrying,
+        job_id=run.job.job_id,
+        job_class=run.job.job_class,
+        user=run.job.user,
+        reason=(
+            f"run {run.attempt} failed ({error.code.value}: {error.message}); run "
+            f"{run.attempt + 1} in {wait_s:g} s, failure {failures} of "
+            f"{policy.retry.attempts} allowed"
+        ),
     )

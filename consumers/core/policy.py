@@ -187,6 +187,9 @@ def job_hold(view: OwnerView, candidate: Candidate, now: datetime) -> str | None
         return f"held: allocation {candidate.allocation} has ended"
     if candidate.admission_hold is not None:
         return f"held: {candidate.admission_hold}"
+    if candidate.not_before is not None and candidate.not_before > now:
+        wait_s = (candidate.not_before - now).total_seconds()
+        return f"held: retried after a backend failure, starts again in {wait_s:.0f} s"
     epoch = view.calibration.epoch
     if candidate.min_epoch is not None and candidate.min_epoch > epoch:
         return f"held: needs calibration epoch {candidate.min_epoch}, the QPU is at {epoch}"

@@ -33,6 +33,7 @@ from schemas.events import (
     ControlApplied,
     JobBack,
     JobProgress,
+    JobRetrying,
     JobStarted,
     JobStopping,
     OwnerActivated,
@@ -233,7 +234,16 @@ def _preempting(state: OwnerState, event: Event) -> None:
 
 def _back(state: OwnerState, event: Event) -> None:
     """A run cut short (preempted, or its owner died): the job waits again with its counts."""
-    back = payload_of(event, JobBack)
+    _wait_again(state, event, payload_of(event, JobBack))
+
+
+def _retrying(state: OwnerState, event: Event) -> None:
+    """A run failed retryably: the job waits again, counted and held until its retry time."""
+    retrying = payload_of(event, JobRetrying)
+    _wait_again(state, event, retrying, failures=retrying.failures, not_before=retrying.retry_at)
+
+
+def _wait_again(state: OwnerState, event: Event, back: JobBack, **changes: Any) -> None:
     run = state.run_of(event.job_id)
     if run is None:
         raise KeyError(event.job_id)
@@ -248,6 +258,7 @@ def _back(state: OwnerState, event: Event) -> None:
         attempt=run.attempt + 1,
         preemptions=run.job.preemptions + (1 if back.preempted else 0),
         prior_counts=dict(back.counts),
+        **changes,
     )
     state._wait(job)
 
@@ -341,6 +352,7 @@ _HANDLERS: dict[Topic, Any] = {
     Topic.JOB_PREEMPTING: _preempting,
     Topic.JOB_PREEMPTED: _back,
     Topic.JOB_REQUEUED: _back,
+    Topic.JOB_RETRYING: _retrying,
     Topic.JOB_DONE: _final,
     Topic.JOB_ERROR: _final,
     Topic.JOB_CANCELED: _final,

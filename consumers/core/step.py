@@ -42,6 +42,7 @@ from consumers.core.outcomes import (
     end_waiting,
     final_event,
     merge_counts,
+    retrying_event,
     stopping_event,
 )
 from consumers.core.policy import Action, decide_indexed, validate_admission
@@ -103,7 +104,7 @@ def step(state: OwnerState, policy: Policy, given: Input, now: datetime, ctx: Co
         case Progress():
             return _progress(state, given)
         case Finished():
-            return _finished(state, given, now, ctx)
+            return _finished(state, policy, given, now, ctx)
         case Operational():
             topic = Topic.QPU_UP if given.up else Topic.QPU_DOWN
             return [make_event(topic, QPUStatus(up=given.up), reason=given.reason)], []
@@ -244,7 +245,9 @@ def _progress(state: OwnerState, given: Progress) -> Steps:
     return [event], [Reply(run.job.reply_to, message, run.job.job_id)]
 
 
-def _finished(state: OwnerState, given: Finished, now: datetime, ctx: Context) -> Steps:
+def _finished(
+    state: OwnerState, policy: Policy, given: Finished, now: datetime, ctx: Context
+) -> Steps:
     run = state.run_of(given.job_id)
     if run is None:
         return [], []
@@ -273,6 +276,8 @@ def _finished(state: OwnerState, given: Finished, now: datetime, ctx: Context) -
         final = run.stop_state or JobState.CANCELED
         error = run.stop_error or JobError(code=ErrorCode.CANCELED_BY_OPERATOR, message="canceled")
     elif given.error is not None:
+        if given.error.retryable and run.job.failures + 1 < policy.retry.attempts:
+            return [retrying_event(run, policy, given.error, counts, execution_s, now)], []
         final, error = JobState.ERROR, given.error
     else:
         final, error = JobState.DONE, None

@@ -9,7 +9,7 @@ Theory of operation: `build_timeline` folds events in log order. A ``job.started
 the job's final event (``job.done|error|canceled|rejected|timed_out``) closes it with that state,
 ``job.preempted`` closes it as PREEMPTED where the QPU stopped, and a new owner's activation (or
 ``job.requeued``, or another start) while a run is open closes it as INTERRUPTED: its owner
-died. Arrivals (``job.accepted``; ``job.queued`` in logs of the owner before the event-sourced
+died; ``job.retrying`` closes it as ERROR (the run failed, the job waits for another run). Arrivals (``job.accepted``; ``job.queued`` in logs of the owner before the event-sourced
 one) put a job in its class's waiting set; a start or a final event takes it out, a preemption or
 requeue puts it back. Operator and QPU events open and close periods (calibration, pause, drain,
 maintenance, down). A start that names an emulator lane opens a lane run instead, closed the same
@@ -42,11 +42,13 @@ ARRIVAL_TOPICS = frozenset({Topic.JOB_ACCEPTED.value, LEGACY_QUEUED})
 START_TOPIC = Topic.JOB_STARTED.value
 PREEMPTED_TOPIC = Topic.JOB_PREEMPTED.value
 REQUEUED_TOPIC = Topic.JOB_REQUEUED.value
+RETRYING_TOPIC = Topic.JOB_RETRYING.value
 ACTIVATED_TOPICS = frozenset({Topic.OWNER_ACTIVATED.value, "owner.active"})
 FINAL_TOPICS = {topic.value: state.value for state, topic in FINAL_TOPIC_OF_STATE.items()}
 PREEMPTED = "PREEMPTED"
 INTERRUPTED = "INTERRUPTED"
 RUNNING = "RUNNING"
+_BACK_STATES = {PREEMPTED_TOPIC: PREEMPTED, REQUEUED_TOPIC: INTERRUPTED, RETRYING_TOPIC: "ERROR"}
 PERIOD_KINDS = ("calibration", "pause", "drain", "maintenance", "down")
 
 
@@ -99,7 +101,7 @@ def summary(event: Event) -> str:
         parts.append(f"{shots}attempt {data.get('attempt', 1)} on {data.get('backend', '?')}")
         if "epoch" in data:
             parts.append(f"epoch {data['epoch']}")
-    elif event.topic in (PREEMPTED_TOPIC, REQUEUED_TOPIC):
+    elif event.topic in (PREEMPTED_TOPIC, REQUEUED_TOPIC, RETRYING_TOPIC):
         parts.append(f"{data.get('shots_done', '?')}/{data.get('shots', '?')} shots done")
     elif event.topic == Topic.JOB_PROGRESS.value and "shots_done" in data:
         parts.append(f"{data['shots_done']} shots done")
@@ -231,11 +233,11 @@ class _Folder:
             self._set_waiting(event.at, event.job_class or "", job_id, True)
         elif topic == START_TOPIC and job_id:
             self._start(event, job_id)
-        elif topic in (PREEMPTED_TOPIC, REQUEUED_TOPIC) and job_id:
+        elif topic in (PREEMPTED_TOPIC, REQUEUED_TOPIC, RETRYING_TOPIC) and job_id:
             if job_id in self.open_lanes:
-                self._close_lane(job_id, event.at, INTERRUPTED, event.reason)
+                self._close_lane(job_id, event.at, _BACK_STATES[topic], event.reason)
             elif self.open_run is not None and self.open_run.job_id == job_id:
-                state = PREEMPTED if topic == PREEMPTED_TOPIC else INTERRUPTED
+                state = _BACK_STATES[topic]
                 self._close_run(event.at, state, event.reason)
             self._set_waiting(event.at, event.job_class or "", job_id, True)
         elif topic in FINAL_TOPICS and job_id:

@@ -6,6 +6,7 @@ Speaks the endpoints the qsched ``qpu-api`` backend (and Warden) use, under ``/a
 - ``GET  /system/operational``  -> ``{"data": {"operational_status": "UP" | "DOWN"}}``
 - ``POST /jobs``                {nb_run, pulser_sequence, context} -> ``{"data": <job>}``
 - ``GET  /jobs/{uid}``          -> ``{"data": <job>}``
+- ``GET  /jobs?qsched_job_id=ID`` -> ``{"data": [<job>, ...]}`` (jobs whose context names ID)
 - ``PUT  /jobs/{uid}/cancel``   -> ``{"data": <job>}``
 
 where a job is ``{"uid", "status": PENDING|RUNNING|DONE|ERROR|CANCELED, "program_id", "nb_run",
@@ -15,7 +16,8 @@ in submission order, paced to ``--shot-rate``.
 Faults for tests, under ``/_sim``: ``POST /_sim/operational`` ``{"status": "DOWN"}``,
 ``POST /_sim/fail`` ``{"count": 3, "code": 503}`` (next N requests answer that code),
 ``POST /_sim/hang`` ``{"count": 1, "seconds": 5}`` (next N requests stall), ``POST /_sim/refuse_cancel``
-``{"refuse": true}`` (cancels answer 409). Run: ``python infra/qpu_api_simulator/server.py --port 8088``;
+``{"refuse": true}`` (cancels answer 409), ``POST /_sim/clear`` (drop the queued failures and hangs); ``GET /_sim/stats`` counts the submissions (``POST /jobs``
+that created a job) and lists every job with its context. Run: ``python infra/qpu_api_simulator/server.py --port 8088``;
 the first line printed is the URL it listens on.
 """
 
@@ -31,6 +33,7 @@ import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 
 class Simulator:
@@ -45,6 +48,7 @@ class Simulator:
         self.fail: list[int] = []
         self.hang: list[float] = []
         self.refuse_cancel = False
+        self.submissions = 0
         self.jobs: dict[int, dict[str, Any]] = {}
         self.cancel_flags: dict[int, threading.Event] = {}
         self.lock = threading.Lock()
@@ -67,6 +71,7 @@ class Simulator:
         with self.lock:
             self.jobs[uid] = job
             self.cancel_flags[uid] = threading.Event()
+            self.submissions += 1
         self.pending.put(uid)
         return job
 
@@ -153,7 +158,19 @@ def make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             if self.path.startswith("/api/v1/") and self._fault():
                 return
-            if self.path == "/api/v1/system":
+            url = urlsplit(self.path)
+            if self.path == "/_sim/stats":
+                jobs = [public(j) for j in list(sim.jobs.values())]
+                self._send(200, {"data": {"submissions": sim.submissions, "jobs": jobs}})
+            elif url.path == "/api/v1/jobs":
+                wanted = parse_qs(url.query).get("qsched_job_id", [None])[0]
+                found = [
+                    public(j)
+                    for j in list(sim.jobs.values())
+                    if wanted is None or j["context"].get("qsched_job_id") == wanted
+                ]
+                self._send(200, {"data": found})
+            elif self.path == "/api/v1/system":
                 specs = json.loads(sim.device.to_abstract_repr())
                 self._send(200, {"data": {"specs": specs}})
             elif self.path == "/api/v1/system/operational":
@@ -178,6 +195,11 @@ def make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             elif self.path == "/_sim/hang":
                 sim.hang.extend([float(body.get("seconds", 5))] * int(body.get("count", 1)))
                 self._send(200, {"data": {"queued_hangs": len(sim.hang)}})
+            elif self.path == "/_sim/clear":
+                with sim.lock:
+                    sim.fail.clear()
+                    sim.hang.clear()
+                self._send(200, {"data": {"queued_failures": 0, "queued_hangs": 0}})
             elif self.path == "/_sim/refuse_cancel":
                 sim.refuse_cancel = bool(body.get("refuse", True))
                 self._send(200, {"data": {"refuse_cancel": sim.refuse_cancel}})

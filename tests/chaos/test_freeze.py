@@ -18,10 +18,12 @@ import pytest
 from schemas import CommandName, JobState
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
+from tests.invariants import check
 from tests.owners import wait_running
+from tests.reliability import record
 from tests.sequences import analog_sequence
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.reliability]
 
 HEARTBEAT_S = 2
 ENV = {"QSCHED_BROKER__HEARTBEAT_S": str(HEARTBEAT_S), "QSCHED_OWNER__LEASE_RETRY_S": "0.2"}
@@ -55,9 +57,25 @@ def test_a_frozen_owner_is_replaced_and_nothing_it_writes_after_waking_counts(
     finally:
         os.killpg(frozen.pid, signal.SIGCONT)
     results = [h.result(timeout=120) for h in [*handles, *later]]
+    log = events(owners)
+    sent = [h.job_id for h in [*handles, *later]]
+    verdict = check(log, sent, {r.job_id: r for r in results})
+    record(
+        "owner frozen (SIGSTOP) then woken",
+        jobs=verdict.jobs,
+        lost=verdict.lost,
+        duplicated=verdict.duplicated,
+        owner_crashes=int(frozen.process.poll() is not None),
+        worst_gap_s=took_over_s,
+        note=(
+            f"heartbeat {HEARTBEAT_S} s: the standby took over {took_over_s:.1f} s after the "
+            f"freeze; the woken owner wrote {verdict.stale_events} events under its old term "
+            "after waking (ignored by apply)"
+        ),
+    )
+    assert verdict.ok, verdict.problems
     assert all(r.state is JobState.DONE for r in results)
     assert took_over_s < TAKEOVER_BOUND_S, f"takeover took {took_over_s:.1f} s"
-    log = events(owners)
     terms = [e.data["term"] for e in log if e.topic == "owner.activated"]
     assert terms == sorted(terms) and len(set(terms)) == len(terms)
     top = 0

@@ -47,16 +47,19 @@ def test_a_job_over_the_owners_size_limit_is_rejected_message_too_large_and_dead
 
 
 def test_a_qpu_api_that_keeps_answering_503_ends_the_job_backend_unavailable_retryable(
-    owners: OwnerHarness, api: str
+    owners: OwnerHarness, api: str, tmp_path: Path
 ) -> None:
-    """Given the QPU API answers 503 to every attempt of a job's requests, the job ends ERROR with
-    BACKEND_UNAVAILABLE marked retryable, and the owner runs the next job once the API is back."""
+    """Given the QPU API answers 503 to every try of a job's requests and a policy without
+    retries, the job ends ERROR with BACKEND_UNAVAILABLE marked retryable after one run, and the
+    owner runs the next job once the API is back."""
     env = {"QSCHED_OWNER__QPU_API_URL": api, "QSCHED_OWNER__QPU_API_POLL_S": "0.05"}
-    owners.start("--backend", "qpu-api", env=env)
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[retry]\nattempts = 1\n")
+    owners.start("--backend", "qpu-api", "--policy", str(policy), env=env)
     client = owners.client()
-    sim(api, "fail", count=8, code=503)  # every attempt of the first request (8 by default)
+    sim(api, "fail", count=4, code=503)  # every try of the first request (4 by default)
     failed = client.submit(analog_sequence(2), 50).result(timeout=90)
-    assert failed.state is JobState.ERROR
+    assert failed.state is JobState.ERROR and failed.attempts == 1
     assert failed.error is not None and failed.error.code is ErrorCode.BACKEND_UNAVAILABLE
     assert failed.error.retryable is True and "503" in failed.error.message
     after = client.submit(analog_sequence(2), 50).result(timeout=60)

@@ -1,0 +1,158 @@
+"""Fuzzing every input the owner reads (issue 12, What to build 4).
+
+Given an active owner and a standby, when >= 1,000 hypothesis-generated hostile messages (raw
+bytes, arbitrary msgpack, valid jobs and commands with fields broken, msgpack nested 100,000
+deep, any content type, schema type, priority, reply_to and headers of any shape) go to the
+class queues and the control queue, plus bodies over the owner's size limit, then neither owner
+dies or fails over, every message is either dead-lettered with a reason and a code or handled
+(an event names it or a reply answers it), and a normal job still ends DONE. Then junk goes into
+the event log and the snapshot queue (what a standby reads when it takes over), the active owner
+is killed, and the standby takes over and runs a job.
+
+The seed is printed on failure; ``QSCHED_FUZZ_SEED=N`` replays a run.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from urllib.parse import urlsplit
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, seed, settings
+
+from brokers.connection import connect
+from schemas import CommandName, Event, JobState
+from schemas.codec import DEFAULT_MAX_BYTES
+from tests.conftest import OwnerHarness
+from tests.fuzz import Fuzzed, Tally, collect, messages, publish, without_reason
+from tests.hostile import FAST_LEASE
+from tests.integration.test_owner import events
+from tests.owners import wait_active
+from tests.reliability import record
+from tests.sequences import analog_sequence
+from tests.waiting import wait_until
+
+pytestmark = [pytest.mark.chaos, pytest.mark.reliability]
+
+OVERSIZED = (DEFAULT_MAX_BYTES + 1, DEFAULT_MAX_BYTES + 1024**2)
+
+
+def _fuzz_owner(owners: OwnerHarness, count: int, budget_s: float) -> None:
+    active = owners.start("--backend", "synthetic", env=FAST_LEASE)
+    standby = owners.start("--backend", "synthetic", env=FAST_LEASE, wait=False)
+    client = owners.client()
+    topology = owners.broker.topology
+    ns = topology.namespace
+    user = urlsplit(owners.broker.url).username or "guest"
+    reply = topology.reply_queue(user, "fuzz")  # declared once the messages are generated
+    tap = owners.broker.declare_queue(f"{ns}.fuzz-events", arguments={"x-expires": 600_000})
+    listen = connect(owners.broker.url, name="test-fuzz-listen").channel()
+    listen.queue_bind(tap, topology.events_exchange, "#")
+    publisher = connect(owners.broker.url, name="test-fuzz-publish").channel()
+    publisher.confirm_delivery()
+
+    run_seed = int(os.environ.get("QSCHED_FUZZ_SEED") or random.randrange(2**32))
+    generated: list[Fuzzed] = []
+    strategy = messages(topology.class_names, reply, topology.device_queue, ns)
+
+    @seed(run_seed)
+    @settings(
+        max_examples=count,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(strategy)
+    def generate(message: Fuzzed) -> None:
+        generated.append(message)
+
+    generate()
+    for size in OVERSIZED:
+        generated.append(Fuzzed("jobs", "production", b"\x00" * size, {"user_id": user}, "big"))
+    owners.broker.declare_queue(reply, arguments=topology.reply_queue_arguments())
+    sent: set[str] = set()
+    tally = Tally(sent)  # consumers first: a reply queue left unused expires (x-expires)
+    listen.basic_consume(topology.dead_queue, lambda c, m, p, b: tally.on_dead(p), auto_ack=True)
+    listen.basic_consume(tap, lambda c, m, p, b: tally.on_event(b, p.type), auto_ack=True)
+    listen.basic_consume(reply, lambda c, m, p, b: tally.on_reply(p), auto_ack=True)
+    started = time.monotonic()
+    for n, message in enumerate(generated):
+        props = message.props | ({"user_id": user} if message.props.get("user_id") else {})
+        tracking_id = f"fz{run_seed}-{n}"
+        if publish(publisher, topology, Fuzzed(**vars(message) | {"props": props}), tracking_id):
+            sent.add(tracking_id)
+    kinds = sorted({m.kind for m in generated})
+    assert len(sent) >= count, f"seed {run_seed}: only {len(sent)} of {len(generated)} sent"
+
+    collect(listen, tally, budget_s)
+    elapsed_s = time.monotonic() - started
+    missing = sorted(tally.missing())
+    crashes = sum(o.process.poll() is not None for o in (active, standby))
+    record(
+        f"fuzzing ({count:,} messages)",
+        jobs=len(sent),
+        lost=len(missing),
+        duplicated=0,
+        owner_crashes=crashes,
+        note=(
+            f"hypothesis seed {run_seed}; {len(tally.dead)} dead-lettered with a reason, "
+            f"the rest handled; all in {elapsed_s:.1f} s; kinds: {', '.join(kinds)}"
+        ),
+    )
+    assert not missing, (
+        f"seed {run_seed}: {len(missing)} of {len(sent)} messages neither dead-lettered nor "
+        f"handled after {elapsed_s:.0f} s, e.g. "
+        f"{[generated[int(k.rsplit('-', 1)[1])] for k in missing[:3]]}"
+    )
+    assert not without_reason(tally), f"seed {run_seed}: dead letters without a reason"
+    assert active.process.poll() is None, active.log()[-3000:]
+    assert standby.process.poll() is None, standby.log()[-3000:]
+    log = events(owners)
+    assert [e.topic for e in log].count("owner.activated") == 1, f"seed {run_seed}: failover"
+    after = client.submit(analog_sequence(2), 10, job_class="production")
+    assert after.result(timeout=60).state is JobState.DONE
+
+    # The log and the snapshot queue are inputs too: a standby reads them when it takes over.
+    junk = [m for m in generated if m.kind in ("raw", "msgpack-any", "deep")][:200]
+    for n, message in enumerate(junk):
+        kind = Event.type_name() if n % 2 else message.props.get("type")
+        props = {"type": kind, "user_id": user}
+        topic = ("job.done", "owner.snapshot", "owner.activated", "job.accepted")[n % 4]
+        log_junk = Fuzzed("events", topic, message.body, props, message.kind)
+        publish(publisher, topology, log_junk, f"junk-{n}")
+        publish(publisher, topology, log_junk._replace_target("snapshot"), f"snap-{n}")
+    first = client.control(CommandName.STATUS).status
+    active.kill()
+    wait_until(
+        lambda: (
+            (s := wait_active(client, timeout_s=20).status) is not None
+            and s.owner_id != first.owner_id
+        ),
+        "the standby active after reading a log full of junk",
+        60,
+    )
+    again = client.submit(analog_sequence(2), 10, job_class="production")
+    assert again.result(timeout=60).state is JobState.DONE
+    assert standby.process.poll() is None, standby.log()[-3000:]
+    print(
+        f"fuzz seed {run_seed}: {len(sent)} messages ({', '.join(kinds)}), "
+        f"{len(tally.dead)} dead-lettered, {len(tally.handled)} handled, {elapsed_s:.1f} s"
+    )
+
+
+@pytest.mark.timeout(240)
+def test_1000_fuzzed_messages_kill_no_owner_and_each_is_dead_lettered_or_handled(
+    owners: OwnerHarness,
+) -> None:
+    _fuzz_owner(owners, 1000, budget_s=90)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_5000_fuzzed_messages_kill_no_owner_and_each_is_dead_lettered_or_handled(
+    owners: OwnerHarness,
+) -> None:
+    _fuzz_owner(owners, 5000, budget_s=400)

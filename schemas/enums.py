@@ -49,6 +49,7 @@ class ErrorCode(StrEnum):
     INTERNAL = "INTERNAL"
     DEVICE_MISMATCH = "DEVICE_MISMATCH"
     STALE_COMMAND = "STALE_COMMAND"
+    NOT_WAITING = "NOT_WAITING"
 
 
 class QPUState(StrEnum):
@@ -86,3 +87,8 @@ class CommandName(StrEnum):
     CALIBRATION_COMPLETE = "calibration-complete"
     ALLOCATION_ENDED = "allocation-ended"
     QUEUE = "queue"
+    SHOW = "show"
+    HOLD = "hold"
+    RELEASE = "release"
+    UPDATE = "update"
+    REQUEUE = "requeue"

@@ -40,6 +40,10 @@ class Topic(StrEnum):
     JOB_DUPLICATE = "job.duplicate"
     JOB_NOTE = "job.note"
     JOB_REPLY_FAILED = "job.reply_failed"
+    JOB_HELD = "job.held"
+    JOB_RELEASED = "job.released"
+    JOB_UPDATED = "job.updated"
+    JOB_REQUEUING = "job.requeuing"
     QPU_DOWN = "qpu.down"
     QPU_UP = "qpu.up"
     CALIBRATION_PENDING = "calibration.pending"
@@ -173,6 +177,33 @@ class JobBack(Payload):
     preempted: bool = False
 
 
+class JobHeld(Payload):
+    """A waiting job is held until released: by its submitter (a user hold) or an operator."""
+
+    by: str
+    operator: bool = False
+
+
+class JobReleased(Payload):
+    """A held job may start again."""
+
+    by: str
+
+
+class JobUpdated(Payload):
+    """A waiting job's priority or class changed (None: unchanged)."""
+
+    by: str
+    priority: int | None = Field(default=None, ge=0, le=9)
+    job_class: str | None = None
+
+
+class JobRequeuing(Payload):
+    """The running job is being stopped to run again from its first shot (its counts dropped)."""
+
+    by: str
+
+
 class QPUStatus(Payload):
     """The backend went down or came back."""
 
@@ -216,6 +247,10 @@ PAYLOADS: dict[Topic, type[Payload]] = {
     Topic.JOB_PREEMPTING: JobPreempting,
     Topic.JOB_PREEMPTED: JobBack,
     Topic.JOB_REQUEUED: JobBack,
+    Topic.JOB_HELD: JobHeld,
+    Topic.JOB_RELEASED: JobReleased,
+    Topic.JOB_UPDATED: JobUpdated,
+    Topic.JOB_REQUEUING: JobRequeuing,
     Topic.QPU_DOWN: QPUStatus,
     Topic.QPU_UP: QPUStatus,
     Topic.CALIBRATION_COMPLETE: CalibrationComplete,

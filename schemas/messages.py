@@ -169,6 +169,19 @@ class JobProgress(Message):
     counts: dict[str, int] = Field(default_factory=dict)
 
 
+JOB_COMMANDS = frozenset(
+    {
+        CommandName.CANCEL,
+        CommandName.PREEMPT,
+        CommandName.SHOW,
+        CommandName.HOLD,
+        CommandName.RELEASE,
+        CommandName.UPDATE,
+        CommandName.REQUEUE,
+    }
+)  # commands about one job: they need its id
+
+
 class ControlCommand(Message):
     """An operator's command to the owner, routed as ``control.<command>``."""
 
@@ -181,7 +194,12 @@ class ControlCommand(Message):
     message: str | None = Field(default=None, max_length=2000)
     force: bool = Field(default=False, description="calibration-start: preempt the running job")
     user: str | None = Field(default=None, description="queue: only this user's jobs")
-    job_class: str | None = Field(default=None, description="queue: only this class")
+    job_class: str | None = Field(
+        default=None, description="queue: only this class; update: the job's new class"
+    )
+    priority: int | None = Field(
+        default=None, ge=0, le=MAX_PRIORITY, description="update: the job's new priority"
+    )
     limit: int | None = Field(default=None, ge=1, description="queue: at most this many entries")
     specs: str | None = Field(default=None, description="calibration-complete: Pulser device JSON")
     allocation: str | None = Field(default=None, description="allocation-ended: Slurm job id")
@@ -191,8 +209,10 @@ class ControlCommand(Message):
     def _arguments_present(self) -> ControlCommand:
         if self.command is CommandName.MODE and self.mode is None:
             raise ValueError("command 'mode' needs a mode")
-        if self.command in (CommandName.CANCEL, CommandName.PREEMPT) and not self.job_id:
+        if self.command in JOB_COMMANDS and not self.job_id:
             raise ValueError(f"command {self.command.value!r} needs a job_id")
+        if self.command is CommandName.UPDATE and self.priority is None and not self.job_class:
+            raise ValueError("command 'update' needs a priority or a job_class")
         if self.command is CommandName.ALLOCATION_ENDED and not self.allocation:
             raise ValueError("command 'allocation-ended' needs an allocation (Slurm job id)")
         return self
@@ -253,6 +273,43 @@ class QueueEntry(BaseModel):
     factors: dict[str, Any] = Field(default_factory=dict)
 
 
+class JobDetail(BaseModel):
+    """Everything the owner knows of one waiting or running job, as `qsched show` prints it.
+
+    Attributes:
+        hold_by: who put a user or operator hold on the job (`hold_kind` says which).
+        held: why the job may not start now (a hold, the mode, calibration...), or None.
+        shots_done: shots measured so far (earlier runs included).
+        attempt: the run it is on (running) or will be on next (waiting).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_id: str
+    state: JobState
+    job_class: str
+    user: str
+    account: str | None = None
+    priority: int
+    shots: int
+    shots_done: int = 0
+    submitted_at: AwareDatetime
+    accepted_at: AwareDatetime | None = None
+    started_at: AwareDatetime | None = None
+    position: int | None = None
+    eta_s: float | None = None
+    held: str | None = None
+    hold_by: str | None = None
+    hold_kind: str | None = None
+    attempt: int = 1
+    preemptions: int = 0
+    session_id: str | None = None
+    allocation: str | None = None
+    deadline: AwareDatetime | None = None
+    trace_id: str | None = None
+    factors: dict[str, Any] = Field(default_factory=dict)
+
+
 class ControlReply(Message):
     """The owner's answer to one control command (correlation_id = command_id)."""
 
@@ -265,6 +322,7 @@ class ControlReply(Message):
     error: JobError | None = None
     status: StatusReport | None = None
     queue: list[QueueEntry] | None = None
+    job: JobDetail | None = None
 
 
 class Event(Message):

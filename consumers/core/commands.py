@@ -5,18 +5,19 @@ event, and the events and effects the command causes; it raises `Refused` when t
 cannot be carried out now. `run_command` checks the sender against the table first: operators
 (the policy's `operators`, or members of its `operator_group` as the shell resolved them into
 `Command.operator`) may send everything; the policy's `epilog_users` only `allocation-ended`; a
-submitter may cancel its own jobs and read the status and the queue. Every command is logged as a ``control.<command>`` event with its
-sender, accepted or not: the log is the audit trail.
+submitter may cancel, hold, release, update and requeue its own jobs (within the limits
+`consumers.core.jobctl` names) and read the status, the queue and any job's details. Every
+command is logged as a ``control.<command>`` event with its sender, accepted or not: the log is
+the audit trail.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
-from typing import Any
 
+from consumers.core import jobctl
+from consumers.core.command_types import Command as Command  # where step and the shell find it
+from consumers.core.command_types import Done, Handler, Refused, Who, is_operator
 from consumers.core.machine import transition
 from consumers.core.outcomes import (
     Effect,
@@ -38,56 +39,8 @@ from schemas.events import (
     Topic,
     make_event,
 )
-from schemas.messages import ControlCommand, ControlReply, Event, JobError
+from schemas.messages import ControlReply, Event, JobError
 from schemas.policy import Policy
-
-
-class Who(Enum):
-    """Who may send a command."""
-
-    OPERATOR = "operator"
-    JOB_OWNER = "the job's submitter or an operator"
-    ANYONE = "anyone"
-
-
-class Refused(Exception):
-    """A command that cannot be carried out now, with the error to answer."""
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.error = JobError(code=code, message=message)
-
-
-@dataclass(frozen=True)
-class Command:
-    """A decoded control command, its sender, and what the shell learned for it.
-
-    Attributes:
-        detail: the shell's word on I/O it did for the command (e.g. the policy file reloaded).
-        problem: the shell found the command unusable (bad specs file, unreadable policy).
-        operator: the shell found the sender in the policy's ``operator_group``.
-    """
-
-    command: ControlCommand
-    user: str | None
-    reply_to: str | None = None
-    detail: str | None = None
-    problem: JobError | None = None
-    operator: bool = False
-
-
-@dataclass
-class Done:
-    """What a handler did: reply text, extra event fields, caused events and effects."""
-
-    message: str
-    fields: dict[str, Any] = field(default_factory=dict)
-    events: list[Event] = field(default_factory=list)
-    effects: list[Effect] = field(default_factory=list)
-    reply: dict[str, Any] = field(default_factory=dict)
-
-
-Handler = Callable[[OwnerState, Policy, Command, datetime], Done]
 
 
 def _hold(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
@@ -107,7 +60,7 @@ def _mode(state: OwnerState, policy: Policy, given: Command, now: datetime) -> D
 
 def _cancel(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
     job_id = given.command.job_id or ""
-    by_operator = given.operator or given.user in policy.operators
+    by_operator = is_operator(policy, given)
     code = ErrorCode.CANCELED_BY_OPERATOR if by_operator else ErrorCode.CANCELED_BY_USER
     error = JobError(code=code, message=f"job {job_id} canceled by {given.user}")
     if job_id in state.finished:
@@ -258,14 +211,23 @@ TABLE: dict[CommandName, tuple[Handler, Who]] = {
     CommandName.CALIBRATION_START: (_calibration_start, Who.OPERATOR),
     CommandName.CALIBRATION_COMPLETE: (_calibration_complete, Who.OPERATOR),
     CommandName.ALLOCATION_ENDED: (_allocation_ended, Who.OPERATOR),
+    CommandName.SHOW: (jobctl.show, Who.ANYONE),
+    CommandName.HOLD: (jobctl.hold, Who.JOB_OWNER),
+    CommandName.RELEASE: (jobctl.release, Who.JOB_OWNER),
+    CommandName.UPDATE: (jobctl.update, Who.JOB_OWNER),
+    CommandName.REQUEUE: (jobctl.requeue, Who.JOB_OWNER),
 }
-QUIET = (CommandName.STATUS, CommandName.QUEUE)  # read-only: no event when they succeed
+QUIET = (
+    CommandName.STATUS,
+    CommandName.QUEUE,
+    CommandName.SHOW,
+)  # read-only: no event when they succeed
 
 
 def authorise(state: OwnerState, policy: Policy, given: Command) -> JobError | None:
     """Why the sender may not send this command, or None."""
     user = given.user
-    if given.operator or (user is not None and user in policy.operators):
+    if is_operator(policy, given):
         return None
     if user is not None and user in policy.epilog_users:
         if given.command.command is CommandName.ALLOCATION_ENDED:

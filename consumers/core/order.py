@@ -35,6 +35,8 @@ class Waiting:
         allocation: the Slurm job id of the allocation it comes from.
         validated_epoch: the calibration epoch its sequence was last checked against.
         prior_counts: counts measured by earlier runs (preempted or cut off), kept.
+        held_by: who holds the job (`qsched hold`); `operator_hold` when an operator did, so
+            only an operator may release it.
     """
 
     job_id: str
@@ -57,6 +59,8 @@ class Waiting:
     prior_counts: dict[str, int] = field(default_factory=dict)
     validated_epoch: int = 0
     accepted_at: datetime | None = None
+    held_by: str | None = None
+    operator_hold: bool = False
 
     @property
     def queued_at(self) -> datetime:

@@ -31,9 +31,13 @@ from schemas.events import (
     CalibrationEpoch,
     ControlApplied,
     JobBack,
+    JobHeld,
     JobProgress,
+    JobReleased,
+    JobRequeuing,
     JobStarted,
     JobStopping,
+    JobUpdated,
     OwnerActivated,
     Topic,
     payload_of,
@@ -65,6 +69,7 @@ class Run:
     preempting: str | None = None
     stop_error: JobError | None = None
     stop_state: JobState | None = None
+    restart: bool = False
 
 
 @dataclass
@@ -163,6 +168,11 @@ class OwnerState:
         self.waiting[job.job_id] = job
         self.index.add(job)
 
+    def _rewait(self, job: Waiting) -> None:
+        """Replace a waiting job's facts (its lane may change)."""
+        self._unwait(job.job_id)
+        self._wait(job)
+
     def _unwait(self, job_id: str) -> Waiting | None:
         job = self.waiting.pop(job_id, None)
         if job is not None:
@@ -227,7 +237,43 @@ def _back(state: OwnerState, event: Event) -> None:
         preemptions=run.job.preemptions + (1 if back.preempted else 0),
         prior_counts=dict(back.counts),
     )
+    if run.restart:
+        job = replace(job, prior_counts={})
     state._wait(job)
+
+
+def _held(state: OwnerState, event: Event) -> None:
+    held = payload_of(event, JobHeld)
+    job = state.waiting[event.job_id or ""]
+    state._rewait(replace(job, held_by=held.by, operator_hold=held.operator))
+
+
+def _released(state: OwnerState, event: Event) -> None:
+    payload_of(event, JobReleased)
+    job = state.waiting[event.job_id or ""]
+    state._rewait(replace(job, held_by=None, operator_hold=False))
+
+
+def _updated(state: OwnerState, event: Event) -> None:
+    updated = payload_of(event, JobUpdated)
+    job = state.waiting[event.job_id or ""]
+    state._rewait(
+        replace(
+            job,
+            priority=job.priority if updated.priority is None else updated.priority,
+            job_class=updated.job_class or job.job_class,
+        )
+    )
+
+
+def _requeuing(state: OwnerState, event: Event) -> None:
+    payload_of(event, JobRequeuing)
+    run = state.running
+    if run is None or run.job.job_id != event.job_id:
+        raise KeyError(event.job_id)
+    state._move(QPUEvent.PREEMPT)
+    run.preempting = event.reason or "requeued"
+    run.restart = True
 
 
 def _final(state: OwnerState, event: Event) -> None:
@@ -313,6 +359,10 @@ _HANDLERS: dict[Topic, Any] = {
     Topic.JOB_CANCELED: _final,
     Topic.JOB_TIMED_OUT: _final,
     Topic.JOB_REJECTED: _final,
+    Topic.JOB_HELD: _held,
+    Topic.JOB_RELEASED: _released,
+    Topic.JOB_UPDATED: _updated,
+    Topic.JOB_REQUEUING: _requeuing,
     Topic.QPU_DOWN: _qpu,
     Topic.QPU_UP: _qpu,
     Topic.CALIBRATION_PENDING: _calibration_pending,

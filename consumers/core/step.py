@@ -41,7 +41,7 @@ from consumers.core.outcomes import (
     stopping_event,
 )
 from consumers.core.policy import Action, decide_indexed, validate_admission
-from consumers.core.state import OwnerState
+from consumers.core.state import OwnerState, Run
 from consumers.core.view import view_of
 from schemas.enums import ErrorCode, JobState, QPUState
 from schemas.events import (
@@ -232,6 +232,8 @@ def _finished(state: OwnerState, given: Finished, now: datetime, ctx: Context) -
         return [], []
     counts = merge_counts(run.job.prior_counts, given.counts)
     execution_s = max((now - run.started_at).total_seconds(), 0.0)
+    if given.canceled and run.stop_error is None and run.restart:
+        return [_restarted(run, counts, execution_s)], []
     if given.canceled and run.stop_error is None and run.preempting is not None:
         shots = sum(counts.values())
         back = JobBack(
@@ -262,6 +264,22 @@ def _finished(state: OwnerState, given: Finished, now: datetime, ctx: Context) -
         run.job, final, error, now, counts=counts, run=run, backend=ctx.backend
     )
     return [event], [Reply(run.job.reply_to, result, run.job.job_id)]
+
+
+def _restarted(run: Run, counts: dict[str, int], execution_s: float) -> Event:
+    """A requeued run stopped: the job waits again, its counts dropped (it runs from shot 1)."""
+    back = JobBack(shots=run.job.shots, execution_s=execution_s)
+    return make_event(
+        Topic.JOB_REQUEUED,
+        back,
+        job_id=run.job.job_id,
+        job_class=run.job.job_class,
+        user=run.job.user,
+        reason=(
+            f"{run.preempting}; waits again and runs all {run.job.shots} shots "
+            f"({sum(counts.values())} measured shots dropped)"
+        ),
+    )
 
 
 def _tick(state: OwnerState, policy: Policy, now: datetime) -> Steps:

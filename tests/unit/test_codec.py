@@ -33,7 +33,7 @@ from schemas import (
     decode_any,
     encode,
 )
-from schemas.messages import ALL_MESSAGES, Message, SnapshotPointer
+from schemas.messages import ALL_MESSAGES, JOB_COMMANDS, Message, SnapshotPointer
 
 SEQUENCE = '{"version": "1", "register": [], "channels": {}}'
 names = st.from_regex(r"^[a-z][a-z0-9_-]{0,15}$", fullmatch=True)
@@ -108,9 +108,8 @@ def commands(draw: st.DrawFn) -> ControlCommand:
     command = draw(st.sampled_from(CommandName))
     return ControlCommand(
         command=command,
-        job_id=draw(st.uuids().map(str))
-        if command in (CommandName.CANCEL, CommandName.PREEMPT)
-        else None,
+        job_id=draw(st.uuids().map(str)) if command in JOB_COMMANDS else None,
+        priority=draw(st.integers(0, 9)) if command is CommandName.UPDATE else None,
         mode=draw(st.sampled_from(Mode)) if command is CommandName.MODE else None,
         allocation="4242" if command is CommandName.ALLOCATION_ENDED else None,
         force=draw(st.booleans()),

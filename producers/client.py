@@ -658,6 +658,7 @@ class QPUClient:
         user: str | None = None,
         job_class: str | None = None,
         limit: int | None = None,
+        priority: int | None = None,
         timeout: float = 10.0,
     ) -> ControlReply:
         """Send an operator's command and wait for the owner's reply.
@@ -682,6 +683,7 @@ class QPUClient:
             user=user,
             job_class=job_class,
             limit=limit,
+            priority=priority,
         )
         self._publish_all(
             [

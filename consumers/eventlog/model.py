@@ -9,7 +9,7 @@ Theory of operation: `build_timeline` folds events in log order. A ``job.started
 the job's final event (``job.done|error|canceled|rejected|timed_out``) closes it with that state,
 ``job.preempted`` closes it as PREEMPTED where the QPU stopped, and a new owner's activation (or
 ``job.requeued``, or another start) while a run is open closes it as INTERRUPTED: its owner
-died. Arrivals (``job.accepted``; ``job.queued`` in logs of the owner before the event-sourced
+died (or `qsched requeue` sent it back; the event's reason says which). Arrivals (``job.accepted``; ``job.queued`` in logs of the owner before the event-sourced
 one) put a job in its class's waiting set; a start or a final event takes it out, a preemption or
 requeue puts it back. Operator and QPU events open and close periods (calibration, pause, drain,
 maintenance, down). Events of a stale term (an owner that lost the lease and wrote on) are
@@ -121,6 +121,13 @@ def summary(event: Event) -> str:
         parts.append(f"epoch {data['epoch']}")
     elif event.topic == MODE_TOPIC and "mode" in data:
         parts.append(f"mode {data['mode']}")
+    elif event.topic == Topic.JOB_HELD.value and "by" in data:
+        parts.append(f"{'operator' if data.get('operator') else 'user'} hold by {data['by']}")
+    elif event.topic == Topic.JOB_UPDATED.value:
+        changed = [f"{k} {data[k]}" for k in ("priority", "job_class") if data.get(k) is not None]
+        parts.append(", ".join(changed).replace("job_class", "class"))
+    if event.topic.startswith("control.") and event.user:
+        parts.append(f"by {event.user}")  # the audit trail: who sent the command
     if event.qpu_state is not None:
         parts.append(f"QPU {event.qpu_state.value}")
     if data.get("ok") is False:

@@ -3,7 +3,7 @@
 One thread owns the pika connection. A standby waits for the lease (an exclusive queue). Once
 active it rebuilds its state from the log (`recovery`), writes `owner.activated` with a term one
 higher than any before, puts back a run a dead owner left, and consumes the class queues with a
-large window, the control queue, and its own log. Pika callbacks only collect deliveries; the
+large window, the control queue, its own log, and the standbys' heartbeats (`standbys`). Pika callbacks only collect deliveries; the
 loop hands them to the `Shell`, then backend reports, then timers, then dispatches. Losing the
 broker (or the lease) stops local work; the owner reconnects with backoff and stands by again.
 """
@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,8 @@ from consumers.recovery import LogFollower
 from consumers.sequences import SequenceStore
 from consumers.settle import Delivery, settle_after_failure
 from consumers.shell import Shell
-from schemas.enums import ErrorCode
+from consumers.standbys import Beacon, Roster
+from schemas.enums import CommandName, ErrorCode
 from schemas.events import OwnerActivated, Topic, make_event
 from schemas.messages import DeviceSpecs, Event, JobError, utc_now
 from schemas.policy import Policy
@@ -73,6 +75,7 @@ class Owner:
         self._jobs: list[Delivery] = []
         self._commands: list[Delivery] = []
         self._device_override: Any = None
+        self.roster = Roster(clock)
 
     # ---- life cycle ------------------------------------------------------------------------
 
@@ -116,8 +119,13 @@ class Owner:
             name=f"qsched-owner {self.owner_id}",
         )
         try:
+            beacon = Beacon(conn, self.topology, self.owner_id, self.backend.name)
             lease = acquire_lease(
-                conn, self.topology.lease_queue, settings.owner.lease_retry_s, self._stop.is_set
+                conn,
+                self.topology.lease_queue,
+                settings.owner.lease_retry_s,
+                self._stop.is_set,
+                beacon.beat,
             )
             if lease is None:
                 return
@@ -195,6 +203,8 @@ class Owner:
         for job_class in self.topology.class_names:
             queue = self.topology.job_queue(job_class)
             jobs.basic_consume(queue, self._collect(self._jobs, queue))
+        self.roster = Roster(self.clock)
+        self.roster.listen(conn, self.topology)
         control = conn.channel()
         control.basic_qos(prefetch_count=50)
         control.basic_consume(
@@ -307,7 +317,10 @@ class Owner:
             refusal = Refusal(prepared, props.user_id, None, props.message_id)
             shell.job_delivery(refusal, delivery, (0, 0))
             return
-        if shell.command(prepared.command, delivery):
+        given = prepared.command
+        if given.command.command is CommandName.STATUS:
+            given = replace(given, standbys=self.roster.current())
+        if shell.command(given, delivery):
             if prepared.policy is not None:
                 self.policy = shell.policy = prepared.policy
             if prepared.device is not None:

@@ -230,6 +230,18 @@ class RunningJob(BaseModel):
     user: str | None = None
 
 
+class StandbyOwner(BaseModel):
+    """An owner waiting for the lease, as its last heartbeat described it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    owner_id: str
+    host: str
+    pid: int | None = None
+    backend: str | None = None
+    last_heartbeat: AwareDatetime
+
+
 class StatusReport(BaseModel):
     """What an operator sees with `qsched status`."""
 
@@ -246,6 +258,9 @@ class StatusReport(BaseModel):
     backend: str
     last_decision: str | None = None
     held_reasons: dict[str, str] = Field(default_factory=dict)
+    standbys: list[StandbyOwner] = Field(
+        default_factory=list, description="owners waiting to take over, by their heartbeats"
+    )
 
 
 class QueueEntry(BaseModel):
@@ -371,6 +386,19 @@ class SnapshotPointer(Message):
     term: int = Field(ge=0)
 
 
+class OwnerHeartbeat(Message):
+    """A standby owner's "I am here", sent every few seconds on the control exchange as
+    ``owner.standby`` (only the active owner's roster queue is bound to it)."""
+
+    schema_name: ClassVar[str] = "qsched.OwnerHeartbeat"
+
+    owner_id: str = Field(max_length=200)
+    host: str = Field(max_length=255)
+    pid: int | None = Field(default=None, ge=0)
+    backend: str | None = Field(default=None, max_length=100)
+    sent_at: AwareDatetime = Field(default_factory=utc_now)
+
+
 ALL_MESSAGES: tuple[type[Message], ...] = (
     JobRequest,
     JobResult,
@@ -380,4 +408,5 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     Event,
     DeviceSpecs,
     SnapshotPointer,
+    OwnerHeartbeat,
 )

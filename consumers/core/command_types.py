@@ -14,7 +14,7 @@ from typing import Any
 from consumers.core.outcomes import Effect
 from consumers.core.state import OwnerState
 from schemas.enums import ErrorCode
-from schemas.messages import ControlCommand, Event, JobError
+from schemas.messages import ControlCommand, Event, JobError, StandbyOwner
 from schemas.policy import Policy
 
 
@@ -42,6 +42,7 @@ class Command:
         detail: the shell's word on I/O it did for the command (e.g. the policy file reloaded).
         problem: the shell found the command unusable (bad specs file, unreadable policy).
         operator: the shell found the sender in the policy's ``operator_group``.
+        standbys: for `status`, the standby owners the shell heard from (`consumers.standbys`).
     """
 
     command: ControlCommand
@@ -50,6 +51,7 @@ class Command:
     detail: str | None = None
     problem: JobError | None = None
     operator: bool = False
+    standbys: tuple[StandbyOwner, ...] = ()
 
 
 @dataclass

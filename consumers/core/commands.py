@@ -273,6 +273,7 @@ def run_command(
     status = None
     if ok and command.command is CommandName.STATUS:
         status = status_of(state, policy, now, owner_id, backend)
+        status = status.model_copy(update={"standbys": list(given.standbys)})
     reply = ControlReply(
         command_id=command.command_id,
         command=command.command,

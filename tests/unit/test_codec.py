@@ -33,7 +33,13 @@ from schemas import (
     decode_any,
     encode,
 )
-from schemas.messages import ALL_MESSAGES, JOB_COMMANDS, Message, SnapshotPointer
+from schemas.messages import (
+    ALL_MESSAGES,
+    JOB_COMMANDS,
+    Message,
+    OwnerHeartbeat,
+    SnapshotPointer,
+)
 
 SEQUENCE = '{"version": "1", "register": [], "channels": {}}'
 names = st.from_regex(r"^[a-z][a-z0-9_-]{0,15}$", fullmatch=True)
@@ -160,8 +166,16 @@ pointers = st.builds(
     event_id=st.uuids().map(str),
     term=st.integers(0, 2**31),
 )
+heartbeats = st.builds(
+    OwnerHeartbeat,
+    owner_id=names,
+    host=names,
+    pid=st.none() | st.integers(0, 2**22),
+    backend=st.none() | names,
+    sent_at=moments,
+)
 any_message = st.one_of(
-    requests, results(), progresses, commands(), replies, events, devices, pointers
+    requests, results(), progresses, commands(), replies, events, devices, pointers, heartbeats
 )
 
 
@@ -184,6 +198,7 @@ def test_every_wire_model_is_covered_by_the_round_trip_strategies() -> None:
         "qsched.Event",
         "qsched.DeviceSpecs",
         "qsched.SnapshotPointer",
+        "qsched.OwnerHeartbeat",
     }
 
 

@@ -179,3 +179,24 @@ def test_show_details_a_running_job_with_its_shots_and_a_finished_one_is_refused
     gone = send(h, "bob", CommandName.SHOW, job)
     assert not gone.ok and "already ended DONE" in gone.message
     assert not [e for e in h.log if e.topic == "control.show" and e.data.get("ok")]
+
+
+def test_status_carries_the_standbys_the_shell_heard_and_the_roster_forgets_silent_ones() -> None:
+    from datetime import UTC, datetime
+
+    from consumers.standbys import STALE_AFTER_S, Roster
+    from schemas.messages import OwnerHeartbeat
+
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    roster = Roster(clock=lambda: now[0])
+    roster.heard(OwnerHeartbeat(owner_id="b", host="node2", pid=7))
+    now[0] += timedelta(seconds=STALE_AFTER_S / 2)
+    roster.heard(OwnerHeartbeat(owner_id="a", host="node1", pid=8))
+    assert [s.owner_id for s in roster.current()] == ["a", "b"]
+    now[0] += timedelta(seconds=STALE_AFTER_S * 0.75)
+    (only,) = roster.current()  # b fell silent
+    assert only.owner_id == "a" and only.host == "node1"
+    h = Harness()
+    effects = h.feed(Command(ControlCommand(command=CommandName.STATUS), "bob", standbys=(only,)))
+    status = effects[-1].message.status  # type: ignore[attr-defined]
+    assert status.standbys == [only]

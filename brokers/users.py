@@ -14,8 +14,9 @@ Roles:
 - ``submitter``: publish jobs to ``<ns>.jobs`` (RabbitMQ checks their ``user_id``); declare and
   read only their own reply queues ``<ns>.reply.<user>.*``; read the owner's ``<ns>.device``
   (public device specs, for local validation); publish to ``<ns>.control`` only with the
-  routing keys ``control.cancel`` and ``control.status`` (topic permissions; the owner lets a
-  submitter cancel only their own jobs). Not the event log, not other reply queues.
+  routing keys of `SUBMITTER_COMMANDS` (status, queue, show, and cancel, hold, release, update,
+  requeue, which the owner allows a submitter on its own jobs only). Not the event log, not other
+  reply queues.
 - ``operator``: publish any command to ``<ns>.control``, read the event log, own reply queues.
 - ``epilog``: the Slurm epilog's account: ``control.allocation-ended`` only.
 - ``owner``: every ``<ns>.*`` object, plus the default exchange for replies.
@@ -33,6 +34,7 @@ from typing import Literal
 
 from brokers.errors import BrokerError
 
+SUBMITTER_COMMANDS = r"^control\.(cancel|status|queue|show|hold|release|update|requeue)$"
 Role = Literal["submitter", "operator", "epilog", "owner"]
 ROLES: tuple[Role, ...] = ("submitter", "operator", "epilog", "owner")
 NOTHING = "^$"
@@ -90,9 +92,7 @@ def role_permissions(role: Role, user: str, namespace: str) -> Permissions:
             configure=_any_of(own_replies),
             write=_any_of(rf"{ns}\.jobs", control),
             read=_any_of(own_replies, rf"{ns}\.device"),
-            topics=(
-                TopicPermission(f"{namespace}.control", r"^control\.(cancel|status)$", NOTHING),
-            ),
+            topics=(TopicPermission(f"{namespace}.control", SUBMITTER_COMMANDS, NOTHING),),
         )
     if role == "operator":
         return Permissions(

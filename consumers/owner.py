@@ -204,7 +204,7 @@ class Owner:
             queue = self.topology.job_queue(job_class)
             jobs.basic_consume(queue, self._collect(self._jobs, queue))
         self.roster = Roster(self.clock)
-        self.roster.listen(conn, self.topology)
+        self.roster.listen(conn, self.topology, self.owner_id)
         control = conn.channel()
         control.basic_qos(prefetch_count=50)
         control.basic_consume(

@@ -4,9 +4,10 @@ A standby waits for the lease (`consumers.lease`) with a live connection and no 
 `HEARTBEAT_S` it publishes an `OwnerHeartbeat` (its id, host, pid, backend) on the control
 exchange with routing key ``owner.standby`` and a short expiration. Only the active owner's roster
 queue is bound to that key (the control queue binds ``control.#``), so with no active owner the
-beats are dropped, never piling up. The active owner declares a server-named exclusive queue bound
-to ``owner.standby``, consumes it without acks, and keeps the last beat of each standby, stamped
-with its own clock when it arrived; `status` lists those heard within `STALE_AFTER_S`.
+beats are dropped, never piling up. The active owner declares an exclusive queue,
+``<ns>.standbys.<owner id>``, bound to ``owner.standby``, consumes it without acks, and keeps the
+last beat of each standby, stamped with its own clock when it arrived; `status` lists those
+heard within `STALE_AFTER_S`.
 
 Why this survives failover: the roster is not state to hand over. The owner that takes over
 starts with an empty roster and hears every remaining standby within one `HEARTBEAT_S` (the
@@ -97,11 +98,12 @@ class Roster:
         self._max_bytes = max_bytes
         self._seen: dict[str, StandbyOwner] = {}
 
-    def listen(self, connection: BlockingConnection, topology: Topology) -> None:
-        """Bind a queue of this connection's own to the standbys' heartbeats and consume it."""
+    def listen(self, connection: BlockingConnection, topology: Topology, owner_id: str) -> None:
+        """Bind a queue of this connection's own to the standbys' heartbeats and consume it
+        (named under the namespace: a site's owner account may configure nothing else)."""
         channel = connection.channel()
         declared = channel.queue_declare(
-            "",
+            f"{topology.namespace}.standbys.{owner_id}",
             exclusive=True,
             auto_delete=True,
             arguments={"x-message-ttl": int(STALE_AFTER_S * 1000), "x-max-length": 1000},

@@ -17,7 +17,8 @@ Roles:
   routing keys of `SUBMITTER_COMMANDS` (status, queue, show, and cancel, hold, release, update,
   requeue, which the owner allows a submitter on its own jobs only). Not the event log, not other
   reply queues.
-- ``operator``: publish any command to ``<ns>.control``, read the event log, own reply queues.
+- ``operator``: publish any command to ``<ns>.control``, read the event log and the dead letters
+  (``<ns>.dead``: `qsched dead`), own reply queues.
 - ``epilog``: the Slurm epilog's account: ``control.allocation-ended`` only.
 - ``owner``: every ``<ns>.*`` object, plus the default exchange for replies.
 """
@@ -98,7 +99,7 @@ def role_permissions(role: Role, user: str, namespace: str) -> Permissions:
         return Permissions(
             configure=_any_of(own_replies),
             write=_any_of(control),
-            read=_any_of(own_replies, rf"{ns}\.events\.log", rf"{ns}\.device"),
+            read=_any_of(own_replies, rf"{ns}\.events\.log", rf"{ns}\.device", rf"{ns}\.dead"),
             topics=(TopicPermission(f"{namespace}.control", r"^control\..+$", NOTHING),),
         )
     if role == "epilog":

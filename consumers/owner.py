@@ -27,8 +27,10 @@ from brokers.connection import connect
 from brokers.errors import BrokerError
 from brokers.settings import Settings
 from brokers.topology import Topology, build_topology, declare
+from consumers import deadletters
 from consumers.backends.base import Backend
 from consumers.control import Prepared, read_command
+from consumers.core.commands import Command
 from consumers.core.step import Context, Recovered
 from consumers.deliveries import Refusal, read_job
 from consumers.errors import BackendFailure, OwnerError
@@ -76,6 +78,7 @@ class Owner:
         self._commands: list[Delivery] = []
         self._device_override: Any = None
         self.roster = Roster(clock)
+        self._dead: BlockingChannel | None = None
 
     # ---- life cycle ------------------------------------------------------------------------
 
@@ -107,6 +110,7 @@ class Owner:
             for spans in self.shell.spans.values():
                 spans.abandon("owner lost the broker")
         self.shell = None
+        self._dead = None
         self.active.clear()
         self._jobs.clear()
         self._commands.clear()
@@ -317,15 +321,33 @@ class Owner:
             refusal = Refusal(prepared, props.user_id, None, props.message_id)
             shell.job_delivery(refusal, delivery, (0, 0))
             return
-        given = prepared.command
-        if given.command.command is CommandName.STATUS:
-            given = replace(given, standbys=self.roster.current())
+        given, resubmitted = self._shell_io(prepared.command, delivery)
         if shell.command(given, delivery):
+            if resubmitted is not None:
+                self._job(shell, resubmitted, self.device())
             if prepared.policy is not None:
                 self.policy = shell.policy = prepared.policy
             if prepared.device is not None:
                 self._device_override = prepared.device
                 self._publish_device(shell)
+
+    def _shell_io(self, given: Command, delivery: Delivery) -> tuple[Command, Delivery | None]:
+        """What a command needs from the broker before the core sees it: the standbys heard
+        (`status`), the dead letter an operator requeues (taken only for operators)."""
+        name = given.command.command
+        if name is CommandName.STATUS:
+            return replace(given, standbys=self.roster.current()), None
+        if name is CommandName.DEAD_REQUEUE and given.problem is None and given.operator:
+            max_bytes = self.settings.max_message_bytes
+            channel = self._dead_channel(delivery)
+            return deadletters.prepare(given, channel, self.topology, max_bytes)
+        return given, None
+
+    def _dead_channel(self, delivery: Delivery) -> BlockingChannel:
+        """The channel dead letters are taken on (kept open: they are acked when settled)."""
+        if self._dead is None or not self._dead.is_open:
+            self._dead = delivery.channel.connection.channel()
+        return self._dead
 
     def _log_event(self, event: Event) -> None:
         """One line per job start/end/preemption, per QPU change and per command."""

@@ -659,6 +659,7 @@ class QPUClient:
         job_class: str | None = None,
         limit: int | None = None,
         priority: int | None = None,
+        message_id: str | None = None,
         timeout: float = 10.0,
     ) -> ControlReply:
         """Send an operator's command and wait for the owner's reply.
@@ -684,6 +685,7 @@ class QPUClient:
             job_class=job_class,
             limit=limit,
             priority=priority,
+            message_id=message_id,
         )
         self._publish_all(
             [

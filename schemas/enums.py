@@ -92,3 +92,4 @@ class CommandName(StrEnum):
     RELEASE = "release"
     UPDATE = "update"
     REQUEUE = "requeue"
+    DEAD_REQUEUE = "dead-requeue"

@@ -203,6 +203,9 @@ class ControlCommand(Message):
     limit: int | None = Field(default=None, ge=1, description="queue: at most this many entries")
     specs: str | None = Field(default=None, description="calibration-complete: Pulser device JSON")
     allocation: str | None = Field(default=None, description="allocation-ended: Slurm job id")
+    message_id: str | None = Field(
+        default=None, max_length=200, description="dead-requeue: the dead letter's message id"
+    )
     issued_at: AwareDatetime = Field(default_factory=utc_now)
 
     @model_validator(mode="after")
@@ -211,6 +214,8 @@ class ControlCommand(Message):
             raise ValueError("command 'mode' needs a mode")
         if self.command in JOB_COMMANDS and not self.job_id:
             raise ValueError(f"command {self.command.value!r} needs a job_id")
+        if self.command is CommandName.DEAD_REQUEUE and not self.message_id:
+            raise ValueError("command 'dead-requeue' needs the dead letter's message_id")
         if self.command is CommandName.UPDATE and self.priority is None and not self.job_class:
             raise ValueError("command 'update' needs a priority or a job_class")
         if self.command is CommandName.ALLOCATION_ENDED and not self.allocation:

@@ -194,6 +194,12 @@ def _allocation_ended(state: OwnerState, policy: Policy, given: Command, now: da
     return done
 
 
+def _dead_requeue(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
+    return Done(
+        given.detail or "requeued"
+    )  # the shell took the dead letter (consumers.deadletters)
+
+
 def _reload_policy(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
     return Done(given.detail or "policy reloaded")
 
@@ -216,6 +222,7 @@ TABLE: dict[CommandName, tuple[Handler, Who]] = {
     CommandName.RELEASE: (jobctl.release, Who.JOB_OWNER),
     CommandName.UPDATE: (jobctl.update, Who.JOB_OWNER),
     CommandName.REQUEUE: (jobctl.requeue, Who.JOB_OWNER),
+    CommandName.DEAD_REQUEUE: (_dead_requeue, Who.OPERATOR),
 }
 QUIET = (
     CommandName.STATUS,

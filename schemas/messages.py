@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from schemas.details import JobDetail as JobDetail  # part of ControlReply
+from schemas.details import StandbyOwner as StandbyOwner  # part of StatusReport
 from schemas.enums import CommandName, ErrorCode, JobState, Mode, QPUState
 
 MAX_PRIORITY = 9
@@ -235,18 +237,6 @@ class RunningJob(BaseModel):
     user: str | None = None
 
 
-class StandbyOwner(BaseModel):
-    """An owner waiting for the lease, as its last heartbeat described it."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    owner_id: str
-    host: str
-    pid: int | None = None
-    backend: str | None = None
-    last_heartbeat: AwareDatetime
-
-
 class StatusReport(BaseModel):
     """What an operator sees with `qsched status`."""
 
@@ -290,43 +280,6 @@ class QueueEntry(BaseModel):
     eta_s: float | None = None
     held: str | None = None
     state: JobState = JobState.QUEUED
-    factors: dict[str, Any] = Field(default_factory=dict)
-
-
-class JobDetail(BaseModel):
-    """Everything the owner knows of one waiting or running job, as `qsched show` prints it.
-
-    Attributes:
-        hold_by: who put a user or operator hold on the job (`hold_kind` says which).
-        held: why the job may not start now (a hold, the mode, calibration...), or None.
-        shots_done: shots measured so far (earlier runs included).
-        attempt: the run it is on (running) or will be on next (waiting).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    job_id: str
-    state: JobState
-    job_class: str
-    user: str
-    account: str | None = None
-    priority: int
-    shots: int
-    shots_done: int = 0
-    submitted_at: AwareDatetime
-    accepted_at: AwareDatetime | None = None
-    started_at: AwareDatetime | None = None
-    position: int | None = None
-    eta_s: float | None = None
-    held: str | None = None
-    hold_by: str | None = None
-    hold_kind: str | None = None
-    attempt: int = 1
-    preemptions: int = 0
-    session_id: str | None = None
-    allocation: str | None = None
-    deadline: AwareDatetime | None = None
-    trace_id: str | None = None
     factors: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -41,8 +41,8 @@ from consumers.sequences import SequenceStore
 from consumers.settle import Delivery, settle_after_failure
 from consumers.shell import Shell
 from consumers.standbys import Beacon, Roster
-from schemas.enums import CommandName, ErrorCode
-from schemas.events import OwnerActivated, Topic, make_event
+from schemas.enums import CommandName, ErrorCode, JobState
+from schemas.events import JobAccepted, OwnerActivated, Topic, make_event
 from schemas.messages import DeviceSpecs, Event, JobError, utc_now
 from schemas.policy import Policy
 from schemas.sequence import load_device
@@ -333,15 +333,31 @@ class Owner:
 
     def _shell_io(self, given: Command, delivery: Delivery) -> tuple[Command, Delivery | None]:
         """What a command needs from the broker before the core sees it: the standbys heard
-        (`status`), the dead letter an operator requeues (taken only for operators)."""
+        (`status`), the request of a job that ended ERROR (`requeue`), the dead letter an
+        operator requeues (taken only for operators)."""
         name = given.command.command
         if name is CommandName.STATUS:
             return replace(given, standbys=self.roster.current()), None
+        if name is CommandName.REQUEUE and self.shell is not None:
+            return replace(given, resubmit=self._resubmission(given.command.job_id or "")), None
         if name is CommandName.DEAD_REQUEUE and given.problem is None and given.operator:
             max_bytes = self.settings.max_message_bytes
             channel = self._dead_channel(delivery)
             return deadletters.prepare(given, channel, self.topology, max_bytes)
         return given, None
+
+    def _resubmission(self, job_id: str) -> JobAccepted | None:
+        """The request of a job that ended ERROR, read back from the log, with its next attempt
+        when this owner saw the job end (after a failover its runs count from 1 again; `qsched
+        show` counts them from the log). None for any other job: the core answers those."""
+        shell = self.shell
+        if shell is None or shell.state.finished.get(job_id) is not JobState.ERROR:
+            return None
+        accepted = shell.store.fetch_accepted(job_id, shell.connection, self.topology.events_stream)
+        if accepted is None:
+            return None
+        ended = shell.results.get(job_id)
+        return accepted.model_copy(update={"attempt": ended.attempts + 1 if ended else None})
 
     def _dead_channel(self, delivery: Delivery) -> BlockingChannel:
         """The channel dead letters are taken on (kept open: they are acked when settled)."""

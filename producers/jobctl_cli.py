@@ -38,6 +38,8 @@ def show(ctx: click.Context, job_id: str, as_json: bool, timeout: float) -> None
     if reply is not None and not reply.ok and not events:
         raise CommandRefused(f"refused: {reply.message}", reply.error)
     record = show_record(full, reply.job if reply is not None else None, events or [])
+    if reply is not None and reply.job is None and "state" not in record:
+        record["owner_says"] = reply.message  # e.g. how it ended, when the log is not readable
     if as_json:
         emit_json(record)
     else:

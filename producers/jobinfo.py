@@ -109,6 +109,7 @@ def show_record(job_id: str, detail: JobDetail | None, events: list[Event]) -> d
 
 ORDER = (
     "state",
+    "owner_says",
     "job_class",
     "user",
     "account",

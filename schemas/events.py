@@ -44,6 +44,7 @@ class Topic(StrEnum):
     JOB_RELEASED = "job.released"
     JOB_UPDATED = "job.updated"
     JOB_REQUEUING = "job.requeuing"
+    JOB_RESUBMITTED = "job.resubmitted"
     QPU_DOWN = "qpu.down"
     QPU_UP = "qpu.up"
     CALIBRATION_PENDING = "calibration.pending"
@@ -99,6 +100,9 @@ class JobAccepted(Payload):
     user: str
     reply_to: str | None = None
     trace: dict[str, str] = Field(default_factory=dict)
+    attempt: int | None = Field(
+        default=None, ge=1, description="job.resubmitted: the attempt its next run is"
+    )
 
 
 class Refused(Payload):
@@ -136,6 +140,7 @@ class AcceptedFacts(Payload):
     user: str
     reply_to: str | None = None
     trace: dict[str, str] = Field(default_factory=dict)
+    attempt: int | None = None
 
 
 class JobStarted(Payload):
@@ -240,6 +245,7 @@ PAYLOADS: dict[Topic, type[Payload]] = {
     Topic.OWNER_ACTIVATED: OwnerActivated,
     Topic.OWNER_SNAPSHOT: Snapshot,
     Topic.JOB_ACCEPTED: JobAccepted,
+    Topic.JOB_RESUBMITTED: JobAccepted,
     Topic.JOB_REJECTED: Refused,
     Topic.JOB_STARTED: JobStarted,
     Topic.JOB_PROGRESS: JobProgress,

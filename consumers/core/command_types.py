@@ -14,6 +14,7 @@ from typing import Any
 from consumers.core.outcomes import Effect
 from consumers.core.state import OwnerState
 from schemas.enums import ErrorCode
+from schemas.events import JobAccepted
 from schemas.messages import ControlCommand, Event, JobError, StandbyOwner
 from schemas.policy import Policy
 
@@ -43,6 +44,8 @@ class Command:
         problem: the shell found the command unusable (bad specs file, unreadable policy).
         operator: the shell found the sender in the policy's ``operator_group``.
         standbys: for `status`, the standby owners the shell heard from (`consumers.standbys`).
+        resubmit: for `requeue` of a job that ended ERROR, its request as the log has it, with
+            the attempt its next run is (None: the shell found no record of it).
     """
 
     command: ControlCommand
@@ -52,6 +55,7 @@ class Command:
     problem: JobError | None = None
     operator: bool = False
     standbys: tuple[StandbyOwner, ...] = ()
+    resubmit: JobAccepted | None = None
 
 
 @dataclass

@@ -9,8 +9,9 @@ or an operator send them (`show`: anyone). Within that:
 - **update**: only a waiting job. A submitter may lower its priority, never raise it, and move
   it to a class it may submit to (the class's ACL, shot limit and backlog limit); an operator
   may set any priority 0-9 and any class whose shot limit the job fits.
-- **requeue**: only a running job: it is stopped and waits again, to run from its first shot
-  (the counts measured so far are dropped; `ctl preempt` keeps them instead).
+- **requeue**: a running job is stopped and waits again, to run from its first shot (the counts
+  measured so far are dropped; `ctl preempt` keeps them instead); a job that ended ERROR waits
+  again (`job.resubmitted`), with the request the shell read back from the log.
 
 Each change is one typed event (`job.held`, `job.released`, `job.updated`, `job.requeuing`)
 that `OwnerState.apply` folds; the command itself is logged as ``control.<command>`` with its
@@ -28,7 +29,14 @@ from consumers.core.policy import validate_admission
 from consumers.core.state import OwnerState
 from consumers.core.view import queue_entries
 from schemas.enums import ErrorCode, JobState
-from schemas.events import JobHeld, JobReleased, JobRequeuing, JobUpdated, Topic, make_event
+from schemas.events import (
+    JobHeld,
+    JobReleased,
+    JobRequeuing,
+    JobUpdated,
+    Topic,
+    make_event,
+)
 from schemas.messages import Event, JobDetail
 from schemas.policy import Policy
 
@@ -97,9 +105,12 @@ def _detail(job: Waiting, state: JobState, **known: object) -> JobDetail:
 
 
 def show(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
-    """A waiting or running job's details (a finished one is in the log, not here)."""
+    """A waiting or running job's details; for a finished one only how it ended (the rest is
+    in the log), so a look at it is no refused command in its history."""
     job_id = given.command.job_id or ""
     detail = detail_of(state, policy, now, job_id)
+    if detail is None and job_id in state.finished:
+        return Done(_not_live(state, job_id))
     if detail is None:
         raise Refused(ErrorCode.UNKNOWN_JOB, _not_live(state, job_id))
     return Done(f"job {job_id} {detail.state.value}", reply={"job": detail})
@@ -186,6 +197,26 @@ def update(state: OwnerState, policy: Policy, given: Command, now: datetime) -> 
     )
 
 
+def _resubmit(state: OwnerState, given: Command, job_id: str) -> Done:
+    """A job that ended ERROR waits again, from the request the shell read back from the log."""
+    accepted = given.resubmit
+    if accepted is None or accepted.job.job_id != job_id:
+        raise Refused(
+            ErrorCode.NOT_WAITING,
+            f"job {job_id} ended ERROR, but this owner no longer knows where its request is in "
+            "the log (it ended before the last snapshot or long ago); submit it again",
+        )
+    event = make_event(
+        Topic.JOB_RESUBMITTED,
+        accepted,
+        job_id=job_id,
+        job_class=accepted.job.job_class,
+        user=accepted.user,
+        reason=f"requeued by {given.user} after it ended ERROR",
+    )
+    return Done(f"job {job_id} waits again after ending ERROR", events=[event])
+
+
 def _check_class(
     state: OwnerState, policy: Policy, job: Waiting, job_class: str, operator: bool
 ) -> None:
@@ -212,16 +243,20 @@ def _check_class(
 
 
 def requeue(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
-    """Stop the running job; it waits again and runs from its first shot."""
+    """Stop the running job, or take back one that ended ERROR: it waits again and runs from
+    its first shot."""
     job_id = given.command.job_id or ""
     run = state.running
     if run is None or run.job.job_id != job_id:
         if job_id in state.waiting:
             raise Refused(ErrorCode.NOT_WAITING, f"job {job_id} is already waiting")
+        if state.finished.get(job_id) is JobState.ERROR:
+            return _resubmit(state, given, job_id)
         if job_id in state.finished:
             raise Refused(
                 ErrorCode.NOT_WAITING,
-                f"{_not_live(state, job_id)}; only a running job can be requeued (submit it again)",
+                f"{_not_live(state, job_id)}; only a running job or one that ended ERROR can be "
+                "requeued (submit it again)",
             )
         raise Refused(ErrorCode.UNKNOWN_JOB, f"no job {job_id} is known to the owner")
     if run.preempting is not None or run.stop_error is not None:

@@ -91,6 +91,7 @@ class Waiting:
             trace=dict(accepted.trace),
             validated_epoch=epoch,
             accepted_at=at,
+            attempt=accepted.attempt or 1,
         )
 
     @property

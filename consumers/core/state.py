@@ -242,6 +242,19 @@ def _back(state: OwnerState, event: Event) -> None:
     state._wait(job)
 
 
+def _resubmitted(state: OwnerState, event: Event) -> None:
+    """A job that ended ERROR waits again (`qsched requeue`), with its request from the log."""
+    accepted = payload_of(event, AcceptedFacts)
+    job_id = accepted.job.job_id
+    if (
+        state.finished.get(job_id) is not JobState.ERROR
+        or state.owners.get(job_id) != accepted.user
+    ):
+        raise KeyError(job_id)
+    del state.finished[job_id]
+    state._wait(Waiting.of(accepted, state.epoch, event.at))
+
+
 def _held(state: OwnerState, event: Event) -> None:
     held = payload_of(event, JobHeld)
     job = state.waiting[event.job_id or ""]
@@ -359,6 +372,7 @@ _HANDLERS: dict[Topic, Any] = {
     Topic.JOB_CANCELED: _final,
     Topic.JOB_TIMED_OUT: _final,
     Topic.JOB_REJECTED: _final,
+    Topic.JOB_RESUBMITTED: _resubmitted,
     Topic.JOB_HELD: _held,
     Topic.JOB_RELEASED: _released,
     Topic.JOB_UPDATED: _updated,

@@ -100,3 +100,37 @@ def test_show_of_an_unknown_job_and_update_without_a_change_are_refused(
     assert missing.returncode == 1 and "not waiting nor running" in missing.stderr
     usage = qsched(owners, "update", "00000000-0000-4000-8000-000000000000")
     assert usage.returncode == 2 and "--priority or --class" in usage.stderr
+
+
+def test_a_job_that_ended_error_is_requeued_from_the_cli_also_by_the_next_owner(
+    owners: OwnerHarness,
+) -> None:
+    failing = {"QSCHED_OWNER__SYNTHETIC_FAILURE_RATE": "1"}  # every run fails half way
+    first = owners.start("--backend", "synthetic", env=failing)
+    owners.start("--backend", "synthetic", env=failing, wait=False)  # the standby
+    client = owners.client()
+    job = client.submit(analog_sequence(2), 10)
+    ended = job.result(timeout=60)
+    assert ended.state is JobState.ERROR and ended.attempts == 1
+    first.kill()
+    wait_until(
+        lambda: (
+            shown(owners, job.job_id)["state"] == JobState.ERROR.value
+            and qsched(owners, "status").returncode == 0
+        ),
+        "the standby active",
+        timeout_s=60,
+    )
+    requeued = qsched(owners, "requeue", job.job_id[:8])
+    assert requeued.returncode == 0, requeued.stderr
+    assert "waits again after ending ERROR" in requeued.stdout
+    wait_until(
+        lambda: [e.topic for e in events(owners) if e.job_id == job.job_id].count("job.error") == 2,
+        "the requeued job's second run ending",
+        timeout_s=60,
+    )
+    record = shown(owners, job.job_id)
+    assert record["state"] == JobState.ERROR.value and record["attempt"] == 2
+    assert [c["command"] for c in record["commands"]] == ["requeue"]  # type: ignore[union-attr]
+    done = qsched(owners, "requeue", "00000000-0000-4000-8000-000000000000")
+    assert done.returncode == 1

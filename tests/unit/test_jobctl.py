@@ -177,8 +177,11 @@ def test_show_details_a_running_job_with_its_shots_and_a_finished_one_is_refused
     assert shown.job.started_at is not None and shown.job.attempt == 1
     h.finish_running()
     gone = send(h, "bob", CommandName.SHOW, job)
-    assert not gone.ok and "already ended DONE" in gone.message
-    assert not [e for e in h.log if e.topic == "control.show" and e.data.get("ok")]
+    assert gone.ok and gone.job is None and "already ended DONE" in gone.message
+    assert not [e for e in h.log if e.topic == "control.show"]  # looking leaves no trace
+    unknown = send(h, "bob", CommandName.SHOW, "nope")
+    assert not unknown.ok and unknown.error is not None
+    assert unknown.error.code is ErrorCode.UNKNOWN_JOB
 
 
 def test_status_carries_the_standbys_the_shell_heard_and_the_roster_forgets_silent_ones() -> None:
@@ -200,3 +203,32 @@ def test_status_carries_the_standbys_the_shell_heard_and_the_roster_forgets_sile
     effects = h.feed(Command(ControlCommand(command=CommandName.STATUS), "bob", standbys=(only,)))
     status = effects[-1].message.status  # type: ignore[attr-defined]
     assert status.standbys == [only]
+
+
+def test_a_job_that_ended_error_waits_again_from_its_logged_request_and_others_do_not() -> None:
+    from schemas.events import JobAccepted, payload_of
+    from schemas.messages import JobError
+
+    h = Harness()
+    job = h.submit("alice", shots=100)
+    h.feed(Dispatch())
+    h.feed(Finished(job, {"0": 10}, error=JobError(code=ErrorCode.BACKEND_ERROR, message="laser")))
+    assert h.state.finished[job] is JobState.ERROR
+    unknown = send(h, "alice", CommandName.REQUEUE, job)  # the shell found no record
+    assert not unknown.ok and "submit it again" in unknown.message
+    logged = next(e for e in h.log if e.topic == Topic.JOB_ACCEPTED and e.job_id == job)
+    request = payload_of(logged, JobAccepted).model_copy(update={"attempt": 2})
+    given = Command(
+        ControlCommand(command=CommandName.REQUEUE, job_id=job), "bob", resubmit=request
+    )
+    assert h.feed(given)[-1].message.error.code is ErrorCode.NOT_AUTHORISED  # type: ignore[attr-defined]
+    given = Command(
+        ControlCommand(command=CommandName.REQUEUE, job_id=job), "alice", resubmit=request
+    )
+    reply = h.feed(given)[-1].message  # type: ignore[attr-defined]
+    assert reply.ok, reply.message
+    waiting = h.state.waiting[job]
+    assert waiting.attempt == 2 and waiting.remaining_shots == 100 and job not in h.state.finished
+    assert h.run_all() == [job, job] and h.state.finished[job] is JobState.DONE
+    again = send(h, "alice", CommandName.REQUEUE, job)
+    assert not again.ok and "ended DONE" in again.message  # only ERROR jobs come back

@@ -71,8 +71,9 @@ release = _job_command(
 )
 requeue = _job_command(
     CommandName.REQUEUE,
-    "Stop a running job and put it back in line to run again from its first shot (the counts "
-    "measured so far are dropped; `qsched ctl preempt` keeps them). Its submitter or an operator.",
+    "Put a running job, or one that ended ERROR, back in line to run again from its first shot "
+    "(a running job's counts so far are dropped; `qsched ctl preempt` keeps them). Its "
+    "submitter or an operator.",
 )
 
 

@@ -41,6 +41,7 @@ ARRIVAL_TOPICS = frozenset({Topic.JOB_ACCEPTED.value, LEGACY_QUEUED})
 START_TOPIC = Topic.JOB_STARTED.value
 PREEMPTED_TOPIC = Topic.JOB_PREEMPTED.value
 REQUEUED_TOPIC = Topic.JOB_REQUEUED.value
+RESUBMITTED_TOPIC = Topic.JOB_RESUBMITTED.value  # a job that ended ERROR waits again
 ACTIVATED_TOPICS = frozenset({Topic.OWNER_ACTIVATED.value, "owner.active"})
 FINAL_TOPICS = {topic.value: state.value for state, topic in FINAL_TOPIC_OF_STATE.items()}
 PREEMPTED = "PREEMPTED"
@@ -230,7 +231,7 @@ class _Folder:
             self._set_waiting(event.at, event.job_class or "", job_id, True)
         elif topic == START_TOPIC and job_id:
             self._start(event, job_id)
-        elif topic in (PREEMPTED_TOPIC, REQUEUED_TOPIC) and job_id:
+        elif topic in (PREEMPTED_TOPIC, REQUEUED_TOPIC, RESUBMITTED_TOPIC) and job_id:
             if self.open_run is not None and self.open_run.job_id == job_id:
                 state = PREEMPTED if topic == PREEMPTED_TOPIC else INTERRUPTED
                 self._close_run(event.at, state, event.reason)

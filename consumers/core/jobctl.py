@@ -204,7 +204,7 @@ def _resubmit(state: OwnerState, given: Command, job_id: str) -> Done:
         raise Refused(
             ErrorCode.NOT_WAITING,
             f"job {job_id} ended ERROR, but this owner no longer knows where its request is in "
-            "the log (it ended before the last snapshot or long ago); submit it again",
+            "the log (only the last 10,000 jobs that ended ERROR are kept); submit it again",
         )
     event = make_event(
         Topic.JOB_RESUBMITTED,

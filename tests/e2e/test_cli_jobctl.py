@@ -105,13 +105,20 @@ def test_show_of_an_unknown_job_and_update_without_a_change_are_refused(
 def test_a_job_that_ended_error_is_requeued_from_the_cli_also_by_the_next_owner(
     owners: OwnerHarness,
 ) -> None:
-    failing = {"QSCHED_OWNER__SYNTHETIC_FAILURE_RATE": "1"}  # every run fails half way
+    failing = {
+        "QSCHED_OWNER__SYNTHETIC_FAILURE_RATE": "1",  # every run fails half way
+        "QSCHED_OWNER__SNAPSHOT_EVERY_EVENTS": "10",  # the next owner starts from a snapshot
+    }
     first = owners.start("--backend", "synthetic", env=failing)
     owners.start("--backend", "synthetic", env=failing, wait=False)  # the standby
     client = owners.client()
-    job = client.submit(analog_sequence(2), 10)
+    job, *others = (client.submit(analog_sequence(2), 10) for _ in range(3))
     ended = job.result(timeout=60)
     assert ended.state is JobState.ERROR and ended.attempts == 1
+    for other in others:  # enough events for a snapshot after the job's acceptance
+        assert other.result(timeout=60).state is JobState.ERROR
+    snapshots = [e for e in events(owners) if e.topic == "owner.snapshot"]
+    assert snapshots, "no snapshot: the test would not check that snapshots keep the offset"
     first.kill()
     wait_until(
         lambda: (

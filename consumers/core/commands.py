@@ -195,9 +195,8 @@ def _allocation_ended(state: OwnerState, policy: Policy, given: Command, now: da
 
 
 def _dead_requeue(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
-    return Done(
-        given.detail or "requeued"
-    )  # the shell took the dead letter (consumers.deadletters)
+    # the shell took the dead letter and says so (consumers.deadletters); it refused otherwise
+    return Done(given.detail or "requeued")
 
 
 def _reload_policy(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
@@ -224,11 +223,8 @@ TABLE: dict[CommandName, tuple[Handler, Who]] = {
     CommandName.REQUEUE: (jobctl.requeue, Who.JOB_OWNER),
     CommandName.DEAD_REQUEUE: (_dead_requeue, Who.OPERATOR),
 }
-QUIET = (
-    CommandName.STATUS,
-    CommandName.QUEUE,
-    CommandName.SHOW,
-)  # read-only: no event when they succeed
+# read-only: no event when they succeed
+QUIET = (CommandName.STATUS, CommandName.QUEUE, CommandName.SHOW)
 
 
 def authorise(state: OwnerState, policy: Policy, given: Command) -> JobError | None:

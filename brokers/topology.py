@@ -22,6 +22,7 @@ MAX_PRIORITY = 10
 REASON_HEADER = "x-qsched-reason"
 CODE_HEADER = "x-qsched-error-code"
 ORIGIN_HEADER = "x-qsched-original-queue"
+ORIGINAL_USER_HEADER = "x-qsched-original-user"
 
 
 @dataclass(frozen=True)
@@ -257,5 +258,39 @@ def dead_letter_properties(
         user_id=None,  # the owner re-publishes it; the original sender stays in the headers
         priority=properties.priority,
         delivery_mode=2,
-        headers=headers | {"x-qsched-original-user": properties.user_id or ""},
+        headers=headers | {ORIGINAL_USER_HEADER: properties.user_id or ""},
     )
+
+
+def _text(value: Any) -> str | None:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def dead_letter_origin(properties: Any) -> str | None:
+    """The queue a dead letter came from: the owner's header, else the broker's ``x-death``."""
+    headers = properties.headers or {}
+    origin = _text(headers.get(ORIGIN_HEADER))
+    if origin:
+        return str(origin)
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        return _text(deaths[0].get("queue"))
+    return None
+
+
+def dead_letter_sender(properties: Any) -> str | None:
+    """Who sent a dead letter: recorded by the owner, or the ``user_id`` the broker kept."""
+    return _text((properties.headers or {}).get(ORIGINAL_USER_HEADER) or properties.user_id)
+
+
+def dead_letter_reason(properties: Any) -> tuple[str | None, str | None]:
+    """A dead letter's error code and reason (the owner's headers; else the broker's
+    ``x-death`` reason, e.g. ``expired`` or ``rejected``)."""
+    headers = properties.headers or {}
+    code = _text(headers.get(CODE_HEADER))
+    reason = _text(headers.get(REASON_HEADER))
+    if code is None and reason is None:
+        deaths = headers.get("x-death")
+        if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+            reason = _text(deaths[0].get("reason"))
+    return code, reason

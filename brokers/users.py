@@ -14,10 +14,11 @@ Roles:
 - ``submitter``: publish jobs to ``<ns>.jobs`` (RabbitMQ checks their ``user_id``); declare and
   read only their own reply queues ``<ns>.reply.<user>.*``; read the owner's ``<ns>.device``
   (public device specs, for local validation); publish to ``<ns>.control`` only with the
-  routing keys ``control.cancel``, ``control.status``, ``control.result`` and
-  ``control.history`` (topic permissions; the owner lets a submitter cancel, and read the result
-  and history of, only their own jobs). Not the event log, not other reply queues.
-- ``operator``: publish any command to ``<ns>.control``, read the event log, own reply queues.
+  routing keys of `SUBMITTER_COMMANDS` (status, queue, show, and cancel, hold, release, update,
+  requeue, result, history, which the owner allows a submitter on its own jobs only). Not the
+  event log, not other reply queues.
+- ``operator``: publish any command to ``<ns>.control``, read the event log and the dead letters
+  (``<ns>.dead``: `qsched dead`), own reply queues.
 - ``epilog``: the Slurm epilog's account: ``control.allocation-ended`` only.
 - ``owner``: every ``<ns>.*`` object, plus the default exchange for replies.
 """
@@ -34,6 +35,9 @@ from typing import Literal
 
 from brokers.errors import BrokerError
 
+SUBMITTER_COMMANDS = (
+    r"^control\.(cancel|status|queue|show|hold|release|update|requeue|result|history)$"
+)
 Role = Literal["submitter", "operator", "epilog", "owner"]
 ROLES: tuple[Role, ...] = ("submitter", "operator", "epilog", "owner")
 NOTHING = "^$"
@@ -91,17 +95,13 @@ def role_permissions(role: Role, user: str, namespace: str) -> Permissions:
             configure=_any_of(own_replies),
             write=_any_of(rf"{ns}\.jobs", control),
             read=_any_of(own_replies, rf"{ns}\.device"),
-            topics=(
-                TopicPermission(
-                    f"{namespace}.control", r"^control\.(cancel|status|result|history)$", NOTHING
-                ),
-            ),
+            topics=(TopicPermission(f"{namespace}.control", SUBMITTER_COMMANDS, NOTHING),),
         )
     if role == "operator":
         return Permissions(
             configure=_any_of(own_replies),
             write=_any_of(control),
-            read=_any_of(own_replies, rf"{ns}\.events\.log", rf"{ns}\.device"),
+            read=_any_of(own_replies, rf"{ns}\.events\.log", rf"{ns}\.device", rf"{ns}\.dead"),
             topics=(TopicPermission(f"{namespace}.control", r"^control\..+$", NOTHING),),
         )
     if role == "epilog":

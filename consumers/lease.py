@@ -24,8 +24,10 @@ def acquire_lease(
     queue: str,
     retry_s: float,
     stopping: Callable[[], bool] = lambda: False,
+    waiting: Callable[[], None] = lambda: None,
 ) -> BlockingChannel | None:
-    """Block until this connection holds the lease queue.
+    """Block until this connection holds the lease queue; `waiting` runs at every retry (a
+    standby's heartbeat, `consumers.standbys`).
 
     Returns:
         The channel that declared the lease, or None if `stopping` turned true first.
@@ -42,5 +44,6 @@ def acquire_lease(
         if not announced:
             log.info("standby: another owner holds %s; waiting", queue)
             announced = True
+        waiting()
         connection.sleep(retry_s)
     return None

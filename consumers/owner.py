@@ -3,7 +3,7 @@
 One thread owns the pika connection. A standby waits for the lease (an exclusive queue). Once
 active it rebuilds its state from the log (`recovery`), writes `owner.activated` with a term one
 higher than any before, puts back a run a dead owner left, and consumes the class queues with a
-large window, the control queue, and its own log. Pika callbacks only collect deliveries; the
+large window, the control queue, its own log, and the standbys' heartbeats (`standbys`). Pika callbacks only collect deliveries; the
 loop hands them to the `Shell`, then backend reports, then timers, then dispatches. Losing the
 broker (or the lease) stops local work; the owner reconnects with backoff and stands by again.
 """
@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,10 @@ from brokers.connection import connect
 from brokers.errors import BrokerError
 from brokers.settings import Settings
 from brokers.topology import Topology, build_topology, declare
+from consumers import deadletters
 from consumers.backends.base import Backend
 from consumers.control import Prepared, read_command
+from consumers.core.commands import Command
 from consumers.core.inputs import Arrival
 from consumers.core.step import Context, Recovered
 from consumers.deliveries import Refusal, read_job
@@ -43,8 +46,9 @@ from consumers.recovery import LogFollower
 from consumers.sequences import SequenceStore
 from consumers.settle import Delivery, settle_after_failure
 from consumers.shell import Shell
-from schemas.enums import ErrorCode
-from schemas.events import OwnerActivated, Topic, make_event
+from consumers.standbys import Beacon, Roster
+from schemas.enums import CommandName, ErrorCode, JobState
+from schemas.events import JobAccepted, OwnerActivated, Topic, make_event
 from schemas.messages import DeviceSpecs, Event, JobError, utc_now
 from schemas.policy import Policy
 from schemas.sequence import load_device
@@ -86,6 +90,8 @@ class Owner:
         self.gate = Gate(self.plugins)
         self.sinks = SinkFanout(self.plugins)
         self.lanes = LanePool(policy.lanes, settings.owner.progress_every_shots)
+        self.roster = Roster(clock)
+        self._dead: BlockingChannel | None = None
 
     # ---- life cycle ------------------------------------------------------------------------
 
@@ -119,6 +125,7 @@ class Owner:
         if self.shell is not None:
             self.lanes.cancel_all(self.lanes.running(self.shell))
         self.shell = None
+        self._dead = None
         self.active.clear()
         if self.metrics is not None:
             self.metrics.standby()
@@ -133,8 +140,13 @@ class Owner:
             name=f"qsched-owner {self.owner_id}",
         )
         try:
+            beacon = Beacon(conn, self.topology, self.owner_id, self.backend.name)
             lease = acquire_lease(
-                conn, self.topology.lease_queue, settings.owner.lease_retry_s, self._stop.is_set
+                conn,
+                self.topology.lease_queue,
+                settings.owner.lease_retry_s,
+                self._stop.is_set,
+                beacon.beat,
             )
             if lease is None:
                 return
@@ -220,6 +232,8 @@ class Owner:
         for job_class in self.topology.class_names:
             queue = self.topology.job_queue(job_class)
             jobs.basic_consume(queue, self._collect(self._jobs, queue))
+        self.roster = Roster(self.clock)
+        self.roster.listen(conn, self.topology, self.owner_id)
         control = conn.channel()
         control.basic_qos(prefetch_count=50)
         control.basic_consume(
@@ -362,12 +376,49 @@ class Owner:
             refusal = Refusal(prepared, props.user_id, None, props.message_id)
             shell.job_delivery(refusal, delivery, (0, 0))
             return
-        if shell.command(prepared.command, delivery):
+        given, resubmitted = self._shell_io(prepared.command, delivery)
+        if shell.command(given, delivery):
+            if resubmitted is not None:
+                self._job(shell, resubmitted, self.device())
             if prepared.policy is not None:
                 self.policy = shell.policy = prepared.policy
             if prepared.device is not None:
                 self._device_override = prepared.device
                 self._publish_device(shell)
+
+    def _shell_io(self, given: Command, delivery: Delivery) -> tuple[Command, Delivery | None]:
+        """What a command needs from the broker before the core sees it: the standbys heard
+        (`status`), the request of a job that ended ERROR (`requeue`), the dead letter an
+        operator requeues (taken only for operators)."""
+        name = given.command.command
+        if name is CommandName.STATUS:
+            return replace(given, standbys=self.roster.current()), None
+        if name is CommandName.REQUEUE and self.shell is not None:
+            return replace(given, resubmit=self._resubmission(given.command.job_id or "")), None
+        if name is CommandName.DEAD_REQUEUE and given.problem is None and given.operator:
+            max_bytes = self.settings.max_message_bytes
+            channel = self._dead_channel(delivery)
+            return deadletters.prepare(given, channel, self.topology, max_bytes)
+        return given, None
+
+    def _resubmission(self, job_id: str) -> JobAccepted | None:
+        """The request of a job that ended ERROR, read back from the log, with its next attempt
+        when this owner saw the job end (after a failover its runs count from 1 again; `qsched
+        show` counts them from the log). None for any other job: the core answers those."""
+        shell = self.shell
+        if shell is None or shell.state.finished.get(job_id) is not JobState.ERROR:
+            return None
+        accepted = shell.store.fetch_accepted(job_id, shell.connection, self.topology.events_stream)
+        if accepted is None:
+            return None
+        ended = shell.results.get(job_id)
+        return accepted.model_copy(update={"attempt": ended.attempts + 1 if ended else None})
+
+    def _dead_channel(self, delivery: Delivery) -> BlockingChannel:
+        """The channel dead letters are taken on (kept open: they are acked when settled)."""
+        if self._dead is None or not self._dead.is_open:
+            self._dead = delivery.channel.connection.channel()
+        return self._dead
 
     def _log_event(self, event: Event) -> None:
         """One line per job start/end/preemption, per QPU change and per command; every event

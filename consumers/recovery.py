@@ -30,6 +30,7 @@ from consumers.joblog import JobOffsets
 from consumers.publish import JOB_ID_HEADER, Publisher
 from consumers.sequences import SequenceStore
 from schemas.codec import decode
+from schemas.enums import JobState
 from schemas.errors import DecodeError
 from schemas.events import OwnerActivating, Snapshot, SnapshotPointer, Topic, make_event, payload_of
 from schemas.messages import Event
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 FOLLOW_PREFETCH = 2000
 REPLAY_TIMEOUT_S = 120.0
+ACCEPTING = (Topic.JOB_ACCEPTED, Topic.JOB_RESUBMITTED)  # events that carry a sequence
 
 
 class ReplayFailed(OwnerError):
@@ -146,7 +148,7 @@ class LogFollower:
         job_id = headers.get(JOB_ID_HEADER)
         if job_id:
             self.jobs.learn(str(job_id), topic, offset)
-            if topic == Topic.JOB_ACCEPTED:
+            if topic in ACCEPTING:
                 self._store.learn(str(job_id), offset)
         if self._replaying:
             self._replay_record(props, body, offset)
@@ -209,6 +211,8 @@ def snapshot_payload(
     if state.running is not None:
         jobs.append(state.running.job.job_id)
     offsets = {j: store.offsets[j] for j in jobs if j in store.offsets}
+    ended = store.offsets | store.retired  # jobs that ended ERROR: `qsched requeue` takes them back
+    offsets |= {j: o for j, o in ended.items() if state.finished.get(j) is JobState.ERROR}
     return Snapshot(
         state=to_data(state),
         offsets=offsets,

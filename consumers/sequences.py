@@ -26,6 +26,9 @@ from schemas.messages import Event
 log = logging.getLogger(__name__)
 
 
+RETIRED_JOBS = 10_000
+
+
 class SequenceMissing(OwnerError):
     """A job's sequence is neither in memory nor at a known offset of the log."""
 
@@ -39,6 +42,7 @@ class SequenceStore:
         self._bodies: OrderedDict[str, str] = OrderedDict()
         self._held_bytes = 0
         self.offsets: dict[str, int] = {}
+        self.retired: OrderedDict[str, int] = OrderedDict()  # jobs that ended ERROR (requeue)
 
     def keep(self, job_id: str, sequence: str) -> None:
         """Remember a newly accepted job's sequence (the oldest go when over budget)."""
@@ -58,6 +62,33 @@ class SequenceStore:
         if body is not None:
             self._held_bytes -= len(body)
         self.offsets.pop(job_id, None)
+
+    def retire(self, job_id: str) -> None:
+        """The job ended ERROR: drop its sequence, keep where its request is (`qsched requeue`
+        may take it back), for the last `RETIRED_JOBS` such jobs."""
+        offset = self.offsets.get(job_id)
+        self.forget(job_id)
+        if offset is not None:
+            self.retired[job_id] = offset
+            while len(self.retired) > RETIRED_JOBS:
+                self.retired.popitem(last=False)
+
+    def fetch_accepted(
+        self, job_id: str, connection: BlockingConnection, stream: str
+    ) -> JobAccepted | None:
+        """The request of a job that ended, read back from the log (None: no record known)."""
+        offset = self.retired.get(job_id, self.offsets.get(job_id))
+        record = _read_one(connection, stream, offset) if offset is not None else None
+        if record is None:
+            return None
+        props, body = record
+        try:
+            event = decode(body, props.type, Event, self._max_bytes)
+            if event.job_id == job_id:
+                return payload_of(event, JobAccepted)
+        except (DecodeError, ValueError) as exc:
+            log.warning("job %s's record at offset %s: %s", job_id, offset, exc)
+        return None
 
     def in_memory(self, job_id: str) -> bool:
         """Whether the job's sequence is held here."""

@@ -175,13 +175,17 @@ class Shell:
         """Shell bookkeeping an applied event calls for (memory, spans, log lines)."""
         topic = event.topic
         job_id = event.job_id or ""
-        if topic == Topic.JOB_ACCEPTED:
+        if topic in (Topic.JOB_ACCEPTED, Topic.JOB_RESUBMITTED):
             self.store.keep(job_id, payload_of(event, JobAccepted).job.sequence)
+            self.results.pop(job_id, None)  # a resubmitted job's old result is not its answer
         elif event.result is not None and topic in FINAL:
             self.results[job_id] = event.result
             if len(self.results) > REMEMBERED_RESULTS:
                 self.results.popitem(last=False)
-            self.store.forget(job_id)  # its spans close once the result is sent (`_reply`)
+            if topic == Topic.JOB_ERROR:
+                self.store.retire(job_id)  # `qsched requeue` may take it back
+            else:
+                self.store.forget(job_id)  # its spans close once the result is sent (`_reply`)
         elif topic == Topic.JOB_REJECTED:
             self.store.forget(job_id)
         elif topic in (Topic.JOB_PREEMPTED, Topic.JOB_REQUEUED, Topic.JOB_RETRYING):

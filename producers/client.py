@@ -482,6 +482,8 @@ class QPUClient:
         job_class: str | None = None,
         limit: int | None = None,
         wait: bool = False,
+        priority: int | None = None,
+        message_id: str | None = None,
         timeout: float = 10.0,
     ) -> ControlReply:
         """Send an operator's command and wait for the owner's reply.
@@ -507,6 +509,8 @@ class QPUClient:
             job_class=job_class,
             limit=limit,
             wait=wait,
+            priority=priority,
+            message_id=message_id,
         )
         self._publish_all(
             [

@@ -86,6 +86,15 @@ def print_status(status: StatusReport, console: Console) -> None:
     if status.last_decision:
         _line(console, f"last decision: {status.last_decision}")
     _line(console, f"owner {status.owner_id}")
+    for standby in status.standbys:
+        pid = f" pid {standby.pid}" if standby.pid is not None else ""
+        _line(
+            console,
+            f"standby {standby.owner_id} on {standby.host}{pid}, "
+            f"last heartbeat {standby.last_heartbeat:%H:%M:%S}",
+        )
+    if not status.standbys:
+        _line(console, "no standby owner: nothing takes over if this owner stops")
 
 
 def print_result(result: JobResult) -> None:

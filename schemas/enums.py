@@ -51,6 +51,7 @@ class ErrorCode(StrEnum):
     DEVICE_MISMATCH = "DEVICE_MISMATCH"
     STALE_COMMAND = "STALE_COMMAND"
     ADMISSION_REFUSED = "ADMISSION_REFUSED"
+    NOT_WAITING = "NOT_WAITING"
 
 
 class QPUState(StrEnum):
@@ -98,3 +99,9 @@ class CommandName(StrEnum):
     QUEUE = "queue"
     RESULT = "result"
     HISTORY = "history"
+    SHOW = "show"
+    HOLD = "hold"
+    RELEASE = "release"
+    UPDATE = "update"
+    REQUEUE = "requeue"
+    DEAD_REQUEUE = "dead-requeue"

@@ -43,6 +43,11 @@ class Topic(StrEnum):
     JOB_REPLY_FAILED = "job.reply_failed"
     JOB_ADMISSION = "job.admission"
     PLUGIN_FAILED = "plugin.failed"
+    JOB_HELD = "job.held"
+    JOB_RELEASED = "job.released"
+    JOB_UPDATED = "job.updated"
+    JOB_REQUEUING = "job.requeuing"
+    JOB_RESUBMITTED = "job.resubmitted"
     QPU_DOWN = "qpu.down"
     QPU_UP = "qpu.up"
     CALIBRATION_PENDING = "calibration.pending"
@@ -106,6 +111,9 @@ class JobAccepted(Payload):
     site_term: float | None = Field(
         default=None, description="the ordering plugin's term, computed once at acceptance"
     )
+    attempt: int | None = Field(
+        default=None, ge=1, description="job.resubmitted: the attempt its next run is"
+    )
 
 
 class Refused(Payload):
@@ -145,6 +153,7 @@ class AcceptedFacts(Payload):
     reply_to: str | None = None
     trace: dict[str, str] = Field(default_factory=dict)
     site_term: float | None = None
+    attempt: int | None = None
 
 
 class JobStarted(Payload):
@@ -195,6 +204,33 @@ class JobRetrying(JobBack):
     error: JobError
     retry_at: AwareDatetime
     failures: int = Field(ge=1, description="runs of the job that failed retryably so far")
+
+
+class JobHeld(Payload):
+    """A waiting job is held until released: by its submitter (a user hold) or an operator."""
+
+    by: str
+    operator: bool = False
+
+
+class JobReleased(Payload):
+    """A held job may start again."""
+
+    by: str
+
+
+class JobUpdated(Payload):
+    """A waiting job's priority or class changed (None: unchanged)."""
+
+    by: str
+    priority: int | None = Field(default=None, ge=0, le=9)
+    job_class: str | None = None
+
+
+class JobRequeuing(Payload):
+    """The running job is being stopped to run again from its first shot (its counts dropped)."""
+
+    by: str
 
 
 class QPUStatus(Payload):
@@ -248,6 +284,7 @@ PAYLOADS: dict[Topic, type[Payload]] = {
     Topic.OWNER_ACTIVATED: OwnerActivated,
     Topic.OWNER_SNAPSHOT: Snapshot,
     Topic.JOB_ACCEPTED: JobAccepted,
+    Topic.JOB_RESUBMITTED: JobAccepted,
     Topic.JOB_REJECTED: Refused,
     Topic.JOB_STARTED: JobStarted,
     Topic.JOB_PROGRESS: JobProgress,
@@ -256,6 +293,10 @@ PAYLOADS: dict[Topic, type[Payload]] = {
     Topic.JOB_PREEMPTED: JobBack,
     Topic.JOB_REQUEUED: JobBack,
     Topic.JOB_RETRYING: JobRetrying,
+    Topic.JOB_HELD: JobHeld,
+    Topic.JOB_RELEASED: JobReleased,
+    Topic.JOB_UPDATED: JobUpdated,
+    Topic.JOB_REQUEUING: JobRequeuing,
     Topic.QPU_DOWN: QPUStatus,
     Topic.QPU_UP: QPUStatus,
     Topic.CALIBRATION_COMPLETE: CalibrationComplete,

@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from schemas.details import JobDetail as JobDetail  # part of ControlReply
+from schemas.details import StandbyOwner as StandbyOwner  # part of StatusReport
 from schemas.enums import CommandName, ErrorCode, JobState, Mode, QPUState
 
 MAX_PRIORITY = 9
@@ -178,6 +180,21 @@ class JobProgress(Message):
     counts: dict[str, int] = Field(default_factory=dict)
 
 
+JOB_COMMANDS = frozenset(
+    {
+        CommandName.CANCEL,
+        CommandName.PREEMPT,
+        CommandName.SHOW,
+        CommandName.HOLD,
+        CommandName.RELEASE,
+        CommandName.UPDATE,
+        CommandName.REQUEUE,
+        CommandName.RESULT,
+        CommandName.HISTORY,
+    }
+)  # commands about one job: they need its id
+
+
 class ControlCommand(Message):
     """An operator's command to the owner, routed as ``control.<command>``."""
 
@@ -190,12 +207,20 @@ class ControlCommand(Message):
     message: str | None = Field(default=None, max_length=2000)
     force: bool = Field(default=False, description="calibration-start: preempt the running job")
     user: str | None = Field(default=None, description="queue: only this user's jobs")
-    job_class: str | None = Field(default=None, description="queue: only this class")
+    job_class: str | None = Field(
+        default=None, description="queue: only this class; update: the job's new class"
+    )
+    priority: int | None = Field(
+        default=None, ge=0, le=MAX_PRIORITY, description="update: the job's new priority"
+    )
     limit: int | None = Field(default=None, ge=1, description="queue: at most this many entries")
     specs: str | None = Field(default=None, description="calibration-complete: Pulser device JSON")
     allocation: str | None = Field(default=None, description="allocation-ended: Slurm job id")
     wait: bool = Field(
         default=False, description="result: also send the result to reply_to when the job ends"
+    )
+    message_id: str | None = Field(
+        default=None, max_length=200, description="dead-requeue: the dead letter's message id"
     )
     issued_at: AwareDatetime = Field(default_factory=utc_now)
 
@@ -203,14 +228,12 @@ class ControlCommand(Message):
     def _arguments_present(self) -> ControlCommand:
         if self.command is CommandName.MODE and self.mode is None:
             raise ValueError("command 'mode' needs a mode")
-        needs_job = (
-            CommandName.CANCEL,
-            CommandName.PREEMPT,
-            CommandName.RESULT,
-            CommandName.HISTORY,
-        )
-        if self.command in needs_job and not self.job_id:
+        if self.command in JOB_COMMANDS and not self.job_id:
             raise ValueError(f"command {self.command.value!r} needs a job_id")
+        if self.command is CommandName.DEAD_REQUEUE and not self.message_id:
+            raise ValueError("command 'dead-requeue' needs the dead letter's message_id")
+        if self.command is CommandName.UPDATE and self.priority is None and not self.job_class:
+            raise ValueError("command 'update' needs a priority or a job_class")
         if self.command is CommandName.ALLOCATION_ENDED and not self.allocation:
             raise ValueError("command 'allocation-ended' needs an allocation (Slurm job id)")
         return self
@@ -255,6 +278,9 @@ class StatusReport(BaseModel):
     lanes: dict[str, RunningJob | None] = Field(
         default_factory=dict, description="emulator lanes and the job on each (None: free)"
     )
+    standbys: list[StandbyOwner] = Field(
+        default_factory=list, description="owners waiting to take over, by their heartbeats"
+    )
 
 
 class QueueEntry(BaseModel):
@@ -298,6 +324,7 @@ class ControlReply(Message):
     history: list[Event] | None = Field(
         default=None, description="history: the job's events in log order (no progress events)"
     )
+    job: JobDetail | None = None
 
 
 class Event(Message):
@@ -349,6 +376,19 @@ class SnapshotPointer(Message):
     term: int = Field(ge=0)
 
 
+class OwnerHeartbeat(Message):
+    """A standby owner's "I am here", sent every few seconds on the control exchange as
+    ``owner.standby`` (only the active owner's roster queue is bound to it)."""
+
+    schema_name: ClassVar[str] = "qsched.OwnerHeartbeat"
+
+    owner_id: str = Field(max_length=200)
+    host: str = Field(max_length=255)
+    pid: int | None = Field(default=None, ge=0)
+    backend: str | None = Field(default=None, max_length=100)
+    sent_at: AwareDatetime = Field(default_factory=utc_now)
+
+
 ALL_MESSAGES: tuple[type[Message], ...] = (
     JobRequest,
     JobResult,
@@ -358,4 +398,5 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     Event,
     DeviceSpecs,
     SnapshotPointer,
+    OwnerHeartbeat,
 )

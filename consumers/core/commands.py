@@ -5,21 +5,23 @@ event, and the events and effects the command causes; it raises `Refused` when t
 cannot be carried out now. `run_command` checks the sender against the table first: operators
 (the policy's `operators`, or members of its `operator_group` as the shell resolved them into
 `Command.operator`) may send everything; the policy's `epilog_users` only `allocation-ended`; a
-submitter may cancel its own jobs, read the status and the queue (other users' jobs show
-without their details, `consumers.core.privacy`), and ask for the result and history of its own
-jobs (`result`, `history`: a job id prefix is resolved among the sender's jobs only, and the shell
-answers with the records, read from memory or at known log offsets). Every command is logged as a ``control.<command>`` event with its
-sender, accepted or not: the log is the audit trail.
+submitter may cancel, hold, release, update and requeue its own jobs (within the limits
+`consumers.core.jobctl` names), read the status and the queue (other users' jobs show without
+their details, `consumers.core.privacy`), and ask for the details, result and history of its own
+jobs (`show`, `result`, `history`: a job id prefix is resolved among the sender's jobs only, and
+the shell answers `result` and `history` with the records, read from memory or at known log
+offsets). Every command is logged as a ``control.<command>`` event with its sender, accepted or
+not: the log is the audit trail.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
-from enum import Enum
-from typing import Any
 
+from consumers.core import jobctl
+from consumers.core.command_types import Command as Command  # where step and the shell find it
+from consumers.core.command_types import Done, Handler, Refused, Who, is_operator
 from consumers.core.joblookup import resolve_prefix, where_is
 from consumers.core.machine import transition
 from consumers.core.outcomes import (
@@ -44,56 +46,8 @@ from schemas.events import (
     Topic,
     make_event,
 )
-from schemas.messages import ControlCommand, ControlReply, Event, JobError
+from schemas.messages import ControlReply, Event, JobError
 from schemas.policy import Policy
-
-
-class Who(Enum):
-    """Who may send a command."""
-
-    OPERATOR = "operator"
-    JOB_OWNER = "the job's submitter or an operator"
-    ANYONE = "anyone"
-
-
-class Refused(Exception):
-    """A command that cannot be carried out now, with the error to answer."""
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.error = JobError(code=code, message=message)
-
-
-@dataclass(frozen=True)
-class Command:
-    """A decoded control command, its sender, and what the shell learned for it.
-
-    Attributes:
-        detail: the shell's word on I/O it did for the command (e.g. the policy file reloaded).
-        problem: the shell found the command unusable (bad specs file, unreadable policy).
-        operator: the shell found the sender in the policy's ``operator_group``.
-    """
-
-    command: ControlCommand
-    user: str | None
-    reply_to: str | None = None
-    detail: str | None = None
-    problem: JobError | None = None
-    operator: bool = False
-
-
-@dataclass
-class Done:
-    """What a handler did: reply text, extra event fields, caused events and effects."""
-
-    message: str
-    fields: dict[str, Any] = field(default_factory=dict)
-    events: list[Event] = field(default_factory=list)
-    effects: list[Effect] = field(default_factory=list)
-    reply: dict[str, Any] = field(default_factory=dict)
-
-
-Handler = Callable[[OwnerState, Policy, Command, datetime], Done]
 
 
 def _hold(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
@@ -113,7 +67,7 @@ def _mode(state: OwnerState, policy: Policy, given: Command, now: datetime) -> D
 
 def _cancel(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
     job_id = given.command.job_id or ""
-    by_operator = given.operator or given.user in policy.operators
+    by_operator = is_operator(policy, given)
     code = ErrorCode.CANCELED_BY_OPERATOR if by_operator else ErrorCode.CANCELED_BY_USER
     error = JobError(code=code, message=f"job {job_id} canceled by {given.user}")
     if job_id in state.finished:
@@ -258,6 +212,11 @@ def _lookup(state: OwnerState, policy: Policy, given: Command, now: datetime) ->
     return Done(where.describe(job_id), reply={"queue": [where.entry] if where.entry else None})
 
 
+def _dead_requeue(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
+    # the shell took the dead letter and says so (consumers.deadletters); it refused otherwise
+    return Done(given.detail or "requeued")
+
+
 def _reload_policy(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
     return Done(given.detail or "policy reloaded")
 
@@ -277,15 +236,22 @@ TABLE: dict[CommandName, tuple[Handler, Who]] = {
     CommandName.ALLOCATION_ENDED: (_allocation_ended, Who.OPERATOR),
     CommandName.RESULT: (_lookup, Who.JOB_OWNER),
     CommandName.HISTORY: (_lookup, Who.JOB_OWNER),
+    CommandName.SHOW: (jobctl.show, Who.JOB_OWNER),
+    CommandName.HOLD: (jobctl.hold, Who.JOB_OWNER),
+    CommandName.RELEASE: (jobctl.release, Who.JOB_OWNER),
+    CommandName.UPDATE: (jobctl.update, Who.JOB_OWNER),
+    CommandName.REQUEUE: (jobctl.requeue, Who.JOB_OWNER),
+    CommandName.DEAD_REQUEUE: (_dead_requeue, Who.OPERATOR),
 }
-QUIET = (CommandName.STATUS, CommandName.QUEUE, CommandName.RESULT, CommandName.HISTORY)
 # read-only: no event when they succeed
+QUIET = (
+    CommandName.STATUS,
+    CommandName.QUEUE,
+    CommandName.SHOW,
+    CommandName.RESULT,
+    CommandName.HISTORY,
+)
 FROM_LOG = (CommandName.RESULT, CommandName.HISTORY)  # answered with records the shell reads
-
-
-def is_operator(policy: Policy, given: Command) -> bool:
-    """Whether the sender is an operator (the policy's list or its unix group)."""
-    return given.operator or (given.user is not None and given.user in policy.operators)
 
 
 def authorise(state: OwnerState, policy: Policy, given: Command) -> JobError | None:
@@ -343,6 +309,7 @@ def run_command(
         status = status_of(state, policy, now, owner_id, backend)
         if not is_operator(policy, given):
             status = private_status(status, given.user, state.owners)
+        status = status.model_copy(update={"standbys": list(given.standbys)})
     reply = ControlReply(
         command_id=command.command_id,
         command=command.command,

@@ -40,6 +40,8 @@ class Waiting:
         admission_hold: why an admission plugin holds the job (None: not held).
         failures: runs that failed with a retryable backend error (the retry budget's count).
         not_before: a job retried after a failure may not start before this time.
+        held_by: who holds the job (`qsched hold`); `operator_hold` when an operator did, so
+            only an operator may release it.
     """
 
     job_id: str
@@ -67,6 +69,8 @@ class Waiting:
     require_qpu: bool = False
     failures: int = 0
     not_before: datetime | None = None
+    held_by: str | None = None
+    operator_hold: bool = False
 
     @property
     def lane_key(self) -> tuple[float, int]:
@@ -104,6 +108,7 @@ class Waiting:
             accepted_at=at,
             site_term=accepted.site_term or 0.0,
             require_qpu=job.require_qpu,
+            attempt=accepted.attempt or 1,
         )
 
     @property

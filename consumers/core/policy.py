@@ -14,10 +14,11 @@ operator acts, a timer fires): what does the QPU do next? Candidates are ordered
    with the least within it (exponentially decayed QPU-seconds, like Slurm's fair tree);
 6. age, then job id, so the order is total.
 
-A candidate that may not start now is held with a reason, never dropped: its class is not
-allowed in the mode, it needs a later calibration epoch, its Slurm allocation ends before it
-could finish, an admission plugin holds it, or it would outlive the calibration window (then, if nothing fits, the decision
-says calibration is due). A better candidate may preempt the running job along the policy's
+A candidate that may not start now is held with a reason, never dropped: its submitter or an
+operator holds it (`qsched hold`), its class is not allowed in the mode, it needs a later
+calibration epoch, its Slurm allocation ends before it could finish, an admission plugin holds
+it, a retry waits out its backoff, or it would outlive the calibration window (then, if nothing
+fits, the decision says calibration is due). A better candidate may preempt the running job along the policy's
 ``preempts`` edges, at most ``max_preemptions`` times per job.
 """
 
@@ -180,7 +181,10 @@ def hold_reason(view: OwnerView, candidate: Candidate, now: datetime) -> str | N
 
 
 def job_hold(view: OwnerView, candidate: Candidate, now: datetime) -> str | None:
-    """Why this job, in particular, may not start now (epoch, allocation, window), or None."""
+    """Why this job, in particular, may not start now (hold, epoch, allocation, window), or None."""
+    if candidate.held_by is not None:
+        kind = "an operator" if candidate.operator_hold else "a user"
+        return f"held: {kind} hold by {candidate.held_by} (qsched release)"
     policy = view.policy
     job_class = policy.classes[candidate.job_class]
     if candidate.allocation is not None and candidate.allocation in view.ended_allocations:

@@ -32,10 +32,14 @@ from schemas.events import (
     CalibrationEpoch,
     ControlApplied,
     JobBack,
+    JobHeld,
     JobProgress,
+    JobReleased,
+    JobRequeuing,
     JobRetrying,
     JobStarted,
     JobStopping,
+    JobUpdated,
     OwnerActivated,
     Topic,
     payload_of,
@@ -69,6 +73,7 @@ class Run:
     stop_state: JobState | None = None
     lane: str | None = None
     specs: str | None = None
+    restart: bool = False
 
 
 @dataclass
@@ -176,6 +181,11 @@ class OwnerState:
         self.waiting[job.job_id] = job
         self.index.add(job)
 
+    def _rewait(self, job: Waiting) -> None:
+        """Replace a waiting job's facts (its lane may change)."""
+        self._unwait(job.job_id)
+        self._wait(job)
+
     def _unwait(self, job_id: str) -> Waiting | None:
         job = self.waiting.pop(job_id, None)
         if job is not None:
@@ -260,7 +270,56 @@ def _wait_again(state: OwnerState, event: Event, back: JobBack, **changes: Any) 
         prior_counts=dict(back.counts),
         **changes,
     )
+    if run.restart:
+        job = replace(job, prior_counts={})
     state._wait(job)
+
+
+def _resubmitted(state: OwnerState, event: Event) -> None:
+    """A job that ended ERROR waits again (`qsched requeue`), with its request from the log."""
+    accepted = payload_of(event, AcceptedFacts)
+    job_id = accepted.job.job_id
+    if (
+        state.finished.get(job_id) is not JobState.ERROR
+        or state.owners.get(job_id) != accepted.user
+    ):
+        raise KeyError(job_id)
+    del state.finished[job_id]
+    state._wait(Waiting.of(accepted, state.epoch, event.at))
+
+
+def _held(state: OwnerState, event: Event) -> None:
+    held = payload_of(event, JobHeld)
+    job = state.waiting[event.job_id or ""]
+    state._rewait(replace(job, held_by=held.by, operator_hold=held.operator))
+
+
+def _released(state: OwnerState, event: Event) -> None:
+    payload_of(event, JobReleased)
+    job = state.waiting[event.job_id or ""]
+    state._rewait(replace(job, held_by=None, operator_hold=False))
+
+
+def _updated(state: OwnerState, event: Event) -> None:
+    updated = payload_of(event, JobUpdated)
+    job = state.waiting[event.job_id or ""]
+    state._rewait(
+        replace(
+            job,
+            priority=job.priority if updated.priority is None else updated.priority,
+            job_class=updated.job_class or job.job_class,
+        )
+    )
+
+
+def _requeuing(state: OwnerState, event: Event) -> None:
+    payload_of(event, JobRequeuing)
+    run = state.running
+    if run is None or run.job.job_id != event.job_id:
+        raise KeyError(event.job_id)
+    state._move(QPUEvent.PREEMPT)
+    run.preempting = event.reason or "requeued"
+    run.restart = True
 
 
 def _final(state: OwnerState, event: Event) -> None:
@@ -359,6 +418,11 @@ _HANDLERS: dict[Topic, Any] = {
     Topic.JOB_TIMED_OUT: _final,
     Topic.JOB_REJECTED: _final,
     Topic.JOB_ADMISSION: _admission,
+    Topic.JOB_RESUBMITTED: _resubmitted,
+    Topic.JOB_HELD: _held,
+    Topic.JOB_RELEASED: _released,
+    Topic.JOB_UPDATED: _updated,
+    Topic.JOB_REQUEUING: _requeuing,
     Topic.QPU_DOWN: _qpu,
     Topic.QPU_UP: _qpu,
     Topic.CALIBRATION_PENDING: _calibration_pending,

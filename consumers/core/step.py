@@ -46,7 +46,7 @@ from consumers.core.outcomes import (
     stopping_event,
 )
 from consumers.core.policy import Action, decide_indexed, validate_admission
-from consumers.core.state import OwnerState
+from consumers.core.state import OwnerState, Run
 from consumers.core.view import view_of
 from schemas.enums import ErrorCode, JobState, QPUState
 from schemas.events import (
@@ -253,6 +253,8 @@ def _finished(
         return [], []
     counts = merge_counts(run.job.prior_counts, given.counts)
     execution_s = max((now - run.started_at).total_seconds(), 0.0)
+    if given.canceled and run.stop_error is None and run.restart:
+        return [_restarted(run, counts, execution_s)], []
     if given.canceled and run.stop_error is None and run.preempting is not None:
         shots = sum(counts.values())
         back = JobBack(
@@ -284,6 +286,22 @@ def _finished(
     backend = run.backend if run.lane is not None else ctx.backend
     event, result = final_event(run.job, final, error, now, counts=counts, run=run, backend=backend)
     return [event], [Reply(run.job.reply_to, result, run.job.job_id)]
+
+
+def _restarted(run: Run, counts: dict[str, int], execution_s: float) -> Event:
+    """A requeued run stopped: the job waits again, its counts dropped (it runs from shot 1)."""
+    back = JobBack(shots=run.job.shots, execution_s=execution_s)
+    return make_event(
+        Topic.JOB_REQUEUED,
+        back,
+        job_id=run.job.job_id,
+        job_class=run.job.job_class,
+        user=run.job.user,
+        reason=(
+            f"{run.preempting}; waits again and runs all {run.job.shots} shots "
+            f"({sum(counts.values())} measured shots dropped)"
+        ),
+    )
 
 
 def _tick(state: OwnerState, policy: Policy, now: datetime) -> Steps:

@@ -9,7 +9,8 @@ Theory of operation: `build_timeline` folds events in log order. A ``job.started
 the job's final event (``job.done|error|canceled|rejected|timed_out``) closes it with that state,
 ``job.preempted`` closes it as PREEMPTED where the QPU stopped, and a new owner's activation (or
 ``job.requeued``, or another start) while a run is open closes it as INTERRUPTED: its owner
-died; ``job.retrying`` closes it as ERROR (the run failed, the job waits for another run). Arrivals (``job.accepted``; ``job.queued`` in logs of the owner before the event-sourced
+died (or `qsched requeue` sent it back; the event's reason says which); ``job.retrying`` closes it
+as ERROR (the run failed, the job waits for another run). Arrivals (``job.accepted``; ``job.queued`` in logs of the owner before the event-sourced
 one) put a job in its class's waiting set; a start or a final event takes it out, a preemption or
 requeue puts it back. Operator and QPU events open and close periods (calibration, pause, drain,
 maintenance, down). A start that names an emulator lane opens a lane run instead, closed the same
@@ -43,12 +44,18 @@ START_TOPIC = Topic.JOB_STARTED.value
 PREEMPTED_TOPIC = Topic.JOB_PREEMPTED.value
 REQUEUED_TOPIC = Topic.JOB_REQUEUED.value
 RETRYING_TOPIC = Topic.JOB_RETRYING.value
+RESUBMITTED_TOPIC = Topic.JOB_RESUBMITTED.value  # a job that ended ERROR waits again
 ACTIVATED_TOPICS = frozenset({Topic.OWNER_ACTIVATED.value, "owner.active"})
 FINAL_TOPICS = {topic.value: state.value for state, topic in FINAL_TOPIC_OF_STATE.items()}
 PREEMPTED = "PREEMPTED"
 INTERRUPTED = "INTERRUPTED"
 RUNNING = "RUNNING"
-_BACK_STATES = {PREEMPTED_TOPIC: PREEMPTED, REQUEUED_TOPIC: INTERRUPTED, RETRYING_TOPIC: "ERROR"}
+_BACK_STATES = {
+    PREEMPTED_TOPIC: PREEMPTED,
+    REQUEUED_TOPIC: INTERRUPTED,
+    RETRYING_TOPIC: "ERROR",
+    RESUBMITTED_TOPIC: INTERRUPTED,
+}
 PERIOD_KINDS = ("calibration", "pause", "drain", "maintenance", "down")
 
 
@@ -124,6 +131,13 @@ def summary(event: Event) -> str:
         parts.append(f"epoch {data['epoch']}")
     elif event.topic == MODE_TOPIC and "mode" in data:
         parts.append(f"mode {data['mode']}")
+    elif event.topic == Topic.JOB_HELD.value and "by" in data:
+        parts.append(f"{'operator' if data.get('operator') else 'user'} hold by {data['by']}")
+    elif event.topic == Topic.JOB_UPDATED.value:
+        changed = [f"{k} {data[k]}" for k in ("priority", "job_class") if data.get(k) is not None]
+        parts.append(", ".join(changed).replace("job_class", "class"))
+    if event.topic.startswith("control.") and event.user:
+        parts.append(f"by {event.user}")  # the audit trail: who sent the command
     if event.qpu_state is not None:
         parts.append(f"QPU {event.qpu_state.value}")
     if data.get("ok") is False:
@@ -233,7 +247,9 @@ class _Folder:
             self._set_waiting(event.at, event.job_class or "", job_id, True)
         elif topic == START_TOPIC and job_id:
             self._start(event, job_id)
-        elif topic in (PREEMPTED_TOPIC, REQUEUED_TOPIC, RETRYING_TOPIC) and job_id:
+        elif (
+            topic in (PREEMPTED_TOPIC, REQUEUED_TOPIC, RETRYING_TOPIC, RESUBMITTED_TOPIC) and job_id
+        ):
             if job_id in self.open_lanes:
                 self._close_lane(job_id, event.at, _BACK_STATES[topic], event.reason)
             elif self.open_run is not None and self.open_run.job_id == job_id:

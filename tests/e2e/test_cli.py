@@ -136,7 +136,10 @@ def test_debug_shows_the_traceback(broker: BrokerFixture) -> None:
 def test_help_documents_exit_codes_and_every_json_flag(broker: BrokerFixture) -> None:
     root = qsched(broker.url, broker.topology.namespace, "--help")
     assert "Exit codes: 0 ok; 1 error" in root.stdout and "3 timed out" in root.stdout
-    for command in ("submit", "result", "status", "cancel", "ctl pause", "ctl mode"):
+    for command in (
+        *("submit", "result", "status", "cancel", "ctl pause", "ctl mode"),
+        *("show", "hold", "release", "update", "requeue", "dead list", "dead requeue"),
+    ):
         shown = qsched(broker.url, broker.topology.namespace, *command.split(), "--help")
         assert "--json" in shown.stdout and "JSON lines" in shown.stdout, command
 

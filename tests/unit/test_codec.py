@@ -33,7 +33,13 @@ from schemas import (
     decode_any,
     encode,
 )
-from schemas.messages import ALL_MESSAGES, Message, SnapshotPointer
+from schemas.messages import (
+    ALL_MESSAGES,
+    JOB_COMMANDS,
+    Message,
+    OwnerHeartbeat,
+    SnapshotPointer,
+)
 
 SEQUENCE = '{"version": "1", "register": [], "channels": {}}'
 names = st.from_regex(r"^[a-z][a-z0-9_-]{0,15}$", fullmatch=True)
@@ -108,7 +114,8 @@ def commands(draw: st.DrawFn) -> ControlCommand:
     command = draw(st.sampled_from(CommandName))
     return ControlCommand(
         command=command,
-        job_id=draw(st.uuids().map(str)),  # every command carries one; some need it
+        job_id=draw(st.uuids().map(str)) if command in JOB_COMMANDS else None,
+        priority=draw(st.integers(0, 9)) if command is CommandName.UPDATE else None,
         mode=draw(st.sampled_from(Mode)) if command is CommandName.MODE else None,
         allocation="4242" if command is CommandName.ALLOCATION_ENDED else None,
         force=draw(st.booleans()),
@@ -159,8 +166,16 @@ pointers = st.builds(
     event_id=st.uuids().map(str),
     term=st.integers(0, 2**31),
 )
+heartbeats = st.builds(
+    OwnerHeartbeat,
+    owner_id=names,
+    host=names,
+    pid=st.none() | st.integers(0, 2**22),
+    backend=st.none() | names,
+    sent_at=moments,
+)
 any_message = st.one_of(
-    requests, results(), progresses, commands(), replies, events, devices, pointers
+    requests, results(), progresses, commands(), replies, events, devices, pointers, heartbeats
 )
 
 
@@ -183,6 +198,7 @@ def test_every_wire_model_is_covered_by_the_round_trip_strategies() -> None:
         "qsched.Event",
         "qsched.DeviceSpecs",
         "qsched.SnapshotPointer",
+        "qsched.OwnerHeartbeat",
     }
 
 

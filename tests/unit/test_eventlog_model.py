@@ -119,3 +119,22 @@ def test_bounds_are_offsets_or_iso_times(text: str | None, expected: object) -> 
 def test_a_bound_that_is_neither_is_refused_by_name() -> None:
     with pytest.raises(BadBound, match="yesterday"):
         parse_bound("yesterday")
+
+
+def test_per_job_commands_read_in_a_history_with_their_sender() -> None:
+    from schemas.events import ControlApplied, JobHeld, JobUpdated, Topic, make_event
+
+    control = make_event(
+        "control.hold",
+        ControlApplied(ok=True, command_id="c1"),
+        job_id=A,
+        user="alice",
+        reason="held",
+    )
+    held = make_event(Topic.JOB_HELD, JobHeld(by="ops", operator=True), job_id=A)
+    updated = make_event(Topic.JOB_UPDATED, JobUpdated(by="alice", priority=2), job_id=A)
+    assert summary(control) == "by alice"
+    assert summary(held) == "operator hold by ops"
+    assert summary(updated) == "priority 2"
+    history = job_histories([control, held, updated], A[:8])[A]
+    assert [e.topic for e in history.entries] == ["control.hold", "job.held", "job.updated"]

@@ -343,12 +343,30 @@ def random_history(seed: int, steps: int = 200) -> Harness:
             h.feed(Command(ControlCommand(command=name), "guest"))
         elif roll < 0.9 and h.state.waiting:
             target = rng.choice(sorted(h.state.waiting))
-            h.feed(Command(ControlCommand(command=CommandName.CANCEL, job_id=target), "guest"))
+            h.feed(Command(_job_command(rng, target), rng.choice(["guest", "alice", "bob"])))
+        elif roll < 0.91 and h.state.running is not None:
+            requeue = ControlCommand(command=CommandName.REQUEUE, job_id=h.state.running.job.job_id)
+            h.feed(Command(requeue, "guest"))
         elif roll < 0.93:
             h.activate()
         else:
             h.feed(Tick())
     return h
+
+
+def _job_command(rng: random.Random, job_id: str) -> ControlCommand:
+    """A random per-job command (cancel, hold, release, update) for a waiting job."""
+    name = rng.choice(
+        [CommandName.CANCEL, CommandName.HOLD, CommandName.RELEASE, CommandName.UPDATE]
+    )
+    if name is CommandName.UPDATE:
+        return ControlCommand(
+            command=name,
+            job_id=job_id,
+            priority=rng.randint(0, 9),
+            job_class=rng.choice([None, "production", "development"]),
+        )
+    return ControlCommand(command=name, job_id=job_id)
 
 
 def fold(events: list[Event], half_life_s: float) -> OwnerState:

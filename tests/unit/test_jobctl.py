@@ -31,7 +31,10 @@ def test_a_held_job_waits_while_the_jobs_behind_it_run_and_starts_once_released(
     reply = send(h, "alice", CommandName.HOLD, first)
     assert reply.ok, reply.message
     assert h.run_all() == [second, third] and first in h.state.waiting
-    shown = send(h, "bob", CommandName.SHOW, first).job  # anyone may look
+    peek = send(h, "bob", CommandName.SHOW, first)  # another user's job: no details
+    assert not peek.ok and peek.job is None and peek.error is not None
+    assert peek.error.code is ErrorCode.NOT_AUTHORISED
+    shown = send(h, "alice", CommandName.SHOW, first).job
     assert shown is not None and shown.hold_kind == "user" and shown.hold_by == "alice"
     assert shown.held is not None and "user hold by alice" in shown.held and shown.position is None
     assert send(h, "alice", CommandName.RELEASE, first).ok
@@ -171,12 +174,12 @@ def test_show_details_a_running_job_with_its_shots_and_a_finished_one_is_refused
     h = Harness()
     job = h.submit("alice", shots=100)
     h.feed(Dispatch())
-    shown = send(h, "bob", CommandName.SHOW, job)
+    shown = send(h, "alice", CommandName.SHOW, job)
     assert shown.ok and shown.job is not None
     assert shown.job.state is JobState.RUNNING and shown.job.position == 0
     assert shown.job.started_at is not None and shown.job.attempt == 1
     h.finish_running()
-    gone = send(h, "bob", CommandName.SHOW, job)
+    gone = send(h, "alice", CommandName.SHOW, job)
     assert gone.ok and gone.job is None and "already ended DONE" in gone.message
     assert not [e for e in h.log if e.topic == "control.show"]  # looking leaves no trace
     unknown = send(h, "bob", CommandName.SHOW, "nope")

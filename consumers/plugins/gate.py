@@ -30,6 +30,7 @@ from schemas.messages import Event, JobError
 from schemas.policy import Policy
 
 RECHECK_BATCH = 100  # held jobs asked again per loop turn at most (bounds a turn's time)
+MAX_FAILED_BACKOFF = 64  # a job whose asks keep failing is asked at most every 64 x recheck_s
 
 
 def failure_event(
@@ -59,6 +60,7 @@ class Gate:
             if loaded is not None
         }
         self._next_ask: dict[str, float] = {}
+        self._failed_asks: dict[str, int] = {}  # consecutive failed asks (raised or hung) per job
         self._scanned = 0  # id() of the state last scanned for holds
 
     @property
@@ -109,6 +111,8 @@ class Gate:
         inputs: list[Readmitted] = []
         failures: list[Event] = []
         for job_id in due[:RECHECK_BATCH]:
+            if any(self._callers[id(loaded)].busy for loaded in self.plugins.admission):
+                break  # a plugin still inside an overrun call: ask the others once it is free
             job = state.waiting.get(job_id)
             if job is None or job.admission_hold is None:
                 del self._next_ask[job_id]
@@ -121,10 +125,19 @@ class Gate:
                 del self._next_ask[job_id]
             elif verdict.action is Admit.HOLD:
                 inputs.append(Readmitted(job_id, hold=self._hold(name, verdict)))
-                self._next_ask[job_id] = time.monotonic() + self.settings.recheck_s
+                # A job whose asks keep failing is asked less often and after the others (so a
+                # job that hangs its plugin does not keep the plugin busy for every other job).
+                failed = self._failed_asks[job_id] = (
+                    self._failed_asks.get(job_id, 0) + 1 if more else 0
+                )
+                del self._next_ask[job_id]
+                factor = min(2**failed, MAX_FAILED_BACKOFF) if failed else 1
+                self._next_ask[job_id] = time.monotonic() + self.settings.recheck_s * factor
             else:
                 inputs.append(Readmitted(job_id))
                 del self._next_ask[job_id]
+            if job_id not in self._next_ask:
+                self._failed_asks.pop(job_id, None)
         return inputs, failures
 
     # ---- one ask -------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -103,14 +104,16 @@ def test_show_of_an_unknown_job_and_update_without_a_change_are_refused(
 
 
 def test_a_job_that_ended_error_is_requeued_from_the_cli_also_by_the_next_owner(
-    owners: OwnerHarness,
+    owners: OwnerHarness, tmp_path: Path
 ) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[retry]\nattempts = 1\n")  # a failed run ends the job ERROR at once
     failing = {
         "QSCHED_OWNER__SYNTHETIC_FAILURE_RATE": "1",  # every run fails half way
         "QSCHED_OWNER__SNAPSHOT_EVERY_EVENTS": "10",  # the next owner starts from a snapshot
     }
-    first = owners.start("--backend", "synthetic", env=failing)
-    owners.start("--backend", "synthetic", env=failing, wait=False)  # the standby
+    first = owners.start("--backend", "synthetic", "--policy", str(policy), env=failing)
+    owners.start("--backend", "synthetic", "--policy", str(policy), env=failing, wait=False)
     client = owners.client()
     job, *others = (client.submit(analog_sequence(2), 10) for _ in range(3))
     ended = job.result(timeout=60)

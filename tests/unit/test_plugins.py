@@ -223,6 +223,41 @@ def test_held_jobs_are_asked_again_after_recheck_s() -> None:
     assert asked == [Readmitted(arrival.job.job_id)]
 
 
+class HangsForOneJob:
+    """Hangs (briefly, each time) for jobs of 13 shots; holds the others until `open`."""
+
+    def __init__(self) -> None:
+        self.open = False
+
+    def admit(self, job: JobFacts) -> Verdict:
+        if job.shots == 13:
+            time.sleep(0.6)
+            return Verdict.hold("never")
+        return Verdict.accept() if self.open else Verdict.hold("closed")
+
+
+def test_a_job_whose_asks_hang_does_not_starve_the_other_held_jobs() -> None:
+    h = Harness()
+    plugin = HangsForOneJob()
+    gate = _gate(plugin, timeout_s=0.2, recheck_s=0.1)
+    hanging, _ = gate.review(
+        Arrival(JobRequest(sequence=SEQ, job_class="production", shots=13), "alice"),
+        h.state,
+        h.policy,
+    )
+    h.feed(hanging)
+    waiting, _ = gate.review(_arrival(), h.state, h.policy)  # the plugin may still be inside
+    h.feed(waiting)
+    plugin.open = True
+    asked: list[Readmitted] = []
+
+    def readmitted() -> bool:
+        asked.extend(gate.recheck(h.state)[0])
+        return Readmitted(waiting.job.job_id) in asked
+
+    wait_until(readmitted, "the other held job admitted while one job's asks hang", 10.0)
+
+
 # ---- event sinks ----------------------------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ demo: $(STAMP)
 
 ## test: the default suite (unit, integration, e2e, chaos; `slow`, `slurm`, `munge` excluded); finds or starts a broker
 test: $(STAMP)
-	$(BIN)/pytest -m "not slow and not slurm and not munge"
+	$(BIN)/pytest -m "not slow and not slurm and not munge" -n 4 --dist loadfile
 
 ## test-slow: the slow tier (failover matrix, soak, 2,000 simulated histories); CI runs it after `test`
 test-slow: $(STAMP)

@@ -19,11 +19,12 @@ from rich.console import Console
 from brokers.cli import settings_of
 from producers.client import QPUClient
 from producers.errors import ClientError, CommandRefused
+from producers.handle import JobHandle
 from producers.lookup import resolve_job_id
 from producers.views import emit_json, print_result, print_status, short
-from producers.waiting import Waiter, stderr_console
+from producers.waiting import Waiter, stderr_console, stopped_before_waiting
 from schemas.enums import CommandName, JobState, Mode
-from schemas.messages import ControlReply
+from schemas.messages import ControlReply, JobResult
 
 JSON_HELP = 'Print JSON lines (one object per job or reply; errors as {"error": ...}).'
 COMMAND_TIMEOUT_S = 10.0
@@ -344,23 +345,12 @@ def submit(
             for _ in range(repeat)
         ]
         handles = client.submit_many(jobs)
-        for handle in handles:
-            if wait:
-                click.echo(f"submitted {handle.job_id} ({job_class}, {shots} shots)", err=True)
-            elif as_json:
-                emit_json(
-                    {
-                        "job_id": handle.job_id,
-                        "state": JobState.QUEUED.value,
-                        "job_class": job_class,
-                        "shots": shots,
-                    }
-                )
-            else:
-                click.echo(handle.job_id)
-        if not wait:
+        try:
+            results = _report_then_wait(client, handles, wait, as_json, job_class, shots, timeout)
+        except KeyboardInterrupt:  # between the publish and the waiter: the jobs are queued
+            raise stopped_before_waiting([h.job_id for h in handles]) from None
+        if results is None:
             return
-        results = Waiter(client, handles, stderr_console(), quiet=as_json).wait(timeout)
     for found in results:
         if as_json:
             emit_json(found)
@@ -372,3 +362,33 @@ def submit(
             f"{len(failed)} of {len(results)} jobs did not end DONE "
             f"(first: {short(failed[0].job_id)} {failed[0].state.value})"
         )
+
+
+def _report_then_wait(
+    client: QPUClient,
+    handles: list[JobHandle],
+    wait: bool,
+    as_json: bool,
+    job_class: str,
+    shots: int,
+    timeout: float | None,
+) -> list[JobResult] | None:
+    """Print each submitted job (its id as soon as the broker confirmed it), then wait for the
+    results when asked to (None when not)."""
+    for handle in handles:
+        if wait:
+            click.echo(f"submitted {handle.job_id} ({job_class}, {shots} shots)", err=True)
+        elif as_json:
+            emit_json(
+                {
+                    "job_id": handle.job_id,
+                    "state": JobState.QUEUED.value,
+                    "job_class": job_class,
+                    "shots": shots,
+                }
+            )
+        else:
+            click.echo(handle.job_id)
+    if not wait:
+        return None
+    return Waiter(client, handles, stderr_console(), quiet=as_json).wait(timeout)

@@ -43,6 +43,18 @@ class StoppedWaiting(ClientError):
         self.details = {"job_ids": job_ids}
 
 
+def stopped_before_waiting(job_ids: Sequence[str]) -> StoppedWaiting:
+    """Ctrl-C after the jobs were sent but before anything was heard of them: they are queued."""
+    which = (
+        f"job {job_ids[0]} is still QUEUED"
+        if len(job_ids) == 1
+        else f"{len(job_ids)} jobs are still QUEUED (ids above)"
+    )
+    return StoppedWaiting(
+        f"stopped waiting; {which} and will run", _what_to_do(job_ids), list(job_ids)
+    )
+
+
 def _what_to_do(job_ids: Sequence[str]) -> str:
     one = job_ids[0] if len(job_ids) == 1 else "ID"
     return f"follow it: qsched result {one} --wait; cancel it: qsched cancel {one}"

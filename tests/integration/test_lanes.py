@@ -85,8 +85,15 @@ def test_lanes_run_development_beside_a_busy_qpu_and_in_maintenance_and_survive_
         120.0,
         step=lambda: client.poll(0.2),
     )
-    samples = scrape(metrics_url(owner))
-    assert value(samples, "qsched_lane_busy", lane=lane) == 1.0
+    samples = wait_until(  # the gauges are read from a state snapshot at most 1 s old
+        lambda: (
+            found
+            if value(found := scrape(metrics_url(owner)), "qsched_lane_busy", lane=lane) == 1.0
+            else None
+        ),
+        "the lane's busy gauge",
+        10.0,
+    )
     runs = [
         value(samples, "qsched_lane_runs_total", lane=n, job_class="development") or 0
         for n in ("emulator-1", "emulator-2")

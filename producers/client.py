@@ -24,42 +24,34 @@ from typing import Any
 
 import amqp.exceptions
 import kombu
-import pika.exceptions
 from kombu import Consumer, Queue
-from opentelemetry.trace import SpanKind, set_span_in_context
 
-from brokers.connection import channel
 from brokers.settings import Settings, load_settings
-from brokers.stream import Offset, read_stream
+from brokers.stream import Offset
 from brokers.topology import Topology, build_topology
 from brokers.tracing import (
     configure_tracing,
-    inject,
-    messaging_attributes,
-    tracer,
     tracing_active,
 )
 from producers.confirms import CONFIRM_WINDOW, ConfirmedPublisher, Outgoing
 from producers.connect import CONNECTION_ERRORS, credentialed, open_connection
 from producers.errors import (
-    InvalidJob,
     NoOwnerAnswered,
     NotAuthorised,
     NotDeclared,
     ResultTimeout,
 )
 from producers.handle import JobHandle, ProgressCallback
+from producers.jobs import job_request, read_device
+from producers.logscan import scan_for_result
 from producers.replies import ReplyInbox
 from producers.results import UnknownToOwner, fetch_result_from_owner
 from producers.slurm import slurm_context
-from schemas.codec import decode
+from producers.spans import publish_span
 from schemas.enums import CommandName, Mode
-from schemas.errors import DecodeError
 from schemas.messages import (
     ControlCommand,
     ControlReply,
-    DeviceSpecs,
-    Event,
     JobRequest,
     JobResult,
     QueueEntry,
@@ -239,17 +231,7 @@ class QPUClient:
         """The Pulser device the owner validates against now, or None if none was published."""
         if self._device is not None and time.monotonic() - self._device[0] < DEVICE_CACHE_S:
             return self._device[1]
-        from schemas.sequence import load_device
-
-        device = None
-        with channel(self._credentialed(self.urls[0]), name="qsched-fetch-device") as ch:
-            method, props, body = ch.basic_get(self.topology.device_queue)
-            if method is not None:
-                ch.basic_nack(method.delivery_tag, requeue=True)
-                try:
-                    device = load_device(decode(body, props.type, DeviceSpecs).device)
-                except (DecodeError, ValueError):
-                    device = None
+        device = read_device(self._credentialed(self.urls[0]), self.topology.device_queue)
         self._device = (time.monotonic(), device)
         return device
 
@@ -275,29 +257,19 @@ class QPUClient:
         Raises:
             InvalidJob: the sequence or shot count does not fit the current device.
         """
-        text = sequence if isinstance(sequence, str) else sequence.to_abstract_repr()
-        job = JobRequest(
+        return job_request(
+            sequence,
+            shots,
+            self.fetch_device() if self.validate_locally else None,
             job_class=job_class,
             priority=priority,
-            shots=shots,
-            sequence=text,
             batch_id=batch_id,
             session_id=session_id,
             deadline=deadline,
             min_epoch=min_epoch,
             allow_device_switch=allow_device_switch,
             require_qpu=require_qpu,
-            slurm=slurm_context(),
         )
-        if self.validate_locally:
-            device = self.fetch_device()
-            if device is not None:
-                from schemas.sequence import validate_sequence
-
-                problem = validate_sequence(text, device, shots, allow_device_switch)
-                if problem is not None:
-                    raise InvalidJob(problem)
-        return job
 
     def submit(
         self,
@@ -371,7 +343,7 @@ class QPUClient:
             handle = JobHandle(job.job_id, job.job_class, job.shots, self, on_progress)
             headers: dict[str, Any] = {}
             if traced:
-                handle.span_context = self._publish_span(job, headers)
+                handle.span_context = publish_span(self.topology.jobs_exchange, job, headers)
             self._handles[job.job_id] = handle
             handles.append(handle)
             batch.append(Outgoing(job, exchange, job.job_class, job.job_id, job.priority, headers))
@@ -385,21 +357,6 @@ class QPUClient:
         """A handle for a job submitted elsewhere, whose progress and result the owner sends
         here once asked to (`producers.results.fetch_result_from_owner` with ``wait=True``)."""
         return self._handles.setdefault(job_id, JobHandle(job_id, job_class, shots, self))
-
-    def _publish_span(self, job: JobRequest, headers: dict[str, Any]) -> Any:
-        """Open and close the job's producer span, its context injected into `headers`."""
-        exchange = self.topology.jobs_exchange
-        attributes = messaging_attributes("publish", exchange, job.job_id, job.job_class) | {
-            "qsched.job_class": job.job_class,
-            "qsched.shots": job.shots,
-            "qsched.priority": job.priority,
-        }
-        span = tracer().start_span(
-            f"{exchange} publish", kind=SpanKind.PRODUCER, attributes=attributes
-        )
-        inject(headers, set_span_in_context(span))
-        span.end()
-        return span.get_span_context()
 
     def fetch_result(self, job_id: str, since: Offset = "first") -> JobResult | None:
         """A job's final result (after the fact, from any client): the owner finds it without
@@ -420,29 +377,14 @@ class QPUClient:
                 with contextlib.suppress(UnknownToOwner):
                     return fetch_result_from_owner(self, job_id)[0]
                 return None
-        found = None
-        with channel(self._credentialed(self.urls[0]), name="qsched-fetch-result") as ch:
-            try:
-                for record in read_stream(ch, self.topology.events_stream, since):
-                    try:
-                        event = decode(
-                            record.body,
-                            record.properties.type,
-                            Event,
-                            self.settings.log_max_bytes,
-                        )
-                    except DecodeError:
-                        continue
-                    if event.job_id == job_id and event.result is not None:
-                        found = event.result
-            except pika.exceptions.ChannelClosedByBroker as exc:
-                if exc.reply_code != 403:
-                    raise
-                raise NotAuthorised(
-                    f"user {self.user!r} may not read the event log (operators only); "
-                    "results of your own jobs arrive on your reply queue"
-                ) from exc
-        return found
+        return scan_for_result(
+            self._credentialed(self.urls[0]),
+            self.topology.events_stream,
+            job_id,
+            since,
+            self.settings.log_max_bytes,
+            self.user,
+        )
 
     def queue(
         self,

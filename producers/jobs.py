@@ -1,0 +1,46 @@
+"""Building a job request on the client: the sequence as JSON, the Slurm context, and the check
+against the device the owner publishes (so a mistake is refused before it queues)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from brokers.connection import channel
+from producers.errors import InvalidJob
+from producers.slurm import slurm_context
+from schemas.codec import decode
+from schemas.errors import DecodeError
+from schemas.messages import DeviceSpecs, JobRequest
+
+
+def read_device(url: str, device_queue: str) -> Any | None:
+    """The Pulser device in the owner's device queue (peeked, left there), or None."""
+    from schemas.sequence import load_device  # Pulser: only when a device is asked for
+
+    with channel(url, name="qsched-fetch-device") as ch:
+        method, props, body = ch.basic_get(device_queue)
+        if method is None:
+            return None
+        ch.basic_nack(method.delivery_tag, requeue=True)
+        try:
+            return load_device(decode(body, props.type, DeviceSpecs).device)
+        except (DecodeError, ValueError):
+            return None
+
+
+def job_request(sequence: Any, shots: int, device: Any | None, **fields: Any) -> JobRequest:
+    """A `JobRequest` for `sequence` (a `pulser.Sequence` or abstract-repr JSON) with this
+    process's Slurm context, checked against `device` when there is one.
+
+    Raises:
+        InvalidJob: the sequence or shot count does not fit `device`.
+    """
+    text = sequence if isinstance(sequence, str) else sequence.to_abstract_repr()
+    job = JobRequest(shots=shots, sequence=text, slurm=slurm_context(), **fields)
+    if device is not None:
+        from schemas.sequence import validate_sequence
+
+        problem = validate_sequence(text, device, shots, job.allow_device_switch)
+        if problem is not None:
+            raise InvalidJob(problem)
+    return job

@@ -1,0 +1,44 @@
+"""Reading the event log from a client: operators only (submitters get 403 on the stream).
+
+The owner answers results and histories without a scan (`producers.results`); this is the
+fallback when no owner answers, or when a caller asks for a result from a given offset or time.
+"""
+
+from __future__ import annotations
+
+import pika.exceptions
+
+from brokers.connection import channel
+from brokers.stream import Offset, read_stream
+from producers.errors import NotAuthorised
+from schemas.codec import decode
+from schemas.errors import DecodeError
+from schemas.messages import Event, JobResult
+
+
+def scan_for_result(
+    url: str, stream: str, job_id: str, since: Offset, max_bytes: int, user: str
+) -> JobResult | None:
+    """The last result of `job_id` in the log from `since` on (None: none there).
+
+    Raises:
+        NotAuthorised: `user` may not read the event log.
+    """
+    found = None
+    with channel(url, name="qsched-fetch-result") as ch:
+        try:
+            for record in read_stream(ch, stream, since):
+                try:
+                    event = decode(record.body, record.properties.type, Event, max_bytes)
+                except DecodeError:
+                    continue
+                if event.job_id == job_id and event.result is not None:
+                    found = event.result
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != 403:
+                raise
+            raise NotAuthorised(
+                f"user {user!r} may not read the event log (operators only); "
+                "results of your own jobs arrive on your reply queue"
+            ) from exc
+    return found

@@ -1,7 +1,7 @@
 """Per-job control in the spirit of Slurm's ``scontrol``: show, hold, release, update, requeue.
 
 Pure handlers for the command table (`consumers.core.commands`), which lets the job's submitter
-or an operator send them (`show`: anyone). Within that:
+or an operator send them (`show` included: like `result`, it shows one user's job to that user). Within that:
 
 - **hold** / **release**: only a waiting job. A hold by an operator is an operator hold, which
   its submitter cannot release (a submitter's own hold is a user hold; an operator may release

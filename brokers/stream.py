@@ -66,6 +66,7 @@ def read_stream(
     finally:
         if channel.is_open:
             _settle_buffered(channel, queue, arguments, wait_s)
+            _drop_late_deliveries(channel)
             channel.cancel()
 
 
@@ -84,6 +85,18 @@ def close_stream_channel(channel: BlockingChannel) -> None:
     while not impl.is_closed and deadline_ticks:
         connection.process_data_events(time_limit=0.01)
         deadline_ticks -= 1
+
+
+def _drop_late_deliveries(channel: BlockingChannel) -> None:
+    """Deliveries still in flight when the consumer is cancelled are dropped, not rejected.
+
+    pika's async channel rejects deliveries that arrive for a consumer it is cancelling, and a
+    stream answers ``basic.reject`` by closing the connection (540). Marking the consumer as
+    no-ack makes pika drop them instead; a stream keeps no per-message state to settle.
+    """
+    generator = channel._queue_consumer_generator  # the consumer `channel.consume` opened
+    if generator is not None:
+        channel._impl._consumers_with_noack.add(generator.consumer_tag)
 
 
 def _settle_buffered(

@@ -36,6 +36,7 @@ from brokers.tracing import (
 from producers.confirms import CONFIRM_WINDOW, ConfirmedPublisher, Outgoing
 from producers.connect import CONNECTION_ERRORS, credentialed, open_connection
 from producers.errors import (
+    CommandRefused,
     NoOwnerAnswered,
     NotAuthorised,
     NotDeclared,
@@ -64,6 +65,7 @@ __all__ = ["CONFIRM_WINDOW", "JobHandle", "ProgressCallback", "QPUClient", "slur
 log = logging.getLogger(__name__)
 _Outgoing = Outgoing  # the name tests and older callers import
 DEVICE_CACHE_S = 30.0
+ASK_OWNER_AFTER_S = 30.0  # waiting this long for a result, ask the owner for it (then again)
 
 
 class QPUClient:
@@ -191,10 +193,17 @@ class QPUClient:
             ResultTimeout: nothing final arrived within `timeout` seconds.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        ask_at = time.monotonic() + ASK_OWNER_AFTER_S
         while job_id not in self.results:
-            left = None if deadline is None else deadline - time.monotonic()
+            now = time.monotonic()
+            left = None if deadline is None else deadline - now
             if left is not None and left <= 0:
                 raise ResultTimeout(f"no result for job {job_id} within {timeout} s")
+            if now >= ask_at:  # a reply lost in a failover: the owner still knows the result
+                ask_at = now + ASK_OWNER_AFTER_S
+                with contextlib.suppress(NoOwnerAnswered, CommandRefused):
+                    fetch_result_from_owner(self, job_id)
+                continue
             self.poll(min(left, 1.0) if left is not None else 1.0)
         return self.results[job_id]
 

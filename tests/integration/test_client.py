@@ -207,3 +207,19 @@ def test_a_url_list_skips_a_dead_broker_and_an_all_dead_list_raises(owners: Owne
     assert owners.broker.channel().queue_declare(queue, passive=True).method.message_count == 1
     with pytest.raises(BrokerUnreachable, match="no broker answers"):
         QPUClient(url=dead, settings=settings)
+
+
+def test_a_result_whose_reply_was_lost_is_asked_of_the_owner_while_waiting(
+    owners: OwnerHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A final reply lost between an owner's confirmed event and its reply (a kill there) would
+    leave the waiter hanging: a waiter asks the owner after a while and gets the result."""
+    import producers.client
+
+    owners.start("--backend", "synthetic")
+    client = owners.client(validate_locally=False)
+    job = client.submit(analog_sequence(2), 10)
+    done = job.result(timeout=60)
+    del client.results[job.job_id]  # as if the reply never came
+    monkeypatch.setattr(producers.client, "ASK_OWNER_AFTER_S", 0.5)
+    assert client.wait_result(job.job_id, timeout=30) == done

@@ -118,6 +118,7 @@ def commands(draw: st.DrawFn) -> ControlCommand:
         priority=draw(st.integers(0, 9)) if command is CommandName.UPDATE else None,
         mode=draw(st.sampled_from(Mode)) if command is CommandName.MODE else None,
         allocation="4242" if command is CommandName.ALLOCATION_ENDED else None,
+        message_id=draw(st.uuids().map(str)) if command is CommandName.DEAD_REQUEUE else None,
         force=draw(st.booleans()),
         message=draw(st.none() | texts),
         issued_at=draw(moments),

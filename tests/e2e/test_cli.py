@@ -331,9 +331,10 @@ def test_cancel_of_a_running_emulator_job_keeps_its_partial_counts(
     first = shown.stdout.splitlines()[0]
     assert " CANCELED (development, " in first
     measured = int(first.split(", ")[1].split("/")[0])
-    # The cancel comes seconds after the progress at 100 shots (a CLI process starts in between);
-    # the emulator measures in one-second steps, so those later shots are kept too.
-    assert 100 < measured < 400, first
+    # The shots already reported (100) are kept, and the job did not run to the end. The cancel
+    # comes after a CLI process starts, usually a step (20 shots) or more later, but that is
+    # timing: on a fast run it lands before the next step and exactly 100 are kept.
+    assert 100 <= measured < 400, first
 
 
 def test_a_bad_specs_file_is_refused_with_its_reason_before_anything_is_sent(

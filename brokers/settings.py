@@ -115,6 +115,11 @@ class OwnerSettings(BaseModel):
     tick_s: float = Field(
         default=0.2, gt=0, description="how often deadlines and run-time limits are checked"
     )
+    position_every_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="how often jobs submitted with position_updates are told their place",
+    )
     lease_retry_s: float = Field(
         default=0.5, gt=0, description="how often a standby owner tries to take the lease"
     )

@@ -56,7 +56,15 @@ from consumers.spans import JobSpans
 from schemas.enums import ErrorCode, JobState
 from schemas.errors import MessageTooLarge
 from schemas.events import JobAccepted, Refused, Topic, make_event, payload_of
-from schemas.messages import Event, JobError, JobProgress, JobResult, Message, Timings
+from schemas.messages import (
+    Event,
+    JobError,
+    JobPosition,
+    JobProgress,
+    JobResult,
+    Message,
+    Timings,
+)
 from schemas.policy import Policy
 from schemas.sequence import validate_shots
 
@@ -228,6 +236,10 @@ class Shell:
             spans.close(message.state.value, message.error)
         else:
             self.publisher.reply(reply.reply_to, message, reply.correlation_id)
+
+    def tell(self, reply_to: str, message: JobPosition) -> None:
+        """Send a job's position to its submitter (nothing waits for its confirm)."""
+        self.publisher.reply(reply_to, message, message.job_id)
 
     def _start(self, start: StartRun) -> None:
         job = start.job

@@ -39,7 +39,7 @@ from producers.futures import (
     as_completed,
     wait,
 )
-from producers.handle import JobHandle, ProgressCallback
+from producers.handle import JobHandle, PositionCallback, ProgressCallback
 from producers.mpi import JobSpec, MPISubmitter
 from schemas.enums import JobState
 from schemas.messages import JobProgress, JobRequest, JobResult, QueueEntry
@@ -67,6 +67,7 @@ __all__ = [
     "NoOwnerAnswered",
     "NotAuthorised",
     "NotDeclared",
+    "PositionCallback",
     "ProgressCallback",
     "QPUClient",
     "QSchedConnection",

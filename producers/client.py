@@ -42,7 +42,7 @@ from producers.errors import (
     NotDeclared,
     ResultTimeout,
 )
-from producers.handle import JobHandle, ProgressCallback
+from producers.handle import JobHandle, PositionCallback, ProgressCallback
 from producers.jobs import job_request, read_device
 from producers.logscan import scan_for_result
 from producers.replies import ReplyInbox
@@ -60,7 +60,14 @@ from schemas.messages import (
 )
 from schemas.policy import Policy, load_policy
 
-__all__ = ["CONFIRM_WINDOW", "JobHandle", "ProgressCallback", "QPUClient", "slurm_context"]
+__all__ = [
+    "CONFIRM_WINDOW",
+    "JobHandle",
+    "PositionCallback",
+    "ProgressCallback",
+    "QPUClient",
+    "slurm_context",
+]
 
 log = logging.getLogger(__name__)
 _Outgoing = Outgoing  # the name tests and older callers import
@@ -256,12 +263,14 @@ class QPUClient:
         min_epoch: int | None = None,
         allow_device_switch: bool = False,
         require_qpu: bool = False,
+        position_updates: bool = False,
     ) -> JobRequest:
         """A `JobRequest` for `sequence` (a `pulser.Sequence` or abstract-repr JSON), with the
         Slurm context of this process; validated against the owner's device when it published one.
 
         A sequence built for another device is refused unless `allow_device_switch`;
-        `require_qpu` keeps the job off emulator lanes even where its class may use them.
+        `require_qpu` keeps the job off emulator lanes even where its class may use them;
+        with `position_updates` the owner pushes the job's place in line (`JobHandle.on_position`).
 
         Raises:
             InvalidJob: the sequence or shot count does not fit the current device.
@@ -278,6 +287,7 @@ class QPUClient:
             min_epoch=min_epoch,
             allow_device_switch=allow_device_switch,
             require_qpu=require_qpu,
+            position_updates=position_updates,
         )
 
     def submit(
@@ -292,6 +302,7 @@ class QPUClient:
         on_progress: ProgressCallback | None = None,
         min_epoch: int | None = None,
         require_qpu: bool = False,
+        on_position: PositionCallback | None = None,
     ) -> JobHandle:
         """Submit a job; returns once the broker confirmed it.
 
@@ -306,6 +317,8 @@ class QPUClient:
             on_progress: called with each partial result.
             min_epoch: do not run before this calibration epoch.
             require_qpu: run on the QPU only, never on an emulator lane.
+            on_position: called with the job's `QueueEntry` whenever its place in line or its
+                hold changes, and once when it starts (pushed by the owner, not polled).
 
         Raises:
             InvalidJob, UnknownJobClass, QueueFull, NotAuthorised, BrokerUnreachable.
@@ -320,8 +333,11 @@ class QPUClient:
             deadline,
             min_epoch,
             require_qpu=require_qpu,
+            position_updates=on_position is not None,
         )
-        return self.submit_request(job, on_progress)
+        handle = self.submit_request(job, on_progress)
+        handle.on_position = on_position
+        return handle
 
     def submit_request(
         self, job: JobRequest, on_progress: ProgressCallback | None = None

@@ -1,7 +1,7 @@
 """`JobHandle`: one submitted job, as the submitter sees it.
 
-A handle is a light view onto its client: the result and progress it reports are what the
-client's reply inbox (`producers.replies`) has received. Handles are equal and hash by job id
+A handle is a light view onto its client: the result, progress and pushed positions it reports
+are what the client's reply inbox (`producers.replies`) has received. Handles are equal and hash by job id
 (users keep them in sets and dicts); `producers.futures` waits on many at once.
 """
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from producers.client import QPUClient
 
 ProgressCallback = Callable[[JobProgress], None]
+PositionCallback = Callable[[QueueEntry], None]
 
 
 @dataclass(eq=False)
@@ -34,6 +35,8 @@ class JobHandle:
     last_progress: JobProgress | None = None
     span_context: Any = field(default=None, repr=False)
     queued_at: datetime | None = None  # when the broker confirmed the publish
+    on_position: PositionCallback | None = field(default=None, repr=False)
+    last_position: QueueEntry | None = None  # pushed by the owner (`position_updates` jobs)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, JobHandle):

@@ -1,4 +1,4 @@
-"""The client's reply inbox: results, progress and command replies from its reply queue.
+"""The client's reply inbox: results, progress, positions and command replies from its queue.
 
 Everything the owner answers arrives on the client's own queue (``<ns>.reply.<user>.<client-id>``),
 which outlives a short disconnect (``x-expires``), and is matched by ``correlation_id`` (= job id
@@ -17,7 +17,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanKind, set_span_in_context
 from brokers.tracing import messaging_attributes, tracer
 from schemas.codec import decode_any
 from schemas.errors import DecodeError
-from schemas.messages import ControlReply, JobProgress, JobResult
+from schemas.messages import ControlReply, JobPosition, JobProgress, JobResult
 
 if TYPE_CHECKING:
     from producers.handle import JobHandle
@@ -57,6 +57,12 @@ class ReplyInbox:
                 handle.last_progress = decoded
                 if handle.on_progress is not None:
                     handle.on_progress(decoded)
+        elif isinstance(decoded, JobPosition):
+            handle = self.handles.get(decoded.job_id)
+            if handle is not None:
+                handle.last_position = decoded.entry
+                if handle.on_position is not None:
+                    handle.on_position(decoded.entry)
         elif isinstance(decoded, ControlReply):
             self.replies[decoded.command_id] = decoded
         message.ack()

@@ -141,6 +141,7 @@ class JobFacts(BaseModel):
     deadline: AwareDatetime | None = None
     max_runtime_s: float | None = None
     require_qpu: bool = False
+    position_updates: bool = False
 
 
 class AcceptedFacts(Payload):

@@ -18,6 +18,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from schemas.details import JobDetail as JobDetail  # part of ControlReply
 from schemas.details import StandbyOwner as StandbyOwner  # part of StatusReport
 from schemas.enums import CommandName, ErrorCode, JobState, Mode, QPUState
+from schemas.reports import QueueEntry as QueueEntry  # part of ControlReply and JobPosition
+from schemas.reports import RunningJob as RunningJob  # part of StatusReport
+from schemas.reports import StatusReport as StatusReport  # part of ControlReply
 
 MAX_PRIORITY = 9
 
@@ -100,6 +103,10 @@ class JobRequest(Message):
     )
     require_qpu: bool = Field(
         default=False, description="run on the QPU only, never on an emulator lane"
+    )
+    position_updates: bool = Field(
+        default=False,
+        description="the owner pushes a JobPosition to reply_to when the job's place changes",
     )
 
     @field_validator("sequence")
@@ -239,73 +246,16 @@ class ControlCommand(Message):
         return self
 
 
-class RunningJob(BaseModel):
-    """The job on the QPU, as `status` shows it."""
+class JobPosition(Message):
+    """Where a waiting job stands, pushed by the owner to a job submitted with
+    `position_updates` whenever its place in line (or its hold) changes, and once when it starts
+    (position 0, RUNNING). At most every `owner.position_every_s` per job, and rarer while the
+    backlog is so large that ordering it costs the owner more than a few percent of its time."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    job_id: str
-    job_class: str
-    shots: int
-    started_at: AwareDatetime
-    user: str | None = None
-    shots_done: int = Field(default=0, ge=0, description="shots measured so far (earlier runs too)")
-    epoch: int | None = Field(default=None, description="calibration epoch this run is under")
-
-
-class StatusReport(BaseModel):
-    """What an operator sees with `qsched status`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    owner_id: str
-    qpu_state: QPUState
-    mode: Mode
-    mode_message: str | None = None
-    running: RunningJob | None = None
-    queue_depth: dict[str, int] = Field(default_factory=dict)
-    held: dict[str, int] = Field(default_factory=dict)
-    epoch: int = 0
-    backend: str
-    last_decision: str | None = None
-    held_reasons: dict[str, str] = Field(default_factory=dict)
-    calibration_valid_until: AwareDatetime | None = Field(
-        default=None, description="when the calibration window closes (None: no window)"
-    )
-    waiting_by_account: dict[str, int] = Field(
-        default_factory=dict, description="waiting jobs per Slurm account ('' for none)"
-    )
-    lanes: dict[str, RunningJob | None] = Field(
-        default_factory=dict, description="emulator lanes and the job on each (None: free)"
-    )
-    standbys: list[StandbyOwner] = Field(
-        default_factory=list, description="owners waiting to take over, by their heartbeats"
-    )
-
-
-class QueueEntry(BaseModel):
-    """One waiting job in policy order, as `qsched queue` and `handle.position()` show it.
-
-    Attributes:
-        position: 1 for the job that starts next; None while the job is held.
-        eta_s: estimated seconds until it starts; None when unknown (held, paused, calibrating).
-        factors: the ordering key's factors, named (like Slurm's ``sprio``).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_name: ClassVar[str] = "qsched.JobPosition"
 
     job_id: str
-    job_class: str
-    user: str
-    account: str | None = None
-    priority: int
-    shots: int
-    submitted_at: AwareDatetime
-    position: int | None = None
-    eta_s: float | None = None
-    held: str | None = None
-    state: JobState = JobState.QUEUED
-    factors: dict[str, Any] = Field(default_factory=dict)
+    entry: QueueEntry
 
 
 class ControlReply(Message):
@@ -393,6 +343,7 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     JobRequest,
     JobResult,
     JobProgress,
+    JobPosition,
     ControlCommand,
     ControlReply,
     Event,

@@ -42,6 +42,7 @@ class Waiting:
         not_before: a job retried after a failure may not start before this time.
         held_by: who holds the job (`qsched hold`); `operator_hold` when an operator did, so
             only an operator may release it.
+        position_updates: its submitter asked to be told its place in line (`JobPosition`).
     """
 
     job_id: str
@@ -71,6 +72,7 @@ class Waiting:
     not_before: datetime | None = None
     held_by: str | None = None
     operator_hold: bool = False
+    position_updates: bool = False
 
     @property
     def lane_key(self) -> tuple[float, int]:
@@ -109,6 +111,7 @@ class Waiting:
             site_term=accepted.site_term or 0.0,
             require_qpu=job.require_qpu,
             attempt=accepted.attempt or 1,
+            position_updates=job.position_updates,
         )
 
     @property

@@ -130,6 +130,11 @@ def running_entry(state: OwnerState, now: datetime) -> QueueEntry | None:
     run = state.running
     if run is None:
         return None
+    return run_entry(run, now)
+
+
+def run_entry(run: Run, now: datetime) -> QueueEntry:
+    """A run, on the QPU or an emulator lane, as a queue entry (position 0, state RUNNING)."""
     return _entry(run.job, None, now, 0, 0.0, state=JobState.RUNNING)
 
 

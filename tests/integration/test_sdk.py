@@ -7,7 +7,14 @@ from datetime import timedelta
 
 import pytest
 
-from producers import FIRST_COMPLETED, JobProgress, QSchedConnection, as_completed, wait
+from producers import (
+    FIRST_COMPLETED,
+    JobProgress,
+    QSchedConnection,
+    QueueEntry,
+    as_completed,
+    wait,
+)
 from schemas import CommandName, JobState
 from schemas.messages import utc_now
 from tests.conftest import OwnerHarness
@@ -66,3 +73,29 @@ def test_queue_wait_starts_at_the_publish_and_the_pulser_connection_takes_a_url(
         assert len(devices) == 1
     with pytest.raises(ValueError, match="either a client"):
         QSchedConnection(owners.client(), url=settings.amqp_url)
+
+
+def test_a_job_is_told_its_place_in_line_as_it_moves_up_then_that_it_runs(
+    owners: OwnerHarness,
+) -> None:
+    """Given two jobs ahead of it while the QPU is paused, a job submitted with `on_position` is
+    told position 3 by the owner without asking, then a smaller position as the jobs ahead run,
+    then once that it is RUNNING; a job that did not ask is told nothing."""
+    owners.start("--backend", "synthetic", "--shot-rate", "100")
+    client = owners.client()
+    assert client.control(CommandName.PAUSE).ok
+    ahead = [client.submit(analog_sequence(2), 150, job_class="development") for _ in range(2)]
+    told: list[QueueEntry] = []
+    watcher = client.submit(
+        analog_sequence(2), 150, job_class="development", on_position=told.append
+    )
+    while not told:  # the owner pushes at most every second; bounded by the test timeout
+        client.poll(0.2)
+    assert (told[0].job_id, told[0].position, told[0].state) == (watcher.job_id, 3, JobState.QUEUED)
+    assert client.control(CommandName.RESUME).ok
+    assert watcher.result(timeout=60).state is JobState.DONE
+    positions = [entry.position for entry in told]
+    assert positions == sorted(positions, reverse=True) and 1 in positions, positions
+    assert told[-1].state is JobState.RUNNING and told[-1].position == 0
+    assert watcher.last_position == told[-1]
+    assert all(h.last_position is None for h in ahead)

@@ -19,6 +19,7 @@ from schemas import (
     ErrorCode,
     Event,
     JobError,
+    JobPosition,
     JobProgress,
     JobRequest,
     JobResult,
@@ -26,6 +27,7 @@ from schemas import (
     MessageTooLarge,
     Mode,
     QPUState,
+    QueueEntry,
     SlurmContext,
     StatusReport,
     Timings,
@@ -75,6 +77,7 @@ requests = st.builds(
     deadline=st.none() | moments,
     max_runtime_s=st.none() | st.floats(0.1, 1e6),
     min_epoch=st.none() | st.integers(0, 1000),
+    position_updates=st.booleans(),
 )
 timings = st.builds(Timings, queued_at=moments, started_at=st.none() | moments, ended_at=moments)
 counts = st.dictionaries(
@@ -175,8 +178,31 @@ heartbeats = st.builds(
     backend=st.none() | names,
     sent_at=moments,
 )
+entries = st.builds(
+    QueueEntry,
+    job_id=st.uuids().map(str),
+    job_class=names,
+    user=names,
+    priority=st.integers(0, 9),
+    shots=st.integers(1, 1000),
+    submitted_at=moments,
+    position=st.none() | st.integers(0, 10**6),
+    eta_s=st.none() | st.floats(0, 1e6),
+    held=st.none() | texts,
+    state=st.sampled_from([JobState.QUEUED, JobState.RUNNING]),
+)
+positions = st.builds(JobPosition, job_id=st.uuids().map(str), entry=entries)
 any_message = st.one_of(
-    requests, results(), progresses, commands(), replies, events, devices, pointers, heartbeats
+    requests,
+    results(),
+    progresses,
+    positions,
+    commands(),
+    replies,
+    events,
+    devices,
+    pointers,
+    heartbeats,
 )
 
 
@@ -194,6 +220,7 @@ def test_every_wire_model_is_covered_by_the_round_trip_strategies() -> None:
         "qsched.JobRequest",
         "qsched.JobResult",
         "qsched.JobProgress",
+        "qsched.JobPosition",
         "qsched.ControlCommand",
         "qsched.ControlReply",
         "qsched.Event",

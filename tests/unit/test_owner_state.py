@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,86 +16,20 @@ from consumers.core.snapshot import from_data, to_data
 from consumers.core.state import OwnerState
 from consumers.core.step import (
     Arrival,
-    Context,
     Dispatch,
     Finished,
     LaneDispatch,
     Progress,
     Readmitted,
-    Recovered,
     Tick,
     step,
 )
 from consumers.core.view import queue_entries, view_of
 from schemas.enums import CommandName, ErrorCode, JobState, QPUState
-from schemas.events import OwnerActivated, Topic, make_event
+from schemas.events import Topic, make_event
 from schemas.messages import ControlCommand, Event, JobError, JobRequest, SlurmContext
-from schemas.policy import Policy, parse_policy
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-CTX = Context("owner-1", "synthetic")
-SEQ = json.dumps({"register": []})
-POLICY = parse_policy("aging_step_s = 60\nshot_rate_hz = 100\njob_overhead_s = 0\n")
-
-
-class Harness:
-    """Drives `step` and `apply` as the shell does, and keeps the log it wrote."""
-
-    def __init__(self, policy: Policy = POLICY, now: datetime = T0) -> None:
-        self.policy = policy
-        self.state = OwnerState.for_half_life(policy.fair_share_half_life_s)
-        self.log: list[Event] = []
-        self.now = now
-        self.started: list[str] = []
-        self.term = 0
-        self.activate()
-
-    def activate(self) -> None:
-        self.term = self.state.term + 1
-        self.emit([make_event(Topic.OWNER_ACTIVATED, OwnerActivated(term=self.term, backend="s"))])
-        self.feed(Recovered())
-
-    def emit(self, events: list[Event]) -> None:
-        for event in events:
-            stamped = event.model_copy(update={"term": self.term, "at": self.now})
-            self.log.append(stamped)
-            self.state.apply(stamped)
-            if stamped.topic == Topic.JOB_STARTED:
-                self.started.append(stamped.job_id or "")
-
-    def feed(self, given: object) -> list[object]:
-        events, effects = step(self.state, self.policy, given, self.now, CTX)  # type: ignore[arg-type]
-        self.emit(events)
-        return list(effects)
-
-    def submit(
-        self,
-        user: str = "alice",
-        hold: str | None = None,
-        site_term: float | None = None,
-        **fields: object,
-    ) -> str:
-        """A job arrives; `hold` and `site_term` are the site plugins' answers on it."""
-        self.now += timedelta(milliseconds=1)  # submissions keep their order
-        defaults = {"job_class": "production", "shots": 100, "submitted_at": self.now}
-        job = JobRequest(sequence=SEQ, **(defaults | fields))  # type: ignore[arg-type]
-        self.feed(Arrival(job, user, hold=hold, site_term=site_term))
-        return job.job_id
-
-    def finish_running(self) -> str | None:
-        run = self.state.running
-        if run is None:
-            return None
-        self.now += timedelta(seconds=1)
-        self.feed(Finished(run.job.job_id, {"0": run.job.remaining_shots}))
-        return run.job.job_id
-
-    def run_all(self, limit: int = 10_000) -> list[str]:
-        for _ in range(limit):
-            self.feed(Dispatch())
-            if self.finish_running() is None:
-                break
-        return self.started
+from schemas.policy import parse_policy
+from tests.core_harness import CTX, SEQ, T0, Harness
 
 
 def test_given_40_jobs_of_alice_then_2_of_bob_when_dispatching_then_bob_starts_second_and_third() -> (

@@ -1,0 +1,75 @@
+"""Queue positions pushed to the submitters who asked for them (`JobRequest.position_updates`).
+
+A job submitted with `position_updates` is told its place in line by a `JobPosition` on its
+reply queue: when its position or its hold reason changes, and once when it starts (position 0,
+RUNNING; progress messages follow from there). Positions are not events: nothing is logged and
+nothing waits for a confirm, so a new owner simply tells every such job where it stands again.
+
+Ordering the whole backlog is O(n log n) (`queue_entries`), so it never runs on the dispatch
+path: the owner's loop calls `push_if_due` after dispatching, and a push is due at most every
+`owner.position_every_s`, and no sooner than `COST_FACTOR` times what the last one took (on a
+huge backlog the pushes slow down instead of taking more than a few percent of the owner).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from consumers.core.state import OwnerState
+from consumers.core.view import queue_entries, run_entry
+from schemas.messages import JobPosition, QueueEntry
+from schemas.policy import Policy
+
+COST_FACTOR = 50  # a push every 50x its own cost at most: under 2% of the owner's time
+
+Send = Callable[[str, JobPosition], None]  # (reply_to, message)
+Seen = tuple[int | None, str | None, str]  # (position, held, state): what a change is
+
+
+class PositionPusher:
+    """Remembers what each watching job was last told; tells it again when that changes.
+
+    Args:
+        every_s: the shortest time between two pushes.
+    """
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self._told: dict[str, Seen] = {}
+        self._due = 0.0
+
+    def push_if_due(
+        self, state: OwnerState, policy: Policy, now: datetime, send: Send, monotonic: float
+    ) -> int:
+        """Send the positions that changed, if a push is due; how many were sent."""
+        if monotonic < self._due:
+            return 0
+        began = time.perf_counter()
+        sent = self.push(state, policy, now, send)
+        cost_s = time.perf_counter() - began
+        self._due = monotonic + max(self.every_s, cost_s * COST_FACTOR)
+        return sent
+
+    def push(self, state: OwnerState, policy: Policy, now: datetime, send: Send) -> int:
+        """Send every watching job whose place changed since it was last told; how many."""
+        watching = {j.job_id: j.reply_to for j in state.waiting.values() if j.position_updates}
+        entries: list[QueueEntry] = []
+        if watching:
+            entries = [e for e in queue_entries(state, policy, now) if e.job_id in watching]
+        for run in (state.running, *state.lanes.values()):
+            if run is not None and run.job.position_updates:
+                watching[run.job.job_id] = run.job.reply_to
+                entries.append(run_entry(run, now))
+        sent = 0
+        for entry in entries:
+            seen: Seen = (entry.position, entry.held, entry.state.value)
+            reply_to = watching.get(entry.job_id)
+            if reply_to is None or self._told.get(entry.job_id) == seen:
+                continue
+            send(reply_to, JobPosition(job_id=entry.job_id, entry=entry))
+            self._told[entry.job_id] = seen
+            sent += 1
+        self._told = {job_id: seen for job_id, seen in self._told.items() if job_id in watching}
+        return sent

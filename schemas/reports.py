@@ -1,0 +1,83 @@
+"""What the owner reports of its QPU and queue: `qsched status` and `qsched queue` entries.
+
+Parts of `ControlReply` and `JobPosition` (in `schemas.messages`), apart so that module stays
+about the wire messages themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from schemas.details import StandbyOwner
+from schemas.enums import JobState, Mode, QPUState
+
+
+class RunningJob(BaseModel):
+    """The job on the QPU, as `status` shows it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_id: str
+    job_class: str
+    shots: int
+    started_at: AwareDatetime
+    user: str | None = None
+    shots_done: int = Field(default=0, ge=0, description="shots measured so far (earlier runs too)")
+    epoch: int | None = Field(default=None, description="calibration epoch this run is under")
+
+
+class StatusReport(BaseModel):
+    """What an operator sees with `qsched status`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    owner_id: str
+    qpu_state: QPUState
+    mode: Mode
+    mode_message: str | None = None
+    running: RunningJob | None = None
+    queue_depth: dict[str, int] = Field(default_factory=dict)
+    held: dict[str, int] = Field(default_factory=dict)
+    epoch: int = 0
+    backend: str
+    last_decision: str | None = None
+    held_reasons: dict[str, str] = Field(default_factory=dict)
+    calibration_valid_until: AwareDatetime | None = Field(
+        default=None, description="when the calibration window closes (None: no window)"
+    )
+    waiting_by_account: dict[str, int] = Field(
+        default_factory=dict, description="waiting jobs per Slurm account ('' for none)"
+    )
+    lanes: dict[str, RunningJob | None] = Field(
+        default_factory=dict, description="emulator lanes and the job on each (None: free)"
+    )
+    standbys: list[StandbyOwner] = Field(
+        default_factory=list, description="owners waiting to take over, by their heartbeats"
+    )
+
+
+class QueueEntry(BaseModel):
+    """One waiting job in policy order, as `qsched queue` and `handle.position()` show it.
+
+    Attributes:
+        position: 1 for the job that starts next; None while the job is held.
+        eta_s: estimated seconds until it starts; None when unknown (held, paused, calibrating).
+        factors: the ordering key's factors, named (like Slurm's ``sprio``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_id: str
+    job_class: str
+    user: str
+    account: str | None = None
+    priority: int
+    shots: int
+    submitted_at: AwareDatetime
+    position: int | None = None
+    eta_s: float | None = None
+    held: str | None = None
+    state: JobState = JobState.QUEUED
+    factors: dict[str, Any] = Field(default_factory=dict)

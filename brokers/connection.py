@@ -12,7 +12,6 @@ from urllib.parse import unquote, urlsplit
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingConnection
-from pika.adapters.select_connection import SelectConnection
 
 from brokers.errors import BrokerError, BrokerRefused, BrokerUnavailable
 from schemas.codec import CONTENT_TYPE
@@ -37,22 +36,6 @@ def parameters(
     return params
 
 
-class _OneWriteSelectConnection(SelectConnection):
-    """pika's select connection, handing a message's frames to the socket as one write.
-
-    pika writes the method, header and body frames of a publish as three buffers, and its
-    transport sends each with its own ``send`` call; on the owner's hot path (several publishes
-    per job) those system calls were the largest single cost in the profile.
-    """
-
-    def _output_marshaled_frames(self, marshaled_frames: Any) -> None:
-        frames = list(marshaled_frames)
-        if len(frames) > 1:
-            self.frames_sent += len(frames) - 1
-            frames = [b"".join(frames)]
-        super()._output_marshaled_frames(frames)
-
-
 def connect(
     url: str, *, heartbeat_s: int | None = None, name: str = "qsched"
 ) -> BlockingConnection:
@@ -68,10 +51,7 @@ def connect(
     failure: BrokerError | None = None
     for one in urls:
         try:
-            return BlockingConnection(
-                parameters(one, heartbeat_s=heartbeat_s, name=name),
-                _impl_class=_OneWriteSelectConnection,
-            )
+            return BlockingConnection(parameters(one, heartbeat_s=heartbeat_s, name=name))
         except (pika.exceptions.AMQPError, OSError) as exc:
             failure = connect_failure(one, exc)
             if not isinstance(failure, BrokerUnavailable) or len(urls) == 1:

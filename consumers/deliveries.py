@@ -13,15 +13,18 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from brokers.connection import CONTENT_TYPE
 from brokers.topology import Topology
+from consumers.core.outcomes import DeadLetter, Reply
 from consumers.core.step import Arrival
 from schemas.codec import decode
-from schemas.enums import ErrorCode
+from schemas.enums import ErrorCode, JobState
 from schemas.errors import DecodeError
-from schemas.messages import MAX_PRIORITY, JobError, JobRequest
+from schemas.events import Refused, Topic, make_event
+from schemas.messages import MAX_PRIORITY, Event, JobError, JobRequest, JobResult, Timings
 from schemas.sequence import validate_sequence, validate_shots
 
 if TYPE_CHECKING:
@@ -40,6 +43,33 @@ class Refusal:
     user: str | None
     reply_to: str | None
     message_id: str | None
+
+
+def refused(
+    refusal: Refusal, queue: str, now: datetime
+) -> tuple[list[Event], list[DeadLetter | Reply]]:
+    """What a refused delivery means: a `job.rejected` event attached to no job (its id is the
+    sender's word only), the delivery dead-lettered, and a REJECTED result to the sender if it
+    named one of its own reply queues and a message id."""
+    error = refusal.error
+    event = make_event(
+        Topic.JOB_REJECTED,
+        Refused(code=error.code.value, message_id=refusal.message_id, queue=queue),
+        user=refusal.user,
+        reason=error.message,
+    )
+    effects: list[DeadLetter | Reply] = [DeadLetter(error)]
+    if refusal.reply_to and refusal.message_id:
+        result = JobResult(
+            job_id=refusal.message_id,
+            state=JobState.REJECTED,
+            job_class=queue.rsplit(".", 1)[-1],
+            shots=0,
+            error=error,
+            timings=Timings(queued_at=now, ended_at=now),
+        )
+        effects.append(Reply(refusal.reply_to, result, refusal.message_id))
+    return [event], effects
 
 
 class SequenceChecker:
@@ -62,6 +92,18 @@ class SequenceChecker:
         if len(self._cache) > SEQUENCE_CACHE_SIZE:
             self._cache.popitem(last=False)
         return problem
+
+    def recheck(self, sequence: str, shots: int, device: BaseDevice, epoch: int) -> JobError | None:
+        """A waiting job's problem with a new calibration (epoch `epoch`), or None. Admission
+        already held the job to its device (DEVICE_MISMATCH unless it opted in); here only the
+        new calibration's limits are checked."""
+        problem = validate_shots(shots, device) or self.check(
+            sequence, device, allow_device_switch=True
+        )
+        if problem is None:
+            return None
+        message = f"after calibration epoch {epoch}: {problem.message}"
+        return problem.model_copy(update={"message": message})
 
 
 def own_reply_queue(reply_to: str | None, user: str | None, namespace: str) -> bool:

@@ -15,22 +15,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pika.exceptions
-from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+from pika.adapters.blocking_connection import BlockingConnection
 
 from brokers.connection import connect
 from brokers.errors import BrokerError
 from brokers.settings import Settings
 from brokers.topology import Topology, build_topology, declare
-from consumers import deadletters
 from consumers.backends.base import Backend
+from consumers.command_io import CommandIO
 from consumers.control import Prepared, read_command
-from consumers.core.commands import Command
 from consumers.core.inputs import Arrival
 from consumers.core.step import Context, Recovered
 from consumers.deliveries import Refusal, read_job
@@ -45,12 +43,11 @@ from consumers.positions import PositionPusher
 from consumers.publish import Publisher
 from consumers.recovery import LogFollower
 from consumers.sequences import SequenceStore
-from consumers.settle import Delivery, settle_after_failure
+from consumers.settle import Delivery, collector, handle_safely
 from consumers.shell import Shell
 from consumers.standbys import Beacon, Roster
-from schemas.enums import CommandName, ErrorCode, JobState
-from schemas.events import JobAccepted, OwnerActivated, Topic, make_event
-from schemas.messages import DeviceSpecs, Event, JobError, utc_now
+from schemas.events import OwnerActivated, Topic, make_event
+from schemas.messages import DeviceSpecs, Event, utc_now
 from schemas.policy import Policy
 from schemas.sequence import load_device
 
@@ -92,7 +89,7 @@ class Owner:
         self.sinks = SinkFanout(self.plugins)
         self.lanes = LanePool(policy.lanes, settings.owner.progress_every_shots)
         self.roster = Roster(clock)
-        self._dead: BlockingChannel | None = None
+        self.command_io = CommandIO(self.topology, settings.max_message_bytes)
 
     # ---- life cycle ------------------------------------------------------------------------
 
@@ -126,7 +123,7 @@ class Owner:
         if self.shell is not None:
             self.lanes.cancel_all(self.lanes.running(self.shell))
         self.shell = None
-        self._dead = None
+        self.command_io.forget()
         self.active.clear()
         if self.metrics is not None:
             self.metrics.standby()
@@ -232,13 +229,13 @@ class Owner:
         jobs.basic_qos(prefetch_count=self.settings.owner.prefetch)
         for job_class in self.topology.class_names:
             queue = self.topology.job_queue(job_class)
-            jobs.basic_consume(queue, self._collect(self._jobs, queue))
+            jobs.basic_consume(queue, collector(self._jobs, queue))
         self.roster = Roster(self.clock)
         self.roster.listen(conn, self.topology, self.owner_id)
         control = conn.channel()
         control.basic_qos(prefetch_count=50)
         control.basic_consume(
-            self.topology.control_queue, self._collect(self._commands, self.topology.control_queue)
+            self.topology.control_queue, collector(self._commands, self.topology.control_queue)
         )
         self.active.set()
         log.info(
@@ -265,13 +262,6 @@ class Owner:
         shell.publisher.publish(
             "", self.topology.device_queue, specs, message_id=specs.published_at.isoformat()
         )
-
-    @staticmethod
-    def _collect(into: list[Delivery], queue: str) -> Callable[..., None]:
-        def on_message(channel: BlockingChannel, method: Any, props: Any, body: bytes) -> None:
-            into.append(Delivery(channel, method.delivery_tag, props, body, queue))
-
-        return on_message
 
     # ---- the loop --------------------------------------------------------------------------
 
@@ -327,25 +317,18 @@ class Owner:
         batch, self._jobs[:] = list(self._jobs), []
         device = self.device() if batch else None
         for delivery in batch:
-            self._safely(shell, delivery, lambda d: self._job(shell, d, device))
+            handle_safely(
+                shell.publisher, self.topology, delivery, lambda d: self._job(shell, d, device)
+            )
         return bool(batch)
 
     def _take_commands(self, shell: Shell) -> bool:
         batch, self._commands[:] = list(self._commands), []
         for delivery in batch:
-            self._safely(shell, delivery, lambda d: self._command(shell, d))
+            handle_safely(
+                shell.publisher, self.topology, delivery, lambda d: self._command(shell, d)
+            )
         return bool(batch)
-
-    def _safely(self, shell: Shell, delivery: Delivery, handle: Callable[[Delivery], None]) -> None:
-        """Handle one delivery; any failure but the broker's dead-letters it, never the owner."""
-        try:
-            handle(delivery)
-        except (pika.exceptions.AMQPError, OSError):
-            raise
-        except Exception as exc:  # one bad message never stops the owner
-            log.exception("could not handle a delivery from %s", delivery.queue)
-            error = JobError(code=ErrorCode.INTERNAL, message=f"owner could not handle it: {exc!r}")
-            settle_after_failure(shell.publisher, self.topology, delivery, error)
 
     def _job(self, shell: Shell, delivery: Delivery, device: Any) -> None:
         began_ns = time.time_ns()
@@ -379,7 +362,7 @@ class Owner:
             refusal = Refusal(prepared, props.user_id, None, props.message_id)
             shell.job_delivery(refusal, delivery, (0, 0))
             return
-        given, resubmitted = self._shell_io(prepared.command, delivery)
+        given, resubmitted = self.command_io.prepare(prepared.command, delivery, shell, self.roster)
         if shell.command(given, delivery):
             if resubmitted is not None:
                 self._job(shell, resubmitted, self.device())
@@ -388,40 +371,6 @@ class Owner:
             if prepared.device is not None:
                 self._device_override = prepared.device
                 self._publish_device(shell)
-
-    def _shell_io(self, given: Command, delivery: Delivery) -> tuple[Command, Delivery | None]:
-        """What a command needs from the broker before the core sees it: the standbys heard
-        (`status`), the request of a job that ended ERROR (`requeue`), the dead letter an
-        operator requeues (taken only for operators)."""
-        name = given.command.command
-        if name is CommandName.STATUS:
-            return replace(given, standbys=self.roster.current()), None
-        if name is CommandName.REQUEUE and self.shell is not None:
-            return replace(given, resubmit=self._resubmission(given.command.job_id or "")), None
-        if name is CommandName.DEAD_REQUEUE and given.problem is None and given.operator:
-            max_bytes = self.settings.max_message_bytes
-            channel = self._dead_channel(delivery)
-            return deadletters.prepare(given, channel, self.topology, max_bytes)
-        return given, None
-
-    def _resubmission(self, job_id: str) -> JobAccepted | None:
-        """The request of a job that ended ERROR, read back from the log, with its next attempt
-        when this owner saw the job end (after a failover its runs count from 1 again; `qsched
-        show` counts them from the log). None for any other job: the core answers those."""
-        shell = self.shell
-        if shell is None or shell.state.finished.get(job_id) is not JobState.ERROR:
-            return None
-        accepted = shell.store.fetch_accepted(job_id, shell.connection, self.topology.events_stream)
-        if accepted is None:
-            return None
-        ended = shell.results.get(job_id)
-        return accepted.model_copy(update={"attempt": ended.attempts + 1 if ended else None})
-
-    def _dead_channel(self, delivery: Delivery) -> BlockingChannel:
-        """The channel dead letters are taken on (kept open: they are acked when settled)."""
-        if self._dead is None or not self._dead.is_open:
-            self._dead = delivery.channel.connection.channel()
-        return self._dead
 
     def _log_event(self, event: Event) -> None:
         """One line per job start/end/preemption, per QPU change and per command; every event

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from brokers.topology import Topology, dead_letter_properties
 from consumers.publish import Publisher
+from schemas.enums import ErrorCode
 from schemas.messages import JobError
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,33 @@ class Delivery:
     properties: Any
     body: bytes
     queue: str
+
+
+def collector(into: list[Delivery], queue: str) -> Callable[..., None]:
+    """A pika consumer callback that only collects `queue`'s deliveries into `into` (the owner's
+    loop handles them in order)."""
+
+    def on_message(channel: BlockingChannel, method: Any, props: Any, body: bytes) -> None:
+        into.append(Delivery(channel, method.delivery_tag, props, body, queue))
+
+    return on_message
+
+
+def handle_safely(
+    publisher: Publisher,
+    topology: Topology,
+    delivery: Delivery,
+    handle: Callable[[Delivery], None],
+) -> None:
+    """Handle one delivery; any failure but the broker's dead-letters it, never the owner."""
+    try:
+        handle(delivery)
+    except (pika.exceptions.AMQPError, OSError):
+        raise
+    except Exception as exc:  # one bad message never stops the owner
+        log.exception("could not handle a delivery from %s", delivery.queue)
+        error = JobError(code=ErrorCode.INTERNAL, message=f"owner could not handle it: {exc!r}")
+        settle_after_failure(publisher, topology, delivery, error)
 
 
 def ack(delivery: Delivery) -> None:

@@ -44,7 +44,7 @@ from consumers.core.step import (
     step,
 )
 from consumers.core.view import view_of
-from consumers.deliveries import Refusal, SequenceChecker
+from consumers.deliveries import Refusal, SequenceChecker, refused
 from consumers.joblog import JobAnswers
 from consumers.pending import Pending
 from consumers.publish import Publisher
@@ -53,9 +53,9 @@ from consumers.sequences import SequenceMissing, SequenceStore
 from consumers.settle import Delivery, ack, dead_letter
 from consumers.sink import Sink
 from consumers.spans import JobSpans
-from schemas.enums import ErrorCode, JobState
+from schemas.enums import ErrorCode
 from schemas.errors import MessageTooLarge
-from schemas.events import JobAccepted, Refused, Topic, make_event, payload_of
+from schemas.events import JobAccepted, Topic, make_event, payload_of
 from schemas.messages import (
     Event,
     JobError,
@@ -63,10 +63,8 @@ from schemas.messages import (
     JobProgress,
     JobResult,
     Message,
-    Timings,
 )
 from schemas.policy import Policy
-from schemas.sequence import validate_shots
 
 log = logging.getLogger("consumers.owner")
 
@@ -317,32 +315,10 @@ class Shell:
 
     def _refuse(self, refusal: Refusal, delivery: Delivery) -> None:
         """A delivery that is no job of its sender: log it unattached, answer, dead-letter."""
-        error = refusal.error
-        self.emit(
-            [
-                make_event(
-                    Topic.JOB_REJECTED,
-                    Refused(
-                        code=error.code.value, message_id=refusal.message_id, queue=delivery.queue
-                    ),
-                    user=refusal.user,
-                    reason=error.message,
-                )
-            ]
-        )
-        self.pending.effect(DeadLetter(error), delivery, self.publisher.last_tag)
-        if refusal.reply_to and refusal.message_id:
-            now = self.clock()
-            result = JobResult(
-                job_id=refusal.message_id,
-                state=JobState.REJECTED,
-                job_class=delivery.queue.rsplit(".", 1)[-1],
-                shots=0,
-                error=error,
-                timings=Timings(queued_at=now, ended_at=now),
-            )
-            reply = Reply(refusal.reply_to, result, refusal.message_id)
-            self.pending.effect(reply, delivery, self.publisher.last_tag)
+        events, effects = refused(refusal, delivery.queue, self.clock())
+        self.emit(events)
+        for effect in effects:
+            self.pending.effect(effect, delivery, self.publisher.last_tag)
 
     def dispatch(self) -> None:
         """Ask the core what the QPU does next; re-check a job's sequence after a calibration."""
@@ -371,16 +347,7 @@ class Shell:
             )
         except SequenceMissing as exc:
             return JobError(code=ErrorCode.INTERNAL, message=str(exc))
-        device = self.device()
-        # Admission already held the job to its device (DEVICE_MISMATCH unless it opted in);
-        # here only the new calibration's limits are checked.
-        problem = validate_shots(start.shots, device) or self.sequences.check(
-            sequence, device, allow_device_switch=True
-        )
-        if problem is None:
-            return None
-        message = f"after calibration epoch {self.state.epoch}: {problem.message}"
-        return problem.model_copy(update={"message": message})
+        return self.sequences.recheck(sequence, start.shots, self.device(), self.state.epoch)
 
     def drain_inbox(self) -> bool:
         """Stage what the backend reported (committed by the dispatch that follows, which may

@@ -1,0 +1,76 @@
+"""What a control command needs from the broker before the pure core sees it.
+
+The core decides every command from the state alone, except three that need I/O first: `status`
+reports the standbys heard on the roster, `requeue` of a job that ended ERROR needs its request
+read back from the log, and `dead-requeue` (operators only) takes the dead letter it names off
+the dead-letter queue. `CommandIO.prepare` does that I/O and hands the core a completed
+`Command`, plus the delivery of a job to feed in again when the core agrees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from pika.adapters.blocking_connection import BlockingChannel
+
+from brokers.topology import Topology
+from consumers import deadletters
+from consumers.core.commands import Command
+from consumers.settle import Delivery
+from consumers.shell import Shell
+from consumers.standbys import Roster
+from schemas.enums import CommandName, JobState
+from schemas.events import JobAccepted
+
+
+class CommandIO:
+    """The broker reads of `status`, `requeue` and `dead-requeue`, for one owner.
+
+    Args:
+        topology: the owner's queue names.
+        max_bytes: the message size limit for dead letters read back.
+    """
+
+    def __init__(self, topology: Topology, max_bytes: int) -> None:
+        self.topology = topology
+        self.max_bytes = max_bytes
+        self._dead: BlockingChannel | None = None
+
+    def forget(self) -> None:
+        """The connection is gone: open a new dead-letter channel next time."""
+        self._dead = None
+
+    def prepare(
+        self, given: Command, delivery: Delivery, shell: Shell, roster: Roster
+    ) -> tuple[Command, Delivery | None]:
+        """`given` completed with what it needs from the broker, and a job delivery to feed in
+        if the core accepts the command (a requeued dead letter)."""
+        name = given.command.command
+        if name is CommandName.STATUS:
+            return replace(given, standbys=roster.current()), None
+        if name is CommandName.REQUEUE:
+            return replace(given, resubmit=resubmission(shell, given.command.job_id or "")), None
+        if name is CommandName.DEAD_REQUEUE and given.problem is None and given.operator:
+            return deadletters.prepare(
+                given, self._channel(delivery), self.topology, self.max_bytes
+            )
+        return given, None
+
+    def _channel(self, delivery: Delivery) -> BlockingChannel:
+        """The channel dead letters are taken on (kept open: they are acked when settled)."""
+        if self._dead is None or not self._dead.is_open:
+            self._dead = delivery.channel.connection.channel()
+        return self._dead
+
+
+def resubmission(shell: Shell, job_id: str) -> JobAccepted | None:
+    """The request of a job that ended ERROR, read back from the log, with its next attempt
+    when this owner saw the job end (after a failover its runs count from 1 again; `qsched
+    show` counts them from the log). None for any other job: the core answers those."""
+    if shell.state.finished.get(job_id) is not JobState.ERROR:
+        return None
+    accepted = shell.store.fetch_accepted(job_id, shell.connection, shell.topology.events_stream)
+    if accepted is None:
+        return None
+    ended = shell.results.get(job_id)
+    return accepted.model_copy(update={"attempt": ended.attempts + 1 if ended else None})

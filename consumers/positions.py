@@ -8,7 +8,8 @@ nothing waits for a confirm, so a new owner simply tells every such job where it
 Ordering the whole backlog is O(n log n) (`queue_entries`), so it never runs on the dispatch
 path: the owner's loop calls `push_if_due` after dispatching, and a push is due at most every
 `owner.position_every_s`, and no sooner than `COST_FACTOR` times what the last one took (on a
-huge backlog the pushes slow down instead of taking more than a few percent of the owner).
+huge backlog the pushes slow down instead of taking more than a few percent of the owner); one
+push tells at most `MAX_TOLD` jobs, those nearest the front first.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from schemas.messages import JobPosition, QueueEntry
 from schemas.policy import Policy
 
 COST_FACTOR = 50  # a push every 50x its own cost at most: under 2% of the owner's time
+MAX_TOLD = 1000  # per push, nearest the front first; the others are told at the next push
 
 Send = Callable[[str, JobPosition], None]  # (reply_to, message)
 Seen = tuple[int | None, str | None, str]  # (position, held, state): what a change is
@@ -63,7 +65,9 @@ class PositionPusher:
                 watching[run.job.job_id] = run.job.reply_to
                 entries.append(run_entry(run, now))
         sent = 0
-        for entry in entries:
+        for entry in sorted(entries, key=_front_first):
+            if sent >= MAX_TOLD:
+                break
             seen: Seen = (entry.position, entry.held, entry.state.value)
             reply_to = watching.get(entry.job_id)
             if reply_to is None or self._told.get(entry.job_id) == seen:
@@ -73,3 +77,8 @@ class PositionPusher:
             sent += 1
         self._told = {job_id: seen for job_id, seen in self._told.items() if job_id in watching}
         return sent
+
+
+def _front_first(entry: QueueEntry) -> tuple[int, int]:
+    """Running jobs, then waiting ones by position, then held ones."""
+    return (0 if entry.position is not None else 1, entry.position or 0)

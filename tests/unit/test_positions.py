@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from consumers import positions
 from consumers.core.step import Dispatch
 from consumers.positions import COST_FACTOR, PositionPusher
 from schemas.enums import JobState
@@ -84,3 +87,16 @@ def test_pushes_are_spaced_by_the_interval() -> None:
     assert pusher.push_if_due(h.state, h.policy, h.now, out, monotonic=101.0 + 1e-6) == 1
     assert watcher2 in out.take()
     assert COST_FACTOR >= 20  # a push costs the owner at most 1/COST_FACTOR of its time
+
+
+def test_one_push_tells_at_most_max_told_jobs_nearest_the_front_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(positions, "MAX_TOLD", 2)
+    h = Harness()
+    jobs = [h.submit(position_updates=True, reply_to="qpu.reply.alice.a") for _ in range(3)]
+    pusher, out = PositionPusher(1.0), Outbox()
+    pusher.push(h.state, h.policy, h.now, out)
+    assert set(out.take()) == set(jobs[:2])
+    pusher.push(h.state, h.policy, h.now, out)
+    assert set(out.take()) == {jobs[2]}

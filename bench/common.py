@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -20,6 +21,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from brokers.bootstrap import BrokerHandle, ensure_broker
 from brokers.connection import channel
@@ -130,3 +132,27 @@ def owner_process(
             process.wait(timeout=20)
         log.close()
         os.unlink(log.name)
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds a process has used so far (None: unknown or gone)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def broker_pid(url: str) -> int | None:
+    """The process listening on the broker's AMQP port on this machine (None if not found)."""
+    port = urlsplit(url.split(";")[0]).port or 5672
+    try:
+        listing = subprocess.run(
+            ["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, timeout=5
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.search(r"pid=(\d+)", listing)
+    return int(found.group(1)) if found else None

@@ -14,6 +14,11 @@ Baselines, one request/reply round trip through the same broker with plain pika 
   the owner's semantics, which confirms every persistent publish before moving on; the owner
   does several such publishes per job, so it cannot reach 1x).
 
+The owner's and the broker's CPU time per job are taken from ``/proc`` over the batch (the broker
+found by the process listening on its port, when it runs on this machine); with the client also
+on the machine, `cores / (owner + broker CPU per job)` bounds the jobs/s this machine can reach,
+whatever the owner's latency.
+
 Each figure is taken `samples` times, each after a warm-up and on fresh queues (a fresh
 namespace and owner for the owner's figure), the measurements in a rotating order; reported as
 median [min..max] over samples.
@@ -23,15 +28,25 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import statistics
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pika
 
-from bench.common import bench_namespace, delete_queues, discover, owner_process, percentile
+from bench.common import (
+    bench_namespace,
+    broker_pid,
+    cpu_seconds,
+    delete_queues,
+    discover,
+    owner_process,
+    percentile,
+)
 from bench.common import summary as fmt
 from brokers.connection import connect
 from producers.client import QPUClient
@@ -103,9 +118,24 @@ def raw_round_trip_s(url: str, rounds: int, durable: bool = False) -> list[float
     return times[WARMUP_ROUNDS:]
 
 
-def owner_dispatch(url: str, jobs: int) -> tuple[list[float], float]:
-    """(dispatch gaps in s, jobs/s) of one owner on a fresh namespace, after a warm-up batch."""
-    with bench_namespace(url) as settings, owner_process(settings, "--backend", "synthetic"):
+@dataclass
+class OwnerRun:
+    """One owner's figures: dispatch gaps (s), jobs/s, and CPU seconds per job of the owner and
+    of the broker while the batch ran (None where unknown)."""
+
+    gaps: list[float]
+    rate: float
+    owner_cpu_s: float | None
+    broker_cpu_s: float | None
+
+
+def owner_dispatch(url: str, jobs: int) -> OwnerRun:
+    """One owner on a fresh namespace, after a warm-up batch."""
+    broker = broker_pid(url)
+    with (
+        bench_namespace(url) as settings,
+        owner_process(settings, "--backend", "synthetic") as process,
+    ):
         client = QPUClient(settings=settings)
         try:
             client.control(CommandName.STATUS, timeout=60)
@@ -115,10 +145,12 @@ def owner_dispatch(url: str, jobs: int) -> tuple[list[float], float]:
                 handle.result(timeout=120)
             assert client.control(CommandName.PAUSE).ok
             handles = [client.submit(sequence, 1, job_class="production") for _ in range(jobs)]
+            cpu_before = cpu_seconds(process.pid), cpu_seconds(broker)
             assert client.control(CommandName.RESUME).ok
             results = sorted(
                 (h.result(timeout=300) for h in handles), key=lambda r: r.timings.started_at
             )
+            cpu_after = cpu_seconds(process.pid), cpu_seconds(broker)
         finally:
             client.close()
             delete_queues(url, [client.reply_queue_name])
@@ -127,22 +159,30 @@ def owner_dispatch(url: str, jobs: int) -> tuple[list[float], float]:
         for prev, nxt in itertools.pairwise(results)
     ]
     span_s = (results[-1].timings.ended_at - results[0].timings.started_at).total_seconds()
-    return gaps, jobs / span_s
+    used = [
+        (after - before) / jobs if before is not None and after is not None else None
+        for before, after in zip(cpu_before, cpu_after, strict=True)
+    ]
+    return OwnerRun(gaps, jobs / span_s, used[0], used[1])
 
 
 def main(jobs: int, samples: int = 3, as_json: bool = False) -> None:
     """Print jobs/s and p50/p99 dispatch overhead next to both round-trip baselines."""
     figures: dict[str, list[float]] = {
-        k: [] for k in ("jobs/s", "p50", "p99", "t50", "t99", "d50", "d99")
+        k: []
+        for k in ("jobs/s", "p50", "p99", "t50", "t99", "d50", "d99", "owner_cpu", "broker_cpu")
     }
     with discover() as handle:
         url = handle.url
 
         def owner() -> None:
-            gaps, rate = owner_dispatch(url, jobs)
-            figures["jobs/s"].append(rate)
-            figures["p50"].append(percentile(gaps, 0.5) * 1e3)
-            figures["p99"].append(percentile(gaps, 0.99) * 1e3)
+            run = owner_dispatch(url, jobs)
+            figures["jobs/s"].append(run.rate)
+            figures["p50"].append(percentile(run.gaps, 0.5) * 1e3)
+            figures["p99"].append(percentile(run.gaps, 0.99) * 1e3)
+            if run.owner_cpu_s is not None and run.broker_cpu_s is not None:
+                figures["owner_cpu"].append(run.owner_cpu_s * 1e3)
+                figures["broker_cpu"].append(run.broker_cpu_s * 1e3)
 
         def transient() -> None:
             raw = raw_round_trip_s(url, jobs)
@@ -158,7 +198,7 @@ def main(jobs: int, samples: int = 3, as_json: bool = False) -> None:
         for sample in range(samples):
             for measure in order[sample % 3 :] + order[: sample % 3]:
                 measure()
-    med = {k: statistics.median(v) for k, v in figures.items()}
+    med = {k: statistics.median(v) for k, v in figures.items() if v}
     print(f"dispatch benchmark, {jobs} jobs on the synthetic backend (zero execution time)")
     print("  figures: median [min..max] over samples, ms unless noted")
     print(f"  owner throughput (jobs/s)          {fmt(figures['jobs/s'])}")
@@ -176,6 +216,16 @@ def main(jobs: int, samples: int = 3, as_json: bool = False) -> None:
         f"  ratio overhead / durable      p50 {med['p50'] / med['d50']:6.1f}x"
         f"   p99 {med['p99'] / med['d99']:6.1f}x"
     )
+    bound = None
+    if "owner_cpu" in med:
+        cores = os.cpu_count() or 1
+        bound = cores * 1e3 / (med["owner_cpu"] + med["broker_cpu"])
+        print(f"  owner CPU per job (ms)             {fmt(figures['owner_cpu'])}")
+        print(f"  broker CPU per job (ms)            {fmt(figures['broker_cpu'])}")
+        print(
+            f"  CPU bound on this machine          {bound:.0f} jobs/s"
+            f" ({cores} cores / (owner + broker CPU per job))"
+        )
     print("  goals: overhead p50 < 1 ms, p99 < 3 ms; >= 1000 jobs/s")
     if as_json:
         line = {
@@ -183,7 +233,8 @@ def main(jobs: int, samples: int = 3, as_json: bool = False) -> None:
             "jobs": jobs,
             "samples": samples,
             "jobs_per_s": med["jobs/s"],
-            "ms": {k: v for k, v in med.items() if k != "jobs/s"},
+            "cpu_bound_jobs_per_s": bound,
+            "ms": {k: v for k, v in med.items() if k != "jobs/s"},  # CPU figures: ms per job
             "ratio_p50_vs_transient": med["p50"] / med["t50"],
             "ratio_p99_vs_transient": med["p99"] / med["t99"],
             "ratio_p50_vs_durable": med["p50"] / med["d50"],

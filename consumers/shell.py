@@ -27,6 +27,7 @@ from typing import Any
 from pika.adapters.blocking_connection import BlockingConnection
 
 from brokers.topology import Topology
+from brokers.tracing import tracing_active
 from consumers.backends.base import Backend, RunRequest
 from consumers.core.outcomes import AnswerFromLog, DeadLetter, Effect, Reply, StartRun, StopRun
 from consumers.core.policy import best_indexed
@@ -259,6 +260,10 @@ class Shell:
             RunRequest(job.job_id, sequence, start.shots, start.attempt),
             Sink(self.lane_inbox if start.lane else self.inbox, self.connection),
         )
+        if start.lane is None:
+            self._warm_next()
+        if not tracing_active():  # no provider: the spans would be no-ops; skip building them
+            return
         attributes = {
             "qsched.job_class": job.job_class,
             "qsched.shots": job.shots,
@@ -276,8 +281,6 @@ class Shell:
             attributes,
             self.validated.pop(job.job_id, None),
         )
-        if start.lane is None:
-            self._warm_next()
 
     def _warm_next(self) -> None:
         """While a job runs, read the likely next job's sequence back from the log if it is

@@ -190,3 +190,15 @@ def properties(
         correlation_id=correlation_id,
         headers=dict(headers or {}),
     )
+
+
+def ack_later(channel: Any, delivery_tag: int) -> None:
+    """Ack a delivery on a blocking channel without waiting for the socket.
+
+    `BlockingChannel.basic_ack` flushes every ack with an I/O poll of its own; for stream
+    readers and the owner, which ack every record, that poll was a large share of their time
+    (a tenth of the owner's CPU per job in `bench profile`). Written on the channel under the
+    blocking wrapper instead, the ack goes out with the connection's next poll, in order with
+    everything else sent on the connection.
+    """
+    channel._impl.basic_ack(delivery_tag=delivery_tag, multiple=False)

@@ -15,6 +15,8 @@ from datetime import datetime
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
+from brokers.connection import ack_later
+
 Offset = int | str | datetime
 STREAM_PREFETCH = 500
 
@@ -56,7 +58,7 @@ def read_stream(
         ):
             if method is None:
                 return
-            channel.basic_ack(method.delivery_tag)
+            ack_later(channel, method.delivery_tag)
             record = StreamRecord(
                 int((props.headers or {}).get("x-stream-offset", -1)), props, body
             )

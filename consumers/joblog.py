@@ -28,6 +28,7 @@ from typing import Any
 
 from pika.adapters.blocking_connection import BlockingConnection
 
+from brokers.connection import ack_later
 from brokers.stream import close_stream_channel
 from consumers.core.outcomes import AnswerFromLog
 from consumers.core.state import REMEMBERED_JOBS
@@ -221,7 +222,7 @@ class JobAnswers:
             nonlocal done
             if done:
                 return  # no ack: the stream sends no more (closing the channel drops these)
-            ch.basic_ack(method.delivery_tag)
+            ack_later(ch, method.delivery_tag)
             headers = props.headers or {}
             at = int(headers.get("x-stream-offset", -1))
             if at < first:

@@ -21,6 +21,7 @@ from typing import Any
 
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
+from brokers.connection import ack_later
 from brokers.stream import close_stream_channel
 from brokers.topology import Topology
 from consumers.core.snapshot import from_data
@@ -140,7 +141,7 @@ class LogFollower:
     # ---- every record ----------------------------------------------------------------------
 
     def _on_record(self, channel: BlockingChannel, method: Any, props: Any, body: bytes) -> None:
-        channel.basic_ack(method.delivery_tag)
+        ack_later(channel, method.delivery_tag)
         headers = props.headers or {}
         offset = int(headers.get("x-stream-offset", -1))
         topic = method.routing_key

@@ -16,6 +16,7 @@ from typing import Any
 
 from pika.adapters.blocking_connection import BlockingConnection
 
+from brokers.connection import ack_later
 from brokers.stream import close_stream_channel
 from consumers.errors import OwnerError
 from schemas.codec import decode
@@ -143,7 +144,7 @@ def _read_one(
         at = int((props.headers or {}).get("x-stream-offset", -1))
         if at >= offset:
             got.append((props, body))
-        ch.basic_ack(method.delivery_tag)
+        ack_later(ch, method.delivery_tag)
 
     channel.basic_consume(stream, on_record, arguments={"x-stream-offset": offset})
     deadline = time.monotonic() + timeout_s

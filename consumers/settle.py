@@ -16,6 +16,7 @@ from typing import Any
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
+from brokers.connection import ack_later
 from brokers.topology import Topology, dead_letter_properties
 from consumers.publish import Publisher
 from schemas.enums import ErrorCode
@@ -63,14 +64,9 @@ def handle_safely(
 
 
 def ack(delivery: Delivery) -> None:
-    """The delivery's effect is in the log: the broker may forget it.
-
-    Written on the channel under pika's blocking wrapper, which would otherwise flush each ack
-    with an I/O poll of its own (a tenth of the owner's CPU per job); the loop's next poll, at
-    most a moment later, sends it. A crash before then only redelivers a job already accepted,
-    which the log recognises.
-    """
-    delivery.channel._impl.basic_ack(delivery_tag=delivery.tag, multiple=False)
+    """The delivery's effect is in the log: the broker may forget it (sent with the loop's next
+    poll; a crash before then only redelivers a job the log already has, which it recognises)."""
+    ack_later(delivery.channel, delivery.tag)
 
 
 def dead_letter(

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from consumers.core.order import Waiting
+from consumers.core.state_data import Run
 from schemas.enums import JobState
 from schemas.events import FINAL_TOPICS, JobRetrying, JobStopping, Topic, make_event
 from schemas.messages import ControlReply, Event, JobError, JobResult, Message, Timings
 from schemas.policy import Policy
-
-if TYPE_CHECKING:
-    from consumers.core.state import Run
 
 
 @dataclass(frozen=True)

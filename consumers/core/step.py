@@ -46,7 +46,8 @@ from consumers.core.outcomes import (
     stopping_event,
 )
 from consumers.core.policy import Action, decide_indexed, validate_admission
-from consumers.core.state import OwnerState, Run
+from consumers.core.state import OwnerState
+from consumers.core.state_data import Run
 from consumers.core.view import view_of
 from schemas.enums import ErrorCode, JobState, QPUState
 from schemas.events import (

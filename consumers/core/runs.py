@@ -2,11 +2,12 @@
 
 `progress` turns a `Progress` report into a `job.progress` event and a reply to the submitter.
 `finished` reads a `Finished` report against how the run was being stopped: a completed run
-ends DONE; a failure is retried (`job.retrying`) while the class's retry budget lasts, else it
-ends ERROR; a stopped run was preempted (`job.preempted`, back in the backlog with its counts),
-requeued (`job.requeued`, back with its counts dropped) or canceled or timed out (the final state
-its `job.stopping` named). `recovered` is the end of the runs a dead owner left: they wait
-again. The counts of a run are added to those of the job's earlier runs (`merge_counts`).
+ends DONE; a retryable failure is retried (`job.retrying`, after the policy's backoff) while
+the policy's `retry.attempts` last, else it ends ERROR; a stopped run was preempted
+(`job.preempted`, back in the backlog with its counts), requeued (`job.requeued`, back with its
+counts dropped), or canceled or timed out (the final state its `job.stopping` named).
+`recovered` is the end of the runs a dead owner left: they wait again. The counts of a run are
+added to those of the job's earlier runs (`merge_counts`).
 """
 
 from __future__ import annotations

@@ -1,19 +1,128 @@
-"""What the admission plugins' answers mean for a job that waits (pure).
+"""Admission (pure): whether a delivered job enters the backlog, and the admission plugins'
+answers on a job that waits.
 
-The plugins are called by the shell (`consumers.plugins`), never here; their answers arrive as
-the `hold` of an `Arrival` or as a `Readmitted` input for a held job asked again.
+`arrival` turns a decoded delivery into events: a copy of a job already accepted from the same
+user is dropped (and answered from the results the shell remembers); a job id of another user,
+a refusal by the shell (`Arrival.problem`), by the policy (class ACL, shot limit) or by a backlog
+limit (class, user, whole backlog; the limit named) is a `job.rejected` event (not attached to
+the id when the id is another user's), an answer to the sender and a dead-lettered delivery;
+otherwise `job.accepted`, followed by `job.admission` when a plugin holds the job, or by its
+cancellation when its Slurm allocation already ended. The plugins are called by the shell
+(`consumers.plugins`), never here; their answers arrive as the `hold` of an `Arrival` or as a
+`Readmitted` input for a held job asked again (`readmitted`).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from consumers.core.inputs import Readmitted
-from consumers.core.outcomes import Steps, end_waiting
+from consumers.core.inputs import Arrival, Readmitted
+from consumers.core.order import Waiting
+from consumers.core.outcomes import DeadLetter, Effect, Reply, Steps, end_waiting, final_event
+from consumers.core.policy import validate_admission
 from consumers.core.state import OwnerState
-from schemas.enums import JobState
-from schemas.events import AdmissionHold, Topic, make_event
-from schemas.messages import Event
+from schemas.enums import ErrorCode, JobState
+from schemas.events import AdmissionHold, JobAccepted, Refused, Topic, make_event
+from schemas.messages import Event, JobError
+from schemas.policy import Policy
+
+
+def arrival(state: OwnerState, policy: Policy, given: Arrival, now: datetime) -> Steps:
+    """A job delivery: dropped as a copy, refused, or accepted (and held, or ended at once)."""
+    job = given.job
+    owner = state.owner_of(job.job_id)
+    if owner is not None:
+        if owner != given.user:
+            error = JobError(
+                code=ErrorCode.DUPLICATE_JOB_ID,
+                message=f"job id {job.job_id} belongs to another user; submit with a new id",
+                field="job_id",
+            )
+            return _reject(given, error, now, attach=False)
+        duplicate = make_event(
+            Topic.JOB_DUPLICATE,
+            job_id=job.job_id,
+            job_class=job.job_class,
+            user=given.user,
+            reason="already accepted: the copy is dropped",
+        )
+        return [duplicate], [Reply(given.reply_to, None, job.job_id)]
+    problem = (
+        given.problem
+        or validate_admission(policy, job.job_class, given.user, job.shots)
+        or _over_limit(state, policy, job.job_class, given.user)
+    )
+    if problem is not None:
+        return _reject(given, problem, now)
+    allocation = job.slurm.job_id if job.slurm else None
+    accepted = make_event(
+        Topic.JOB_ACCEPTED,
+        JobAccepted(
+            job=job,
+            user=given.user,
+            reply_to=given.reply_to,
+            trace=given.trace,
+            site_term=given.site_term,
+        ),
+        job_id=job.job_id,
+        job_class=job.job_class,
+        user=given.user,
+    )
+    if allocation is not None and allocation in state.ended_allocations:
+        waiting = Waiting.of(JobAccepted(job=job, user=given.user), state.epoch, now)
+        error = JobError(
+            code=ErrorCode.ALLOCATION_ENDED, message=f"Slurm allocation {allocation} ended"
+        )
+        events, effects = end_waiting(waiting, JobState.CANCELED, error, now, given.reply_to)
+        return [accepted, *events], effects
+    if given.hold is not None:
+        return [accepted, admission_event(job.job_id, job.job_class, given.user, given.hold)], []
+    return [accepted], []
+
+
+def _reject(given: Arrival, error: JobError, now: datetime, *, attach: bool = True) -> Steps:
+    """Refuse a delivery: log it (attached to its job id only if that id is the sender's),
+    answer the sender, dead-letter the message."""
+    job = given.job
+    event, result = final_event(
+        Waiting(
+            job.job_id,
+            job.job_class,
+            job.priority,
+            job.submitted_at,
+            job.shots,
+            given.user,
+        ),
+        JobState.REJECTED,
+        error,
+        now,
+    )
+    if not attach:
+        unattached = Refused(code=error.code.value, message_id=job.job_id)
+        event = event.model_copy(
+            update={"job_id": None, "result": None, "data": unattached.model_dump(mode="json")}
+        )
+    effects: list[Effect] = [Reply(given.reply_to, result, job.job_id), DeadLetter(error)]
+    return [event], effects
+
+
+def _over_limit(state: OwnerState, policy: Policy, job_class: str, user: str) -> JobError | None:
+    """The backlog limit a new job would break, named, or None."""
+    index = state.index
+    limits = (
+        (policy.classes[job_class].max_waiting, index.per_class[job_class], f"class {job_class}"),
+        (policy.max_waiting_per_user, index.per_user[user], f"user {user}"),
+        (policy.max_waiting_total, len(state.waiting), "the whole backlog"),
+    )
+    for limit, waiting, what in limits:
+        if limit is not None and waiting >= limit:
+            return JobError(
+                code=ErrorCode.BACKLOG_LIMIT,
+                message=f"backlog limit of {what} reached: {waiting} of {limit} jobs waiting",
+                retryable=True,
+                details={"limit": limit, "waiting": waiting, "scope": what},
+            )
+    return None
 
 
 def admission_event(job_id: str, job_class: str, user: str, hold: str | None) -> Event:

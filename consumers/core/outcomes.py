@@ -3,23 +3,20 @@
 An effect is I/O the shell carries out after the events before it are confirmed and applied:
 `Reply` (answer a submitter or operator), `StartRun`/`StopRun` (drive the backend), `DeadLetter`
 (refuse the delivery being handled, with its reason), `AnswerFromLog` (a reply the shell completes
-from the results it holds or the log).
+from the results it holds or the log). The shared builders: `job_event` (any event about one
+job), a job's final event and result, ending a waiting job, stopping a running one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from datetime import datetime
 
 from consumers.core.order import Waiting
+from consumers.core.state_data import Run
 from schemas.enums import JobState
-from schemas.events import FINAL_TOPICS, JobRetrying, JobStopping, Topic, make_event
+from schemas.events import FINAL_TOPICS, JobStopping, Payload, Topic, make_event
 from schemas.messages import ControlReply, Event, JobError, JobResult, Message, Timings
-from schemas.policy import Policy
-
-if TYPE_CHECKING:
-    from consumers.core.state import Run
 
 
 @dataclass(frozen=True)
@@ -72,12 +69,24 @@ Effect = Reply | StartRun | StopRun | DeadLetter | AnswerFromLog
 Steps = tuple[list[Event], list[Effect]]
 
 
-def merge_counts(earlier: dict[str, int], later: dict[str, int]) -> dict[str, int]:
-    """Bitstring counts of two parts of one job added up."""
-    merged = dict(earlier)
-    for bits, count in later.items():
-        merged[bits] = merged.get(bits, 0) + count
-    return merged
+def job_event(
+    topic: Topic,
+    payload: Payload | None,
+    job: Waiting,
+    reason: str | None = None,
+    *,
+    result: JobResult | None = None,
+) -> Event:
+    """An event about `job`, its envelope naming the job, its class and its submitter."""
+    return make_event(
+        topic,
+        payload,
+        job_id=job.job_id,
+        job_class=job.job_class,
+        user=job.user,
+        reason=reason,
+        result=result,
+    )
 
 
 def final_event(
@@ -113,14 +122,8 @@ def final_event(
         lane=run.lane if run is not None else None,
         specs=run.specs if run is not None else None,
     )
-    event = make_event(
-        FINAL_TOPICS[final],
-        job_id=job.job_id,
-        job_class=job.job_class,
-        user=job.user,
-        reason=error.message if error is not None else None,
-        result=result,
-    )
+    reason = error.message if error is not None else None
+    event = job_event(FINAL_TOPICS[final], None, job, reason, result=result)
     return event, result
 
 
@@ -138,46 +141,4 @@ def end_waiting(
 
 def stopping_event(job: Waiting, error: JobError, final: JobState) -> Event:
     """The running job is being stopped and will end `final` with `error`."""
-    return make_event(
-        Topic.JOB_STOPPING,
-        JobStopping(error=error, state=final),
-        job_id=job.job_id,
-        job_class=job.job_class,
-        user=job.user,
-        reason=error.message,
-    )
-
-
-def retrying_event(
-    run: Run,
-    policy: Policy,
-    error: JobError,
-    counts: dict[str, int],
-    execution_s: float,
-    now: datetime,
-) -> Event:
-    """The run failed retryably within the job's retry budget: it waits, then runs again."""
-    failures = run.job.failures + 1
-    wait_s = policy.retry.backoff_after(failures)
-    shots = sum(counts.values())
-    retrying = JobRetrying(
-        counts=counts,
-        shots_done=shots,
-        shots=run.job.shots,
-        execution_s=execution_s,
-        error=error,
-        retry_at=now + timedelta(seconds=wait_s),
-        failures=failures,
-    )
-    return make_event(
-        Topic.JOB_RETRYING,
-        retrying,
-        job_id=run.job.job_id,
-        job_class=run.job.job_class,
-        user=run.job.user,
-        reason=(
-            f"run {run.attempt} failed ({error.code.value}: {error.message}); run "
-            f"{run.attempt + 1} in {wait_s:g} s, failure {failures} of "
-            f"{policy.retry.attempts} allowed"
-        ),
-    )
+    return job_event(Topic.JOB_STOPPING, JobStopping(error=error, state=final), job, error.message)

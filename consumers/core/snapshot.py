@@ -14,7 +14,8 @@ from pydantic import TypeAdapter
 
 from consumers.core.fairshare import Usage
 from consumers.core.order import Waiting
-from consumers.core.state import OwnerState, Run
+from consumers.core.state import OwnerState
+from consumers.core.state_data import Run
 from schemas.enums import JobState, Mode, QPUState
 
 _WAITING = TypeAdapter(list[Waiting])

@@ -1,4 +1,4 @@
-"""The owner's state, and `apply`, the only function that changes it.
+"""The owner's state, and `apply`, the only function that changes it: the fold of the log.
 
 Theory of operation. The event log is the truth; `OwnerState` is a fold of it. The active owner
 publishes an event (confirmed), then applies it here; a standby that takes over, `qsched events
@@ -8,6 +8,9 @@ Nothing else writes to an `OwnerState`: `step` reads it and proposes events.
 The backlog is `waiting` (job id -> `Waiting`, the scheduling facts of a job, never its sequence)
 plus the `index` that keeps it in policy order incrementally; `running` is the job on the QPU.
 `owners` remembers who submitted every job ever accepted, so a job id belongs to one user.
+Those fields, the queries on them and the bookkeeping that keeps them consistent are `StateData`
+(`consumers.core.state_data`); this module is the fold: `apply`, and one handler per event topic
+saying what that event changes.
 
 Fencing: every event carries the activation term of the owner that wrote it; an event of a term
 lower than the highest seen (an owner that was frozen or cut off and came back) is ignored.
@@ -16,15 +19,15 @@ lower than the highest seen (an owner that was frozen or cut off and came back) 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
 from typing import Any
 
 from consumers.core.fairshare import Usage
-from consumers.core.machine import QPUEvent, transition
-from consumers.core.order import OrderIndex, Waiting
+from consumers.core.machine import QPUEvent
+from consumers.core.order import Waiting
+from consumers.core.state_data import Run, StateData
 from consumers.errors import IllegalTransition
-from schemas.enums import JobState, Mode, QPUState
+from schemas.enums import JobState
 from schemas.events import (
     AcceptedFacts,
     AdmissionHold,
@@ -45,7 +48,7 @@ from schemas.events import (
     payload_of,
     topic_of,
 )
-from schemas.messages import Event, JobError
+from schemas.messages import Event
 
 FINAL_STATES = {
     Topic.JOB_DONE: JobState.DONE,
@@ -59,84 +62,8 @@ HOLD_COMMANDS = {"pause": QPUEvent.PAUSE, "resume": QPUEvent.RESUME, "drain": QP
 
 
 @dataclass
-class Run:
-    """The job on the QPU: its facts, when this run started, and how it is being stopped."""
-
-    job: Waiting
-    started_at: datetime
-    attempt: int
-    epoch: int
-    backend: str
-    counts: dict[str, int] = field(default_factory=dict)
-    preempting: str | None = None
-    stop_error: JobError | None = None
-    stop_state: JobState | None = None
-    lane: str | None = None
-    specs: str | None = None
-    restart: bool = False
-
-
-@dataclass
-class OwnerState:
-    """Everything the owner knows, rebuilt from the log.
-
-    Attributes:
-        term: highest activation term seen; events of lower terms are ignored.
-        qpu: the QPU state machine's state (`consumers.core.machine`).
-        mode: the site mode an operator set (None: the policy's).
-        owners: submitter of every job ever accepted or refused, by job id.
-        finished: final state of every job that ended, by job id.
-        sessions: when a session's last run ended, by session id (its grace window starts).
-        lanes: the runs on emulator lanes, by lane name (the QPU's run is `running`).
-        ignored: events that could not be applied (stale term, unknown job, illegal move).
-    """
-
-    term: int = 0
-    owner_id: str | None = None
-    qpu: QPUState = QPUState.IDLE
-    mode: Mode | None = None
-    mode_message: str | None = None
-    epoch: int = 0
-    calibrated_at: datetime | None = None
-    device: str | None = None
-    calibration_pending: bool = False
-    due_announced: int | None = None
-    waiting: dict[str, Waiting] = field(default_factory=dict)
-    running: Run | None = None
-    lanes: dict[str, Run] = field(default_factory=dict)
-    owners: dict[str, str] = field(default_factory=dict)
-    finished: dict[str, JobState] = field(default_factory=dict)
-    ended_allocations: set[str] = field(default_factory=set)
-    sessions: dict[str, datetime] = field(default_factory=dict)
-    account_usage: Usage = field(default_factory=Usage)
-    user_usage: Usage = field(default_factory=Usage)
-    class_usage: Usage = field(default_factory=Usage)
-    index: OrderIndex = field(default_factory=OrderIndex)
-    events: int = 0
-    ignored: int = 0
-    last_event_id: str | None = None
-
-    # ---- reading -----------------------------------------------------------------------------
-
-    def effective_mode(self, policy_mode: Mode) -> Mode:
-        """The mode in force: an operator's, else the policy's."""
-        return self.mode if self.mode is not None else policy_mode
-
-    def run_of(self, job_id: str | None) -> Run | None:
-        """The run of `job_id`, on the QPU or on a lane (None: not running)."""
-        run = self.running
-        if run is not None and run.job.job_id == job_id:
-            return run
-        return next((r for r in self.lanes.values() if r.job.job_id == job_id), None)
-
-    def owner_of(self, job_id: str) -> str | None:
-        """Who submitted `job_id` (None: never seen)."""
-        return self.owners.get(job_id)
-
-    def sessions_in_grace(self, now: datetime, grace_s: float) -> frozenset[str]:
-        """Sessions whose last run ended less than `grace_s` ago: their next job goes first."""
-        since = now - timedelta(seconds=grace_s)
-        return frozenset(s for s, ended in self.sessions.items() if ended > since)
+class OwnerState(StateData):
+    """Everything the owner knows, rebuilt from the log: `StateData` with its one writer."""
 
     @classmethod
     def for_half_life(cls, half_life_s: float) -> OwnerState:
@@ -146,8 +73,6 @@ class OwnerState:
             user_usage=Usage(half_life_s),
             class_usage=Usage(half_life_s),
         )
-
-    # ---- the one writer ----------------------------------------------------------------------
 
     def apply(self, event: Event) -> None:
         """Fold one event into the state (pure: no I/O, no clock; the time is the event's)."""
@@ -164,33 +89,6 @@ class OwnerState:
             handler(self, event)
         except (ValueError, KeyError, IllegalTransition):
             self.ignored += 1
-
-    # ---- helpers for the handlers ------------------------------------------------------------
-
-    def _move(self, what: QPUEvent) -> None:
-        self.qpu = transition(self.qpu, what, busy=self.running is not None)
-
-    def _charge(self, job: Waiting, seconds: float, at: datetime) -> None:
-        if seconds <= 0:
-            return
-        self.account_usage.add(job.account_key, seconds, at)
-        self.user_usage.add(job.user_key, seconds, at)
-        self.class_usage.add(job.job_class, seconds, at)
-
-    def _wait(self, job: Waiting) -> None:
-        self.waiting[job.job_id] = job
-        self.index.add(job)
-
-    def _rewait(self, job: Waiting) -> None:
-        """Replace a waiting job's facts (its lane may change)."""
-        self._unwait(job.job_id)
-        self._wait(job)
-
-    def _unwait(self, job_id: str) -> Waiting | None:
-        job = self.waiting.pop(job_id, None)
-        if job is not None:
-            self.index.remove(job)
-        return job
 
 
 def _activated(state: OwnerState, event: Event) -> None:

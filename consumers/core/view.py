@@ -19,7 +19,8 @@ from consumers.core.policy import (
     hold_reason,
     order_key,
 )
-from consumers.core.state import OwnerState, Run
+from consumers.core.state import OwnerState
+from consumers.core.state_data import Run
 from schemas.enums import JobState, QPUState
 from schemas.messages import QueueEntry, RunningJob, StatusReport
 from schemas.policy import Policy

@@ -1,0 +1,129 @@
+"""What the owner's state holds: `Run`, and `StateData`, the fields of `OwnerState`.
+
+`StateData` is the data the event fold keeps (the backlog and its order index, the runs, who
+submitted every job, the usage ledgers, the QPU state), the queries every reader uses on it, and
+the bookkeeping that keeps its parts consistent: a job enters or leaves `waiting` and `index`
+together, QPU time is charged to the three usage ledgers at once, and a QPU move goes through
+the state machine (`consumers.core.machine`). Which event changes what is `OwnerState.apply`'s
+(`consumers.core.state`): the bookkeeping methods here are its handlers' tools, nobody else's.
+A new field or query changes this module; a new event topic changes the fold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from consumers.core.fairshare import Usage
+from consumers.core.machine import QPUEvent, transition
+from consumers.core.order import OrderIndex, Waiting
+from schemas.enums import JobState, Mode, QPUState
+from schemas.messages import JobError
+
+
+@dataclass
+class Run:
+    """The job on the QPU: its facts, when this run started, and how it is being stopped."""
+
+    job: Waiting
+    started_at: datetime
+    attempt: int
+    epoch: int
+    backend: str
+    counts: dict[str, int] = field(default_factory=dict)
+    preempting: str | None = None
+    stop_error: JobError | None = None
+    stop_state: JobState | None = None
+    lane: str | None = None
+    specs: str | None = None
+    restart: bool = False
+
+
+@dataclass
+class StateData:
+    """Everything the owner knows, as the fold of the log left it.
+
+    Attributes:
+        term: highest activation term seen; events of lower terms are ignored.
+        qpu: the QPU state machine's state (`consumers.core.machine`).
+        mode: the site mode an operator set (None: the policy's).
+        owners: submitter of every job ever accepted or refused, by job id.
+        finished: final state of every job that ended, by job id.
+        sessions: when a session's last run ended, by session id (its grace window starts).
+        lanes: the runs on emulator lanes, by lane name (the QPU's run is `running`).
+        ignored: events that could not be applied (stale term, unknown job, illegal move).
+    """
+
+    term: int = 0
+    owner_id: str | None = None
+    qpu: QPUState = QPUState.IDLE
+    mode: Mode | None = None
+    mode_message: str | None = None
+    epoch: int = 0
+    calibrated_at: datetime | None = None
+    device: str | None = None
+    calibration_pending: bool = False
+    due_announced: int | None = None
+    waiting: dict[str, Waiting] = field(default_factory=dict)
+    running: Run | None = None
+    lanes: dict[str, Run] = field(default_factory=dict)
+    owners: dict[str, str] = field(default_factory=dict)
+    finished: dict[str, JobState] = field(default_factory=dict)
+    ended_allocations: set[str] = field(default_factory=set)
+    sessions: dict[str, datetime] = field(default_factory=dict)
+    account_usage: Usage = field(default_factory=Usage)
+    user_usage: Usage = field(default_factory=Usage)
+    class_usage: Usage = field(default_factory=Usage)
+    index: OrderIndex = field(default_factory=OrderIndex)
+    events: int = 0
+    ignored: int = 0
+    last_event_id: str | None = None
+
+    # ---- reading -----------------------------------------------------------------------------
+
+    def effective_mode(self, policy_mode: Mode) -> Mode:
+        """The mode in force: an operator's, else the policy's."""
+        return self.mode if self.mode is not None else policy_mode
+
+    def run_of(self, job_id: str | None) -> Run | None:
+        """The run of `job_id`, on the QPU or on a lane (None: not running)."""
+        run = self.running
+        if run is not None and run.job.job_id == job_id:
+            return run
+        return next((r for r in self.lanes.values() if r.job.job_id == job_id), None)
+
+    def owner_of(self, job_id: str) -> str | None:
+        """Who submitted `job_id` (None: never seen)."""
+        return self.owners.get(job_id)
+
+    def sessions_in_grace(self, now: datetime, grace_s: float) -> frozenset[str]:
+        """Sessions whose last run ended less than `grace_s` ago: their next job goes first."""
+        since = now - timedelta(seconds=grace_s)
+        return frozenset(s for s, ended in self.sessions.items() if ended > since)
+
+    # ---- bookkeeping, for the fold's handlers only -------------------------------------------
+
+    def _move(self, what: QPUEvent) -> None:
+        self.qpu = transition(self.qpu, what, busy=self.running is not None)
+
+    def _charge(self, job: Waiting, seconds: float, at: datetime) -> None:
+        if seconds <= 0:
+            return
+        self.account_usage.add(job.account_key, seconds, at)
+        self.user_usage.add(job.user_key, seconds, at)
+        self.class_usage.add(job.job_class, seconds, at)
+
+    def _wait(self, job: Waiting) -> None:
+        self.waiting[job.job_id] = job
+        self.index.add(job)
+
+    def _rewait(self, job: Waiting) -> None:
+        """Replace a waiting job's facts (its lane may change)."""
+        self._unwait(job.job_id)
+        self._wait(job)
+
+    def _unwait(self, job_id: str) -> Waiting | None:
+        job = self.waiting.pop(job_id, None)
+        if job is not None:
+            self.index.remove(job)
+        return job

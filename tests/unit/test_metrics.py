@@ -18,7 +18,8 @@ from consumers.errors import MetricsUnavailable
 from consumers.metrics import OwnerMetrics, serve_metrics
 from schemas.messages import Event, SlurmContext
 from schemas.policy import Policy, parse_policy
-from tests.unit.test_owner_state import POLICY, RANDOM_POLICY, Harness
+from tests.core_harness import POLICY, Harness
+from tests.unit.test_owner_state import RANDOM_POLICY
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "infra" / "grafana" / "qsched-dashboard.json"

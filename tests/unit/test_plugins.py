@@ -23,7 +23,7 @@ from schemas.enums import ErrorCode, JobState
 from schemas.events import Topic
 from schemas.messages import Event, JobError, JobRequest, SlurmContext
 from schemas.policy import PluginsPolicy, parse_policy
-from tests.unit.test_owner_state import SEQ, Harness
+from tests.core_harness import SEQ, Harness
 from tests.waiting import wait_until
 
 # ---- the core: holds and site terms ---------------------------------------------------------

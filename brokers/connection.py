@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingConnection
+from pika.adapters.select_connection import SelectConnection
 
 from brokers.errors import BrokerError, BrokerRefused, BrokerUnavailable
 from schemas.codec import CONTENT_TYPE
@@ -36,13 +37,38 @@ def parameters(
     return params
 
 
+COALESCE_BYTES = 64 * 1024
+
+
+class CoalescingSelectConnection(SelectConnection):
+    """pika's select connection, sending what was written between two polls in one chunk.
+
+    pika queues each frame as its own buffer (a publish is three: method, header, body) and its
+    transport sends each buffer with its own ``send`` when the socket is next writable: for the
+    owner that was ~16 system calls per job, each waking the broker, a third of its CPU per job.
+    Here a frame is appended to the last queued buffer while that stays under `COALESCE_BYTES`,
+    so a poll sends everything written since the last one at once. Only the transport's buffer
+    list is touched; where pika's internals differ, frames go out one by one as before.
+    """
+
+    def _adapter_emit_data(self, data: bytes) -> None:
+        transport = getattr(self, "_transport", None)
+        buffers = getattr(transport, "_tx_buffers", None)
+        if buffers and len(buffers[-1]) + len(data) <= COALESCE_BYTES:
+            buffers[-1] += data
+            transport._tx_buffered_byte_count += len(data)  # type: ignore[union-attr]
+            return
+        super()._adapter_emit_data(data)
+
+
 def connect(
-    url: str, *, heartbeat_s: int | None = None, name: str = "qsched"
+    url: str, *, heartbeat_s: int | None = None, name: str = "qsched", coalesce: bool = False
 ) -> BlockingConnection:
     """Open a blocking connection; `url` may list the nodes of a cluster, ``;``-separated.
 
     The nodes are tried in turn, so after losing a node a caller that connects again lands on
-    a survivor (pika has no failover of its own).
+    a survivor (pika has no failover of its own). With `coalesce`, writes between two polls go
+    out as one chunk (`CoalescingSelectConnection`; for the owner's many small publishes).
 
     Raises:
         BrokerUnavailable: nothing answered at any URL, or a broker refused the credentials.
@@ -51,7 +77,10 @@ def connect(
     failure: BrokerError | None = None
     for one in urls:
         try:
-            return BlockingConnection(parameters(one, heartbeat_s=heartbeat_s, name=name))
+            impl = CoalescingSelectConnection if coalesce else None
+            return BlockingConnection(
+                parameters(one, heartbeat_s=heartbeat_s, name=name), _impl_class=impl
+            )
         except (pika.exceptions.AMQPError, OSError) as exc:
             failure = connect_failure(one, exc)
             if not isinstance(failure, BrokerUnavailable) or len(urls) == 1:

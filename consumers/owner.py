@@ -136,6 +136,7 @@ class Owner:
             settings.amqp_url,
             heartbeat_s=settings.broker.heartbeat_s,
             name=f"qsched-owner {self.owner_id}",
+            coalesce=True,
         )
         try:
             beacon = Beacon(conn, self.topology, self.owner_id, self.backend.name)

@@ -25,6 +25,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from brokers.settings import Settings, load_settings
 from brokers.stream import Offset
 from brokers.topology import Topology, build_topology
@@ -63,6 +65,7 @@ __all__ = ["CONFIRM_WINDOW", "JobHandle", "ProgressCallback", "QPUClient", "slur
 log = logging.getLogger(__name__)
 _Outgoing = Outgoing  # the name tests and older callers import
 DEVICE_CACHE_S = 30.0
+_JSON_TIME = TypeAdapter(datetime)  # submitted_at as the codec writes it
 ASK_OWNER_AFTER_S = 30.0  # waiting this long for a result, ask the owner for it (then again)
 
 
@@ -266,30 +269,34 @@ class QPUClient:
     def submit_many(
         self, jobs: Iterable[JobRequest], on_progress: ProgressCallback | None = None
     ) -> list[JobHandle]:
-        """Publish many jobs, pipelined: confirms are awaited per window, not per job.
+        """Publish many jobs, pipelined: up to `CONFIRM_WINDOW` confirms in flight at once.
 
         Each job gets its own producer span (one trace per job) when tracing is on. Its
-        ``submitted_at`` is stamped just before the publish (queue wait starts there), and each
-        handle's `queued_at` once the broker confirmed it.
+        ``submitted_at`` is stamped just before the publish (queue wait starts there; the jobs
+        are encoded with the stamp, not copied), and each handle's `queued_at` once the broker
+        confirmed the last job of the batch.
 
         Raises:
-            UnknownJobClass, QueueFull, NotAuthorised, BrokerUnreachable: for the first window
-            with a refusal; jobs of earlier windows were accepted.
+            UnknownJobClass, QueueFull, NotAuthorised, BrokerUnreachable: once every job was
+            confirmed or refused, for the first refused one; the other jobs were accepted.
         """
         exchange = self.topology.jobs_exchange
         traced = tracing_active()
         # Queue wait starts now, after building and local validation, not when a job was built.
-        now = utc_now()
+        stamp = {"submitted_at": _JSON_TIME.dump_python(utc_now(), mode="json")}
         handles, batch = [], []
-        for built in jobs:
-            job = built.model_copy(update={"submitted_at": now})
+        for job in jobs:
             handle = JobHandle(job.job_id, job.job_class, job.shots, self, on_progress)
             headers: dict[str, Any] = {}
             if traced:
-                handle.span_context = publish_span(self.topology.jobs_exchange, job, headers)
+                handle.span_context = publish_span(exchange, job, headers)
             self._handles[job.job_id] = handle
             handles.append(handle)
-            batch.append(Outgoing(job, exchange, job.job_class, job.job_id, job.priority, headers))
+            batch.append(
+                Outgoing(
+                    job, exchange, job.job_class, job.job_id, job.priority, headers, None, stamp
+                )
+            )
         self._publish_all(batch)
         confirmed = utc_now()
         for handle in handles:

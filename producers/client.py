@@ -32,6 +32,7 @@ from brokers.stream import Offset
 from brokers.topology import Topology, build_topology
 from brokers.tracing import (
     configure_tracing,
+    tracer,
     tracing_active,
 )
 from producers.commands import send_command
@@ -281,15 +282,15 @@ class QPUClient:
             confirmed or refused, for the first refused one; the other jobs were accepted.
         """
         exchange = self.topology.jobs_exchange
-        traced = tracing_active()
+        span_tracer = tracer() if tracing_active() else None
         # Queue wait starts now, after building and local validation, not when a job was built.
         stamp = {"submitted_at": _JSON_TIME.dump_python(utc_now(), mode="json")}
         handles, batch = [], []
         for job in jobs:
             handle = JobHandle(job.job_id, job.job_class, job.shots, self, on_progress)
             headers: dict[str, Any] = {}
-            if traced:
-                handle.span_context = publish_span(exchange, job, headers)
+            if span_tracer is not None:
+                handle.span_context = publish_span(exchange, job, headers, span_tracer)
             self._handles[job.job_id] = handle
             handles.append(handle)
             batch.append(

@@ -30,18 +30,10 @@ from pydantic import TypeAdapter
 from brokers.settings import Settings, load_settings
 from brokers.stream import Offset
 from brokers.topology import Topology, build_topology
-from brokers.tracing import (
-    configure_tracing,
-    tracer,
-    tracing_active,
-)
+from brokers.tracing import configure_tracing, tracer, tracing_active
 from producers.commands import send_command
 from producers.confirms import CONFIRM_WINDOW, Outgoing
-from producers.errors import (
-    CommandRefused,
-    NoOwnerAnswered,
-    ResultTimeout,
-)
+from producers.errors import CommandRefused, NoOwnerAnswered, ResultTimeout
 from producers.handle import JobHandle, ProgressCallback
 from producers.jobs import job_request, read_device
 from producers.logscan import scan_for_result
@@ -170,9 +162,9 @@ class QPUClient:
 
     # ---- outgoing -------------------------------------------------------------------------
 
-    def _publish_all(self, batch: list[Outgoing], timeout_s: float = 30.0) -> None:
-        """Publish and wait for every confirm (`ClientSession.publish`)."""
-        self.session.publish(batch, timeout_s)
+    def _publish_all(self, batch: list[Outgoing], timeout_s: float = 30.0) -> dict[str, datetime]:
+        """Publish and wait for every confirm; when each came (`ClientSession.publish`)."""
+        return self.session.publish(batch, timeout_s)
 
     def fetch_device(self) -> Any | None:
         """The Pulser device the owner validates against now, or None if none was published."""
@@ -274,8 +266,8 @@ class QPUClient:
 
         Each job gets its own producer span (one trace per job) when tracing is on. Its
         ``submitted_at`` is stamped just before the publish (queue wait starts there; the jobs
-        are encoded with the stamp, not copied), and each handle's `queued_at` once the broker
-        confirmed the last job of the batch.
+        are encoded with the stamp, not copied), and each handle's `queued_at` when the broker
+        confirmed that job.
 
         Raises:
             UnknownJobClass, QueueFull, NotAuthorised, BrokerUnreachable: once every job was
@@ -298,10 +290,9 @@ class QPUClient:
                     job, exchange, job.job_class, job.job_id, job.priority, headers, None, stamp
                 )
             )
-        self._publish_all(batch)
-        confirmed = utc_now()
+        confirmed_at = self._publish_all(batch)
         for handle in handles:
-            handle.queued_at = confirmed
+            handle.queued_at = confirmed_at[handle.job_id]
         return handles
 
     def follow(self, job_id: str, job_class: str, shots: int) -> JobHandle:

@@ -22,6 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import amqp.exceptions
@@ -30,7 +31,7 @@ import kombu
 from producers.errors import BrokerBlocked, BrokerUnreachable, QueueFull, UnknownJobClass
 from producers.frames import PublishFrames
 from schemas.codec import CONTENT_TYPE, encode
-from schemas.messages import Message
+from schemas.messages import Message, utc_now
 
 log = logging.getLogger("producers.client")
 CONFIRM_WINDOW = 1000
@@ -84,6 +85,7 @@ class ConfirmedPublisher:
         self.nacked: set[str] = set()
         self.returned: set[str] = set()
         self.blocked: str | None = None  # why the broker blocks our publishes (an alarm)
+        self.confirmed_at: dict[str, datetime] = {}  # message id -> when its ack arrived
         self.transport = connection.connection.transport
         self.frames = PublishFrames(
             channel.channel_id, connection.connection.frame_max, CONTENT_TYPE, reply_to, user
@@ -107,7 +109,11 @@ class ConfirmedPublisher:
         return settled
 
     def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
-        self._settle(delivery_tag, multiple)
+        settled = self._settle(delivery_tag, multiple)
+        if settled:
+            now = utc_now()  # one clock read per ack frame; a frame often acks hundreds
+            for message_id in settled:
+                self.confirmed_at[message_id] = now
 
     def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
         self.nacked.update(self._settle(delivery_tag, multiple))
@@ -146,14 +152,18 @@ class ConfirmedPublisher:
         self.transport.write(b"".join(pending))
         pending.clear()
 
-    def publish_window(self, batch: Sequence[Outgoing], timeout_s: float) -> None:
+    def publish_window(self, batch: Sequence[Outgoing], timeout_s: float) -> dict[str, datetime]:
         """Publish `batch` with at most `CONFIRM_WINDOW` unconfirmed, then wait for all confirms.
+
+        Returns:
+            When the broker acked each message, by message id (a nacked one is not there).
 
         Raises:
             BrokerUnreachable: confirms did not arrive within `timeout_s`.
             EncodeError, MessageTooLarge: a message cannot be encoded (those before it are sent).
             amqp / kombu connection errors: for the caller to reconnect on.
         """
+        self.confirmed_at = {}
         pending: list[bytes] = []
         size = 0
         for out in batch:
@@ -175,6 +185,7 @@ class ConfirmedPublisher:
                 size = 0
         self._write(pending)
         self.wait_confirms(timeout_s)
+        return self.confirmed_at
 
     def wait_confirms(self, timeout_s: float, below: int = 1) -> None:
         """Process broker frames until fewer than `below` publishes are unconfirmed.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 
 import amqp.exceptions
 import kombu
@@ -114,16 +115,16 @@ class ClientSession:
             log.warning("lost the broker; reconnecting")
             self.reconnect()
 
-    def publish(self, batch: Sequence[Outgoing], timeout_s: float = 30.0) -> None:
+    def publish(self, batch: Sequence[Outgoing], timeout_s: float = 30.0) -> dict[str, datetime]:
         """Publish `batch` with a sliding window of unconfirmed messages; returns once every
-        message is confirmed.
+        message is confirmed, with when the broker confirmed each (by message id).
 
         Raises:
             UnknownJobClass, QueueFull, NotAuthorised, NotDeclared, BrokerUnreachable.
         """
         for attempt in (1, 2):
             try:
-                self.publisher.publish_window(batch, timeout_s)
+                confirmed_at = self.publisher.publish_window(batch, timeout_s)
                 break
             except amqp.exceptions.NotFound as exc:
                 self.reconnect()
@@ -142,3 +143,4 @@ class ClientSession:
                 log.warning("lost the broker while publishing; reconnecting and publishing again")
                 self.reconnect()
         self.publisher.raise_refusals(batch, self.topology.class_names)
+        return confirmed_at

@@ -3,8 +3,8 @@
 A thin shell around kombu (py-amqp underneath). Its parts each live in one place:
 `producers.session` holds the connection, the reply consumer and the confirmed publisher (and
 reconnects), `producers.connect` opens the connection (URLs in turn, errors translated),
-`producers.confirms` publishes with publisher confirms (a window of jobs, then their confirms
-together; a returned job raises `UnknownJobClass`, a nacked one `QueueFull`),
+`producers.confirms` publishes with publisher confirms (a window of jobs in flight, frames by
+`producers.frames`; a returned job raises `UnknownJobClass`, a nacked one `QueueFull`),
 `producers.commands` sends an operator's command and waits for its reply,
 `producers.replies` holds what arrives on the client's reply queue, `producers.handle` is the
 `JobHandle` a submit returns, `producers.jobs` builds a job and `producers.slurm` reads the

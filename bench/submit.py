@@ -2,9 +2,9 @@
 
 Measured, for a ~1 KiB job and a ~20 KiB job, each next to its own raw baseline:
 
-- `QPUClient.submit_many` (confirms awaited per window of 1000) against pika's SelectConnection
-  publishing the same bodies, persistent, to the same kind of queue (priority, dead-lettering),
-  keeping up to 1000 confirms outstanding (``raw``);
+- `QPUClient.submit_many` (up to 1000 confirms in flight, refilled as acks arrive) against pika's
+  SelectConnection publishing the same bodies, persistent, to the same kind of queue (priority,
+  dead-lettering), keeping up to 1000 confirms outstanding (``raw``);
 - `QPUClient.submit`, one job at a time, against pika's BlockingConnection waiting for each
   confirm in turn (``raw1``);
 - 4 MPI ranks, each with its own client and `submit_many`, against 4 processes each running the
@@ -176,7 +176,7 @@ def submit_rate(settings: Settings, sequence: str, count: int) -> float:
 
 
 def submit_many_rate(settings: Settings, sequence: str, count: int) -> float:
-    """Jobs/s of `QPUClient.submit_many` (confirms awaited per window)."""
+    """Jobs/s of `QPUClient.submit_many` (up to 1000 confirms in flight)."""
     client = _client(settings, sequence)
     jobs = [client.build_job(sequence, 100) for _ in range(count)]
     started = time.perf_counter()

@@ -1,11 +1,14 @@
 """`QPUClient`: the public client. Submit jobs, receive results and progress, send commands.
 
 A thin shell around kombu (py-amqp underneath). Its parts each live in one place:
-`producers.connect` opens the connection (URLs in turn, errors translated),
-`producers.confirms` publishes with publisher confirms (a window of jobs, then their confirms
-together; a returned job raises `UnknownJobClass`, a nacked one `QueueFull`),
+`producers.session` holds the connection, the reply consumer and the confirmed publisher (and
+reconnects), `producers.connect` opens the connection (URLs in turn, errors translated),
+`producers.confirms` publishes with publisher confirms (a window of jobs in flight, frames by
+`producers.frames`; a returned job raises `UnknownJobClass`, a nacked one `QueueFull`),
+`producers.commands` sends an operator's command and waits for its reply,
 `producers.replies` holds what arrives on the client's reply queue, `producers.handle` is the
-`JobHandle` a submit returns, and `producers.slurm` reads the Slurm context stamped on each job.
+`JobHandle` a submit returns, `producers.jobs` builds a job and `producers.slurm` reads the
+Slurm context stamped on each job.
 
 Results and progress arrive on the client's own reply queue (``<ns>.reply.<user>.<client-id>``),
 which outlives a short disconnect (``x-expires``); `reconnect` picks it up again. The client is
@@ -22,31 +25,20 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-import amqp.exceptions
-import kombu
-from kombu import Consumer, Queue
+from pydantic import TypeAdapter
 
 from brokers.settings import Settings, load_settings
 from brokers.stream import Offset
 from brokers.topology import Topology, build_topology
-from brokers.tracing import (
-    configure_tracing,
-    tracing_active,
-)
-from producers.confirms import CONFIRM_WINDOW, ConfirmedPublisher, Outgoing
-from producers.connect import CONNECTION_ERRORS, credentialed, open_connection
-from producers.errors import (
-    CommandRefused,
-    NoOwnerAnswered,
-    NotAuthorised,
-    NotDeclared,
-    ResultTimeout,
-)
+from brokers.tracing import configure_tracing, tracer, tracing_active
+from producers.commands import send_command
+from producers.confirms import CONFIRM_WINDOW, Outgoing
+from producers.errors import CommandRefused, NoOwnerAnswered, ResultTimeout
 from producers.handle import JobHandle, PositionCallback, ProgressCallback
 from producers.jobs import job_request, read_device
-from producers.logscan import scan_for_result
 from producers.replies import ReplyInbox
-from producers.results import UnknownToOwner, fetch_result_from_owner
+from producers.results import fetch_result_from_owner, find_result
+from producers.session import ClientSession
 from producers.slurm import slurm_context
 from producers.spans import publish_span
 from schemas.enums import CommandName, Mode
@@ -72,6 +64,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 _Outgoing = Outgoing  # the name tests and older callers import
 DEVICE_CACHE_S = 30.0
+_JSON_TIME = TypeAdapter(datetime)  # submitted_at as the codec writes it
 ASK_OWNER_AFTER_S = 30.0  # waiting this long for a result, ask the owner for it (then again)
 
 
@@ -110,7 +103,6 @@ class QPUClient:
         if namespace:
             overrides["namespace"] = namespace
         self.settings = base.model_copy(update=overrides) if overrides else base
-        self.urls = [u.strip() for u in self.settings.amqp_url.split(";") if u.strip()]
         self.policy = policy or load_policy(self.settings.policy_file)
         self.topology: Topology = build_topology(self.settings, self.policy)
         self.user = self.settings.amqp_user
@@ -122,55 +114,24 @@ class QPUClient:
         self.replies: dict[str, ControlReply] = self.inbox.replies
         self._handles: dict[str, JobHandle] = self.inbox.handles
         self._device: tuple[float, Any] | None = None
-        self._connection: kombu.Connection | None = None
-        self._open(attempts=len(self.urls))
+        self.session = ClientSession(
+            self.settings, self.topology, self.reply_queue_name, self.inbox
+        )
 
     # ---- connection -----------------------------------------------------------------------
 
-    def _open(self, attempts: int = 5) -> None:
-        """Connect to the URLs in turn; a refused user or vhost is not retried."""
-        open_connection(self.urls, self.settings, self._setup, attempts)
-
-    def _credentialed(self, url: str) -> str:
-        return credentialed(url, self.settings)
-
-    def _setup(self, connection: kombu.Connection) -> None:
-        self._connection = connection
-        self._channel = connection.channel()
-        self._publisher = ConfirmedPublisher(
-            connection,
-            self._channel,
-            self.user,
-            self.reply_queue_name,
-            self.settings.max_message_bytes,
-        )
-        transport = connection.connection  # py-amqp's: it receives connection.blocked
-        transport.on_blocked = self._publisher.on_blocked
-        transport.on_unblocked = self._publisher.on_unblocked
-        queue = Queue(
-            self.reply_queue_name,
-            durable=False,
-            auto_delete=False,
-            queue_arguments=self.topology.reply_queue_arguments(),
-            channel=self._channel,
-        )
-        queue.declare()
-        self._consumer = Consumer(
-            self._channel, queues=[queue], on_message=self.inbox.on_message, accept=None
-        )
-        self._consumer.consume()
+    @property
+    def urls(self) -> list[str]:
+        """The broker URLs, the one in use first."""
+        return self.session.urls
 
     def reconnect(self) -> None:
         """Open a new connection (next URL first) and resume reading the same reply queue."""
-        self.close()
-        self.urls = self.urls[1:] + self.urls[:1]
-        self._open()
+        self.session.reconnect()
 
     def close(self) -> None:
         """Close the connection; the reply queue stays until it expires."""
-        if self._connection is not None:
-            self._connection.release()
-            self._connection = None
+        self.session.close()
 
     def __enter__(self) -> QPUClient:
         return self
@@ -182,16 +143,7 @@ class QPUClient:
 
     def poll(self, timeout: float) -> None:
         """Deliver whatever has arrived, waiting up to `timeout` seconds for something."""
-        if self._connection is None:
-            self._open()
-        assert self._connection is not None
-        try:
-            self._connection.drain_events(timeout=timeout)
-        except TimeoutError:
-            pass
-        except CONNECTION_ERRORS:
-            log.warning("lost the broker; reconnecting")
-            self.reconnect()
+        self.session.poll(timeout)
 
     def wait_result(self, job_id: str, timeout: float | None = None) -> JobResult:
         """Wait for the final result of `job_id`.
@@ -216,38 +168,15 @@ class QPUClient:
 
     # ---- outgoing -------------------------------------------------------------------------
 
-    def _publish_all(self, batch: list[Outgoing], timeout_s: float = 30.0) -> None:
-        """Publish with a sliding window of at most `CONFIRM_WINDOW` unconfirmed messages.
-
-        Raises:
-            UnknownJobClass, QueueFull, NotAuthorised, NotDeclared, BrokerUnreachable.
-        """
-        for attempt in (1, 2):
-            try:
-                self._publisher.publish_window(batch, timeout_s)
-                break
-            except amqp.exceptions.NotFound as exc:
-                self.reconnect()
-                raise NotDeclared(f"{batch[0].exchange} does not exist on this broker") from exc
-            except amqp.exceptions.AccessRefused as exc:
-                self.reconnect()
-                raise NotAuthorised(
-                    f"user {self.user!r} may not publish to {batch[0].exchange}: {exc}"
-                ) from exc
-            except CONNECTION_ERRORS:
-                if attempt == 2:
-                    raise
-                # Publishing again may duplicate a job the broker had taken; the owner answers a
-                # duplicate from its log and never runs a job twice.
-                log.warning("lost the broker while publishing; reconnecting and publishing again")
-                self.reconnect()
-        self._publisher.raise_refusals(batch, self.topology.class_names)
+    def _publish_all(self, batch: list[Outgoing], timeout_s: float = 30.0) -> dict[str, datetime]:
+        """Publish and wait for every confirm; when each came (`ClientSession.publish`)."""
+        return self.session.publish(batch, timeout_s)
 
     def fetch_device(self) -> Any | None:
         """The Pulser device the owner validates against now, or None if none was published."""
         if self._device is not None and time.monotonic() - self._device[0] < DEVICE_CACHE_S:
             return self._device[1]
-        device = read_device(self._credentialed(self.urls[0]), self.topology.device_queue)
+        device = read_device(self.session.credentialed_url(), self.topology.device_queue)
         self._device = (time.monotonic(), device)
         return device
 
@@ -348,34 +277,37 @@ class QPUClient:
     def submit_many(
         self, jobs: Iterable[JobRequest], on_progress: ProgressCallback | None = None
     ) -> list[JobHandle]:
-        """Publish many jobs, pipelined: confirms are awaited per window, not per job.
+        """Publish many jobs, pipelined: up to `CONFIRM_WINDOW` confirms in flight at once.
 
         Each job gets its own producer span (one trace per job) when tracing is on. Its
-        ``submitted_at`` is stamped just before the publish (queue wait starts there), and each
-        handle's `queued_at` once the broker confirmed it.
+        ``submitted_at`` is stamped just before the publish (queue wait starts there; the jobs
+        are encoded with the stamp, not copied), and each handle's `queued_at` when the broker
+        confirmed that job.
 
         Raises:
-            UnknownJobClass, QueueFull, NotAuthorised, BrokerUnreachable: for the first window
-            with a refusal; jobs of earlier windows were accepted.
+            UnknownJobClass, QueueFull, NotAuthorised, BrokerUnreachable: once every job was
+            confirmed or refused, for the first refused one; the other jobs were accepted.
         """
         exchange = self.topology.jobs_exchange
-        traced = tracing_active()
+        span_tracer = tracer() if tracing_active() else None
         # Queue wait starts now, after building and local validation, not when a job was built.
-        now = utc_now()
+        stamp = {"submitted_at": _JSON_TIME.dump_python(utc_now(), mode="json")}
         handles, batch = [], []
-        for built in jobs:
-            job = built.model_copy(update={"submitted_at": now})
+        for job in jobs:
             handle = JobHandle(job.job_id, job.job_class, job.shots, self, on_progress)
             headers: dict[str, Any] = {}
-            if traced:
-                handle.span_context = publish_span(self.topology.jobs_exchange, job, headers)
+            if span_tracer is not None:
+                handle.span_context = publish_span(exchange, job, headers, span_tracer)
             self._handles[job.job_id] = handle
             handles.append(handle)
-            batch.append(Outgoing(job, exchange, job.job_class, job.job_id, job.priority, headers))
-        self._publish_all(batch)
-        confirmed = utc_now()
+            batch.append(
+                Outgoing(
+                    job, exchange, job.job_class, job.job_id, job.priority, headers, None, stamp
+                )
+            )
+        confirmed_at = self._publish_all(batch)
         for handle in handles:
-            handle.queued_at = confirmed
+            handle.queued_at = confirmed_at[handle.job_id]
         return handles
 
     def follow(self, job_id: str, job_class: str, shots: int) -> JobHandle:
@@ -395,21 +327,7 @@ class QPUClient:
         Raises:
             CommandRefused: the job is another user's.
         """
-        if job_id in self.results:
-            return self.results[job_id]
-        if since == "first":
-            with contextlib.suppress(NoOwnerAnswered):
-                with contextlib.suppress(UnknownToOwner):
-                    return fetch_result_from_owner(self, job_id)[0]
-                return None
-        return scan_for_result(
-            self._credentialed(self.urls[0]),
-            self.topology.events_stream,
-            job_id,
-            since,
-            self.settings.log_max_bytes,
-            self.user,
-        )
+        return find_result(self, job_id, since)
 
     def queue(
         self,
@@ -479,24 +397,4 @@ class QPUClient:
             priority=priority,
             message_id=message_id,
         )
-        self._publish_all(
-            [
-                Outgoing(
-                    cmd,
-                    self.topology.control_exchange,
-                    f"control.{command.value}",
-                    cmd.command_id,
-                    expiration_ms=max(int(timeout * 1000), 1),
-                )
-            ]
-        )
-        deadline = time.monotonic() + timeout
-        while cmd.command_id not in self.replies:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise NoOwnerAnswered(
-                    f"no QPU owner answered {command.value} within {timeout:g} s; "
-                    "the command expired unapplied"
-                )
-            self.poll(min(left, 0.5))
-        return self.replies.pop(cmd.command_id)
+        return send_command(self.session, cmd, self.replies, timeout)

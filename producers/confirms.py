@@ -1,37 +1,50 @@
 """Publishing with publisher confirms on the client's py-amqp channel.
 
 Confirms are tracked on the channel's own ``basic.ack``/``basic.nack`` callbacks rather than
-kombu's ``confirm_publish``, which waits for each confirm in turn (~2k jobs/s here): a window of
-messages is published and their confirms are then awaited together. Every publish is
-``mandatory``, so a message for a routing key with no queue comes back (``basic.return``, always
-before its ack) and raises `UnknownJobClass` instead of vanishing; a nack (a full class queue with
-``x-overflow: reject-publish``) raises `QueueFull`.
+kombu's ``confirm_publish``, which waits for each confirm in turn (~2k jobs/s here): up to
+`CONFIRM_WINDOW` messages are in flight, the window refilled as acks come in, and the last
+confirms are awaited together. Every publish is ``mandatory``, so a message for a routing key
+with no queue comes back (``basic.return``, always before its ack) and raises `UnknownJobClass`
+instead of vanishing; a nack (a full class queue with ``x-overflow: reject-publish``) raises
+`QueueFull`.
 
-One `ConfirmedPublisher` lives as long as its channel; the client makes a new one on reconnect.
+The frames are built by `producers.frames` and written to py-amqp's transport a few dozen
+messages per ``sendall`` (py-amqp's ``basic_publish`` costs a write and a read syscall per
+message, most of a submit's time); reading acks, returns and ``connection.blocked`` stays
+py-amqp's. One `ConfirmedPublisher` lives as long as its channel; the client makes a new one on
+reconnect.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-import amqp
+import amqp.exceptions
 import kombu
 
 from producers.errors import BrokerBlocked, BrokerUnreachable, QueueFull, UnknownJobClass
+from producers.frames import PublishFrames
 from schemas.codec import CONTENT_TYPE, encode
-from schemas.messages import Message
+from schemas.messages import Message, utc_now
 
 log = logging.getLogger("producers.client")
 CONFIRM_WINDOW = 1000
+FLUSH_BYTES = 64 * 1024  # frames gathered before one write to the socket
 
 
-@dataclass
+@dataclass(slots=True)
 class Outgoing:
-    """One message to publish: what, where, and its AMQP properties."""
+    """One message to publish: what, where, and its AMQP properties.
+
+    `update` holds JSON-mode values that replace fields of the encoded body (the batch's
+    ``submitted_at``), so that stamping a job the client built does not copy the model.
+    """
 
     message: Message
     exchange: str
@@ -40,6 +53,7 @@ class Outgoing:
     priority: int = 0
     headers: dict[str, Any] = field(default_factory=dict)
     expiration_ms: int | None = None
+    update: Mapping[str, Any] | None = None
 
 
 class ConfirmedPublisher:
@@ -67,21 +81,39 @@ class ConfirmedPublisher:
         self.reply_to = reply_to
         self.max_message_bytes = max_message_bytes
         self.next_tag = 1
-        self.unconfirmed: dict[int, str] = {}
+        self.unconfirmed: OrderedDict[int, str] = OrderedDict()  # delivery tag -> message id
         self.nacked: set[str] = set()
         self.returned: set[str] = set()
         self.blocked: str | None = None  # why the broker blocks our publishes (an alarm)
+        self.confirmed_at: dict[str, datetime] = {}  # message id -> when its ack arrived
+        self.transport = connection.connection.transport
+        self.frames = PublishFrames(
+            channel.channel_id, connection.connection.frame_max, CONTENT_TYPE, reply_to, user
+        )
         channel.confirm_select()
         channel.events["basic_ack"].add(self._on_ack)
         channel.events["basic_nack"].add(self._on_nack)
         channel.events["basic_return"].add(self._on_return)
 
     def _settle(self, tag: int, multiple: bool) -> list[str]:
-        tags = [t for t in self.unconfirmed if t <= tag] if multiple else [tag]
-        return [self.unconfirmed.pop(t) for t in tags if t in self.unconfirmed]
+        unconfirmed = self.unconfirmed
+        if not multiple:
+            message_id = unconfirmed.pop(tag, None)
+            return [] if message_id is None else [message_id]
+        settled = []
+        while unconfirmed:  # tags are in publish order: settle from the oldest up to `tag`
+            oldest = next(iter(unconfirmed))
+            if oldest > tag:
+                break
+            settled.append(unconfirmed.pop(oldest))
+        return settled
 
     def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
-        self._settle(delivery_tag, multiple)
+        settled = self._settle(delivery_tag, multiple)
+        if settled:
+            now = utc_now()  # one clock read per ack frame; a frame often acks hundreds
+            for message_id in settled:
+                self.confirmed_at[message_id] = now
 
     def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
         self.nacked.update(self._settle(delivery_tag, multiple))
@@ -98,43 +130,62 @@ class ConfirmedPublisher:
         """The broker's ``connection.unblocked``."""
         self.blocked = None
 
-    def publish_nowait(self, out: Outgoing) -> None:
-        """Publish `out` without waiting for its confirm."""
-        body = encode(out.message, self.max_message_bytes)
-        # Straight onto the py-amqp channel: kombu's Producer adds per-message work we don't need.
-        message = amqp.Message(
-            body,
-            content_type=CONTENT_TYPE,
-            type=out.message.type_name(),
+    def _frames(self, out: Outgoing) -> list[bytes]:
+        return self.frames.publish(
+            encode(out.message, self.max_message_bytes, out.update),
+            out.exchange,
+            out.routing_key,
             message_id=out.message_id,
-            user_id=self.user,
-            timestamp=int(time.time()),
+            type_name=out.message.type_name(),
             priority=out.priority,
-            reply_to=self.reply_to,
-            correlation_id=out.message_id,
-            delivery_mode=2,
-            application_headers=out.headers,
+            timestamp=int(time.time()),
+            headers=out.headers,
+            expiration_ms=out.expiration_ms,
         )
-        if out.expiration_ms is not None:
-            message.properties["expiration"] = str(out.expiration_ms)
-        self.channel.basic_publish(
-            message, exchange=out.exchange, routing_key=out.routing_key, mandatory=True
-        )
-        self.unconfirmed[self.next_tag] = out.message_id
-        self.next_tag += 1
 
-    def publish_window(self, batch: Sequence[Outgoing], timeout_s: float) -> None:
+    def _write(self, pending: list[bytes]) -> None:
+        """Write the gathered frames in one go (each publish's frames whole, in order)."""
+        if not pending:
+            return
+        if not self.channel.is_open:
+            raise amqp.exceptions.RecoverableConnectionError("publish: the channel is closed")
+        self.transport.write(b"".join(pending))
+        pending.clear()
+
+    def publish_window(self, batch: Sequence[Outgoing], timeout_s: float) -> dict[str, datetime]:
         """Publish `batch` with at most `CONFIRM_WINDOW` unconfirmed, then wait for all confirms.
+
+        Returns:
+            When the broker acked each message, by message id (a nacked one is not there).
 
         Raises:
             BrokerUnreachable: confirms did not arrive within `timeout_s`.
+            EncodeError, MessageTooLarge: a message cannot be encoded (those before it are sent).
             amqp / kombu connection errors: for the caller to reconnect on.
         """
+        self.confirmed_at = {}
+        pending: list[bytes] = []
+        size = 0
         for out in batch:
             if len(self.unconfirmed) >= CONFIRM_WINDOW:
-                self.wait_confirms(timeout_s, below=CONFIRM_WINDOW // 2)
-            self.publish_nowait(out)
+                self._write(pending)
+                size = 0
+                self.wait_confirms(timeout_s, below=CONFIRM_WINDOW)  # refilled ack by ack
+            try:
+                frames = self._frames(out)
+            except Exception:
+                self._write(pending)  # every tag counted so far must reach the broker
+                raise
+            pending += frames
+            size += sum(map(len, frames))
+            self.unconfirmed[self.next_tag] = out.message_id
+            self.next_tag += 1
+            if size >= FLUSH_BYTES:
+                self._write(pending)
+                size = 0
+        self._write(pending)
         self.wait_confirms(timeout_s)
+        return self.confirmed_at
 
     def wait_confirms(self, timeout_s: float, below: int = 1) -> None:
         """Process broker frames until fewer than `below` publishes are unconfirmed.

@@ -10,9 +10,12 @@ the result instead of polling for it.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
-from producers.errors import CommandRefused
+from brokers.stream import Offset
+from producers.errors import CommandRefused, NoOwnerAnswered
+from producers.logscan import scan_for_result
 from schemas.enums import CommandName, ErrorCode
 from schemas.messages import ControlReply, Event, JobResult, QueueEntry
 
@@ -72,3 +75,23 @@ def fetch_history_from_owner(
     """Every event of the job in log order (progress events and the sequence left out)."""
     reply = ask_owner(client, CommandName.HISTORY, job_id, timeout=timeout)
     return list(reply.history or [])
+
+
+def find_result(client: QPUClient, job_id: str, since: Offset = "first") -> JobResult | None:
+    """`QPUClient.fetch_result`: what this client already received, else the owner's answer;
+    with no owner answering, or with `since`, the event log is read (operators only)."""
+    if job_id in client.results:
+        return client.results[job_id]
+    if since == "first":
+        with contextlib.suppress(NoOwnerAnswered):
+            with contextlib.suppress(UnknownToOwner):
+                return fetch_result_from_owner(client, job_id)[0]
+            return None
+    return scan_for_result(
+        client.session.credentialed_url(),
+        client.topology.events_stream,
+        job_id,
+        since,
+        client.settings.log_max_bytes,
+        client.user,
+    )

@@ -11,6 +11,7 @@ broker (or the lease) stops local work; the owner reconnects with backoff and st
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -39,7 +40,7 @@ from consumers.metrics import OwnerMetrics
 from consumers.plugins.gate import Gate
 from consumers.plugins.loading import Plugins
 from consumers.plugins.sinks import SinkFanout
-from consumers.positions import PositionPusher
+from consumers.positions import PositionPusher, send_position
 from consumers.publish import Publisher
 from consumers.recovery import LogFollower
 from consumers.sequences import SequenceStore
@@ -271,6 +272,7 @@ class Owner:
         next_tick = time.monotonic()
         last_snapshot = time.monotonic()
         positions = PositionPusher(owner.position_every_s)  # a new owner tells everyone again
+        tell = functools.partial(send_position, shell.publisher)
         while not self._stop.is_set():
             # A backend report may have come in (and used up its wake-up) while the last commit
             # waited for confirms: then only look at the socket. Confirms do not wake a blocked
@@ -294,7 +296,7 @@ class Owner:
                 shell.dispatch()
             if self.lanes.drain(shell) or changed:  # after the QPU's: lanes never delay it
                 self.lanes.dispatch(shell)
-            positions.push_if_due(shell.state, shell.policy, shell.clock(), shell.tell, now)
+            positions.push_if_due(shell.state, shell.policy, shell.clock(), tell, now)
             if self.metrics is not None:  # after the acks and the start, off the dispatch path
                 self.metrics.intake_done(intake[0], time.monotonic() - intake[1])
                 self.metrics.after_iteration(shell.state, shell.policy)

@@ -14,20 +14,40 @@ push tells at most `MAX_TOLD` jobs, those nearest the front first.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
 
 from consumers.core.state import OwnerState
 from consumers.core.view import queue_entries, run_entry
+from consumers.publish import Publisher
+from schemas.errors import SchemaError
 from schemas.messages import JobPosition, QueueEntry
 from schemas.policy import Policy
+
+log = logging.getLogger("consumers.owner")
 
 COST_FACTOR = 50  # a push every 50x its own cost at most: under 2% of the owner's time
 MAX_TOLD = 1000  # per push, nearest the front first; the others are told at the next push
 
 Send = Callable[[str, JobPosition], None]  # (reply_to, message)
 Seen = tuple[int | None, str | None, str]  # (position, held, state): what a change is
+
+
+def send_position(publisher: Publisher, reply_to: str, message: JobPosition) -> None:
+    """Send a job's position to its submitter: nothing waits for its confirm, and it has its
+    own message id, so a failed push is never taken for the job's result reply."""
+    try:
+        publisher.send(
+            "",
+            reply_to,
+            message,
+            message_id=f"{message.job_id}:position",
+            correlation_id=message.job_id,
+        )
+    except SchemaError as exc:
+        log.warning("position of %s not sent: %s", message.job_id, exc)
 
 
 class PositionPusher:

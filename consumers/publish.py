@@ -25,12 +25,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import pika
+import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from brokers.connection import properties
 from brokers.topology import Topology
 from consumers.errors import OwnerError
 from schemas.codec import encode
+from schemas.errors import EncodeError
 from schemas.events import Topic
 from schemas.messages import Event, Message
 
@@ -82,8 +84,15 @@ class Publisher:
         props: pika.BasicProperties,
         mandatory: bool = False,
     ) -> None:
-        """Publish bytes as they are (dead letters); confirmed later (`wait_confirmed`, `pump`)."""
-        self._impl.basic_publish(exchange, routing_key, body, props, mandatory)
+        """Publish bytes as they are (dead letters); confirmed later (`wait_confirmed`, `pump`).
+
+        Raises:
+            EncodeError: a property cannot be written (e.g. an id over 255 bytes); nothing sent.
+        """
+        try:
+            self._impl.basic_publish(exchange, routing_key, body, props, mandatory)
+        except pika.exceptions.ShortStringTooLong as exc:  # frames are built before any write
+            raise EncodeError(f"cannot publish to {routing_key or exchange}: {exc!r}") from exc
         self._tag += 1
         self._pending[self._tag] = props.message_id or ""
 

@@ -55,12 +55,11 @@ from consumers.settle import Delivery, ack, dead_letter
 from consumers.sink import Sink
 from consumers.spans import JobSpans
 from schemas.enums import ErrorCode
-from schemas.errors import MessageTooLarge
+from schemas.errors import MessageTooLarge, SchemaError
 from schemas.events import JobAccepted, Topic, make_event, payload_of
 from schemas.messages import (
     Event,
     JobError,
-    JobPosition,
     JobProgress,
     JobResult,
     Message,
@@ -229,16 +228,16 @@ class Shell:
             return
         if not isinstance(message, JobProgress):
             self.pending.reply(reply.correlation_id, reply.reply_to, self.publisher.last_tag + 1)
-        if spans is not None and isinstance(message, JobResult):
-            with spans.publishing():
+        try:
+            if spans is not None and isinstance(message, JobResult):
+                with spans.publishing():
+                    self.publisher.reply(reply.reply_to, message, reply.correlation_id)
+                spans.close(message.state.value, message.error)
+            else:
                 self.publisher.reply(reply.reply_to, message, reply.correlation_id)
-            spans.close(message.state.value, message.error)
-        else:
-            self.publisher.reply(reply.reply_to, message, reply.correlation_id)
-
-    def tell(self, reply_to: str, message: JobPosition) -> None:
-        """Send a job's position to its submitter (nothing waits for its confirm)."""
-        self.publisher.reply(reply_to, message, message.job_id)
+        except SchemaError as exc:  # cannot be written at all: never fatal, logged like a refusal
+            why = f"{reply.reply_to}: {exc}"
+            self.emit([make_event(Topic.JOB_REPLY_FAILED, job_id=reply.correlation_id, reason=why)])
 
     def _start(self, start: StartRun) -> None:
         job = start.job

@@ -17,7 +17,6 @@ not thread-safe: use one per thread or per MPI rank (or `producers.mpi` for one 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import uuid
@@ -33,11 +32,10 @@ from brokers.topology import Topology, build_topology
 from brokers.tracing import configure_tracing, tracer, tracing_active
 from producers.commands import send_command
 from producers.confirms import CONFIRM_WINDOW, Outgoing
-from producers.errors import CommandRefused, NoOwnerAnswered, ResultTimeout
 from producers.handle import JobHandle, PositionCallback, ProgressCallback
 from producers.jobs import job_request, read_device
 from producers.replies import ReplyInbox
-from producers.results import fetch_result_from_owner, find_result
+from producers.results import find_result, wait_for_result
 from producers.session import ClientSession
 from producers.slurm import slurm_context
 from producers.spans import publish_span
@@ -65,7 +63,6 @@ log = logging.getLogger(__name__)
 _Outgoing = Outgoing  # the name tests and older callers import
 DEVICE_CACHE_S = 30.0
 _JSON_TIME = TypeAdapter(datetime)  # submitted_at as the codec writes it
-ASK_OWNER_AFTER_S = 30.0  # waiting this long for a result, ask the owner for it (then again)
 
 
 class QPUClient:
@@ -146,25 +143,13 @@ class QPUClient:
         self.session.poll(timeout)
 
     def wait_result(self, job_id: str, timeout: float | None = None) -> JobResult:
-        """Wait for the final result of `job_id`.
+        """Wait for the final result of `job_id` (after a while, asking the owner for it too:
+        a reply lost in a failover is still in the log; `producers.results.ASK_OWNER_AFTER_S`).
 
         Raises:
             ResultTimeout: nothing final arrived within `timeout` seconds.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        ask_at = time.monotonic() + ASK_OWNER_AFTER_S
-        while job_id not in self.results:
-            now = time.monotonic()
-            left = None if deadline is None else deadline - now
-            if left is not None and left <= 0:
-                raise ResultTimeout(f"no result for job {job_id} within {timeout} s")
-            if now >= ask_at:  # a reply lost in a failover: the owner still knows the result
-                ask_at = now + ASK_OWNER_AFTER_S
-                with contextlib.suppress(NoOwnerAnswered, CommandRefused):
-                    fetch_result_from_owner(self, job_id)
-                continue
-            self.poll(min(left, 1.0) if left is not None else 1.0)
-        return self.results[job_id]
+        return wait_for_result(self, job_id, timeout)
 
     # ---- outgoing -------------------------------------------------------------------------
 
@@ -264,18 +249,22 @@ class QPUClient:
             require_qpu=require_qpu,
             position_updates=on_position is not None,
         )
-        handle = self.submit_request(job, on_progress)
-        handle.on_position = on_position
-        return handle
+        return self.submit_request(job, on_progress, on_position)
 
     def submit_request(
-        self, job: JobRequest, on_progress: ProgressCallback | None = None
+        self,
+        job: JobRequest,
+        on_progress: ProgressCallback | None = None,
+        on_position: PositionCallback | None = None,
     ) -> JobHandle:
         """Publish a built `JobRequest`; returns once the broker confirmed it."""
-        return self.submit_many([job], on_progress)[0]
+        return self.submit_many([job], on_progress, on_position)[0]
 
     def submit_many(
-        self, jobs: Iterable[JobRequest], on_progress: ProgressCallback | None = None
+        self,
+        jobs: Iterable[JobRequest],
+        on_progress: ProgressCallback | None = None,
+        on_position: PositionCallback | None = None,
     ) -> list[JobHandle]:
         """Publish many jobs, pipelined: up to `CONFIRM_WINDOW` confirms in flight at once.
 
@@ -283,6 +272,8 @@ class QPUClient:
         ``submitted_at`` is stamped just before the publish (queue wait starts there; the jobs
         are encoded with the stamp, not copied), and each handle's `queued_at` when the broker
         confirmed that job.
+
+        `on_position` is called for the jobs built with ``position_updates``.
 
         Raises:
             UnknownJobClass, QueueFull, NotAuthorised, BrokerUnreachable: once every job was
@@ -295,6 +286,7 @@ class QPUClient:
         handles, batch = [], []
         for job in jobs:
             handle = JobHandle(job.job_id, job.job_class, job.shots, self, on_progress)
+            handle.on_position = on_position  # set before the publish: a push may come at once
             headers: dict[str, Any] = {}
             if span_tracer is not None:
                 handle.span_context = publish_span(exchange, job, headers, span_tracer)
@@ -307,7 +299,7 @@ class QPUClient:
             )
         confirmed_at = self._publish_all(batch)
         for handle in handles:
-            handle.queued_at = confirmed_at[handle.job_id]
+            handle.queued_at = confirmed_at.get(handle.job_id)
         return handles
 
     def follow(self, job_id: str, job_class: str, shots: int) -> JobHandle:

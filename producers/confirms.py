@@ -85,7 +85,9 @@ class ConfirmedPublisher:
         self.nacked: set[str] = set()
         self.returned: set[str] = set()
         self.blocked: str | None = None  # why the broker blocks our publishes (an alarm)
-        self.confirmed_at: dict[str, datetime] = {}  # message id -> when its ack arrived
+        # message id -> when its ack arrived; each `publish_window` takes its own messages' out
+        # (a callback run while it waits may publish a window of its own meanwhile)
+        self.confirmed_at: dict[str, datetime] = {}
         self.transport = connection.connection.transport
         self.frames = PublishFrames(
             channel.channel_id, connection.connection.frame_max, CONTENT_TYPE, reply_to, user
@@ -163,7 +165,6 @@ class ConfirmedPublisher:
             EncodeError, MessageTooLarge: a message cannot be encoded (those before it are sent).
             amqp / kombu connection errors: for the caller to reconnect on.
         """
-        self.confirmed_at = {}
         pending: list[bytes] = []
         size = 0
         for out in batch:
@@ -185,7 +186,8 @@ class ConfirmedPublisher:
                 size = 0
         self._write(pending)
         self.wait_confirms(timeout_s)
-        return self.confirmed_at
+        taken = {o.message_id: self.confirmed_at.pop(o.message_id, None) for o in batch}
+        return {message_id: at for message_id, at in taken.items() if at is not None}
 
     def wait_confirms(self, timeout_s: float, below: int = 1) -> None:
         """Process broker frames until fewer than `below` publishes are unconfirmed.

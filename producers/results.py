@@ -11,10 +11,11 @@ the result instead of polling for it.
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import TYPE_CHECKING
 
 from brokers.stream import Offset
-from producers.errors import CommandRefused, NoOwnerAnswered
+from producers.errors import CommandRefused, NoOwnerAnswered, ResultTimeout
 from producers.logscan import scan_for_result
 from schemas.enums import CommandName, ErrorCode
 from schemas.messages import ControlReply, Event, JobResult, QueueEntry
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from producers.client import QPUClient
 
 ASK_TIMEOUT_S = 10.0
+ASK_OWNER_AFTER_S = 30.0  # waiting this long for a result, ask the owner for it (then again)
 
 
 class UnknownToOwner(CommandRefused):
@@ -95,3 +97,26 @@ def find_result(client: QPUClient, job_id: str, since: Offset = "first") -> JobR
         client.settings.log_max_bytes,
         client.user,
     )
+
+
+def wait_for_result(client: QPUClient, job_id: str, timeout: float | None) -> JobResult:
+    """`QPUClient.wait_result`: poll the client's reply queue for the job's final result; every
+    `ASK_OWNER_AFTER_S` also ask the owner, which sends it (a reply lost in a failover).
+
+    Raises:
+        ResultTimeout: nothing final arrived within `timeout` seconds.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    ask_at = time.monotonic() + ASK_OWNER_AFTER_S
+    while job_id not in client.results:
+        now = time.monotonic()
+        left = None if deadline is None else deadline - now
+        if left is not None and left <= 0:
+            raise ResultTimeout(f"no result for job {job_id} within {timeout} s")
+        if now >= ask_at:
+            ask_at = now + ASK_OWNER_AFTER_S
+            with contextlib.suppress(NoOwnerAnswered, CommandRefused):
+                fetch_result_from_owner(client, job_id)
+            continue
+        client.poll(min(left, 1.0) if left is not None else 1.0)
+    return client.results[job_id]

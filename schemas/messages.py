@@ -23,6 +23,10 @@ from schemas.reports import RunningJob as RunningJob  # part of StatusReport
 from schemas.reports import StatusReport as StatusReport  # part of ControlReply
 
 MAX_PRIORITY = 9
+# Job and command ids travel as AMQP message and correlation ids (short strings: at most 255
+# bytes), so a client-chosen id is held to plain ASCII of a bounded length.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+MAX_ID_LENGTH = 128
 
 
 def new_id() -> str:
@@ -85,7 +89,7 @@ class JobRequest(Message):
 
     schema_name: ClassVar[str] = "qsched.JobRequest"
 
-    job_id: str = Field(default_factory=new_id)
+    job_id: str = Field(default_factory=new_id, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)
     job_class: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     priority: int = Field(default=0, ge=0, le=MAX_PRIORITY)
     shots: int = Field(gt=0)
@@ -207,7 +211,7 @@ class ControlCommand(Message):
 
     schema_name: ClassVar[str] = "qsched.ControlCommand"
 
-    command_id: str = Field(default_factory=new_id)
+    command_id: str = Field(default_factory=new_id, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)
     command: CommandName
     job_id: str | None = None
     mode: Mode | None = None

@@ -214,12 +214,12 @@ def test_a_result_whose_reply_was_lost_is_asked_of_the_owner_while_waiting(
 ) -> None:
     """A final reply lost between an owner's confirmed event and its reply (a kill there) would
     leave the waiter hanging: a waiter asks the owner after a while and gets the result."""
-    import producers.client
+    import producers.results
 
     owners.start("--backend", "synthetic")
     client = owners.client(validate_locally=False)
     job = client.submit(analog_sequence(2), 10)
     done = job.result(timeout=60)
     del client.results[job.job_id]  # as if the reply never came
-    monkeypatch.setattr(producers.client, "ASK_OWNER_AFTER_S", 0.5)
+    monkeypatch.setattr(producers.results, "ASK_OWNER_AFTER_S", 0.5)
     assert client.wait_result(job.job_id, timeout=30) == done

@@ -334,3 +334,15 @@ def test_a_job_sequence_must_be_a_json_object() -> None:
         JobRequest(job_class="production", shots=1, sequence="{nope")
     with pytest.raises(ValueError, match="JSON object"):
         JobRequest(job_class="production", shots=1, sequence="[1, 2]")
+
+
+@pytest.mark.parametrize("job_id", ["x" * 129, "é" * 40, "../etc", "a b", ""])
+def test_a_job_id_that_could_not_travel_as_an_amqp_id_is_refused_at_decoding(job_id: str) -> None:
+    """Job ids become AMQP message and correlation ids (at most 255 bytes): a client-chosen
+    id is plain ASCII of at most 128 characters, or the job is refused with the field named."""
+    body = msgpack.packb(
+        {"job_id": job_id, "job_class": "production", "shots": 1, "sequence": "{}"}
+    )
+    with pytest.raises(DecodeError) as info:
+        decode(body, JobRequest.type_name(), JobRequest)
+    assert info.value.field == "job_id"

@@ -57,3 +57,38 @@ def test_given_a_multiple_nack_then_those_jobs_are_nacked_not_confirmed() -> Non
     assert publisher.nacked == {"job-2", "job-3"}
     assert set(publisher.confirmed_at) == {"job-1"}
     assert list(publisher.unconfirmed) == [4]
+
+
+def test_a_window_published_by_a_callback_while_the_first_waits_keeps_both_windows_acks() -> None:
+    """A progress or position callback that submits while `publish_window` waits for confirms
+    must not take the outer window's acks with it (`QPUClient.submit_many` reads them)."""
+    from producers.confirms import Outgoing
+    from schemas.messages import JobProgress
+
+    class Transport:
+        def write(self, data: bytes) -> None:
+            pass
+
+    class Connection:
+        class connection:
+            frame_max = 131072
+            transport = Transport()
+
+        nested: dict[str, Any] | None = None
+        drained = 0
+
+        def drain_events(self, timeout: float) -> None:
+            publisher._on_ack(publisher.next_tag - 1, True)  # everything sent so far is acked
+            self.drained += 1
+            if self.drained == 1:  # a callback run by this drain publishes a window itself
+                self.nested = publisher.publish_window([outgoing("inner")], 5)
+
+    def outgoing(job_id: str) -> Outgoing:
+        return Outgoing(JobProgress(job_id=job_id, shots=1, shots_done=0), "", "q", job_id)
+
+    connection = Connection()
+    publisher = ConfirmedPublisher(connection, _Channel(), "alice", "reply", 1 << 20)  # type: ignore[arg-type]
+    outer = publisher.publish_window([outgoing("outer")], 5)
+    assert set(outer) == {"outer"}
+    assert connection.nested is not None and set(connection.nested) == {"inner"}
+    assert publisher.confirmed_at == {}

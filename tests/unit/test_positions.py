@@ -6,6 +6,7 @@ import pytest
 
 from consumers import positions
 from consumers.core.step import Dispatch
+from consumers.core.view import queue_entries
 from consumers.positions import COST_FACTOR, PositionPusher
 from schemas.enums import JobState
 from schemas.messages import JobPosition
@@ -100,3 +101,29 @@ def test_one_push_tells_at_most_max_told_jobs_nearest_the_front_first(
     assert set(out.take()) == set(jobs[:2])
     pusher.push(h.state, h.policy, h.now, out)
     assert set(out.take()) == {jobs[2]}
+
+
+def test_a_position_goes_out_under_its_own_message_id_and_an_unwritable_one_is_skipped() -> None:
+    """A push failing (its queue gone) must never be taken for the job's result reply, which
+    uses the job id as message id; a push that cannot be written is logged, never fatal."""
+    from consumers.positions import send_position
+    from schemas.errors import EncodeError
+    from schemas.messages import QueueEntry
+
+    sent: list[dict[str, object]] = []
+
+    class Publisher:
+        def send(self, exchange: str, routing_key: str, message: object, **kw: object) -> None:
+            if routing_key == "broken":
+                raise EncodeError("cannot publish to broken")
+            sent.append({"to": routing_key, **kw})
+
+    h = Harness()
+    job = h.submit(position_updates=True, reply_to="qpu.reply.alice.a")
+    entry = next(e for e in queue_entries(h.state, h.policy, h.now) if e.job_id == job)
+    message = JobPosition(job_id=job, entry=QueueEntry.model_validate(entry.model_dump()))
+    send_position(Publisher(), "qpu.reply.alice.a", message)  # type: ignore[arg-type]
+    send_position(Publisher(), "broken", message)  # type: ignore[arg-type]
+    assert sent == [
+        {"to": "qpu.reply.alice.a", "message_id": f"{job}:position", "correlation_id": job}
+    ]

@@ -29,7 +29,7 @@ from schemas.policy import Policy
 log = logging.getLogger("consumers.owner")
 
 COST_FACTOR = 50  # a push every 50x its own cost at most: under 2% of the owner's time
-MAX_TOLD = 1000  # per push, nearest the front first; the others are told at the next push
+MAX_TOLD = 250  # per push, nearest the front first (the rest next time); few confirms to wait for
 
 Send = Callable[[str, JobPosition], None]  # (reply_to, message)
 Seen = tuple[int | None, str | None, str]  # (position, held, state): what a change is

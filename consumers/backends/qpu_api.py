@@ -15,7 +15,8 @@ Adoption. Every API job carries the qsched job id in its context. Before submitt
 ``GET /jobs?qsched_job_id=ID`` for the API's jobs of that qsched job: one still PENDING or RUNNING
 (or DONE with the shots asked for: its owner died before it could record the end) is adopted and
 followed to its end instead of being submitted again, so a failover never runs a job twice on
-the QPU.
+the QPU. An API job this backend canceled itself (a run past its limit) is never adopted: it
+may still read RUNNING for a moment after the cancel, and would end the job CANCELED.
 """
 
 from __future__ import annotations
@@ -86,6 +87,9 @@ class QPUApiBackend(Backend):
         self._device: BaseDevice | None = None
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
+        # API jobs this backend asked to cancel: never adopted by a later run of the same job
+        # (a canceled API job may still read RUNNING for a moment, then ends CANCELED).
+        self._canceled_uids: set[int] = set()
 
     # ---- HTTP -----------------------------------------------------------------------------
 
@@ -220,6 +224,8 @@ class QPUApiBackend(Backend):
         found = self._call("GET", f"/jobs?{query}", run=run)
         jobs = [j for j in found if isinstance(j, dict)] if isinstance(found, list) else []
         for job in sorted(jobs, key=lambda j: int(j.get("uid", 0)), reverse=True):
+            if int(job.get("uid", 0)) in self._canceled_uids:
+                continue  # this owner gave up on it (a run time limit, a stop): submit anew
             status = job.get("status")
             if status in ("PENDING", "RUNNING") or (
                 status == "DONE" and job.get("nb_run") == run.request.shots
@@ -264,6 +270,8 @@ class QPUApiBackend(Backend):
         )
 
     def _send_cancel(self, run: _Run, quiet: bool = False) -> None:
+        if run.uid is not None:
+            self._canceled_uids.add(run.uid)
         try:
             self._call("PUT", f"/jobs/{run.uid}/cancel")
         except BackendFailure as exc:

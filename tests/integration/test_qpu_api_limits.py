@@ -70,6 +70,22 @@ def test_a_job_stuck_running_on_the_api_is_canceled_at_the_run_limit() -> None:
         )
 
 
+def test_a_retry_never_adopts_the_api_job_its_own_timed_out_run_canceled() -> None:
+    """Given a run that passed its limit and whose API job still reads RUNNING after the cancel
+    (the QPU refuses it here; a busy API is slow to stop), the job's next run submits anew
+    instead of adopting that job (which would end the job CANCELED, as seen once under load)."""
+    with qpu_api_simulator(shot_rate_hz=10) as slow:
+        sim(slow, "refuse_cancel", refuse=True)
+        backend = QPUApiBackend(slow, poll_s=0.05, backoff_s=0.05, run_timeout_s=1)
+        for attempt in (1, 2):
+            sink = Sink()
+            backend.start(RunRequest("again", analog_sequence(2), 300, attempt), sink)
+            assert sink.done.wait(30), f"run {attempt} never ended"
+            assert sink.outcome is not None and sink.outcome.error is not None
+            assert sink.outcome.error.code is ErrorCode.BACKEND_TIMEOUT
+        assert sim_stats(slow)["submissions"] == 2
+
+
 def test_a_5xx_burst_longer_than_the_request_tries_is_retried_by_the_budget(
     owners: OwnerHarness, api: str, tmp_path: Path
 ) -> None:
@@ -95,18 +111,20 @@ def test_a_5xx_burst_longer_than_the_request_tries_is_retried_by_the_budget(
 def test_a_stalled_api_ends_the_job_error_once_the_budget_is_spent_in_bounded_time(
     owners: OwnerHarness, api: str, tmp_path: Path
 ) -> None:
-    """Given an API that stalls every request, 2 runs of 1.5 s each and a 0.2 s backoff, the job
+    """Given an API that stalls every request, 2 runs of 3 s each and a 0.2 s backoff, the job
     ends ERROR BACKEND_TIMEOUT with attempts 2 well under the 96 s of the issue, and the owner
-    runs the next job once the API answers again."""
+    runs the next job once the API answers again (3 s is also the next job's whole run, which
+    emulating 20 shots must fit in on a loaded machine)."""
     env = {
         "QSCHED_OWNER__QPU_API_URL": api,
         "QSCHED_OWNER__QPU_API_POLL_S": "0.05",
         "QSCHED_OWNER__QPU_API_TIMEOUT_S": "0.3",
-        "QSCHED_OWNER__QPU_API_RUN_TIMEOUT_S": "1.5",
+        "QSCHED_OWNER__QPU_API_RUN_TIMEOUT_S": "3",
+        "QSCHED_OWNER__QPU_API_REQUEST_ATTEMPTS": "100",  # the run's limit ends it, not tries
     }
     owners.start("--backend", "qpu-api", "--policy", _policy(tmp_path, 2, 0.2), env=env)
     client = owners.client()
-    sim(api, "hang", count=40, seconds=2)
+    sim(api, "hang", count=80, seconds=2)
     started = time.monotonic()
     failed = client.submit(analog_sequence(2), 10).result(timeout=60)
     elapsed_s = time.monotonic() - started

@@ -79,7 +79,7 @@ class PositionPusher:
         watching = {j.job_id: j.reply_to for j in state.waiting.values() if j.position_updates}
         entries: list[QueueEntry] = []
         if watching:
-            entries = [e for e in queue_entries(state, policy, now) if e.job_id in watching]
+            entries = queue_entries(state, policy, now, job_ids=watching.keys())
         for run in (state.running, *state.lanes.values()):
             if run is not None and run.job.position_updates:
                 watching[run.job.job_id] = run.job.reply_to

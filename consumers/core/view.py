@@ -7,6 +7,7 @@ and ETA, and `status`, never the dispatch path.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from consumers.core.order import Waiting
@@ -70,11 +71,12 @@ def queue_entries(
     user: str | None = None,
     job_class: str | None = None,
     job_id: str | None = None,
+    job_ids: Collection[str] | None = None,
 ) -> list[QueueEntry]:
     """The waiting jobs in policy order with position and ETA, then the held ones.
 
     Args:
-        user, job_class, job_id: keep only these (positions still count every job).
+        user, job_class, job_id, job_ids: keep only these (positions still count every job).
     """
     view = view_of(state, policy, now)
     ordered = sorted(state.waiting.values(), key=lambda j: order_key(view, j, now))
@@ -89,6 +91,7 @@ def queue_entries(
             (user is None or job.user == user)
             and (job_class is None or job.job_class == job_class)
             and (job_id is None or job.job_id == job_id)
+            and (job_ids is None or job.job_id in job_ids)
         )
         if reason is None:
             position += 1

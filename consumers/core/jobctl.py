@@ -24,7 +24,7 @@ from datetime import datetime
 
 from consumers.core.command_types import Command, Done, Refused, is_operator
 from consumers.core.order import Waiting
-from consumers.core.outcomes import StopRun
+from consumers.core.outcomes import StopRun, job_event
 from consumers.core.policy import validate_admission
 from consumers.core.state import OwnerState
 from consumers.core.view import queue_entries
@@ -37,7 +37,7 @@ from schemas.events import (
     Topic,
     make_event,
 )
-from schemas.messages import Event, JobDetail
+from schemas.messages import JobDetail
 from schemas.policy import Policy
 
 
@@ -136,10 +136,6 @@ def _waiting(state: OwnerState, job_id: str, what: str) -> Waiting:
     raise Refused(ErrorCode.UNKNOWN_JOB, f"no job {job_id} is known to the owner")
 
 
-def _job_event(topic: Topic, job: Waiting, payload: JobHeld | JobReleased | JobUpdated) -> Event:
-    return make_event(topic, payload, job_id=job.job_id, job_class=job.job_class, user=job.user)
-
-
 def hold(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
     """Hold a waiting job until it is released (an operator's hold is an operator hold)."""
     job = _waiting(state, given.command.job_id or "", "can be held")
@@ -148,7 +144,7 @@ def hold(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Do
     if job.operator_hold or (job.held_by is not None and not operator):
         return Done(f"job {job.job_id} is already held by {job.held_by}")
     kind = "an operator" if operator else "a user"
-    held = _job_event(Topic.JOB_HELD, job, JobHeld(by=user, operator=operator))
+    held = job_event(Topic.JOB_HELD, JobHeld(by=user, operator=operator), job)
     return Done(f"job {job.job_id} held ({kind} hold); qsched release frees it", events=[held])
 
 
@@ -162,7 +158,7 @@ def release(state: OwnerState, policy: Policy, given: Command, now: datetime) ->
             ErrorCode.NOT_AUTHORISED,
             f"job {job.job_id} is held by operator {job.held_by}; only an operator may release it",
         )
-    released = _job_event(Topic.JOB_RELEASED, job, JobReleased(by=given.user or "?"))
+    released = job_event(Topic.JOB_RELEASED, JobReleased(by=given.user or "?"), job)
     return Done(f"job {job.job_id} released", events=[released])
 
 
@@ -193,7 +189,7 @@ def update(state: OwnerState, policy: Policy, given: Command, now: datetime) -> 
         if part
     )
     return Done(
-        f"job {job.job_id} updated: {what}", events=[_job_event(Topic.JOB_UPDATED, job, changed)]
+        f"job {job.job_id} updated: {what}", events=[job_event(Topic.JOB_UPDATED, changed, job)]
     )
 
 
@@ -261,13 +257,11 @@ def requeue(state: OwnerState, policy: Policy, given: Command, now: datetime) ->
         raise Refused(ErrorCode.UNKNOWN_JOB, f"no job {job_id} is known to the owner")
     if run.preempting is not None or run.stop_error is not None:
         raise Refused(ErrorCode.NOT_WAITING, f"job {job_id} is already being stopped")
-    requeuing = make_event(
+    requeuing = job_event(
         Topic.JOB_REQUEUING,
         JobRequeuing(by=given.user or "?"),
-        job_id=job_id,
-        job_class=run.job.job_class,
-        user=run.job.user,
-        reason=f"requeued by {given.user}",
+        run.job,
+        f"requeued by {given.user}",
     )
     return Done(
         f"requeuing {job_id}: it runs again from its first shot",

@@ -12,11 +12,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from consumers.core.inputs import LaneDispatch
-from consumers.core.outcomes import StartRun, Steps
+from consumers.core.outcomes import StartRun, Steps, job_event
 from consumers.core.placement import best_for_lane
 from consumers.core.state import OwnerState
 from consumers.core.view import view_of
-from schemas.events import JobBack, JobStarted, Topic, make_event
+from schemas.events import JobBack, JobStarted, Topic
 from schemas.messages import Event
 from schemas.policy import Policy
 
@@ -30,7 +30,7 @@ def lane_dispatch(state: OwnerState, policy: Policy, given: LaneDispatch, now: d
     job = best_for_lane(view_of(state, policy, now), state.index, now)
     if job is None:
         return [], []
-    started = make_event(
+    started = job_event(
         Topic.JOB_STARTED,
         JobStarted(
             attempt=job.attempt,
@@ -40,10 +40,8 @@ def lane_dispatch(state: OwnerState, policy: Policy, given: LaneDispatch, now: d
             lane=given.lane,
             specs=given.specs,
         ),
-        job_id=job.job_id,
-        job_class=job.job_class,
-        user=job.user,
-        reason=f"on {given.lane}: the best waiting job that may run on an emulator",
+        job,
+        f"on {given.lane}: the best waiting job that may run on an emulator",
     )
     return [started], [StartRun(job, job.remaining_shots, job.attempt, lane=given.lane)]
 
@@ -54,13 +52,11 @@ def requeue_lanes(state: OwnerState, owner_id: str) -> list[Event]:
     for lane, run in sorted(state.lanes.items()):
         counts = run.counts or run.job.prior_counts
         events.append(
-            make_event(
+            job_event(
                 Topic.JOB_REQUEUED,
                 JobBack(counts=counts, shots_done=sum(counts.values()), shots=run.job.shots),
-                job_id=run.job.job_id,
-                job_class=run.job.job_class,
-                user=run.job.user,
-                reason=f"it was on {lane} when owner {state.owner_id} stopped; owner {owner_id} runs it again",
+                run.job,
+                f"it was on {lane} when owner {state.owner_id} stopped; owner {owner_id} runs it again",
             )
         )
     return events

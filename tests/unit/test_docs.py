@@ -29,3 +29,14 @@ def test_readme_and_docs_link_only_inside_the_repository() -> None:
             assert (path.parent / target).resolve().is_relative_to(ROOT), (path.name, target)
             assert (path.parent / target).exists(), (path.name, target)
         assert "../shared" not in path.read_text(encoding="utf-8"), path.name
+
+
+def test_the_readme_is_short_and_links_every_guide() -> None:
+    """The README is read in five minutes; the rest is in docs/, one page per reader."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) < 250
+    for page in ("user-guide", "operator-guide", "deploy", "design", "configuration"):
+        assert f"](docs/{page}.md)" in readme, page
+    for heading in ("## The two commands", "## Quick start on a shared broker"):
+        assert heading in readme
+    assert "QSCHED_NAMESPACE" in readme and "second terminal" in readme

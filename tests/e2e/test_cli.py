@@ -91,6 +91,13 @@ def seq_file(tmp_path: Path) -> Path:
             1,
             "OTEL_TRACES_EXPORTER",
         ),
+        (
+            "otlp protocol",
+            {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "thrift"},
+            ("owner",),
+            1,
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ),
         ("zero shots", {}, ("submit", "{seq}", "--shots", "0"), 2, "--shots"),
         ("negative shots", {}, ("submit", "{seq}", "--shots", "-5"), 2, "--shots"),
         ("not json", {}, ("submit", "{text}", "--shots", "5"), 2, "make_sequence.py"),

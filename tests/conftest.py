@@ -33,8 +33,10 @@ from brokers.settings import DEFAULT_AMQP_URL, Settings, load_settings
 from brokers.topology import Topology, build_topology, declare, delete
 from schemas.policy import Policy
 from tests.environment import child_env, client_env
+from tests.reliability import pytest_collection_finish, pytest_runtest_logreport
 
-__all__ = ["child_env", "client_env"]
+# The reliability report's hooks (collected tests and their outcomes, `tests.reliability`).
+__all__ = ["child_env", "client_env", "pytest_collection_finish", "pytest_runtest_logreport"]
 
 
 @dataclass

@@ -100,9 +100,7 @@ def test_a_broker_killed_and_restarted_under_load_loses_and_duplicates_nothing(
         verdict = check(events, sent, received, _left(node.url, topology))
         record(
             "broker kill -9 and restart under load",
-            jobs=verdict.jobs,
-            lost=verdict.lost,
-            duplicated=verdict.duplicated,
+            verdict=verdict,
             owner_crashes=len(crashes),
             worst_gap_s=gap_s,
             note=(
@@ -161,9 +159,7 @@ def test_a_memory_alarm_blocks_publishes_with_a_clear_timeout_and_nothing_is_los
         verdict = check(events, sent, received, _left(node.url, topology))
         record(
             "memory alarm on the node",
-            jobs=verdict.jobs,
-            lost=verdict.lost,
-            duplicated=verdict.duplicated,
+            verdict=verdict,
             owner_crashes=len(crashes),
             note=(
                 f"a submit during the alarm failed with BrokerBlocked after {elapsed_s:.0f} s "

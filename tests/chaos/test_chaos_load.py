@@ -127,9 +127,7 @@ def test_ten_random_kills_under_load_break_no_invariant(
     retries = sum(e.topic == "job.retrying" for e in events)
     record(
         "owner kill -9 under load",
-        jobs=verdict.jobs,
-        lost=verdict.lost,
-        duplicated=verdict.duplicated,
+        verdict=verdict,
         owner_crashes=len(crashes),
         worst_gap_s=max(gaps),
         note=(

@@ -114,9 +114,7 @@ def test_kill_9_in_each_state_loses_no_job_and_keeps_the_state(
     verdict = check(log, [h.job_id for h in handles], {r.job_id: r for r in results})
     record(
         "owner kill -9 in each QPU state",
-        jobs=verdict.jobs,
-        lost=verdict.lost,
-        duplicated=verdict.duplicated,
+        verdict=verdict,
         owner_crashes=sum(o.process.poll() is not None for o in owners.owners if o is not active),
         worst_gap_s=gap_s,
         note="a backlog of 200 jobs; states run: idle, running, paused, draining, calibrating, "

@@ -62,9 +62,7 @@ def test_a_frozen_owner_is_replaced_and_nothing_it_writes_after_waking_counts(
     verdict = check(log, sent, {r.job_id: r for r in results})
     record(
         "owner frozen (SIGSTOP) then woken",
-        jobs=verdict.jobs,
-        lost=verdict.lost,
-        duplicated=verdict.duplicated,
+        verdict=verdict,
         owner_crashes=int(frozen.process.poll() is not None),
         worst_gap_s=took_over_s,
         note=(

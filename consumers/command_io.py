@@ -4,7 +4,8 @@ The core decides every command from the state alone, except three that need I/O 
 reports the standbys heard on the roster, `requeue` of a job that ended ERROR needs its request
 read back from the log, and `dead-requeue` (operators only) takes the dead letter it names off
 the dead-letter queue. `CommandIO.prepare` does that I/O and hands the core a completed
-`Command`, plus the delivery of a job to feed in again when the core agrees.
+`Command`, plus the delivery of a job to feed in again when the core agrees. A job id prefix is
+resolved here as the core will resolve it (`resolve_prefix`), so the right request is read.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from brokers.topology import Topology
 from consumers import deadletters
+from consumers.core.command_types import is_operator
 from consumers.core.commands import Command
+from consumers.core.joblookup import resolve_prefix
 from consumers.settle import Delivery
 from consumers.shell import Shell
 from consumers.standbys import Roster
@@ -49,7 +52,10 @@ class CommandIO:
         if name is CommandName.STATUS:
             return replace(given, standbys=roster.current()), None
         if name is CommandName.REQUEUE:
-            return replace(given, resubmit=resubmission(shell, given.command.job_id or "")), None
+            everyone = is_operator(shell.policy, given)
+            found = resolve_prefix(shell.state, given.command.job_id or "", given.user, everyone)
+            job_id = found if isinstance(found, str) else ""  # the core refuses a bad prefix
+            return replace(given, resubmit=resubmission(shell, job_id)), None
         if name is CommandName.DEAD_REQUEUE and given.problem is None and given.operator:
             return deadletters.prepare(
                 given, self._channel(delivery), self.topology, self.max_bytes

@@ -20,7 +20,7 @@ from brokers.cli import settings_of
 from producers.client import QPUClient
 from producers.errors import ClientError, CommandRefused
 from producers.handle import JobHandle
-from producers.lookup import resolve_job_id
+from producers.results import ask_owner
 from producers.views import emit_json, print_result, print_status, short
 from producers.waiting import Waiter, stderr_console, stopped_before_waiting
 from schemas.enums import CommandName, JobState, Mode
@@ -52,12 +52,6 @@ def timeout_option(f: Callable[..., Any]) -> Callable[..., Any]:
 def _client(ctx: click.Context) -> Iterator[QPUClient]:
     with QPUClient(settings=settings_of(ctx)) as client:
         yield client
-
-
-def _full_id(client: QPUClient, job_id: str) -> str:
-    return resolve_job_id(
-        client.urls[0], client.topology.events_stream, job_id, client.settings.log_max_bytes
-    )
 
 
 def _print_reply(reply: ControlReply, as_json: bool) -> None:
@@ -94,11 +88,11 @@ def status(ctx: click.Context, job_id: str | None, as_json: bool, timeout: float
 def _job_status(ctx: click.Context, job_id: str, as_json: bool, timeout: float) -> None:
     """One job: waiting (position, ETA or hold reason), running, or its final result."""
     with _client(ctx) as client:
-        full = _full_id(client, job_id)
-        entries = client.queue(job_id=full, timeout=timeout)
-        result = None if entries else client.fetch_result(full)
-    if entries:
-        entry = entries[0]
+        reply = ask_owner(client, CommandName.RESULT, job_id, timeout=timeout)
+    full = reply.job_id or job_id  # the owner resolved a prefix among the jobs you may see
+    result = reply.result
+    if reply.queue:
+        entry = reply.queue[0]
         if as_json:
             emit_json(entry)
         elif entry.position == 0:
@@ -130,8 +124,7 @@ def cancel(ctx: click.Context, job_id: str, as_json: bool, timeout: float) -> No
     Exits 1 when the owner does not know the job or it already ended.
     """
     with _client(ctx) as client:
-        full = _full_id(client, job_id)
-        _print_reply(client.control(CommandName.CANCEL, job_id=full, timeout=timeout), as_json)
+        _print_reply(client.control(CommandName.CANCEL, job_id=job_id, timeout=timeout), as_json)
 
 
 @click.group("ctl")
@@ -235,8 +228,7 @@ def ctl_allocation_ended(
 def ctl_preempt(ctx: click.Context, job_id: str, as_json: bool, timeout: float) -> None:
     """Stop the running job now and put it back in its queue, keeping the shots measured."""
     with _client(ctx) as client:
-        full = _full_id(client, job_id)
-        _print_reply(client.control(CommandName.PREEMPT, job_id=full, timeout=timeout), as_json)
+        _print_reply(client.control(CommandName.PREEMPT, job_id=job_id, timeout=timeout), as_json)
 
 
 @ctl.command("mode")

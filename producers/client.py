@@ -32,6 +32,7 @@ from brokers.topology import Topology, build_topology
 from brokers.tracing import configure_tracing, tracer, tracing_active
 from producers.commands import send_command
 from producers.confirms import CONFIRM_WINDOW, Outgoing
+from producers.errors import CommandRefused
 from producers.handle import JobHandle, PositionCallback, ProgressCallback
 from producers.jobs import job_request, read_device
 from producers.replies import ReplyInbox
@@ -332,8 +333,13 @@ class QPUClient:
     ) -> list[QueueEntry]:
         """The owner's backlog in policy order: position, ETA, hold reason (no sequences).
 
+        `job_id` may be the first characters of an id (the owner resolves them among the jobs
+        this user may see).
+
         Raises:
             ResultTimeout: no owner answered within `timeout` seconds.
+            CommandRefused: the owner refused (e.g. no such job, or it is not waiting nor
+                running: code NOT_WAITING); `error` holds the structured reason.
         """
         reply = self.control(
             CommandName.QUEUE,
@@ -343,6 +349,8 @@ class QPUClient:
             limit=limit,
             timeout=timeout,
         )
+        if not reply.ok:
+            raise CommandRefused(f"queue refused: {reply.message}", reply.error)
         return list(reply.queue or [])
 
     def control(

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from producers.errors import CommandRefused
-from schemas.enums import CommandName, JobState
+from schemas.enums import CommandName, ErrorCode, JobState
 from schemas.messages import ControlReply, JobProgress, JobResult, QueueEntry
 
 if TYPE_CHECKING:
@@ -81,7 +81,12 @@ class JobHandle:
 
     def queue_entry(self, timeout: float = 10.0) -> QueueEntry | None:
         """The job's place in the owner's backlog (None once it ended)."""
-        entries = self.client.queue(job_id=self.job_id, timeout=timeout)
+        try:
+            entries = self.client.queue(job_id=self.job_id, timeout=timeout)
+        except CommandRefused as refused:
+            if getattr(refused.error, "code", None) is ErrorCode.NOT_WAITING:  # it ended
+                return None
+            raise
         return entries[0] if entries else None
 
     def position(self, timeout: float = 10.0) -> int | None:

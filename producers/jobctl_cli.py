@@ -1,6 +1,7 @@
 """Per-job control in the spirit of ``scontrol``: `qsched show|hold|release|update|requeue JOB`.
 
-JOB is a job id or its first 8 (or more) characters. The owner decides who may do what (see
+JOB is a job id or its first 8 (or more) characters, resolved by the owner among the jobs the
+sender may see (never by reading the event log here). The owner decides who may do what (see
 `consumers.core.jobctl`): the job's submitter or an operator; a submitter may only lower a
 priority, pick a class it may submit to, and cannot release an operator's hold. Every command is
 logged with its sender (`qsched history JOB` lists them). Refusals exit 1, no owner exits 3.
@@ -10,11 +11,14 @@ from __future__ import annotations
 
 import click
 
-from producers.cli import _client, _full_id, _print_reply, json_option, timeout_option
+from producers.cli import _client, _print_reply, json_option, timeout_option
+from producers.client import QPUClient
 from producers.errors import CommandRefused, NoOwnerAnswered
-from producers.jobinfo import fetch_job_events, show_lines, show_record
+from producers.jobinfo import FULL_ID_LENGTH, fetch_job_events, show_lines, show_record
+from producers.results import fetch_history_from_owner
 from producers.views import emit_json
 from schemas.enums import CommandName
+from schemas.messages import ControlReply, Event
 
 
 @click.command("show")
@@ -27,14 +31,20 @@ def show(ctx: click.Context, job_id: str, as_json: bool, timeout: float) -> None
     times, place in line and ETA or hold reason, shots done, result, trace id, attempts, and the
     commands sent about it (who, when). With --json, one object."""
     with _client(ctx) as client:
-        full = _full_id(client, job_id)
-        events = fetch_job_events(client, full)
         try:
-            reply = client.control(CommandName.SHOW, job_id=full, timeout=timeout)
+            reply: ControlReply | None = client.control(
+                CommandName.SHOW, job_id=job_id, timeout=timeout
+            )
         except NoOwnerAnswered:
-            if not events:
-                raise
-            reply = None  # the log still tells how it ended, or that it waits
+            if len(job_id) < FULL_ID_LENGTH:
+                raise NoOwnerAnswered(
+                    f"no QPU owner answered to resolve {job_id!r}",
+                    hint="start one with `qsched owner`; without an owner, operators give the "
+                    "whole job id to read the event log",
+                ) from None
+            reply = None  # the log still tells how it ended, or that it waits (operators)
+        full = reply.job_id or job_id if reply is not None else job_id
+        events = _events_of(client, full, from_owner=reply is not None)
     if reply is not None and not reply.ok and not events:
         raise CommandRefused(f"refused: {reply.message}", reply.error)
     record = show_record(full, reply.job if reply is not None else None, events or [])
@@ -46,6 +56,17 @@ def show(ctx: click.Context, job_id: str, as_json: bool, timeout: float) -> None
         click.echo("\n".join(show_lines(record)))
 
 
+def _events_of(client: QPUClient, job_id: str, from_owner: bool) -> list[Event]:
+    """The job's events: asked of the owner (which reads them at the offsets it keeps), else
+    read from the log (operators, with no owner answering)."""
+    if not from_owner:
+        return fetch_job_events(client, job_id) or []
+    try:
+        return fetch_history_from_owner(client, job_id)
+    except CommandRefused:
+        return []
+
+
 def _job_command(name: CommandName, doc: str) -> click.Command:
     @click.command(name.value, help=doc)
     @click.argument("job_id", metavar="JOB")
@@ -54,8 +75,7 @@ def _job_command(name: CommandName, doc: str) -> click.Command:
     @click.pass_context
     def command(ctx: click.Context, job_id: str, as_json: bool, timeout: float) -> None:
         with _client(ctx) as client:
-            full = _full_id(client, job_id)
-            _print_reply(client.control(name, job_id=full, timeout=timeout), as_json)
+            _print_reply(client.control(name, job_id=job_id, timeout=timeout), as_json)
 
     return command
 
@@ -103,10 +123,9 @@ def update(
     if priority is None and job_class is None:
         raise click.UsageError("give --priority or --class")
     with _client(ctx) as client:
-        full = _full_id(client, job_id)
         reply = client.control(
             CommandName.UPDATE,
-            job_id=full,
+            job_id=job_id,
             priority=priority,
             job_class=job_class,
             timeout=timeout,

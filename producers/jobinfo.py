@@ -20,6 +20,7 @@ from schemas.errors import DecodeError
 from schemas.events import Topic
 from schemas.messages import Event, JobDetail
 
+FULL_ID_LENGTH = 36  # a job id shorter than this is a prefix, resolved by the owner only
 FINAL = {
     Topic.JOB_DONE.value,
     Topic.JOB_ERROR.value,

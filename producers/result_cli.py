@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import click
 
-from producers.cli import WAIT_TIMEOUT_HELP, _client, _full_id, json_option
+from producers.cli import WAIT_TIMEOUT_HELP, _client, json_option
 from producers.errors import ClientError, NoOwnerAnswered
+from producers.jobinfo import FULL_ID_LENGTH
 from producers.results import fetch_result_from_owner
 from producers.views import emit_json, print_result, short
 from producers.waiting import Waiter, stderr_console
@@ -41,7 +42,13 @@ def result(
             found, entry = fetch_result_from_owner(client, job_id, wait=wait)
             full = found.job_id if found is not None else entry.job_id if entry else job_id
         except NoOwnerAnswered:
-            full = _full_id(client, job_id)  # the event log: operators only
+            if len(job_id) < FULL_ID_LENGTH:
+                raise NoOwnerAnswered(
+                    f"no QPU owner answered to resolve {job_id!r}",
+                    hint="start one with `qsched owner`; without an owner, operators give the "
+                    "whole job id to read the event log",
+                ) from None
+            full = job_id  # the event log: operators only
             found, entry = client.fetch_result(full, since=0), None
         if found is None and wait:
             job_class, shots = (entry.job_class, entry.shots) if entry else ("?", 0)

@@ -269,6 +269,9 @@ class ControlReply(Message):
 
     command_id: str
     command: CommandName
+    job_id: str | None = Field(
+        default=None, description="the job the command is about, its id prefix resolved"
+    )
     ok: bool
     message: str = ""
     error: JobError | None = None

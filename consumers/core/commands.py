@@ -8,9 +8,11 @@ cannot be carried out now. `run_command` checks the sender against the table fir
 submitter may cancel, hold, release, update and requeue its own jobs (within the limits
 `consumers.core.jobctl` names), read the status and the queue (other users' jobs show without
 their details, `consumers.core.privacy`), and ask for the details, result and history of its own
-jobs (`show`, `result`, `history`: a job id prefix is resolved among the sender's jobs only, and
-the shell answers `result` and `history` with the records, read from memory or at known log
-offsets). Every command is logged as a ``control.<command>`` event with its sender, accepted or
+jobs (`show`, `result`, `history`). A job id prefix, in every command about one job, is resolved
+here among the jobs the sender may see (an operator's: every job the owner knows), never by a
+client scanning the log; a ``control.<command>`` event names a job only if the owner knows it.
+The shell answers `result` and `history` with the records, read from memory or at known log
+offsets. Every command is logged as a ``control.<command>`` event with its sender, accepted or
 not: the log is the audit trail.
 """
 
@@ -99,7 +101,11 @@ def _queue(state: OwnerState, policy: Policy, given: Command, now: datetime) -> 
     if running is not None and (command.job_id in (None, running.job_id)):
         entries.insert(0, running)
     if command.job_id is not None and not entries:
-        raise Refused(ErrorCode.UNKNOWN_JOB, f"job {command.job_id} is not waiting nor running")
+        ended = state.finished.get(command.job_id)
+        how = f": it ended {ended.value}" if ended is not None else ""
+        raise Refused(
+            ErrorCode.NOT_WAITING, f"job {command.job_id} is not waiting nor running{how}"
+        )
     if command.limit is not None:
         entries = entries[: command.limit]
     if not is_operator(policy, given):
@@ -252,6 +258,19 @@ QUIET = (
     CommandName.HISTORY,
 )
 FROM_LOG = (CommandName.RESULT, CommandName.HISTORY)  # answered with records the shell reads
+# about one job: a job id prefix is resolved among the jobs the sender may see, here, by the owner
+ABOUT_A_JOB = (
+    CommandName.CANCEL,
+    CommandName.QUEUE,
+    CommandName.PREEMPT,
+    CommandName.RESULT,
+    CommandName.HISTORY,
+    CommandName.SHOW,
+    CommandName.HOLD,
+    CommandName.RELEASE,
+    CommandName.UPDATE,
+    CommandName.REQUEUE,
+)
 
 
 def authorise(state: OwnerState, policy: Policy, given: Command) -> JobError | None:
@@ -293,7 +312,7 @@ def run_command(
     """Authorise and carry out one command; its event, caused events, effects and reply."""
     command = given.command
     error = given.problem
-    if error is None and command.command in FROM_LOG:
+    if error is None and command.command in ABOUT_A_JOB and command.job_id is not None:
         given, error = _resolved(state, policy, given)
         command = given.command
     error = error or authorise(state, policy, given)
@@ -313,6 +332,7 @@ def run_command(
     reply = ControlReply(
         command_id=command.command_id,
         command=command.command,
+        job_id=command.job_id,
         ok=ok,
         message=done.message if error is None else error.message,
         error=error,
@@ -328,7 +348,8 @@ def run_command(
             make_event(
                 f"control.{command.command.value}",
                 applied,
-                job_id=command.job_id,
+                # only a job the owner knows: a mistyped id must not become a "job" in the log
+                job_id=command.job_id if state.owner_of(command.job_id or "") else None,
                 user=given.user,
                 reason=reply.message,
             )
@@ -344,8 +365,9 @@ def run_command(
 
 def _resolved(state: OwnerState, policy: Policy, given: Command) -> tuple[Command, JobError | None]:
     """The command with its job id prefix resolved among the jobs the sender may see."""
-    everyone = given.operator or (given.user is not None and given.user in policy.operators)
-    found = resolve_prefix(state, given.command.job_id or "", given.user, everyone)
+    found = resolve_prefix(
+        state, given.command.job_id or "", given.user, is_operator(policy, given)
+    )
     if isinstance(found, JobError):
         return given, found
     return replace(given, command=given.command.model_copy(update={"job_id": found})), None

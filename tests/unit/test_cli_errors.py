@@ -14,7 +14,6 @@ from brokers.connection import classify_connect_error, connect_failure
 from brokers.errors import BrokerRefused, BrokerUnavailable, SettingsError
 from brokers.settings import known_variables, load_settings
 from producers.errors import NoOwnerAnswered
-from producers.lookup import AmbiguousJob, UnknownJob, resolve_prefix
 
 
 @pytest.fixture(autouse=True)
@@ -87,15 +86,6 @@ def test_exit_codes_follow_the_table() -> None:
     code, record = error_record(KeyError("boom"))
     assert code == 1 and record["message"].startswith("internal error: KeyError")
     assert "--debug" in record["hint"]
-
-
-def test_a_prefix_names_one_job_or_is_refused() -> None:
-    known = {"abcd1234-0000", "abcd9999-0000", "ffff0000-0000"}
-    assert resolve_prefix("ffff", known) == "ffff0000-0000"
-    with pytest.raises(AmbiguousJob, match="matches 2 jobs"):
-        resolve_prefix("abcd", known)
-    with pytest.raises(UnknownJob):
-        resolve_prefix("0000", known)
 
 
 def test_every_qsched_variable_the_slurm_scripts_set_is_known() -> None:

@@ -110,3 +110,43 @@ def test_the_default_policy_lets_submitters_ask_for_their_own_results() -> None:
     h = Harness(POLICY)
     job = h.submit("alice")
     assert isinstance(ask(h, "alice", job), AnswerFromLog)
+
+
+def _reply(h: Harness, user: str, command: CommandName, job_id: str, **fields: object) -> object:
+    effects = h.feed(Command(ControlCommand(command=command, job_id=job_id, **fields), user))
+    answer = effects[-1]
+    return answer.reply if isinstance(answer, AnswerFromLog) else answer.message  # type: ignore[attr-defined]
+
+
+def test_every_command_about_a_job_resolves_a_prefix_on_the_owner() -> None:
+    """Given a waiting job, when its submitter names it by 8 characters in any command about one
+    job, then the owner resolves them and answers with the full id (the CLI never reads the log)."""
+    h = Harness(OPERATORS)
+    job = h.submit("alice")
+    prefix = job[:8]
+    for command, fields in [
+        (CommandName.QUEUE, {}),
+        (CommandName.SHOW, {}),
+        (CommandName.RESULT, {}),
+        (CommandName.HISTORY, {}),
+        (CommandName.UPDATE, {"priority": 0}),
+        (CommandName.HOLD, {}),
+        (CommandName.RELEASE, {}),
+        (CommandName.CANCEL, {}),
+    ]:
+        reply = _reply(h, "alice", command, prefix, **fields)
+        assert reply.ok and reply.job_id == job, (command, reply.message)  # type: ignore[attr-defined]
+
+
+def test_a_refused_command_with_a_mistyped_id_names_no_job_in_the_log() -> None:
+    """Given a refused `result 00000000` (no such job), then its control event names no job, so
+    the typed text never becomes a job that a later prefix could match."""
+    h = Harness(OPERATORS)
+    job = h.submit("alice", job_id="00000000-aaaa-4000-8000-000000000001")
+    before = len(h.log)
+    refused = _reply(h, "oscar", CommandName.RESULT, "00000001")
+    assert not refused.ok  # type: ignore[attr-defined]
+    assert h.log[before].topic == "control.result" and h.log[before].job_id is None
+    assert _reply(h, "oscar", CommandName.SHOW, "0000").job_id == job  # type: ignore[attr-defined]
+    hold = _reply(h, "alice", CommandName.HOLD, "00000000")
+    assert hold.ok and hold.job_id == job  # type: ignore[attr-defined]

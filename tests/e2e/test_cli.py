@@ -249,7 +249,7 @@ def test_cancel_of_an_unknown_id_fails_and_prefixes_are_accepted(
     as_json = qsched(url, ns, "cancel", "00000000-0000-4000-8000-000000000000", "--json")
     assert json.loads(as_json.stdout)["error"]["error"]["code"] == "UNKNOWN_JOB"
     typo = qsched(url, ns, "cancel", "nope")
-    assert typo.returncode == 1 and "no job id starting with 'nope'" in one_line(typo)
+    assert typo.returncode == 1 and "no job starting with 'nope'" in one_line(typo)
     job_id = qsched(url, ns, "submit", str(seq_file), "--shots", "5").stdout.strip()
     by_prefix = qsched(url, ns, "result", job_id[:8], "--wait", "--json", "--timeout", "60")
     assert by_prefix.returncode == 0, by_prefix.stderr

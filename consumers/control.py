@@ -19,7 +19,7 @@ from typing import Any
 
 from consumers.authz import is_operator
 from consumers.core.commands import Command
-from consumers.deliveries import check_envelope, decode_error
+from consumers.deliveries import acting_user, check_envelope, decode_error
 from schemas.codec import decode
 from schemas.enums import CommandName, ErrorCode
 from schemas.errors import DecodeError, PolicyError
@@ -55,11 +55,13 @@ def read_command(
     reply_to, problem = check_envelope(props, namespace)
     if problem is not None:
         return problem
+    user, problem = acting_user(props, policy.gateway_users)
+    if problem is not None:
+        return problem
     try:
         command = decode(body, props.type, ControlCommand, max_bytes)
     except DecodeError as exc:
         return decode_error(exc)
-    user = props.user_id
     if now is not None and max_age_s is not None:
         age_s = (now - command.issued_at).total_seconds()
         if age_s > max_age_s:

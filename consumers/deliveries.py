@@ -6,11 +6,16 @@ current device), or a `Refusal` when it cannot even be read as a job of its send
 the sender's own reply queues (``<ns>.reply.<user>.*``), or a body that does not decode. Headers
 the owner wrote on earlier versions (``x-qsched-*``) are never read: a job's history is in the
 log, not in its message.
+
+A QRMI gateway (a broker user the policy names in ``gateway_users``) acts for the user whose
+MUNGE credential it decoded: it names that user in the ``x-on-behalf-of`` header, and the job or
+command is that user's from then on (`acting_user`). Anyone else naming a user there is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +36,8 @@ if TYPE_CHECKING:
     from pulser.devices._device_datacls import BaseDevice
 
 SEQUENCE_CACHE_SIZE = 256
+ON_BEHALF_OF = "x-on-behalf-of"  # set by a QRMI gateway: the MUNGE-verified user it acts for
+_USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")
 TRACE_HEADERS = ("traceparent", "tracestate")
 MAX_TRACE_HEADER = 512
 
@@ -156,6 +163,33 @@ def check_envelope(props: Any, namespace: str) -> tuple[str | None, JobError | N
     return reply_to, None
 
 
+def acting_user(props: Any, gateway_users: tuple[str, ...]) -> tuple[str, JobError | None]:
+    """Whose message this is: the broker-verified sender, or the user a gateway acts for.
+
+    Returns:
+        The user, and the refusal when the ``x-on-behalf-of`` header is not the sender's to set
+        (not a gateway) or names no plausible user.
+    """
+    sender = str(props.user_id)
+    headers = props.headers if isinstance(props.headers, dict) else {}
+    named = headers.get(ON_BEHALF_OF)
+    if named is None:
+        return sender, None
+    if sender not in gateway_users:
+        return sender, JobError(
+            code=ErrorCode.NOT_AUTHORISED,
+            message=f"user {sender!r} is no gateway: it may not act for another user",
+            field=ON_BEHALF_OF,
+        )
+    if not isinstance(named, str) or not _USER_NAME.match(named):
+        return sender, JobError(
+            code=ErrorCode.INVALID_SCHEMA,
+            message=f"{ON_BEHALF_OF} must name a user",
+            field=ON_BEHALF_OF,
+        )
+    return named, None
+
+
 def trace_headers(props: Any) -> dict[str, str]:
     """The W3C trace context the sender gave, if well-formed (strings of sane length)."""
     headers = props.headers if isinstance(props.headers, dict) else {}
@@ -174,17 +208,20 @@ def read_job(
     max_bytes: int,
     device: BaseDevice,
     sequences: SequenceChecker,
+    gateway_users: tuple[str, ...] = (),
 ) -> Arrival | Refusal:
     """One job delivery as the core's input, or why it is refused."""
     reply_to, problem = check_envelope(props, namespace)
     message_id = props.message_id if isinstance(props.message_id, str) else None
+    if problem is None:
+        user, problem = acting_user(props, gateway_users)
     if problem is not None:
         return Refusal(problem, props.user_id, reply_to, message_id)
     try:
         job = decode(body, props.type, JobRequest, max_bytes)
     except DecodeError as exc:
-        return Refusal(decode_error(exc), props.user_id, reply_to, message_id)
-    arrival = Arrival(job, str(props.user_id), reply_to, trace_headers(props))
+        return Refusal(decode_error(exc), user, reply_to, message_id)
+    arrival = Arrival(job, user, reply_to, trace_headers(props))
     if job.job_class != routed_class:
         problem = JobError(
             code=ErrorCode.INVALID_SCHEMA,

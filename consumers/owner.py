@@ -343,6 +343,7 @@ class Owner:
             self.settings.max_message_bytes,
             device,
             shell.sequences,
+            self.policy.gateway_users,
         )
         if isinstance(parsed, Arrival):
             parsed, failures = self.gate.review(parsed, shell.state, self.policy)

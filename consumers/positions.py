@@ -1,4 +1,5 @@
-"""Queue positions pushed to the submitters who asked for them (`JobRequest.position_updates`).
+"""Queue positions pushed to the submitters who asked for them (`JobRequest.position_updates`),
+and job receipts (`JobRequest.receipt`: the job's number, once it is accepted).
 
 A job submitted with `position_updates` is told its place in line by a `JobPosition` on its
 reply queue: when its position or its hold reason changes, and once when it starts (position 0,
@@ -23,7 +24,7 @@ from consumers.core.state import OwnerState
 from consumers.core.view import queue_entries, run_entry
 from consumers.publish import Publisher
 from schemas.errors import SchemaError
-from schemas.messages import JobPosition, QueueEntry
+from schemas.messages import JobPosition, JobReceipt, QueueEntry
 from schemas.policy import Policy
 
 log = logging.getLogger("consumers.owner")
@@ -48,6 +49,21 @@ def send_position(publisher: Publisher, reply_to: str, message: JobPosition) -> 
         )
     except SchemaError as exc:
         log.warning("position of %s not sent: %s", message.job_id, exc)
+
+
+def send_receipt(publisher: Publisher, reply_to: str, message: JobReceipt) -> None:
+    """Tell a submitter that asked (`JobRequest.receipt`) its job's number, like a position:
+    nothing waits for the confirm, under a message id of its own."""
+    try:
+        publisher.send(
+            "",
+            reply_to,
+            message,
+            message_id=f"{message.job_id}:receipt",
+            correlation_id=message.job_id,
+        )
+    except SchemaError as exc:
+        log.warning("receipt of %s not sent: %s", message.job_id, exc)
 
 
 class PositionPusher:

@@ -48,6 +48,7 @@ from consumers.core.view import view_of
 from consumers.deliveries import Refusal, SequenceChecker, refused
 from consumers.joblog import JobAnswers
 from consumers.pending import Pending
+from consumers.positions import send_receipt
 from consumers.publish import Publisher
 from consumers.recovery import LogFollower, snapshot_payload
 from consumers.sequences import SequenceMissing, SequenceStore
@@ -61,6 +62,7 @@ from schemas.messages import (
     Event,
     JobError,
     JobProgress,
+    JobReceipt,
     JobResult,
     Message,
 )
@@ -218,6 +220,9 @@ class Shell:
             dead_letter(self.publisher, self.topology, delivery, effect.error)
 
     def _reply(self, reply: Reply) -> None:
+        if isinstance(reply.message, JobReceipt):  # a notice like a position, not a result
+            send_receipt(self.publisher, reply.reply_to or "", reply.message)
+            return
         message: Message | None = reply.message
         if message is None:  # a duplicate: answer it from the result, if we remember it
             message = self.results.get(reply.correlation_id)

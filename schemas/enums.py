@@ -105,3 +105,4 @@ class CommandName(StrEnum):
     UPDATE = "update"
     REQUEUE = "requeue"
     DEAD_REQUEUE = "dead-requeue"
+    JOBS = "jobs"

@@ -114,6 +114,9 @@ class JobAccepted(Payload):
     attempt: int | None = Field(
         default=None, ge=1, description="job.resubmitted: the attempt its next run is"
     )
+    number: int | None = Field(
+        default=None, ge=1, description="the job's number: 1, 2, 3... in acceptance order"
+    )
 
 
 class Refused(Payload):
@@ -155,6 +158,7 @@ class AcceptedFacts(Payload):
     trace: dict[str, str] = Field(default_factory=dict)
     site_term: float | None = None
     attempt: int | None = None
+    number: int | None = None
 
 
 class JobStarted(Payload):

@@ -112,6 +112,10 @@ class JobRequest(Message):
         default=False,
         description="the owner pushes a JobPosition to reply_to when the job's place changes",
     )
+    receipt: bool = Field(
+        default=False,
+        description="the owner sends a JobReceipt to reply_to once the job is accepted",
+    )
 
     @field_validator("sequence")
     @classmethod
@@ -233,14 +237,17 @@ class ControlCommand(Message):
     message_id: str | None = Field(
         default=None, max_length=200, description="dead-requeue: the dead letter's message id"
     )
+    number: int | None = Field(
+        default=None, ge=1, description="a job command: the job by its number instead of its id"
+    )
     issued_at: AwareDatetime = Field(default_factory=utc_now)
 
     @model_validator(mode="after")
     def _arguments_present(self) -> ControlCommand:
         if self.command is CommandName.MODE and self.mode is None:
             raise ValueError("command 'mode' needs a mode")
-        if self.command in JOB_COMMANDS and not self.job_id:
-            raise ValueError(f"command {self.command.value!r} needs a job_id")
+        if self.command in JOB_COMMANDS and not self.job_id and self.number is None:
+            raise ValueError(f"command {self.command.value!r} needs a job_id or a number")
         if self.command is CommandName.DEAD_REQUEUE and not self.message_id:
             raise ValueError("command 'dead-requeue' needs the dead letter's message_id")
         if self.command is CommandName.UPDATE and self.priority is None and not self.job_class:
@@ -260,6 +267,28 @@ class JobPosition(Message):
 
     job_id: str
     entry: QueueEntry
+
+
+class JobReceipt(Message):
+    """The owner's word that a job submitted with `receipt` entered its backlog: its `number`
+    (1, 2, 3... in acceptance order, the integer id the QRMI gateway shows) is known from here."""
+
+    schema_name: ClassVar[str] = "qsched.JobReceipt"
+
+    job_id: str
+    number: int = Field(ge=1)
+
+
+class JobSummary(BaseModel):
+    """One job of a `jobs` reply: its ids and where it is (no sequence, no counts)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_id: str
+    number: int | None = None
+    state: JobState
+    session_id: str | None = None
+    submitted_at: AwareDatetime | None = None
 
 
 class ControlReply(Message):
@@ -282,6 +311,10 @@ class ControlReply(Message):
         default=None, description="history: the job's events in log order (no progress events)"
     )
     job: JobDetail | None = None
+    jobs: list[JobSummary] | None = Field(
+        default=None, description="jobs: the sender's jobs, newest first"
+    )
+    number: int | None = Field(default=None, description="a job command: the job's number")
 
 
 class Event(Message):
@@ -351,6 +384,7 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     JobResult,
     JobProgress,
     JobPosition,
+    JobReceipt,
     ControlCommand,
     ControlReply,
     Event,

@@ -166,6 +166,10 @@ class Policy(BaseModel):
     epilog_users: tuple[str, ...] = Field(
         default=("slurm",), description="users the Slurm epilog runs as: allocation-ended only"
     )
+    gateway_users: tuple[str, ...] = Field(
+        default=(),
+        description="broker users of QRMI gateways: they act for the MUNGE-verified user they name",
+    )
     mode: Mode = Mode.PRODUCTION
     mode_message: str | None = None
     max_preemptions: int = Field(

@@ -23,7 +23,7 @@ from consumers.core.policy import validate_admission
 from consumers.core.state import OwnerState
 from schemas.enums import ErrorCode, JobState
 from schemas.events import AdmissionHold, JobAccepted, Refused, Topic, make_event
-from schemas.messages import Event, JobError
+from schemas.messages import Event, JobError, JobReceipt
 from schemas.policy import Policy
 
 
@@ -46,7 +46,9 @@ def arrival(state: OwnerState, policy: Policy, given: Arrival, now: datetime) ->
             user=given.user,
             reason="already accepted: the copy is dropped",
         )
-        return [duplicate], [Reply(given.reply_to, None, job.job_id)]
+        number = state.numbers.get(job.job_id)
+        receipt = _receipt(given, number) if number is not None else []
+        return [duplicate], [*receipt, Reply(given.reply_to, None, job.job_id)]
     problem = (
         given.problem
         or validate_admission(policy, job.job_class, given.user, job.shots)
@@ -55,6 +57,7 @@ def arrival(state: OwnerState, policy: Policy, given: Arrival, now: datetime) ->
     if problem is not None:
         return _reject(given, problem, now)
     allocation = job.slurm.job_id if job.slurm else None
+    number = state.last_number + 1
     accepted = make_event(
         Topic.JOB_ACCEPTED,
         JobAccepted(
@@ -63,21 +66,31 @@ def arrival(state: OwnerState, policy: Policy, given: Arrival, now: datetime) ->
             reply_to=given.reply_to,
             trace=given.trace,
             site_term=given.site_term,
+            number=number,
         ),
         job_id=job.job_id,
         job_class=job.job_class,
         user=given.user,
     )
+    receipt = _receipt(given, number)
     if allocation is not None and allocation in state.ended_allocations:
         waiting = Waiting.of(JobAccepted(job=job, user=given.user), state.epoch, now)
         error = JobError(
             code=ErrorCode.ALLOCATION_ENDED, message=f"Slurm allocation {allocation} ended"
         )
         events, effects = end_waiting(waiting, JobState.CANCELED, error, now, given.reply_to)
-        return [accepted, *events], effects
+        return [accepted, *events], [*receipt, *effects]
     if given.hold is not None:
-        return [accepted, admission_event(job.job_id, job.job_class, given.user, given.hold)], []
-    return [accepted], []
+        hold = admission_event(job.job_id, job.job_class, given.user, given.hold)
+        return [accepted, hold], receipt
+    return [accepted], receipt
+
+
+def _receipt(given: Arrival, number: int) -> list[Effect]:
+    """The `JobReceipt` its submitter asked for (`JobRequest.receipt`), if any."""
+    if not given.job.receipt or not given.reply_to:
+        return []
+    return [Reply(given.reply_to, JobReceipt(job_id=given.job.job_id, number=number), "")]
 
 
 def _reject(given: Arrival, error: JobError, now: datetime, *, attach: bool = True) -> Steps:

@@ -24,7 +24,7 @@ from datetime import datetime
 from consumers.core import jobctl
 from consumers.core.command_types import Command as Command  # where step and the shell find it
 from consumers.core.command_types import Done, Handler, Refused, Who, is_operator
-from consumers.core.joblookup import resolve_prefix, where_is
+from consumers.core.joblookup import jobs_of, resolve_number, resolve_prefix, where_is
 from consumers.core.machine import transition
 from consumers.core.outcomes import (
     AnswerFromLog,
@@ -218,6 +218,15 @@ def _lookup(state: OwnerState, policy: Policy, given: Command, now: datetime) ->
     return Done(where.describe(job_id), reply={"queue": [where.entry] if where.entry else None})
 
 
+def _jobs(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
+    """The sender's jobs (an operator may name a user, or list everyone's), newest first."""
+    user = given.user
+    if is_operator(policy, given):
+        user = given.command.user
+    jobs = jobs_of(state, user, given.command.limit or DEFAULT_JOBS_LIMIT)
+    return Done(f"{len(jobs)} job(s)", reply={"jobs": jobs})
+
+
 def _dead_requeue(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
     # the shell took the dead letter and says so (consumers.deadletters); it refused otherwise
     return Done(given.detail or "requeued")
@@ -248,7 +257,9 @@ TABLE: dict[CommandName, tuple[Handler, Who]] = {
     CommandName.UPDATE: (jobctl.update, Who.JOB_OWNER),
     CommandName.REQUEUE: (jobctl.requeue, Who.JOB_OWNER),
     CommandName.DEAD_REQUEUE: (_dead_requeue, Who.OPERATOR),
+    CommandName.JOBS: (_jobs, Who.ANYONE),
 }
+DEFAULT_JOBS_LIMIT = 1000
 # read-only: no event when they succeed
 QUIET = (
     CommandName.STATUS,
@@ -256,6 +267,7 @@ QUIET = (
     CommandName.SHOW,
     CommandName.RESULT,
     CommandName.HISTORY,
+    CommandName.JOBS,
 )
 FROM_LOG = (CommandName.RESULT, CommandName.HISTORY)  # answered with records the shell reads
 # about one job: a job id prefix is resolved among the jobs the sender may see, here, by the owner
@@ -312,7 +324,10 @@ def run_command(
     """Authorise and carry out one command; its event, caused events, effects and reply."""
     command = given.command
     error = given.problem
-    if error is None and command.command in ABOUT_A_JOB and command.job_id is not None:
+    if error is None and command.number is not None and not command.job_id:
+        given, error = _numbered(state, policy, given)
+        command = given.command
+    elif error is None and command.command in ABOUT_A_JOB and command.job_id is not None:
         given, error = _resolved(state, policy, given)
         command = given.command
     error = error or authorise(state, policy, given)
@@ -337,6 +352,7 @@ def run_command(
         message=done.message if error is None else error.message,
         error=error,
         status=status,
+        number=state.numbers.get(command.job_id) if command.job_id else None,
         **done.reply,
     )
     events: list[Event] = []
@@ -361,6 +377,15 @@ def run_command(
         answer = AnswerFromLog(given.reply_to, reply, job_id, command.wait, ended)
     effects: list[Effect] = [*done.effects, answer]
     return [*events, *done.events], effects
+
+
+def _numbered(state: OwnerState, policy: Policy, given: Command) -> tuple[Command, JobError | None]:
+    """The command with the job of its `number` (among the jobs the sender may see) as job id."""
+    everyone = given.operator or (given.user is not None and given.user in policy.operators)
+    found = resolve_number(state, given.command.number or 0, given.user, everyone)
+    if isinstance(found, JobError):
+        return given, found
+    return replace(given, command=given.command.model_copy(update={"job_id": found})), None
 
 
 def _resolved(state: OwnerState, policy: Policy, given: Command) -> tuple[Command, JobError | None]:

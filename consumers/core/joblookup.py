@@ -7,6 +7,10 @@ a prefix never reveals that another user's job exists; `where_is` says whether t
 runs or ended, with its queue entry while it is not over. The records themselves (a result, the
 events of a history) are read by the shell, from memory or at the offsets it learned from the log
 (`consumers.joblog`): never by scanning the stream.
+
+Jobs also have numbers (1, 2, 3... in acceptance order; what the QRMI gateway shows as a job's
+id): `resolve_number` finds the job of a number among the sender's, and `jobs_of` lists a user's
+jobs, newest first, for the `jobs` command.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from consumers.core.state import OwnerState
-from consumers.core.view import queue_entries, running_entry
+from consumers.core.view import queue_entries, run_entry, running_entry
 from schemas.enums import ErrorCode, JobState
-from schemas.messages import JobError, QueueEntry
+from schemas.messages import JobError, JobSummary, QueueEntry
 from schemas.policy import Policy
 
 FULL_ID_LENGTH = 36
@@ -97,7 +101,56 @@ def where_is(state: OwnerState, policy: Policy, job_id: str, now: datetime) -> W
     run = state.running
     if run is not None and run.job.job_id == job_id:
         return Whereabouts(None, running_entry(state, now))
+    lane_run = state.run_of(job_id)
+    if lane_run is not None:
+        return Whereabouts(None, run_entry(lane_run, now))
     if job_id in state.waiting:
         entries = queue_entries(state, policy, now, job_id=job_id)
         return Whereabouts(None, entries[0] if entries else None)
     return Whereabouts(None, None)
+
+
+def resolve_number(
+    state: OwnerState, number: int, user: str | None, everyone: bool
+) -> str | JobError:
+    """The id of job `number`, if the sender may see it (their own; an operator's: any)."""
+    job_id = state.job_of_number(number, None if everyone else user)
+    if job_id is None:
+        whose = "" if everyone else f" of user {user!r}"
+        return JobError(
+            code=ErrorCode.UNKNOWN_JOB,
+            message=f"no job{whose} numbered {number} is known to the owner",
+            field="number",
+        )
+    return job_id
+
+
+def jobs_of(state: OwnerState, user: str | None, limit: int) -> list[JobSummary]:
+    """`user`'s jobs the owner remembers (everyone's for None), newest first, at most `limit`."""
+    found: list[JobSummary] = []
+    runs = {r.job.job_id: r.job for r in (state.running, *state.lanes.values()) if r is not None}
+    for job_id, submitter in reversed(state.owners.items()):
+        if user is not None and submitter != user:
+            continue
+        waiting = state.waiting.get(job_id) or runs.get(job_id)
+        final = state.finished.get(job_id)
+        if final is not None:
+            job_state = final
+        elif job_id in runs:
+            job_state = JobState.RUNNING
+        elif waiting is not None:
+            job_state = JobState.QUEUED
+        else:
+            continue
+        found.append(
+            JobSummary(
+                job_id=job_id,
+                number=state.numbers.get(job_id),
+                state=job_state,
+                session_id=waiting.session_id if waiting is not None else None,
+                submitted_at=waiting.submitted_at if waiting is not None else None,
+            )
+        )
+        if len(found) >= limit:
+            break
+    return found

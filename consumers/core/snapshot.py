@@ -45,6 +45,8 @@ def to_data(state: OwnerState) -> dict[str, Any]:
         "finished": {k: v.value for k, v in state.finished.items()},
         "ended_allocations": sorted(state.ended_allocations),
         "sessions": {k: v.isoformat() for k, v in state.sessions.items()},
+        "numbers": dict(state.numbers),
+        "last_number": state.last_number,
         "account_usage": state.account_usage.to_data(),
         "user_usage": state.user_usage.to_data(),
         "class_usage": state.class_usage.to_data(),
@@ -79,6 +81,8 @@ def from_data(data: dict[str, Any], half_life_s: float) -> OwnerState:
         finished={k: JobState(v) for k, v in data.get("finished", {}).items()},
         ended_allocations=set(data.get("ended_allocations", [])),
         sessions={k: datetime.fromisoformat(v) for k, v in data.get("sessions", {}).items()},
+        numbers={k: int(v) for k, v in data.get("numbers", {}).items()},
+        last_number=int(data.get("last_number", 0)),
         account_usage=Usage.from_data(half_life_s, data.get("account_usage", {})),
         user_usage=Usage.from_data(half_life_s, data.get("user_usage", {})),
         class_usage=Usage.from_data(half_life_s, data.get("class_usage", {})),
@@ -86,6 +90,7 @@ def from_data(data: dict[str, Any], half_life_s: float) -> OwnerState:
         ignored=int(data.get("ignored", 0)),
         last_event_id=data.get("last_event_id"),
     )
+    state.by_number = {number: job_id for job_id, number in state.numbers.items()}
     for job in _WAITING.validate_python(data.get("waiting", [])):
         state.waiting[job.job_id] = job
         state.index.add(job)

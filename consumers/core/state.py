@@ -102,6 +102,7 @@ def _accepted(state: OwnerState, event: Event) -> None:
     if job.job_id in state.owners:
         raise KeyError(job.job_id)  # a second acceptance never replaces the first
     state.owners[job.job_id] = accepted.user
+    state._number(job.job_id, accepted.number)
     state._wait(Waiting.of(accepted, state.epoch, event.at))
 
 
@@ -250,6 +251,7 @@ def _final(state: OwnerState, event: Event) -> None:
         oldest = next(iter(state.finished))
         del state.finished[oldest]
         state.owners.pop(oldest, None)
+        state._forget_number(oldest)
 
 
 def _admission(state: OwnerState, event: Event) -> None:

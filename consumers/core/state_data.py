@@ -50,6 +50,8 @@ class StateData:
         owners: submitter of every job ever accepted or refused, by job id.
         finished: final state of every job that ended, by job id.
         sessions: when a session's last run ended, by session id (its grace window starts).
+        numbers: the number of every remembered job (1, 2, 3... in acceptance order), by job id;
+            `by_number` is its inverse and `last_number` the highest given.
         lanes: the runs on emulator lanes, by lane name (the QPU's run is `running`).
         ignored: events that could not be applied (stale term, unknown job, illegal move).
     """
@@ -71,6 +73,9 @@ class StateData:
     finished: dict[str, JobState] = field(default_factory=dict)
     ended_allocations: set[str] = field(default_factory=set)
     sessions: dict[str, datetime] = field(default_factory=dict)
+    numbers: dict[str, int] = field(default_factory=dict)
+    by_number: dict[int, str] = field(default_factory=dict)
+    last_number: int = 0
     account_usage: Usage = field(default_factory=Usage)
     user_usage: Usage = field(default_factory=Usage)
     class_usage: Usage = field(default_factory=Usage)
@@ -96,12 +101,31 @@ class StateData:
         """Who submitted `job_id` (None: never seen)."""
         return self.owners.get(job_id)
 
+    def job_of_number(self, number: int, user: str | None) -> str | None:
+        """The id of job `number` if `user` submitted it (None: unknown, or another user's)."""
+        job_id = self.by_number.get(number)
+        if job_id is None or (user is not None and self.owners.get(job_id) != user):
+            return None
+        return job_id
+
     def sessions_in_grace(self, now: datetime, grace_s: float) -> frozenset[str]:
         """Sessions whose last run ended less than `grace_s` ago: their next job goes first."""
         since = now - timedelta(seconds=grace_s)
         return frozenset(s for s, ended in self.sessions.items() if ended > since)
 
     # ---- bookkeeping, for the fold's handlers only -------------------------------------------
+
+    def _number(self, job_id: str, number: int | None) -> None:
+        if number is None or job_id in self.numbers:
+            return
+        self.numbers[job_id] = number
+        self.by_number[number] = job_id
+        self.last_number = max(self.last_number, number)
+
+    def _forget_number(self, job_id: str) -> None:
+        number = self.numbers.pop(job_id, None)
+        if number is not None:
+            self.by_number.pop(number, None)
 
     def _move(self, what: QPUEvent) -> None:
         self.qpu = transition(self.qpu, what, busy=self.running is not None)

@@ -21,6 +21,7 @@ from schemas import (
     JobError,
     JobPosition,
     JobProgress,
+    JobReceipt,
     JobRequest,
     JobResult,
     JobState,
@@ -192,11 +193,13 @@ entries = st.builds(
     state=st.sampled_from([JobState.QUEUED, JobState.RUNNING]),
 )
 positions = st.builds(JobPosition, job_id=st.uuids().map(str), entry=entries)
+receipts = st.builds(JobReceipt, job_id=st.uuids().map(str), number=st.integers(1, 2**31 - 1))
 any_message = st.one_of(
     requests,
     results(),
     progresses,
     positions,
+    receipts,
     commands(),
     replies,
     events,
@@ -221,6 +224,7 @@ def test_every_wire_model_is_covered_by_the_round_trip_strategies() -> None:
         "qsched.JobResult",
         "qsched.JobProgress",
         "qsched.JobPosition",
+        "qsched.JobReceipt",
         "qsched.ControlCommand",
         "qsched.ControlReply",
         "qsched.Event",

@@ -192,6 +192,26 @@ class AuthServiceSettings(BaseModel):
     )
 
 
+class GatewaySettings(BaseModel):
+    """`qsched gateway serve`: the QRMI-compatible HTTP gateway (Warden's API, MUNGE per request)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str = Field(
+        default="127.0.0.1:4207", description="HOST:PORT the gateway listens on (Warden's port)"
+    )
+    job_class: str = Field(default="production", description="class of the jobs QRMI tasks become")
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, gt=0, description="larger request bodies are refused (413) unread"
+    )
+    threads: int = Field(
+        default=8, ge=1, le=64, description="requests served at once (one broker link each)"
+    )
+    reply_timeout_s: float = Field(
+        default=10.0, gt=0, description="how long a request waits for the owner's answer"
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable in qsched, documented field by field."""
 
@@ -224,6 +244,7 @@ class Settings(BaseSettings):
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     auth_service: AuthServiceSettings = Field(default_factory=AuthServiceSettings)
     owner: OwnerSettings = Field(default_factory=OwnerSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
 
     toml_file_path: ClassVar[Path | None] = None
 

@@ -1,6 +1,6 @@
 """The client's reply inbox: results, progress, positions and command replies from its queue.
 
-Everything the owner answers arrives on the client's own queue (``<ns>.reply.<user>.<client-id>``),
+Everything the owner answers (and a job's receipt, when asked for) arrives on the client's own queue (``<ns>.reply.<user>.<client-id>``),
 which outlives a short disconnect (``x-expires``), and is matched by ``correlation_id`` (= job id
 or command id). The inbox outlives connections: results received before a reconnect stay.
 The first final result of a job wins; later copies (a redelivered job answered from the log)
@@ -17,7 +17,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanKind, set_span_in_context
 from brokers.tracing import messaging_attributes, tracer
 from schemas.codec import decode_any
 from schemas.errors import DecodeError
-from schemas.messages import ControlReply, JobPosition, JobProgress, JobResult
+from schemas.messages import ControlReply, JobPosition, JobProgress, JobReceipt, JobResult
 
 if TYPE_CHECKING:
     from producers.handle import JobHandle
@@ -36,6 +36,7 @@ class ReplyInbox:
         self.max_message_bytes = max_message_bytes
         self.results: dict[str, JobResult] = {}
         self.replies: dict[str, ControlReply] = {}
+        self.receipts: dict[str, int] = {}  # job id -> number (`JobRequest.receipt`)
         self.handles: dict[str, JobHandle] = {}
 
     def on_message(self, message: kombu.Message) -> None:
@@ -65,6 +66,8 @@ class ReplyInbox:
                     handle.on_position(decoded.entry)
         elif isinstance(decoded, ControlReply):
             self.replies[decoded.command_id] = decoded
+        elif isinstance(decoded, JobReceipt):
+            self.receipts[decoded.job_id] = decoded.number
         message.ack()
 
     def _trace_receipt(self, result: JobResult) -> None:

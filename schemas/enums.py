@@ -52,6 +52,9 @@ class ErrorCode(StrEnum):
     STALE_COMMAND = "STALE_COMMAND"
     ADMISSION_REFUSED = "ADMISSION_REFUSED"
     NOT_WAITING = "NOT_WAITING"
+    UNKNOWN_SESSION = "UNKNOWN_SESSION"
+    SESSION_ENDED = "SESSION_ENDED"
+    NOT_YOUR_SESSION = "NOT_YOUR_SESSION"
 
 
 class QPUState(StrEnum):
@@ -106,3 +109,6 @@ class CommandName(StrEnum):
     REQUEUE = "requeue"
     DEAD_REQUEUE = "dead-requeue"
     JOBS = "jobs"
+    SESSION_OPEN = "session-open"
+    SESSION_CLOSE = "session-close"
+    SESSION_CANCEL = "session-cancel"

@@ -54,6 +54,8 @@ class Topic(StrEnum):
     CALIBRATION_STARTED = "calibration.started"
     CALIBRATION_COMPLETE = "calibration.complete"
     CALIBRATION_DUE = "calibration.due"
+    SESSION_OPENED = "session.opened"
+    SESSION_ENDED = "session.ended"
     CONTROL = "control"  # prefix only: control events read ``control.<command>``
 
 
@@ -284,6 +286,30 @@ class PluginFailed(Payload):
     dropped: int = Field(default=0, ge=0, description="events a sink lost (buffer or retries)")
 
 
+class SessionOpened(Payload):
+    """A session began: explicitly (``session-open``: QRMI acquire, the SDK, Pulser's open
+    batch) or implicitly, by the first job naming an unknown session id."""
+
+    session_id: str
+    user: str
+    allocation: str | None = None
+    account: str | None = None
+    max_time_s: float = Field(gt=0)
+    idle_timeout_s: float = Field(gt=0)
+    exclusive_s: float | None = Field(
+        default=None, ge=0, description="how long the QPU waits for its next job (None: never)"
+    )
+    explicit: bool = True
+
+
+class SessionEnded(Payload):
+    """A session ended: `reason` is closed, canceled, max_time, idle or allocation_ended."""
+
+    session_id: str
+    reason: str
+    canceled: int = Field(default=0, ge=0, description="its waiting jobs canceled with it")
+
+
 PAYLOADS: dict[Topic, type[Payload]] = {
     Topic.OWNER_ACTIVATING: OwnerActivating,
     Topic.OWNER_ACTIVATED: OwnerActivated,
@@ -310,6 +336,8 @@ PAYLOADS: dict[Topic, type[Payload]] = {
     Topic.CALIBRATION_PENDING: CalibrationEpoch,
     Topic.JOB_ADMISSION: AdmissionHold,
     Topic.PLUGIN_FAILED: PluginFailed,
+    Topic.SESSION_OPENED: SessionOpened,
+    Topic.SESSION_ENDED: SessionEnded,
 }
 
 

@@ -116,6 +116,10 @@ class JobRequest(Message):
         default=False,
         description="the owner sends a JobReceipt to reply_to once the job is accepted",
     )
+    opens_session: bool = Field(
+        default=True,
+        description="a session_id the owner does not know opens a session (False: refused)",
+    )
 
     @field_validator("sequence")
     @classmethod
@@ -208,6 +212,7 @@ JOB_COMMANDS = frozenset(
         CommandName.HISTORY,
     }
 )  # commands about one job: they need its id
+SESSION_COMMANDS = frozenset({CommandName.SESSION_CLOSE, CommandName.SESSION_CANCEL})
 
 
 class ControlCommand(Message):
@@ -240,6 +245,18 @@ class ControlCommand(Message):
     number: int | None = Field(
         default=None, ge=1, description="a job command: the job by its number instead of its id"
     )
+    session_id: str | None = Field(
+        default=None,
+        max_length=MAX_ID_LENGTH,
+        pattern=ID_PATTERN,
+        description="session-open (None: the command id)/-close/-cancel: the session",
+    )
+    max_time_s: float | None = Field(
+        default=None, gt=0, description="session-open: its length (the policy's default and cap)"
+    )
+    idle_timeout_s: float | None = Field(
+        default=None, gt=0, description="session-open: it ends after this long without a job"
+    )
     issued_at: AwareDatetime = Field(default_factory=utc_now)
 
     @model_validator(mode="after")
@@ -252,6 +269,8 @@ class ControlCommand(Message):
             raise ValueError("command 'dead-requeue' needs the dead letter's message_id")
         if self.command is CommandName.UPDATE and self.priority is None and not self.job_class:
             raise ValueError("command 'update' needs a priority or a job_class")
+        if self.command in SESSION_COMMANDS and not self.session_id:
+            raise ValueError(f"command {self.command.value!r} needs a session_id")
         if self.command is CommandName.ALLOCATION_ENDED and not self.allocation:
             raise ValueError("command 'allocation-ended' needs an allocation (Slurm job id)")
         return self

@@ -56,6 +56,12 @@ class JobClassPolicy(BaseModel):
         default_factory=dict,
         description="per mode, where jobs run: qpu (the default), emulator or either",
     )
+    exclusive_sessions_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="between two jobs of a session of this class, the QPU waits this long at most"
+        " for the next one (None: it never waits)",
+    )
 
     def placement_in(self, mode: Mode) -> Placement:
         """Where jobs of this class run in `mode`."""
@@ -153,6 +159,25 @@ class PluginsPolicy(BaseModel):
         )
 
 
+class SessionsPolicy(BaseModel):
+    """Sessions (QRMI acquire/release, the SDK's and Pulser's open batches): their time limits.
+
+    Attributes:
+        max_time_s: a session's length when it asks for none; `max_time_cap_s` caps any ask.
+        idle_timeout_s: a session with no job waiting or running for this long ends;
+            `idle_timeout_cap_s` caps any ask.
+        remembered: ended sessions kept (their ids refuse new jobs) before the oldest is dropped.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_time_s: float = Field(default=8 * 3600.0, gt=0)
+    max_time_cap_s: float = Field(default=24 * 3600.0, gt=0)
+    idle_timeout_s: float = Field(default=600.0, gt=0)
+    idle_timeout_cap_s: float = Field(default=3600.0, gt=0)
+    remembered: int = Field(default=10_000, gt=0)
+
+
 class Policy(BaseModel):
     """The whole policy file; defaults give the three classes of DESIGN.md."""
 
@@ -189,6 +214,7 @@ class Policy(BaseModel):
     max_waiting_total: int | None = Field(
         default=None, gt=0, description="backlog limit: waiting jobs in all"
     )
+    sessions: SessionsPolicy = Field(default_factory=SessionsPolicy)
     plugins: PluginsPolicy = Field(default_factory=PluginsPolicy)
     lanes: LanesPolicy = Field(default_factory=LanesPolicy)
     retry: RetryPolicy = Field(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from consumers.core import sessions
 from consumers.core.inputs import Arrival, Readmitted
 from consumers.core.order import Waiting
 from consumers.core.outcomes import DeadLetter, Effect, Reply, Steps, end_waiting, final_event
@@ -54,8 +55,9 @@ def arrival(state: OwnerState, policy: Policy, given: Arrival, now: datetime) ->
         or validate_admission(policy, job.job_class, given.user, job.shots)
         or _over_limit(state, policy, job.job_class, given.user)
     )
-    if problem is not None:
-        return _reject(given, problem, now)
+    opening = problem or sessions.arrival(state, policy, job, given.user)
+    if isinstance(opening, JobError):
+        return _reject(given, opening, now)
     allocation = job.slurm.job_id if job.slurm else None
     number = state.last_number + 1
     accepted = make_event(
@@ -79,11 +81,11 @@ def arrival(state: OwnerState, policy: Policy, given: Arrival, now: datetime) ->
             code=ErrorCode.ALLOCATION_ENDED, message=f"Slurm allocation {allocation} ended"
         )
         events, effects = end_waiting(waiting, JobState.CANCELED, error, now, given.reply_to)
-        return [accepted, *events], [*receipt, *effects]
+        return [*opening, accepted, *events], [*receipt, *effects]
     if given.hold is not None:
         hold = admission_event(job.job_id, job.job_class, given.user, given.hold)
-        return [accepted, hold], receipt
-    return [accepted], receipt
+        return [*opening, accepted, hold], receipt
+    return [*opening, accepted], receipt
 
 
 def _receipt(given: Arrival, number: int) -> list[Effect]:

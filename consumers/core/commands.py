@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from consumers.core import jobctl
+from consumers.core import jobctl, sessions
 from consumers.core.command_types import Command as Command  # where step and the shell find it
 from consumers.core.command_types import Done, Handler, Refused, Who, is_operator
 from consumers.core.joblookup import jobs_of, resolve_number, resolve_prefix, where_is
@@ -198,6 +198,7 @@ def _allocation_ended(state: OwnerState, policy: Policy, given: Command, now: da
             done.events += events
             done.effects += effects
     canceled = len(done.events)
+    done.events += sessions.allocation_ended(state, allocation)
     stopped = ""
     run = state.running
     if run is not None and run.job.allocation == allocation and run.stop_error is None:
@@ -258,7 +259,15 @@ TABLE: dict[CommandName, tuple[Handler, Who]] = {
     CommandName.REQUEUE: (jobctl.requeue, Who.JOB_OWNER),
     CommandName.DEAD_REQUEUE: (_dead_requeue, Who.OPERATOR),
     CommandName.JOBS: (_jobs, Who.ANYONE),
+    CommandName.SESSION_OPEN: (sessions.open_session, Who.ANYONE),
+    CommandName.SESSION_CLOSE: (sessions.close_session, Who.ANYONE),  # the handler checks whose
+    CommandName.SESSION_CANCEL: (sessions.cancel_session, Who.ANYONE),
 }
+EPILOG_COMMANDS = (
+    CommandName.ALLOCATION_ENDED,
+    CommandName.SESSION_CLOSE,
+    CommandName.SESSION_CANCEL,
+)
 DEFAULT_JOBS_LIMIT = 1000
 # read-only: no event when they succeed
 QUIET = (
@@ -291,11 +300,11 @@ def authorise(state: OwnerState, policy: Policy, given: Command) -> JobError | N
     if is_operator(policy, given):
         return None
     if user is not None and user in policy.epilog_users:
-        if given.command.command is CommandName.ALLOCATION_ENDED:
+        if given.command.command in EPILOG_COMMANDS:
             return None
         return JobError(
             code=ErrorCode.NOT_AUTHORISED,
-            message=f"user {user!r} (Slurm epilog) may send allocation-ended only",
+            message=f"user {user!r} (Slurm epilog) may send allocation-ended and end sessions only",
             details={"user": user},
         )
     who = TABLE[given.command.command][1]

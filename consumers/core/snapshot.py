@@ -15,12 +15,13 @@ from pydantic import TypeAdapter
 from consumers.core.fairshare import Usage
 from consumers.core.order import Waiting
 from consumers.core.state import OwnerState
-from consumers.core.state_data import Run
+from consumers.core.state_data import Run, Session
 from schemas.enums import JobState, Mode, QPUState
 
 _WAITING = TypeAdapter(list[Waiting])
 _RUN = TypeAdapter(Run | None)
 _LANES = TypeAdapter(dict[str, Run])
+_SESSIONS = TypeAdapter(dict[str, Session])
 FORMAT = 1
 
 
@@ -44,7 +45,7 @@ def to_data(state: OwnerState) -> dict[str, Any]:
         "owners": dict(state.owners),
         "finished": {k: v.value for k, v in state.finished.items()},
         "ended_allocations": sorted(state.ended_allocations),
-        "sessions": {k: v.isoformat() for k, v in state.sessions.items()},
+        "sessions": _SESSIONS.dump_python(state.sessions, mode="json"),
         "numbers": dict(state.numbers),
         "last_number": state.last_number,
         "account_usage": state.account_usage.to_data(),
@@ -80,7 +81,7 @@ def from_data(data: dict[str, Any], half_life_s: float) -> OwnerState:
         owners=dict(data.get("owners", {})),
         finished={k: JobState(v) for k, v in data.get("finished", {}).items()},
         ended_allocations=set(data.get("ended_allocations", [])),
-        sessions={k: datetime.fromisoformat(v) for k, v in data.get("sessions", {}).items()},
+        sessions=_sessions(data.get("sessions", {})),
         numbers={k: int(v) for k, v in data.get("numbers", {}).items()},
         last_number=int(data.get("last_number", 0)),
         account_usage=Usage.from_data(half_life_s, data.get("account_usage", {})),
@@ -103,3 +104,10 @@ def _time(value: datetime | None) -> str | None:
 
 def _parse(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+def _sessions(data: dict[str, Any]) -> dict[str, Session]:
+    """Sessions as a snapshot holds them (one written before sessions were records: dropped)."""
+    if any(not isinstance(v, dict) for v in data.values()):
+        return {}
+    return _SESSIONS.validate_python(data)

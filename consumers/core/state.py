@@ -25,6 +25,12 @@ from typing import Any
 from consumers.core.fairshare import Usage
 from consumers.core.machine import QPUEvent
 from consumers.core.order import Waiting
+from consumers.core.session_fold import (
+    implicit_session,
+    session_ended,
+    session_opened,
+    session_run_ended,
+)
 from consumers.core.state_data import Run, StateData
 from consumers.errors import IllegalTransition
 from schemas.enums import JobState
@@ -103,7 +109,14 @@ def _accepted(state: OwnerState, event: Event) -> None:
         raise KeyError(job.job_id)  # a second acceptance never replaces the first
     state.owners[job.job_id] = accepted.user
     state._number(job.job_id, accepted.number)
-    state._wait(Waiting.of(accepted, state.epoch, event.at))
+    waiting = Waiting.of(accepted, state.epoch, event.at)
+    state._wait(waiting)
+    if job.session_id:
+        session = state.sessions.get(job.session_id)
+        if session is None:  # a log written before sessions were events
+            session = implicit_session(waiting, event.at)
+            state.sessions[job.session_id] = session
+        session.last_activity_at = event.at
 
 
 def _started(state: OwnerState, event: Event) -> None:
@@ -162,6 +175,7 @@ def _wait_again(state: OwnerState, event: Event, back: JobBack, **changes: Any) 
         state._move(QPUEvent.FINISH)
         state.running = None
         state._charge(run.job, back.execution_s, event.at)
+        session_run_ended(state, run.job, back.execution_s, event.at)
     job = replace(
         run.job,
         attempt=run.attempt + 1,
@@ -236,8 +250,7 @@ def _final(state: OwnerState, event: Event) -> None:
         state._move(QPUEvent.FINISH)
         state.running = None
         state._charge(run.job, float(execution_s or 0.0), event.at)
-        if run.job.session_id:
-            state.sessions[run.job.session_id] = event.at
+        session_run_ended(state, run.job, float(execution_s or 0.0), event.at)
     elif job_id in state.waiting:
         state._unwait(job_id)
     elif job_id in state.owners:
@@ -329,5 +342,7 @@ _HANDLERS: dict[Topic, Any] = {
     Topic.CALIBRATION_STARTED: _calibration_started,
     Topic.CALIBRATION_COMPLETE: _calibration_complete,
     Topic.CALIBRATION_DUE: _calibration_due,
+    Topic.SESSION_OPENED: session_opened,
+    Topic.SESSION_ENDED: session_ended,
     Topic.CONTROL: _control,
 }

@@ -40,6 +40,39 @@ class Run:
 
 
 @dataclass
+class Session:
+    """A session: its owner, limits and how it went (`consumers.core.sessions` decides on it).
+
+    Attributes:
+        explicit: opened by ``session-open`` (QRMI acquire, the SDK, Pulser's open batch);
+            else by the first job naming it.
+        last_activity_at: its last job accepted or run ended (the idle timeout counts from it).
+        runs: runs of its jobs that ended; `qpu_s` their QPU seconds.
+    """
+
+    session_id: str
+    user: str
+    opened_at: datetime
+    max_time_s: float
+    idle_timeout_s: float
+    allocation: str | None = None
+    account: str | None = None
+    exclusive_s: float | None = None
+    explicit: bool = True
+    ended_at: datetime | None = None
+    ended_reason: str | None = None
+    last_run_ended_at: datetime | None = None
+    last_activity_at: datetime | None = None
+    runs: int = 0
+    qpu_s: float = 0.0
+
+    @property
+    def is_open(self) -> bool:
+        """Not ended: it takes new jobs."""
+        return self.ended_at is None
+
+
+@dataclass
 class StateData:
     """Everything the owner knows, as the fold of the log left it.
 
@@ -49,7 +82,7 @@ class StateData:
         mode: the site mode an operator set (None: the policy's).
         owners: submitter of every job ever accepted or refused, by job id.
         finished: final state of every job that ended, by job id.
-        sessions: when a session's last run ended, by session id (its grace window starts).
+        sessions: the sessions, open and recently ended, by id (`Session`).
         numbers: the number of every remembered job (1, 2, 3... in acceptance order), by job id;
             `by_number` is its inverse and `last_number` the highest given.
         lanes: the runs on emulator lanes, by lane name (the QPU's run is `running`).
@@ -72,7 +105,7 @@ class StateData:
     owners: dict[str, str] = field(default_factory=dict)
     finished: dict[str, JobState] = field(default_factory=dict)
     ended_allocations: set[str] = field(default_factory=set)
-    sessions: dict[str, datetime] = field(default_factory=dict)
+    sessions: dict[str, Session] = field(default_factory=dict)
     numbers: dict[str, int] = field(default_factory=dict)
     by_number: dict[int, str] = field(default_factory=dict)
     last_number: int = 0
@@ -111,7 +144,11 @@ class StateData:
     def sessions_in_grace(self, now: datetime, grace_s: float) -> frozenset[str]:
         """Sessions whose last run ended less than `grace_s` ago: their next job goes first."""
         since = now - timedelta(seconds=grace_s)
-        return frozenset(s for s, ended in self.sessions.items() if ended > since)
+        return frozenset(
+            s.session_id
+            for s in self.sessions.values()
+            if s.last_run_ended_at is not None and s.last_run_ended_at > since
+        )
 
     # ---- bookkeeping, for the fold's handlers only -------------------------------------------
 

@@ -4,7 +4,8 @@ A waiting job past its deadline (`DEADLINE_EXCEEDED`) or past its class's `max_q
 (`QUEUE_AGE_EXCEEDED`) ends TIMED_OUT at once, its submitter answered. A run on the QPU or on an
 emulator lane past its own or its class's `max_runtime_s` (the smaller) is stopped: a
 `job.stopping` event names TIMED_OUT and the error, and the job ends when the backend reports
-the stopped run (`consumers.core.runs`).
+the stopped run (`consumers.core.runs`). A session past its length or idle timeout ends
+(`consumers.core.sessions`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from consumers.core.outcomes import Effect, Steps, StopRun, end_waiting, stopping_event
+from consumers.core.sessions import expired as expired_sessions
 from consumers.core.state import OwnerState
 from schemas.enums import ErrorCode, JobState
 from schemas.messages import Event, JobError
@@ -60,4 +62,5 @@ def tick(state: OwnerState, policy: Policy, now: datetime) -> Steps:
             )
             events.append(stopping_event(run.job, error, JobState.TIMED_OUT))
             effects.append(StopRun(run.job.job_id))
+    events += expired_sessions(state, now)
     return events, effects

@@ -1,0 +1,71 @@
+"""How the event fold changes sessions (`Session`): opened, a run of one of its jobs ended,
+ended. `OwnerState.apply` calls these; what a session's jobs may do is `consumers.core.sessions`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from consumers.core.order import Waiting
+from consumers.core.state_data import Session, StateData
+from schemas.events import SessionEnded, SessionOpened, payload_of
+from schemas.messages import Event
+
+REMEMBERED_SESSIONS = 10_000  # ended sessions kept (a job naming one is refused)
+DEFAULT_SESSION_S = 8 * 3600.0
+
+
+def session_run_ended(state: StateData, job: Waiting, qpu_s: float, at: datetime) -> None:
+    """A QPU run of a session's job ended: its grace window starts, its counters grow."""
+    session = state.sessions.get(job.session_id or "")
+    if session is None:
+        return
+    session.last_run_ended_at = session.last_activity_at = at
+    session.runs += 1
+    session.qpu_s += qpu_s
+
+
+def session_opened(state: StateData, event: Event) -> None:
+    opened = payload_of(event, SessionOpened)
+    known = state.sessions.get(opened.session_id)
+    if known is not None and known.is_open:
+        raise KeyError(opened.session_id)  # an open session is not opened again
+    state.sessions[opened.session_id] = Session(
+        session_id=opened.session_id,
+        user=opened.user,
+        opened_at=event.at,
+        max_time_s=opened.max_time_s,
+        idle_timeout_s=opened.idle_timeout_s,
+        allocation=opened.allocation,
+        account=opened.account,
+        exclusive_s=opened.exclusive_s,
+        explicit=opened.explicit,
+        last_activity_at=event.at,
+    )
+
+
+def session_ended(state: StateData, event: Event) -> None:
+    ended = payload_of(event, SessionEnded)
+    session = state.sessions[ended.session_id]
+    if not session.is_open:
+        raise KeyError(ended.session_id)  # a session ends once
+    session.ended_at, session.ended_reason = event.at, ended.reason
+    closed = [s for s in state.sessions.values() if not s.is_open]
+    for old in closed[: max(len(closed) - REMEMBERED_SESSIONS, 0)]:
+        del state.sessions[old.session_id]
+
+
+def implicit_session(job: Waiting, at: datetime) -> Session:
+    """The session a job opens by naming an unknown session id: its user's and allocation's,
+    with the default limits (the policy's are applied when `step` opens one)."""
+    return Session(
+        session_id=job.session_id or "",
+        user=job.user,
+        opened_at=at,
+        max_time_s=DEFAULT_SESSION_S,
+        idle_timeout_s=DEFAULT_SESSION_S,
+        allocation=job.allocation,
+        account=job.account,
+        explicit=False,
+        last_activity_at=at,
+    )

@@ -14,9 +14,11 @@ Roles:
 - ``submitter``: publish jobs to ``<ns>.jobs`` (RabbitMQ checks their ``user_id``); declare and
   read only their own reply queues ``<ns>.reply.<user>.*``; read the owner's ``<ns>.device``
   (public device specs, for local validation); publish to ``<ns>.control`` only with the
-  routing keys of `SUBMITTER_COMMANDS` (status, queue, show, and cancel, hold, release, update,
-  requeue, result, history, which the owner allows a submitter on its own jobs only). Not the
-  event log, not other reply queues.
+  routing keys of `SUBMITTER_COMMANDS` (status, queue, show, jobs, and cancel, hold, release,
+  update, requeue, result, history, which the owner allows a submitter on its own jobs only, and
+  session-open, -close and -cancel of its own sessions). Not the event log, not other reply
+  queues. A QRMI gateway's account is a submitter too (and named in the policy's
+  ``gateway_users``, so the owner lets it act for the users whose MUNGE credentials it decoded).
 - ``operator``: publish any command to ``<ns>.control``, read the event log and the dead letters
   (``<ns>.dead``: `qsched dead`), own reply queues.
 - ``epilog``: the Slurm epilog's account: ``control.allocation-ended`` only.
@@ -36,7 +38,8 @@ from typing import Literal
 from brokers.errors import BrokerError
 
 SUBMITTER_COMMANDS = (
-    r"^control\.(cancel|status|queue|show|hold|release|update|requeue|result|history)$"
+    r"^control\.(cancel|status|queue|show|hold|release|update|requeue|result|history|jobs"
+    r"|session-open|session-close|session-cancel)$"
 )
 Role = Literal["submitter", "operator", "epilog", "owner"]
 ROLES: tuple[Role, ...] = ("submitter", "operator", "epilog", "owner")

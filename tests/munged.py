@@ -6,6 +6,8 @@ munged runs as root without ``--force`` here; its socket directory must be world
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -13,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,10 +29,11 @@ class Munged:
     """One munged; `socket` is what clients pass as ``-S`` (or ``QSCHED_MUNGE_SOCKET``)."""
 
     base: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="qsched-munge-")))
+    socket_path: Path | None = None  # None: a socket in `base`
 
     @property
     def socket(self) -> Path:
-        return self.base / "sock" / "munge.socket"
+        return self.socket_path or self.base / "sock" / "munge.socket"
 
     @property
     def key(self) -> Path:
@@ -126,3 +130,40 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=20)
+
+
+DEFAULT_SOCKET = Path("/run/munge/munge.socket.2")  # libmunge's default (Debian's build)
+_DEFAULT_LOCK = Path("/run/munge/.qsched-tests.lock")
+
+
+@contextlib.contextmanager
+def default_munged() -> Iterator[Path]:
+    """A munged on libmunge's default socket, for clients that cannot be told another one (the
+    qrmi wheel calls ``munge_encode`` with no context): the machine's own if one answers there,
+    else one started here and stopped when the last test process using it is done (a shared
+    flock on a file beside the socket counts the users)."""
+    DEFAULT_SOCKET.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    os.chmod(DEFAULT_SOCKET.parent, 0o755)
+    with open(_DEFAULT_LOCK, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        started: Munged | None = None
+        if not _answers(None):
+            started = Munged()
+            started.socket_path = DEFAULT_SOCKET
+            started.start()
+        fcntl.flock(lock, fcntl.LOCK_SH)  # downgrade: others may use it too
+        try:
+            yield DEFAULT_SOCKET
+        finally:
+            if started is not None:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return  # another test process still uses it: it stops it
+                started.stop()
+
+
+def _answers(socket: Path | None) -> bool:
+    args = ["munge", "-n"] + (["-S", str(socket)] if socket is not None else [])
+    return subprocess.run(args, capture_output=True, timeout=10, check=False).returncode == 0

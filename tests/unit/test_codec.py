@@ -39,6 +39,7 @@ from schemas import (
 from schemas.messages import (
     ALL_MESSAGES,
     JOB_COMMANDS,
+    SESSION_COMMANDS,
     Message,
     OwnerHeartbeat,
     SnapshotPointer,
@@ -123,6 +124,7 @@ def commands(draw: st.DrawFn) -> ControlCommand:
         mode=draw(st.sampled_from(Mode)) if command is CommandName.MODE else None,
         allocation="4242" if command is CommandName.ALLOCATION_ENDED else None,
         message_id=draw(st.uuids().map(str)) if command is CommandName.DEAD_REQUEUE else None,
+        session_id=draw(st.uuids().map(str)) if command in SESSION_COMMANDS else None,
         force=draw(st.booleans()),
         message=draw(st.none() | texts),
         issued_at=draw(moments),

@@ -390,8 +390,7 @@ def run_command(
 
 def _numbered(state: OwnerState, policy: Policy, given: Command) -> tuple[Command, JobError | None]:
     """The command with the job of its `number` (among the jobs the sender may see) as job id."""
-    everyone = given.operator or (given.user is not None and given.user in policy.operators)
-    found = resolve_number(state, given.command.number or 0, given.user, everyone)
+    found = resolve_number(state, given.command.number or 0, given.user, is_operator(policy, given))
     if isinstance(found, JobError):
         return given, found
     return replace(given, command=given.command.model_copy(update={"job_id": found})), None

@@ -155,6 +155,23 @@ class OwnerSettings(BaseModel):
             "past it the run is canceled and fails retryably (BACKEND_TIMEOUT)"
         ),
     )
+    qrmi_resource: str | None = Field(
+        default=None,
+        description="qrmi backend: the QRMI resource name (QRMI reads <NAME>_QRMI_* and "
+        "QRMI_JOB_* from the environment, as under Slurm's QRMI plugin)",
+    )
+    qrmi_type: str = Field(
+        default="PasqalLocal", description="qrmi backend: the QRMI ResourceType (e.g. PasqalCloud)"
+    )
+    qrmi_poll_s: float = Field(default=0.1, gt=0, description="qrmi backend: task status polling")
+    qrmi_run_timeout_s: float = Field(
+        default=3600.0, gt=0, description="qrmi backend: a task past this is stopped (retryable)"
+    )
+    qrmi_journal: Path | None = Field(
+        default=None,
+        description="qrmi backend: file recording each run's QRMI task, so that an owner taking "
+        "over adopts a task a dead one left (shared by the owners; None: no adoption)",
+    )
     synthetic_failure_rate: float = Field(
         default=0.0, ge=0, le=1, description="synthetic backend: share of runs that fail"
     )

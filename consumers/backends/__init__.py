@@ -1,6 +1,6 @@
 """QPU backends behind one port (`consumers.backends.base.Backend`).
 
-Three are built in; any other name is looked up in the ``qsched.backends`` entry points
+Four are built in (emulator, qpu-api, synthetic, qrmi: any QRMI resource); any other name is looked up in the ``qsched.backends`` entry points
 (`consumers.plugins`), whose factory gets the settings and the policy's options for it.
 """
 
@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from brokers.errors import SettingsError
 from brokers.settings import Settings
 from consumers.backends.base import Backend, load_default_device
 
-BACKENDS = ("emulator", "qpu-api", "synthetic")
+BACKENDS = ("emulator", "qpu-api", "synthetic", "qrmi")
 
 
 def make_backend(
@@ -31,7 +32,8 @@ def make_backend(
     owner = settings.owner
     if owner.backend not in BACKENDS:
         return _plugin_backend(settings, options or {}, timeout_s)
-    device = load_default_device(owner.device_file) if owner.backend != "qpu-api" else None
+    remote = owner.backend in ("qpu-api", "qrmi")  # these ask the QPU for its device
+    device = load_default_device(owner.device_file) if not remote else None
     if owner.backend == "emulator":
         from consumers.backends.emulator import EmulatorBackend
 
@@ -55,6 +57,20 @@ def make_backend(
             timeout_s=owner.qpu_api_timeout_s,
             max_attempts=owner.qpu_api_request_attempts,
             run_timeout_s=owner.qpu_api_run_timeout_s,
+        )
+    if owner.backend == "qrmi":
+        from consumers.backends.qrmi import QrmiBackend
+
+        if not owner.qrmi_resource:
+            raise SettingsError(
+                "the qrmi backend needs owner.qrmi_resource (QSCHED_OWNER__QRMI_RESOURCE)"
+            )
+        return QrmiBackend(
+            owner.qrmi_resource,
+            owner.qrmi_type,
+            poll_s=owner.qrmi_poll_s,
+            run_timeout_s=owner.qrmi_run_timeout_s,
+            journal=owner.qrmi_journal,
         )
     raise AssertionError(owner.backend)  # every built-in name is handled above
 

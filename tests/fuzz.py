@@ -5,8 +5,8 @@ fields broken, deep msgpack nesting) plus AMQP properties a client may set (cont
 priority, user id, reply_to, headers of any shape, ...) and the input it goes to: a class queue
 (through the jobs exchange) or the control queue. Every message carries a tracking id: its
 ``message_id``, the ``job_id``/``command_id`` of a body built from a model, and an ``x-fuzz-id``
-header, so `Tally` can find where each one went: dead-lettered with a reason, or handled (an
-event names it, or a reply answers it).
+header, so `Tally` can find where each one went: dead-lettered with a reason, or handled (a
+job's final event, a command's control event, a refusal naming the message, or a reply).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from brokers.topology import CODE_HEADER, REASON_HEADER, Topology
 from schemas import Event, decode_any
 from schemas.codec import CONTENT_TYPE
 from schemas.enums import CommandName
-from schemas.messages import ControlCommand, JobRequest
+from schemas.messages import ControlCommand, JobPosition, JobRequest, JobResult
 from tests.sequences import analog_sequence
 
 ID = "@ID@"  # replaced by the message's tracking id when it is published
@@ -260,16 +260,29 @@ class Tally:
             self.untracked_dead += 1
 
     def on_event(self, body: bytes, type_name: str | None) -> None:
+        """A job is handled once it has ended (a final event: done, error, refused, ...), not
+        at its first event: an accepted job that never ends is not handled. A command is
+        handled by its ``control.<command>`` event; a message refused as no job of its sender
+        by the event naming its message id."""
         event = decode_any(body, type_name)
         assert isinstance(event, Event)
-        for key in (event.job_id, event.data.get("command_id"), event.data.get("message_id")):
+        keys = [event.data.get("command_id"), event.data.get("message_id")]
+        if event.result is not None and event.result.state.is_final:
+            keys.append(event.job_id)
+        for key in keys:
             if isinstance(key, str) and key in self.tracked:
                 self.handled.setdefault(key, event.topic)
 
-    def on_reply(self, props: Any) -> None:
+    def on_reply(self, props: Any, body: bytes) -> None:
+        """A reply answers a message when it is a command's reply or a job's final result (a
+        position push names its job too, and answers nothing)."""
         key = props.correlation_id
-        if key in self.tracked:
-            self.handled.setdefault(key, "reply")
+        if key not in self.tracked or props.type == JobPosition.type_name():
+            return
+        reply = decode_any(body, props.type)
+        if isinstance(reply, JobResult) and not reply.state.is_final:
+            return
+        self.handled.setdefault(key, "reply")
 
 
 def collect(channel: BlockingChannel, tally: Tally, timeout_s: float) -> Tally:

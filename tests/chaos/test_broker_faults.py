@@ -34,6 +34,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.reliability]
 
 NS = "faults"
 ARGS = ("--backend", "synthetic", "--shot-rate", "300")
+JOBS_EACH = 80  # per submitter process
 
 
 def _setup(node: PrivateNode, tmp_path: Path, owners: int) -> tuple[Topology, list[OwnerProcess]]:
@@ -79,7 +80,16 @@ def test_a_broker_killed_and_restarted_under_load_loses_and_duplicates_nothing(
         for n in range(2):
             out = tmp_path / f"submitter-{n}.jsonl"
             args = [sys.executable, "-m", "tests.chaos_submitter", "--url", node.url]
-            args += ["--namespace", NS, "--jobs", "80", "--seed", str(n), "--out", str(out)]
+            args += [
+                "--namespace",
+                NS,
+                "--jobs",
+                str(JOBS_EACH),
+                "--seed",
+                str(n),
+                "--out",
+                str(out),
+            ]
             log = (tmp_path / f"submitter-{n}.log").open("wb")
             env = client_env(node.url, NS)
             outs.append((subprocess.Popen(args, env=env, stdout=log, stderr=log), out))
@@ -93,6 +103,7 @@ def test_a_broker_killed_and_restarted_under_load_loses_and_duplicates_nothing(
         for process, _ in outs:
             assert process.wait(timeout=600) == 0
         sent, received, via_log = _read(outs)
+        assert len(set(sent)) == 2 * JOBS_EACH, f"the submitters sent {len(set(sent))} jobs"
         crashes = [o for o in owners if o.process.poll() is not None]
         for owner in owners:
             owner.stop()
@@ -144,18 +155,26 @@ def test_a_memory_alarm_blocks_publishes_with_a_clear_timeout_and_nothing_is_los
         QPUClient(settings=settings).submit_request(blocked)
         result = client.wait_result(blocked.job_id, timeout=120)
         assert result.state is JobState.DONE
-        # The blocked client's first copy reaches the queue once the alarm clears, maybe after
-        # the resend ran: the owner takes it as a duplicate. Let it drain before counting.
-        drained_by = time.monotonic() + 30
-        while _left(node.url, topology) and time.monotonic() < drained_by:
-            time.sleep(0.5)
-        time.sleep(1.0)  # a copy just delivered is acked once its duplicate event is confirmed
+        # The blocked client's first copy reaches the queue once the alarm clears, before or
+        # after the resend: the owner takes the later one as a copy (job.duplicate). Wait for
+        # it, so that nothing of this job is still on its way when the owners stop.
+        reader = connect(node.url, name="test-reader").channel()
+        wait_until(
+            lambda: (
+                [e.topic for e in log_events(reader, topology) if e.job_id == blocked.job_id].count(
+                    "job.duplicate"
+                )
+                == 1
+            ),
+            "the second copy of the blocked job dropped as a duplicate (job.duplicate)",
+            60,
+        )
         crashes = [o for o in owners if o.process.poll() is not None]
         for owner in owners:
             owner.stop()
         sent = [h.job_id for h in before] + [blocked.job_id]
         received = {h.job_id: h.result(timeout=1) for h in before} | {blocked.job_id: result}
-        events = log_events(connect(node.url, name="test-reader").channel(), topology)
+        events = log_events(reader, topology)
         verdict = check(events, sent, received, _left(node.url, topology))
         record(
             "memory alarm on the node",

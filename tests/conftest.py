@@ -134,11 +134,10 @@ def broker(broker_handle: BrokerHandle) -> Iterator[BrokerFixture]:
     fixture.close()
 
 
-@pytest.fixture
-def private_broker_factory(
-    isolated_env: dict[str, str],
-) -> Iterator[Callable[..., PrivateNode]]:
-    """Start private nodes with extra config; all are stopped and removed at teardown."""
+@pytest.fixture(scope="session")
+def rabbitmq_server(isolated_env: dict[str, str]) -> Path:
+    """The rabbitmq-server binary for private nodes: the shell's ``QSCHED_RABBITMQ_SERVER``, else
+    the usual places; a test that needs one fails without it (never skips)."""
     configured = isolated_env.get("QSCHED_RABBITMQ_SERVER")
     server = find_server(Path(configured) if configured else None)
     if server is None:
@@ -148,6 +147,13 @@ def private_broker_factory(
             " rabbitmq-server) or point QSCHED_RABBITMQ_SERVER at the binary",
             pytrace=False,
         )
+    return server
+
+
+@pytest.fixture
+def private_broker_factory(rabbitmq_server: Path) -> Iterator[Callable[..., PrivateNode]]:
+    """Start private nodes with extra config; all are stopped and removed at teardown."""
+    server = rabbitmq_server
     nodes: list[PrivateNode] = []
 
     def start(

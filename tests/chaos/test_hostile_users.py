@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from brokers.bootstrap import PrivateNode, find_server
+from brokers.bootstrap import PrivateNode
 from brokers.connection import channel
 from brokers.settings import Settings
 from brokers.topology import Topology, build_topology, declare
@@ -83,12 +83,10 @@ class TwoUsers:
 
 
 @pytest.fixture(scope="module")
-def two_user_node() -> Iterator[PrivateNode]:
-    """One private node for this module's two-user tests, with user mallory added."""
-    server = find_server()
-    if server is None:
-        pytest.skip("needs the rabbitmq-server binary to run a private node")
-    node = PrivateNode(server).start()
+def two_user_node(rabbitmq_server: Path) -> Iterator[PrivateNode]:
+    """One private node for this module's two-user tests, with user mallory added (without a
+    rabbitmq-server binary the tests fail, saying what to install: `rabbitmq_server`)."""
+    node = PrivateNode(rabbitmq_server).start()
     try:
         ctl = str(node.server.with_name("rabbitmqctl"))
         for args in (

@@ -17,6 +17,7 @@ from schemas.enums import CommandName, ErrorCode, JobState
 from schemas.messages import JobRequest, SlurmContext
 from tests.integration.test_owner import events
 from tests.sequences import analog_sequence
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +66,13 @@ def test_fair_share_starts_the_second_accounts_jobs_right_away_at_depth_40(owner
     assert positions[1] <= 3, positions  # not 41st and 42nd
 
 
-def test_an_aged_priority_0_job_overtakes_80_priority_9_jobs(owners, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_an_aged_priority_0_job_overtakes_80_priority_9_jobs_and_an_unaged_one_does_not(
+    owners,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """Given a priority-0 job aged past priority 9, then a fresh priority-0 job and 80 priority-9
+    jobs, the aged job starts first and the fresh one last: its age, not its place in line, put
+    the first ahead (under FIFO the fresh one would start second; without aging both last)."""
     policy = tmp_path / "policy.toml"
     policy.write_text("aging_step_s = 0.2\n")
     client = _paused(owners, "--policy", str(policy))
@@ -74,12 +81,14 @@ def test_an_aged_priority_0_job_overtakes_80_priority_9_jobs(owners, tmp_path: P
     while (entry := old.queue_entry()) is None or entry.factors["effective_priority"] < 10:
         assert time.monotonic() < deadline, f"the job never aged: {entry}"
         client.poll(0.2)
-    urgent = client.submit_many([client.build_job(SEQ, 10, priority=9) for _ in range(80)])
+    # One batch, fresh job first: the same age for all (building 80 jobs can take seconds).
+    batch = [client.build_job(SEQ, 10, priority=9 if n else 0) for n in range(81)]
+    fresh, *urgent = client.submit_many(batch)
     assert client.control(CommandName.RESUME).ok
-    assert old.result(timeout=60).state is JobState.DONE
-    for handle in urgent:
-        handle.result(timeout=60)
-    assert _start_order(owners, {old.job_id} | {h.job_id for h in urgent})[0] == old.job_id
+    for handle in [old, fresh, *urgent]:
+        assert handle.result(timeout=60).state is JobState.DONE
+    order = _start_order(owners, {old.job_id, fresh.job_id} | {h.job_id for h in urgent})
+    assert order[0] == old.job_id and order[-1] == fresh.job_id, (order.index(fresh.job_id),)
 
 
 def test_a_short_job_deep_in_the_queue_is_backfilled_into_the_calibration_window(
@@ -105,17 +114,35 @@ def test_a_short_job_deep_in_the_queue_is_backfilled_into_the_calibration_window
 
 
 def test_queue_position_and_eta_are_known_and_decrease(owners) -> None:  # type: ignore[no-untyped-def]
-    client = _paused(owners)
+    """Given 45 jobs of 0.5 s each behind a paused QPU, the last is 45th with no ETA (paused);
+    once the QPU runs its ETA is known, and later both its position and its ETA are smaller."""
+    client = _paused(owners, "--shot-rate", "20")
     handles = client.submit_many([client.build_job(SEQ, 10) for _ in range(45)])
     last = handles[-1]
     before = last.queue_entry()
     assert before is not None and before.position == 45 and before.eta_s is None  # paused
     assert client.control(CommandName.RESUME).ok
-    assert client.control(CommandName.PAUSE).ok
-    after = last.queue_entry()
-    assert after is not None and after.position is not None and after.position < 45
-    assert client.control(CommandName.RESUME).ok
-    assert last.result(timeout=60).state is JobState.DONE
+    first = wait_until(
+        lambda: (e := last.queue_entry()) is not None and e.eta_s is not None and e,
+        "an ETA for the last job once the QPU runs",
+        30,
+        step=lambda: client.poll(0.1),
+    )
+    assert first.position is not None and first.eta_s > 0, first
+    later = wait_until(
+        lambda: (
+            (e := last.queue_entry()) is not None
+            and e.eta_s is not None
+            and e.position is not None
+            and e.position < first.position
+            and e
+        ),
+        "the last job closer to the front",
+        60,
+        step=lambda: client.poll(0.2),
+    )
+    assert later.eta_s < first.eta_s, (first, later)
+    assert last.result(timeout=120).state is JobState.DONE
 
 
 def test_a_submitter_cancels_its_own_job_at_depth_at_once(owners) -> None:  # type: ignore[no-untyped-def]

@@ -28,7 +28,7 @@ from producers.client import QPUClient
 from schemas.codec import encode
 from schemas.enums import CommandName, JobState
 from schemas.events import JobAccepted, JobStarted, OwnerActivated, Topic, make_event
-from schemas.messages import Event, JobRequest, JobResult, Timings
+from schemas.messages import Event, JobRequest, JobResult, Timings, new_id
 from schemas.policy import Policy
 from tests.sequences import analog_sequence
 
@@ -37,7 +37,8 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 def history(events: int) -> list[Event]:
     """About `events` events: finished jobs, three events each."""
-    out = [make_event(Topic.OWNER_ACTIVATED, OwnerActivated(term=1, backend="bench"), term=1)]
+    activated = OwnerActivated(term=1, backend="bench")
+    out = [make_event(Topic.OWNER_ACTIVATED, activated, term=1, at=T0)]
     for i in range(events // 3):
         at = T0 + timedelta(milliseconds=i)
         job = JobRequest(job_class="production", shots=10, sequence="{}", submitted_at=at)
@@ -60,7 +61,7 @@ def history(events: int) -> list[Event]:
             ),
             make_event(Topic.JOB_DONE, at=at, result=result, **common),
         ]
-    return out
+    return [event.model_copy(update={"event_id": new_id()}) for event in out]
 
 
 def fill(url: str, exchange: str, events: list[Event], window: int = WINDOW) -> float:

@@ -25,7 +25,7 @@ from consumers.core.state import OwnerState
 from consumers.core.view import view_of
 from schemas.codec import encode
 from schemas.events import JobAccepted, OwnerActivated, Topic, make_event
-from schemas.messages import Event, JobRequest, SlurmContext
+from schemas.messages import Event, JobRequest, SlurmContext, new_id
 from schemas.policy import Policy
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -35,7 +35,8 @@ SEQUENCE_20K = json.dumps({"register": [], "padding": "x" * 20_000})
 def accepted_events(n: int, sequence: str, seed: int = 1) -> list[Event]:
     """`n` job.accepted events from 20 users in 4 accounts, three classes, all priorities."""
     rng = random.Random(seed)
-    events = [make_event(Topic.OWNER_ACTIVATED, OwnerActivated(term=1, backend="bench"), term=1)]
+    activated = OwnerActivated(term=1, backend="bench")
+    events = [make_event(Topic.OWNER_ACTIVATED, activated, term=1, at=T0, event_id=new_id())]
     for i in range(n):
         user = f"user{rng.randrange(20)}"
         job = JobRequest(
@@ -54,6 +55,7 @@ def accepted_events(n: int, sequence: str, seed: int = 1) -> list[Event]:
                 job_id=job.job_id,
                 term=1,
                 at=T0 + timedelta(milliseconds=i),
+                event_id=new_id(),
             )
         )
     return events

@@ -18,16 +18,17 @@ class IllegalTransition(OwnerError):
         self.busy = busy
 
 
+class Ignored(OwnerError):
+    """An event the state's fold cannot use (a stale term, a job that is not where the event
+    says, an illegal move), and why; `OwnerState.apply` records it and goes on."""
+
+
 class BackendFailure(OwnerError):
     """A backend could not do what was asked; `retryable` says whether trying again may help."""
 
     def __init__(self, message: str, retryable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
-
-
-class LeaseLost(OwnerError):
-    """The owner lost its broker connection, and with it the QPU lease."""
 
 
 class MetricsUnavailable(OwnerError):

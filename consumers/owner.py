@@ -48,7 +48,7 @@ from consumers.settle import Delivery, collector, handle_safely
 from consumers.shell import Shell
 from consumers.standbys import Beacon, Roster
 from schemas.events import OwnerActivated, Topic, make_event
-from schemas.messages import DeviceSpecs, Event, utc_now
+from schemas.messages import DeviceSpecs, Event, new_id, utc_now
 from schemas.policy import Policy
 from schemas.sequence import load_device
 
@@ -190,13 +190,14 @@ class Owner:
             self.owner_id,
             max_bytes,
             self.settings.owner.snapshot_max_bytes,
+            self.clock,
         )
         store = SequenceStore(self.settings.owner.sequence_cache_bytes, log_bytes)
         follower = LogFollower(conn, self.topology, publisher, store, log_bytes)
         pointer = follower.read_pointer(channel)
         state = follower.replay(self.policy.fair_share_half_life_s, pointer)
         publisher.term = state.term + 1
-        ctx = Context(self.owner_id, self.backend.name)
+        ctx = Context(self.owner_id, self.backend.name, new_id)
         shell = Shell(
             state,
             self.policy,

@@ -10,7 +10,9 @@ and stops runs at once: if a confirm fails, the owner drops its state and its ru
 from the log, where only what was confirmed is.
 
 Every event is stamped with the writer's owner id and activation term (fencing) and carries its
-job id in a header, so a reader of the stream can index jobs without decoding bodies.
+job id in a header, so a reader of the stream can index jobs without decoding bodies. The core's
+events come with their time and id (`step` stamps them); an event the shell built itself gets
+them here, from the owner's clock and a fresh id.
 
 This is the one module that drives pika's channel below its blocking wrapper (the wrapper can
 only wait for one confirm at a time); all publishes on the owner's channel must come through it
@@ -21,7 +23,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import pika
@@ -33,8 +36,8 @@ from brokers.topology import Topology
 from consumers.errors import OwnerError
 from schemas.codec import encode
 from schemas.errors import EncodeError
-from schemas.events import Topic
-from schemas.messages import Event, Message
+from schemas.events import Topic, is_stamped
+from schemas.messages import Event, Message, new_id, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +61,10 @@ class Publisher:
         owner_id: str,
         max_bytes: int,
         snapshot_max_bytes: int | None = None,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.channel = channel
+        self._clock = clock
         self._connection = connection
         self._impl: Any = channel._impl  # the async channel under the blocking wrapper
         self._impl.confirm_delivery(ack_nack_callback=self._on_confirm)
@@ -139,7 +144,10 @@ class Publisher:
 
     def event(self, event: Event) -> Event:
         """Stamp and send a state change on the events exchange (and so into the stream)."""
-        stamped = event.model_copy(update={"owner_id": self._owner_id, "term": self.term})
+        update: dict[str, Any] = {"owner_id": self._owner_id, "term": self.term}
+        if not is_stamped(event):  # built by the shell, not by the core's `step`
+            update |= {"at": self._clock(), "event_id": new_id()}
+        stamped = event.model_copy(update=update)
         headers = {JOB_ID_HEADER: stamped.job_id} if stamped.job_id else None
         self.send(
             self._topology.events_exchange,

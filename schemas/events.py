@@ -1,20 +1,28 @@
 """Typed events: the topic enum and one payload model per topic.
 
 Every state change of the owner is an `Event` (the envelope in `schemas.messages`) whose `topic`
-is a `Topic` and whose `data` is the payload model of that topic, dumped to plain data so the
-log stays readable by any msgpack reader. `make_event` builds one, `payload_of` reads one back
-(raising `ValueError` when the data does not fit the topic's model). Final job events also carry
-the whole `JobResult` in the envelope's `result`, so a job's end can be read without the payload.
+is a `Topic` (or, for an operator's command, ``control.<CommandName>``) and whose `data` is the
+payload model of that topic, dumped to plain data so the log stays readable by any msgpack
+reader. `make_event` builds one and refuses a payload of another type than its topic's; the
+model it was built with stays on the event in memory, so `payload_of` returns it without parsing
+the data again (an event decoded from the log is parsed once, on first read, raising
+`ValueError` when the data does not fit the topic's model). Final job events also carry the
+whole `JobResult` in the envelope's `result`, so a job's end can be read without the payload.
+
+An event is built *unstamped* (no id, no time): whoever decides it stamps it (`stamp`). The
+core's `step` stamps its events with the `now` and the id source the shell gives it, so one
+seed replays one run; the owner's publisher stamps the few events the shell builds itself.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from schemas.enums import JobState, Mode
+from schemas.enums import CommandName, JobState, Mode
 from schemas.messages import Event, JobError, JobRequest, SlurmContext
 from schemas.messages import SnapshotPointer as SnapshotPointer  # belongs with snapshot events
 
@@ -56,7 +64,7 @@ class Topic(StrEnum):
     CALIBRATION_DUE = "calibration.due"
     SESSION_OPENED = "session.opened"
     SESSION_ENDED = "session.ended"
-    CONTROL = "control"  # prefix only: control events read ``control.<command>``
+    CONTROL = "control"  # prefix only: control events read ``control.<command>`` (`CommandName`)
 
 
 FINAL_TOPICS: dict[JobState, Topic] = {
@@ -342,11 +350,19 @@ PAYLOADS: dict[Topic, type[Payload]] = {
 
 
 P = TypeVar("P", bound=Payload)
+CONTROL_PREFIX = "control."
+UNSTAMPED_AT = datetime(1970, 1, 1, tzinfo=UTC)  # the time of an event nobody stamped yet
+UNSTAMPED_ID = ""  # the id of an event nobody stamped yet
+
+
+def control_topic(command: CommandName) -> str:
+    """The routing key of the event that logs `command`: ``control.<command>``."""
+    return CONTROL_PREFIX + command.value
 
 
 def topic_of(event: Event) -> Topic | None:
     """The event's topic as an enum member (`Topic.CONTROL` for any ``control.*``), or None."""
-    if event.topic.startswith("control."):
+    if event.topic.startswith(CONTROL_PREFIX):
         return Topic.CONTROL
     try:
         return Topic(event.topic)
@@ -354,31 +370,107 @@ def topic_of(event: Event) -> Topic | None:
         return None
 
 
-def payload_model(topic: str) -> type[Payload]:
-    """The payload model of a topic (`Empty` for topics that carry none)."""
-    if topic.startswith("control."):
-        return ControlApplied
+def command_of(event: Event) -> CommandName | None:
+    """The command a ``control.<command>`` event logs (None: not a control event, or a command
+    this version does not know)."""
+    if not event.topic.startswith(CONTROL_PREFIX):
+        return None
     try:
-        return PAYLOADS.get(Topic(topic), Empty)
+        return CommandName(event.topic[len(CONTROL_PREFIX) :])
     except ValueError:
-        return Empty
+        return None
 
 
-def make_event(topic: Topic | str, payload: Payload | None = None, **envelope: Any) -> Event:
-    """An event of `topic` with `payload` as its data and the given envelope fields."""
-    data = payload.model_dump(mode="json", exclude_none=True) if payload is not None else {}
-    return Event(topic=str(topic), data=data, **envelope)
+def _model_of(topic: Topic | CommandName) -> type[Payload]:
+    if isinstance(topic, CommandName):
+        return ControlApplied
+    return PAYLOADS.get(topic, Empty)
+
+
+def _topic(topic: Topic | CommandName | str) -> Topic | CommandName:
+    """A topic given as text (``job.done``, ``control.pause``) as its enum member.
+
+    Raises:
+        ValueError: no such topic or command.
+    """
+    if isinstance(topic, Topic | CommandName):
+        return topic
+    if topic.startswith(CONTROL_PREFIX):
+        return CommandName(topic[len(CONTROL_PREFIX) :])
+    return Topic(topic)
+
+
+def make_event(
+    topic: Topic | CommandName, payload: Payload | None = None, **envelope: Any
+) -> Event:
+    """An unstamped event of `topic` (a `CommandName`: its ``control.<command>`` event) with
+    `payload` as its data and the given envelope fields; `payload` stays on it in memory.
+
+    Raises:
+        TypeError: `payload` is not of the topic's payload model (None: the topic's model must
+            need no field), or `topic` is the bare `Topic.CONTROL` prefix.
+    """
+    member = _topic(topic)
+    if member is Topic.CONTROL:
+        raise TypeError("a control event is built from its CommandName, not Topic.CONTROL")
+    model = _model_of(member)
+    if payload is None:
+        try:
+            payload = model()
+        except ValidationError:
+            raise TypeError(f"a {member} event needs a {model.__name__} payload") from None
+    elif type(payload) is not model:
+        raise TypeError(f"a {member} event carries {model.__name__}, not {type(payload).__name__}")
+    name = control_topic(member) if isinstance(member, CommandName) else member.value
+    envelope.setdefault("event_id", UNSTAMPED_ID)
+    envelope.setdefault("at", UNSTAMPED_AT)
+    event = Event(topic=name, data=payload.model_dump(mode="json", exclude_none=True), **envelope)
+    event._payload = payload
+    return event
+
+
+def is_stamped(event: Event) -> bool:
+    """Whether the event has its id and time (unstamped events never reach the log)."""
+    return event.event_id != UNSTAMPED_ID
+
+
+def stamp(event: Event, at: datetime, event_id: str) -> Event:
+    """The event with its time and id (a copy; its payload model comes along)."""
+    return event.model_copy(update={"at": at, "event_id": event_id})
 
 
 def payload_of(event: Event, model: type[P]) -> P:
-    """The event's data as `model`.
+    """The event's data as `model`: the payload it was built with when it is one, else parsed
+    from the data (and kept on the event when `model` is its topic's).
 
     Raises:
         ValueError: the data does not fit the model (a foreign or corrupt event).
     """
+    kept = event._payload
+    if isinstance(kept, model):
+        return kept
     try:
-        return model.model_validate(event.data)
+        parsed = model.model_validate(event.data)
     except ValidationError as exc:
         raise ValueError(
             f"{event.topic} event {event.event_id}: {exc.errors()[0]['msg']}"
         ) from None
+    if kept is None:
+        topic = topic_of(event)
+        own = ControlApplied if topic is Topic.CONTROL else PAYLOADS.get(topic) if topic else None
+        if own is model:
+            event._payload = parsed
+    return parsed
+
+
+def accepted_facts(event: Event) -> JobAccepted | AcceptedFacts:
+    """A ``job.accepted`` (or ``job.resubmitted``) event's payload: the whole request when the
+    event was built here, else its facts without the sequence (no sequence parsing on replay).
+
+    Raises:
+        ValueError: the data does not fit.
+    """
+    kept = event._payload
+    if isinstance(kept, JobAccepted):
+        return kept
+    return payload_of(event, AcceptedFacts)

@@ -9,11 +9,21 @@ from __future__ import annotations
 
 import functools
 import json
+import random
 import uuid
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 from schemas.details import JobDetail as JobDetail  # part of ControlReply
 from schemas.details import StandbyOwner as StandbyOwner  # part of StatusReport
@@ -29,9 +39,18 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 MAX_ID_LENGTH = 128
 
 
+IdSource = Callable[[], str]  # where the owner's core takes event ids from (`new_id`, seeded)
+
+
 def new_id() -> str:
     """A fresh UUID4 as text, the form of every job, command and event id."""
     return str(uuid.uuid4())
+
+
+def seeded_ids(seed: int) -> IdSource:
+    """Ids of the form of `new_id` drawn from `seed`: a simulation's ids, the same every run."""
+    rng = random.Random(seed)
+    return lambda: str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
 def utc_now() -> datetime:
@@ -329,6 +348,10 @@ class ControlReply(Message):
     history: list[Event] | None = Field(
         default=None, description="history: the job's events in log order (no progress events)"
     )
+    ignored: dict[str, str] | None = Field(
+        default=None,
+        description="history: the events of the job the owner's state ignored (event id -> why)",
+    )
     job: JobDetail | None = None
     jobs: list[JobSummary] | None = Field(
         default=None, description="jobs: the sender's jobs, newest first"
@@ -359,6 +382,16 @@ class Event(Message):
     result: JobResult | None = None
     progress: JobProgress | None = None
     data: dict[str, Any] = Field(default_factory=dict)
+    # The payload model `data` was dumped from (`schemas.events.make_event`), or parsed into on
+    # first read (`schemas.events.payload_of`); memory only, never on the wire.
+    _payload: Any = PrivateAttr(default=None)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; the payload model comes along unless `update` replaces the data or topic."""
+        copied = super().model_copy(update=update, deep=deep)
+        if update and ("data" in update or "topic" in update):
+            copied._payload = None
+        return copied
 
 
 ControlReply.model_rebuild()  # its `history` names Event, defined after it

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 from consumers.core.state import OwnerState
 from consumers.core.step import Arrival, Context, Dispatch, Finished, Recovered, step
-from schemas.events import OwnerActivated, Topic, make_event
-from schemas.messages import Event, JobRequest
+from schemas.events import OwnerActivated, Topic, is_stamped, make_event
+from schemas.messages import Event, JobRequest, seeded_ids
 from schemas.policy import Policy, parse_policy
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-CTX = Context("owner-1", "synthetic")
+CTX = Context("owner-1", "synthetic", seeded_ids(0))
 SEQ = json.dumps({"register": []})
 POLICY = parse_policy("aging_step_s = 60\nshot_rate_hz = 100\njob_overhead_s = 0\n")
 
@@ -21,8 +21,9 @@ POLICY = parse_policy("aging_step_s = 60\nshot_rate_hz = 100\njob_overhead_s = 0
 class Harness:
     """Drives `step` and `apply` as the shell does, and keeps the log it wrote."""
 
-    def __init__(self, policy: Policy = POLICY, now: datetime = T0) -> None:
+    def __init__(self, policy: Policy = POLICY, now: datetime = T0, seed: int = 0) -> None:
         self.policy = policy
+        self.ctx = Context("owner-1", "synthetic", seeded_ids(seed))
         self.state = OwnerState.for_half_life(policy.fair_share_half_life_s)
         self.log: list[Event] = []
         self.now = now
@@ -36,15 +37,17 @@ class Harness:
         self.feed(Recovered())
 
     def emit(self, events: list[Event]) -> None:
-        for event in events:
-            stamped = event.model_copy(update={"term": self.term, "at": self.now})
+        for event in events:  # `step` stamped its events; the harness's own are stamped here
+            event_id = event.event_id if is_stamped(event) else self.ctx.ids()
+            update = {"term": self.term, "at": self.now, "event_id": event_id}
+            stamped = event.model_copy(update=update)
             self.log.append(stamped)
             self.state.apply(stamped)
             if stamped.topic == Topic.JOB_STARTED:
                 self.started.append(stamped.job_id or "")
 
     def feed(self, given: object) -> list[object]:
-        events, effects = step(self.state, self.policy, given, self.now, CTX)  # type: ignore[arg-type]
+        events, effects = step(self.state, self.policy, given, self.now, self.ctx)  # type: ignore[arg-type]
         self.emit(events)
         return list(effects)
 

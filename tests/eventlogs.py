@@ -14,6 +14,7 @@ from schemas.events import (
     JobAccepted,
     JobBack,
     JobPreempting,
+    JobProgress,
     JobStarted,
     OwnerActivated,
     QPUStatus,
@@ -198,7 +199,13 @@ def scenario() -> list[Event]:
         control("mode", 14, mode="production"),
         queued(e, 14.5),
         started(e, 15),
-        make_event(Topic.JOB_PROGRESS, at=at(15.5), job_id=e, job_class="production"),
+        make_event(
+            Topic.JOB_PROGRESS,
+            JobProgress(shots_done=0),
+            at=at(15.5),
+            job_id=e,
+            job_class="production",
+        ),
     ]
 
 

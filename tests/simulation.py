@@ -11,6 +11,10 @@ every job ends (accepted then final, or refused), never two runs at once, no sup
 started anything, nothing ran before its epoch. `World.stale_changed_state` adds the core's own
 promise: events of a stale term change nothing in the folded state.
 
+Everything a run does comes from its seed: the schedule, the fault rates (`Rates`, printed), the
+job, command and event ids (the core stamps its events with the simulated `now` and ids from the
+seeded source it is given), so one seed writes the same log byte for byte.
+
 `World(seed, step=...)` takes the function it drives, so a test can wrap the production `step`
 with a mutation and show that the checker catches it.
 """
@@ -19,7 +23,9 @@ from __future__ import annotations
 
 import json
 import random
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,8 +43,8 @@ from consumers.core.step import (
     step,
 )
 from schemas.enums import CommandName, ErrorCode, QPUState
-from schemas.events import OwnerActivated, Topic, make_event
-from schemas.messages import ControlCommand, Event, JobError, JobRequest
+from schemas.events import OwnerActivated, QPUStatus, Topic, is_stamped, make_event, stamp
+from schemas.messages import ControlCommand, Event, JobError, JobRequest, seeded_ids
 from schemas.policy import parse_policy
 from tests.invariants import Verdict, check
 
@@ -48,12 +54,38 @@ POLICY = parse_policy("aging_step_s = 20\nmax_preemptions = 2\n")
 Step = Callable[..., Any]
 
 
+@dataclass(frozen=True)
+class Rates:
+    """How often each fault happens in one run (drawn from its seed, printed with it)."""
+
+    owner_deaths: float  # per input: the owner dies before its confirms
+    confirms: float  # per input: the broker's confirms of the window come in
+    redeliveries: float
+    invalid_sequences: float
+    backend_errors: float
+    stops: float
+
+    @classmethod
+    def draw(cls, rng: random.Random) -> Rates:
+        return cls(
+            owner_deaths=rng.uniform(0.0, 0.02),
+            confirms=rng.uniform(0.2, 0.8),
+            redeliveries=rng.uniform(0.0, 0.6),
+            invalid_sequences=rng.uniform(0.0, 0.1),
+            backend_errors=rng.uniform(0.0, 0.2),
+            stops=rng.uniform(0.0, 0.4),
+        )
+
+
 class World:
     """The broker's log, the intake queue and the owners, all in memory."""
 
     def __init__(self, seed: int, step: Step = step) -> None:
         self.rng = random.Random(seed)
         self.seed = seed
+        self.rates = Rates.draw(self.rng)
+        self.ids = seeded_ids(self.rng.getrandbits(64))  # the owners' event ids
+        print(f"simulation seed {seed}: {self.rates}")  # shown with -s and on failure
         self.step = step
         self.log: list[Event] = []  # what the broker confirmed
         self.window: list[Event] = []  # published and applied, confirms not yet in
@@ -85,13 +117,31 @@ class World:
         self.publish(self.step(self.state, POLICY, Recovered(), self.now, self.ctx())[0])
         self.confirm()
 
-    def ctx(self) -> Context:
-        return Context(f"owner-{self.term}", "sim")
+    def ctx(self, owner_id: str | None = None) -> Context:
+        return Context(owner_id or f"owner-{self.term}", "sim", self.ids)
+
+    def new_id(self) -> str:
+        """A job or command id drawn from the seed."""
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def stamped(self, event: Event, term: int) -> Event:
+        """The event as the broker has it: the core's stamp (the world's own events get theirs
+        here, as the owner's publisher stamps the shell's) and the writer's term."""
+        if not is_stamped(event):
+            event = stamp(event, self.now, self.ids())
+        return event.model_copy(update={"term": term})
+
+    def control(self, name: CommandName, job_id: str | None = None) -> Command:
+        """An operator's command, its id and time from the seed and the simulated clock."""
+        command = ControlCommand(
+            command=name, job_id=job_id, command_id=self.new_id(), issued_at=self.now
+        )
+        return Command(command, "guest")
 
     def publish(self, events: list[Event]) -> None:
         """Publish (pipelined) and apply at once, as the shell does."""
         for event in events:
-            stamped = event.model_copy(update={"term": self.term, "at": self.now})
+            stamped = self.stamped(event, self.term)
             self.window.append(stamped)
             self.state.apply(stamped)
 
@@ -117,10 +167,10 @@ class World:
         events, effects = self.step(self.state, POLICY, given, self.now, self.ctx())
         self.publish(list(events))
         roll = self.rng.random()
-        if roll < 0.01:
+        if roll < self.rates.owner_deaths:
             self.kill()
             return None
-        if roll < 0.5:
+        if roll < self.rates.confirms:
             self.confirm()
         return list(effects)
 
@@ -138,9 +188,7 @@ class World:
                 if not self.state.waiting and not self.intake:
                     break
                 if all((j.min_epoch or 0) > self.state.epoch for j in self.state.waiting.values()):
-                    self.feed(
-                        Command(ControlCommand(command=CommandName.CALIBRATION_START), "guest")
-                    )
+                    self.feed(self.control(CommandName.CALIBRATION_START))
                 continue
             run = self.state.running
             self.now += timedelta(seconds=1)
@@ -151,9 +199,9 @@ class World:
         """What operators do at the end: resume a held QPU, complete a calibration."""
         qpu = self.state.qpu
         if qpu in (QPUState.PAUSED, QPUState.DRAINING):
-            self.feed(Command(ControlCommand(command=CommandName.RESUME), "guest"))
+            self.feed(self.control(CommandName.RESUME))
         elif qpu is QPUState.CALIBRATING and self.state.running is None:
-            self.feed(Command(ControlCommand(command=CommandName.CALIBRATION_COMPLETE), "guest"))
+            self.feed(self.control(CommandName.CALIBRATION_COMPLETE))
 
     def deliver(self, twice: bool = False) -> None:
         """The broker delivers the first ready message; it is acked once the owner's events are
@@ -174,6 +222,7 @@ class World:
         """A client puts a job into intake (5% of them with a sequence the shell refuses)."""
         rng = self.rng
         job = JobRequest(
+            job_id=self.new_id(),
             job_class=rng.choice(["production", "development", "calibration"]),
             shots=rng.randint(1, 200),
             priority=rng.randint(0, 9),
@@ -182,7 +231,7 @@ class World:
             submitted_at=self.now,
         )
         problem = None
-        if rng.random() < 0.05:
+        if rng.random() < self.rates.invalid_sequences:
             problem = JobError(code=ErrorCode.INVALID_SEQUENCE, message="bad register")
         self.intake.append(Arrival(job, rng.choice(["alice", "bob"]), problem=problem))
         self.sent.append(job.job_id)
@@ -193,14 +242,13 @@ class World:
         if roll < 0.25:
             self.submit()
         elif roll < 0.40 and self.intake:
-            self.deliver(twice=rng.random() < 0.3)
+            self.deliver(twice=rng.random() < self.rates.redeliveries)
         elif roll < 0.55:
             self.feed(Dispatch())
         elif roll < 0.65 and run is not None:
-            error = (
-                JobError(code=ErrorCode.BACKEND_ERROR, message="x") if rng.random() < 0.1 else None
-            )
-            canceled = error is None and rng.random() < 0.2
+            failed = rng.random() < self.rates.backend_errors
+            error = JobError(code=ErrorCode.BACKEND_ERROR, message="x") if failed else None
+            canceled = error is None and rng.random() < self.rates.stops
             self.feed(Finished(run.job.job_id, {"1": 1}, error=error, canceled=canceled))
         elif roll < 0.70 and run is not None:
             self.feed(Progress(run.job.job_id, {"0": 1}))
@@ -238,7 +286,7 @@ class World:
             target = rng.choice(sorted(self.state.waiting))
         if name in (CommandName.PREEMPT, CommandName.CANCEL) and target is None:
             return
-        self.feed(Command(ControlCommand(command=name, job_id=target), "guest"))
+        self.feed(self.control(name, target))
 
     def ghost(self) -> None:
         """The frozen owner wakes up and what it had in hand reaches the log under its old term:
@@ -247,14 +295,14 @@ class World:
         assert self.frozen is not None
         term, old = self.frozen
         ghost: list[Event] = []
-        ctx = Context("ghost", "sim")
+        ctx = self.ctx("ghost")
         if old.running is not None:
             job_id = old.running.job.job_id
             for given in (Progress(job_id, {"0": 1}), Finished(job_id, {"0": 1})):
                 ghost += self.step(old, POLICY, given, self.now, ctx)[0]
-        ghost.append(make_event(Topic.QPU_DOWN, None, reason="ghost"))
+        ghost.append(make_event(Topic.QPU_DOWN, QPUStatus(up=False), reason="ghost"))
         for event in ghost:
-            self.log.append(event.model_copy(update={"term": term, "at": self.now}))
+            self.log.append(self.stamped(event, term))
         self.frozen = None
 
     # ---- verdicts ----------------------------------------------------------------------------

@@ -112,10 +112,13 @@ def _reject(given: Arrival, error: JobError, now: datetime, *, attach: bool = Tr
         error,
         now,
     )
-    if not attach:
-        unattached = Refused(code=error.code.value, message_id=job.job_id)
-        event = event.model_copy(
-            update={"job_id": None, "result": None, "data": unattached.model_dump(mode="json")}
+    if not attach:  # a refusal that names no job: the id is another user's
+        event = make_event(
+            Topic.JOB_REJECTED,
+            Refused(code=error.code.value, message_id=job.job_id),
+            job_class=job.job_class,
+            user=given.user,
+            reason=error.message,
         )
     effects: list[Effect] = [Reply(given.reply_to, result, job.job_id), DeadLetter(error)]
     return [event], effects

@@ -1,10 +1,13 @@
 """Control commands as a table: each command's pure handler and who may send it.
 
-A handler reads the state and returns the reply text, extra fields for the ``control.<command>``
-event, and the events and effects the command causes; it raises `Refused` when the command
-cannot be carried out now. `run_command` checks the sender against the table first: operators
+One `Spec` row per command says everything about it: its handler, who may send it, whether it
+is logged when accepted, and whether the shell completes its answer from the log. A handler
+reads the state and returns the reply text, extra fields for the ``control.<command>`` event,
+and the events and effects the command causes; it raises `Refused` when the command cannot be
+carried out now. `run_command` checks the sender against the row first: operators
 (the policy's `operators`, or members of its `operator_group` as the shell resolved them into
-`Command.operator`) may send everything; the policy's `epilog_users` only `allocation-ended`; a
+`Command.operator`) may send everything; the policy's `epilog_users` only the rows marked
+`epilog` (`allocation-ended`); a
 submitter may cancel, hold, release, update and requeue its own jobs (within the limits
 `consumers.core.jobctl` names), read the status and the queue (other users' jobs show without
 their details, `consumers.core.privacy`), and ask for the details, result and history of its own
@@ -18,7 +21,7 @@ not: the log is the audit trail.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from consumers.core import jobctl, sessions
@@ -53,7 +56,7 @@ from schemas.policy import Policy
 
 
 def _hold(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
-    move = HOLD_COMMANDS[given.command.command.value]
+    move = HOLD_COMMANDS[given.command.command]
     try:
         after = transition(state.qpu, move, busy=state.running is not None)
     except IllegalTransition as exc:
@@ -216,7 +219,10 @@ def _lookup(state: OwnerState, policy: Policy, given: Command, now: datetime) ->
     if state.owner_of(job_id) is None:
         raise Refused(ErrorCode.UNKNOWN_JOB, f"no job {job_id} is known to the owner")
     where = where_is(state, policy, job_id, now)
-    return Done(where.describe(job_id), reply={"queue": [where.entry] if where.entry else None})
+    reply: dict[str, object] = {"queue": [where.entry] if where.entry else None}
+    if given.command.command is CommandName.HISTORY:
+        reply["ignored"] = state.ignored_of(job_id) or None  # events the fold could not use
+    return Done(where.describe(job_id), reply=reply)
 
 
 def _jobs(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
@@ -237,77 +243,75 @@ def _reload_policy(state: OwnerState, policy: Policy, given: Command, now: datet
     return Done(given.detail or "policy reloaded")
 
 
-TABLE: dict[CommandName, tuple[Handler, Who]] = {
-    CommandName.PAUSE: (_hold, Who.OPERATOR),
-    CommandName.RESUME: (_hold, Who.OPERATOR),
-    CommandName.DRAIN: (_hold, Who.OPERATOR),
-    CommandName.MODE: (_mode, Who.OPERATOR),
-    CommandName.CANCEL: (_cancel, Who.JOB_OWNER),
-    CommandName.STATUS: (_status, Who.ANYONE),
-    CommandName.QUEUE: (_queue, Who.ANYONE),
-    CommandName.PREEMPT: (_preempt, Who.OPERATOR),
-    CommandName.RELOAD_POLICY: (_reload_policy, Who.OPERATOR),
-    CommandName.CALIBRATION_START: (_calibration_start, Who.OPERATOR),
-    CommandName.CALIBRATION_COMPLETE: (_calibration_complete, Who.OPERATOR),
-    CommandName.ALLOCATION_ENDED: (_allocation_ended, Who.OPERATOR),
-    CommandName.RESULT: (_lookup, Who.JOB_OWNER),
-    CommandName.HISTORY: (_lookup, Who.JOB_OWNER),
-    CommandName.SHOW: (jobctl.show, Who.JOB_OWNER),
-    CommandName.HOLD: (jobctl.hold, Who.JOB_OWNER),
-    CommandName.RELEASE: (jobctl.release, Who.JOB_OWNER),
-    CommandName.UPDATE: (jobctl.update, Who.JOB_OWNER),
-    CommandName.REQUEUE: (jobctl.requeue, Who.JOB_OWNER),
-    CommandName.DEAD_REQUEUE: (_dead_requeue, Who.OPERATOR),
-    CommandName.JOBS: (_jobs, Who.ANYONE),
-    CommandName.SESSION_OPEN: (sessions.open_session, Who.ANYONE),
-    CommandName.SESSION_CLOSE: (sessions.close_session, Who.ANYONE),  # the handler checks whose
-    CommandName.SESSION_CANCEL: (sessions.cancel_session, Who.ANYONE),
+@dataclass(frozen=True)
+class Spec:
+    """One command's row: its pure handler, who may send it, how it is logged and answered.
+
+    Attributes:
+        logged: whether an accepted command is logged as its ``control.<command>`` event
+            (False: a read-only command; a refusal is logged all the same).
+        epilog: the policy's `epilog_users` (the Slurm prolog/epilog) may send it too; they
+            may send nothing else.
+        about_a_job: its job id may be a prefix, resolved among the jobs the sender may see.
+        from_log: answered with records the shell reads (`AnswerFromLog`), not a plain reply.
+    """
+
+    handler: Handler
+    who: Who
+    logged: bool = True
+    epilog: bool = False
+    about_a_job: bool = False
+    from_log: bool = False
+
+
+TABLE: dict[CommandName, Spec] = {
+    CommandName.PAUSE: Spec(_hold, Who.OPERATOR),
+    CommandName.RESUME: Spec(_hold, Who.OPERATOR),
+    CommandName.DRAIN: Spec(_hold, Who.OPERATOR),
+    CommandName.MODE: Spec(_mode, Who.OPERATOR),
+    CommandName.CANCEL: Spec(_cancel, Who.JOB_OWNER, about_a_job=True),
+    CommandName.STATUS: Spec(_status, Who.ANYONE, logged=False),
+    CommandName.QUEUE: Spec(_queue, Who.ANYONE, logged=False, about_a_job=True),
+    CommandName.PREEMPT: Spec(_preempt, Who.OPERATOR, about_a_job=True),
+    CommandName.RELOAD_POLICY: Spec(_reload_policy, Who.OPERATOR),
+    CommandName.CALIBRATION_START: Spec(_calibration_start, Who.OPERATOR),
+    CommandName.CALIBRATION_COMPLETE: Spec(_calibration_complete, Who.OPERATOR),
+    CommandName.ALLOCATION_ENDED: Spec(_allocation_ended, Who.OPERATOR, epilog=True),
+    CommandName.RESULT: Spec(_lookup, Who.JOB_OWNER, logged=False, about_a_job=True, from_log=True),
+    CommandName.HISTORY: Spec(
+        _lookup, Who.JOB_OWNER, logged=False, about_a_job=True, from_log=True
+    ),
+    CommandName.SHOW: Spec(jobctl.show, Who.JOB_OWNER, logged=False, about_a_job=True),
+    CommandName.HOLD: Spec(jobctl.hold, Who.JOB_OWNER, about_a_job=True),
+    CommandName.RELEASE: Spec(jobctl.release, Who.JOB_OWNER, about_a_job=True),
+    CommandName.UPDATE: Spec(jobctl.update, Who.JOB_OWNER, about_a_job=True),
+    CommandName.REQUEUE: Spec(jobctl.requeue, Who.JOB_OWNER, about_a_job=True),
+    CommandName.DEAD_REQUEUE: Spec(_dead_requeue, Who.OPERATOR),
+    CommandName.JOBS: Spec(_jobs, Who.ANYONE, logged=False),
+    CommandName.SESSION_OPEN: Spec(sessions.open_session, Who.ANYONE),
+    # the handlers check whose session it is
+    CommandName.SESSION_CLOSE: Spec(sessions.close_session, Who.ANYONE, epilog=True),
+    CommandName.SESSION_CANCEL: Spec(sessions.cancel_session, Who.ANYONE, epilog=True),
 }
-EPILOG_COMMANDS = (
-    CommandName.ALLOCATION_ENDED,
-    CommandName.SESSION_CLOSE,
-    CommandName.SESSION_CANCEL,
-)
 DEFAULT_JOBS_LIMIT = 1000
-# read-only: no event when they succeed
-QUIET = (
-    CommandName.STATUS,
-    CommandName.QUEUE,
-    CommandName.SHOW,
-    CommandName.RESULT,
-    CommandName.HISTORY,
-    CommandName.JOBS,
-)
-FROM_LOG = (CommandName.RESULT, CommandName.HISTORY)  # answered with records the shell reads
-# about one job: a job id prefix is resolved among the jobs the sender may see, here, by the owner
-ABOUT_A_JOB = (
-    CommandName.CANCEL,
-    CommandName.QUEUE,
-    CommandName.PREEMPT,
-    CommandName.RESULT,
-    CommandName.HISTORY,
-    CommandName.SHOW,
-    CommandName.HOLD,
-    CommandName.RELEASE,
-    CommandName.UPDATE,
-    CommandName.REQUEUE,
-)
 
 
 def authorise(state: OwnerState, policy: Policy, given: Command) -> JobError | None:
     """Why the sender may not send this command, or None."""
     user = given.user
+    spec = TABLE[given.command.command]
     if is_operator(policy, given):
         return None
     if user is not None and user in policy.epilog_users:
-        if given.command.command in EPILOG_COMMANDS:
+        if spec.epilog:
             return None
+        allowed = ", ".join(name.value for name, row in TABLE.items() if row.epilog)
         return JobError(
             code=ErrorCode.NOT_AUTHORISED,
-            message=f"user {user!r} (Slurm epilog) may send allocation-ended and end sessions only",
+            message=f"user {user!r} (Slurm epilog) may send {allowed} only",
             details={"user": user},
         )
-    who = TABLE[given.command.command][1]
+    who = spec.who
     if who is Who.ANYONE:
         return None
     if who is Who.JOB_OWNER:
@@ -332,18 +336,19 @@ def run_command(
 ) -> Steps:
     """Authorise and carry out one command; its event, caused events, effects and reply."""
     command = given.command
+    spec = TABLE[command.command]
     error = given.problem
     if error is None and command.number is not None and not command.job_id:
         given, error = _numbered(state, policy, given)
         command = given.command
-    elif error is None and command.command in ABOUT_A_JOB and command.job_id is not None:
+    elif error is None and spec.about_a_job and command.job_id is not None:
         given, error = _resolved(state, policy, given)
         command = given.command
     error = error or authorise(state, policy, given)
     done = Done("")
     if error is None:
         try:
-            done = TABLE[command.command][0](state, policy, given, now)
+            done = spec.handler(state, policy, given, now)
         except Refused as refused:
             error = refused.error
     ok = error is None
@@ -365,13 +370,13 @@ def run_command(
         **done.reply,
     )
     events: list[Event] = []
-    if not (ok and command.command in QUIET):
+    if spec.logged or not ok:
         applied = ControlApplied(
             ok=ok, command_id=command.command_id, issued_at=command.issued_at, **done.fields
         )
         events.append(
             make_event(
-                f"control.{command.command.value}",
+                command.command,
                 applied,
                 # only a job the owner knows: a mistyped id must not become a "job" in the log
                 job_id=command.job_id if state.owner_of(command.job_id or "") else None,
@@ -380,7 +385,7 @@ def run_command(
             )
         )
     answer: Effect = Reply(given.reply_to, reply, command.command_id)
-    if ok and command.command in FROM_LOG:
+    if ok and spec.from_log:
         job_id = command.job_id or ""
         ended = job_id in state.finished
         answer = AnswerFromLog(given.reply_to, reply, job_id, command.wait, ended)

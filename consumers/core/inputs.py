@@ -5,15 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from consumers.core.commands import Command
-from schemas.messages import JobError, JobRequest
+from schemas.messages import IdSource, JobError, JobRequest
 
 
 @dataclass(frozen=True)
 class Context:
-    """Facts about the shell that events and replies mention."""
+    """Facts about the shell that events and replies mention, and where event ids come from.
+
+    Attributes:
+        ids: the id of each event `step` returns (the owner's: random, `schemas.messages.new_id`;
+            a simulation's: drawn from its seed, `schemas.messages.seeded_ids`).
+    """
 
     owner_id: str
     backend: str
+    ids: IdSource
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from consumers.core.order import Waiting
 from consumers.core.state_data import Session, StateData
+from consumers.errors import Ignored
 from schemas.events import SessionEnded, SessionOpened, payload_of
 from schemas.messages import Event
 
@@ -29,7 +30,7 @@ def session_opened(state: StateData, event: Event) -> None:
     opened = payload_of(event, SessionOpened)
     known = state.sessions.get(opened.session_id)
     if known is not None and known.is_open:
-        raise KeyError(opened.session_id)  # an open session is not opened again
+        raise Ignored(f"session {opened.session_id} is open already")
     state.sessions[opened.session_id] = Session(
         session_id=opened.session_id,
         user=opened.user,
@@ -46,9 +47,11 @@ def session_opened(state: StateData, event: Event) -> None:
 
 def session_ended(state: StateData, event: Event) -> None:
     ended = payload_of(event, SessionEnded)
-    session = state.sessions[ended.session_id]
+    session = state.sessions.get(ended.session_id)
+    if session is None:
+        raise Ignored(f"no session {ended.session_id} is known")
     if not session.is_open:
-        raise KeyError(ended.session_id)  # a session ends once
+        raise Ignored(f"session {ended.session_id} ended before")
     session.ended_at, session.ended_reason = event.at, ended.reason
     closed = [s for s in state.sessions.values() if not s.is_open]
     for old in closed[: max(len(closed) - REMEMBERED_SESSIONS, 0)]:

@@ -14,7 +14,10 @@ saying what that event changes.
 
 Fencing: every event carries the activation term of the owner that wrote it; an event of a term
 lower than the highest seen (an owner that was frozen or cut off and came back) is ignored.
-`apply` never raises for an event of the log: an event it cannot use is counted in `ignored`.
+`apply` never raises for an event of the log: an event it cannot use (a stale term, a job that
+is not where the event says, a move the QPU's state machine forbids, a payload that does not
+fit) is counted in `ignored` and kept with why in `ignored_events`, which `qsched history` and
+`qsched events replay --explain` show. A handler says why by raising `Ignored`.
 """
 
 from __future__ import annotations
@@ -31,11 +34,10 @@ from consumers.core.session_fold import (
     session_opened,
     session_run_ended,
 )
-from consumers.core.state_data import Run, StateData
-from consumers.errors import IllegalTransition
-from schemas.enums import JobState
+from consumers.core.state_data import IgnoredEvent, Run, StateData
+from consumers.errors import Ignored, IllegalTransition
+from schemas.enums import CommandName, JobState
 from schemas.events import (
-    AcceptedFacts,
     AdmissionHold,
     CalibrationComplete,
     CalibrationEpoch,
@@ -51,6 +53,8 @@ from schemas.events import (
     JobUpdated,
     OwnerActivated,
     Topic,
+    accepted_facts,
+    command_of,
     payload_of,
     topic_of,
 )
@@ -64,7 +68,11 @@ FINAL_STATES = {
     Topic.JOB_REJECTED: JobState.REJECTED,
 }
 REMEMBERED_JOBS = 100_000  # ended jobs whose id and submitter are kept (deduplication)
-HOLD_COMMANDS = {"pause": QPUEvent.PAUSE, "resume": QPUEvent.RESUME, "drain": QPUEvent.DRAIN}
+HOLD_COMMANDS = {
+    CommandName.PAUSE: QPUEvent.PAUSE,
+    CommandName.RESUME: QPUEvent.RESUME,
+    CommandName.DRAIN: QPUEvent.DRAIN,
+}
 
 
 @dataclass
@@ -83,7 +91,7 @@ class OwnerState(StateData):
     def apply(self, event: Event) -> None:
         """Fold one event into the state (pure: no I/O, no clock; the time is the event's)."""
         if event.term is not None and event.term < self.term:
-            self.ignored += 1
+            self._ignore(event, f"stale term {event.term}: an owner of term {self.term} is active")
             return
         self.events += 1
         self.last_event_id = event.event_id
@@ -93,8 +101,26 @@ class OwnerState(StateData):
             return
         try:
             handler(self, event)
-        except (ValueError, KeyError, IllegalTransition):
-            self.ignored += 1
+        except (Ignored, IllegalTransition, ValueError) as exc:
+            self._ignore(event, str(exc))
+        except KeyError as exc:  # never expected: the handlers name what they miss (`Ignored`)
+            self._ignore(event, f"{event.topic} does not fit the state (no {exc})")
+
+    def _ignore(self, event: Event, why: str) -> None:
+        self.ignored += 1
+        self.ignored_events.append(IgnoredEvent(event.event_id, event.topic, event.job_id, why))
+
+
+def _waiting(state: OwnerState, event: Event) -> Waiting:
+    """The waiting job the event names.
+
+    Raises:
+        Ignored: it names no waiting job.
+    """
+    job = state.waiting.get(event.job_id or "")
+    if job is None:
+        raise Ignored(f"job {event.job_id} is not waiting")
+    return job
 
 
 def _activated(state: OwnerState, event: Event) -> None:
@@ -103,10 +129,10 @@ def _activated(state: OwnerState, event: Event) -> None:
 
 
 def _accepted(state: OwnerState, event: Event) -> None:
-    accepted = payload_of(event, AcceptedFacts)
+    accepted = accepted_facts(event)
     job = accepted.job
-    if job.job_id in state.owners:
-        raise KeyError(job.job_id)  # a second acceptance never replaces the first
+    if job.job_id in state.owners:  # a second acceptance never replaces the first
+        raise Ignored(f"job {job.job_id} was accepted before")
     state.owners[job.job_id] = accepted.user
     state._number(job.job_id, accepted.number)
     waiting = Waiting.of(accepted, state.epoch, event.at)
@@ -121,11 +147,11 @@ def _accepted(state: OwnerState, event: Event) -> None:
 
 def _started(state: OwnerState, event: Event) -> None:
     started = payload_of(event, JobStarted)
-    job = state.waiting[event.job_id or ""]
+    job = _waiting(state, event)
     run = Run(job, event.at, started.attempt, started.epoch, started.backend)
     if started.lane is not None:  # an emulator lane: the QPU's state machine is not involved
         if started.lane in state.lanes:
-            raise KeyError(started.lane)
+            raise Ignored(f"{started.lane} runs {state.lanes[started.lane].job.job_id}")
         state._unwait(job.job_id)
         state.lanes[started.lane] = replace(run, lane=started.lane, specs=started.specs)
         return
@@ -168,7 +194,7 @@ def _retrying(state: OwnerState, event: Event) -> None:
 def _wait_again(state: OwnerState, event: Event, back: JobBack, **changes: Any) -> None:
     run = state.run_of(event.job_id)
     if run is None:
-        raise KeyError(event.job_id)
+        raise Ignored(f"job {event.job_id} is not running")
     if run.lane is not None:
         del state.lanes[run.lane]  # lane time is not QPU time: no fair-share charge
     else:
@@ -190,32 +216,31 @@ def _wait_again(state: OwnerState, event: Event, back: JobBack, **changes: Any) 
 
 def _resubmitted(state: OwnerState, event: Event) -> None:
     """A job that ended ERROR waits again (`qsched requeue`), with its request from the log."""
-    accepted = payload_of(event, AcceptedFacts)
+    accepted = accepted_facts(event)
     job_id = accepted.job.job_id
-    if (
-        state.finished.get(job_id) is not JobState.ERROR
-        or state.owners.get(job_id) != accepted.user
-    ):
-        raise KeyError(job_id)
+    if state.finished.get(job_id) is not JobState.ERROR:
+        raise Ignored(f"job {job_id} did not end ERROR")
+    if state.owners.get(job_id) != accepted.user:
+        raise Ignored(f"job {job_id} is not {accepted.user}'s")
     del state.finished[job_id]
     state._wait(Waiting.of(accepted, state.epoch, event.at))
 
 
 def _held(state: OwnerState, event: Event) -> None:
     held = payload_of(event, JobHeld)
-    job = state.waiting[event.job_id or ""]
+    job = _waiting(state, event)
     state._rewait(replace(job, held_by=held.by, operator_hold=held.operator))
 
 
 def _released(state: OwnerState, event: Event) -> None:
     payload_of(event, JobReleased)
-    job = state.waiting[event.job_id or ""]
+    job = _waiting(state, event)
     state._rewait(replace(job, held_by=None, operator_hold=False))
 
 
 def _updated(state: OwnerState, event: Event) -> None:
     updated = payload_of(event, JobUpdated)
-    job = state.waiting[event.job_id or ""]
+    job = _waiting(state, event)
     state._rewait(
         replace(
             job,
@@ -229,7 +254,7 @@ def _requeuing(state: OwnerState, event: Event) -> None:
     payload_of(event, JobRequeuing)
     run = state.running
     if run is None or run.job.job_id != event.job_id:
-        raise KeyError(event.job_id)
+        raise Ignored(f"job {event.job_id} is not on the QPU")
     state._move(QPUEvent.PREEMPT)
     run.preempting = event.reason or "requeued"
     run.restart = True
@@ -240,8 +265,8 @@ def _final(state: OwnerState, event: Event) -> None:
     if not job_id:
         return  # a refusal not attached to any job (e.g. a reused job id)
     final = FINAL_STATES[Topic(event.topic)]
-    if job_id in state.finished:
-        raise KeyError(job_id)  # a job ends once
+    if job_id in state.finished:  # a job ends once
+        raise Ignored(f"job {job_id} ended {state.finished[job_id].value} before")
     run = state.run_of(job_id)
     if run is not None and run.lane is not None:
         del state.lanes[run.lane]
@@ -253,10 +278,10 @@ def _final(state: OwnerState, event: Event) -> None:
         session_run_ended(state, run.job, float(execution_s or 0.0), event.at)
     elif job_id in state.waiting:
         state._unwait(job_id)
-    elif job_id in state.owners:
-        raise KeyError(job_id)  # accepted and not waiting nor running: already ended
+    elif job_id in state.owners:  # accepted and not waiting nor running: already ended
+        raise Ignored(f"job {job_id} is neither waiting nor running")
     elif final is not JobState.REJECTED and final is not JobState.CANCELED:
-        raise KeyError(job_id)
+        raise Ignored(f"job {job_id} was never accepted")
     if event.user and job_id not in state.owners:
         state.owners[job_id] = event.user
     state.finished[job_id] = final
@@ -270,10 +295,8 @@ def _final(state: OwnerState, event: Event) -> None:
 def _admission(state: OwnerState, event: Event) -> None:
     """An admission plugin holds a waiting job, or lets it go."""
     hold = payload_of(event, AdmissionHold).hold
-    job = state._unwait(event.job_id or "")
-    if job is None:
-        raise KeyError(event.job_id)
-    state._wait(replace(job, admission_hold=hold))
+    job = _waiting(state, event)
+    state._rewait(replace(job, admission_hold=hold))
 
 
 def _qpu(state: OwnerState, event: Event) -> None:
@@ -303,15 +326,17 @@ def _calibration_due(state: OwnerState, event: Event) -> None:
 
 
 def _control(state: OwnerState, event: Event) -> None:
+    """An accepted command changes the state only through the events it causes, except these:
+    pause/resume/drain move the QPU, mode sets the mode, allocation-ended marks the allocation."""
     applied = payload_of(event, ControlApplied)
-    if not applied.ok:
+    command = command_of(event)
+    if not applied.ok or command is None:
         return
-    command = event.topic.split(".", 1)[1]
     if command in HOLD_COMMANDS:
         state._move(HOLD_COMMANDS[command])
-    elif command == "mode" and applied.mode is not None:
+    elif command is CommandName.MODE and applied.mode is not None:
         state.mode, state.mode_message = applied.mode, applied.message
-    elif command == "allocation-ended" and applied.allocation:
+    elif command is CommandName.ALLOCATION_ENDED and applied.allocation:
         state.ended_allocations.add(applied.allocation)
 
 

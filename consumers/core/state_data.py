@@ -11,6 +11,7 @@ A new field or query changes this module; a new event topic changes the fold.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -19,6 +20,19 @@ from consumers.core.machine import QPUEvent, transition
 from consumers.core.order import OrderIndex, Waiting
 from schemas.enums import JobState, Mode, QPUState
 from schemas.messages import JobError
+
+REMEMBERED_IGNORED = 1000  # the newest ignored events whose reason the state keeps
+
+
+@dataclass(frozen=True)
+class IgnoredEvent:
+    """An event the fold could not use, and why (shown by `qsched history` and
+    `qsched events replay --explain`)."""
+
+    event_id: str
+    topic: str
+    job_id: str | None
+    why: str
 
 
 @dataclass
@@ -87,6 +101,7 @@ class StateData:
             `by_number` is its inverse and `last_number` the highest given.
         lanes: the runs on emulator lanes, by lane name (the QPU's run is `running`).
         ignored: events that could not be applied (stale term, unknown job, illegal move).
+        ignored_events: the newest of those, each with why (not in snapshots).
     """
 
     term: int = 0
@@ -115,6 +130,9 @@ class StateData:
     index: OrderIndex = field(default_factory=OrderIndex)
     events: int = 0
     ignored: int = 0
+    ignored_events: deque[IgnoredEvent] = field(
+        default_factory=lambda: deque(maxlen=REMEMBERED_IGNORED)
+    )
     last_event_id: str | None = None
 
     # ---- reading -----------------------------------------------------------------------------
@@ -149,6 +167,10 @@ class StateData:
             for s in self.sessions.values()
             if s.last_run_ended_at is not None and s.last_run_ended_at > since
         )
+
+    def ignored_of(self, job_id: str) -> dict[str, str]:
+        """Why the fold ignored events of `job_id` (event id -> why), of those it remembers."""
+        return {e.event_id: e.why for e in self.ignored_events if e.job_id == job_id}
 
     # ---- bookkeeping, for the fold's handlers only -------------------------------------------
 

@@ -44,7 +44,15 @@ from consumers.core.state import OwnerState
 from consumers.core.timeouts import tick
 from consumers.core.view import view_of
 from schemas.enums import JobState, QPUState
-from schemas.events import CalibrationEpoch, JobPreempting, JobStarted, QPUStatus, Topic, make_event
+from schemas.events import (
+    CalibrationEpoch,
+    JobPreempting,
+    JobStarted,
+    QPUStatus,
+    Topic,
+    make_event,
+    stamp,
+)
 from schemas.policy import Policy
 
 __all__ = [
@@ -74,12 +82,17 @@ def step(state: OwnerState, policy: Policy, given: Input, now: datetime, ctx: Co
         state: the owner's state as the log has it.
         policy: the policy in force.
         given: what happened.
-        now: the current time (never read from a clock here).
-        ctx: the owner's id and backend name.
+        now: the current time (never read from a clock here); every event is stamped with it.
+        ctx: the owner's id and backend name, and the source of the events' ids.
 
     Returns:
-        Events to publish and apply, in order, then effects to carry out.
+        Events to publish and apply, in order (stamped), then effects to carry out.
     """
+    events, effects = _step(state, policy, given, now, ctx)
+    return [stamp(event, now, ctx.ids()) for event in events], effects
+
+
+def _step(state: OwnerState, policy: Policy, given: Input, now: datetime, ctx: Context) -> Steps:
     match given:
         case Arrival():
             return arrival(state, policy, given, now)

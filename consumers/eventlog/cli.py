@@ -181,6 +181,11 @@ def export(ctx: click.Context, fmt: str, from_: str | None, to: str | None, outp
     help="Policy the owner ran under (usage half-life, queue order); default: the settings'.",
 )
 @click.option("--jobs", is_flag=True, help="List the waiting jobs in policy order too.")
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="List every event the state ignored (stale term, unknown job...) with why.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per state.")
 @click.pass_context
 def replay_command(
@@ -189,11 +194,12 @@ def replay_command(
     to: str | None,
     policy: Path | None,
     jobs: bool,
+    explain: bool,
     as_json: bool,
 ) -> None:
     """Rebuild the owner's state from the log with the owner's own `apply` and print what it was
     at --to (and at --from): QPU state, running job, waiting jobs by class, usage per account and
-    user."""
+    user; with --explain, each event the fold ignored and why."""
     settings = settings_of(ctx)
     try:
         start, end = parse_bound(from_), parse_bound(to)
@@ -210,6 +216,7 @@ def replay_command(
             start,
             end if isinstance(end, datetime) else None,
             jobs=jobs,
+            explain=explain,
         )
     for point in points:
         if as_json:
@@ -276,7 +283,7 @@ def _ask_owner(settings: Settings, job: str, timeout_s: float) -> JobHistory | s
             return reply.message
         raise EventLogError(f"refused: {reply.message}")
     events = reply.history or []
-    found = job_histories(events, events[0].job_id or job) if events else {}
+    found = job_histories(events, events[0].job_id or job, reply.ignored) if events else {}
     if len(found) != 1:
         return f"the owner sent no events of job {job}"
     return next(iter(found.values()))
@@ -314,6 +321,7 @@ def history_record(job: JobHistory) -> dict[str, Any]:
                 "topic": entry.topic,
                 "summary": entry.summary,
                 "reason": entry.reason,
+                "ignored": entry.ignored,
             }
         )
         previous = entry.at
@@ -344,6 +352,8 @@ def print_history(job: JobHistory, out: TextIO) -> None:
         )
         if entry.reason:
             line += f"\n{'':<24}why: {entry.reason}"
+        if entry.ignored:
+            line += f"\n{'':<24}ignored by the owner's state: {entry.ignored}"
         out.write(line.rstrip() + "\n")
         previous = entry.at
     waited, total = job.waited_s(), job.total_s()

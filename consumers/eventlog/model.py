@@ -20,7 +20,7 @@ skipped, as the owner's own `apply` does. Pure: events in, values out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -160,13 +160,17 @@ def build_timeline(events: Iterable[Event]) -> Timeline:
     return _Folder().fold(events)
 
 
-def job_histories(events: Iterable[Event], job_prefix: str) -> dict[str, JobHistory]:
+def job_histories(
+    events: Iterable[Event], job_prefix: str, ignored: Mapping[str, str] | None = None
+) -> dict[str, JobHistory]:
     """Every job whose id starts with `job_prefix`, with its events in order.
 
     Args:
         events: the log, in order.
         job_prefix: a job id or its first characters.
+        ignored: why the owner's state ignored some events (event id -> why), when known.
     """
+    ignored = ignored or {}
     found: dict[str, JobHistory] = {}
     for event in events:
         if event.job_id is None or not event.job_id.startswith(job_prefix):
@@ -183,7 +187,11 @@ def job_histories(events: Iterable[Event], job_prefix: str) -> dict[str, JobHist
         elif event.topic in FINAL_TOPICS:
             history.final_state = FINAL_TOPICS[event.topic]
             history.ended_at = event.at
-        history.entries.append(HistoryEntry(event.at, event.topic, summary(event), event.reason))
+        history.entries.append(
+            HistoryEntry(
+                event.at, event.topic, summary(event), event.reason, ignored.get(event.event_id)
+            )
+        )
     return found
 
 

@@ -7,7 +7,9 @@ event at or after it) and at ``--to`` (after the last event up to it): the QPU s
 epoch, the running job, waiting jobs by class, and decayed usage per account and user as of
 that moment. When retention has removed the start of the log (the first record is not offset 0)
 the fold starts at the first ``owner.snapshot`` in what is left, as activation does; events
-before it are counted as skipped. Pure: records in, reports out.
+before it are counted as skipped. With `explain`, each report lists the events the fold ignored
+up to its point, with their offsets and why (`OwnerState.ignored_events`). Pure: records in,
+reports out.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ def replay(
     end: datetime | None = None,
     *,
     jobs: bool = False,
+    explain: bool = False,
 ) -> list[StatePoint]:
     """The state at `start` (when given) and at the end of `records`.
 
@@ -60,6 +63,7 @@ def replay(
         end: the ``--to`` time, when it was a time (usage is decayed to it); else the last
             event's time.
         jobs: list the waiting jobs in policy order in each report.
+        explain: list the events the fold ignored, with why, in each report.
 
     Returns:
         One point per bound: ``from`` (if `start`), then ``to``.
@@ -69,11 +73,19 @@ def replay(
     first_offset: int | None = None
     skipped = 0
     last: LogRecord | None = None
+    ignored: list[dict[str, Any]] = []
+
+    def point(label: str, at: datetime | None) -> StatePoint:
+        report = state_report(state, policy, at, last, skipped=skipped, jobs=jobs)
+        if explain:
+            report["ignored_events"] = list(ignored)
+        return StatePoint(label, report)
+
     for record in records:
         if first_offset is None:
             first_offset = record.offset
         if start is not None and not points and _reached(start, record):
-            points.append(_point("from", state, policy, _moment(start, last), last, skipped, jobs))
+            points.append(point("from", _moment(start, last)))
         if first_offset > 0 and state.events == 0:
             if record.event.topic != Topic.OWNER_SNAPSHOT:
                 skipped += 1  # retention removed the start: wait for a snapshot
@@ -82,12 +94,19 @@ def replay(
             state = from_data(
                 payload_of(record.event, Snapshot).state, policy.fair_share_half_life_s
             )
+        before = state.ignored
         state.apply(record.event)
+        if explain and state.ignored > before:
+            why = state.ignored_events[-1]
+            ignored.append(
+                {"offset": record.offset, "event_id": why.event_id, "topic": why.topic}
+                | {"job_id": why.job_id, "why": why.why}
+            )
         last = record
     if start is not None and not points:
-        points.append(_point("from", state, policy, _moment(start, last), last, skipped, jobs))
+        points.append(point("from", _moment(start, last)))
     moment = end or (last.event.at if last is not None else None)
-    points.append(_point("to", state, policy, moment, last, skipped, jobs))
+    points.append(point("to", moment))
     return points
 
 
@@ -95,18 +114,6 @@ def _moment(bound: Bound, last: LogRecord | None) -> datetime | None:
     if isinstance(bound, datetime):
         return bound
     return last.event.at if last is not None else None
-
-
-def _point(
-    label: str,
-    state: OwnerState,
-    policy: Policy,
-    at: datetime | None,
-    last: LogRecord | None,
-    skipped: int,
-    jobs: bool,
-) -> StatePoint:
-    return StatePoint(label, state_report(state, policy, at, last, skipped=skipped, jobs=jobs))
 
 
 def state_report(
@@ -225,6 +232,9 @@ def render(point: StatePoint) -> str:
         )
     ended = ", ".join(f"{k} {v}" for k, v in r["ended"].items()) or "none"
     lines.append(f"  ended: {ended}")
+    for why in r.get("ignored_events", []):
+        job = f" {why['job_id']}" if why["job_id"] else ""
+        lines.append(f"  ignored at offset {why['offset']}: {why['topic']}{job}: {why['why']}")
     usage = r["usage_s"]
     for what in ("accounts", "users"):
         shown = ", ".join(f"{k or '(none)'} {v:g}" for k, v in usage[what].items()) or "none"

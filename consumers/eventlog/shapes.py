@@ -58,6 +58,7 @@ class HistoryEntry:
     topic: str
     summary: str
     reason: str | None
+    ignored: str | None = None  # why the owner's state did not use this event
 
 
 @dataclass

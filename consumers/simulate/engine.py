@@ -1,9 +1,10 @@
 """The simulation loop: recorded inputs through the owner's pure `step`, on a modelled QPU.
 
-Theory of operation. The simulator is the owner's shell with the world replaced by the record
-and the clock by simulated time: each input is stepped at its recorded time with the given
-policy (whatever `step` takes: a policy with an ordering plugin is the same object), its events
-are stamped with the simulated time and folded with `OwnerState.apply`, and its effects are
+Theory of operation. The simulator is the owner's shell with the world replaced by the record,
+the clock by simulated time and the owner's random event ids by ids drawn from a seed: each
+input is stepped at its recorded time with the given policy (whatever `step` takes: a policy
+with an ordering plugin is the same object), `step` stamps its events with that time, they are
+folded with `OwnerState.apply` (as the owner and `qsched events replay` fold them), and its effects are
 carried out on the model: `StartRun` puts the job on the QPU (or the emulator lane it names) for
 its modelled time (`history.JobRuns`), `StopRun` stops it at once with the shots measured so far.
 After each input (or intake batch), run end and timer, the simulator decides as the owner does
@@ -33,11 +34,12 @@ from consumers.core.outcomes import StartRun, StopRun
 from consumers.core.state import OwnerState
 from consumers.core.step import step
 from consumers.simulate.history import Recorded
-from schemas.messages import Event, JobError
+from schemas.messages import Event, JobError, seeded_ids
 from schemas.policy import Policy
 
 ArrivalHook = Callable[[Arrival, OwnerState, Policy], Arrival]
-CONTEXT = Context(owner_id="simulator", backend="model")
+OWNER_ID = "simulator"
+BACKEND = "model"
 TIMER_SLACK = timedelta(milliseconds=1)  # a limit is checked just after it falls due
 MAX_DECISIONS = 16  # dispatches in a row after one happening (each must change something)
 MODEL_BITSTRING = "model"
@@ -73,8 +75,12 @@ class _OnQPU:
 class Simulation:
     """One simulated history; `run` returns its events (what the simulated owner logged)."""
 
-    def __init__(self, policy: Policy, recorded: Recorded, hook: ArrivalHook | None = None) -> None:
+    def __init__(
+        self, policy: Policy, recorded: Recorded, hook: ArrivalHook | None = None, seed: int = 0
+    ) -> None:
         self.policy = policy
+        self.seed = seed
+        self.ctx = Context(OWNER_ID, BACKEND, seeded_ids(seed))
         self.recorded = recorded
         self.hook = hook
         self.state = copy.deepcopy(recorded.start)
@@ -154,11 +160,10 @@ class Simulation:
             self._step(item)
 
     def _step(self, given: Input) -> int:
-        events, effects = step(self.state, self.policy, given, self.now, CONTEXT)
+        events, effects = step(self.state, self.policy, given, self.now, self.ctx)
         for event in events:
-            stamped = event.model_copy(update={"at": self.now})
-            self.state.apply(stamped)
-            self.events.append(stamped)
+            self.state.apply(event)
+            self.events.append(event)
         for effect in effects:
             if isinstance(effect, StartRun) and effect.lane is not None:
                 self._put_on_lane(effect.lane, effect.job.job_id, effect.shots, self.now)
@@ -254,6 +259,9 @@ class Simulation:
         return at
 
 
-def simulate(policy: Policy, recorded: Recorded, hook: ArrivalHook | None = None) -> list[Event]:
-    """The events the owner would have logged under `policy` for the recorded inputs."""
-    return Simulation(policy, recorded, hook).run()
+def simulate(
+    policy: Policy, recorded: Recorded, hook: ArrivalHook | None = None, seed: int = 0
+) -> list[Event]:
+    """The events the owner would have logged under `policy` for the recorded inputs (their
+    ids drawn from `seed`: the same inputs and seed give the same events)."""
+    return Simulation(policy, recorded, hook, seed).run()

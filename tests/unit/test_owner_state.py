@@ -26,7 +26,7 @@ from consumers.core.step import (
 )
 from consumers.core.view import queue_entries, view_of
 from schemas.enums import CommandName, ErrorCode, JobState, QPUState
-from schemas.events import Topic, make_event
+from schemas.events import CalibrationEpoch, Topic, make_event
 from schemas.messages import ControlCommand, Event, JobError, JobRequest, SlurmContext
 from schemas.policy import parse_policy
 from tests.core_harness import CTX, SEQ, T0, Harness
@@ -62,7 +62,7 @@ def test_aging_at_depth_a_priority_0_job_overtakes_80_priority_9_jobs() -> None:
 def test_a_short_job_deep_in_the_queue_is_backfilled_into_the_calibration_window() -> None:
     policy = parse_policy("calibration_valid_s = 10\nshot_rate_hz = 10\njob_overhead_s = 0\n")
     h = Harness(policy)
-    h.emit([make_event(Topic.CALIBRATION_STARTED, None, reason="")])
+    h.emit([make_event(Topic.CALIBRATION_STARTED, CalibrationEpoch(epoch=0), reason="")])
     h.feed(Command(ControlCommand(command=CommandName.CALIBRATION_COMPLETE), "guest"))
     long_jobs = [h.submit(shots=1000) for _ in range(40)]  # 100 s each: never fit
     short = h.submit(shots=20)  # 2 s

@@ -1,6 +1,6 @@
 """A waiting job's scheduling facts, and the index that keeps the backlog in policy order.
 
-Theory of operation. The policy's order (`consumers.core.policy.order_key`) depends on `now`
+Theory of operation. The policy's order (`consumers.core.order_key`) depends on `now`
 (aging) and on usage that changes as jobs run, so no static sort can hold it. It does hold inside
 a *lane*: the jobs of one class, one submitter, one site term (the ordering plugin's, fixed at
 acceptance) and one AMQP priority, sorted by submission time.

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from consumers.core.order import OrderIndex, Waiting
-from consumers.core.policy import OwnerView, best_indexed
+from consumers.core.order import OrderIndex
+from consumers.core.owner_view import Candidate, OwnerView
+from consumers.core.policy import best_indexed
 from schemas.enums import Placement
-
-Candidate = Waiting
 
 
 def lane_class_hold(view: OwnerView, job_class: str) -> str | None:

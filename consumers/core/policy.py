@@ -2,17 +2,10 @@
 
 `decide_indexed` (the owner's) and `decide` (the reference: sort every candidate) answer one
 question each time something changes (a job arrives, the QPU frees, an
-operator acts, a timer fires): what does the QPU do next? Candidates are ordered by:
-
-1. class rank (lower first; strict);
-2. between classes of equal rank, the one that used least QPU time relative to its `weight`;
-3. within a class, jobs of a session in its grace window (a hybrid loop's next iteration);
-3b. the site term of the policy's ordering plugin (higher first; 0 without a plugin), fixed
-   when the job was accepted (`consumers.plugins`);
-4. effective priority: AMQP priority plus one per `aging_step_s` waited, so nothing starves;
-5. hierarchical fair share: the Slurm account with the least recent QPU time, then the user
-   with the least within it (exponentially decayed QPU-seconds, like Slurm's fair tree);
-6. age, then job id, so the order is total.
+operator acts, a timer fires): what does the QPU do next? Candidates are ordered by their
+`OrderKey` (`consumers.core.order_key`: class rank, class usage per weight, session grace, site
+term, effective priority, account then user usage, age), the same key `qsched queue --explain`
+shows.
 
 A candidate that may not start now is held with a reason, never dropped: its submitter or an
 operator holds it (`qsched hold`), its class is not allowed in the mode, it needs a later
@@ -24,58 +17,26 @@ fits, the decision says calibration is due). A better candidate may preempt the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
 from consumers.core.machine import DISPATCHING
-from consumers.core.order import OrderIndex, Waiting
-from schemas.enums import ErrorCode, Mode, Placement, QPUState
+from consumers.core.order import OrderIndex
+from consumers.core.order_key import (
+    OrderKey,
+    class_key,
+    effective_priority,
+    key_in_class,
+    order_key,
+)
+from consumers.core.owner_view import Candidate, OwnerView
+from schemas.enums import ErrorCode, Placement, QPUState
 from schemas.messages import JobError
 from schemas.policy import Policy
 
 CALIBRATION_WINDOW = "calibration window"
-
-
-Candidate = Waiting  # the name the policy's tables and tests use for a waiting job
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """The QPU's calibration: its epoch and until when it is valid (None: no window)."""
-
-    epoch: int = 0
-    valid_until: datetime | None = None
-
-
-@dataclass(frozen=True)
-class OwnerView:
-    """What the core knows of the owner when it decides.
-
-    Attributes:
-        usage: decayed QPU-seconds per submitter (`Waiting.user_key`), as of `now`.
-        account_usage: decayed QPU-seconds per account (`Waiting.account_key`), as of `now`.
-        class_usage: decayed QPU-seconds per class, as of `now`.
-        sessions_in_grace: sessions whose next job goes first in its class.
-        ended_allocations: Slurm allocations whose epilog has run.
-    """
-
-    qpu_state: QPUState
-    mode: Mode
-    policy: Policy
-    running: Candidate | None = None
-    calibration: Calibration = Calibration()
-    usage: Mapping[str, float] = field(default_factory=dict)
-    account_usage: Mapping[str, float] = field(default_factory=dict)
-    class_usage: Mapping[str, float] = field(default_factory=dict)
-    sessions_in_grace: frozenset[str] = frozenset()
-    ended_allocations: frozenset[str] = frozenset()
-
-    @property
-    def busy(self) -> bool:
-        """A job is on the QPU."""
-        return self.running is not None
 
 
 class Action(StrEnum):
@@ -102,63 +63,9 @@ class Decision:
     calibration_due: bool = False
 
 
-UNKNOWN_CLASS_RANK = 2**31  # after every rank a policy file can give
-
-
 def estimated_duration_s(policy: Policy, shots: int) -> float:
     """How long a job of `shots` shots is expected to hold the QPU."""
     return shots / policy.shot_rate_hz + policy.job_overhead_s
-
-
-def effective_priority(policy: Policy, candidate: Candidate, now: datetime) -> int:
-    """AMQP priority plus one step per `aging_step_s` waited."""
-    waited_s = max((now - candidate.queued_at).total_seconds(), 0.0)
-    return candidate.priority + int(waited_s // policy.aging_step_s)
-
-
-def class_key(view: OwnerView, job_class: str) -> tuple[int, float, str]:
-    """Order between classes: strict rank, then usage relative to weight (equal ranks).
-
-    A class the policy no longer has (a reload dropped it while its jobs wait) orders last; its
-    jobs are held by `class_hold` until an operator puts the class back or cancels them.
-    """
-    policy = view.policy.classes.get(job_class)
-    if policy is None:
-        return (UNKNOWN_CLASS_RANK, 0.0, job_class)
-    return (policy.rank, view.class_usage.get(job_class, 0.0) / policy.weight, job_class)
-
-
-def within_class_key(view: OwnerView, candidate: Candidate, now: datetime) -> tuple[object, ...]:
-    """Order within a class: session grace, site term, effective priority, account then user
-    usage, age."""
-    return (
-        0 if candidate.session_id in view.sessions_in_grace else 1,
-        -candidate.site_term,
-        -effective_priority(view.policy, candidate, now),
-        view.account_usage.get(candidate.account_key, 0.0),
-        view.usage.get(candidate.user_key, 0.0),
-        candidate.queued_at,
-        candidate.job_id,
-    )
-
-
-def order_key(view: OwnerView, candidate: Candidate, now: datetime) -> tuple[object, ...]:
-    """Sort key implementing the order of the module docstring (smaller goes first)."""
-    return (*class_key(view, candidate.job_class)[:2], *within_class_key(view, candidate, now))
-
-
-def factors(view: OwnerView, candidate: Candidate, now: datetime) -> dict[str, object]:
-    """The ordering key's factors by name, for `queue --explain` (like Slurm's ``sprio``)."""
-    rank, class_share, _ = class_key(view, candidate.job_class)
-    return {
-        "class_rank": rank,
-        "class_usage_per_weight": round(class_share, 3),
-        "session_grace": candidate.session_id in view.sessions_in_grace,
-        "site_term": candidate.site_term,
-        "effective_priority": effective_priority(view.policy, candidate, now),
-        "account_usage_s": round(view.account_usage.get(candidate.account_key, 0.0), 3),
-        "user_usage_s": round(view.usage.get(candidate.user_key, 0.0), 3),
-    }
 
 
 def class_hold(view: OwnerView, job_class: str) -> str | None:
@@ -283,13 +190,14 @@ def best_indexed(
     for job_class in sorted(index.lanes, key=lambda c: class_key(view, c)):
         if class_held(view, job_class) is not None:
             continue
+        rank, share, _ = class_key(view, job_class)
         best: Candidate | None = None
-        best_key: tuple[object, ...] = ()
+        best_key: OrderKey | None = None
         for session in view.sessions_in_grace:
             for job in index.session_jobs(session):
                 if job.job_class == job_class and job_held(view, job, now) is None:
-                    key = within_class_key(view, job, now)
-                    if best is None or key < best_key:
+                    key = key_in_class(view, job, now, rank, share)
+                    if best_key is None or key < best_key:
                         best, best_key = job, key
         for levels in index.lanes[job_class].values():
             user_share: tuple[float, float] | None = None
@@ -300,18 +208,23 @@ def best_indexed(
                         view.account_usage.get(head.account_key, 0.0),
                         view.usage.get(head.user_key, 0.0),
                     )
-                waited_s = max((now - head.queued_at).total_seconds(), 0.0)
-                aged = priority + int(waited_s // step_s)
-                bound = (1, -site_term, -aged, *user_share, head.queued_at)
-                if best is not None and bound > best_key[:6]:
-                    continue
+                if best_key is not None:
+                    # The head's key outside any grace bounds every job of the lane: skip the
+                    # lane when even that orders after the best so far.
+                    waited_s = max((now - head.queued_at).total_seconds(), 0.0)
+                    aged = priority + int(waited_s // step_s)
+                    bound = OrderKey(
+                        rank, share, True, -site_term, -aged, *user_share, head.queued_at, ""
+                    )
+                    if bound > best_key:
+                        continue
                 entries = (entry[2] for entry in lane)
                 found, blocked = _first_startable(view, entries, now, job_held)
                 window_blocked = window_blocked or blocked
                 if found is None:
                     continue
-                key = within_class_key(view, found, now)
-                if best is None or key < best_key:
+                key = key_in_class(view, found, now, rank, share)
+                if best_key is None or key < best_key:
                     best, best_key = found, key
         if best is not None:
             return best, window_blocked

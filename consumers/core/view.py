@@ -11,15 +11,9 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from consumers.core.order import Waiting
-from consumers.core.policy import (
-    Calibration,
-    OwnerView,
-    decide_indexed,
-    estimated_duration_s,
-    factors,
-    hold_reason,
-    order_key,
-)
+from consumers.core.order_key import OrderKey, order_key
+from consumers.core.owner_view import Calibration, OwnerView
+from consumers.core.policy import decide_indexed, estimated_duration_s, hold_reason
 from consumers.core.state import OwnerState
 from consumers.core.state_data import Run
 from schemas.enums import JobState, QPUState
@@ -79,7 +73,8 @@ def queue_entries(
         user, job_class, job_id, job_ids: keep only these (positions still count every job).
     """
     view = view_of(state, policy, now)
-    ordered = sorted(state.waiting.values(), key=lambda j: order_key(view, j, now))
+    keys = {job.job_id: order_key(view, job, now) for job in state.waiting.values()}
+    ordered = sorted(state.waiting.values(), key=lambda j: keys[j.job_id])
     eta_known = state.qpu in ETA_STATES
     ahead_s = running_left_s(state, policy, now)
     startable: list[QueueEntry] = []
@@ -96,23 +91,24 @@ def queue_entries(
         if reason is None:
             position += 1
             if keep:
-                startable.append(_entry(job, view, now, position, ahead_s if eta_known else None))
+                eta_s = ahead_s if eta_known else None
+                startable.append(_entry(job, keys[job.job_id], position, eta_s))
             ahead_s += estimated_duration_s(policy, job.remaining_shots)
         elif keep:
-            held.append(_entry(job, view, now, None, None, reason))
+            held.append(_entry(job, keys[job.job_id], None, None, reason))
     return startable + held
 
 
 def _entry(
     job: Waiting,
-    view: OwnerView | None,
-    now: datetime,
+    key: OrderKey | None,
     position: int | None,
     eta_s: float | None,
     held: str | None = None,
     state: JobState = JobState.QUEUED,
 ) -> QueueEntry:
-    """One job as `qsched queue` shows it (`view` None: no ordering factors, e.g. running)."""
+    """One job as `qsched queue` shows it: its order key's factors (`key` None: none, e.g. the
+    running job)."""
     return QueueEntry(
         job_id=job.job_id,
         job_class=job.job_class,
@@ -125,7 +121,7 @@ def _entry(
         eta_s=round(eta_s, 3) if eta_s is not None else None,
         held=held,
         state=state,
-        factors=factors(view, job, now) if view is not None else {},
+        factors=key.factors() if key is not None else {},
     )
 
 
@@ -139,7 +135,7 @@ def running_entry(state: OwnerState, now: datetime) -> QueueEntry | None:
 
 def run_entry(run: Run, now: datetime) -> QueueEntry:
     """A run, on the QPU or an emulator lane, as a queue entry (position 0, state RUNNING)."""
-    return _entry(run.job, None, now, 0, 0.0, state=JobState.RUNNING)
+    return _entry(run.job, None, 0, 0.0, state=JobState.RUNNING)
 
 
 def status_of(

@@ -11,16 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumers.core.machine import TRANSITIONS, QPUEvent, transition
-from consumers.core.policy import (
-    Action,
-    Calibration,
-    Candidate,
-    OwnerView,
-    decide,
-    estimated_duration_s,
-    order_key,
-    validate_admission,
-)
+from consumers.core.order_key import order_key
+from consumers.core.owner_view import Calibration, Candidate, OwnerView
+from consumers.core.policy import Action, decide, estimated_duration_s, validate_admission
 from consumers.errors import IllegalTransition
 from schemas import ErrorCode, Mode, Policy, QPUState, parse_policy
 
@@ -422,3 +415,31 @@ def test_window_and_allocation_properties(
             )  # type: ignore[operator]
         ]
         assert not fitting
+
+
+def test_the_order_key_orders_the_queue_and_its_factors_are_what_queue_explain_shows() -> None:
+    """Given jobs that differ in each factor, when the queue is listed, then its order is the
+    order of their `OrderKey`s and each entry's factors are its key's, read back un-negated."""
+    from consumers.core.step import Dispatch
+    from consumers.core.view import queue_entries, view_of
+    from tests.core_harness import Harness
+
+    policy = parse_policy("aging_step_s = 60\nsession_grace_s = 30\n")
+    h = Harness(policy)
+    first = h.submit(priority=9, session_id="loop")
+    h.feed(Dispatch())
+    assert h.finish_running() == first  # the session's run ended: its next job has grace
+    late = h.submit(priority=1)
+    session_job = h.submit(session_id="loop")
+    dev = h.submit(job_class="development", priority=9)
+    view = view_of(h.state, policy, h.now)
+    keys = {j: order_key(view, h.state.waiting[j], h.now) for j in (late, session_job, dev)}
+    entries = queue_entries(h.state, policy, h.now)
+    assert [e.job_id for e in entries] == sorted(keys, key=keys.__getitem__)
+    assert [e.job_id for e in entries] == [session_job, late, dev]
+    for entry in entries:
+        key = keys[entry.job_id]
+        assert entry.factors == key.factors()
+        assert entry.factors["effective_priority"] == -key.minus_priority
+    assert entries[0].factors["session_grace"] is True
+    assert keys[late].class_rank < keys[dev].class_rank  # strict rank beats priority 9

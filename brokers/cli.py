@@ -22,6 +22,7 @@ from rich.table import Table
 from brokers.bootstrap import ensure_broker, save_state, stop_saved
 from brokers.clireport import EXIT_CODES_HELP, EXIT_INTERRUPTED, report, report_exception
 from brokers.connection import channel, redact
+from brokers.namespace import NAMESPACE, drop_namespace
 from brokers.settings import Settings, load_settings
 from brokers.topology import build_topology, declare, describe
 from brokers.users import ROLES, Rabbitmqctl, add_user
@@ -172,6 +173,30 @@ def broker_declare(ctx: click.Context, policy: Path | None, as_json: bool) -> No
         args = ", ".join(f"{k}={v}" for k, v in row["arguments"].items())
         table.add_row(row["kind"], row["name"], row["type"], args, ", ".join(row["bindings"]))
     Console().print(table)
+
+
+@broker.command("drop-namespace")
+@click.argument("namespace")
+@click.option("--policy", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--force", is_flag=True, help="Drop it even while an owner holds its QPU.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def broker_drop_namespace(
+    ctx: click.Context, namespace: str, policy: Path | None, force: bool, yes: bool
+) -> None:
+    """Delete a namespace: its exchanges, class queues (of the policy), control and dead-letter
+    queues, and its event log (operators). Refused while an owner of it is active, unless
+    --force. Clients' reply queues expire on their own."""
+    if not NAMESPACE.fullmatch(namespace):
+        raise click.BadParameter("letters, digits, _ and - only", param_hint="NAMESPACE")
+    settings = settings_of(ctx).model_copy(update={"namespace": namespace})
+    topology = build_topology(settings, load_policy(policy or settings.policy_file))
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("give --yes to drop a namespace without a terminal to ask in")
+        click.confirm(f"delete namespace {namespace!r} and its event log?", abort=True)
+    deleted = drop_namespace(settings.amqp_url, topology, force=force)
+    click.echo(f"dropped namespace {namespace!r}: {len(deleted)} queues and exchanges")
 
 
 @broker.group("users")

@@ -49,9 +49,19 @@ def timeout_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @contextmanager
-def _client(ctx: click.Context) -> Iterator[QPUClient]:
-    with QPUClient(settings=settings_of(ctx)) as client:
+def _client(ctx: click.Context, keep_reply_queue: bool = False) -> Iterator[QPUClient]:
+    """A client for one CLI call; its reply queue is deleted when the call ends, unless
+    `keep_reply_queue` (jobs submitted without waiting answer there)."""
+    client = QPUClient(settings=settings_of(ctx))
+    try:
         yield client
+    except Exception:
+        client.close(delete_reply_queue=True)  # nothing was submitted, or nothing will answer
+        raise
+    except BaseException:  # Ctrl-C: submitted jobs may still answer there
+        client.close(delete_reply_queue=not keep_reply_queue)
+        raise
+    client.close(delete_reply_queue=not keep_reply_queue)
 
 
 def _print_reply(reply: ControlReply, as_json: bool) -> None:
@@ -323,7 +333,7 @@ def submit(
     3 on --timeout. Ctrl-C stops waiting, not the jobs.
     """
     texts = [_read_sequence(path) for path in sequence_files]
-    with _client(ctx) as client:
+    with _client(ctx, keep_reply_queue=not wait) as client:
         jobs = [
             client.build_job(
                 text,
@@ -382,5 +392,12 @@ def _report_then_wait(
         else:
             click.echo(handle.job_id)
     if not wait:
+        if client.owner_running() is False:
+            namespace = client.topology.namespace
+            click.echo(
+                f"qsched: no QPU owner is running in namespace {namespace!r}: the job(s) stay "
+                f"queued until one starts (QSCHED_NAMESPACE={namespace} qsched owner)",
+                err=True,
+            )
         return None
     return Waiter(client, handles, stderr_console(), quiet=as_json).wait(timeout)

@@ -127,9 +127,18 @@ class QPUClient:
         """Open a new connection (next URL first) and resume reading the same reply queue."""
         self.session.reconnect()
 
-    def close(self) -> None:
-        """Close the connection; the reply queue stays until it expires."""
+    def close(self, delete_reply_queue: bool = False) -> None:
+        """Close the connection; the reply queue stays until it expires (results of jobs still
+        running can land there), unless `delete_reply_queue` (a short call that is done).
+        """
+        if delete_reply_queue:
+            self.session.delete_reply_queue()
         self.session.close()
+
+    def owner_running(self) -> bool | None:
+        """Whether an owner holds the QPU of this namespace now (None: cannot tell); asks the
+        broker, not the owner (`ClientSession.owner_running`)."""
+        return self.session.owner_running()
 
     def __enter__(self) -> QPUClient:
         return self
@@ -162,7 +171,9 @@ class QPUClient:
         """The Pulser device the owner validates against now, or None if none was published."""
         if self._device is not None and time.monotonic() - self._device[0] < DEVICE_CACHE_S:
             return self._device[1]
-        device = read_device(self.session.credentialed_url(), self.topology.device_queue)
+        device = read_device(
+            self.session.credentialed_url(), self.topology.device_queue, self.topology.namespace
+        )
         self._device = (time.monotonic(), device)
         return device
 

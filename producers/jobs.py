@@ -5,20 +5,38 @@ from __future__ import annotations
 
 from typing import Any
 
+import pika.exceptions
+
 from brokers.connection import channel
-from producers.errors import InvalidJob
+from producers.errors import InvalidJob, NotDeclared
 from producers.slurm import slurm_context
 from schemas.codec import decode
 from schemas.errors import DecodeError
 from schemas.messages import DeviceSpecs, JobRequest
 
+NOT_FOUND = 404
 
-def read_device(url: str, device_queue: str) -> Any | None:
-    """The Pulser device in the owner's device queue (peeked, left there), or None."""
+
+def read_device(url: str, device_queue: str, namespace: str) -> Any | None:
+    """The Pulser device in the owner's device queue (peeked, left there), or None.
+
+    Raises:
+        NotDeclared: the namespace has no queues: no owner ever ran in it (nor `broker declare`).
+    """
     from schemas.sequence import load_device  # Pulser: only when a device is asked for
 
     with channel(url, name="qsched-fetch-device") as ch:
-        method, props, body = ch.basic_get(device_queue)
+        try:
+            method, props, body = ch.basic_get(device_queue)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != NOT_FOUND:
+                raise
+            raise NotDeclared(
+                f"namespace {namespace!r} has no queues on this broker: no QPU owner has run in "
+                "it yet, so a job would have nowhere to wait",
+                hint=f"start one in another terminal with QSCHED_NAMESPACE={namespace}: "
+                "qsched owner",
+            ) from None
         if method is None:
             return None
         ch.basic_nack(method.delivery_tag, requeue=True)

@@ -14,8 +14,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from brokers.cli import settings_of
-from producers.client import QPUClient
+from producers.cli import _client
 from producers.errors import ClientError, ResultTimeout
 from schemas.messages import QueueEntry
 
@@ -53,7 +52,7 @@ def queue(
 ) -> None:
     """List waiting (and the running) jobs in the order the QPU will run them."""
     try:
-        with QPUClient(settings=settings_of(ctx)) as client:
+        with _client(ctx) as client:
             entries = client.queue(
                 user=user, job_class=job_class, job_id=job_id, limit=limit, timeout=timeout
             )

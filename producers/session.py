@@ -90,6 +90,37 @@ class ClientSession:
         )
         self.consumer.consume()
 
+    def owner_running(self) -> bool | None:
+        """Whether an owner holds this namespace's QPU lease now (None: cannot tell).
+
+        A passive declare of the lease queue on a channel of its own: RESOURCE_LOCKED means
+        another connection holds it (an active owner), NOT_FOUND that none does. Nothing is
+        sent to the owner, so nothing expires into the dead-letter queue when none runs.
+        """
+        if self.connection is None:
+            self.open()
+        assert self.connection is not None
+        try:
+            channel = self.connection.channel()
+            channel.queue_declare(self.topology.lease_queue, passive=True)
+        except amqp.exceptions.ResourceLocked:
+            return True
+        except amqp.exceptions.NotFound:
+            return False
+        except (amqp.exceptions.ChannelError, *CONNECTION_ERRORS):
+            return None  # e.g. a user without access to the lease's name
+        channel.close()
+        return None
+
+    def delete_reply_queue(self) -> None:
+        """Delete the reply queue now (a call whose answers have all arrived); best effort."""
+        if self.connection is None:
+            return
+        try:
+            self.channel.queue_delete(self.reply_queue_name)
+        except (amqp.exceptions.ChannelError, *CONNECTION_ERRORS):
+            log.debug("could not delete %s; it expires on its own", self.reply_queue_name)
+
     def reconnect(self) -> None:
         """Open a new connection (next URL first) and resume reading the same reply queue."""
         self.close()

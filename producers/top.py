@@ -176,21 +176,22 @@ def top(ctx: click.Context, once: bool, interval: float) -> None:
     settings = settings_of(ctx)
     console = Console(highlight=False)
     try:
-        with QPUClient(settings=settings) as client:
-            feed = EventFeed(settings, client.topology.events_stream)
+        client = QPUClient(settings=settings)
+        feed = EventFeed(settings, client.topology.events_stream)
+        try:
             feed.open()
-            try:
-                if once:
-                    feed_wait_s = 0.5 if feed.note is None else 0.0
-                    wait_for_quit(None, feed, feed_wait_s)  # the recent events arrive
-                    frame = fetch_frame(client, feed, console.height, timeout_s=10.0)
-                    console.print(render(frame, console.width, console.height), crop=True)
-                    if frame.status is None:
-                        sys.exit(3)
-                    return
-                run_live(client, feed, console, interval)
-            finally:
-                feed.close()
+            if once:
+                feed_wait_s = 0.5 if feed.note is None else 0.0
+                wait_for_quit(None, feed, feed_wait_s)  # the recent events arrive
+                frame = fetch_frame(client, feed, console.height, timeout_s=10.0)
+                console.print(render(frame, console.width, console.height), crop=True)
+                if frame.status is None:
+                    sys.exit(3)
+                return
+            run_live(client, feed, console, interval)
+        finally:
+            feed.close()
+            client.close(delete_reply_queue=True)
     except KeyboardInterrupt:
         return
     except ClientError as exc:

@@ -31,6 +31,10 @@ STATUS_EVERY_S = 5.0
 STATUS_EVERY_NO_OWNER_S = 30.0
 STATUS_TIMEOUT_S = 3.0
 POLL_S = 0.5
+NO_OWNER = (
+    "no QPU owner is running in this namespace: the jobs stay queued until one starts "
+    "(qsched owner, with the same QSCHED_NAMESPACE)"
+)
 
 
 class StoppedWaiting(ClientError):
@@ -116,7 +120,7 @@ class Waiter:
     def _why(self, waiting: list[JobHandle]) -> str:
         """Why the queued jobs wait, from the last status report."""
         if not self.owner_answers:
-            return "no QPU owner is answering; the jobs stay queued until one runs"
+            return "no QPU owner"
         status = self.status
         if status is None:
             return ""
@@ -155,14 +159,24 @@ class Waiter:
         why = " · ".join(n for n in notes if n)
         return f"{text} · {why}" if why else text
 
-    def _ask_status(self) -> None:
+    def _ask_status(self) -> float:
+        """Ask the owner for its status and the first job's place; seconds until asking again.
+
+        Whether an owner runs at all is asked of the broker first (`QPUClient.owner_running`):
+        a status command that no owner takes would expire into the dead-letter queue.
+        """
+        if self.client.owner_running() is False:
+            self.owner_answers = False
+            return STATUS_EVERY_S  # cheap to ask again: nothing is sent to an owner
         try:
             reply = self.client.control(CommandName.STATUS, timeout=STATUS_TIMEOUT_S)
             self.owner_answers = True
             self.status = reply.status
             self._ask_place()
+            return STATUS_EVERY_S
         except NoOwnerAnswered:
             self.owner_answers = False
+            return STATUS_EVERY_NO_OWNER_S
 
     def _ask_place(self) -> None:
         """The first unfinished job's place in line (and, watching, a push of its result)."""
@@ -188,6 +202,7 @@ class Waiter:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         live = self.console.is_terminal and not self.quiet
         next_status = 0.0
+        told_no_owner = False
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),
@@ -201,9 +216,10 @@ class Waiter:
                 while not all(j in self.client.results for j in ids):
                     now = time.monotonic()
                     if now >= next_status:
-                        self._ask_status()
-                        every = STATUS_EVERY_S if self.owner_answers else STATUS_EVERY_NO_OWNER_S
-                        next_status = time.monotonic() + every
+                        next_status = time.monotonic() + self._ask_status()
+                        if live and not self.owner_answers and not told_no_owner:
+                            bar.console.print(NO_OWNER, style="yellow")  # whole, never cut
+                            told_no_owner = True
                     if live:
                         bar.update(task, description=self.summary(), completed=self.shots_done())
                     if deadline is not None and time.monotonic() > deadline:

@@ -7,11 +7,14 @@ import json
 import subprocess
 from pathlib import Path
 
+import pika.exceptions
 import pytest
 
-from tests.conftest import OwnerHarness
+from brokers.namespace import owner_holds_lease
+from tests.conftest import BrokerFixture, OwnerHarness
 from tests.owners import run_qsched
 from tests.sequences import analog_sequence
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -63,3 +66,97 @@ def test_a_refused_command_never_breaks_the_prefix_of_a_job(
     assert canceled.returncode == 0, canceled.stderr
     gone = qsched(owners, "queue", "--job", prefix, "--json")
     assert gone.returncode == 1 and "ended CANCELED" in gone.stdout + gone.stderr, gone
+
+
+def queues_starting_with(prefix: str) -> list[str]:
+    """Every queue on the test broker whose name starts with `prefix` (rabbitmqctl: AMQP cannot
+    list queues, and the names of clients' reply queues are random)."""
+    done = subprocess.run(
+        ["rabbitmqctl", "list_queues", "name", "--formatter", "json", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, f"rabbitmqctl could not list the broker's queues: {done.stderr}"
+    return sorted(q["name"] for q in json.loads(done.stdout) if q["name"].startswith(prefix))
+
+
+def queue_exists(broker: BrokerFixture, name: str) -> bool:
+    ch = broker.channel()
+    try:
+        ch.queue_declare(name, passive=True)
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        assert exc.reply_code == 404, exc
+        return False
+    return True
+
+
+def test_the_first_submit_before_any_owner_says_to_start_one(
+    broker: BrokerFixture, sequence_file: Path
+) -> None:
+    """Given a namespace no owner ever ran in, `submit` fails in one line saying to start one
+    (not an internal error); given a declared namespace without an owner, a plain `submit` says
+    its jobs wait for one, and `submit --wait` times out (exit 3) leaving no expired command in
+    the dead letters, and no call leaves a reply queue behind but a plain submit's."""
+    fresh = f"{broker.topology.namespace}new"
+    first = run_qsched(broker.url, fresh, "submit", str(sequence_file), "--shots", "10")
+    assert first.returncode == 1, first.stderr
+    assert "no QPU owner has run" in first.stderr and "qsched owner" in first.stderr
+    assert "internal error" not in first.stderr and len(first.stderr.splitlines()) == 1
+    assert queues_starting_with(f"{fresh}.") == []  # its reply queue went with the call
+
+    ns = broker.topology.namespace
+    plain = run_qsched(broker.url, ns, "submit", str(sequence_file), "--shots", "10")
+    assert plain.returncode == 0, plain.stderr
+    assert f"no QPU owner is running in namespace {ns!r}" in plain.stderr
+    waited = run_qsched(
+        broker.url, ns, "submit", str(sequence_file), "--shots", "10", "--wait", "--timeout", "8"
+    )
+    assert waited.returncode == 3 and "no QPU owner" in waited.stderr, waited.stderr
+    dead = broker.channel().queue_declare(broker.topology.dead_queue, passive=True)
+    assert dead.method.message_count == 0, "a status command expired into the dead letters"
+    left = queues_starting_with(f"{ns}.reply.")
+    assert len(left) <= 1, left  # the plain submit's (its jobs answer there), if not expired
+    for name in left:
+        broker.forget_queue(name)
+
+
+def test_short_cli_calls_delete_their_reply_queues(
+    owners: OwnerHarness, sequence_file: Path
+) -> None:
+    """Given an owner, when a user runs status, queue, ctl, submit --wait and result, then no
+    reply queue of theirs is left on the broker (each call deletes its own at its end)."""
+    owners.start("--backend", "synthetic")
+    ns = owners.broker.topology.namespace
+    done = qsched(owners, "submit", str(sequence_file), "--shots", "10", "--wait")
+    assert done.returncode == 0, done.stderr
+    job = done.stderr.split("submitted ", 1)[1].split()[0]
+    for args in (("status",), ("queue",), ("ctl", "pause"), ("ctl", "resume"), ("result", job)):
+        assert qsched(owners, *args).returncode == 0, args
+    harness = {c.reply_queue_name for c in owners.clients}  # the harness's own client
+    assert [q for q in queues_starting_with(f"{ns}.reply.") if q not in harness] == []
+
+
+def test_drop_namespace_refuses_while_an_owner_is_active_unless_forced(
+    owners: OwnerHarness,
+) -> None:
+    """Given an active owner, `broker drop-namespace` refuses (exit 1, naming the owner);
+    with --force it deletes the namespace's exchanges, queues and event log; without an owner it
+    needs no --force."""
+    owner = owners.start("--backend", "synthetic")
+    broker = owners.broker
+    ns = broker.topology.namespace
+    refused = qsched(owners, "broker", "drop-namespace", ns, "--yes")
+    assert refused.returncode == 1 and "an owner holds the QPU" in refused.stderr, refused
+    assert queue_exists(broker, broker.topology.events_stream)
+    forced = qsched(owners, "broker", "drop-namespace", ns, "--yes", "--force")
+    assert forced.returncode == 0 and f"dropped namespace {ns!r}" in forced.stdout, forced
+    for name in (broker.topology.events_stream, broker.topology.control_queue):
+        assert not queue_exists(broker, name), name
+    owner.stop()
+    wait_until(lambda: not owner_holds_lease(broker.url, broker.topology), "no owner", 30)
+    again = qsched(owners, "broker", "drop-namespace", ns, "--yes")
+    assert again.returncode == 0, again.stderr
+    no_tty = qsched(owners, "broker", "drop-namespace", ns)
+    assert no_tty.returncode == 2 and "--yes" in no_tty.stderr

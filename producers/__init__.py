@@ -4,8 +4,8 @@
 
     from producers import QPUClient, as_completed
 
-    with QPUClient(namespace="qpu") as client:
-        handles = {client.submit(seq, 100, job_class="development") for seq in sweep}
+    with QPUClient() as client:  # QSCHED_AMQP_URL and QSCHED_NAMESPACE, like the CLI
+        handles = {client.submit(seq, 100) for seq in sweep}  # class development by default
         for handle in as_completed(handles, timeout=600):
             print(handle.job_id, handle.result().counts)
 

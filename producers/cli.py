@@ -20,6 +20,7 @@ from brokers.cli import settings_of
 from producers.client import QPUClient
 from producers.errors import ClientError, CommandRefused
 from producers.handle import JobHandle
+from producers.jobs import DEFAULT_JOB_CLASS
 from producers.results import ask_owner
 from producers.views import emit_json, print_result, print_status, short
 from producers.waiting import Waiter, stderr_console, stopped_before_waiting
@@ -285,7 +286,7 @@ def _read_sequence(path: Path) -> str:
 @click.option(
     "--class",
     "job_class",
-    default="development",
+    default=DEFAULT_JOB_CLASS,
     show_default=True,
     help="Job class (policy); production jobs may preempt development ones.",
 )

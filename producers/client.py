@@ -34,7 +34,7 @@ from producers.commands import send_command
 from producers.confirms import CONFIRM_WINDOW, Outgoing
 from producers.errors import CommandRefused
 from producers.handle import JobHandle, PositionCallback, ProgressCallback
-from producers.jobs import job_request, read_device
+from producers.jobs import DEFAULT_JOB_CLASS, job_request, read_device
 from producers.replies import ReplyInbox
 from producers.results import find_result, wait_for_result
 from producers.session import ClientSession
@@ -181,7 +181,7 @@ class QPUClient:
         self,
         sequence: Any,
         shots: int,
-        job_class: str = "production",
+        job_class: str = DEFAULT_JOB_CLASS,
         priority: int = 0,
         batch_id: str | None = None,
         session_id: str | None = None,
@@ -220,7 +220,7 @@ class QPUClient:
         self,
         sequence: Any,
         shots: int,
-        job_class: str = "production",
+        job_class: str = DEFAULT_JOB_CLASS,
         priority: int = 0,
         batch_id: str | None = None,
         session_id: str | None = None,
@@ -235,7 +235,8 @@ class QPUClient:
         Args:
             sequence: a `pulser.Sequence` or its abstract-repr JSON.
             shots: number of runs.
-            job_class: one of the policy's classes.
+            job_class: one of the policy's classes (default ``development``: production jobs
+                may preempt it).
             priority: 0-9, higher is more urgent.
             batch_id: groups jobs of one batch.
             session_id: jobs of one hybrid loop.

@@ -15,6 +15,9 @@ from schemas.errors import DecodeError
 from schemas.messages import DeviceSpecs, JobRequest
 
 NOT_FOUND = 404
+# The class of a job that names none, in the CLI and the SDK alike: development jobs are the safe
+# default (production jobs may preempt them, never the other way round).
+DEFAULT_JOB_CLASS = "development"
 
 
 def read_device(url: str, device_queue: str, namespace: str) -> Any | None:

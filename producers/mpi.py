@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from producers.client import QPUClient
+from producers.jobs import DEFAULT_JOB_CLASS
 from schemas.messages import JobRequest, JobResult
 
 Mode = Literal["rank", "node"]
@@ -25,7 +26,7 @@ class JobSpec:
 
     sequence: Any
     shots: int
-    job_class: str = "production"
+    job_class: str = DEFAULT_JOB_CLASS
     priority: int = 0
     session_id: str | None = None
 

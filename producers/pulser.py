@@ -2,7 +2,7 @@
 
 ::
 
-    connection = QSchedConnection(url="amqp://...", namespace="qpu", job_class="development")
+    connection = QSchedConnection()     # URL and namespace from QSCHED_AMQP_URL, QSCHED_NAMESPACE
     backend = pulser.QPUBackend(seq, connection)
     results = backend.run([{"runs": 100}], wait=True)       # Pulser SampledResults
     with backend.open_batch():                                # one session: iterative loops
@@ -34,6 +34,7 @@ from pulser.devices import Device
 from pulser.result import Result, SampledResult
 
 from producers.client import JobHandle, QPUClient
+from producers.jobs import DEFAULT_JOB_CLASS
 from schemas.enums import JobState
 
 JOB_STATUS = {
@@ -63,7 +64,7 @@ class QSchedConnection(RemoteConnection):
             when omitted (and closed by `close`).
         url: broker URL(s), ``;``-separated (defaults to the settings' ``amqp_url``).
         namespace: qsched namespace (defaults to the settings' namespace).
-        job_class: class of every job sent through this connection.
+        job_class: class of every job sent through this connection (default ``development``).
         priority: AMQP priority (0-9, higher first) of those jobs.
         timeout_s: how long ``wait=True`` waits for a batch.
     """
@@ -74,7 +75,7 @@ class QSchedConnection(RemoteConnection):
         *,
         url: str | None = None,
         namespace: str | None = None,
-        job_class: str = "production",
+        job_class: str = DEFAULT_JOB_CLASS,
         priority: int = 0,
         timeout_s: float | None = None,
     ) -> None:

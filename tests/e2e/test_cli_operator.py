@@ -32,7 +32,9 @@ def test_ctl_calibration_start_now_preempts_and_calibration_complete_resumes_it(
 ) -> None:
     owners.start("--backend", "synthetic", "--shot-rate", "100")
     client = owners.client()
-    job = client.submit(analog_sequence(2), 2000)  # ~20 s: outlasts a CLI start on a busy machine
+    job = client.submit(
+        analog_sequence(2), 2000, job_class="production"
+    )  # ~20 s: outlasts a CLI start
     wait_running(client, job.job_id)
     started = qsched(owners, "ctl", "calibration-start", "--now", "--json")
     assert started.returncode == 0, started.stderr

@@ -49,7 +49,7 @@ def test_calibration_changes_the_epoch_and_new_specs_are_enforced_at_dispatch(
 def test_calibration_start_now_preempts_the_running_job(owners: OwnerHarness) -> None:
     owners.start("--backend", "synthetic", "--shot-rate", "200")
     client = owners.client()
-    job = client.submit(analog_sequence(2), 1000)
+    job = client.submit(analog_sequence(2), 1000, job_class="production")
     wait_running(client, job.job_id)
     assert client.control(CommandName.CALIBRATION_START, force=True).ok
     status = wait_until(

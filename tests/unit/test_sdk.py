@@ -124,3 +124,16 @@ def test_handles_of_several_clients_are_all_read() -> None:
     first, second = ScriptedClient([result("a")]), ScriptedClient([result("b")])
     (a,), (b,) = handles(first, "a"), handles(second, "b")
     assert {h.job_id for h in as_completed([a, b], timeout=5)} == {"a", "b"}
+
+
+def test_the_python_api_defaults_to_the_development_class_like_the_cli_and_readme() -> None:
+    """Given a job that names no class, the SDK, the MPI helper and the Pulser connection send it
+    as `development`, as `qsched submit` does and the README says (production may preempt it)."""
+    from producers import JobSpec, QPUClient, QSchedConnection
+    from producers.cli import submit
+
+    for call in (QPUClient.submit, QPUClient.build_job, QSchedConnection.__init__):
+        assert inspect.signature(call).parameters["job_class"].default == "development", call
+    assert JobSpec("{}", 1).job_class == "development"
+    cli_default = next(p.default for p in submit.params if p.name == "job_class")
+    assert cli_default == "development"

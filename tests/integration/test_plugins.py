@@ -4,7 +4,6 @@ installed as a distribution at test time by `tests.plugin_dist`)."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 from pathlib import Path
@@ -118,8 +117,10 @@ hang_s = 3
         (raising.job_id, "site-flaky"),
         (hanging.job_id, "site-flaky"),
     }
+    # Asked again every recheck, it fails the same way each time: logged once, on change (a
+    # pairwise "each differs from the last" check passed vacuously on this one-element list).
     again = [e.data["error"] for e in failed if e.job_id == raising.job_id]
-    assert all(a != b for a, b in itertools.pairwise(again))  # asked every 0.5 s, logged on change
+    assert len(again) == 1 and "site plugin raised for 13 shots" in again[0], again
 
 
 def test_an_ordering_plugin_orders_starts_and_every_event_reaches_the_sinks(

@@ -15,6 +15,7 @@ from bench import (
     metrics,
     preempt,
     profile,
+    qrmi,
     results,
     submit,
 )
@@ -32,8 +33,10 @@ BENCHMARKS = {
     "results": results.main,
     "epilog": epilog.main,
     "profile": profile.main,
+    "qrmi": qrmi.main,
 }
 # `auth` needs root and MUNGE (infra/slurm/deps.sh): run it by name, `python -m bench auth`.
+# `qrmi` needs root and MUNGE too (the qrmi client's credentials): `python -m bench qrmi`.
 # `profile` is a diagnosis, not a figure: run it by name, `python -m bench profile`.
 DEFAULT = (
     "dispatch",

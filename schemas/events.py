@@ -307,6 +307,7 @@ class SessionOpened(Payload):
     exclusive_s: float | None = Field(
         default=None, ge=0, description="how long the QPU waits for its next job (None: never)"
     )
+    job_class: str | None = Field(default=None, description="the class its exclusivity is of")
     explicit: bool = True
 
 

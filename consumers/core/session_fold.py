@@ -19,6 +19,7 @@ DEFAULT_SESSION_S = 8 * 3600.0
 def session_run_ended(state: StateData, job: Waiting, qpu_s: float, at: datetime) -> None:
     """A QPU run of a session's job ended: its grace window starts, its counters grow."""
     session = state.sessions.get(job.session_id or "")
+    state.last_run_session = session.session_id if session is not None else None
     if session is None:
         return
     session.last_run_ended_at = session.last_activity_at = at
@@ -40,6 +41,7 @@ def session_opened(state: StateData, event: Event) -> None:
         allocation=opened.allocation,
         account=opened.account,
         exclusive_s=opened.exclusive_s,
+        job_class=opened.job_class,
         explicit=opened.explicit,
         last_activity_at=event.at,
     )

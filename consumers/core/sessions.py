@@ -10,7 +10,7 @@ it for its idle timeout), or its allocation ending. It is opened explicitly by `
 or implicitly by the first job naming an unknown session id (owner: that job's user and
 allocation). While it is open, the next job of its user goes first in its class for a short
 grace after each run (`consumers.core.policy`); a class with ``exclusive_sessions_s`` holds the
-QPU that long at most for the session's next job.
+QPU that long at most for the session's next job (`exclusive_hold`, asked by the dispatcher).
 
 A job naming a session: an explicit session of another user, or an ended explicit one, refuses
 it (nothing is created); an unknown id, or an ended implicit session, opens one for the job,
@@ -95,6 +95,7 @@ def open_session(state: OwnerState, policy: Policy, given: Command, now: datetim
         max_time_s=max_time_s,
         idle_timeout_s=idle_s,
         exclusive_s=exclusive_of(policy, command.job_class),
+        job_class=command.job_class,
     )
     return Done(
         f"session {session_id} opened for {max_time_s:g} s (idle timeout {idle_s:g} s)",
@@ -188,6 +189,7 @@ def arrival(
         max_time_s=max_time_s,
         idle_timeout_s=idle_s,
         exclusive_s=exclusive_of(policy, job.job_class),
+        job_class=job.job_class,
         explicit=False,
     )
     return [opened_event(opened)]
@@ -223,3 +225,27 @@ def allocation_ended(state: OwnerState, allocation: str) -> list[Event]:
 def waiting_of(state: OwnerState, session_id: str) -> list[Waiting]:
     """The session's waiting jobs."""
     return list(state.index.session_jobs(session_id))
+
+
+def exclusive_hold(state: OwnerState, policy: Policy, now: datetime) -> Session | None:
+    """The session the QPU waits for, if any: its class has ``exclusive_sessions_s``, the QPU's
+    last run was its job, that run ended less than that long ago, and its next job has not
+    arrived yet (once it has, the grace puts it first). The wait is bounded by the class's
+    setting, so production never waits longer than that per iteration."""
+    session = state.sessions.get(state.last_run_session or "")
+    if session is None or not session.is_open or session.exclusive_s is None:
+        return None
+    ended = session.last_run_ended_at
+    if ended is None or (now - ended).total_seconds() >= session.exclusive_s:
+        return None
+    if any(state.index.session_jobs(session.session_id)):
+        return None
+    return session
+
+
+def outranks(policy: Policy, job_class: str, session: Session) -> bool:
+    """A job of `job_class` goes before the session's class by rank (exclusivity never holds
+    such a job: calibration, or any class ranked before the session's)."""
+    mine = policy.classes.get(session.job_class or "")
+    theirs = policy.classes.get(job_class)
+    return mine is None or theirs is None or theirs.rank < mine.rank

@@ -72,6 +72,7 @@ class Session:
     allocation: str | None = None
     account: str | None = None
     exclusive_s: float | None = None
+    job_class: str | None = None
     explicit: bool = True
     ended_at: datetime | None = None
     ended_reason: str | None = None
@@ -124,6 +125,7 @@ class StateData:
     numbers: dict[str, int] = field(default_factory=dict)
     by_number: dict[int, str] = field(default_factory=dict)
     last_number: int = 0
+    last_run_session: str | None = None  # the session of the QPU's last finished run
     account_usage: Usage = field(default_factory=Usage)
     user_usage: Usage = field(default_factory=Usage)
     class_usage: Usage = field(default_factory=Usage)

@@ -40,6 +40,7 @@ from consumers.core.lanes import lane_dispatch
 from consumers.core.outcomes import Effect, StartRun, Steps, StopRun, end_waiting, job_event
 from consumers.core.policy import Action, decide_indexed
 from consumers.core.runs import finished, progress, recovered
+from consumers.core.sessions import exclusive_hold, outranks
 from consumers.core.state import OwnerState
 from consumers.core.timeouts import tick
 from consumers.core.view import view_of
@@ -137,6 +138,13 @@ def _dispatch(state: OwnerState, policy: Policy, now: datetime, ctx: Context) ->
     decision = decide_indexed(view_of(state, policy, now), state.index, now)
     if decision.action is Action.START and decision.job is not None:
         job = decision.job
+        held_for = exclusive_hold(state, policy, now)
+        if (
+            held_for is not None
+            and job.session_id != held_for.session_id
+            and not outranks(policy, job.job_class, held_for)
+        ):
+            return [], []  # the QPU waits a bounded time for the session's next iteration
         started = job_event(
             Topic.JOB_STARTED,
             JobStarted(

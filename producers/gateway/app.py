@@ -50,23 +50,21 @@ class Endpoints:
     async def _serve(
         self, request: Request, work: Work, body_model: type | None = None
     ) -> Response:
-        caller: Caller | None = None
+        verified: list[Caller] = []  # the caller, once the worker thread verified it
         try:
             body = await self._body(request) if body_model is not None else b""
             credential = request.headers.get(CREDENTIAL_HEADER)
-            caller = await run_sync(
-                verify, credential, self.decode, self.gateway.users, limiter=self.limiter
-            )
 
-            def call() -> Any:
-                assert caller is not None
+            def call() -> Any:  # one trip to a worker thread: verify, then do the work
+                caller = verify(credential, self.decode, self.gateway.users)
+                verified.append(caller)
                 if body_model is None:
                     return work(caller)
                 return work(caller, parse_body(body, body_model))
 
             answer = await run_sync(call, limiter=self.limiter)
         except HttpError as refused:
-            who = f"uid {caller.uid} ({caller.user})" if caller else _uid_of(refused)
+            who = f"uid {verified[0].uid} ({verified[0].user})" if verified else _uid_of(refused)
             log.warning(
                 "refused %d %s %s from %s: %s",
                 refused.status,

@@ -7,7 +7,7 @@ from datetime import timedelta
 from consumers.core.commands import Command
 from consumers.core.outcomes import Reply
 from consumers.core.snapshot import from_data, to_data
-from consumers.core.step import Tick
+from consumers.core.step import Dispatch, Tick
 from schemas.enums import CommandName, ErrorCode, JobState
 from schemas.events import Topic
 from schemas.messages import ControlCommand, ControlReply, JobResult, SlurmContext
@@ -112,3 +112,44 @@ def test_sessions_end_with_their_allocation_and_survive_a_snapshot() -> None:
     refused = _ask(h, "alice", command=CommandName.SESSION_OPEN, session_id="s-9", allocation="42")
     assert not refused.ok and refused.error is not None
     assert refused.error.code is ErrorCode.ALLOCATION_ENDED
+
+
+EXCLUSIVE = parse_policy(
+    "shot_rate_hz = 100\njob_overhead_s = 0\nsession_grace_s = 30\n"
+    "[classes.production]\nrank = 1\nexclusive_sessions_s = 5\n"
+    "[classes.calibration]\nrank = 0\ncalibrates = true\n"
+)
+
+
+def test_an_exclusive_session_holds_the_qpu_for_its_next_job_within_the_bound() -> None:
+    """Given a session of an exclusive class whose job just ended and bob's job waiting, then
+    the QPU waits for the session's next job; it starts first when it comes; once the bound
+    passes without one, bob's job starts."""
+    h = Harness(EXCLUSIVE)
+    _ask(h, "alice", command=CommandName.SESSION_OPEN, session_id="s-1", job_class="production")
+    first = h.submit(session_id="s-1")
+    h.feed(Dispatch())
+    bob = h.submit(user="bob")
+    assert h.finish_running() == first
+    h.feed(Dispatch())
+    assert h.state.running is None  # held for alice's next iteration
+    h.now += timedelta(seconds=2)
+    second = h.submit(session_id="s-1")
+    h.feed(Dispatch())
+    assert h.state.running is not None and h.state.running.job.job_id == second
+    h.finish_running()
+    h.now += timedelta(seconds=5)  # the bound passes with no next job
+    h.feed(Dispatch())
+    assert h.state.running is not None and h.state.running.job.job_id == bob
+
+
+def test_exclusivity_never_holds_a_class_of_higher_rank() -> None:
+    """Given an exclusive session between iterations, then a calibration job starts at once."""
+    h = Harness(EXCLUSIVE)
+    _ask(h, "alice", command=CommandName.SESSION_OPEN, session_id="s-1", job_class="production")
+    h.submit(session_id="s-1")
+    h.feed(Dispatch())
+    h.finish_running()
+    calibration = h.submit(user="ops", job_class="calibration")
+    h.feed(Dispatch())
+    assert h.state.running is not None and h.state.running.job.job_id == calibration

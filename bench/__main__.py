@@ -17,6 +17,7 @@ from bench import (
     profile,
     qrmi,
     results,
+    session,
     submit,
 )
 
@@ -34,6 +35,7 @@ BENCHMARKS = {
     "epilog": epilog.main,
     "profile": profile.main,
     "qrmi": qrmi.main,
+    "session": session.main,
 }
 # `auth` needs root and MUNGE (infra/slurm/deps.sh): run it by name, `python -m bench auth`.
 # `qrmi` needs root and MUNGE too (the qrmi client's credentials): `python -m bench qrmi`.

@@ -38,6 +38,7 @@ from producers.jobs import DEFAULT_JOB_CLASS, job_request, read_device
 from producers.replies import ReplyInbox
 from producers.results import find_result, wait_for_result
 from producers.session import ClientSession
+from producers.sessions import SessionCommands
 from producers.slurm import slurm_context
 from producers.spans import publish_span
 from schemas.enums import CommandName, Mode
@@ -66,7 +67,7 @@ DEVICE_CACHE_S = 30.0
 _JSON_TIME = TypeAdapter(datetime)  # submitted_at as the codec writes it
 
 
-class QPUClient:
+class QPUClient(SessionCommands):
     """Submit quantum jobs to qsched and collect their results.
 
     Args:
@@ -382,11 +383,13 @@ class QPUClient:
         priority: int | None = None,
         message_id: str | None = None,
         timeout: float = 10.0,
+        **more: Any,
     ) -> ControlReply:
         """Send an operator's command and wait for the owner's reply.
 
         The command expires in the broker after `timeout` seconds, so one that no owner answered
-        is never applied later by an owner that starts then.
+        is never applied later by an owner that starts then. `more` are further fields of the
+        `ControlCommand` (e.g. ``session_id``, ``number``).
 
         Returns:
             The reply, ``ok`` or not (a refusal carries a structured `error`).
@@ -408,5 +411,6 @@ class QPUClient:
             wait=wait,
             priority=priority,
             message_id=message_id,
+            **more,
         )
         return send_command(self.session, cmd, self.replies, timeout)

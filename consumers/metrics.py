@@ -224,6 +224,7 @@ class OwnerMetrics:
             busy_closed_s=self._busy_closed_s,
             utilisation=min(max(utilisation, 0.0), 1.0),
             lanes_busy={name: name in state.lanes for name in policy.lanes.names},
+            sessions_open=open_sessions(state),
         )
         with self._lock:
             self._snapshot = snapshot
@@ -274,3 +275,12 @@ def serve_metrics(metrics: OwnerMetrics, bind: str, port: int) -> int:
     bound = int(server.server_port)
     log.info("metrics on http://%s:%d/metrics", bind, bound)
     return bound
+
+
+def open_sessions(state: OwnerState) -> dict[str, int]:
+    """Open sessions by kind (explicit, implicit)."""
+    counts = {"explicit": 0, "implicit": 0}
+    for session in state.sessions.values():
+        if session.is_open:
+            counts["explicit" if session.explicit else "implicit"] += 1
+    return counts

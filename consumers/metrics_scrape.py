@@ -38,6 +38,7 @@ class Snapshot:
     busy_closed_s: float = 0.0
     utilisation: float = 0.0
     lanes_busy: dict[str, bool] = field(default_factory=dict)
+    sessions_open: dict[str, int] = field(default_factory=dict)  # explicit / implicit
 
 
 class SnapshotSource(Protocol):
@@ -135,6 +136,12 @@ class SnapshotCollector(Collector):
         for name, busy in sorted(snap.lanes_busy.items()):
             lanes.add_metric([name], 1.0 if busy else 0.0)
         yield lanes
+        yield _labelled(
+            "qsched_sessions_open",
+            "Open sessions (QRMI acquire, SDK, Pulser open batch: explicit; by a job: implicit)",
+            "kind",
+            snap.sessions_open,
+        )
         yield _labelled(
             "qsched_waiting_jobs_by_account",
             "Jobs waiting in the backlog, per Slurm account ('' for none)",

@@ -28,6 +28,21 @@ class RunningJob(BaseModel):
     epoch: int | None = Field(default=None, description="calibration epoch this run is under")
 
 
+class SessionSummary(BaseModel):
+    """One open session as `qsched status` shows it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    session_id: str
+    user: str | None = None
+    allocation: str | None = None
+    opened_at: AwareDatetime
+    runs: int = 0
+    qpu_s: float = 0.0
+    exclusive_s: float | None = None
+    explicit: bool = True
+
+
 class StatusReport(BaseModel):
     """What an operator sees with `qsched status`."""
 
@@ -55,6 +70,9 @@ class StatusReport(BaseModel):
     )
     standbys: list[StandbyOwner] = Field(
         default_factory=list, description="owners waiting to take over, by their heartbeats"
+    )
+    sessions: list[SessionSummary] = Field(
+        default_factory=list, description="open sessions (a non-operator sees their own)"
     )
 
 

@@ -33,4 +33,7 @@ def private_status(status: StatusReport, user: str | None, owners: dict[str, str
     if running is not None and running.user != user:
         running = running.model_copy(update={"job_id": HIDDEN, "user": None})
     held = {job: why for job, why in status.held_reasons.items() if owners.get(job) == user}
-    return status.model_copy(update={"running": running, "held_reasons": held})
+    sessions = [s for s in status.sessions if s.user == user]
+    return status.model_copy(
+        update={"running": running, "held_reasons": held, "sessions": sessions}
+    )

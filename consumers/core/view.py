@@ -19,8 +19,10 @@ from consumers.core.state_data import Run
 from schemas.enums import JobState, QPUState
 from schemas.messages import QueueEntry, RunningJob, StatusReport
 from schemas.policy import Policy
+from schemas.reports import SessionSummary
 
 ETA_STATES = (QPUState.IDLE, QPUState.RUNNING, QPUState.PREEMPTING)
+MAX_SESSIONS_SHOWN = 200
 
 
 def calibration_of(state: OwnerState, policy: Policy) -> Calibration:
@@ -174,6 +176,20 @@ def status_of(
         calibration_valid_until=view.calibration.valid_until,
         waiting_by_account=waiting_by_account(state),
         lanes=lanes,
+        sessions=[
+            SessionSummary(
+                session_id=s.session_id,
+                user=s.user,
+                allocation=s.allocation,
+                opened_at=s.opened_at,
+                runs=s.runs,
+                qpu_s=round(s.qpu_s, 3),
+                exclusive_s=s.exclusive_s,
+                explicit=s.explicit,
+            )
+            for s in state.sessions.values()
+            if s.is_open
+        ][:MAX_SESSIONS_SHOWN],
     )
 
 

@@ -153,3 +153,20 @@ def test_exclusivity_never_holds_a_class_of_higher_rank() -> None:
     calibration = h.submit(user="ops", job_class="calibration")
     h.feed(Dispatch())
     assert h.state.running is not None and h.state.running.job.job_id == calibration
+
+
+def test_open_sessions_show_in_status_each_user_seeing_their_own() -> None:
+    """Given sessions of alice and bob, then status lists both for an operator and only
+    alice's for her; an ended session is not listed."""
+    from consumers.core.privacy import private_status
+    from consumers.core.view import status_of
+
+    h = Harness(POLICY)
+    _open(h)
+    _ask(h, "bob", command=CommandName.SESSION_OPEN, session_id="s-2")
+    _ask(h, "carol", command=CommandName.SESSION_OPEN, session_id="s-3")
+    _ask(h, "carol", command=CommandName.SESSION_CLOSE, session_id="s-3")
+    status = status_of(h.state, POLICY, h.now, "owner-1", "synthetic")
+    assert sorted(s.session_id for s in status.sessions) == ["s-1", "s-2"]
+    mine = private_status(status, "alice", h.state.owners)
+    assert [s.session_id for s in mine.sessions] == ["s-1"]

@@ -159,7 +159,7 @@ def probe_http(endpoint: str, environ: Mapping[str, str], timeout_s: float) -> s
         return f"answered HTTP {exc.code} (not an OTLP/HTTP traces endpoint?)"
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        return f"cannot be reached ({reason})"
+        return f"cannot be reached, or does not speak HTTP ({reason})"
     if not 200 <= status < 300:
         return f"answered HTTP {status} (not an OTLP/HTTP traces endpoint?)"
     return None

@@ -115,6 +115,11 @@ class Topology:
         """A submitter's reply queue."""
         return f"{self.namespace}.reply.{user}.{client_id}"
 
+    @property
+    def reply_queue_template(self) -> str:
+        """What every reply queue's name is an instance of (span names carry this)."""
+        return f"{self.namespace}.reply.{{user}}.{{client_id}}"
+
     def is_reply_queue_of(self, name: str | None, user: str | None) -> bool:
         """Whether `name` is a reply queue of `user` (``<ns>.reply.<user>.<client-id>``).
 

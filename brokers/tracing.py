@@ -21,6 +21,7 @@ import atexit
 import json
 import os
 from collections.abc import Mapping, MutableMapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opentelemetry import propagate, trace
@@ -32,6 +33,7 @@ TRACER_NAME = "qsched"
 EXPORTERS = ("otlp", "console", "none")
 PROBE_WAIT_S = 3.0
 _configured = False
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def exporters_of(environ: Mapping[str, str] = os.environ) -> list[str]:
@@ -126,6 +128,12 @@ def _console_exporter(environ: Mapping[str, str]) -> Any:
     return ConsoleSpanExporter(
         out=out, formatter=lambda span: json.dumps(json.loads(span.to_json())) + "\n"
     )
+
+
+def time_ns_of(at: datetime) -> int:
+    """Nanoseconds since the Unix epoch of `at` (aware), exact to its microsecond: the client's
+    send span and the owner's spans compute a job's ``submitted_at`` alike."""
+    return (at - _UNIX_EPOCH) // timedelta(microseconds=1) * 1000
 
 
 def tracer() -> trace.Tracer:

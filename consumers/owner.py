@@ -119,9 +119,8 @@ class Owner:
         if self.shell is not None and self.shell.state.running is not None:
             job_id = self.shell.state.running.job.job_id
             self.backend.cancel(job_id)
-            for spans in self.shell.spans.values():
-                spans.abandon("owner lost the broker")
         if self.shell is not None:
+            self.shell.traces.abandon("owner lost the broker")
             self.lanes.cancel_all(self.lanes.running(self.shell))
         self.shell = None
         self.command_io.forget()

@@ -159,15 +159,23 @@ class Publisher:
         )
         return stamped
 
-    def reply(self, reply_to: str, message: Message, correlation_id: str) -> None:
+    def reply(
+        self,
+        reply_to: str,
+        message: Message,
+        correlation_id: str,
+        headers: Mapping[str, Any] | None = None,
+    ) -> None:
         """Send an answer to a submitter's or operator's queue (checked by the next `pump`:
-        a reply that cannot be delivered is reported there, never retried)."""
+        a reply that cannot be delivered is reported there, never retried); `headers` carry
+        the trace context of a result."""
         self.send(
             "",
             reply_to,
             message,
             message_id=correlation_id,
             correlation_id=correlation_id,
+            headers=headers or None,
         )
 
     # ---- confirming --------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
@@ -54,7 +55,7 @@ from consumers.recovery import LogFollower, snapshot_payload
 from consumers.sequences import SequenceMissing, SequenceStore
 from consumers.settle import Delivery, ack, dead_letter
 from consumers.sink import Sink
-from consumers.spans import JobSpans
+from consumers.spans import JobTraces
 from schemas.enums import ErrorCode
 from schemas.errors import MessageTooLarge, SchemaError
 from schemas.events import JobAccepted, Topic, make_event, payload_of
@@ -107,8 +108,7 @@ class Shell:
         self.sequences = SequenceChecker()
         self.inbox: queue.SimpleQueue[Input] = queue.SimpleQueue()
         self.results: OrderedDict[str, JobResult] = OrderedDict()
-        self.spans: dict[str, JobSpans] = {}
-        self.validated: OrderedDict[str, tuple[int, int]] = OrderedDict()  # for `validate` spans
+        self.traces = JobTraces(topology)
         self.pending = Pending()
         self.events_since_snapshot = 0
         self.lane_backends: dict[str, Backend] = {}  # emulator lanes (`consumers.lanes`)
@@ -197,9 +197,7 @@ class Shell:
         elif topic == Topic.JOB_REJECTED:
             self.store.forget(job_id)
         elif topic in (Topic.JOB_PREEMPTED, Topic.JOB_REQUEUED, Topic.JOB_RETRYING):
-            spans = self.spans.pop(job_id, None)
-            if spans is not None:
-                spans.close("PREEMPTED", None)
+            self.traces.run_ended(job_id, event.at, topic.rsplit(".", 1)[-1])
         self._on_event(event)
 
     # ---- effects -------------------------------------------------------------------------------
@@ -226,18 +224,21 @@ class Shell:
         message: Message | None = reply.message
         if message is None:  # a duplicate: answer it from the result, if we remember it
             message = self.results.get(reply.correlation_id)
-        spans = self.spans.pop(reply.correlation_id, None)
+        # A job's result (not a duplicate's copy) ends its trace: the send span's context goes
+        # in the reply's headers.
+        traced = isinstance(reply.message, JobResult) and tracing_active()
         if message is None or not reply.reply_to:
-            if spans is not None and isinstance(message, JobResult):
-                spans.close(message.state.value, message.error)
+            if traced and isinstance(message, JobResult):
+                with self.traces.sending(message, None, reply.job, time.time_ns()):
+                    pass
             return
         if not isinstance(message, JobProgress):
             self.pending.reply(reply.correlation_id, reply.reply_to, self.publisher.last_tag + 1)
         try:
-            if spans is not None and isinstance(message, JobResult):
-                with spans.publishing():
-                    self.publisher.reply(reply.reply_to, message, reply.correlation_id)
-                spans.close(message.state.value, message.error)
+            if traced and isinstance(message, JobResult):
+                sending = self.traces.sending(message, reply.reply_to, reply.job, time.time_ns())
+                with sending as headers:
+                    self.publisher.reply(reply.reply_to, message, reply.correlation_id, headers)
             else:
                 self.publisher.reply(reply.reply_to, message, reply.correlation_id)
         except SchemaError as exc:  # cannot be written at all: never fatal, logged like a refusal
@@ -269,22 +270,14 @@ class Shell:
         if not tracing_active():  # no provider: the spans would be no-ops; skip building them
             return
         attributes = {
-            "qsched.job_class": job.job_class,
-            "qsched.shots": job.shots,
-            "qsched.priority": job.priority,
             "qsched.backend": backend.name,
             "qsched.lane": start.lane or "qpu",
             "qsched.epoch": epoch,
             "qsched.attempt": start.attempt,
-            "qsched.user": job.user,
+            "qsched.shots": start.shots,
         }
-        self.spans[job.job_id] = JobSpans.open(
-            job,
-            self.topology.job_queue(job.job_class),
-            job.trace,
-            attributes,
-            self.validated.pop(job.job_id, None),
-        )
+        started_at = run.started_at if run is not None else self.clock()
+        self.traces.run_started(job, started_at, attributes, time.time_ns())
 
     def _warm_next(self) -> None:
         """While a job runs, read the likely next job's sequence back from the log if it is
@@ -314,9 +307,7 @@ class Shell:
         if isinstance(parsed, Refusal):
             self._refuse(parsed, delivery)
         else:
-            self.validated[parsed.job.job_id] = validated_ns
-            if len(self.validated) > REMEMBERED_RESULTS:
-                self.validated.popitem(last=False)
+            self.traces.took(parsed.job.job_id, validated_ns)
             self.stage(parsed, delivery)
         self.pending.ack(delivery, self.publisher.last_tag)
 

@@ -29,7 +29,7 @@ from pydantic import TypeAdapter
 from brokers.settings import Settings, load_settings
 from brokers.stream import Offset
 from brokers.topology import Topology, build_topology
-from brokers.tracing import configure_tracing, tracer, tracing_active
+from brokers.tracing import configure_tracing, time_ns_of, tracer, tracing_active
 from producers.commands import send_command
 from producers.confirms import CONFIRM_WINDOW, Outgoing
 from producers.errors import CommandRefused
@@ -40,7 +40,7 @@ from producers.results import find_result, wait_for_result
 from producers.session import ClientSession
 from producers.sessions import SessionCommands
 from producers.slurm import slurm_context
-from producers.spans import publish_span
+from producers.spans import end_send_span, send_span
 from schemas.enums import CommandName, Mode
 from schemas.messages import (
     ControlCommand,
@@ -108,7 +108,11 @@ class QPUClient(SessionCommands):
         self.client_id = uuid.uuid4().hex[:12]
         self.reply_queue_name = self.topology.reply_queue(self.user, self.client_id)
         self.validate_locally = validate_locally
-        self.inbox = ReplyInbox(self.reply_queue_name, self.settings.max_message_bytes)
+        self.inbox = ReplyInbox(
+            self.reply_queue_name,
+            self.settings.max_message_bytes,
+            self.topology.reply_queue_template,
+        )
         self.results: dict[str, JobResult] = self.inbox.results
         self.replies: dict[str, ControlReply] = self.inbox.replies
         self._handles: dict[str, JobHandle] = self.inbox.handles
@@ -295,15 +299,20 @@ class QPUClient(SessionCommands):
         """
         exchange = self.topology.jobs_exchange
         span_tracer = tracer() if tracing_active() else None
-        # Queue wait starts now, after building and local validation, not when a job was built.
-        stamp = {"submitted_at": _JSON_TIME.dump_python(utc_now(), mode="json")}
-        handles, batch = [], []
+        # Queue wait starts now, after building and local validation, not when a job was built;
+        # so do the send spans (the owner's spans of a job never start before its submitted_at).
+        stamped_at = utc_now()
+        stamp = {"submitted_at": _JSON_TIME.dump_python(stamped_at, mode="json")}
+        start_ns = time_ns_of(stamped_at)
+        handles, batch, sends = [], [], []
         for job in jobs:
             handle = JobHandle(job.job_id, job.job_class, job.shots, self, on_progress)
             handle.on_position = on_position  # set before the publish: a push may come at once
             headers: dict[str, Any] = {}
             if span_tracer is not None:
-                handle.span_context = publish_span(exchange, job, headers, span_tracer)
+                span = send_span(exchange, job, headers, start_ns, span_tracer)
+                handle.span_context = span.get_span_context()
+                sends.append((handle.job_id, span))
             self._handles[job.job_id] = handle
             handles.append(handle)
             batch.append(
@@ -311,7 +320,12 @@ class QPUClient(SessionCommands):
                     job, exchange, job.job_class, job.job_id, job.priority, headers, None, stamp
                 )
             )
-        confirmed_at = self._publish_all(batch)
+        self.session.confirmed_at = {}
+        try:
+            confirmed_at = self._publish_all(batch)
+        finally:
+            for job_id, span in sends:
+                end_send_span(span, self.session.confirmed_at.get(job_id))
         for handle in handles:
             handle.queued_at = confirmed_at.get(handle.job_id)
         return handles

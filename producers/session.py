@@ -52,6 +52,7 @@ class ClientSession:
         self.topology = topology
         self.reply_queue_name = reply_queue_name
         self.inbox = inbox
+        self.confirmed_at: dict[str, datetime] = {}  # of the last `publish`, when one refused
         self.urls = [u.strip() for u in settings.amqp_url.split(";") if u.strip()]
         self.connection: kombu.Connection | None = None
         self.open(attempts=len(self.urls))
@@ -173,5 +174,6 @@ class ClientSession:
                 # duplicate from its log and never runs a job twice.
                 log.warning("lost the broker while publishing; reconnecting and publishing again")
                 self.reconnect()
+        self.confirmed_at = confirmed_at  # what was confirmed, if the refusals raise
         self.publisher.raise_refusals(batch, self.topology.class_names)
         return confirmed_at

@@ -99,19 +99,17 @@ def _reject(given: Arrival, error: JobError, now: datetime, *, attach: bool = Tr
     """Refuse a delivery: log it (attached to its job id only if that id is the sender's),
     answer the sender, dead-letter the message."""
     job = given.job
-    event, result = final_event(
-        Waiting(
-            job.job_id,
-            job.job_class,
-            job.priority,
-            job.submitted_at,
-            job.shots,
-            given.user,
-        ),
-        JobState.REJECTED,
-        error,
-        now,
+    facts = Waiting(
+        job.job_id,
+        job.job_class,
+        job.priority,
+        job.submitted_at,
+        job.shots,
+        given.user,
+        trace=dict(given.trace),
+        accepted_at=now,
     )
+    event, result = final_event(facts, JobState.REJECTED, error, now)
     if not attach:  # a refusal that names no job: the id is another user's
         event = make_event(
             Topic.JOB_REJECTED,
@@ -120,7 +118,8 @@ def _reject(given: Arrival, error: JobError, now: datetime, *, attach: bool = Tr
             user=given.user,
             reason=error.message,
         )
-    effects: list[Effect] = [Reply(given.reply_to, result, job.job_id), DeadLetter(error)]
+    answer = Reply(given.reply_to, result, job.job_id, facts if attach else None)
+    effects: list[Effect] = [answer, DeadLetter(error)]
     return [event], effects
 
 

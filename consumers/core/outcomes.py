@@ -22,11 +22,13 @@ from schemas.messages import ControlReply, Event, JobError, JobResult, Message, 
 @dataclass(frozen=True)
 class Reply:
     """Send `message` to `reply_to` (None: the sender gave none; `message` None: the shell
-    answers a duplicate from the results it remembers)."""
+    answers a duplicate from the results it remembers). `job`: the facts of a job that ends
+    while waiting (the shell's trace of it starts from them)."""
 
     reply_to: str | None
     message: Message | None
     correlation_id: str
+    job: Waiting | None = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ def end_waiting(
 ) -> tuple[list[Event], list[Effect]]:
     """End a job that is not on the QPU: its final event and the answer to its submitter."""
     event, result = final_event(job, final, error, now)
-    return [event], [Reply(reply_to or job.reply_to, result, job.job_id)]
+    return [event], [Reply(reply_to or job.reply_to, result, job.job_id, job)]
 
 
 def stopping_event(job: Waiting, error: JobError, final: JobState) -> Event:

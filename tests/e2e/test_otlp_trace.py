@@ -1,49 +1,38 @@
-"""One trace per job, proven across processes: the owner, a `qsched submit` and two MPI ranks
-export over OTLP/HTTP (protobuf) to a receiver this test runs, configured only by `OTEL_*`."""
+"""One trace per job in a real collector (rotel, written in Rust) over both OTLP transports,
+configured only by the standard variables: the owner exports over gRPC, `qsched submit` over
+HTTP, two MPI ranks over gRPC by the per-signal override of an HTTP default. Every job's trace
+has one root, no orphan, no span starting before its parent; an unreachable endpoint is one
+warning at start and the lost spans are counted at exit."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.collector import Rotel
 from tests.conftest import OwnerHarness
-from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
 from tests.owners import QSCHED
 from tests.sequences import analog_sequence
+from tests.traces import Span, by_trace, one, trace_problems
 
 pytestmark = pytest.mark.e2e
 EXAMPLE = Path(__file__).parents[2] / "examples" / "mpi_sweep.py"
 MPIEXEC = str(Path(sys.executable).with_name("mpiexec"))
-OWNER_CHILDREN = {"queue wait", "validate", "execute", "publish result"}
+SWEEP = ("--shots", "20", "--jobs-per-rank", "1", "--mode", "rank", "--json")
 
 
-@pytest.fixture
-def receiver() -> Iterator[OTLPReceiver]:
-    """An OTLP/HTTP receiver on a free loopback port."""
-    with OTLPReceiver() as running:
-        yield running
-
-
-def _otel(receiver: OTLPReceiver) -> dict[str, str]:
-    return {
-        "OTEL_TRACES_EXPORTER": "otlp",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        "OTEL_BSP_SCHEDULE_DELAY": "200",
-    }
-
-
-def _client_env(owners: OwnerHarness, receiver: OTLPReceiver) -> dict[str, str]:
+def _env(owners: OwnerHarness, otel: dict[str, str]) -> dict[str, str]:
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "QSCHED_", "OTEL_"))}
     return (
         keep
-        | _otel(receiver)
+        | {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_BSP_SCHEDULE_DELAY": "200"}
+        | otel
         | {
             "QSCHED_AMQP_URL": owners.broker.url,
             "QSCHED_NAMESPACE": owners.broker.topology.namespace,
@@ -51,115 +40,128 @@ def _client_env(owners: OwnerHarness, receiver: OTLPReceiver) -> dict[str, str]:
     )
 
 
-def _job_spans(spans: list[ReceivedSpan], job_id: str) -> dict[str, list[ReceivedSpan]]:
-    """The spans that name `job_id`, by role, and the owner's children of its process span."""
-    mine = [s for s in spans if s.attributes.get("messaging.message.id") == job_id]
-    roles: dict[str, list[ReceivedSpan]] = {
-        "publish": [s for s in mine if s.kind == "SPAN_KIND_PRODUCER"],
-        "process": [s for s in mine if s.name.endswith(" process")],
-        "receive": [s for s in mine if s.name.endswith(" receive")],
-    }
-    process_ids = {s.span_id for s in roles["process"]}
-    roles["children"] = [s for s in spans if s.parent_span_id in process_ids]
-    return roles
-
-
-def _complete(spans: list[ReceivedSpan], job_ids: list[str]) -> bool:
-    for job_id in job_ids:
-        roles = _job_spans(spans, job_id)
-        if not (roles["publish"] and roles["process"] and roles["receive"]):
-            return False
-        if not {c.name for c in roles["children"]} >= OWNER_CHILDREN:
-            return False
-    return True
-
-
-def test_each_job_from_the_cli_and_from_mpi_ranks_is_one_trace_with_linked_spans(
-    owners: OwnerHarness, receiver: OTLPReceiver, tmp_path: Path
-) -> None:
-    owners.start("--backend", "synthetic", env=_otel(receiver))
-    env = _client_env(owners, receiver)
-    sequence = tmp_path / "seq.json"
-    sequence.write_text(analog_sequence(2))
-    submitted = subprocess.run(
-        [
-            QSCHED,
-            "submit",
-            str(sequence),
-            "--shots",
-            "20",
-            "--class",
-            "production",
-            "--wait",
-            "--json",
-        ],
+def _submit(env: dict[str, str], sequence: Path) -> subprocess.CompletedProcess[str]:
+    command = [QSCHED, "submit", str(sequence), "--shots", "20", "--class", "production"]
+    return subprocess.run(
+        [*command, "--wait", "--json"],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    assert submitted.returncode == 0, submitted.stderr[-2000:]
-    cli_job = json.loads(submitted.stdout)["job_id"]
-    swept = subprocess.run(
-        [
-            MPIEXEC,
-            "-n",
-            "2",
-            sys.executable,
-            str(EXAMPLE),
-            "--shots",
-            "20",
-            "--jobs-per-rank",
-            "1",
-            "--mode",
-            "rank",
-            "--json",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert swept.returncode == 0, swept.stderr[-2000:]
-    mpi_jobs = [
-        json.loads(line)["job_id"] for line in swept.stdout.splitlines() if line.startswith("{")
-    ]
-    assert len(mpi_jobs) == 2
-    jobs = [cli_job, *mpi_jobs]
-    receiver.wait_for(lambda spans: _complete(spans, jobs), 60, "complete trace for every job")
+
+
+def _job_trace(spans: list[Span], job_id: str) -> list[Span] | None:
+    traces = {s.trace_id for s in spans if s.attributes.get("messaging.message.id") == job_id}
+    if len(traces) != 1:
+        return None
+    (trace_id,) = traces
+    return by_trace(spans)[trace_id]
+
+
+def _complete(spans: list[Span], job_id: str) -> bool:
+    job_trace = _job_trace(spans, job_id)
+    if job_trace is None:
+        return False
+    kinds = [(s.kind, s.name.split(" ")[0]) for s in job_trace]
+    return {("PRODUCER", "send"), ("CONSUMER", "process"), ("CONSUMER", "receive")} <= set(
+        kinds
+    ) and kinds.count(("PRODUCER", "send")) == 2
+
+
+def test_every_job_is_one_ordered_trace_in_rotel_over_grpc_and_http(
+    owners: OwnerHarness, tmp_path: Path
+) -> None:
+    sequence = tmp_path / "seq.json"
+    sequence.write_text(analog_sequence(2))
+    with Rotel(tmp_path) as rotel:
+        grpc = {
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": rotel.grpc_endpoint,
+        }
+        owners.start("--backend", "synthetic", env=_env(owners, grpc))
+        http = {
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": rotel.http_endpoint,
+        }
+        submitted = _submit(_env(owners, http), sequence)
+        assert submitted.returncode == 0, submitted.stderr[-2000:]
+        assert "tracing:" not in submitted.stderr  # a reachable endpoint: not a word
+        cli_job = json.loads(submitted.stdout)["job_id"]
+        ranks_env = _env(
+            owners,
+            http
+            | {
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc",
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": rotel.grpc_endpoint,
+            },
+        )
+        swept = subprocess.run(
+            [MPIEXEC, "-n", "2", sys.executable, str(EXAMPLE), *SWEEP],
+            env=ranks_env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert swept.returncode == 0, swept.stderr[-2000:]
+        mpi_jobs = [
+            json.loads(line)["job_id"] for line in swept.stdout.splitlines() if line.startswith("{")
+        ]
+        assert len(mpi_jobs) == 2
+        jobs = [cli_job, *mpi_jobs]
+        rotel.wait_for(
+            lambda spans: all(_complete(spans, j) for j in jobs), 60, "complete trace of every job"
+        )
+        spans = rotel.spans()
+        (tmp_path / "rotel-printed.txt").write_text(rotel.text())
 
     namespace = owners.broker.topology.namespace
     publishers = set()
     for job_id in jobs:
-        roles = _job_spans(receiver.spans, job_id)
-        (publish,), (process,), (receive,) = roles["publish"], roles["process"], roles["receive"]
-        every = [publish, process, receive, *roles["children"]]
-        assert {s.trace_id for s in every} == {publish.trace_id}, f"{job_id} spans several traces"
-        assert process.parent_span_id == publish.span_id  # the owner continues the client's span
-        assert receive.parent_span_id == publish.span_id  # the receipt closes the same trace
-        assert {c.name for c in roles["children"]} >= OWNER_CHILDREN
-        assert process.service == "qsched-owner" and process.kind == "SPAN_KIND_CONSUMER"
-        assert receive.kind == "SPAN_KIND_CONSUMER" and receive.service == publish.service
-        publishers.add(publish.service)
-        for span, operation in ((publish, "publish"), (process, "process"), (receive, "receive")):
-            assert span.attributes["messaging.system"] == "rabbitmq"
-            assert span.attributes["messaging.operation.type"] == operation
-            assert span.attributes["messaging.message.id"] == job_id
-        job_class = publish.attributes["messaging.rabbitmq.destination.routing_key"]
-        assert publish.attributes["messaging.destination.name"] == f"{namespace}.jobs"
-        assert process.attributes["messaging.destination.name"] == f"{namespace}.jobs.{job_class}"
-        assert str(receive.attributes["messaging.destination.name"]).startswith(
-            f"{namespace}.reply."
-        )
+        job_trace = _job_trace(spans, job_id)
+        assert job_trace is not None
+        assert trace_problems(job_trace) == [], job_id  # one root, no orphans, parents first
+        send = one(job_trace, kind="PRODUCER", name=f"send {namespace}.jobs")
+        process = one(job_trace, kind="CONSUMER", parent_id=send.span_id)
+        assert process.service == "qsched-owner"  # came over gRPC
+        job_class = send.attributes["messaging.rabbitmq.destination.routing_key"]
+        assert process.name == f"process {namespace}.jobs.{job_class}"
+        reply = f"{namespace}.reply.{{user}}.{{client_id}}"
+        result_send = one(job_trace, kind="PRODUCER", name=f"send {reply}")
+        receive = one(job_trace, kind="CONSUMER", name=f"receive {reply}")
+        assert receive.parent_id == result_send.span_id and receive.service == send.service
+        assert {s.service for s in job_trace} == {send.service, "qsched-owner"}
+        publishers.add(send.service)
         history = subprocess.run(
             [QSCHED, "history", job_id, "--json"],
-            env=env,
+            env=_env(owners, {"OTEL_TRACES_EXPORTER": "none"}),
             capture_output=True,
             text=True,
             check=False,
         )
         assert history.returncode == 0, history.stderr[-2000:]
-        assert json.loads(history.stdout)["trace_id"] == publish.trace_id  # the log names it too
+        assert json.loads(history.stdout)["trace_id"] == send.trace_id  # the log names it too
+    # qsched-client came over HTTP, the ranks over gRPC (the per-signal override won)
     assert publishers == {"qsched-client", "qsched-mpi-rank0", "qsched-mpi-rank1"}
+
+
+def test_an_unreachable_collector_is_one_warning_at_start_and_the_loss_counted_at_exit(
+    owners: OwnerHarness, tmp_path: Path
+) -> None:
+    owners.start("--backend", "synthetic")
+    sequence = tmp_path / "seq.json"
+    sequence.write_text(analog_sequence(2))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    env = _env(
+        owners, {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_ENDPOINT": closed}
+    )
+    submitted = _submit(env, sequence)
+    assert submitted.returncode == 0, submitted.stderr[-2000:]  # tracing never fails a submit
+    said = [line for line in submitted.stderr.splitlines() if "tracing:" in line]
+    assert len(said) == 2, submitted.stderr
+    assert f"OTLP endpoint grpc {closed} cannot be reached" in said[0]
+    assert said[1].endswith(f"spans in all were not exported to OTLP endpoint grpc {closed}")

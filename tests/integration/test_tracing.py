@@ -1,8 +1,9 @@
-"""One trace per job: the client's producer span, the owner's consumer span and its children."""
+"""One trace per job, named and ordered by the messaging conventions: the client's ``send``, the
+owner's ``process`` with its children (a wait and a run per run, the result's ``send``), the
+client's ``receive``; a preempted job's runs all in one trace, a canceled one marked failed."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from schemas import JobState
 from tests.conftest import OwnerHarness
+from tests.owners import wait_running
 from tests.sequences import analog_sequence
+from tests.traces import Span, by_trace, children_of, from_console, from_sdk, one, trace_problems
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 _EXPORTER = InMemorySpanExporter()
@@ -32,49 +36,94 @@ def spans() -> Iterator[InMemorySpanExporter]:
     yield _EXPORTER
 
 
-def test_producer_owner_and_receipt_spans_share_one_trace_per_job(
+def _owner_spans(trace_file: Path) -> list[Span]:
+    return from_console(trace_file.read_text().splitlines()) if trace_file.exists() else []
+
+
+def test_each_job_is_one_ordered_trace_named_by_the_messaging_conventions(
     owners: OwnerHarness, spans: InMemorySpanExporter, tmp_path: Path
 ) -> None:
+    """Given a development job preempted by a production one and a third job canceled while it
+    waits, each job is one trace with one root, no orphan and no span starting before its
+    parent; the preempted job's two runs are two `execute` spans under one `process`, and the
+    canceled job's `process` and `receive` carry ERROR status and its error code."""
     trace_file = tmp_path / "owner-spans.jsonl"
     owners.start(
         "--backend",
         "synthetic",
+        "--shot-rate",
+        "400",
         env={"OTEL_TRACES_EXPORTER": "console", "QSCHED_TRACE_FILE": str(trace_file)},
     )
     client = owners.client()
-    handles = [client.submit(analog_sequence(2), 20, job_class="production") for _ in range(2)]
-    assert all(h.result(timeout=30).state is JobState.DONE for h in handles)
-    producer = [s for s in spans.get_finished_spans() if s.kind is trace.SpanKind.PRODUCER]
-    assert len(producer) == 2
-    assert len({p.context.trace_id for p in producer}) == 2  # one trace per job
-    receipts = [s for s in spans.get_finished_spans() if s.name.endswith(" receive")]
-    assert len(receipts) == 2  # the client recorded receiving each result, in that job's trace
-    assert {r.context.trace_id for r in receipts} == {p.context.trace_id for p in producer}
-    # The owner ends its "publish result" span once the broker confirmed the result, which may be
-    # after the client already has it: wait for the owner's file to hold both jobs' spans.
-    deadline = time.monotonic() + 30
-    while True:
-        owner_spans = [
-            json.loads(line) for line in trace_file.read_text().splitlines() if line.strip()
-        ]
-        if sum(s["name"] == "publish result" for s in owner_spans) >= 2:
-            break
-        assert time.monotonic() < deadline, "the owner never exported its publish-result spans"
-        time.sleep(0.1)  # re-reads the file; the deadline above bounds it
-    for p in producer:
-        trace_id = f"0x{p.context.trace_id:032x}"
-        in_trace = [s for s in owner_spans if s["context"]["trace_id"] == trace_id]
-        names = {s["name"] for s in in_trace}
-        assert {"queue wait", "validate", "execute", "publish result"} <= names
-        consumer = next(s for s in in_trace if s["kind"] == "SpanKind.CONSUMER")
-        assert consumer["parent_id"] == f"0x{p.context.span_id:016x}"
-        assert consumer["attributes"]["messaging.system"] == "rabbitmq"
-        assert consumer["attributes"]["qsched.shots"] == 20
-        assert consumer["attributes"]["qsched.backend"] == "synthetic"
-        children = [s for s in in_trace if s["parent_id"] == consumer["context"]["span_id"]]
-        assert {c["name"] for c in children} >= {
-            "queue wait",
-            "validate",
-            "execute",
-            "publish result",
-        }
+    namespace = owners.broker.topology.namespace
+    dev = client.submit(analog_sequence(2), 1200, job_class="development")  # ~3 s
+    wait_running(client, dev.job_id)
+    waiting = client.submit(analog_sequence(2), 20, job_class="development")
+    waiting.cancel()
+    prod = client.submit(analog_sequence(2), 20, job_class="production")  # preempts dev
+    results = {h.job_id: h.result(timeout=60) for h in (dev, waiting, prod)}
+    assert results[dev.job_id].preemptions == 1 and results[dev.job_id].state is JobState.DONE
+    assert results[waiting.job_id].state is JobState.CANCELED
+    # The owner's spans of a job end once its result is confirmed, maybe after the client got it.
+    jobs = [dev.job_id, waiting.job_id, prod.job_id]
+    wait_until(
+        lambda: sum(s.name.startswith("process ") for s in _owner_spans(trace_file)) >= 3,
+        "the owner's process spans of the three jobs",
+        timeout_s=30,
+        step=lambda: time.sleep(0.1),
+    )
+    traces = by_trace(from_sdk(spans.get_finished_spans()) + _owner_spans(trace_file))
+    assert len(traces) == 3  # one trace per job, nothing else
+    for job_id in jobs:
+        (job_trace,) = [t for t in traces.values() if any(_names(s, job_id) for s in t)]
+        assert trace_problems(job_trace) == [], job_id
+        send = one(job_trace, kind="PRODUCER", name=f"send {namespace}.jobs")
+        assert not send.parent_id  # the root
+        assert send.attributes["messaging.operation.type"] == "send"
+        process = one(job_trace, kind="CONSUMER", parent_id=send.span_id)
+        job_class = results[job_id].job_class
+        assert process.name == f"process {namespace}.jobs.{job_class}"
+        assert process.attributes["messaging.operation.type"] == "process"
+        result_send = one(job_trace, kind="PRODUCER", parent_id=process.span_id)
+        assert result_send.name == f"send {namespace}.reply.{{user}}.{{client_id}}"
+        assert result_send.attributes["messaging.destination.name"] == client.reply_queue_name
+        receive = one(job_trace, kind="CONSUMER", parent_id=result_send.span_id)
+        assert receive.name == f"receive {namespace}.reply.{{user}}.{{client_id}}"
+        assert receive.attributes["messaging.operation.type"] == "receive"
+        assert all(client.client_id not in s.name for s in job_trace)  # no per-client name
+
+    dev_trace = next(t for t in traces.values() if any(_names(s, dev.job_id) for s in t))
+    dev_process = one(dev_trace, kind="CONSUMER", name=f"process {namespace}.jobs.development")
+    steps = [
+        (s.name, s.attributes.get("qsched.run.outcome"))
+        for s in children_of(dev_trace, dev_process)
+    ]
+    assert [n for n, _ in steps if n != "validate"] == [
+        "queue wait",
+        "execute",
+        "queue wait",
+        "execute",
+        f"send {namespace}.reply.{{user}}.{{client_id}}",
+    ]
+    assert [o for n, o in steps if n == "execute"] == ["preempted", "DONE"]
+    assert dev_process.status == "UNSET" and dev_process.attributes["qsched.runs"] == 2
+
+    canceled = next(t for t in traces.values() if any(_names(s, waiting.job_id) for s in t))
+    canceled_process = one(canceled, kind="CONSUMER", name=f"process {namespace}.jobs.development")
+    assert [s.name for s in children_of(canceled, canceled_process) if s.name != "validate"] == [
+        "queue wait",
+        f"send {namespace}.reply.{{user}}.{{client_id}}",
+    ]
+    error = results[waiting.job_id].error
+    assert error is not None
+    for span in (
+        canceled_process,
+        one(canceled, name=f"receive {namespace}.reply.{{user}}.{{client_id}}"),
+    ):
+        assert span.status == "ERROR" and "CANCELED" in span.status_message
+        assert span.attributes["error.type"] == error.code.value
+
+
+def _names(span: Span, job_id: str) -> bool:
+    return span.attributes.get("messaging.message.id") == job_id

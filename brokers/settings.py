@@ -188,6 +188,11 @@ class OwnerSettings(BaseModel):
     metrics_bind: str = Field(
         default="127.0.0.1", description="address the metrics endpoint listens on"
     )
+    metrics_created_series: bool = Field(
+        default=False,
+        description="also serve each counter's and histogram's *_created series (off: they "
+        "double the series count and Prometheus does not need them)",
+    )
 
 
 class AuthServiceSettings(BaseModel):

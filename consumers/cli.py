@@ -87,7 +87,13 @@ def owner(
     )
 
     if settings.owner.metrics_port is not None:
-        runner.metrics = OwnerMetrics(runner.active.is_set, owner_id)
+        runner.metrics = OwnerMetrics(
+            runner.active.is_set,
+            the_policy,
+            namespace=runner.topology.namespace,
+            calibrated_at=runner.backend.calibrated_at,
+            created_series=settings.owner.metrics_created_series,
+        )
         serve_metrics(runner.metrics, settings.owner.metrics_bind, settings.owner.metrics_port)
 
     def _stop(signum: int, frame: Any) -> None:

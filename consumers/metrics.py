@@ -20,6 +20,12 @@ never in the QPU's busy seconds or utilisation.
 A standby owner serves the endpoint too: `qsched_owner_active` is 0 and no state gauges are
 reported, so a sum over owners counts each job once. Counters and histograms count what this
 process saw since it started (Prometheus' `rate`/`increase` handle restarts and failovers).
+
+Every labelled counter and histogram has a series from the owner's start for every label value
+the policy names (classes, final states, lanes), at zero: a panel shows 0, not "No data", before
+the first preemption or lane run. Every series carries the owner's ``namespace`` (no per-process
+label: an owner restart adds no series), and the ``*_created`` series are served only with
+``owner.metrics_created_series`` (`consumers.metrics_scrape.Exposed`).
 """
 
 from __future__ import annotations
@@ -36,7 +42,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from consumers.core.state import OwnerState
 from consumers.core.view import waiting_by_account
 from consumers.errors import MetricsUnavailable
-from consumers.metrics_scrape import UTILISATION_WINDOW_S, Snapshot, SnapshotCollector, since
+from consumers.metrics_scrape import (
+    UTILISATION_WINDOW_S,
+    Exposed,
+    Snapshot,
+    SnapshotCollector,
+    since,
+)
+from schemas.enums import JobState
 from schemas.events import Topic
 from schemas.messages import Event, utc_now
 from schemas.policy import Policy
@@ -61,20 +74,35 @@ def waiting_counts(state: OwnerState, policy: Policy) -> tuple[dict[str, int], d
 
 
 class OwnerMetrics:
-    """The owner's metrics registry, fed by the owner's loop and read by scrapes."""
+    """The owner's metrics, fed by the owner's loop and read by scrapes.
+
+    Args:
+        is_active: whether this owner holds the QPU lease now.
+        policy: the classes and lanes whose series exist from the start, at zero.
+        namespace: the ``namespace`` label of every series (None: no such label).
+        refresh_s: how often the loop rebuilds the snapshot scrapes read.
+        calibrated_at: the backend's calibration time, for the calibration gauges while no
+            operator calibration is in the log (`Backend.calibrated_at`).
+        created_series: serve the ``*_created`` series too.
+    """
 
     def __init__(
         self,
         is_active: Callable[[], bool],
-        owner_id: str,
+        policy: Policy | None = None,
+        *,
+        namespace: str | None = None,
         refresh_s: float = 1.0,
-        registry: CollectorRegistry | None = None,
+        calibrated_at: Callable[[], datetime | None] | None = None,
+        created_series: bool = False,
     ) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
-        self.owner_id = owner_id
+        self.inner = CollectorRegistry()
+        self.registry = CollectorRegistry()  # what is served: `inner`, relabelled and filtered
+        self.registry.register(Exposed(self.inner, namespace, created_series))
         self.refresh_s = refresh_s
         self._is_active = is_active
-        r = self.registry
+        self._backend_calibrated_at = calibrated_at or (lambda: None)
+        r = self.inner
         self.wait = Histogram(
             "qsched_job_wait_seconds",
             "Time from a job's acceptance to the start of its run, per class",
@@ -124,7 +152,23 @@ class OwnerMetrics:
         self._lock = threading.Lock()
         self._busy_reported = 0.0
         self._snapshot = Snapshot()
+        self._accounts: set[str] = {""}
         r.register(SnapshotCollector(self))
+        if policy is not None:
+            self.known(policy)
+
+    def known(self, policy: Policy) -> None:
+        """Give every label value the policy names a series at zero (classes, final states,
+        lanes): a counter that has not moved yet reads 0, not "no data"."""
+        finals = [s.value for s in JobState if s.is_final]
+        for job_class in policy.class_names:
+            self.accepted.labels(job_class)
+            self.preemptions.labels(job_class)
+            self.wait.labels(job_class)
+            for state in finals:
+                self.finished.labels(job_class, state)
+            for lane in policy.lanes.names:
+                self.lane_runs.labels(lane, job_class)
 
     # ---- called by the owner's loop -----------------------------------------------------------
 
@@ -203,6 +247,8 @@ class OwnerMetrics:
     def refresh(self, state: OwnerState, policy: Policy, now: datetime, mono: float) -> None:
         """Build the snapshot scrapes read (called from the owner's loop)."""
         by_class, by_account = waiting_counts(state, policy)
+        self._accounts |= by_account.keys()  # an account that emptied reads 0, not "no data"
+        by_account = {account: by_account.get(account, 0) for account in self._accounts}
         running_since = self._run[1] if self._run is not None and state.running else None
         busy_s = self._busy_closed_s + since(running_since, now)
         self._samples.append((mono, busy_s))
@@ -216,7 +262,7 @@ class OwnerMetrics:
             qpu=state.qpu,
             mode=state.effective_mode(policy.mode),
             epoch=state.epoch,
-            calibrated_at=state.calibrated_at,
+            calibrated_at=state.calibrated_at or self._backend_calibrated_at(),
             calibration_valid_s=policy.calibration_valid_s,
             waiting_by_class=by_class,
             waiting_by_account=by_account,

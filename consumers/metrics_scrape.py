@@ -1,5 +1,7 @@
-"""What a Prometheus scrape of the owner reads: the `Snapshot` the owner's loop builds, and the
-collector that turns the latest one into gauges at scrape time (`consumers.metrics` feeds it).
+"""What a Prometheus scrape of the owner reads: the `Snapshot` the owner's loop builds, the
+collector that turns the latest one into gauges at scrape time (`consumers.metrics` feeds it),
+and `Exposed`, which serves a registry with the owner's ``namespace`` label on every series and
+without the ``*_created`` series unless asked.
 
 The collector runs on the HTTP server's thread and only reads a frozen snapshot through
 `SnapshotSource`; time-dependent values (calibration age, busy seconds of the current run) are
@@ -14,7 +16,7 @@ from datetime import datetime
 from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from schemas.enums import Mode, QPUState
 from schemas.messages import utc_now
@@ -44,8 +46,6 @@ class Snapshot:
 class SnapshotSource(Protocol):
     """What the collector asks of the owner's metrics (`consumers.metrics.OwnerMetrics`)."""
 
-    owner_id: str
-
     def snapshot(self) -> Snapshot:
         """The latest snapshot."""
         ...
@@ -74,13 +74,11 @@ class SnapshotCollector(Collector):
         snap = self.metrics.snapshot()
         active = self.metrics.active() and snap.active
         now = utc_now()
-        owner = GaugeMetricFamily(
+        yield _gauge(
             "qsched_owner_active",
             "1 while this owner holds the QPU lease, 0 on a standby",
-            labels=["owner_id"],
+            1.0 if active else 0.0,
         )
-        owner.add_metric([self.metrics.owner_id], 1.0 if active else 0.0)
-        yield owner
         yield CounterMetricFamily(
             "qsched_qpu_busy_seconds",
             "Seconds the QPU spent running jobs under this owner (rate() = utilisation)",
@@ -166,3 +164,29 @@ def _one_hot(name: str, doc: str, label: str, names: list[str], current: str | N
     for value in names:
         family.add_metric([value], 1.0 if value == current else 0.0)
     return family
+
+
+class Exposed(Collector):
+    """`registry`'s metrics as scrapes see them: each sample with the owner's ``namespace``
+    label (None: none added), the ``*_created`` samples only when `created_series`."""
+
+    def __init__(
+        self, registry: CollectorRegistry, namespace: str | None, created_series: bool
+    ) -> None:
+        self.registry = registry
+        self.labels = {"namespace": namespace} if namespace is not None else {}
+        self.created_series = created_series
+
+    def describe(self) -> Iterator[Metric]:
+        """Nothing to describe ahead of a scrape (registering does not collect)."""
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            exposed = Metric(family.name, family.documentation, family.type, family.unit)
+            exposed.samples = [
+                s._replace(labels=self.labels | s.labels)
+                for s in family.samples
+                if self.created_series or not s.name.endswith("_created")
+            ]
+            yield exposed

@@ -12,6 +12,7 @@ import json
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -66,10 +67,18 @@ class Backend(ABC):
     """A QPU the owner can drive."""
 
     name: str = "backend"
+    device_taken_at: datetime | None = None  # set by `device` when it first loads the specs
 
     @abstractmethod
     def device(self) -> BaseDevice:
         """The device specs jobs are validated against."""
+
+    def calibrated_at(self) -> datetime | None:
+        """When the device's current calibration was made, as far as this backend knows: by
+        default when it took the device specs jobs are validated against (a backend whose QPU
+        reports its calibration time overrides this). Until an operator's calibration is in
+        the log, the owner's calibration metrics count from here."""
+        return self.device_taken_at
 
     @abstractmethod
     def fetch_operational(self) -> bool:
@@ -96,6 +105,8 @@ class LocalBackend(Backend):
         """The configured device, else Pulser's AnalogDevice."""
         if self._device is None:
             self._device = load_default_device(None)
+        if self.device_taken_at is None:
+            self.device_taken_at = datetime.now(UTC)
         return self._device
 
     def fetch_operational(self) -> bool:

@@ -29,6 +29,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from consumers.backends.base import Backend, RunOutcome, RunRequest, RunSink
@@ -163,6 +164,7 @@ class QPUApiBackend(Backend):
 
             specs = dict(self._call("GET", "/system"))["specs"]
             self._device = load_device(json.dumps(specs))
+            self.device_taken_at = datetime.now(UTC)
         return self._device
 
     def fetch_operational(self, run: _Run | None = None) -> bool:

@@ -11,6 +11,7 @@ hangs is a note on the job, and its run is taken as stopped (so a stop never wai
 from __future__ import annotations
 
 import contextlib
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from consumers.backends.base import Backend, RunOutcome, RunRequest, RunSink
@@ -39,9 +40,12 @@ class GuardedBackend(Backend):
     def device(self) -> BaseDevice:
         """The plugin's device, or BackendFailure (retryable) when it raises or hangs."""
         try:
-            return self._slow_calls.call(self.inner.device)
+            device = self._slow_calls.call(self.inner.device)
         except PluginFailure as exc:
             raise BackendFailure(f"backend plugin {self.plugin}: {exc}", retryable=True) from exc
+        if self.device_taken_at is None:  # the plugin's own clock is not asked (it may hang)
+            self.device_taken_at = datetime.now(UTC)
+        return device
 
     def fetch_operational(self) -> bool:
         """The plugin's answer, or BackendFailure (retryable) when it raises or hangs."""

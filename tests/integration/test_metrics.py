@@ -30,13 +30,15 @@ def metrics_url(owner: OwnerProcess) -> str:
 
 
 def scrape(url: str) -> Samples:
-    """Every sample of one scrape, keyed by name and labels."""
+    """Every sample of one scrape, keyed by name and labels (less the owner's ``namespace``
+    label, which every sample carries, one value per owner)."""
     with urllib.request.urlopen(url, timeout=5) as response:
         text = response.read().decode()
+    samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+    assert len({s.labels.get("namespace") for s in samples}) == 1, "one namespace label, always"
     return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
+        (s.name, frozenset((k, v) for k, v in s.labels.items() if k != "namespace")): s.value
+        for s in samples
     }
 
 
@@ -55,10 +57,15 @@ def test_an_active_owner_reports_the_backlog_runs_and_ends_and_a_standby_reports
     url = metrics_url(active)
     client = owners.client()
     first = scrape(url)
-    assert value(first, "qsched_owner_active", owner_id=_owner_id(first)) == 1.0
+    assert value(first, "qsched_owner_active") == 1.0
     assert value(first, "qsched_qpu_state", state="IDLE") == 1.0
     assert value(first, "qsched_waiting_jobs", job_class="production") == 0.0
     assert value(first, "qsched_calibration_epoch") == 0.0
+    # present from the start: the backend's calibration, every counter at zero
+    assert 0.0 <= (value(first, "qsched_calibration_age_seconds") or -1.0) < 600.0
+    assert value(first, "qsched_preemptions_total", job_class="development") == 0.0
+    assert value(first, "qsched_jobs_finished_total", job_class="production", state="ERROR") == 0
+    assert not [name for name, _ in first if name.endswith("_created")]
 
     assert client.control(CommandName.PAUSE).ok
     held = [
@@ -125,11 +132,5 @@ def test_an_active_owner_reports_the_backlog_runs_and_ends_and_a_standby_reports
     standby = owners.start("--backend", "synthetic", env=METRICS_ENV, wait=False)
     wait_for_log(standby, "standby: another owner holds", timeout_s=60)
     standby_samples = scrape(metrics_url(standby))
-    assert value(standby_samples, "qsched_owner_active", owner_id=_owner_id(standby_samples)) == 0
+    assert value(standby_samples, "qsched_owner_active") == 0
     assert not [k for k in standby_samples if k[0] == "qsched_waiting_jobs"]
-
-
-def _owner_id(samples: Samples) -> str:
-    ids = [dict(labels)["owner_id"] for name, labels in samples if name == "qsched_owner_active"]
-    assert len(ids) == 1
-    return ids[0]

@@ -24,8 +24,8 @@ from tests.unit.test_owner_state import RANDOM_POLICY
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "infra" / "grafana" / "qsched-dashboard.json"
 SUFFIXES = {
-    "counter": ("_total", "_created"),
-    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "counter": ("_total",),
+    "histogram": ("_bucket", "_sum", "_count"),
     "gauge": ("",),
 }
 
@@ -34,7 +34,7 @@ class MeteredHarness(Harness):
     """The core harness, with the owner's metrics seeing every applied event."""
 
     def __init__(self, policy: Policy = POLICY) -> None:
-        self.metrics = OwnerMetrics(lambda: True, "owner-1", refresh_s=0.0)
+        self.metrics = OwnerMetrics(lambda: True, policy, refresh_s=0.0)
         super().__init__(policy)
 
     def emit(self, events: list[Event]) -> None:
@@ -64,7 +64,7 @@ def test_waiting_counts_wait_histogram_final_states_and_busy_time_follow_the_eve
     assert sample(r, "qsched_waiting_jobs_by_account", account="") == 1
     assert sample(r, "qsched_jobs_accepted_total", job_class="production") == 2
     assert sample(r, "qsched_qpu_state", state="IDLE") == 1
-    assert sample(r, "qsched_job_wait_seconds_count", job_class="production") is None
+    assert sample(r, "qsched_job_wait_seconds_count", job_class="production") == 0
 
     h.now += timedelta(seconds=30)
     h.feed(Dispatch())
@@ -83,23 +83,23 @@ def test_waiting_counts_wait_histogram_final_states_and_busy_time_follow_the_eve
 
 def test_intake_latency_is_observed_once_per_job_and_a_standby_reports_no_state() -> None:
     active = [True]
-    metrics = OwnerMetrics(lambda: active[0], "owner-1", refresh_s=0.0)
+    metrics = OwnerMetrics(lambda: active[0], refresh_s=0.0)
     h = Harness()
     metrics.intake_done(3, 0.004)
     metrics.after_iteration(h.state, POLICY)
     r = metrics.registry
     assert sample(r, "qsched_intake_latency_seconds_count") == 3
     assert sample(r, "qsched_intake_latency_seconds_sum") == 3 * 0.004
-    assert sample(r, "qsched_owner_active", owner_id="owner-1") == 1
+    assert sample(r, "qsched_owner_active") == 1
     active[0] = False
     metrics.standby()
-    assert sample(r, "qsched_owner_active", owner_id="owner-1") == 0
+    assert sample(r, "qsched_owner_active") == 0
     assert sample(r, "qsched_waiting_jobs", job_class="production") is None
     assert sample(r, "qsched_qpu_state", state="IDLE") is None
 
 
 def test_the_snapshot_is_refreshed_at_most_every_refresh_s() -> None:
-    metrics = OwnerMetrics(lambda: True, "owner-1", refresh_s=3600.0)
+    metrics = OwnerMetrics(lambda: True, refresh_s=3600.0)
     h = Harness()
     metrics.after_iteration(h.state, POLICY)
     h.submit()
@@ -119,7 +119,7 @@ def registry_names(metrics: OwnerMetrics) -> set[str]:
 
 def test_every_qsched_metric_the_grafana_dashboard_uses_is_in_the_owner_registry() -> None:
     h = Harness()
-    metrics = OwnerMetrics(lambda: True, "owner-1", refresh_s=0.0)
+    metrics = OwnerMetrics(lambda: True, refresh_s=0.0)
     metrics.after_iteration(h.state, POLICY)  # active: the state gauges are reported
     known = registry_names(metrics)
     dashboard = json.loads(DASHBOARD.read_text())
@@ -138,7 +138,7 @@ def test_a_metrics_port_in_use_is_one_error_naming_the_setting() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(MetricsUnavailable, match=f"127.0.0.1:{port}") as raised:
-            serve_metrics(OwnerMetrics(lambda: False, "o"), "127.0.0.1", port)
+            serve_metrics(OwnerMetrics(lambda: False), "127.0.0.1", port)
     assert "QSCHED_OWNER__METRICS_PORT" in raised.value.hint
 
 
@@ -163,3 +163,59 @@ def test_lane_runs_are_counted_per_lane_and_their_time_is_not_qpu_time() -> None
     assert sample(r, "qsched_lane_busy", lane="emulator-1") == 0
     assert sample(r, "qsched_jobs_finished_total", job_class="development", state="DONE") == 1
     assert h.metrics.snapshot().busy_closed_s == pytest.approx(9.001)  # a scrape saw it run
+
+
+def _samples(metrics: OwnerMetrics) -> list[tuple[str, dict[str, str], float]]:
+    return [(s.name, s.labels, s.value) for f in metrics.registry.collect() for s in f.samples]
+
+
+def test_every_labelled_series_is_there_at_zero_from_the_owners_start() -> None:
+    """Given an owner that saw no event yet, the dashboard's counters already read 0 for every
+    class, final state and lane of the policy (Grafana draws 0, not "No data")."""
+    policy = parse_policy(RANDOM_POLICY)
+    metrics = OwnerMetrics(lambda: True, policy, refresh_s=0.0)
+    r = metrics.registry
+    for job_class in policy.class_names:
+        assert sample(r, "qsched_preemptions_total", job_class=job_class) == 0
+        assert sample(r, "qsched_jobs_accepted_total", job_class=job_class) == 0
+        assert sample(r, "qsched_job_wait_seconds_count", job_class=job_class) == 0
+        for state in ("DONE", "ERROR", "CANCELED", "REJECTED", "TIMED_OUT"):
+            assert sample(r, "qsched_jobs_finished_total", job_class=job_class, state=state) == 0
+        for lane in policy.lanes.names:
+            assert sample(r, "qsched_lane_runs_total", lane=lane, job_class=job_class) == 0
+
+
+def test_series_carry_the_namespace_no_owner_id_and_no_created_unless_asked() -> None:
+    h = Harness()
+    plain = OwnerMetrics(lambda: True, POLICY, namespace="site-a", refresh_s=0.0)
+    plain.after_iteration(h.state, POLICY)
+    served = _samples(plain)
+    assert served and all(labels.get("namespace") == "site-a" for _, labels, _ in served)
+    assert ("qsched_owner_active", {"namespace": "site-a"}, 1.0) in served
+    assert not [name for name, _, _ in served if name.endswith("_created")]
+    created = OwnerMetrics(lambda: True, POLICY, created_series=True)
+    assert [name for name, _, _ in _samples(created) if name.endswith("_created")]
+
+
+def test_calibration_gauges_count_from_the_backends_calibration_until_an_operators() -> None:
+    """Given no calibration in the log, the gauges count from the backend's calibration time
+    (when it took the device specs); a logged calibration takes over."""
+    h = Harness()
+    backend_at = h.now - timedelta(seconds=120)
+    metrics = OwnerMetrics(lambda: True, POLICY, refresh_s=0.0, calibrated_at=lambda: backend_at)
+    metrics.after_iteration(h.state, POLICY)
+    assert metrics.snapshot().calibrated_at == backend_at
+    assert (sample(metrics.registry, "qsched_calibration_age_seconds") or 0) >= 120
+    h.state.calibrated_at = h.now
+    metrics.refresh(h.state, POLICY, h.now, time.monotonic())
+    assert metrics.snapshot().calibrated_at == h.now
+
+
+def test_an_account_whose_jobs_all_left_reads_zero_not_no_data() -> None:
+    h = MeteredHarness()
+    h.submit(slurm=SlurmContext(job_id="7", account="physics"))
+    h.settle()
+    assert sample(h.metrics.registry, "qsched_waiting_jobs_by_account", account="physics") == 1
+    h.feed(Dispatch())
+    h.settle()
+    assert sample(h.metrics.registry, "qsched_waiting_jobs_by_account", account="physics") == 0

@@ -105,7 +105,7 @@ class OwnerMetrics:
         r = self.inner
         self.wait = Histogram(
             "qsched_job_wait_seconds",
-            "Time from a job's acceptance to the start of its run, per class",
+            "Time from a job's acceptance to its first start, per class",
             ["job_class"],
             buckets=WAIT_BUCKETS_S,
             registry=r,
@@ -181,8 +181,9 @@ class OwnerMetrics:
         if topic == Topic.JOB_STARTED:
             lane = event.data.get("lane") or None
             run = state.lanes.get(lane) if lane else state.running
-            if run is not None:
-                job_class, queued_at = run.job.job_class, run.job.queued_at
+            if run is not None:  # the wait ends at the job's first start, not at a rerun
+                job_class = run.job.job_class
+                queued_at = run.job.queued_at if not run.job.runs else None
         elif event.result is not None:
             job_class = event.result.job_class
         elif event.job_id and job_class is None:

@@ -161,16 +161,46 @@ def _json_object_problem(value: str) -> str | None:
     return None
 
 
-class Timings(BaseModel):
-    """When a job was queued, started and ended, and the derived durations."""
+class RunInterval(BaseModel):
+    """One run of a job: when it ran, where, and how the run ended."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    queued_at: AwareDatetime
-    started_at: AwareDatetime | None = None
+    started_at: AwareDatetime
     ended_at: AwareDatetime
-    queue_wait_s: float | None = None
-    execution_s: float | None = None
+    lane: str | None = Field(default=None, description="the emulator lane (None: the QPU)")
+    backend: str | None = None
+    attempt: int = Field(default=1, ge=1)
+    outcome: str = Field(
+        default="",
+        description="how the run ended: preempted, requeued, retrying, recovered (its owner "
+        "died), or the job's final state",
+    )
+
+    @property
+    def seconds(self) -> float:
+        """How long the run took."""
+        return max((self.ended_at - self.started_at).total_seconds(), 0.0)
+
+
+class Timings(BaseModel):
+    """When a job waited and ran. Every run is in `runs`, so a preempted or retried job's
+    figures count all of them: `queue_wait_s` is from `queued_at` (the owner accepting the job)
+    to its *first* start, `execution_s` the seconds of all runs, `qpu_s` those on the QPU (what
+    fair share charges; lane runs are not QPU time)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    queued_at: AwareDatetime = Field(description="when the owner accepted the job")
+    submitted_at: AwareDatetime | None = Field(
+        default=None, description="when the client says it submitted the job (its own clock)"
+    )
+    started_at: AwareDatetime | None = Field(default=None, description="the first run's start")
+    ended_at: AwareDatetime
+    queue_wait_s: float | None = Field(default=None, description="queued_at to the first start")
+    execution_s: float | None = Field(default=None, description="seconds of all runs")
+    qpu_s: float | None = Field(default=None, description="seconds of the runs on the QPU")
+    runs: list[RunInterval] = Field(default_factory=list, description="every run, in order")
 
 
 class JobResult(Message):

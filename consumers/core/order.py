@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from sortedcontainers import SortedList
 
+from schemas.messages import RunInterval
+
 if TYPE_CHECKING:
     from schemas.events import AcceptedFacts, JobAccepted
 
@@ -43,6 +45,7 @@ class Waiting:
         held_by: who holds the job (`qsched hold`); `operator_hold` when an operator did, so
             only an operator may release it.
         position_updates: its submitter asked to be told its place in line (`JobPosition`).
+        runs: the job's earlier runs (preempted, requeued, retried, recovered), in order.
     """
 
     job_id: str
@@ -73,11 +76,17 @@ class Waiting:
     held_by: str | None = None
     operator_hold: bool = False
     position_updates: bool = False
+    runs: tuple[RunInterval, ...] = ()
 
     @property
     def lane_key(self) -> tuple[float, int]:
         """The lane of the job within its submitter's: (site term, AMQP priority)."""
         return (self.site_term, self.priority)
+
+    @property
+    def first_started_at(self) -> datetime | None:
+        """When the job first started (None: it has not run yet)."""
+        return self.runs[0].started_at if self.runs else None
 
     @property
     def queued_at(self) -> datetime:

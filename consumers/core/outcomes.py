@@ -16,7 +16,15 @@ from consumers.core.order import Waiting
 from consumers.core.state_data import Run
 from schemas.enums import JobState
 from schemas.events import FINAL_TOPICS, JobStopping, Payload, Topic, make_event
-from schemas.messages import ControlReply, Event, JobError, JobResult, Message, Timings
+from schemas.messages import (
+    ControlReply,
+    Event,
+    JobError,
+    JobResult,
+    Message,
+    RunInterval,
+    Timings,
+)
 
 
 @dataclass(frozen=True)
@@ -102,7 +110,6 @@ def final_event(
     backend: str | None = None,
 ) -> tuple[Event, JobResult]:
     """A job's final event (with the whole result in the envelope) and the result itself."""
-    started = run.started_at if run is not None else None
     result = JobResult(
         job_id=job.job_id,
         state=final,
@@ -110,13 +117,7 @@ def final_event(
         shots=job.shots,
         counts=counts if counts is not None else dict(job.prior_counts),
         error=error,
-        timings=Timings(
-            queued_at=job.submitted_at,
-            started_at=started,
-            ended_at=now,
-            queue_wait_s=(started - job.submitted_at).total_seconds() if started else None,
-            execution_s=(now - started).total_seconds() if started else None,
-        ),
+        timings=timings_of(job, final, now, run, backend),
         backend=backend if run is not None else None,
         epoch=run.epoch if run is not None else None,
         attempts=run.attempt if run is not None else job.attempt - 1,
@@ -127,6 +128,37 @@ def final_event(
     reason = error.message if error is not None else None
     event = job_event(FINAL_TOPICS[final], None, job, reason, result=result)
     return event, result
+
+
+def timings_of(
+    job: Waiting, final: JobState, now: datetime, run: Run | None, backend: str | None
+) -> Timings:
+    """A job's timings over every run: its earlier ones and `run`, the one ending now (if any).
+    The queue wait is from its acceptance to its first start, as metrics and `simulate` count
+    it."""
+    runs = list(job.runs)
+    if run is not None:
+        runs.append(
+            RunInterval(
+                started_at=run.started_at,
+                ended_at=max(now, run.started_at),
+                lane=run.lane,
+                backend=backend,
+                attempt=max(run.attempt, 1),
+                outcome=final.value,
+            )
+        )
+    first = runs[0].started_at if runs else None
+    return Timings(
+        queued_at=job.queued_at,
+        submitted_at=job.submitted_at,
+        started_at=first,
+        ended_at=now,
+        queue_wait_s=max((first - job.queued_at).total_seconds(), 0.0) if first else None,
+        execution_s=sum(r.seconds for r in runs) if runs else None,
+        qpu_s=sum(r.seconds for r in runs if r.lane is None) if runs else None,
+        runs=runs,
+    )
 
 
 def end_waiting(

@@ -58,7 +58,7 @@ from schemas.events import (
     payload_of,
     topic_of,
 )
-from schemas.messages import Event
+from schemas.messages import Event, RunInterval
 
 FINAL_STATES = {
     Topic.JOB_DONE: JobState.DONE,
@@ -66,6 +66,11 @@ FINAL_STATES = {
     Topic.JOB_CANCELED: JobState.CANCELED,
     Topic.JOB_TIMED_OUT: JobState.TIMED_OUT,
     Topic.JOB_REJECTED: JobState.REJECTED,
+}
+RUN_OUTCOMES = {  # how a run that did not end its job ended, as its `RunInterval` says
+    Topic.JOB_PREEMPTED: "preempted",
+    Topic.JOB_REQUEUED: "requeued",
+    Topic.JOB_RETRYING: "retrying",
 }
 REMEMBERED_JOBS = 100_000  # ended jobs whose id and submitter are kept (deduplication)
 HOLD_COMMANDS = {
@@ -202,11 +207,20 @@ def _wait_again(state: OwnerState, event: Event, back: JobBack, **changes: Any) 
         state.running = None
         state._charge(run.job, back.execution_s, event.at)
         session_run_ended(state, run.job, back.execution_s, event.at)
+    interval = RunInterval(
+        started_at=run.started_at,
+        ended_at=max(event.at, run.started_at),
+        lane=run.lane,
+        backend=run.backend,
+        attempt=max(run.attempt, 1),
+        outcome=_outcome(event, run),
+    )
     job = replace(
         run.job,
         attempt=run.attempt + 1,
         preemptions=run.job.preemptions + (1 if back.preempted else 0),
         prior_counts=dict(back.counts),
+        runs=(*run.job.runs, interval),
         **changes,
     )
     if run.restart:
@@ -271,11 +285,10 @@ def _final(state: OwnerState, event: Event) -> None:
     if run is not None and run.lane is not None:
         del state.lanes[run.lane]
     elif run is not None:
-        execution_s = event.result.timings.execution_s if event.result is not None else None
         state._move(QPUEvent.FINISH)
         state.running = None
-        state._charge(run.job, float(execution_s or 0.0), event.at)
-        session_run_ended(state, run.job, float(execution_s or 0.0), event.at)
+        state._charge(run.job, _last_run_s(event), event.at)
+        session_run_ended(state, run.job, _last_run_s(event), event.at)
     elif job_id in state.waiting:
         state._unwait(job_id)
     elif job_id in state.owners:  # accepted and not waiting nor running: already ended
@@ -290,6 +303,25 @@ def _final(state: OwnerState, event: Event) -> None:
         del state.finished[oldest]
         state.owners.pop(oldest, None)
         state._forget_number(oldest)
+
+
+def _outcome(event: Event, run: Run) -> str:
+    """How a run that did not end its job ended (`RunInterval.outcome`)."""
+    topic = Topic(event.topic)
+    if topic == Topic.JOB_REQUEUED and not run.restart:
+        return "recovered"  # its owner died; the next owner took the job back at `event.at`
+    return RUN_OUTCOMES.get(topic, topic.value)
+
+
+def _last_run_s(event: Event) -> float:
+    """The seconds of the run a final event ended (a log written before results listed their
+    runs has them as `execution_s`)."""
+    if event.result is None:
+        return 0.0
+    timings = event.result.timings
+    if timings.runs:
+        return timings.runs[-1].seconds
+    return float(timings.execution_s or 0.0)
 
 
 def _admission(state: OwnerState, event: Event) -> None:

@@ -128,9 +128,7 @@ def render(report: dict[str, Any]) -> Iterator[str]:
     ):
         yield row(label, rec[key], sim[key])
     order = report["start_order"]
-    verdict = (
-        "the same" if order["same"] else f"differs from position {order['first_difference'] + 1}"
-    )
+    verdict = "the same" if order["same"] else f"differs from position {order['first_difference']}"
     yield f"start order: {verdict}"
     plugin = report.get("ordering_plugin")
     if plugin is not None:

@@ -1,9 +1,11 @@
 """What a history did, measured the same way for the recorded log and a simulated one.
 
-Waits are from a job's acceptance to its first start (jobs accepted in the window that started);
-utilisation is the QPU's busy time (runs as `consumers.eventlog.model.build_timeline` folds them)
-over a span both histories share; deadlines and allocations missed are read from the error codes
-of the final results. Pure: events in, plain data out.
+Waits are from a job's acceptance to its first start (jobs accepted in the window that started),
+as results, the owner's metrics and usage count them; percentiles interpolate between ranks.
+Utilisation is the QPU's busy time (the run intervals `consumers.eventlog.model.build_timeline`
+folds) over the history's own span, first event to last, as the HTML timeline's summary reports
+it; deadlines and allocations missed are read from the error codes of the final results. Start
+orders are compared position by position, counting from 1. Pure: events in, plain data out.
 """
 
 from __future__ import annotations
@@ -24,9 +26,13 @@ NO_ACCOUNT = "(none)"
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """The q-quantile (0..1) by nearest rank."""
+    """The q-quantile (0..1), interpolated linearly between the closest ranks (numpy's and
+    Prometheus' default)."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+    rank = min(max(q, 0.0), 1.0) * (len(ordered) - 1)
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def _spread(values: list[float]) -> dict[str, float | int]:
@@ -47,7 +53,7 @@ def start_order(events: Sequence[Event]) -> list[str]:
 
 
 def measure(events: Sequence[Event], span: tuple[datetime, datetime]) -> dict[str, Any]:
-    """The figures of one history over `span` (first, last moment both histories share)."""
+    """The figures of one history; utilisation over `span` (its first and last moment)."""
     arrived: dict[str, tuple[datetime, str, str]] = {}
     first_start: dict[str, datetime] = {}
     ended: Counter[str] = Counter()
@@ -114,8 +120,9 @@ def measure(events: Sequence[Event], span: tuple[datetime, datetime]) -> dict[st
 
 
 def compare(recorded: Sequence[Event], simulated: Sequence[Event]) -> dict[str, Any]:
-    """Both histories measured over the span from the first event to the last of either, and
-    how their start orders agree (`first_difference`: the first position where they differ)."""
+    """Both histories measured, each over its own span (its utilisation), and how their start
+    orders agree (`first_difference`: the first position where they differ, counting from 1).
+    `span` is from the first event to the last of either."""
     moments = [e.at for e in (*recorded, *simulated)]
     if not moments:
         empty = measure([], (datetime.min, datetime.min))
@@ -123,13 +130,13 @@ def compare(recorded: Sequence[Event], simulated: Sequence[Event]) -> dict[str, 
     span = (min(moments), max(moments))
     ours, theirs = start_order(recorded), start_order(simulated)
     difference = next(
-        (i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b),
-        None if len(ours) == len(theirs) else min(len(ours), len(theirs)),
+        (i for i, (a, b) in enumerate(zip(ours, theirs, strict=False), start=1) if a != b),
+        None if len(ours) == len(theirs) else min(len(ours), len(theirs)) + 1,
     )
     return {
         "span": {"from": span[0].isoformat(), "to": span[1].isoformat()},
-        "recorded": measure(recorded, span),
-        "simulated": measure(simulated, span),
+        "recorded": measure(recorded, _own_span(recorded, span)),
+        "simulated": measure(simulated, _own_span(simulated, span)),
         "start_order": {
             "same": difference is None,
             "first_difference": difference,
@@ -137,3 +144,13 @@ def compare(recorded: Sequence[Event], simulated: Sequence[Event]) -> dict[str, 
             "simulated_starts": len(theirs),
         },
     }
+
+
+def _own_span(
+    events: Sequence[Event], fallback: tuple[datetime, datetime]
+) -> tuple[datetime, datetime]:
+    """A history's first and last moment (`fallback` for an empty one)."""
+    if not events:
+        return fallback
+    moments = [e.at for e in events]
+    return min(moments), max(moments)

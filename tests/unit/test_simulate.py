@@ -15,9 +15,10 @@ from consumers.core.inputs import Arrival
 from consumers.core.state import OwnerState
 from consumers.eventlog.model import build_timeline
 from consumers.eventlog.reader import LogRecord
+from consumers.simulate.cli import render
 from consumers.simulate.engine import SimulationError, simulate
 from consumers.simulate.history import Recorded, read_history
-from consumers.simulate.metrics import compare, start_order
+from consumers.simulate.metrics import compare, measure, percentile, start_order
 from schemas.events import JobAccepted, Topic, make_event
 from schemas.messages import Event, JobRequest
 from schemas.policy import Policy, parse_policy
@@ -73,7 +74,8 @@ def test_another_policy_changes_the_order_and_the_report_says_where() -> None:
     simulated = simulate(SWAPPED, _recorded(events, SWAPPED))
     assert start_order(simulated) == [A, C, B]
     report = compare(events, simulated)
-    assert report["start_order"]["first_difference"] == 0
+    assert report["start_order"]["first_difference"] == 1  # counted from 1, as the text says
+    assert "start order: differs from position 1" in list(render(report | {"policy": "p"}))
     assert (
         report["recorded"]["wait_s"]["by_class"]["production"]["p50"]
         < (report["simulated"]["wait_s"]["by_class"]["production"]["p50"])
@@ -211,3 +213,31 @@ def test_a_log_with_lane_runs_simulated_without_lanes_runs_everything_on_the_qpu
     report = compare(events, simulated)
     assert report["simulated"]["jobs"]["ended"] == {"DONE": 3}
     assert report["simulated"]["busy_s"] > report["recorded"]["busy_s"]
+
+
+@pytest.mark.parametrize(
+    ("values", "q", "expected"),
+    [
+        ([1.0, 2.0, 3.0, 4.0], 0.5, 2.5),
+        ([0.0, 10.0], 0.95, 9.5),
+        ([5.0], 0.95, 5.0),
+        ([float(v) for v in range(21)], 0.95, 19.0),
+        ([3.0, 1.0, 2.0], 0.0, 1.0),
+        ([3.0, 1.0, 2.0], 1.0, 3.0),
+    ],
+)
+def test_percentiles_interpolate_between_ranks(
+    values: list[float], q: float, expected: float
+) -> None:
+    assert percentile(values, q) == pytest.approx(expected)
+
+
+def test_utilisation_is_the_run_intervals_over_the_historys_own_span() -> None:
+    """Given a recorded history whose QPU ran 3 of its 5 s, and a simulated one ending later,
+    the recorded utilisation is 3 / 5 (as the HTML timeline reports it), not diluted by the
+    other history's span."""
+    events = _paused_backlog()
+    own = measure(events, (events[0].at, events[-1].at))
+    assert own["utilisation"] == pytest.approx(round(2.97 / 5.0, 4))
+    later = [*events, control("pause", 20)]
+    assert compare(events, later)["recorded"]["utilisation"] == own["utilisation"]

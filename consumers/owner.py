@@ -167,6 +167,8 @@ class Owner:
         while not self._stop.is_set():
             try:
                 self.backend.device()
+                if self.backend.device_taken_at is None:  # a backend that does not say: now
+                    self.backend.device_taken_at = utc_now()
                 return
             except BackendFailure as exc:
                 log.error(

@@ -77,8 +77,10 @@ def read_command(
     if command.command is CommandName.RELOAD_POLICY:
         new, problem = _reload(policy, policy_path)
         detail = f"policy reloaded from {policy_path}" if new is not None else None
+        text = policy_text(policy_path) if new is not None else None
         return Prepared(
-            Command(command, user, reply_to, detail, problem, operator=operator), policy=new
+            Command(command, user, reply_to, detail, problem, operator=operator, policy=text),
+            policy=new,
         )
     if command.command is CommandName.CALIBRATION_COMPLETE and command.specs:
         try:
@@ -93,6 +95,11 @@ def read_command(
         detail = f"new specs for {device.name}"
         return Prepared(Command(command, user, reply_to, detail, operator=operator), device=device)
     return Prepared(Command(command, user, reply_to, operator=operator))
+
+
+def policy_text(path: Path | None) -> str | None:
+    """The policy file's text as the log keeps it (None: the defaults, no file)."""
+    return Path(path).read_text(encoding="utf-8") if path is not None else None
 
 
 def _reload(policy: Policy, path: Path | None) -> tuple[Policy | None, JobError | None]:

@@ -40,6 +40,7 @@ from consumers.metrics import OwnerMetrics
 from consumers.plugins.gate import Gate
 from consumers.plugins.loading import Plugins
 from consumers.plugins.sinks import SinkFanout
+from consumers.policylog import policy_in_force
 from consumers.positions import PositionPusher, send_position
 from consumers.publish import Publisher
 from consumers.recovery import LogFollower
@@ -197,6 +198,7 @@ class Owner:
         follower = LogFollower(conn, self.topology, publisher, store, log_bytes)
         pointer = follower.read_pointer(channel)
         state = follower.replay(self.policy.fair_share_half_life_s, pointer)
+        self.policy, policy_logged = policy_in_force(self.policy, self.policy_path, state.policy)
         publisher.term = state.term + 1
         ctx = Context(self.owner_id, self.backend.name, new_id)
         shell = Shell(
@@ -221,7 +223,9 @@ class Owner:
             [
                 make_event(
                     Topic.OWNER_ACTIVATED,
-                    OwnerActivated(term=publisher.term, backend=self.backend.name),
+                    OwnerActivated(
+                        term=publisher.term, backend=self.backend.name, policy=policy_logged
+                    ),
                     reason=f"owner {self.owner_id} took the QPU lease",
                 )
             ]

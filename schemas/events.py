@@ -91,6 +91,10 @@ class OwnerActivated(Payload):
 
     term: int = Field(ge=1)
     backend: str
+    policy: str | None = Field(
+        default=None,
+        description="the policy in force from this activation (TOML text; None: the defaults)",
+    )
 
 
 class OwnerActivating(Payload):
@@ -277,6 +281,7 @@ class ControlApplied(Payload):
     message: str | None = None
     allocation: str | None = None
     canceled: int = 0
+    policy: str | None = Field(default=None, description="reload-policy: the TOML now in force")
 
 
 class AdmissionHold(Payload):

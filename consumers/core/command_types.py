@@ -46,6 +46,7 @@ class Command:
         standbys: for `status`, the standby owners the shell heard from (`consumers.standbys`).
         resubmit: for `requeue` of a job that ended ERROR, its request as the log has it, with
             the attempt its next run is (None: the shell found no record of it).
+        policy: for `reload-policy`, the text of the policy file the shell loaded.
     """
 
     command: ControlCommand
@@ -56,6 +57,7 @@ class Command:
     operator: bool = False
     standbys: tuple[StandbyOwner, ...] = ()
     resubmit: JobAccepted | None = None
+    policy: str | None = None
 
 
 @dataclass

@@ -240,7 +240,8 @@ def _dead_requeue(state: OwnerState, policy: Policy, given: Command, now: dateti
 
 
 def _reload_policy(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
-    return Done(given.detail or "policy reloaded")
+    fields = {"policy": given.policy} if given.policy is not None else {}
+    return Done(given.detail or "policy reloaded", fields=fields)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ def to_data(state: OwnerState) -> dict[str, Any]:
         "format": FORMAT,
         "term": state.term,
         "owner_id": state.owner_id,
+        "policy": state.policy,
         "qpu": state.qpu.value,
         "mode": state.mode.value if state.mode is not None else None,
         "mode_message": state.mode_message,
@@ -69,6 +70,7 @@ def from_data(data: dict[str, Any], half_life_s: float) -> OwnerState:
     state = OwnerState(
         term=int(data["term"]),
         owner_id=data.get("owner_id"),
+        policy=data.get("policy"),
         qpu=QPUState(data["qpu"]),
         mode=Mode(data["mode"]) if data.get("mode") else None,
         mode_message=data.get("mode_message"),

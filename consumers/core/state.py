@@ -129,8 +129,10 @@ def _waiting(state: OwnerState, event: Event) -> Waiting:
 
 
 def _activated(state: OwnerState, event: Event) -> None:
-    state.term = max(state.term, payload_of(event, OwnerActivated).term)
+    activated = payload_of(event, OwnerActivated)
+    state.term = max(state.term, activated.term)
     state.owner_id = event.owner_id
+    state.policy = activated.policy
 
 
 def _accepted(state: OwnerState, event: Event) -> None:
@@ -370,6 +372,8 @@ def _control(state: OwnerState, event: Event) -> None:
         state.mode, state.mode_message = applied.mode, applied.message
     elif command is CommandName.ALLOCATION_ENDED and applied.allocation:
         state.ended_allocations.add(applied.allocation)
+    elif command is CommandName.RELOAD_POLICY and applied.policy is not None:
+        state.policy = applied.policy
 
 
 _HANDLERS: dict[Topic, Any] = {

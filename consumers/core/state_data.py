@@ -103,10 +103,13 @@ class StateData:
         lanes: the runs on emulator lanes, by lane name (the QPU's run is `running`).
         ignored: events that could not be applied (stale term, unknown job, illegal move).
         ignored_events: the newest of those, each with why (not in snapshots).
+        policy: the policy in force as the log has it (TOML text of the last activation or
+            reload-policy; None: the defaults, or a log written before policies were logged).
     """
 
     term: int = 0
     owner_id: str | None = None
+    policy: str | None = None
     qpu: QPUState = QPUState.IDLE
     mode: Mode | None = None
     mode_message: str | None = None

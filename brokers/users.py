@@ -21,7 +21,8 @@ Roles:
   ``gateway_users``, so the owner lets it act for the users whose MUNGE credentials it decoded).
 - ``operator``: publish any command to ``<ns>.control``, read the event log and the dead letters
   (``<ns>.dead``: `qsched dead`), own reply queues.
-- ``epilog``: the Slurm epilog's account: ``control.allocation-ended`` only.
+- ``epilog``: the Slurm prolog's and epilog's account: ``control.allocation-started`` and
+  ``control.allocation-ended`` only.
 - ``owner``: every ``<ns>.*`` object, plus the default exchange for replies.
 """
 
@@ -113,7 +114,9 @@ def role_permissions(role: Role, user: str, namespace: str) -> Permissions:
             write=_any_of(control),
             read=_any_of(own_replies),
             topics=(
-                TopicPermission(f"{namespace}.control", r"^control\.allocation-ended$", NOTHING),
+                TopicPermission(
+                    f"{namespace}.control", r"^control\.allocation-(started|ended)$", NOTHING
+                ),
             ),
         )
     raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")

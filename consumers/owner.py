@@ -37,6 +37,7 @@ from consumers.errors import BackendFailure, OwnerError
 from consumers.lanes import LanePool
 from consumers.lease import acquire_lease
 from consumers.metrics import OwnerMetrics
+from consumers.parking import Kept
 from consumers.plugins.gate import Gate
 from consumers.plugins.loading import Plugins
 from consumers.plugins.sinks import SinkFanout
@@ -291,7 +292,12 @@ class Owner:
             conn.process_data_events(time_limit=wait_s)
             shell.settle()
             intake = (len(self._jobs), time.monotonic())
-            changed = self._take_jobs(shell) | self._take_commands(shell) | shell.drain_inbox()
+            changed = (
+                self._take_jobs(shell)
+                | self._take_commands(shell)
+                | self._take_kept(shell)
+                | shell.drain_inbox()
+            )
             now = time.monotonic()
             if now >= next_tick:
                 next_tick = now + owner.tick_s
@@ -330,6 +336,20 @@ class Owner:
                 shell.publisher, self.topology, delivery, lambda d: self._job(shell, d, device)
             )
         return bool(batch)
+
+    def _take_kept(self, shell: Shell) -> bool:
+        """Job deliveries kept for their allocation's registration: stepped again once it is
+        registered, or once the registration grace is over (`consumers.parking`)."""
+        due = shell.parking.due(shell.state, self.policy.accounts.registration_grace_s)
+        for kept in due:
+
+            def again(delivery: Delivery, kept: Kept = kept) -> None:
+                arrival, failures = self.gate.review(kept.arrival, shell.state, self.policy)
+                shell.emit(failures)
+                shell.job_delivery(arrival, delivery, kept.validated_ns, kept.since_s)
+
+            handle_safely(shell.publisher, self.topology, kept.delivery, again)
+        return bool(due)
 
     def _take_commands(self, shell: Shell) -> bool:
         batch, self._commands[:] = list(self._commands), []

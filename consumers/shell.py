@@ -30,7 +30,15 @@ from pika.adapters.blocking_connection import BlockingConnection
 from brokers.topology import Topology
 from brokers.tracing import tracing_active
 from consumers.backends.base import Backend, RunRequest
-from consumers.core.outcomes import AnswerFromLog, DeadLetter, Effect, Reply, StartRun, StopRun
+from consumers.core.outcomes import (
+    AnswerFromLog,
+    AwaitAllocation,
+    DeadLetter,
+    Effect,
+    Reply,
+    StartRun,
+    StopRun,
+)
 from consumers.core.policy import best_indexed
 from consumers.core.snapshot import to_data
 from consumers.core.state import OwnerState
@@ -48,6 +56,7 @@ from consumers.core.step import (
 from consumers.core.view import view_of
 from consumers.deliveries import Refusal, SequenceChecker, refused
 from consumers.joblog import JobAnswers
+from consumers.parking import Parking
 from consumers.pending import Pending
 from consumers.positions import send_receipt
 from consumers.publish import Publisher
@@ -110,6 +119,7 @@ class Shell:
         self.results: OrderedDict[str, JobResult] = OrderedDict()
         self.traces = JobTraces(topology)
         self.pending = Pending()
+        self.parking = Parking()  # job deliveries waiting for their allocation's registration
         self.events_since_snapshot = 0
         self.lane_backends: dict[str, Backend] = {}  # emulator lanes (`consumers.lanes`)
         self.lane_inbox: queue.SimpleQueue[Input] = queue.SimpleQueue()  # their reports
@@ -135,7 +145,8 @@ class Shell:
         events, effects = step(self.state, self.policy, given, self.clock(), self.ctx)
         self.emit(events)
         for effect in effects:
-            self.pending.effect(effect, delivery, self.publisher.last_tag)
+            if not isinstance(effect, AwaitAllocation):  # the caller keeps the delivery
+                self.pending.effect(effect, delivery, self.publisher.last_tag)
         return effects
 
     def emit(self, events: list[Event]) -> None:
@@ -300,15 +311,25 @@ class Shell:
     # ---- inputs from the loop ------------------------------------------------------------------
 
     def job_delivery(
-        self, parsed: Arrival | Refusal, delivery: Delivery, validated_ns: tuple[int, int]
+        self,
+        parsed: Arrival | Refusal,
+        delivery: Delivery,
+        validated_ns: tuple[int, int],
+        since_s: float | None = None,
     ) -> None:
         """Stage one decoded job delivery; it is acked at the next `commit`, once its events
-        are confirmed."""
+        are confirmed, or kept unacked while its Slurm allocation is not registered
+        (`consumers.parking`; `since_s`: kept since then already)."""
         if isinstance(parsed, Refusal):
             self._refuse(parsed, delivery)
         else:
             self.traces.took(parsed.job.job_id, validated_ns)
-            self.stage(parsed, delivery)
+            parsed = self.parking.prepared(parsed, since_s)
+            effects = self.stage(parsed, delivery)
+            wait = next((e for e in effects if isinstance(e, AwaitAllocation)), None)
+            if wait is not None:
+                self.parking.keep(parsed, delivery, validated_ns, wait.allocation, since_s)
+                return
         self.pending.ack(delivery, self.publisher.last_tag)
 
     def _refuse(self, refusal: Refusal, delivery: Delivery) -> None:

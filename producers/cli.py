@@ -24,7 +24,7 @@ from producers.jobs import DEFAULT_JOB_CLASS
 from producers.results import ask_owner
 from producers.views import emit_json, print_result, print_status, short
 from producers.waiting import Waiter, stderr_console, stopped_before_waiting
-from schemas.enums import CommandName, JobState, Mode
+from schemas.enums import CommandName, JobState
 from schemas.messages import ControlReply, JobResult
 
 JSON_HELP = 'Print JSON lines (one object per job or reply; errors as {"error": ...}).'
@@ -136,125 +136,6 @@ def cancel(ctx: click.Context, job_id: str, as_json: bool, timeout: float) -> No
     """
     with _client(ctx) as client:
         _print_reply(client.control(CommandName.CANCEL, job_id=job_id, timeout=timeout), as_json)
-
-
-@click.group("ctl")
-def ctl() -> None:
-    """Operators' commands to the QPU owner (each expires after --timeout if no owner answers)."""
-
-
-def _simple(name: CommandName, doc: str) -> click.Command:
-    @click.command(name.value, help=doc)
-    @json_option
-    @timeout_option
-    @click.pass_context
-    def command(ctx: click.Context, as_json: bool, timeout: float) -> None:
-        with _client(ctx) as client:
-            _print_reply(client.control(name, timeout=timeout), as_json)
-
-    return command
-
-
-ctl.add_command(_simple(CommandName.PAUSE, "Start no new job; the running one finishes."))
-ctl.add_command(_simple(CommandName.RESUME, "Start dispatching again after pause or drain."))
-ctl.add_command(
-    _simple(CommandName.DRAIN, "Finish the running job and start nothing (before a shutdown).")
-)
-ctl.add_command(
-    _simple(
-        CommandName.RELOAD_POLICY,
-        "Re-read the owner's policy file; a bad file is refused with its line, the old policy stays.",
-    )
-)
-
-
-@ctl.command("calibration-start")
-@click.option("--now", is_flag=True, help="Preempt the running job instead of waiting for it.")
-@json_option
-@timeout_option
-@click.pass_context
-def ctl_calibration_start(ctx: click.Context, now: bool, as_json: bool, timeout: float) -> None:
-    """Hold dispatching for calibration (state CALIBRATING); calibration jobs still run."""
-    with _client(ctx) as client:
-        reply = client.control(CommandName.CALIBRATION_START, force=now, timeout=timeout)
-        _print_reply(reply, as_json)
-
-
-def _read_specs(path: Path) -> str:
-    """The device JSON in `path`, checked here so a bad file is named before anything is sent."""
-    from schemas.sequence import load_device
-
-    text = path.read_text(encoding="utf-8")
-    try:
-        json.loads(text)
-        load_device(text)
-    except ValueError as exc:
-        reason = str(exc).removeprefix("not a valid Pulser device: ")
-        raise click.BadParameter(
-            f"{path} is not a Pulser device JSON: {reason}", param_hint="--specs"
-        ) from exc
-    return text
-
-
-@ctl.command("calibration-complete")
-@click.option(
-    "--specs",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="Pulser device JSON measured by the calibration.",
-)
-@json_option
-@timeout_option
-@click.pass_context
-def ctl_calibration_complete(
-    ctx: click.Context, specs: Path | None, as_json: bool, timeout: float
-) -> None:
-    """Bump the calibration epoch, install new specs, and dispatch again."""
-    text = _read_specs(specs) if specs else None
-    with _client(ctx) as client:
-        reply = client.control(CommandName.CALIBRATION_COMPLETE, specs=text, timeout=timeout)
-        _print_reply(reply, as_json)
-
-
-@ctl.command("allocation-ended")
-@click.argument("slurm_job_id")
-@json_option
-@timeout_option
-@click.pass_context
-def ctl_allocation_ended(
-    ctx: click.Context, slurm_job_id: str, as_json: bool, timeout: float
-) -> None:
-    """A Slurm allocation ended (call from the epilog): cancel its jobs, queued and running."""
-    with _client(ctx) as client:
-        reply = client.control(
-            CommandName.ALLOCATION_ENDED, allocation=slurm_job_id, timeout=timeout
-        )
-        _print_reply(reply, as_json)
-
-
-@ctl.command("preempt")
-@click.argument("job_id")
-@json_option
-@timeout_option
-@click.pass_context
-def ctl_preempt(ctx: click.Context, job_id: str, as_json: bool, timeout: float) -> None:
-    """Stop the running job now and put it back in its queue, keeping the shots measured."""
-    with _client(ctx) as client:
-        _print_reply(client.control(CommandName.PREEMPT, job_id=job_id, timeout=timeout), as_json)
-
-
-@ctl.command("mode")
-@click.argument("mode", type=click.Choice([m.value for m in Mode]))
-@click.option("--message", help="Shown by `qsched status` (e.g. why and until when).")
-@json_option
-@timeout_option
-@click.pass_context
-def ctl_mode(
-    ctx: click.Context, mode: str, message: str | None, as_json: bool, timeout: float
-) -> None:
-    """Switch the site mode; maintenance holds user jobs (none are lost)."""
-    with _client(ctx) as client:
-        reply = client.control(CommandName.MODE, mode=Mode(mode), message=message, timeout=timeout)
-        _print_reply(reply, as_json)
 
 
 def _read_sequence(path: Path) -> str:

@@ -403,7 +403,8 @@ class QPUClient(SessionCommands):
 
         The command expires in the broker after `timeout` seconds, so one that no owner answered
         is never applied later by an owner that starts then. `more` are further fields of the
-        `ControlCommand` (e.g. ``session_id``, ``number``).
+        `ControlCommand` (e.g. ``session_id``, ``number``; ``allocation-started``'s account, end,
+        uid and partition).
 
         Returns:
             The reply, ``ok`` or not (a refusal carries a structured `error`).

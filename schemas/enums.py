@@ -55,6 +55,9 @@ class ErrorCode(StrEnum):
     UNKNOWN_SESSION = "UNKNOWN_SESSION"
     SESSION_ENDED = "SESSION_ENDED"
     NOT_YOUR_SESSION = "NOT_YOUR_SESSION"
+    ALLOCATION_REQUIRED = "ALLOCATION_REQUIRED"
+    UNKNOWN_ALLOCATION = "UNKNOWN_ALLOCATION"
+    NOT_YOUR_ALLOCATION = "NOT_YOUR_ALLOCATION"
 
 
 class QPUState(StrEnum):
@@ -98,6 +101,7 @@ class CommandName(StrEnum):
     RELOAD_POLICY = "reload-policy"
     CALIBRATION_START = "calibration-start"
     CALIBRATION_COMPLETE = "calibration-complete"
+    ALLOCATION_STARTED = "allocation-started"
     ALLOCATION_ENDED = "allocation-ended"
     QUEUE = "queue"
     RESULT = "result"

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from schemas.context import Allocation, VerifiedContext
 from schemas.enums import CommandName, JobState, Mode
 from schemas.messages import Event, JobError, JobRequest, SlurmContext
 from schemas.messages import SnapshotPointer as SnapshotPointer  # belongs with snapshot events
@@ -50,6 +51,7 @@ class Topic(StrEnum):
     JOB_NOTE = "job.note"
     JOB_REPLY_FAILED = "job.reply_failed"
     JOB_ADMISSION = "job.admission"
+    JOB_CONTEXT_MISMATCH = "job.context_mismatch"
     PLUGIN_FAILED = "plugin.failed"
     JOB_HELD = "job.held"
     JOB_RELEASED = "job.released"
@@ -131,6 +133,20 @@ class JobAccepted(Payload):
     number: int | None = Field(
         default=None, ge=1, description="the job's number: 1, 2, 3... in acceptance order"
     )
+    verified: VerifiedContext | None = Field(
+        default=None,
+        description="allocation, account and end as the owner verified them (None: an event"
+        " written before the owner verified contexts; its `job.slurm` is then used as it was)",
+    )
+
+
+class ContextMismatch(Payload):
+    """What a job's client said about its Slurm context differs from what the owner verified
+    (the verified context is what counts; this records the claim)."""
+
+    claimed: dict[str, Any]
+    verified: VerifiedContext
+    fields: tuple[str, ...] = Field(description="the claimed fields that differ")
 
 
 class Refused(Payload):
@@ -173,6 +189,7 @@ class AcceptedFacts(Payload):
     site_term: float | None = None
     attempt: int | None = None
     number: int | None = None
+    verified: VerifiedContext | None = None
 
 
 class JobStarted(Payload):
@@ -282,6 +299,9 @@ class ControlApplied(Payload):
     allocation: str | None = None
     canceled: int = 0
     policy: str | None = Field(default=None, description="reload-policy: the TOML now in force")
+    registered: Allocation | None = Field(
+        default=None, description="allocation-started: the allocation as registered"
+    )
 
 
 class AdmissionHold(Payload):
@@ -349,6 +369,7 @@ PAYLOADS: dict[Topic, type[Payload]] = {
     Topic.CALIBRATION_DUE: CalibrationEpoch,
     Topic.CALIBRATION_PENDING: CalibrationEpoch,
     Topic.JOB_ADMISSION: AdmissionHold,
+    Topic.JOB_CONTEXT_MISMATCH: ContextMismatch,
     Topic.PLUGIN_FAILED: PluginFailed,
     Topic.SESSION_OPENED: SessionOpened,
     Topic.SESSION_ENDED: SessionEnded,

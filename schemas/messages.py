@@ -93,7 +93,11 @@ class JobError(BaseModel):
 
 
 class SlurmContext(BaseModel):
-    """Where in the HPC centre a job comes from; taken from the submitter's environment."""
+    """Where in the HPC centre a job says it comes from, from the submitter's environment.
+
+    Only a hint: the owner takes a job's allocation, account and allocation end from its
+    allocation registry (`schemas.context`), and logs ``job.context_mismatch`` when they differ.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -275,7 +279,10 @@ class ControlCommand(Message):
     mode: Mode | None = None
     message: str | None = Field(default=None, max_length=2000)
     force: bool = Field(default=False, description="calibration-start: preempt the running job")
-    user: str | None = Field(default=None, description="queue: only this user's jobs")
+    user: str | None = Field(
+        default=None,
+        description="queue: only this user's jobs; allocation-started: the allocation's user",
+    )
     job_class: str | None = Field(
         default=None, description="queue: only this class; update: the job's new class"
     )
@@ -284,7 +291,19 @@ class ControlCommand(Message):
     )
     limit: int | None = Field(default=None, ge=1, description="queue: at most this many entries")
     specs: str | None = Field(default=None, description="calibration-complete: Pulser device JSON")
-    allocation: str | None = Field(default=None, description="allocation-ended: Slurm job id")
+    allocation: str | None = Field(
+        default=None, max_length=128, description="allocation-started/-ended: Slurm job id"
+    )
+    account: str | None = Field(
+        default=None, max_length=256, description="allocation-started: its Slurm account"
+    )
+    end: AwareDatetime | None = Field(
+        default=None, description="allocation-started: when Slurm ends it (None: no limit)"
+    )
+    uid: int | None = Field(default=None, ge=0, description="allocation-started: the user's uid")
+    partition: str | None = Field(
+        default=None, max_length=256, description="allocation-started: its Slurm partition"
+    )
     wait: bool = Field(
         default=False, description="result: also send the result to reply_to when the job ends"
     )
@@ -322,6 +341,10 @@ class ControlCommand(Message):
             raise ValueError(f"command {self.command.value!r} needs a session_id")
         if self.command is CommandName.ALLOCATION_ENDED and not self.allocation:
             raise ValueError("command 'allocation-ended' needs an allocation (Slurm job id)")
+        if self.command is CommandName.ALLOCATION_STARTED and not (self.allocation and self.user):
+            raise ValueError(
+                "command 'allocation-started' needs an allocation (Slurm job id) and its user"
+            )
         return self
 
 

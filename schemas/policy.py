@@ -178,6 +178,35 @@ class SessionsPolicy(BaseModel):
     remembered: int = Field(default=10_000, gt=0)
 
 
+class AccountsPolicy(BaseModel):
+    """Where a job's account comes from (never from the client: `schemas.context`).
+
+    Attributes:
+        default: per user, the account of jobs outside any Slurm allocation (interactive use);
+            the key ``"*"`` gives every user not listed. A user with no entry has no account.
+        require_allocation: refuse jobs that name no Slurm allocation.
+        registration_grace_s: how long a job naming an allocation the registry does not know
+            waits for the prolog's ``allocation-started`` (ranks can be faster than the
+            prolog's message) before it is refused, naming the allocation.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    default: dict[str, str] = Field(
+        default_factory=dict, description="user -> account outside allocations ('*': any user)"
+    )
+    require_allocation: bool = Field(
+        default=False, description="refuse jobs that come from no registered Slurm allocation"
+    )
+    registration_grace_s: float = Field(
+        default=10.0, ge=0, description="wait this long for an unknown allocation's prolog"
+    )
+
+    def default_account(self, user: str) -> str | None:
+        """The account of `user`'s jobs outside any allocation (None: no account)."""
+        return self.default.get(user, self.default.get("*"))
+
+
 class Policy(BaseModel):
     """The whole policy file; defaults give the three classes of DESIGN.md."""
 
@@ -189,12 +218,14 @@ class Policy(BaseModel):
         default=None, description="unix group whose members are operators too (grp/SSSD/LDAP)"
     )
     epilog_users: tuple[str, ...] = Field(
-        default=("slurm",), description="users the Slurm epilog runs as: allocation-ended only"
+        default=("slurm",),
+        description="users the Slurm prolog and epilog run as: allocation-started/-ended only",
     )
     gateway_users: tuple[str, ...] = Field(
         default=(),
         description="broker users of QRMI gateways: they act for the MUNGE-verified user they name",
     )
+    accounts: AccountsPolicy = Field(default_factory=AccountsPolicy)
     mode: Mode = Mode.PRODUCTION
     mode_message: str | None = None
     max_preemptions: int = Field(

@@ -7,9 +7,10 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from consumers.core.state import OwnerState
-from consumers.core.step import Arrival, Context, Dispatch, Finished, Recovered, step
+from consumers.core.step import Arrival, Command, Context, Dispatch, Finished, Recovered, step
+from schemas.enums import CommandName
 from schemas.events import OwnerActivated, Topic, is_stamped, make_event
-from schemas.messages import Event, JobRequest, seeded_ids
+from schemas.messages import ControlCommand, Event, JobRequest, seeded_ids
 from schemas.policy import Policy, parse_policy
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -21,9 +22,19 @@ POLICY = parse_policy("aging_step_s = 60\nshot_rate_hz = 100\njob_overhead_s = 0
 class Harness:
     """Drives `step` and `apply` as the shell does, and keeps the log it wrote."""
 
-    def __init__(self, policy: Policy = POLICY, now: datetime = T0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        policy: Policy = POLICY,
+        now: datetime = T0,
+        seed: int = 0,
+        *,
+        register_claims: bool = True,
+    ) -> None:
+        """`register_claims`: an allocation a submitted job names is first registered, for
+        the job's user, with the account and end the job claims (as an honest prolog would)."""
         self.policy = policy
         self.ctx = Context("owner-1", "synthetic", seeded_ids(seed))
+        self.register_claims = register_claims
         self.state = OwnerState.for_half_life(policy.fair_share_half_life_s)
         self.log: list[Event] = []
         self.now = now
@@ -63,8 +74,34 @@ class Harness:
         self.now += timedelta(milliseconds=1)  # submissions keep their order
         defaults = {"job_class": "production", "shots": 100, "submitted_at": self.now}
         job = JobRequest(sequence=SEQ, **(defaults | fields))  # type: ignore[arg-type]
+        slurm = job.slurm
+        if (
+            self.register_claims
+            and slurm is not None
+            and slurm.job_id not in self.state.allocations
+        ):
+            self.register(slurm.job_id, user, slurm.account, slurm.allocation_end)
         self.feed(Arrival(job, user, reply_to=reply_to, hold=hold, site_term=site_term))
         return job.job_id
+
+    def register(
+        self,
+        allocation: str,
+        user: str,
+        account: str | None = None,
+        end: datetime | None = None,
+        by: str = "guest",
+    ) -> list[object]:
+        """The prolog (or operator `by`) registers a Slurm allocation of `user`."""
+        command = ControlCommand(
+            command=CommandName.ALLOCATION_STARTED,
+            allocation=allocation,
+            user=user,
+            account=account,
+            end=end,
+            issued_at=self.now,
+        )
+        return self.feed(Command(command, by))
 
     def finish_running(self) -> str | None:
         run = self.state.running

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from producers.client import QPUClient
@@ -120,3 +121,23 @@ def run_qsched(
 ) -> subprocess.CompletedProcess[str]:
     """Run the `qsched` CLI on a namespace in a clean environment (its reply queue expires soon)."""
     return run_group([QSCHED, *args], client_env(url, namespace, **(env or {})), timeout_s)
+
+
+def register_allocation(
+    client: QPUClient,
+    allocation: str,
+    account: str | None = None,
+    end: datetime | None = None,
+    user: str | None = None,
+) -> ControlReply:
+    """Register a Slurm allocation with the owner as the prolog would (`client` must be an
+    operator or a prolog user); `user` defaults to the client's own."""
+    reply = client.control(
+        CommandName.ALLOCATION_STARTED,
+        allocation=allocation,
+        user=user or client.user,
+        account=account,
+        end=end,
+    )
+    assert reply.ok, reply.message
+    return reply

@@ -4,10 +4,14 @@ answers on a job that waits.
 `arrival` turns a decoded delivery into events: a copy of a job already accepted from the same
 user is dropped (and answered from the results the shell remembers); a job id of another user,
 a refusal by the shell (`Arrival.problem`), by the policy (class ACL, shot limit) or by a backlog
-limit (class, user, whole backlog; the limit named) is a `job.rejected` event (not attached to
-the id when the id is another user's), an answer to the sender and a dead-lettered delivery;
-otherwise `job.accepted`, followed by `job.admission` when a plugin holds the job, or by its
-cancellation when its Slurm allocation already ended. The plugins are called by the shell
+limit (class, user, whole backlog; the limit named) or by its context (an allocation of another
+user, none where one is required: `consumers.core.context`) is a `job.rejected` event (not
+attached to the id when the id is another user's), an answer to the sender and a dead-lettered
+delivery. A job naming an allocation the registry does not know yet is kept by the shell
+(`AwaitAllocation`) for the policy's registration grace, then refused naming the allocation.
+Otherwise `job.accepted` with the verified context, a `job.context_mismatch` when the client
+said otherwise, then `job.admission` when a plugin holds the job, or its cancellation when its
+Slurm allocation already ended. The plugins are called by the shell
 (`consumers.plugins`), never here; their answers arrive as the `hold` of an `Arrival` or as a
 `Readmitted` input for a held job asked again (`readmitted`).
 """
@@ -17,14 +21,24 @@ from __future__ import annotations
 from datetime import datetime
 
 from consumers.core import sessions
+from consumers.core.context import Unregistered, mismatch, unregistered_error, verify
 from consumers.core.inputs import Arrival, Readmitted
 from consumers.core.order import Waiting
-from consumers.core.outcomes import DeadLetter, Effect, Reply, Steps, end_waiting, final_event
+from consumers.core.outcomes import (
+    AwaitAllocation,
+    DeadLetter,
+    Effect,
+    Reply,
+    Steps,
+    end_waiting,
+    final_event,
+)
 from consumers.core.policy import validate_admission
 from consumers.core.state import OwnerState
+from schemas.context import ContextSource, VerifiedContext
 from schemas.enums import ErrorCode, JobState
-from schemas.events import AdmissionHold, JobAccepted, Refused, Topic, make_event
-from schemas.messages import Event, JobError, JobReceipt
+from schemas.events import AdmissionHold, ContextMismatch, JobAccepted, Refused, Topic, make_event
+from schemas.messages import Event, JobError, JobReceipt, JobRequest
 from schemas.policy import Policy
 
 
@@ -55,37 +69,46 @@ def arrival(state: OwnerState, policy: Policy, given: Arrival, now: datetime) ->
         or validate_admission(policy, job.job_class, given.user, job.shots)
         or _over_limit(state, policy, job.job_class, given.user)
     )
-    opening = problem or sessions.arrival(state, policy, job, given.user)
+    if problem is not None:
+        return _reject(given, problem, now)
+    context = given.verified or verify(state, policy, job, given.user)
+    if isinstance(context, Unregistered):
+        if given.may_wait and given.waited_s < policy.accounts.registration_grace_s:
+            return [], [AwaitAllocation(context.allocation)]
+        return _reject(given, unregistered_error(context.allocation, given.waited_s), now)
+    if isinstance(context, JobError):
+        return _reject(given, context, now)
+    opening = sessions.arrival(state, policy, job, given.user, context)
     if isinstance(opening, JobError):
         return _reject(given, opening, now)
-    allocation = job.slurm.job_id if job.slurm else None
     number = state.last_number + 1
-    accepted = make_event(
-        Topic.JOB_ACCEPTED,
-        JobAccepted(
-            job=job,
-            user=given.user,
-            reply_to=given.reply_to,
-            trace=given.trace,
-            site_term=given.site_term,
-            number=number,
-        ),
-        job_id=job.job_id,
-        job_class=job.job_class,
+    payload = JobAccepted(
+        job=job,
         user=given.user,
+        reply_to=given.reply_to,
+        trace=given.trace,
+        site_term=given.site_term,
+        number=number,
+        verified=context,
     )
+    accepted = make_event(
+        Topic.JOB_ACCEPTED, payload, job_id=job.job_id, job_class=job.job_class, user=given.user
+    )
+    events = [*opening, accepted, *_mismatch_events(job, given.user, context)]
     receipt = _receipt(given, number)
-    if allocation is not None and allocation in state.ended_allocations:
-        waiting = Waiting.of(JobAccepted(job=job, user=given.user), state.epoch, now)
+    allocation = context.allocation
+    if allocation is not None and (
+        context.source is ContextSource.ENDED or allocation in state.ended_allocations
+    ):
+        waiting = Waiting.of(payload, state.epoch, now)
         error = JobError(
             code=ErrorCode.ALLOCATION_ENDED, message=f"Slurm allocation {allocation} ended"
         )
-        events, effects = end_waiting(waiting, JobState.CANCELED, error, now, given.reply_to)
-        return [*opening, accepted, *events], [*receipt, *effects]
+        ended, effects = end_waiting(waiting, JobState.CANCELED, error, now, given.reply_to)
+        return [*events, *ended], [*receipt, *effects]
     if given.hold is not None:
-        hold = admission_event(job.job_id, job.job_class, given.user, given.hold)
-        return [*opening, accepted, hold], receipt
-    return [*opening, accepted], receipt
+        events.append(admission_event(job.job_id, job.job_class, given.user, given.hold))
+    return events, receipt
 
 
 def _receipt(given: Arrival, number: int) -> list[Effect]:
@@ -93,6 +116,31 @@ def _receipt(given: Arrival, number: int) -> list[Effect]:
     if not given.job.receipt or not given.reply_to:
         return []
     return [Reply(given.reply_to, JobReceipt(job_id=given.job.job_id, number=number), "")]
+
+
+def _mismatch_events(job: JobRequest, user: str, verified: VerifiedContext) -> list[Event]:
+    """A ``job.context_mismatch`` when what the client said differs from what was verified."""
+    differs = mismatch(job, verified)
+    if not differs or job.slurm is None:
+        return []
+    claimed = job.slurm.model_dump(mode="json", exclude_none=True)
+    said = ", ".join(f"{name} {claimed.get(name)!s}" for name in differs)
+    return [
+        make_event(
+            Topic.JOB_CONTEXT_MISMATCH,
+            ContextMismatch(claimed=claimed, verified=verified, fields=differs),
+            job_id=job.job_id,
+            job_class=job.job_class,
+            user=user,
+            reason=f"the client said {said}; the owner uses allocation {verified.allocation}, "
+            f"account {verified.account}, end {_iso(verified.allocation_end)} "
+            f"({verified.source.value})",
+        )
+    ]
+
+
+def _iso(value: datetime | None) -> str:
+    return value.isoformat() if value is not None else "none"
 
 
 def _reject(given: Arrival, error: JobError, now: datetime, *, attach: bool = True) -> Steps:

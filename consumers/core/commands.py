@@ -6,8 +6,9 @@ reads the state and returns the reply text, extra fields for the ``control.<comm
 and the events and effects the command causes; it raises `Refused` when the command cannot be
 carried out now. `run_command` checks the sender against the row first: operators
 (the policy's `operators`, or members of its `operator_group` as the shell resolved them into
-`Command.operator`) may send everything; the policy's `epilog_users` only the rows marked
-`epilog` (`allocation-ended`); a
+`Command.operator`) may send everything; the policy's `epilog_users` (the Slurm prolog and
+epilog) only the rows marked `epilog` (`allocation-started`: the allocation registry,
+`consumers.core.context`; `allocation-ended`; ending sessions); a
 submitter may cancel, hold, release, update and requeue its own jobs (within the limits
 `consumers.core.jobctl` names), read the status and the queue (other users' jobs show without
 their details, `consumers.core.privacy`), and ask for the details, result and history of its own
@@ -42,6 +43,7 @@ from consumers.core.privacy import private_entry, private_status
 from consumers.core.state import HOLD_COMMANDS, OwnerState
 from consumers.core.view import queue_entries, running_entry, status_of
 from consumers.errors import IllegalTransition
+from schemas.context import Allocation
 from schemas.enums import CommandName, ErrorCode, JobState, QPUState
 from schemas.events import (
     CalibrationComplete,
@@ -189,6 +191,30 @@ def _calibration_complete(state: OwnerState, policy: Policy, given: Command, now
     return Done(f"calibration epoch {epoch}{changed}; dispatching again", events=[complete])
 
 
+def _allocation_started(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
+    command = given.command
+    try:
+        allocation = Allocation(
+            id=command.allocation or "",
+            user=command.user or "",
+            uid=command.uid,
+            account=command.account,
+            end=command.end,
+            partition=command.partition,
+        )
+    except ValueError as exc:
+        raise Refused(ErrorCode.INVALID_SCHEMA, f"allocation-started: {exc}") from None
+    account = f"account {allocation.account}" if allocation.account else "no account"
+    end = f"ends {allocation.end.isoformat()}" if allocation.end else "no time limit"
+    before = state.allocations.get(allocation.id)
+    verb = "registered again" if before is not None else "registered"
+    ended = " (it has already ended)" if allocation.id in state.ended_allocations else ""
+    return Done(
+        f"allocation {allocation.id} of {allocation.user} {verb}: {account}, {end}{ended}",
+        {"allocation": allocation.id, "registered": allocation},
+    )
+
+
 def _allocation_ended(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
     allocation = given.command.allocation or ""
     error = JobError(
@@ -277,6 +303,7 @@ TABLE: dict[CommandName, Spec] = {
     CommandName.RELOAD_POLICY: Spec(_reload_policy, Who.OPERATOR),
     CommandName.CALIBRATION_START: Spec(_calibration_start, Who.OPERATOR),
     CommandName.CALIBRATION_COMPLETE: Spec(_calibration_complete, Who.OPERATOR),
+    CommandName.ALLOCATION_STARTED: Spec(_allocation_started, Who.OPERATOR, epilog=True),
     CommandName.ALLOCATION_ENDED: Spec(_allocation_ended, Who.OPERATOR, epilog=True),
     CommandName.RESULT: Spec(_lookup, Who.JOB_OWNER, logged=False, about_a_job=True, from_log=True),
     CommandName.HISTORY: Spec(
@@ -295,6 +322,7 @@ TABLE: dict[CommandName, Spec] = {
     CommandName.SESSION_CANCEL: Spec(sessions.cancel_session, Who.ANYONE, epilog=True),
 }
 DEFAULT_JOBS_LIMIT = 1000
+SLURM_COMMANDS = (CommandName.ALLOCATION_STARTED, CommandName.ALLOCATION_ENDED)
 
 
 def authorise(state: OwnerState, policy: Policy, given: Command) -> JobError | None:
@@ -309,7 +337,7 @@ def authorise(state: OwnerState, policy: Policy, given: Command) -> JobError | N
         allowed = ", ".join(name.value for name, row in TABLE.items() if row.epilog)
         return JobError(
             code=ErrorCode.NOT_AUTHORISED,
-            message=f"user {user!r} (Slurm epilog) may send {allowed} only",
+            message=f"user {user!r} (Slurm prolog/epilog) may send {allowed} only",
             details={"user": user},
         )
     who = spec.who

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from consumers.core.commands import Command
+from schemas.context import VerifiedContext
 from schemas.messages import IdSource, JobError, JobRequest
 
 
@@ -25,7 +26,13 @@ class Context:
 @dataclass(frozen=True)
 class Arrival:
     """A decoded job delivery, with the shell's verdict on its sequence (`problem`) and the site
-    plugins' answers: an admission hold and the ordering term (`consumers.plugins`)."""
+    plugins' answers: an admission hold and the ordering term (`consumers.plugins`).
+
+    `waited_s` is how long the shell has kept the delivery waiting for its Slurm allocation's
+    registration (a monotonic duration), `may_wait` whether it has room to keep it longer.
+    `verified` is set only by `qsched simulate`, for an arrival the log recorded with the
+    context the owner verified then; the owner's shell never sets it.
+    """
 
     job: JobRequest
     user: str
@@ -34,6 +41,9 @@ class Arrival:
     problem: JobError | None = None
     hold: str | None = None
     site_term: float | None = None
+    waited_s: float = 0.0
+    may_wait: bool = True
+    verified: VerifiedContext | None = None
 
 
 @dataclass(frozen=True)

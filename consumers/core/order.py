@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sortedcontainers import SortedList
 
+from schemas.context import VerifiedContext
 from schemas.messages import RunInterval
 
 if TYPE_CHECKING:
@@ -35,7 +36,9 @@ class Waiting:
 
     Attributes:
         shots: the job's shots in all; `remaining_shots` is what its next run takes.
-        allocation: the Slurm job id of the allocation it comes from.
+        account, allocation, allocation_end: the job's verified context (the registry's, never
+            the client's: `schemas.context`): its account, the Slurm job id of its allocation
+            and when that ends.
         validated_epoch: the calibration epoch its sequence was last checked against.
         prior_counts: counts measured by earlier runs (preempted or cut off), kept.
         site_term: the ordering plugin's term (higher goes first within a class).
@@ -98,7 +101,7 @@ class Waiting:
     def of(cls, accepted: JobAccepted | AcceptedFacts, epoch: int, at: datetime) -> Waiting:
         """The facts of a `job.accepted` payload, checked against calibration `epoch`."""
         job = accepted.job
-        slurm = job.slurm
+        verified = accepted.verified or VerifiedContext.claimed(job.slurm)
         return cls(
             job_id=job.job_id,
             job_class=job.job_class,
@@ -106,10 +109,10 @@ class Waiting:
             shots=job.shots,
             submitted_at=job.submitted_at,
             user=accepted.user,
-            account=slurm.account if slurm else None,
+            account=verified.account,
             session_id=job.session_id,
-            allocation=slurm.job_id if slurm else None,
-            allocation_end=slurm.allocation_end if slurm else None,
+            allocation=verified.allocation,
+            allocation_end=verified.allocation_end,
             min_epoch=job.min_epoch,
             deadline=job.deadline,
             max_runtime_s=job.max_runtime_s,

@@ -3,7 +3,8 @@
 An effect is I/O the shell carries out after the events before it are confirmed and applied:
 `Reply` (answer a submitter or operator), `StartRun`/`StopRun` (drive the backend), `DeadLetter`
 (refuse the delivery being handled, with its reason), `AnswerFromLog` (a reply the shell completes
-from the results it holds or the log). The shared builders: `job_event` (any event about one
+from the results it holds or the log), `AwaitAllocation` (keep a job delivery until its Slurm
+allocation is registered). The shared builders: `job_event` (any event about one
 job), a job's final event and result, ending a waiting job, stopping a running one.
 """
 
@@ -75,7 +76,15 @@ class AnswerFromLog:
     ended: bool = False
 
 
-Effect = Reply | StartRun | StopRun | DeadLetter | AnswerFromLog
+@dataclass(frozen=True)
+class AwaitAllocation:
+    """Keep the delivery being handled (unacked) until `allocation` is registered or the
+    policy's registration grace is over, then step it again (`consumers.parking`)."""
+
+    allocation: str
+
+
+Effect = Reply | StartRun | StopRun | DeadLetter | AnswerFromLog | AwaitAllocation
 Steps = tuple[list[Event], list[Effect]]
 
 

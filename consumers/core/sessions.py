@@ -26,6 +26,7 @@ from consumers.core.order import Waiting
 from consumers.core.outcomes import end_waiting
 from consumers.core.state import OwnerState
 from consumers.core.state_data import Session
+from schemas.context import VerifiedContext
 from schemas.enums import ErrorCode, JobState
 from schemas.events import SessionEnded, SessionOpened, Topic, make_event
 from schemas.messages import Event, JobError, JobRequest
@@ -151,10 +152,11 @@ def cancel_session(state: OwnerState, policy: Policy, given: Command, now: datet
 
 
 def arrival(
-    state: OwnerState, policy: Policy, job: JobRequest, user: str
+    state: OwnerState, policy: Policy, job: JobRequest, user: str, verified: VerifiedContext
 ) -> JobError | list[Event]:
     """What a job naming a session means: the refusal, or the events that go before its
-    acceptance (an implicit ``session.opened``)."""
+    acceptance (an implicit ``session.opened``, owned by the job's verified user and
+    allocation)."""
     session_id = job.session_id
     if not session_id:
         return []
@@ -185,7 +187,8 @@ def arrival(
     opened = SessionOpened(
         session_id=session_id,
         user=user,
-        allocation=job.slurm.job_id if job.slurm else None,
+        allocation=verified.allocation,
+        account=verified.account,
         max_time_s=max_time_s,
         idle_timeout_s=idle_s,
         exclusive_s=exclusive_of(policy, job.job_class),

@@ -16,12 +16,14 @@ from consumers.core.fairshare import Usage
 from consumers.core.order import Waiting
 from consumers.core.state import OwnerState
 from consumers.core.state_data import Run, Session
+from schemas.context import Allocation
 from schemas.enums import JobState, Mode, QPUState
 
 _WAITING = TypeAdapter(list[Waiting])
 _RUN = TypeAdapter(Run | None)
 _LANES = TypeAdapter(dict[str, Run])
 _SESSIONS = TypeAdapter(dict[str, Session])
+_ALLOCATIONS = TypeAdapter(dict[str, Allocation])
 FORMAT = 1
 
 
@@ -45,6 +47,7 @@ def to_data(state: OwnerState) -> dict[str, Any]:
         "lanes": _LANES.dump_python(state.lanes, mode="json"),
         "owners": dict(state.owners),
         "finished": {k: v.value for k, v in state.finished.items()},
+        "allocations": _ALLOCATIONS.dump_python(state.allocations, mode="json"),
         "ended_allocations": sorted(state.ended_allocations),
         "sessions": _SESSIONS.dump_python(state.sessions, mode="json"),
         "numbers": dict(state.numbers),
@@ -83,6 +86,7 @@ def from_data(data: dict[str, Any], half_life_s: float) -> OwnerState:
         lanes=_LANES.validate_python(data.get("lanes", {})),
         owners=dict(data.get("owners", {})),
         finished={k: JobState(v) for k, v in data.get("finished", {}).items()},
+        allocations=_ALLOCATIONS.validate_python(data.get("allocations", {})),
         ended_allocations=set(data.get("ended_allocations", [])),
         sessions=_sessions(data.get("sessions", {})),
         numbers={k: int(v) for k, v in data.get("numbers", {}).items()},

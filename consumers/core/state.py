@@ -23,8 +23,10 @@ fit) is counted in `ignored` and kept with why in `ignored_events`, which `qsche
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
+from consumers.core.context import forgettable, registration
 from consumers.core.fairshare import Usage
 from consumers.core.machine import QPUEvent
 from consumers.core.order import Waiting
@@ -36,6 +38,7 @@ from consumers.core.session_fold import (
 )
 from consumers.core.state_data import IgnoredEvent, Run, StateData
 from consumers.errors import Ignored, IllegalTransition
+from schemas.context import Allocation
 from schemas.enums import CommandName, JobState
 from schemas.events import (
     AdmissionHold,
@@ -370,10 +373,29 @@ def _control(state: OwnerState, event: Event) -> None:
         state._move(HOLD_COMMANDS[command])
     elif command is CommandName.MODE and applied.mode is not None:
         state.mode, state.mode_message = applied.mode, applied.message
+    elif command is CommandName.ALLOCATION_STARTED and applied.registered is not None:
+        _registered(state, registration(applied.registered, event.at), event.at)
     elif command is CommandName.ALLOCATION_ENDED and applied.allocation:
         state.ended_allocations.add(applied.allocation)
+        known = state.allocations.get(applied.allocation)
+        if known is not None:
+            state.allocations[known.id] = known.model_copy(update={"ended": True})
     elif command is CommandName.RELOAD_POLICY and applied.policy is not None:
         state.policy = applied.policy
+
+
+def _registered(state: OwnerState, allocation: Allocation, at: datetime) -> None:
+    """The registry learns (or relearns) an allocation; a changed end (a time limit raised)
+    reaches the jobs of the allocation that wait. Long-ended allocations are forgotten."""
+    before = state.allocations.get(allocation.id)
+    if before is not None and before.ended:
+        allocation = allocation.model_copy(update={"ended": True})  # its epilog came first
+    state.allocations[allocation.id] = allocation
+    if before is not None and before.end != allocation.end:
+        for job in [j for j in state.waiting.values() if j.allocation == allocation.id]:
+            state._rewait(replace(job, allocation_end=allocation.end))
+    for key in forgettable(state.allocations, at):
+        del state.allocations[key]
 
 
 _HANDLERS: dict[Topic, Any] = {

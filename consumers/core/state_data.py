@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from consumers.core.fairshare import Usage
 from consumers.core.machine import QPUEvent, transition
 from consumers.core.order import OrderIndex, Waiting
+from schemas.context import Allocation
 from schemas.enums import JobState, Mode, QPUState
 from schemas.messages import JobError
 
@@ -100,6 +101,9 @@ class StateData:
         sessions: the sessions, open and recently ended, by id (`Session`).
         numbers: the number of every remembered job (1, 2, 3... in acceptance order), by job id;
             `by_number` is its inverse and `last_number` the highest given.
+        allocations: the allocation registry: Slurm allocations by id, as the prolog (or an
+            operator) registered them with ``allocation-started``.
+        ended_allocations: ids of allocations whose epilog ran (registered or not).
         lanes: the runs on emulator lanes, by lane name (the QPU's run is `running`).
         ignored: events that could not be applied (stale term, unknown job, illegal move).
         ignored_events: the newest of those, each with why (not in snapshots).
@@ -123,6 +127,7 @@ class StateData:
     lanes: dict[str, Run] = field(default_factory=dict)
     owners: dict[str, str] = field(default_factory=dict)
     finished: dict[str, JobState] = field(default_factory=dict)
+    allocations: dict[str, Allocation] = field(default_factory=dict)
     ended_allocations: set[str] = field(default_factory=set)
     sessions: dict[str, Session] = field(default_factory=dict)
     numbers: dict[str, int] = field(default_factory=dict)

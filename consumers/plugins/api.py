@@ -34,6 +34,7 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from consumers.core.order import Waiting
+from schemas.context import VerifiedContext
 from schemas.messages import Event, JobRequest
 
 GROUPS = {
@@ -49,8 +50,10 @@ class JobFacts:
     """What a plugin sees of a job (never its sequence).
 
     Attributes:
-        account: the Slurm account, when the job came from an allocation that has one.
-        allocation: the Slurm job id of that allocation.
+        user: the submitter as the broker authenticated it.
+        account: the job's verified account: its registered allocation's Slurm account, or
+            outside allocations the policy's ``[accounts] default`` for the user (None: none).
+        allocation: the Slurm job id of its registered allocation (None: outside one).
     """
 
     job_id: str
@@ -65,17 +68,17 @@ class JobFacts:
     deadline: datetime | None = None
 
     @classmethod
-    def of_request(cls, job: JobRequest, user: str) -> JobFacts:
-        """The facts of a job as it arrives."""
-        slurm = job.slurm
+    def of_request(cls, job: JobRequest, user: str, verified: VerifiedContext) -> JobFacts:
+        """The facts of a job as it arrives, with the context the owner verified (never the
+        client's claim)."""
         return cls(
             job_id=job.job_id,
             job_class=job.job_class,
             user=user,
             shots=job.shots,
             priority=job.priority,
-            account=slurm.account if slurm else None,
-            allocation=slurm.job_id if slurm else None,
+            account=verified.account,
+            allocation=verified.allocation,
             session_id=job.session_id,
             submitted_at=job.submitted_at,
             deadline=job.deadline,

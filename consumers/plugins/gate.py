@@ -18,12 +18,14 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+from consumers.core.context import verify
 from consumers.core.inputs import Arrival, Readmitted
 from consumers.core.policy import validate_admission
 from consumers.core.state import OwnerState
 from consumers.plugins.api import Admit, JobFacts, Verdict, checked_term, checked_verdict
 from consumers.plugins.loading import Loaded, Plugins
 from consumers.plugins.timed import PluginFailure, TimedCaller
+from schemas.context import VerifiedContext
 from schemas.enums import ErrorCode
 from schemas.events import PluginFailed, Topic, make_event
 from schemas.messages import Event, JobError
@@ -74,7 +76,8 @@ class Gate:
         """The arrival with the plugins' answers on it, and the failures to log.
 
         Jobs the core refuses anyway (a problem already, a duplicate id, a class they may not
-        use) are not put to the plugins.
+        use, a context it cannot verify) are not put to the plugins, nor jobs whose allocation
+        is not registered yet. Plugins see the verified account and allocation only.
         """
         job = arrival.job
         if (
@@ -84,7 +87,10 @@ class Gate:
             or validate_admission(policy, job.job_class, arrival.user, job.shots) is not None
         ):
             return arrival, []
-        facts = JobFacts.of_request(job, arrival.user)
+        context = verify(state, policy, job, arrival.user)
+        if not isinstance(context, VerifiedContext):
+            return arrival, []  # refused, or kept for its allocation: asked once it is known
+        facts = JobFacts.of_request(job, arrival.user, context)
         verdict, name, failures = self._admit(facts)
         term, more = self._term(facts)
         failures += more

@@ -23,11 +23,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from consumers.core.commands import Command
 from consumers.core.inputs import Arrival, Input, Invalidated, Operational
 from consumers.core.state import OwnerState
 from consumers.eventlog.reader import Bound, LogRecord
+from schemas.context import VerifiedContext
 from schemas.enums import CommandName, JobState
 from schemas.events import ControlApplied, JobAccepted, JobBack, JobStarted, Topic, payload_of
 from schemas.messages import ControlCommand, Event, JobError
@@ -167,7 +169,10 @@ def _input(event: Event, accepted: set[str]) -> Input | None:
         if topic == Topic.JOB_ACCEPTED:
             payload = payload_of(event, JobAccepted)
             accepted.add(payload.job.job_id)
-            return Arrival(payload.job, payload.user, payload.reply_to, dict(payload.trace))
+            verified = payload.verified or VerifiedContext.claimed(payload.job.slurm)
+            return Arrival(
+                payload.job, payload.user, payload.reply_to, dict(payload.trace), verified=verified
+            )
         if topic.startswith("control."):
             return _command(event)
         if topic in (Topic.QPU_DOWN, Topic.QPU_UP):
@@ -194,11 +199,26 @@ def _command(event: Event) -> Command | None:
         mode=applied.mode,
         message=applied.message,
         allocation=applied.allocation,
+        **_registration(applied),
         # `--now` is not in the payload; the owner's answer to it names the preemption
         force=name is CommandName.CALIBRATION_START and (event.reason or "").startswith("preempt"),
         issued_at=applied.issued_at or event.at,
     )
     return Command(command, event.user, operator=True)
+
+
+def _registration(applied: ControlApplied) -> dict[str, Any]:
+    """An ``allocation-started``'s fields as the owner registered them."""
+    known = applied.registered
+    if known is None:
+        return {}
+    return {
+        "user": known.user,
+        "uid": known.uid,
+        "account": known.account,
+        "end": known.end,
+        "partition": known.partition,
+    }
 
 
 def _mark_batches(inputs: list[Timed], offsets: list[int], within: timedelta) -> None:

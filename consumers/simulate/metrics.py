@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from consumers.eventlog.model import build_timeline
+from schemas.context import VerifiedContext
 from schemas.enums import ErrorCode
 from schemas.events import AcceptedFacts, Topic, payload_of
 from schemas.messages import Event
@@ -69,10 +70,12 @@ def measure(events: Sequence[Event], span: tuple[datetime, datetime]) -> dict[st
         job_id = event.job_id or ""
         if event.topic == Topic.JOB_ACCEPTED:
             try:
-                facts = payload_of(event, AcceptedFacts).job
+                accepted = payload_of(event, AcceptedFacts)
             except ValueError:
                 continue
-            account = facts.slurm.account if facts.slurm and facts.slurm.account else NO_ACCOUNT
+            facts = accepted.job
+            verified = accepted.verified or VerifiedContext.claimed(facts.slurm)
+            account = verified.account or NO_ACCOUNT
             arrived[job_id] = (event.at, facts.job_class, account)
         elif event.topic == Topic.JOB_STARTED:
             first_start.setdefault(job_id, event.at)

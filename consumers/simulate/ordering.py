@@ -18,6 +18,7 @@ from consumers.core.state import OwnerState
 from consumers.plugins.api import JobFacts, checked_term
 from consumers.plugins.loading import build
 from consumers.plugins.timed import PluginFailure, TimedCaller
+from schemas.context import VerifiedContext
 from schemas.policy import Policy
 
 
@@ -38,7 +39,8 @@ class OrderingHook:
 
     def __call__(self, arrival: Arrival, state: OwnerState, policy: Policy) -> Arrival:
         """`arrival` with the plugin's term (None when the call failed, as in the owner)."""
-        facts = JobFacts.of_request(arrival.job, arrival.user)
+        verified = arrival.verified or VerifiedContext.claimed(arrival.job.slurm)
+        facts = JobFacts.of_request(arrival.job, arrival.user, verified)
         try:
             term: float | None = checked_term(self.caller.call(self.plugin.term, facts))
         except (PluginFailure, TypeError):

@@ -16,6 +16,7 @@ import pytest
 from schemas.enums import CommandName, ErrorCode, JobState
 from schemas.messages import JobRequest, SlurmContext
 from tests.integration.test_owner import events
+from tests.owners import register_allocation
 from tests.sequences import analog_sequence
 from tests.waiting import wait_until
 
@@ -33,7 +34,7 @@ def _job(account: str, **fields: object) -> JobRequest:
         job_class="production",
         shots=10,
         sequence=SEQ,
-        slurm=SlurmContext(job_id="1", account=account),
+        slurm=SlurmContext(job_id=f"alloc-{account}"),  # registered by `_paused`
         **fields,  # type: ignore[arg-type]
     )
 
@@ -41,6 +42,8 @@ def _job(account: str, **fields: object) -> JobRequest:
 def _paused(owners, *args: str):  # type: ignore[no-untyped-def]
     owners.start("--backend", "synthetic", *args)
     client = owners.client()
+    for account in ("chem", "phys"):
+        register_allocation(client, f"alloc-{account}", account)
     assert client.control(CommandName.PAUSE).ok
     return client
 

@@ -15,7 +15,7 @@ from schemas import CommandName, ErrorCode, JobState, Policy
 from tests.conftest import OwnerHarness, make_settings
 from tests.environment import client_env, run_group
 from tests.integration.test_owner import events
-from tests.owners import QSCHED
+from tests.owners import QSCHED, register_allocation
 from tests.sequences import analog_sequence, mock_sequence
 from tests.waiting import wait_until
 
@@ -131,8 +131,10 @@ def test_jobs_carry_the_slurm_context_of_the_environment(
     )
     assert context.allocation_end is not None and context.allocation_end.year == 2030
     owners.start("--backend", "synthetic")
-    handle = owners.client().submit(analog_sequence(2), 10)
-    handle.result(timeout=30)
+    client = owners.client()
+    register_allocation(client, "4242", "qphys", context.allocation_end)
+    handle = client.submit(analog_sequence(2), 10)
+    assert handle.result(timeout=30).state is JobState.DONE
     queued = next(
         e for e in events(owners) if e.topic == "job.accepted" and e.job_id == handle.job_id
     )

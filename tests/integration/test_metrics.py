@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from schemas import CommandName, JobState
 from schemas.messages import SlurmContext
 from tests.conftest import OwnerHarness
-from tests.owners import OwnerProcess, wait_for_log, wait_running
+from tests.owners import OwnerProcess, register_allocation, wait_for_log, wait_running
 from tests.sequences import analog_sequence
 from tests.waiting import wait_until
 
@@ -68,6 +68,7 @@ def test_an_active_owner_reports_the_backlog_runs_and_ends_and_a_standby_reports
     assert not [name for name, _ in first if name.endswith("_created")]
 
     assert client.control(CommandName.PAUSE).ok
+    register_allocation(client, "77", "physics")
     held = [
         client.submit_request(
             client.build_job(analog_sequence(2), 20, job_class="production").model_copy(

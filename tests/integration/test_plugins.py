@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from producers.client import QPUClient
 from schemas import CommandName, ErrorCode, JobState
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
+from tests.owners import register_allocation
 from tests.plugin_dist import install
 from tests.sequences import analog_sequence
 from tests.waiting import wait_until
@@ -28,8 +31,11 @@ def _policy(tmp_path: Path, text: str) -> str:
     return str(path)
 
 
-def _account(monkeypatch: pytest.MonkeyPatch, account: str) -> None:
-    monkeypatch.setenv("SLURM_JOB_ID", "7001")
+def _account(monkeypatch: pytest.MonkeyPatch, account: str, client: QPUClient) -> None:
+    """The client submits from an allocation of `account`, which the prolog registered."""
+    allocation = f"7001-{account}"
+    register_allocation(client, allocation, account, datetime.fromtimestamp(1900000000, UTC))
+    monkeypatch.setenv("SLURM_JOB_ID", allocation)
     monkeypatch.setenv("SLURM_JOB_ACCOUNT", account)
     monkeypatch.setenv("SLURM_JOB_END_TIME", "1900000000")
 
@@ -69,16 +75,16 @@ hang_s = 3
     owners.start("--policy", policy, "--backend", "site-flaky-backend", env=env)
     client = owners.client()
 
-    _account(monkeypatch, "spam")
+    _account(monkeypatch, "spam", client)
     refused = client.submit(SEQ, 10).result(timeout=30)
     assert refused.state is JobState.REJECTED and refused.error.code is ErrorCode.ADMISSION_REFUSED
     assert refused.error.message == (
         "refused by admission plugin accounts: account spam may not use the QPU"
     )
 
-    _account(monkeypatch, "chem")
+    _account(monkeypatch, "chem", client)
     over_budget = client.submit(SEQ, 10)
-    _account(monkeypatch, "phys")
+    _account(monkeypatch, "phys", client)
     raising = client.submit(SEQ, 13)
     waiting = client.submit(SEQ, 19)
     plain = client.submit(SEQ, 10)
@@ -150,11 +156,11 @@ failures = 2
     )
     client = owners.client()
     assert client.control(CommandName.PAUSE).ok
-    _account(monkeypatch, "phys")
+    _account(monkeypatch, "phys", client)
     urgent = client.submit(SEQ, 10, priority=9)
-    _account(monkeypatch, "chem")
+    _account(monkeypatch, "chem", client)
     granted = client.submit(SEQ, 10, priority=0)
-    _account(monkeypatch, "phys")
+    _account(monkeypatch, "phys", client)
     raising = client.submit(SEQ, 13)
     hanging = client.submit(SEQ, 17)
     assert client.control(CommandName.RESUME).ok

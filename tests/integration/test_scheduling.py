@@ -11,7 +11,7 @@ from pulser.devices import AnalogDevice
 from schemas import CommandName, ErrorCode, JobState, QPUState
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
-from tests.owners import wait_running
+from tests.owners import register_allocation, wait_running
 from tests.sequences import analog_sequence
 from tests.waiting import wait_until
 
@@ -72,6 +72,8 @@ def test_allocation_ended_cancels_its_queued_and_running_jobs(
     owners.start("--backend", "synthetic", "--shot-rate", "100")
     monkeypatch.setenv("SLURM_JOB_ID", "9001")
     client = owners.client()
+    register_allocation(client, "9001")
+    register_allocation(client, "9002")
     running = client.submit(analog_sequence(2), 2000)
     queued = client.submit(analog_sequence(2), 10)
     wait_running(client, running.job_id)

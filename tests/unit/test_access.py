@@ -74,5 +74,7 @@ def test_the_core_obeys_the_operator_flag_and_limits_epilog_users() -> None:
     assert refused is not None and "operator only" in refused.message
     assert authorise(state, POLICY, Command(ended, "slurm")) is None
     epilog_pause = authorise(state, POLICY, Command(pause, "slurm"))
-    assert epilog_pause is not None and "may send allocation-ended" in epilog_pause.message
+    assert epilog_pause is not None and "may send allocation-started, allocation-ended" in (
+        epilog_pause.message
+    )
     assert authorise(state, POLICY, Command(ended, "alice")) is not None

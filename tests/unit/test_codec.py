@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from consumers.core.commands import SLURM_COMMANDS
 from schemas import (
     CommandName,
     ControlCommand,
@@ -122,7 +123,8 @@ def commands(draw: st.DrawFn) -> ControlCommand:
         job_id=draw(st.uuids().map(str)) if command in JOB_COMMANDS else None,
         priority=draw(st.integers(0, 9)) if command is CommandName.UPDATE else None,
         mode=draw(st.sampled_from(Mode)) if command is CommandName.MODE else None,
-        allocation="4242" if command is CommandName.ALLOCATION_ENDED else None,
+        allocation="4242" if command in SLURM_COMMANDS else None,
+        user="alice" if command is CommandName.ALLOCATION_STARTED else None,
         message_id=draw(st.uuids().map(str)) if command is CommandName.DEAD_REQUEUE else None,
         session_id=draw(st.uuids().map(str)) if command in SESSION_COMMANDS else None,
         force=draw(st.booleans()),

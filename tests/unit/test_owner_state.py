@@ -74,7 +74,7 @@ def test_hierarchical_fair_share_balances_accounts_then_users_within_an_account(
     h = Harness()
     for n in range(60):
         for user, account in (("a1", "phys"), ("a2", "phys"), ("c1", "chem")):
-            h.submit(user, slurm=SlurmContext(job_id=f"{n}", account=account))
+            h.submit(user, slurm=SlurmContext(job_id=f"{user}-{n}", account=account))
     order = h.run_all()
     first = order[:30]
     users = [h.state.owners[j] for j in first]

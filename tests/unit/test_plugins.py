@@ -128,8 +128,17 @@ class Hanging:
 
 
 def _arrival(account: str | None = "chem", job_class: str = "production") -> Arrival:
-    slurm = SlurmContext(job_id="42", account=account) if account else None
+    """A job of alice from her allocation of `account` (registered by `_harness`)."""
+    slurm = SlurmContext(job_id=f"alloc-{account}") if account else None
     return Arrival(JobRequest(sequence=SEQ, job_class=job_class, shots=10, slurm=slurm), "alice")
+
+
+def _harness() -> Harness:
+    """A core whose registry has alice's allocations of accounts chem, spam and phys."""
+    h = Harness()
+    for account in ("chem", "spam", "phys"):
+        h.register(f"alloc-{account}", "alice", account)
+    return h
 
 
 def _gate(*admission: object, ordering: object = None, **settings: object) -> Gate:
@@ -145,7 +154,7 @@ def _gate(*admission: object, ordering: object = None, **settings: object) -> Ga
 def test_the_reference_admission_plugin_refuses_holds_and_accepts_by_account() -> None:
     check = AccountCheck(blocked=["spam"], over_budget=["chem"])
     gate = Gate(Plugins(admission=(_loaded("admission", "accounts", check),)))
-    state = Harness().state
+    state = _harness().state
     refused, _ = gate.review(_arrival("spam"), state, Harness().policy)
     held, _ = gate.review(_arrival("chem"), state, Harness().policy)
     accepted, _ = gate.review(_arrival("phys"), state, Harness().policy)
@@ -159,7 +168,7 @@ def test_the_reference_admission_plugin_refuses_holds_and_accepts_by_account() -
 
 
 def test_a_raising_admission_plugin_holds_the_job_with_the_error_and_logs_plugin_failed() -> None:
-    h = Harness()
+    h = _harness()
     arrival, failures = _gate(Raising()).review(_arrival(), h.state, h.policy)
     assert arrival.hold is not None and "accounting database unreachable" in arrival.hold
     (event,) = failures
@@ -169,7 +178,7 @@ def test_a_raising_admission_plugin_holds_the_job_with_the_error_and_logs_plugin
 
 @pytest.mark.parametrize("on_error", ["refuse", "accept"])
 def test_on_error_refuse_or_accept(on_error: str) -> None:
-    h = Harness()
+    h = _harness()
     arrival, _ = _gate(Raising(), on_error=on_error).review(_arrival(), h.state, h.policy)
     if on_error == "refuse":
         assert arrival.problem is not None and arrival.problem.retryable
@@ -178,7 +187,7 @@ def test_on_error_refuse_or_accept(on_error: str) -> None:
 
 
 def test_a_hanging_admission_plugin_costs_one_time_limit_then_fails_fast() -> None:
-    h = Harness()
+    h = _harness()
     hanging = Hanging()
     gate = _gate(hanging, timeout_s=0.3)
     began = time.monotonic()
@@ -192,13 +201,13 @@ def test_a_hanging_admission_plugin_costs_one_time_limit_then_fails_fast() -> No
 
 
 def test_jobs_the_core_refuses_anyway_are_not_put_to_the_plugins() -> None:
-    h = Harness()
+    h = _harness()
     arrival, failures = _gate(Raising()).review(_arrival(job_class="nope"), h.state, h.policy)
     assert arrival.hold is None and failures == []
 
 
 def test_the_ordering_plugin_gives_the_term_and_a_failing_one_leaves_it_out() -> None:
-    h = Harness()
+    h = _harness()
     good, _ = _gate(ordering=AccountTerm({"chem": 2})).review(_arrival(), h.state, h.policy)
     bad, failures = _gate(ordering=Raising()).review(_arrival(), h.state, h.policy)
     assert good.site_term == 2.0
@@ -206,7 +215,7 @@ def test_the_ordering_plugin_gives_the_term_and_a_failing_one_leaves_it_out() ->
 
 
 def test_held_jobs_are_asked_again_after_recheck_s() -> None:
-    h = Harness()
+    h = _harness()
     check = AccountCheck(over_budget=["chem"])
     gate = Gate(
         Plugins(
@@ -237,7 +246,7 @@ class HangsForOneJob:
 
 
 def test_a_job_whose_asks_hang_does_not_starve_the_other_held_jobs() -> None:
-    h = Harness()
+    h = _harness()
     plugin = HangsForOneJob()
     gate = _gate(plugin, timeout_s=0.2, recheck_s=0.1)
     hanging, _ = gate.review(

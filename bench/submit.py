@@ -131,6 +131,26 @@ def raw_confirm_each_rate(url: str, queue: str, body: bytes, count: int) -> floa
     return single / elapsed
 
 
+def raw_confirm_latencies_s(url: str, body: bytes, count: int) -> list[float]:
+    """Seconds from publish to confirm for `count` messages published one at a time with pika's
+    BlockingConnection to a fresh queue of its own (after `WARMUP` untimed ones)."""
+    from brokers.connection import connect
+
+    connection = connect(url, name="bench-raw-latency")
+    channel = connection.channel()
+    queue = channel.queue_declare("", exclusive=True).method.queue
+    channel.confirm_delivery()
+    props = pika.BasicProperties(delivery_mode=2, content_type="application/x-msgpack", priority=1)
+    times = []
+    for i in range(WARMUP + count):
+        started = time.perf_counter()
+        channel.basic_publish("", queue, body, props)
+        if i >= WARMUP:
+            times.append(time.perf_counter() - started)
+    connection.close()
+    return times
+
+
 def _raw_worker(
     args: tuple[str, str, bytes, int], barrier: Any, out: Any
 ) -> None:  # pragma: no cover - runs in a child process
@@ -236,12 +256,15 @@ def measure_size(
 
 
 def main(jobs: int, samples: int = 3, as_json: bool = False) -> None:
-    """Print jobs/s of each way of submitting next to its raw pika baseline, as ratios."""
+    """Print the real submit path (`bench.submit_real`), then jobs/s of each way of submitting
+    padded JSON with no check and no owner (a lower bound) next to its raw pika baseline."""
+    from bench import submit_real
+
     count = max(jobs, 1000)
-    print(
-        f"submit benchmark, {count} persistent jobs per measurement, confirms on; local sequence "
-        "validation OFF (validate_locally=False: the broker-side cost only)"
-    )
+    print(f"submit benchmark, {count} persistent jobs per measurement, confirms on")
+    with discover() as handle:
+        real = submit_real.report(submit_real.measure_real(handle.url, count, samples))
+    print("  lower bound: padded JSON, local sequence validation OFF (validate_locally=False: the broker-side cost only), no owner")
     print("  figures: median [min..max] over samples; each measurement on a fresh queue")
     figures: dict[str, dict[str, float]] = {}
     with discover() as handle, tempfile.TemporaryDirectory() as tmp:
@@ -268,4 +291,4 @@ def main(jobs: int, samples: int = 3, as_json: bool = False) -> None:
             }
     if as_json:
         line = {"bench": "submit", "jobs": count, "samples": samples, "validate_locally": False}
-        print(json.dumps(line | {"sizes": figures}))
+        print(json.dumps(line | {"sizes": figures, "real": real}))

@@ -112,6 +112,12 @@ class OwnerSettings(BaseModel):
         ge=0,
         description="sequences kept in memory; older ones are read back from the log",
     )
+    sequence_rebuild: bool = Field(
+        default=False,
+        description="also rebuild each new sequence with Pulser at intake (every pulse against "
+        "its channel's limits, ~2-10 ms a distinct sequence); otherwise the schema and the "
+        "device's register and channels are checked and pulse limits when the run is built",
+    )
     tick_s: float = Field(
         default=0.2, gt=0, description="how often deadlines and run-time limits are checked"
     )

@@ -14,9 +14,7 @@ command is that user's from then on (`acting_user`). Anyone else naming a user t
 
 from __future__ import annotations
 
-import hashlib
 import re
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -30,12 +28,11 @@ from schemas.enums import ErrorCode, JobState
 from schemas.errors import DecodeError
 from schemas.events import Refused, Topic, make_event
 from schemas.messages import MAX_PRIORITY, Event, JobError, JobRequest, JobResult, Timings
-from schemas.sequence import validate_sequence, validate_shots
+from schemas.sequence import SequenceChecker, validate_shots
 
 if TYPE_CHECKING:
     from pulser.devices._device_datacls import BaseDevice
 
-SEQUENCE_CACHE_SIZE = 256
 ON_BEHALF_OF = "x-on-behalf-of"  # set by a QRMI gateway: the MUNGE-verified user it acts for
 _USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")
 TRACE_HEADERS = ("traceparent", "tracestate")
@@ -79,38 +76,24 @@ def refused(
     return [event], effects
 
 
-class SequenceChecker:
-    """`validate_sequence` with a small cache: sweeps resubmit the same sequences often."""
-
-    def __init__(self) -> None:
-        self._cache: OrderedDict[tuple[str, int, bool], JobError | None] = OrderedDict()
-
-    def check(
-        self, sequence: str, device: BaseDevice, allow_device_switch: bool = False
-    ) -> JobError | None:
-        """The structured problem of `sequence` on `device`, or None."""
-        digest = hashlib.sha256(sequence.encode()).hexdigest()
-        key = (digest, id(device), allow_device_switch)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        problem = validate_sequence(sequence, device, allow_device_switch=allow_device_switch)
-        self._cache[key] = problem
-        if len(self._cache) > SEQUENCE_CACHE_SIZE:
-            self._cache.popitem(last=False)
-        return problem
-
-    def recheck(self, sequence: str, shots: int, device: BaseDevice, epoch: int) -> JobError | None:
-        """A waiting job's problem with a new calibration (epoch `epoch`), or None. Admission
-        already held the job to its device (DEVICE_MISMATCH unless it opted in); here only the
-        new calibration's limits are checked."""
-        problem = validate_shots(shots, device) or self.check(
-            sequence, device, allow_device_switch=True
-        )
-        if problem is None:
-            return None
-        message = f"after calibration epoch {epoch}: {problem.message}"
-        return problem.model_copy(update={"message": message})
+def recheck(
+    checker: SequenceChecker,
+    sequence: str,
+    shots: int,
+    device: BaseDevice,
+    epoch: int,
+    parametrized: bool = False,
+) -> JobError | None:
+    """A waiting job's problem with a new calibration (epoch `epoch`), or None. Admission
+    already held the job to its device (DEVICE_MISMATCH unless it opted in); here only the
+    new calibration's limits are checked (a batch's job: its batch's `parametrized` one)."""
+    problem = validate_shots(shots, device) or checker.check(
+        sequence, device, allow_device_switch=True, parametrized=parametrized
+    )
+    if problem is None:
+        return None
+    message = f"after calibration epoch {epoch}: {problem.message}"
+    return problem.model_copy(update={"message": message})
 
 
 def own_reply_queue(reply_to: str | None, user: str | None, namespace: str) -> bool:

@@ -28,6 +28,7 @@ from brokers.errors import BrokerError
 from brokers.settings import Settings
 from brokers.topology import Topology, build_topology, declare
 from consumers.backends.base import Backend
+from consumers.batch_intake import is_batch, read_batch
 from consumers.command_io import CommandIO
 from consumers.control import Prepared, read_command
 from consumers.core.inputs import Arrival
@@ -217,6 +218,7 @@ class Owner:
             self._log_event,
         )
         self.shell = shell
+        shell.sequences.deep = self.settings.owner.sequence_rebuild
         shell.lane_backends = dict(self.lanes.backends)
         if state.device:
             self._device_override = load_device(state.device)
@@ -361,6 +363,19 @@ class Owner:
 
     def _job(self, shell: Shell, delivery: Delivery, device: Any) -> None:
         began_ns = time.time_ns()
+        if is_batch(delivery.properties):
+            batch = read_batch(
+                delivery.properties,
+                delivery.body,
+                delivery.queue.rsplit(".", 1)[-1],
+                self.settings.namespace,
+                self.settings.max_message_bytes,
+                device,
+                shell.sequences,
+                shell.state,
+            )
+            shell.job_delivery(batch, delivery, (began_ns, time.time_ns()))
+            return
         parsed = read_job(
             delivery.properties,
             delivery.body,

@@ -42,6 +42,7 @@ from schemas.messages import Event, Message, new_id, utc_now
 log = logging.getLogger(__name__)
 
 JOB_ID_HEADER = "x-qsched-job-id"
+BATCH_ID_HEADER = "x-qsched-batch-id"  # on batch.created: where a batch's sequence is
 CONFIRM_TIMEOUT_S = 30.0
 
 
@@ -149,6 +150,8 @@ class Publisher:
             update |= {"at": self._clock(), "event_id": new_id()}
         stamped = event.model_copy(update=update)
         headers = {JOB_ID_HEADER: stamped.job_id} if stamped.job_id else None
+        if stamped.topic == Topic.BATCH_CREATED:
+            headers = {BATCH_ID_HEADER: str(stamped.data.get("batch_id", ""))}
         self.send(
             self._topology.events_exchange,
             stamped.topic,

@@ -28,8 +28,8 @@ from consumers.core.snapshot import from_data
 from consumers.core.state import OwnerState
 from consumers.errors import OwnerError
 from consumers.joblog import JobOffsets
-from consumers.publish import JOB_ID_HEADER, Publisher
-from consumers.sequences import SequenceStore
+from consumers.publish import BATCH_ID_HEADER, JOB_ID_HEADER, Publisher
+from consumers.sequences import SequenceStore, batch_key
 from schemas.codec import decode
 from schemas.enums import JobState
 from schemas.errors import DecodeError
@@ -151,6 +151,8 @@ class LogFollower:
             self.jobs.learn(str(job_id), topic, offset)
             if topic in ACCEPTING:
                 self._store.learn(str(job_id), offset)
+        elif topic == Topic.BATCH_CREATED and headers.get(BATCH_ID_HEADER):
+            self._store.learn(batch_key(str(headers[BATCH_ID_HEADER])), offset)
         if self._replaying:
             self._replay_record(props, body, offset)
         elif topic == Topic.OWNER_SNAPSHOT and props.message_id in self.my_snapshots:
@@ -212,6 +214,8 @@ def snapshot_payload(
     if state.running is not None:
         jobs.append(state.running.job.job_id)
     offsets = {j: store.offsets[j] for j in jobs if j in store.offsets}
+    batches = {batch_key(b) for b in state.batches}  # their jobs may still run or be retried
+    offsets |= {k: o for k, o in store.offsets.items() if k in batches}
     ended = store.offsets | store.retired  # jobs that ended ERROR: `qsched requeue` takes them back
     offsets |= {j: o for j, o in ended.items() if state.finished.get(j) is JobState.ERROR}
     return Snapshot(

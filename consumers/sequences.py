@@ -1,9 +1,10 @@
 """Where a waiting job's sequence is: in memory (recent jobs, up to a byte budget) or in the log.
 
 The owner's state holds each job's scheduling facts, never its sequence. The sequence travels in
-the job's `job.accepted` event; this store keeps the sequences of recently accepted jobs in
-memory and, for the others, the stream offset of their `job.accepted` event, learned by the
-log follower, from which the sequence is read back just before the job starts.
+the job's `job.accepted` event, or once for all the jobs of a batch in its `batch.created`
+event (kept here under `batch_key`); this store keeps the sequences of recently accepted jobs
+and batches in memory and, for the others, the stream offset of the event that carries them,
+learned by the log follower, from which the sequence is read back just before the job starts.
 """
 
 from __future__ import annotations
@@ -21,13 +22,18 @@ from brokers.stream import close_stream_channel
 from consumers.errors import OwnerError
 from schemas.codec import decode
 from schemas.errors import DecodeError
-from schemas.events import JobAccepted, payload_of
+from schemas.events import BatchCreated, JobAccepted, Topic, payload_of
 from schemas.messages import Event
 
 log = logging.getLogger(__name__)
 
 
 RETIRED_JOBS = 10_000
+
+
+def batch_key(batch_id: str) -> str:
+    """The key a batch's sequence is kept under (job ids never contain a space)."""
+    return f"batch {batch_id}"
 
 
 class SequenceMissing(OwnerError):
@@ -114,7 +120,7 @@ class SequenceStore:
         if offset is None:
             offset = wait_for_offset(job_id)
         if offset is None:
-            raise SequenceMissing(f"no copy of job {job_id}'s sequence is known")
+            raise SequenceMissing(f"no copy of {job_id}'s sequence is known")
         record = _read_one(connection, stream, offset)
         if record is not None:
             props, body = record
@@ -122,9 +128,14 @@ class SequenceStore:
                 event = decode(body, props.type, Event, self._max_bytes)
                 if event.job_id == job_id:
                     return payload_of(event, JobAccepted).job.sequence
+                created = (
+                    payload_of(event, BatchCreated) if event.topic == Topic.BATCH_CREATED else None
+                )
+                if created is not None and batch_key(created.batch_id) == job_id:
+                    return created.sequence
             except (DecodeError, ValueError) as exc:
-                raise SequenceMissing(f"job {job_id}'s record at offset {offset}: {exc}") from None
-        raise SequenceMissing(f"the log has no job.accepted of {job_id} at offset {offset}")
+                raise SequenceMissing(f"{job_id}'s record at offset {offset}: {exc}") from None
+        raise SequenceMissing(f"the log has no sequence of {job_id} at offset {offset}")
 
 
 def _read_one(

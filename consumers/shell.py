@@ -30,7 +30,10 @@ from pika.adapters.blocking_connection import BlockingConnection
 from brokers.topology import Topology
 from brokers.tracing import tracing_active
 from consumers.backends.base import Backend, RunRequest
+from consumers.core.batches import BatchArrival
+from consumers.core.order import Waiting
 from consumers.core.outcomes import (
+    AnswerBatchResults,
     AnswerFromLog,
     AwaitAllocation,
     DeadLetter,
@@ -54,20 +57,20 @@ from consumers.core.step import (
     step,
 )
 from consumers.core.view import view_of
-from consumers.deliveries import Refusal, SequenceChecker, refused
+from consumers.deliveries import Refusal, recheck, refused
 from consumers.joblog import JobAnswers
 from consumers.parking import Parking
 from consumers.pending import Pending
 from consumers.positions import send_receipt
 from consumers.publish import Publisher
 from consumers.recovery import LogFollower, snapshot_payload
-from consumers.sequences import SequenceMissing, SequenceStore
+from consumers.sequences import SequenceMissing, SequenceStore, batch_key
 from consumers.settle import Delivery, ack, dead_letter
 from consumers.sink import Sink
 from consumers.spans import JobTraces
 from schemas.enums import ErrorCode
 from schemas.errors import MessageTooLarge, SchemaError
-from schemas.events import JobAccepted, Topic, make_event, payload_of
+from schemas.events import BatchCreated, JobAccepted, Topic, make_event, payload_of
 from schemas.messages import (
     Event,
     JobError,
@@ -77,6 +80,7 @@ from schemas.messages import (
     Message,
 )
 from schemas.policy import Policy
+from schemas.sequence import SequenceChecker
 
 log = logging.getLogger("consumers.owner")
 
@@ -114,7 +118,7 @@ class Shell:
         self.clock = clock
         self.device = device
         self._on_event = on_event
-        self.sequences = SequenceChecker()
+        self.sequences = SequenceChecker(deep=False)  # `Owner` sets it from the settings
         self.inbox: queue.SimpleQueue[Input] = queue.SimpleQueue()
         self.results: OrderedDict[str, JobResult] = OrderedDict()
         self.traces = JobTraces(topology)
@@ -195,8 +199,13 @@ class Shell:
         topic = event.topic
         job_id = event.job_id or ""
         if topic in (Topic.JOB_ACCEPTED, Topic.JOB_RESUBMITTED):
-            self.store.keep(job_id, payload_of(event, JobAccepted).job.sequence)
+            sequence = payload_of(event, JobAccepted).job.sequence
+            if sequence:  # a batch's job runs its batch's sequence (`batch.created`)
+                self.store.keep(job_id, sequence)
             self.results.pop(job_id, None)  # a resubmitted job's old result is not its answer
+        elif topic == Topic.BATCH_CREATED:
+            created = payload_of(event, BatchCreated)
+            self.store.keep(batch_key(created.batch_id), created.sequence)
         elif event.result is not None and topic in FINAL:
             self.results[job_id] = event.result
             if len(self.results) > REMEMBERED_RESULTS:
@@ -219,6 +228,8 @@ class Shell:
             self.answers.forward(effect.message)  # to those waiting with `result --wait`
         elif isinstance(effect, AnswerFromLog):
             self.answers.answer(effect)
+        elif isinstance(effect, AnswerBatchResults):
+            self._answer_batch(effect)
         elif isinstance(effect, StartRun):
             self._start(effect)
         elif isinstance(effect, StopRun):
@@ -256,6 +267,24 @@ class Shell:
             why = f"{reply.reply_to}: {exc}"
             self.emit([make_event(Topic.JOB_REPLY_FAILED, job_id=reply.correlation_id, reason=why)])
 
+    def _answer_batch(self, effect: AnswerBatchResults) -> None:
+        """A batch's results: from memory, else each read at its job's final offset."""
+        found = [self.results.get(j) or self.answers.result_of(j) for j in effect.job_ids]
+        results = [r for r in found if r is not None]
+        if effect.reply_to:
+            reply = effect.reply.model_copy(update={"results": results})
+            self.publisher.reply(effect.reply_to, reply, reply.command_id)
+
+    def _sequence_key(self, job: Waiting) -> str:
+        """Where the job's sequence is kept: its own, or its batch's."""
+        return batch_key(job.batch_id) if job.batch_id else job.job_id
+
+    def _variables(self, job: Waiting) -> dict[str, Any] | None:
+        """A batch job's variables (None: a job with a sequence of its own)."""
+        batch = self.state.batches.get(job.batch_id or "")
+        entry = batch.jobs.get(job.job_id) if batch is not None else None
+        return entry[1] if entry is not None else None
+
     def _start(self, start: StartRun) -> None:
         job = start.job
         run = self.state.run_of(job.job_id)
@@ -263,7 +292,10 @@ class Shell:
         backend = self.lane_backends[start.lane] if start.lane else self.backend
         try:
             sequence = self.store.fetch(
-                job.job_id, self.connection, self.topology.events_stream, self._wait_offset
+                self._sequence_key(job),
+                self.connection,
+                self.topology.events_stream,
+                self._wait_offset,
             )
         except SequenceMissing as exc:
             log.error("%s", exc)
@@ -273,7 +305,7 @@ class Shell:
             return
         # The QPU first; the trace's bookkeeping after (it is not on the QPU's critical path).
         backend.start(
-            RunRequest(job.job_id, sequence, start.shots, start.attempt),
+            RunRequest(job.job_id, sequence, start.shots, start.attempt, self._variables(job)),
             Sink(self.lane_inbox if start.lane else self.inbox, self.connection),
         )
         if start.lane is None:
@@ -295,15 +327,16 @@ class Shell:
         not in memory, so the QPU does not wait for it."""
         now = self.clock()
         following, _ = best_indexed(view_of(self.state, self.policy, now), self.state.index, now)
-        if following is None or self.store.in_memory(following.job_id):
+        if following is None or self.store.in_memory(self._sequence_key(following)):
             return
+        key = self._sequence_key(following)
         try:
             sequence = self.store.fetch(
-                following.job_id, self.connection, self.topology.events_stream, self._wait_offset
+                key, self.connection, self.topology.events_stream, self._wait_offset
             )
         except SequenceMissing:
             return  # found missing again when it is about to start; reported then
-        self.store.keep(following.job_id, sequence)
+        self.store.keep(key, sequence)
 
     def _wait_offset(self, job_id: str) -> int | None:
         return self.follower.wait_for_offset(job_id)
@@ -312,7 +345,7 @@ class Shell:
 
     def job_delivery(
         self,
-        parsed: Arrival | Refusal,
+        parsed: Arrival | BatchArrival | Refusal,
         delivery: Delivery,
         validated_ns: tuple[int, int],
         since_s: float | None = None,
@@ -322,6 +355,8 @@ class Shell:
         (`consumers.parking`; `since_s`: kept since then already)."""
         if isinstance(parsed, Refusal):
             self._refuse(parsed, delivery)
+        elif isinstance(parsed, BatchArrival):
+            self.stage(parsed, delivery)
         else:
             self.traces.took(parsed.job.job_id, validated_ns)
             parsed = self.parking.prepared(parsed, since_s)
@@ -362,11 +397,21 @@ class Shell:
         """The job's problem with the device of the current epoch, or None."""
         try:
             sequence = self.store.fetch(
-                start.job.job_id, self.connection, self.topology.events_stream, self._wait_offset
+                self._sequence_key(start.job),
+                self.connection,
+                self.topology.events_stream,
+                self._wait_offset,
             )
         except SequenceMissing as exc:
             return JobError(code=ErrorCode.INTERNAL, message=str(exc))
-        return self.sequences.recheck(sequence, start.shots, self.device(), self.state.epoch)
+        return recheck(
+            self.sequences,
+            sequence,
+            start.shots,
+            self.device(),
+            self.state.epoch,
+            parametrized=start.job.batch_id is not None,
+        )
 
     def drain_inbox(self) -> bool:
         """Stage what the backend reported (committed by the dispatch that follows, which may

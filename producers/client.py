@@ -30,6 +30,7 @@ from brokers.settings import Settings, load_settings
 from brokers.stream import Offset
 from brokers.topology import Topology, build_topology
 from brokers.tracing import configure_tracing, time_ns_of, tracer, tracing_active
+from producers.batches import BatchHandle, JobParams, find_batch, submit_batch
 from producers.commands import send_command
 from producers.confirms import CONFIRM_WINDOW, Outgoing
 from producers.errors import CommandRefused
@@ -51,9 +52,11 @@ from schemas.messages import (
     utc_now,
 )
 from schemas.policy import Policy, load_policy
+from schemas.sequence import SequenceChecker
 
 __all__ = [
     "CONFIRM_WINDOW",
+    "BatchHandle",
     "JobHandle",
     "PositionCallback",
     "ProgressCallback",
@@ -116,7 +119,10 @@ class QPUClient(SessionCommands):
         self.results: dict[str, JobResult] = self.inbox.results
         self.replies: dict[str, ControlReply] = self.inbox.replies
         self._handles: dict[str, JobHandle] = self.inbox.handles
-        self._device: tuple[float, Any] | None = None
+        self._device: tuple[float, tuple[str, Any] | None] | None = (
+            None  # (read at, (JSON, device))
+        )
+        self.checker = SequenceChecker(deep=False)  # once per distinct sequence (the owner: deep)
         self.session = ClientSession(
             self.settings, self.topology, self.reply_queue_name, self.inbox
         )
@@ -175,12 +181,16 @@ class QPUClient(SessionCommands):
     def fetch_device(self) -> Any | None:
         """The Pulser device the owner validates against now, or None if none was published."""
         if self._device is not None and time.monotonic() - self._device[0] < DEVICE_CACHE_S:
-            return self._device[1]
-        device = read_device(
-            self.session.credentialed_url(), self.topology.device_queue, self.topology.namespace
+            return self._device[1][1] if self._device[1] is not None else None
+        known = self._device[1] if self._device is not None else None
+        found = read_device(
+            self.session.credentialed_url(),
+            self.topology.device_queue,
+            self.topology.namespace,
+            known,
         )
-        self._device = (time.monotonic(), device)
-        return device
+        self._device = (time.monotonic(), found)
+        return found[1] if found is not None else None
 
     def build_job(
         self,
@@ -210,6 +220,7 @@ class QPUClient(SessionCommands):
             sequence,
             shots,
             self.fetch_device() if self.validate_locally else None,
+            self.checker,
             job_class=job_class,
             priority=priority,
             batch_id=batch_id,
@@ -330,6 +341,62 @@ class QPUClient(SessionCommands):
             handle.queued_at = confirmed_at.get(handle.job_id)
         return handles
 
+    def submit_batch(
+        self,
+        sequence: Any,
+        jobs: Iterable[JobParams],
+        job_class: str = "production",
+        priority: int = 0,
+        *,
+        open: bool = False,
+        batch_id: str | None = None,
+        session_id: str | None = None,
+        deadline: datetime | None = None,
+        min_epoch: int | None = None,
+        allow_device_switch: bool = False,
+        require_qpu: bool = False,
+    ) -> BatchHandle:
+        """Submit a batch: one sequence (parametrized or not), sent and checked once, and jobs
+        that carry only their runs and variables; returns once the broker confirmed it.
+
+        Args:
+            sequence: a `pulser.Sequence` (free variables allowed) or its abstract-repr JSON.
+            jobs: Pulser's job parameters: ``{"runs": shots, "variables": {...}}`` each.
+            job_class, priority: as for `submit`, for every job.
+            open: more jobs may be added (`BatchHandle.add`) until `BatchHandle.close`.
+            batch_id: the batch's id (default: a new UUID).
+            session_id: the session its jobs belong to (default: the batch's id: a batch is
+                a session, so an open batch's iterations keep the session grace).
+
+        Raises:
+            InvalidJob: the sequence does not fit the device, or a job's variables are not the
+                ones it declares (the message names them); nothing was sent.
+            UnknownJobClass, QueueFull, NotAuthorised, BrokerUnreachable.
+        """
+        return submit_batch(
+            self,
+            sequence,
+            jobs,
+            job_class,
+            priority,
+            open=open,
+            batch_id=batch_id,
+            session_id=session_id,
+            deadline=deadline,
+            min_epoch=min_epoch,
+            allow_device_switch=allow_device_switch,
+            require_qpu=require_qpu,
+        )
+
+    def batch(self, batch_id: str, timeout: float = 10.0) -> BatchHandle:
+        """A batch submitted from any process, found by its id (the owner keeps batches).
+
+        Raises:
+            CommandRefused: no such batch, or it is another user's.
+            NoOwnerAnswered: no owner answered within `timeout` seconds.
+        """
+        return find_batch(self, batch_id, timeout)
+
     def follow(self, job_id: str, job_class: str, shots: int) -> JobHandle:
         """A handle for a job submitted elsewhere, whose progress and result the owner sends
         here once asked to (`producers.results.fetch_result_from_owner` with ``wait=True``)."""
@@ -396,6 +463,7 @@ class QPUClient(SessionCommands):
         wait: bool = False,
         priority: int | None = None,
         message_id: str | None = None,
+        batch_id: str | None = None,
         timeout: float = 10.0,
         **more: Any,
     ) -> ControlReply:
@@ -427,5 +495,6 @@ class QPUClient(SessionCommands):
             priority=priority,
             message_id=message_id,
             **more,
+            batch_id=batch_id,
         )
         return send_command(self.session, cmd, self.replies, timeout)

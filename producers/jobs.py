@@ -13,6 +13,7 @@ from producers.slurm import slurm_context
 from schemas.codec import decode
 from schemas.errors import DecodeError
 from schemas.messages import DeviceSpecs, JobRequest
+from schemas.sequence import SequenceChecker, validate_shots
 
 NOT_FOUND = 404
 # The class of a job that names none, in the CLI and the SDK alike: development jobs are the safe
@@ -20,8 +21,13 @@ NOT_FOUND = 404
 DEFAULT_JOB_CLASS = "development"
 
 
-def read_device(url: str, device_queue: str, namespace: str) -> Any | None:
-    """The Pulser device in the owner's device queue (peeked, left there), or None.
+
+def read_device(
+    url: str, device_queue: str, namespace: str, known: tuple[str, Any] | None = None
+) -> tuple[str, Any] | None:
+    """The Pulser device in the owner's device queue (peeked, left there) with its JSON, or
+    None. `known` (JSON, device) is returned as it is when the JSON did not change, so what was
+    checked against that device object stays checked.
 
     Raises:
         NotDeclared: the namespace has no queues: no owner ever ran in it (nor `broker declare`).
@@ -44,24 +50,75 @@ def read_device(url: str, device_queue: str, namespace: str) -> Any | None:
             return None
         ch.basic_nack(method.delivery_tag, requeue=True)
         try:
-            return load_device(decode(body, props.type, DeviceSpecs).device)
+            text = decode(body, props.type, DeviceSpecs).device
+            if known is not None and known[0] == text:
+                return known
+            return text, load_device(text)
         except (DecodeError, ValueError):
             return None
 
 
-def job_request(sequence: Any, shots: int, device: Any | None, **fields: Any) -> JobRequest:
+def sequence_text(sequence: Any) -> tuple[str, bool]:
+    """A sequence's abstract-repr JSON, and whether its schema is worth checking here.
+
+    A `pulser.Sequence` is written without Pulser's check of its own output (half the cost of
+    writing it): Pulser built it, and the owner checks the schema of everything it takes in.
+    Text from elsewhere is checked here, for an early error.
+    """
+    if isinstance(sequence, str):
+        return sequence, True
+    return str(sequence.to_abstract_repr(skip_validation=True)), False
+
+
+def check_sequence(
+    checker: SequenceChecker,
+    text: str,
+    device: Any,
+    *,
+    schema: bool,
+    allow_device_switch: bool = False,
+    parametrized: bool = False,
+) -> None:
+    """Check a sequence against `device` (once per distinct sequence: `checker` caches).
+
+    Raises:
+        InvalidJob: it does not fit.
+    """
+    problem = checker.check(
+        text,
+        device,
+        allow_device_switch,
+        parametrized=parametrized,
+        schema=schema,
+    )
+    if problem is not None:
+        raise InvalidJob(problem)
+
+
+def job_request(
+    sequence: Any,
+    shots: int,
+    device: Any | None,
+    checker: SequenceChecker | None = None,
+    **fields: Any,
+) -> JobRequest:
     """A `JobRequest` for `sequence` (a `pulser.Sequence` or abstract-repr JSON) with this
     process's Slurm context, checked against `device` when there is one.
 
     Raises:
         InvalidJob: the sequence or shot count does not fit `device`.
     """
-    text = sequence if isinstance(sequence, str) else sequence.to_abstract_repr()
+    text, schema = sequence_text(sequence)
     job = JobRequest(shots=shots, sequence=text, slurm=slurm_context(), **fields)
     if device is not None:
-        from schemas.sequence import validate_sequence
-
-        problem = validate_sequence(text, device, shots, job.allow_device_switch)
+        problem = validate_shots(shots, device)
         if problem is not None:
             raise InvalidJob(problem)
+        check_sequence(
+            checker or SequenceChecker(deep=False),
+            text,
+            device,
+            schema=schema,
+            allow_device_switch=job.allow_device_switch,
+        )
     return job

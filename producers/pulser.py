@@ -8,18 +8,20 @@
     with backend.open_batch():                                # one session: iterative loops
         backend.run([{"runs": 100, "variables": {...}}])
 
-Each entry of ``job_params`` becomes one qsched job; a batch is a set of jobs sharing a
-``batch_id`` and ``session_id`` (an open batch is one hybrid loop, which the owner's session
-grace keeps together). Statuses map onto Pulser's ``JobStatus``/``BatchStatus``.
-`fetch_available_devices` returns the device the owner publishes, a real Pulser ``Device``.
+A Pulser batch is a qsched batch (`producers.batches`): the sequence, parametrized or not, is
+sent and checked once; each entry of ``job_params`` becomes a job that carries only its runs and
+variables (the owner's backend builds the sequence before the run); an open batch takes more
+jobs until Pulser closes it, and is a session (its jobs keep the owner's session grace). The
+owner keeps batches, so a batch's status and results are found by its id from any process,
+also after a restart: ``RemoteResults(batch_id, QSchedConnection(...)).results``. Statuses map
+onto Pulser's ``JobStatus``/``BatchStatus``. `fetch_available_devices` returns the device the
+owner publishes, a real Pulser ``Device``.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from collections.abc import Sequence as SequenceOf
-from dataclasses import dataclass, field
 from typing import Any
 
 from pulser import Sequence
@@ -33,9 +35,12 @@ from pulser.backend.remote import (
 from pulser.devices import Device
 from pulser.result import Result, SampledResult
 
-from producers.client import JobHandle, QPUClient
+from producers.batches import BatchHandle
+from producers.client import QPUClient
 from producers.jobs import DEFAULT_JOB_CLASS
+from schemas.batches import BatchDetail
 from schemas.enums import JobState
+from schemas.messages import JobResult
 
 JOB_STATUS = {
     JobState.QUEUED: JobStatus.PENDING,
@@ -48,16 +53,8 @@ JOB_STATUS = {
 }
 
 
-@dataclass
-class _Batch:
-    atom_order: tuple[str, ...]
-    basis: str
-    open: bool
-    handles: list[JobHandle] = field(default_factory=list)
-
-
 class QSchedConnection(RemoteConnection):
-    """A Pulser remote connection whose jobs go through the qsched owner.
+    """A Pulser remote connection whose batches go through the qsched owner.
 
     Args:
         client: the `QPUClient` to use; one is made from `url`, `namespace` and the settings
@@ -66,7 +63,7 @@ class QSchedConnection(RemoteConnection):
         namespace: qsched namespace (defaults to the settings' namespace).
         job_class: class of every job sent through this connection (default ``development``).
         priority: AMQP priority (0-9, higher first) of those jobs.
-        timeout_s: how long ``wait=True`` waits for a batch.
+        timeout_s: how long ``wait=True`` waits for a batch, and a lookup for the owner.
     """
 
     def __init__(
@@ -86,7 +83,7 @@ class QSchedConnection(RemoteConnection):
         self.job_class = job_class
         self.priority = priority
         self.timeout_s = timeout_s
-        self._batches: dict[str, _Batch] = {}
+        self._batches: dict[str, BatchHandle] = {}
 
     def close(self) -> None:
         """Close the client this connection made (a client given to it stays open)."""
@@ -100,7 +97,7 @@ class QSchedConnection(RemoteConnection):
         self.close()
 
     def supports_open_batch(self) -> bool:
-        """qsched keeps an open batch together as one session."""
+        """qsched keeps an open batch (a session) until it is closed."""
         return True
 
     def fetch_available_devices(self) -> dict[str, Device]:
@@ -122,77 +119,91 @@ class QSchedConnection(RemoteConnection):
         batch_id: str | None = None,
         **kwargs: Any,
     ) -> RemoteResults:
-        """Send one job per entry of ``job_params`` (in `kwargs`) into a new or open batch."""
-        job_params = kwargs.get("job_params") or []
+        """Create a batch of ``job_params`` (in `kwargs`), or add them to the open `batch_id`."""
+        job_params = list(kwargs.get("job_params") or [])
         if batch_id is None:
-            batch_id = str(uuid.uuid4())
             sequence = self._add_measurement_to_sequence(sequence)
-            basis = sequence.get_measurement_basis()
-            self._batches[batch_id] = _Batch(
-                tuple(str(q) for q in sequence.register.qubit_ids), basis, open
+            batch = self.client.submit_batch(
+                sequence, job_params, self.job_class, self.priority, open=open
             )
-        batch = self._batches[batch_id]
-        jobs = []
-        for params in job_params:
-            variables = params.get("variables") or {}
-            built = sequence.build(**variables) if sequence.is_parametrized() else sequence
-            runs = params.get("runs")
-            if runs is None:
-                raise ValueError("every job needs 'runs' (shots) to run on qsched")
-            jobs.append(
-                self.client.build_job(
-                    built,
-                    int(runs),
-                    self.job_class,
-                    self.priority,
-                    batch_id=batch_id,
-                    session_id=batch_id,
-                )
-            )
-        new = self.client.submit_many(jobs) if jobs else []
-        batch.handles.extend(new)
+            self._batches[batch.batch_id] = batch
+            new = batch.handles
+        else:
+            batch = self._batch(batch_id)
+            new = batch.add(job_params) if job_params else []
         if wait:
             for handle in new:
                 handle.result(self.timeout_s)
-        return RemoteResults(batch_id, self, [h.job_id for h in new] if new else None)
+        return RemoteResults(batch.batch_id, self, [h.job_id for h in new] if new else None)
+
+    def _batch(self, batch_id: str) -> BatchHandle:
+        """This process's handle on a batch, found through the owner when it made none."""
+        found = self._batches.get(batch_id)
+        if found is None:
+            found = self._batches[batch_id] = self.client.batch(batch_id, self.timeout_s or 10.0)
+        return found
 
     def _close_batch(self, batch_id: str) -> None:
-        self._batches[batch_id].open = False
+        self._batch(batch_id).close()
 
     def _get_job_ids(self, batch_id: str) -> list[str]:
-        return [h.job_id for h in self._batches[batch_id].handles]
+        return list(self._status(batch_id).job_ids)
 
-    def _result(self, batch: _Batch, handle: JobHandle) -> Result | None:
-        found = self.client.results.get(handle.job_id)
+    def _status(self, batch_id: str) -> BatchDetail:
+        return self._batch(batch_id).status(self.timeout_s or 10.0)
+
+    def _sampled(self, batch: BatchHandle, found: JobResult | None) -> Result | None:
         if found is None or found.state is not JobState.DONE:
             return None
+        atoms = tuple(batch.atom_order)
+        size = len(next(iter(found.counts), "")) or len(atoms)
         return SampledResult(
-            atom_order=batch.atom_order, meas_basis=batch.basis, bitstring_counts=dict(found.counts)
+            atom_order=atoms[:size],
+            meas_basis=batch.basis or "ground-rydberg",
+            bitstring_counts=dict(found.counts),
         )
 
+    def _progress(self, batch_id: str) -> dict[str, tuple[JobStatus, Result | None]]:
+        batch = self._batch(batch_id)
+        detail = self._status(batch_id)
+        ended = {j for j, s in zip(detail.job_ids, detail.states, strict=True) if s != "QUEUED"}
+        known = {j: self.client.results.get(j) for j in ended}
+        if any(r is None for j, r in known.items() if JobState(self._state(detail, j)).is_final):
+            known |= {r.job_id: r for r in batch.results(self.timeout_s or 30.0)}
+        progress = {}
+        for job_id, state in zip(detail.job_ids, detail.states, strict=True):
+            progress[job_id] = (
+                JOB_STATUS[JobState(state)],
+                self._sampled(batch, known.get(job_id)),
+            )
+        return progress
+
+    @staticmethod
+    def _state(detail: BatchDetail, job_id: str) -> str:
+        return detail.states[detail.job_ids.index(job_id)]
+
     def _query_job_progress(self, batch_id: str) -> Mapping[str, tuple[JobStatus, Result | None]]:
-        batch = self._batches[batch_id]
-        self.client.poll(0)
-        return {h.job_id: (JOB_STATUS[h.status()], self._result(batch, h)) for h in batch.handles}
+        return self._progress(batch_id)
 
     def _fetch_result(self, batch_id: str, job_ids: list[str] | None) -> SequenceOf[Result]:
-        batch = self._batches[batch_id]
-        wanted = [h for h in batch.handles if job_ids is None or h.job_id in job_ids]
+        progress = self._progress(batch_id)
+        wanted = job_ids if job_ids is not None else list(progress)
         results = []
-        for handle in wanted:
-            result = self._result(batch, handle)
+        for job_id in wanted:
+            status, result = progress.get(job_id, (JobStatus.PENDING, None))
             if result is None:
-                state = handle.status()
-                raise RemoteResultsError(f"job {handle.job_id} has no result ({state.value})")
+                raise RemoteResultsError(f"job {job_id} has no result ({status.name})")
             results.append(result)
         return results
 
     def _get_batch_status(self, batch_id: str) -> BatchStatus:
-        statuses = {status for status, _ in self._query_job_progress(batch_id).values()}
-        batch = self._batches[batch_id]
+        detail = self._status(batch_id)
+        statuses = {JOB_STATUS[JobState(s)] for s in detail.states}
+        if detail.canceled:
+            return BatchStatus.CANCELED
         if JobStatus.ERROR in statuses:
             return BatchStatus.ERROR
-        if statuses and statuses <= {JobStatus.DONE, JobStatus.CANCELED} and not batch.open:
+        if statuses and statuses <= {JobStatus.DONE, JobStatus.CANCELED} and not detail.open:
             return BatchStatus.CANCELED if statuses == {JobStatus.CANCELED} else BatchStatus.DONE
         if JobStatus.RUNNING in statuses or JobStatus.DONE in statuses:
             return BatchStatus.RUNNING

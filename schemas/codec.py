@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import msgpack
 from pydantic import ValidationError
 
+from schemas.batches import BatchRequest
 from schemas.errors import DecodeError, EncodeError, MessageTooLarge
 from schemas.messages import ALL_MESSAGES, Message
 
@@ -21,7 +22,8 @@ DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 
 M = TypeVar("M", bound=Message)
 
-_BY_NAME: dict[str, type[Message]] = {cls.schema_name: cls for cls in ALL_MESSAGES}
+_WIRE: list[type[Message]] = [*ALL_MESSAGES, BatchRequest]
+_BY_NAME: dict[str, type[Message]] = {cls.schema_name: cls for cls in _WIRE}
 
 
 def encode(

@@ -60,3 +60,30 @@ class JobDetail(BaseModel):
     deadline: AwareDatetime | None = None
     trace_id: str | None = None
     factors: dict[str, Any] = Field(default_factory=dict)
+
+
+class BatchDetail(BaseModel):
+    """What the owner knows of one batch (`qsched batch show`, `client.batch(ID)`).
+
+    Attributes:
+        states: each job's state, in the order the jobs were added.
+        counts: jobs by state.
+        atom_order: the register's atom ids in order (a result's bitstring order).
+        basis: the measurement basis (`pulser.result.SampledResult`'s ``meas_basis``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    batch_id: str
+    user: str
+    job_class: str
+    open: bool
+    canceled: bool = False
+    digest: str
+    variables: dict[str, tuple[str, int]] = Field(default_factory=dict)
+    created_at: AwareDatetime
+    job_ids: list[str] = Field(default_factory=list)
+    states: list[str] = Field(default_factory=list)
+    counts: dict[str, int] = Field(default_factory=dict)
+    atom_order: list[str] = Field(default_factory=list)
+    basis: str | None = None

@@ -58,6 +58,9 @@ class ErrorCode(StrEnum):
     ALLOCATION_REQUIRED = "ALLOCATION_REQUIRED"
     UNKNOWN_ALLOCATION = "UNKNOWN_ALLOCATION"
     NOT_YOUR_ALLOCATION = "NOT_YOUR_ALLOCATION"
+    INVALID_VARIABLES = "INVALID_VARIABLES"
+    UNKNOWN_BATCH = "UNKNOWN_BATCH"
+    BATCH_CLOSED = "BATCH_CLOSED"
 
 
 class QPUState(StrEnum):
@@ -116,3 +119,8 @@ class CommandName(StrEnum):
     SESSION_OPEN = "session-open"
     SESSION_CLOSE = "session-close"
     SESSION_CANCEL = "session-cancel"
+    BATCH_SHOW = "batch-show"
+    BATCH_CLOSE = "batch-close"
+    BATCH_CANCEL = "batch-cancel"
+    BATCH_RETRY = "batch-retry"
+    BATCH_RESULTS = "batch-results"

@@ -35,6 +35,9 @@ class Topic(StrEnum):
     OWNER_ACTIVATED = "owner.activated"
     OWNER_SNAPSHOT = "owner.snapshot"
     JOB_ACCEPTED = "job.accepted"
+    BATCH_CREATED = "batch.created"
+    BATCH_CLOSED = "batch.closed"
+    BATCH_REJECTED = "batch.rejected"
     JOB_REJECTED = "job.rejected"
     JOB_STARTED = "job.started"
     JOB_PROGRESS = "job.progress"
@@ -149,6 +152,41 @@ class ContextMismatch(Payload):
     fields: tuple[str, ...] = Field(description="the claimed fields that differ")
 
 
+class BatchCreated(Payload):
+    """A batch entered the owner's state: its sequence, stored here once for all its jobs (read
+    back by log offset like a job's), and what its jobs are checked against."""
+
+    batch_id: str
+    user: str
+    job_class: str
+    sequence: str
+    digest: str
+    variables: dict[str, tuple[str, int]] = Field(
+        default_factory=dict, description="declared variables: name -> (type, size)"
+    )
+    open: bool = False
+    session_id: str | None = None
+    reply_to: str | None = None
+    atom_order: list[str] = Field(default_factory=list)
+    basis: str | None = None
+
+
+class BatchFacts(BatchCreated):
+    """`BatchCreated` read without its sequence (what `apply` needs)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    sequence: str = ""
+
+
+class BatchClosed(Payload):
+    """No more jobs may join the batch (declared complete, or canceled: `canceled`)."""
+
+    batch_id: str
+    by: str
+    canceled: bool = False
+
+
 class Refused(Payload):
     """A job refused at intake; for a message that is no job of its sender (garbage, a reused
     id) the event names no job, only the message id and queue it came with."""
@@ -156,6 +194,7 @@ class Refused(Payload):
     code: str | None = None
     message_id: str | None = None
     queue: str | None = None
+    batch_id: str | None = None
 
 
 class JobFacts(BaseModel):
@@ -169,12 +208,14 @@ class JobFacts(BaseModel):
     shots: int
     submitted_at: AwareDatetime
     session_id: str | None = None
+    batch_id: str | None = None
     slurm: SlurmContext | None = None
     min_epoch: int | None = None
     deadline: AwareDatetime | None = None
     max_runtime_s: float | None = None
     require_qpu: bool = False
     position_updates: bool = False
+    variables: dict[str, Any] | None = None
 
 
 class AcceptedFacts(Payload):
@@ -351,6 +392,9 @@ PAYLOADS: dict[Topic, type[Payload]] = {
     Topic.JOB_ACCEPTED: JobAccepted,
     Topic.JOB_RESUBMITTED: JobAccepted,
     Topic.JOB_REJECTED: Refused,
+    Topic.BATCH_CREATED: BatchCreated,
+    Topic.BATCH_CLOSED: BatchClosed,
+    Topic.BATCH_REJECTED: Refused,
     Topic.JOB_STARTED: JobStarted,
     Topic.JOB_PROGRESS: JobProgress,
     Topic.JOB_STOPPING: JobStopping,

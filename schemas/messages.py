@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from schemas.details import BatchDetail as BatchDetail  # part of ControlReply
 from schemas.details import JobDetail as JobDetail  # part of ControlReply
 from schemas.details import StandbyOwner as StandbyOwner  # part of StatusReport
 from schemas.enums import CommandName, ErrorCode, JobState, Mode, QPUState
@@ -116,8 +117,14 @@ class JobRequest(Message):
     job_class: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     priority: int = Field(default=0, ge=0, le=MAX_PRIORITY)
     shots: int = Field(gt=0)
-    sequence: str = Field(description="Pulser abstract-repr JSON of the sequence")
+    sequence: str = Field(
+        description='Pulser abstract-repr JSON of the sequence ("" for a job of a batch, '
+        "which runs its batch's sequence built with `variables`)"
+    )
     batch_id: str | None = None
+    variables: dict[str, Any] | None = Field(
+        default=None, description="a batch job's values of its batch's declared variables"
+    )
     session_id: str | None = None
     slurm: SlurmContext | None = None
     submitted_at: AwareDatetime = Field(default_factory=utc_now)
@@ -147,10 +154,18 @@ class JobRequest(Message):
     @field_validator("sequence")
     @classmethod
     def _sequence_is_json_object(cls, value: str) -> str:
-        problem = _json_object_problem(value)
+        problem = _json_object_problem(value) if value else None
         if problem is not None:
             raise ValueError(problem)
         return value
+
+    @model_validator(mode="after")
+    def _sequence_or_batch(self) -> JobRequest:
+        if not self.sequence and self.batch_id is None:
+            raise ValueError(
+                "sequence: a job needs a sequence, or a batch_id whose sequence it runs"
+            )
+        return self
 
 
 @functools.lru_cache(maxsize=1024)
@@ -266,6 +281,15 @@ JOB_COMMANDS = frozenset(
     }
 )  # commands about one job: they need its id
 SESSION_COMMANDS = frozenset({CommandName.SESSION_CLOSE, CommandName.SESSION_CANCEL})
+BATCH_COMMANDS = frozenset(
+    {
+        CommandName.BATCH_SHOW,
+        CommandName.BATCH_CLOSE,
+        CommandName.BATCH_CANCEL,
+        CommandName.BATCH_RETRY,
+        CommandName.BATCH_RESULTS,
+    }
+)  # commands about one batch: they need its id
 
 
 class ControlCommand(Message):
@@ -325,6 +349,9 @@ class ControlCommand(Message):
     idle_timeout_s: float | None = Field(
         default=None, gt=0, description="session-open: it ends after this long without a job"
     )
+    batch_id: str | None = Field(
+        default=None, max_length=MAX_ID_LENGTH, description="batch-*: the batch"
+    )
     issued_at: AwareDatetime = Field(default_factory=utc_now)
 
     @model_validator(mode="after")
@@ -333,6 +360,8 @@ class ControlCommand(Message):
             raise ValueError("command 'mode' needs a mode")
         if self.command in JOB_COMMANDS and not self.job_id and self.number is None:
             raise ValueError(f"command {self.command.value!r} needs a job_id or a number")
+        if self.command in BATCH_COMMANDS and not self.batch_id:
+            raise ValueError(f"command {self.command.value!r} needs a batch_id")
         if self.command is CommandName.DEAD_REQUEUE and not self.message_id:
             raise ValueError("command 'dead-requeue' needs the dead letter's message_id")
         if self.command is CommandName.UPDATE and self.priority is None and not self.job_class:
@@ -410,6 +439,10 @@ class ControlReply(Message):
         default=None, description="jobs: the sender's jobs, newest first"
     )
     number: int | None = Field(default=None, description="a job command: the job's number")
+    batch: BatchDetail | None = None
+    results: list[JobResult] | None = Field(
+        default=None, description="batch-results: the final results of the batch's ended jobs"
+    )
 
 
 class Event(Message):

@@ -8,14 +8,16 @@ with ``canceled=True`` and the counts measured so far.
 
 from __future__ import annotations
 
+import functools
 import json
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from schemas.enums import ErrorCode
 from schemas.messages import JobError
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ class RunRequest:
     sequence: str
     shots: int
     attempt: int = 1
+    variables: dict[str, Any] | None = None  # a batch job: `sequence` is built with these
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,37 @@ def register_size(sequence_json: str) -> int:
     except (ValueError, AttributeError):
         return 1
     return max(len(register), 1) if isinstance(register, list) else 1
+
+
+@functools.lru_cache(maxsize=64)
+def _parametrized(sequence_json: str) -> Any:
+    from pulser import Sequence
+
+    return Sequence.from_abstract_repr(sequence_json)
+
+
+def concrete_sequence(request: RunRequest) -> str:
+    """The sequence a run executes: a batch job's sequence built with its variables (the
+    batch's parametrized sequence is read once per batch, then built per job).
+
+    Raises:
+        InvalidSequence: the variables do not build (e.g. a value over a channel's limit).
+    """
+    if not request.variables:
+        return request.sequence
+    try:
+        built = _parametrized(request.sequence).build(**request.variables)
+        return str(built.to_abstract_repr(skip_validation=True))
+    except Exception as exc:  # pulser raises ValueError, TypeError, RuntimeError...
+        raise InvalidSequence(f"the sequence does not build with these variables: {exc}") from exc
+
+
+class InvalidSequence(Exception):
+    """A batch job's variables do not build its sequence; the run fails, not retryably."""
+
+    def error(self) -> JobError:
+        """The job's error."""
+        return JobError(code=ErrorCode.INVALID_SEQUENCE, message=str(self)[:500], field="variables")
 
 
 def load_default_device(device_file: Path | None) -> BaseDevice:

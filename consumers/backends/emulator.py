@@ -90,6 +90,7 @@ class EmulatorBackend(LocalBackend):
         line = {
             "job_id": request.job_id,
             "sequence": request.sequence,
+            "variables": request.variables,
             "shots": request.shots,
             "shot_rate_hz": self._rate,
             "chunk_shots": self._chunk if self._rate else None,

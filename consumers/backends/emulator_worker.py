@@ -30,6 +30,8 @@ def run_one(request: dict[str, Any], out: TextIO) -> None:
     job_id = request["job_id"]
     try:
         sequence = Sequence.from_abstract_repr(request["sequence"])
+        if request.get("variables"):  # a batch job: its batch's sequence, built here
+            sequence = sequence.build(**request["variables"])
         state = QutipBackendV2(sequence).run().final_state
     except Exception as exc:  # a bad sequence must become an error line, not a dead worker
         _emit(out, event="error", job_id=job_id, message=f"emulation failed: {exc}"[:500])

@@ -32,7 +32,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from consumers.backends.base import Backend, RunOutcome, RunRequest, RunSink
+from consumers.backends.base import (
+    Backend,
+    InvalidSequence,
+    RunOutcome,
+    RunRequest,
+    RunSink,
+    concrete_sequence,
+)
 from consumers.errors import BackendFailure
 from schemas.enums import ErrorCode
 from schemas.messages import JobError
@@ -200,6 +207,8 @@ class QPUApiBackend(Backend):
             message = f"the run passed its {self._run_timeout_s:g} s time limit ({exc})"
             error = JobError(code=ErrorCode.BACKEND_TIMEOUT, message=message, retryable=True)
             run.sink.finished(RunOutcome(job_id, error=error))
+        except InvalidSequence as exc:
+            run.sink.finished(RunOutcome(job_id, error=exc.error()))
         except BackendFailure as exc:
             code = ErrorCode.BACKEND_UNAVAILABLE if exc.retryable else ErrorCode.BACKEND_ERROR
             run.sink.finished(
@@ -215,7 +224,7 @@ class QPUApiBackend(Backend):
         request = run.request
         payload = {
             "nb_run": request.shots,
-            "pulser_sequence": request.sequence,
+            "pulser_sequence": concrete_sequence(request),
             "context": {"qsched_job_id": request.job_id, "attempt": request.attempt},
         }
         return dict(self._call("POST", "/jobs", payload, run=run))

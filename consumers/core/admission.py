@@ -23,6 +23,7 @@ from datetime import datetime
 from consumers.core import sessions
 from consumers.core.context import Unregistered, mismatch, unregistered_error, verify
 from consumers.core.inputs import Arrival, Readmitted
+from consumers.core.limits import over_limit as _over_limit
 from consumers.core.order import Waiting
 from consumers.core.outcomes import (
     AwaitAllocation,
@@ -169,25 +170,6 @@ def _reject(given: Arrival, error: JobError, now: datetime, *, attach: bool = Tr
     answer = Reply(given.reply_to, result, job.job_id, facts if attach else None)
     effects: list[Effect] = [answer, DeadLetter(error)]
     return [event], effects
-
-
-def _over_limit(state: OwnerState, policy: Policy, job_class: str, user: str) -> JobError | None:
-    """The backlog limit a new job would break, named, or None."""
-    index = state.index
-    limits = (
-        (policy.classes[job_class].max_waiting, index.per_class[job_class], f"class {job_class}"),
-        (policy.max_waiting_per_user, index.per_user[user], f"user {user}"),
-        (policy.max_waiting_total, len(state.waiting), "the whole backlog"),
-    )
-    for limit, waiting, what in limits:
-        if limit is not None and waiting >= limit:
-            return JobError(
-                code=ErrorCode.BACKLOG_LIMIT,
-                message=f"backlog limit of {what} reached: {waiting} of {limit} jobs waiting",
-                retryable=True,
-                details={"limit": limit, "waiting": waiting, "scope": what},
-            )
-    return None
 
 
 def admission_event(job_id: str, job_class: str, user: str, hold: str | None) -> Event:

@@ -24,6 +24,7 @@ class Who(Enum):
 
     OPERATOR = "operator"
     JOB_OWNER = "the job's submitter or an operator"
+    BATCH_OWNER = "the batch's submitter or an operator"  # the handler checks (`batch_of`)
     ANYONE = "anyone"
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from consumers.core import jobctl, sessions
+from consumers.core import batches, jobctl, sessions
 from consumers.core.command_types import Command as Command  # where step and the shell find it
 from consumers.core.command_types import Done, Handler, Refused, Who, is_operator
 from consumers.core.joblookup import jobs_of, resolve_number, resolve_prefix, where_is
@@ -320,6 +320,11 @@ TABLE: dict[CommandName, Spec] = {
     # the handlers check whose session it is
     CommandName.SESSION_CLOSE: Spec(sessions.close_session, Who.ANYONE, epilog=True),
     CommandName.SESSION_CANCEL: Spec(sessions.cancel_session, Who.ANYONE, epilog=True),
+    CommandName.BATCH_SHOW: Spec(batches.show, Who.BATCH_OWNER, logged=False),
+    CommandName.BATCH_RESULTS: Spec(batches.results, Who.BATCH_OWNER, logged=False),
+    CommandName.BATCH_CLOSE: Spec(batches.close, Who.BATCH_OWNER),
+    CommandName.BATCH_CANCEL: Spec(batches.cancel, Who.BATCH_OWNER),
+    CommandName.BATCH_RETRY: Spec(batches.retry, Who.BATCH_OWNER),
 }
 DEFAULT_JOBS_LIMIT = 1000
 SLURM_COMMANDS = (CommandName.ALLOCATION_STARTED, CommandName.ALLOCATION_ENDED)
@@ -341,7 +346,7 @@ def authorise(state: OwnerState, policy: Policy, given: Command) -> JobError | N
             details={"user": user},
         )
     who = spec.who
-    if who is Who.ANYONE:
+    if who in (Who.ANYONE, Who.BATCH_OWNER):
         return None
     if who is Who.JOB_OWNER:
         owner = state.owner_of(given.command.job_id or "")
@@ -418,6 +423,8 @@ def run_command(
         job_id = command.job_id or ""
         ended = job_id in state.finished
         answer = AnswerFromLog(given.reply_to, reply, job_id, command.wait, ended)
+    if ok and command.command is CommandName.BATCH_RESULTS:
+        answer = batches.results_effect(given, reply, state) or answer
     effects: list[Effect] = [*done.effects, answer]
     return [*events, *done.events], effects
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from consumers.core.batches import BatchArrival as BatchArrival  # an input like the others
 from consumers.core.commands import Command
 from schemas.context import VerifiedContext
 from schemas.messages import IdSource, JobError, JobRequest
@@ -123,6 +124,7 @@ class Recovered:
 
 Input = (
     Arrival
+    | BatchArrival
     | Progress
     | Finished
     | Operational

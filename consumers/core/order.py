@@ -59,6 +59,7 @@ class Waiting:
     user: str = ""
     account: str | None = None
     session_id: str | None = None
+    batch_id: str | None = None
     allocation: str | None = None
     allocation_end: datetime | None = None
     min_epoch: int | None = None
@@ -111,6 +112,7 @@ class Waiting:
             user=accepted.user,
             account=verified.account,
             session_id=job.session_id,
+            batch_id=job.batch_id,
             allocation=verified.allocation,
             allocation_end=verified.allocation_end,
             min_epoch=job.min_epoch,

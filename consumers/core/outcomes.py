@@ -4,7 +4,8 @@ An effect is I/O the shell carries out after the events before it are confirmed 
 `Reply` (answer a submitter or operator), `StartRun`/`StopRun` (drive the backend), `DeadLetter`
 (refuse the delivery being handled, with its reason), `AnswerFromLog` (a reply the shell completes
 from the results it holds or the log), `AwaitAllocation` (keep a job delivery until its Slurm
-allocation is registered). The shared builders: `job_event` (any event about one
+allocation is registered), `AnswerBatchResults` (a batch's results, from memory or the log).
+The shared builders: `job_event` (any event about one
 job), a job's final event and result, ending a waiting job, stopping a running one.
 """
 
@@ -84,7 +85,19 @@ class AwaitAllocation:
     allocation: str
 
 
-Effect = Reply | StartRun | StopRun | DeadLetter | AnswerFromLog | AwaitAllocation
+@dataclass(frozen=True)
+class AnswerBatchResults:
+    """Answer a `batch-results` command: the shell completes `reply` with the results of
+    `job_ids` (the batch's ended jobs) from memory or the log."""
+
+    reply_to: str | None
+    reply: ControlReply
+    job_ids: list[str]
+
+
+Effect = (
+    Reply | StartRun | StopRun | DeadLetter | AnswerFromLog | AwaitAllocation | AnswerBatchResults
+)
 Steps = tuple[list[Event], list[Effect]]
 
 

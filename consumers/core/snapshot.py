@@ -15,7 +15,7 @@ from pydantic import TypeAdapter
 from consumers.core.fairshare import Usage
 from consumers.core.order import Waiting
 from consumers.core.state import OwnerState
-from consumers.core.state_data import Run, Session
+from consumers.core.state_data import Batch, Run, Session
 from schemas.context import Allocation
 from schemas.enums import JobState, Mode, QPUState
 
@@ -24,6 +24,7 @@ _RUN = TypeAdapter(Run | None)
 _LANES = TypeAdapter(dict[str, Run])
 _SESSIONS = TypeAdapter(dict[str, Session])
 _ALLOCATIONS = TypeAdapter(dict[str, Allocation])
+_BATCHES = TypeAdapter(dict[str, Batch])
 FORMAT = 1
 
 
@@ -53,6 +54,7 @@ def to_data(state: OwnerState) -> dict[str, Any]:
         "numbers": dict(state.numbers),
         "last_number": state.last_number,
         "last_run_session": state.last_run_session,
+        "batches": _BATCHES.dump_python(state.batches, mode="json"),
         "account_usage": state.account_usage.to_data(),
         "user_usage": state.user_usage.to_data(),
         "class_usage": state.class_usage.to_data(),
@@ -92,6 +94,7 @@ def from_data(data: dict[str, Any], half_life_s: float) -> OwnerState:
         numbers={k: int(v) for k, v in data.get("numbers", {}).items()},
         last_number=int(data.get("last_number", 0)),
         last_run_session=data.get("last_run_session"),
+        batches=_BATCHES.validate_python(data.get("batches", {})),
         account_usage=Usage.from_data(half_life_s, data.get("account_usage", {})),
         user_usage=Usage.from_data(half_life_s, data.get("user_usage", {})),
         class_usage=Usage.from_data(half_life_s, data.get("class_usage", {})),

@@ -36,12 +36,14 @@ from consumers.core.session_fold import (
     session_opened,
     session_run_ended,
 )
-from consumers.core.state_data import IgnoredEvent, Run, StateData
+from consumers.core.state_data import Batch, IgnoredEvent, Run, StateData
 from consumers.errors import Ignored, IllegalTransition
 from schemas.context import Allocation
 from schemas.enums import CommandName, JobState
 from schemas.events import (
     AdmissionHold,
+    BatchClosed,
+    BatchFacts,
     CalibrationComplete,
     CalibrationEpoch,
     ControlApplied,
@@ -76,6 +78,7 @@ RUN_OUTCOMES = {  # how a run that did not end its job ended, as its `RunInterva
     Topic.JOB_RETRYING: "retrying",
 }
 REMEMBERED_JOBS = 100_000  # ended jobs whose id and submitter are kept (deduplication)
+REMEMBERED_BATCHES = 10_000  # batches kept (the oldest go first), open or not
 HOLD_COMMANDS = {
     CommandName.PAUSE: QPUEvent.PAUSE,
     CommandName.RESUME: QPUEvent.RESUME,
@@ -153,6 +156,39 @@ def _accepted(state: OwnerState, event: Event) -> None:
             session = implicit_session(waiting, event.at)
             state.sessions[job.session_id] = session
         session.last_activity_at = event.at
+    batch = state.batches.get(job.batch_id or "")
+    if batch is not None:
+        batch.jobs[job.job_id] = (job.shots, dict(job.variables or {}))
+
+
+def _batch_created(state: OwnerState, event: Event) -> None:
+    created = payload_of(event, BatchFacts)
+    if created.batch_id in state.batches:
+        raise Ignored(f"batch {created.batch_id} was created before")  # a batch is created once
+    state.batches[created.batch_id] = Batch(
+        batch_id=created.batch_id,
+        user=created.user,
+        job_class=created.job_class,
+        digest=created.digest,
+        created_at=event.at,
+        variables=dict(created.variables),
+        open=created.open,
+        session_id=created.session_id,
+        reply_to=created.reply_to,
+        atom_order=list(created.atom_order),
+        basis=created.basis,
+    )
+    while len(state.batches) > REMEMBERED_BATCHES:
+        del state.batches[next(iter(state.batches))]
+
+
+def _batch_closed(state: OwnerState, event: Event) -> None:
+    closed = payload_of(event, BatchClosed)
+    batch = state.batches.get(closed.batch_id)
+    if batch is None:
+        raise Ignored(f"batch {closed.batch_id} is not known")
+    batch.open = False
+    batch.canceled = batch.canceled or closed.canceled
 
 
 def _started(state: OwnerState, event: Event) -> None:
@@ -401,6 +437,8 @@ def _registered(state: OwnerState, allocation: Allocation, at: datetime) -> None
 _HANDLERS: dict[Topic, Any] = {
     Topic.OWNER_ACTIVATED: _activated,
     Topic.JOB_ACCEPTED: _accepted,
+    Topic.BATCH_CREATED: _batch_created,
+    Topic.BATCH_CLOSED: _batch_closed,
     Topic.JOB_STARTED: _started,
     Topic.JOB_PROGRESS: _progress,
     Topic.JOB_STOPPING: _stopping,

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from consumers.core.fairshare import Usage
 from consumers.core.machine import QPUEvent, transition
@@ -89,6 +90,27 @@ class Session:
 
 
 @dataclass
+class Batch:
+    """A batch: its sequence's digest and declared variables (the sequence itself stays in the
+    log, in `batch.created`), whether jobs may still join, and its jobs with their runs and
+    variables, in the order they joined."""
+
+    batch_id: str
+    user: str
+    job_class: str
+    digest: str
+    created_at: datetime
+    variables: dict[str, tuple[str, int]] = field(default_factory=dict)
+    open: bool = False
+    canceled: bool = False
+    session_id: str | None = None
+    reply_to: str | None = None
+    atom_order: list[str] = field(default_factory=list)
+    basis: str | None = None
+    jobs: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+
+
+@dataclass
 class StateData:
     """Everything the owner knows, as the fold of the log left it.
 
@@ -105,6 +127,7 @@ class StateData:
             operator) registered them with ``allocation-started``.
         ended_allocations: ids of allocations whose epilog ran (registered or not).
         lanes: the runs on emulator lanes, by lane name (the QPU's run is `running`).
+        batches: the batches, by batch id (the last `REMEMBERED_BATCHES` created).
         ignored: events that could not be applied (stale term, unknown job, illegal move).
         ignored_events: the newest of those, each with why (not in snapshots).
         policy: the policy in force as the log has it (TOML text of the last activation or
@@ -134,6 +157,7 @@ class StateData:
     by_number: dict[int, str] = field(default_factory=dict)
     last_number: int = 0
     last_run_session: str | None = None  # the session of the QPU's last finished run
+    batches: dict[str, Batch] = field(default_factory=dict)
     account_usage: Usage = field(default_factory=Usage)
     user_usage: Usage = field(default_factory=Usage)
     class_usage: Usage = field(default_factory=Usage)

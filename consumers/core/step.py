@@ -20,9 +20,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from consumers.core.admission import arrival, readmitted
+from consumers.core.batches import batch_arrival
 from consumers.core.commands import Command, run_command
 from consumers.core.inputs import (
     Arrival,
+    BatchArrival,
     Context,
     Dispatch,
     Finished,
@@ -58,6 +60,7 @@ from schemas.policy import Policy
 
 __all__ = [
     "Arrival",
+    "BatchArrival",
     "Command",
     "Context",
     "Dispatch",
@@ -97,6 +100,8 @@ def _step(state: OwnerState, policy: Policy, given: Input, now: datetime, ctx: C
     match given:
         case Arrival():
             return arrival(state, policy, given, now)
+        case BatchArrival():
+            return batch_arrival(state, policy, given, now)
         case Progress():
             return progress(state, given)
         case Finished():

@@ -101,3 +101,61 @@ def test_a_bad_device_file_says_why() -> None:
 
     with pytest.raises(ValueError, match=r"not a valid Pulser device: \w+: \S+"):
         load_device('{"version": "1", "name": "x"}')
+
+
+def _parametrized_sequence() -> str:
+    from pulser import Pulse, Sequence
+
+    layout = next(iter(AnalogDevice.calibrated_register_layouts.values()))
+    seq = Sequence(layout.define_register(0, 1, 2, qubit_ids=["q0", "q1", "q2"]), AnalogDevice)
+    seq.declare_channel("r", "rydberg_global")
+    amp = seq.declare_variable("amp")
+    det = seq.declare_variable("det", size=2, dtype=int)
+    seq.add(Pulse.ConstantPulse(200, amp, det[0], 0.0), "r")
+    return str(seq.to_abstract_repr())
+
+
+def test_a_parametrized_sequence_is_refused_as_a_job_and_accepted_as_a_batch() -> None:
+    text = _parametrized_sequence()
+    error = validate_sequence(text, AnalogDevice)
+    assert error is not None and "free variables" in error.message
+    assert validate_sequence(text, AnalogDevice, parametrized=True) is None
+
+
+def test_the_document_check_finds_what_the_pulser_rebuild_finds() -> None:
+    seq = mock_sequence({"a": (0.0, 0.0), "b": (3.0, 0.0), "c": (20.0, 0.0)})
+    assert validate_sequence(seq, DigitalAnalogDevice, deep=False) == validate_sequence(
+        seq, DigitalAnalogDevice
+    )
+
+
+def test_the_checker_pays_once_per_distinct_sequence_and_again_for_a_new_device() -> None:
+    from schemas.sequence import SequenceChecker
+
+    checker = SequenceChecker(deep=False)
+    for _ in range(3):
+        assert checker.check(analog_sequence(3), AnalogDevice) is None
+        assert checker.check(analog_sequence(2), AnalogDevice) is None
+    assert checker.misses == 2
+    assert checker.check(analog_sequence(3), DigitalAnalogDevice) is not None
+    assert checker.misses == 3
+
+
+def test_variables_are_checked_against_the_declared_ones_naming_each_bad_one() -> None:
+    import json
+
+    from schemas.sequence import declared_variables
+    from schemas.variables import validate_variables
+
+    declared = declared_variables(json.loads(_parametrized_sequence()))
+    assert declared == {"amp": ("float", 1), "det": ("int", 2)}
+    assert validate_variables(declared, {"amp": 1.5, "det": [1, 2]}) is None
+    assert validate_variables(declared, {"amp": [1.5], "det": (1, 2)}) is None
+    error = validate_variables(declared, {"amp": 1.0, "det": [1, 2], "ampp": 3})
+    assert error is not None and error.code is ErrorCode.INVALID_VARIABLES
+    assert error.details["unknown"] == ["ampp"] and "ampp" in error.message
+    error = validate_variables(declared, {"amp": 1.0})
+    assert error is not None and error.details["missing"] == ["det"]
+    assert "\n" not in error.message
+    error = validate_variables(declared, {"amp": "x", "det": [1.5, 2]})
+    assert error is not None and set(error.details["invalid"]) == {"amp", "det"}

@@ -1,0 +1,406 @@
+"""Batches (pure): a batch's arrival, and the commands about one batch.
+
+Theory of operation. A `BatchArrival` is one `BatchRequest` delivery with the shell's verdict on
+its sequence and every job's variables and shots (`problem`). It creates a batch (its sequence,
+stored once in `batch.created`, then one `job.accepted` per job carrying only its runs and
+variables) or adds jobs to an open one; it is accepted or refused whole: an invalid sequence or
+variables, an unknown or closed batch, another user's batch, or more jobs than a backlog limit
+allows refuse every job of the message (`job.rejected` each, a REJECTED result each, and a
+`batch.rejected` naming the batch), and nothing is created. A copy of a message already taken
+(a redelivery) is dropped. A batch is a session: its jobs carry ``session_id`` = the batch's
+session (its id unless the submitter named one), so the owner's session grace keeps an open
+batch's iterations together.
+
+Commands: ``batch-show`` (counts by state, each job's state), ``batch-close`` (Pulser's
+``declare_complete``: no more jobs; queued ones still run), ``batch-cancel`` (closed, waiting
+jobs canceled, the running one stopped), ``batch-retry`` (its jobs that ended ERROR wait again,
+`job.resubmitted`), ``batch-results`` (the shell completes the reply with the ended jobs'
+results, `AnswerBatchResults`). Only the batch's submitter or an operator may send them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from consumers.core.command_types import Command, Done, Refused, is_operator
+from consumers.core.limits import over_limit
+from consumers.core.order import Waiting
+from consumers.core.outcomes import (
+    AnswerBatchResults,
+    DeadLetter,
+    Effect,
+    Reply,
+    Steps,
+    StopRun,
+    end_waiting,
+    final_event,
+    stopping_event,
+)
+from consumers.core.policy import validate_admission
+from consumers.core.state import OwnerState
+from consumers.core.state_data import Batch
+from schemas.batches import BatchDetail, BatchRequest
+from schemas.enums import ErrorCode, JobState
+from schemas.events import BatchClosed, BatchCreated, JobAccepted, Topic, make_event
+from schemas.events import Refused as RefusedPayload
+from schemas.messages import Event, JobError, JobRequest, JobResult, Timings
+from schemas.policy import Policy
+
+
+@dataclass(frozen=True)
+class BatchArrival:
+    """A decoded `BatchRequest` with what the shell learned: the sequence's digest, declared
+    variables, atom order and basis (a new batch), and the first problem with its sequence or
+    any job's variables or shots (`problem`)."""
+
+    request: BatchRequest
+    user: str
+    reply_to: str | None = None
+    trace: dict[str, str] = field(default_factory=dict)
+    problem: JobError | None = None
+    digest: str = ""
+    variables: dict[str, tuple[str, int]] = field(default_factory=dict)
+    atom_order: list[str] = field(default_factory=list)
+    basis: str | None = None
+
+
+def batch_arrival(state: OwnerState, policy: Policy, given: BatchArrival, now: datetime) -> Steps:
+    """A batch delivery: dropped as a copy, refused whole, or accepted whole."""
+    request = given.request
+    batch = state.batches.get(request.batch_id)
+    creating = request.sequence is not None
+    known = [job.job_id for job in request.jobs if job.job_id in state.owners]
+    if (
+        creating
+        and batch is not None
+        and batch.user == given.user
+        and (not request.jobs or len(known) == len(request.jobs))
+    ):
+        return [], []  # a copy of a batch already taken (redelivered)
+    copied = not creating and request.jobs and len(known) == len(request.jobs)
+    if copied and all(state.owners[j] == given.user for j in known):
+        return [], []  # a copy of an addition already taken
+    problem = _refusal(state, policy, given, batch, known)
+    if problem is not None:
+        return _refuse(given, problem, now)
+    session = request.session_id or request.batch_id
+    events: list[Event] = []
+    if creating:
+        assert request.sequence is not None
+        created = BatchCreated(
+            batch_id=request.batch_id,
+            user=given.user,
+            job_class=request.job_class,
+            sequence=request.sequence,
+            digest=given.digest,
+            variables=given.variables,
+            open=request.open,
+            session_id=session,
+            reply_to=given.reply_to,
+            atom_order=given.atom_order,
+            basis=given.basis,
+        )
+        events.append(
+            make_event(
+                Topic.BATCH_CREATED,
+                created,
+                job_class=request.job_class,
+                user=given.user,
+                reason=f"{len(request.jobs)} job(s){', open' if request.open else ''}",
+            )
+        )
+    else:
+        assert batch is not None
+        session = batch.session_id or request.batch_id
+    for job in _job_requests(request, session):
+        accepted = JobAccepted(job=job, user=given.user, reply_to=given.reply_to, trace=given.trace)
+        events.append(
+            make_event(
+                Topic.JOB_ACCEPTED,
+                accepted,
+                job_id=job.job_id,
+                job_class=job.job_class,
+                user=given.user,
+            )
+        )
+    return events, []
+
+
+def _job_requests(request: BatchRequest, session: str) -> list[JobRequest]:
+    """The batch's jobs as job requests without a sequence (their batch has it)."""
+    return [
+        JobRequest(
+            job_id=job.job_id,
+            job_class=request.job_class,
+            priority=request.priority,
+            shots=job.shots,
+            sequence="",
+            batch_id=request.batch_id,
+            variables=job.variables,
+            session_id=session,
+            slurm=request.slurm,
+            submitted_at=request.submitted_at,
+            deadline=request.deadline,
+            max_runtime_s=request.max_runtime_s,
+            min_epoch=request.min_epoch,
+            allow_device_switch=request.allow_device_switch,
+            require_qpu=request.require_qpu,
+        )
+        for job in request.jobs
+    ]
+
+
+def _refusal(
+    state: OwnerState,
+    policy: Policy,
+    given: BatchArrival,
+    batch: Batch | None,
+    known: list[str],
+) -> JobError | None:
+    """Why the whole message is refused, or None."""
+    request = given.request
+    batch_id = request.batch_id
+    if request.sequence is not None and batch is not None:
+        return JobError(
+            code=ErrorCode.DUPLICATE_JOB_ID,
+            message=f"batch id {batch_id} is taken; create the batch with a new id",
+            field="batch_id",
+        )
+    if request.sequence is None:
+        if batch is None:
+            return JobError(
+                code=ErrorCode.UNKNOWN_BATCH,
+                message=f"no batch {batch_id} is known to the owner",
+                field="batch_id",
+            )
+        if batch.user != given.user:
+            return JobError(
+                code=ErrorCode.NOT_AUTHORISED,
+                message=f"batch {batch_id} is another user's",
+                field="batch_id",
+            )
+        if not batch.open:
+            return JobError(
+                code=ErrorCode.BATCH_CLOSED,
+                message=f"batch {batch_id} is closed: no job may be added to it",
+                field="batch_id",
+            )
+        if batch.job_class != request.job_class:
+            return JobError(
+                code=ErrorCode.INVALID_SCHEMA,
+                message=f"batch {batch_id} is of class {batch.job_class}, not {request.job_class}",
+                field="job_class",
+            )
+    if known:
+        return JobError(
+            code=ErrorCode.DUPLICATE_JOB_ID,
+            message=f"job id {known[0]} is taken; submit with new ids",
+            field="job_id",
+        )
+    if given.problem is not None:
+        return given.problem
+    allocation = request.slurm.job_id if request.slurm else None
+    if allocation is not None and allocation in state.ended_allocations:
+        return JobError(
+            code=ErrorCode.ALLOCATION_ENDED, message=f"Slurm allocation {allocation} ended"
+        )
+    shots = max((job.shots for job in request.jobs), default=1)
+    return validate_admission(policy, request.job_class, given.user, shots) or (
+        over_limit(state, policy, request.job_class, given.user, len(request.jobs))
+        if request.jobs
+        else None
+    )
+
+
+def _refuse(given: BatchArrival, error: JobError, now: datetime) -> Steps:
+    """Refuse every job of the message (each logged and answered), and the batch itself."""
+    request = given.request
+    if error.code not in (ErrorCode.UNKNOWN_BATCH, ErrorCode.BATCH_CLOSED):
+        error = error.model_copy(update={"message": f"batch {request.batch_id}: {error.message}"})
+    attach = error.code is not ErrorCode.DUPLICATE_JOB_ID
+    events: list[Event] = [
+        make_event(
+            Topic.BATCH_REJECTED,
+            RefusedPayload(code=error.code.value, batch_id=request.batch_id),
+            job_class=request.job_class,
+            user=given.user,
+            reason=error.message,
+        )
+    ]
+    effects: list[Effect] = [DeadLetter(error)]
+    for job in request.jobs:
+        waiting = Waiting(
+            job.job_id,
+            request.job_class,
+            request.priority,
+            request.submitted_at,
+            job.shots,
+            given.user,
+        )
+        event, result = final_event(waiting, JobState.REJECTED, error, now)
+        if attach:
+            events.append(event)
+        effects.append(Reply(given.reply_to, result, job.job_id))
+    if request.sequence is not None:  # the creator waits on the batch id too
+        effects.append(Reply(given.reply_to, _batch_result(request, error, now), request.batch_id))
+    return events, effects
+
+
+def _batch_result(request: BatchRequest, error: JobError, now: datetime) -> JobResult:
+    return JobResult(
+        job_id=request.batch_id,
+        state=JobState.REJECTED,
+        job_class=request.job_class,
+        shots=0,
+        error=error,
+        timings=Timings(queued_at=now, ended_at=now),
+    )
+
+
+# ---- commands ----------------------------------------------------------------------------------
+
+
+def batch_of(state: OwnerState, policy: Policy, given: Command) -> Batch:
+    """The batch a command names, if the sender may act on it.
+
+    Raises:
+        Refused: unknown batch, or another user's (for a sender who is no operator).
+    """
+    batch_id = given.command.batch_id or ""
+    batch = state.batches.get(batch_id)
+    if batch is None:
+        raise Refused(ErrorCode.UNKNOWN_BATCH, f"no batch {batch_id} is known to the owner")
+    if batch.user != given.user and not is_operator(policy, given):
+        raise Refused(ErrorCode.NOT_AUTHORISED, f"batch {batch_id} is another user's")
+    return batch
+
+
+def job_state(state: OwnerState, job_id: str) -> JobState:
+    """Where one job of a batch is now."""
+    if job_id in state.finished:
+        return state.finished[job_id]
+    if state.run_of(job_id) is not None:
+        return JobState.RUNNING
+    return JobState.QUEUED
+
+
+def detail(state: OwnerState, batch: Batch) -> BatchDetail:
+    """What `batch-show` tells of a batch."""
+    states = [job_state(state, job_id).value for job_id in batch.jobs]
+    return BatchDetail(
+        batch_id=batch.batch_id,
+        user=batch.user,
+        job_class=batch.job_class,
+        open=batch.open,
+        canceled=batch.canceled,
+        digest=batch.digest,
+        variables=batch.variables,
+        created_at=batch.created_at,
+        job_ids=list(batch.jobs),
+        states=states,
+        counts=dict(Counter(states)),
+        atom_order=batch.atom_order,
+        basis=batch.basis,
+    )
+
+
+def show(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
+    """``batch-show``: counts by state and each job's state."""
+    found = detail(state, batch_of(state, policy, given))
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(found.counts.items())) or "no jobs"
+    shape = "open" if found.open else "closed"
+    return Done(f"batch {found.batch_id} ({shape}): {counts}", reply={"batch": found})
+
+
+def results(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
+    """``batch-results``: the shell adds the ended jobs' results (`AnswerBatchResults`)."""
+    return show(state, policy, given, now)
+
+
+def close(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
+    """``batch-close``: no more jobs may join (queued ones still run)."""
+    batch = batch_of(state, policy, given)
+    if not batch.open:
+        return Done(f"batch {batch.batch_id} is already closed")
+    event = _closed(batch, given.user or "", canceled=False)
+    return Done(f"batch {batch.batch_id} closed: {len(batch.jobs)} job(s)", events=[event])
+
+
+def cancel(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
+    """``batch-cancel``: closed, its waiting jobs canceled, its running jobs stopped."""
+    batch = batch_of(state, policy, given)
+    code = (
+        ErrorCode.CANCELED_BY_OPERATOR if batch.user != given.user else ErrorCode.CANCELED_BY_USER
+    )
+    error = JobError(code=code, message=f"batch {batch.batch_id} canceled by {given.user}")
+    done = Done("", events=[_closed(batch, given.user or "", canceled=True)])
+    canceled = stopped = 0
+    for job_id in batch.jobs:
+        waiting = state.waiting.get(job_id)
+        run = state.run_of(job_id)
+        if waiting is not None:
+            events, effects = end_waiting(waiting, JobState.CANCELED, error, now)
+            done.events += events
+            done.effects += effects
+            canceled += 1
+        elif run is not None and run.stop_error is None:
+            done.events.append(stopping_event(run.job, error, JobState.CANCELED))
+            done.effects.append(StopRun(job_id))
+            stopped += 1
+    done.message = f"batch {batch.batch_id} canceled: {canceled} queued job(s), {stopped} stopped"
+    done.fields = {"canceled": canceled}
+    return done
+
+
+def retry(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
+    """``batch-retry``: its jobs that ended ERROR wait again, same ids, runs and variables."""
+    batch = batch_of(state, policy, given)
+    failed = [j for j in batch.jobs if state.finished.get(j) is JobState.ERROR]
+    if batch.canceled:
+        raise Refused(ErrorCode.BATCH_CLOSED, f"batch {batch.batch_id} was canceled")
+    events = []
+    for job_id in failed:
+        shots, variables = batch.jobs[job_id]
+        job = JobRequest(
+            job_id=job_id,
+            job_class=batch.job_class,
+            shots=shots,
+            sequence="",
+            batch_id=batch.batch_id,
+            variables=variables,
+            session_id=batch.session_id,
+            submitted_at=now,
+        )
+        payload = JobAccepted(job=job, user=batch.user, reply_to=batch.reply_to)
+        events.append(
+            make_event(
+                Topic.JOB_RESUBMITTED,
+                payload,
+                job_id=job_id,
+                job_class=batch.job_class,
+                user=batch.user,
+                reason=f"batch {batch.batch_id} retried by {given.user}",
+            )
+        )
+    return Done(f"batch {batch.batch_id}: {len(failed)} failed job(s) wait again", events=events)
+
+
+def results_effect(given: Command, reply: object, state: OwnerState) -> AnswerBatchResults | None:
+    """The effect that completes a ``batch-results`` reply (None: the command was refused)."""
+    batch = state.batches.get(given.command.batch_id or "")
+    if batch is None:
+        return None
+    ended = [j for j in batch.jobs if j in state.finished]
+    return AnswerBatchResults(given.reply_to, reply, ended)  # type: ignore[arg-type]
+
+
+def _closed(batch: Batch, by: str, *, canceled: bool) -> Event:
+    return make_event(
+        Topic.BATCH_CLOSED,
+        BatchClosed(batch_id=batch.batch_id, by=by, canceled=canceled),
+        job_class=batch.job_class,
+        user=batch.user,
+        reason=f"{'canceled' if canceled else 'closed'} by {by}",
+    )

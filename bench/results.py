@@ -27,12 +27,10 @@ from bench.activation import fill, history
 from bench.common import bench_namespace, child_env, discover, owner_process
 from brokers.connection import channel
 from brokers.settings import Settings
-from brokers.stream import read_stream
+from brokers.stream import events_of, read_stream
 from brokers.topology import build_topology
 from producers.client import QPUClient
-from schemas.codec import decode
 from schemas.enums import CommandName
-from schemas.messages import Event
 from schemas.policy import Policy
 
 SMALL = 1_000
@@ -80,8 +78,7 @@ def _scan_s(settings: Settings, job_id: str) -> float:
     began = time.perf_counter()
     with channel(settings.amqp_url) as ch:
         for record in read_stream(ch, stream, "first"):
-            event = decode(record.body, record.properties.type, Event)
-            if event.job_id == job_id and event.result is not None:
+            if any(e.job_id == job_id and e.result for e in events_of(record)):
                 break
     return time.perf_counter() - began
 

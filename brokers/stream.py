@@ -1,24 +1,38 @@
-"""Reading a RabbitMQ stream (the event log) over AMQP 0.9.1.
+"""Reading a RabbitMQ stream (the event log) over AMQP 0.9.1: every reader of the log comes
+through here (the owner's replay and reads by offset, the event tools, the client's scans).
 
 A stream is read by a consumer with ``x-stream-offset`` (``first``, ``last``, ``next``, a numeric
 offset, or a timestamp), a prefetch, and manual acks. AMQP 0.9.1 has no "end of stream" signal,
 so a reader stops at a sentinel message (the caller's `stop` predicate, e.g. a marker event it
 published itself) or, failing that, after `idle_timeout_s` without deliveries.
+
+A record holds one event or several (`schemas.records.EventRecord`); `events_of` decodes either,
+so an event is addressed by (record offset, index). Logs written before records could hold
+several events need no migration: their one-event records read as index 0.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import pika
-from pika.adapters.blocking_connection import BlockingChannel
+from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from brokers.connection import ack_later
+from schemas.codec import DEFAULT_MAX_BYTES, decode_any
+from schemas.errors import DecodeError
+from schemas.messages import Event
+from schemas.records import EventRecord
 
 Offset = int | str | datetime
 STREAM_PREFETCH = 500
+JOB_ID_HEADER = "x-qsched-job-id"  # the job a one-event record is about
+JOB_IDS_HEADER = "x-qsched-job-ids"  # the jobs an `EventRecord`'s events are about
+BATCH_ID_HEADER = "x-qsched-batch-id"  # a record holding a batch's `batch.created`
 
 
 @dataclass(frozen=True)
@@ -28,6 +42,107 @@ class StreamRecord:
     offset: int
     properties: pika.BasicProperties
     body: bytes
+    routing_key: str = ""
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        """The record's AMQP headers ({} when it has none)."""
+        headers = self.properties.headers
+        return headers if isinstance(headers, dict) else {}
+
+
+def events_of(record: StreamRecord, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Event]:
+    """The events a record holds, in order: one (an `Event` record) or several (an
+    `EventRecord`); none for anything else (the log is read, never judged, here). The event at
+    index i of the record at offset n is addressed as (n, i)."""
+    try:
+        message = decode_any(record.body, record.properties.type, max_bytes)
+    except DecodeError:
+        return []
+    if isinstance(message, Event):
+        return [message]
+    if isinstance(message, EventRecord):
+        return list(message.events)
+    return []
+
+
+def job_ids_of(record: StreamRecord) -> list[str]:
+    """The jobs a record's events are about, from its headers (no decoding)."""
+    headers = record.headers
+    one = headers.get(JOB_ID_HEADER)
+    many = headers.get(JOB_IDS_HEADER)
+    ids = [str(one)] if one else []
+    if isinstance(many, list):
+        ids += [str(j) for j in many]
+    return ids
+
+
+def consume(
+    connection: BlockingConnection,
+    stream: str,
+    offset: Offset,
+    on_record: Callable[[StreamRecord], None],
+    prefetch: int = STREAM_PREFETCH,
+) -> BlockingChannel:
+    """Start a consumer on a channel of its own: `on_record` gets every record from `offset`
+    on (acked at once) while the caller lets the connection process events; close the channel
+    with `close_stream_channel` to stop."""
+    channel = connection.channel()
+    channel.basic_qos(prefetch_count=prefetch)
+
+    def deliver(ch: Any, method: Any, props: Any, body: bytes) -> None:
+        ack_later(ch, method.delivery_tag)
+        on_record(StreamRecord(_offset_of(props), props, body, method.routing_key))
+
+    channel.basic_consume(stream, deliver, arguments={"x-stream-offset": offset})
+    return channel
+
+
+def scan(
+    connection: BlockingConnection,
+    stream: str,
+    start: int,
+    visit: Callable[[StreamRecord], bool],
+    *,
+    prefetch: int = 100,
+    timeout_s: float = 5.0,
+) -> bool:
+    """Hand `visit` each record from offset `start` on, in order, until it returns True.
+
+    The owner's reads by offset (a sequence, a job's history or result) go through here: they
+    run inside its loop, on a channel of their own, bounded by `timeout_s`. Records before
+    `start` (a stream consumer attaches at the first record of the chunk holding it) are
+    skipped; once `visit` said stop, the records still in flight are dropped with the channel.
+
+    Returns:
+        Whether `visit` stopped the scan (False: `timeout_s` passed first).
+    """
+    done = False
+    channel = connection.channel()
+    channel.basic_qos(prefetch_count=prefetch)
+
+    def on_record(ch: Any, method: Any, props: Any, body: bytes) -> None:
+        nonlocal done
+        if done:
+            return  # no ack: the stream sends no more (closing the channel drops these)
+        ack_later(ch, method.delivery_tag)
+        record = StreamRecord(_offset_of(props), props, body, method.routing_key)
+        if record.offset >= start:
+            done = visit(record)
+
+    channel.basic_consume(stream, on_record, arguments={"x-stream-offset": start})
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not done and time.monotonic() < deadline:
+            connection.process_data_events(time_limit=0.05)
+    finally:
+        close_stream_channel(channel)
+    return done
+
+
+def _offset_of(props: pika.BasicProperties) -> int:
+    headers = props.headers if isinstance(props.headers, dict) else {}
+    return int(headers.get("x-stream-offset", -1))
 
 
 def read_stream(
@@ -38,6 +153,7 @@ def read_stream(
     idle_timeout_s: float = 0.5,
     stop: Callable[[StreamRecord], bool] | None = None,
     max_wait_s: float | None = None,
+    follow: bool = False,
 ) -> Iterator[StreamRecord]:
     """Yield records from `offset` on until `stop` says so or the stream goes quiet.
 
@@ -48,20 +164,23 @@ def read_stream(
         idle_timeout_s: stop after this long without a delivery (when `stop` is None).
         stop: stop after the first record for which this returns True (it is yielded).
         max_wait_s: with `stop`, give up after this long without a delivery.
+        follow: never give up for want of deliveries (a live tail; the caller stops).
     """
     channel.basic_qos(prefetch_count=STREAM_PREFETCH)
     wait_s = idle_timeout_s if stop is None else (max_wait_s or 30.0)
+    if follow:
+        wait_s = 1.0
     arguments = {"x-stream-offset": offset}
     try:
         for method, props, body in channel.consume(
             queue, arguments=arguments, inactivity_timeout=wait_s
         ):
             if method is None:
+                if follow:
+                    continue
                 return
             ack_later(channel, method.delivery_tag)
-            record = StreamRecord(
-                int((props.headers or {}).get("x-stream-offset", -1)), props, body
-            )
+            record = StreamRecord(_offset_of(props), props, body, method.routing_key)
             yield record
             if stop is not None and stop(record):
                 return
@@ -70,6 +189,46 @@ def read_stream(
             _settle_buffered(channel, queue, arguments, wait_s)
             _drop_late_deliveries(channel)
             channel.cancel()
+
+
+def fetch_end_offset(
+    connection: BlockingConnection, stream: str, first_wait_s: float = 2.0, settle_s: float = 0.3
+) -> int | None:
+    """The offset of the stream's last record now (None when the stream is empty).
+
+    AMQP 0.9.1 has no "end of stream": a short consumer attached at ``last`` receives the
+    stream's last chunk, and the highest offset it sees is the end.
+
+    Args:
+        connection: where to open the channel this call uses.
+        stream: the stream queue.
+        first_wait_s: how long to wait for the last chunk's first record.
+        settle_s: how long to wait for more records of that chunk after one arrived.
+
+    Raises:
+        pika.exceptions.ChannelClosedByBroker: the stream is missing or may not be read.
+    """
+    channel = connection.channel()
+    channel.basic_qos(prefetch_count=STREAM_PREFETCH)
+    end: int | None = None
+    first_deadline = time.monotonic() + first_wait_s
+    settle_deadline = first_deadline + 2.0  # a busy log never goes quiet: stop anyway
+    try:
+        for method, props, _body in channel.consume(
+            stream, arguments={"x-stream-offset": "last"}, inactivity_timeout=settle_s
+        ):
+            if method is None:
+                if end is not None or time.monotonic() > first_deadline:
+                    break
+                continue
+            ack_later(channel, method.delivery_tag)
+            offset = _offset_of(props)
+            end = offset if end is None else max(end, offset)
+            if time.monotonic() > settle_deadline:
+                break
+    finally:
+        close_stream_channel(channel)
+    return end
 
 
 def close_stream_channel(channel: BlockingChannel) -> None:

@@ -6,9 +6,8 @@ from collections.abc import Callable, Iterator
 
 from pika.adapters.blocking_connection import BlockingChannel
 
-from brokers.stream import Offset, StreamRecord, read_stream
-from schemas.codec import DEFAULT_MAX_BYTES, decode_any
-from schemas.errors import DecodeError
+from brokers.stream import Offset, StreamRecord, events_of, read_stream
+from schemas.codec import DEFAULT_MAX_BYTES
 from schemas.messages import Event
 
 
@@ -21,15 +20,11 @@ def read_events(
 ) -> Iterator[Event]:
     """Events from `offset` on, up to and including `until_event_id` (or until the log goes quiet).
 
-    Records that are not decodable events are skipped: the log is read, never judged, here.
+    Records that are not decodable events are skipped: the log is read, never judged, here;
+    a record of several events yields each.
     """
     stop: Callable[[StreamRecord], bool] | None = None
     if until_event_id is not None:
-        stop = lambda r: r.properties.message_id == until_event_id  # noqa: E731
+        stop = lambda r: any(e.event_id == until_event_id for e in events_of(r, max_bytes))  # noqa: E731
     for record in read_stream(channel, stream, offset, stop=stop):
-        try:
-            message = decode_any(record.body, record.properties.type, max_bytes)
-        except DecodeError:
-            continue
-        if isinstance(message, Event):
-            yield message
+        yield from events_of(record, max_bytes)

@@ -21,23 +21,18 @@ again with a new owner after a takeover.
 from __future__ import annotations
 
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from pika.adapters.blocking_connection import BlockingConnection
 
-from brokers.connection import ack_later
-from brokers.stream import close_stream_channel
+from brokers.stream import StreamRecord, events_of, job_ids_of, scan
 from consumers.core.outcomes import AnswerFromLog
 from consumers.core.state import REMEMBERED_JOBS
-from consumers.publish import JOB_ID_HEADER
-from schemas.codec import decode
 from schemas.enums import CommandName, ErrorCode
-from schemas.errors import DecodeError
 from schemas.events import FINAL_TOPICS, Topic
-from schemas.messages import Event, JobError, JobProgress, JobResult, Message
+from schemas.messages import ControlReply, Event, JobError, JobProgress, JobResult, Message
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +44,7 @@ READ_TIMEOUT_S = 5.0
 # stream stops sending (pika would otherwise dispatch the rest of the stream in one call).
 READ_PREFETCH = 100
 MAX_HISTORY_EVENTS = 1000
+SHIFT_LIMIT = 1000  # records a read looks past an offset for the job's final event
 
 
 class JobOffsets:
@@ -175,10 +171,19 @@ class JobAnswers:
         if first is None:
             return _gone(job_id, "its first event")
         last = self.offsets.final(job_id)
-        events = self.read(job_id, first, last if last is not None else self.offsets.last)
+        events = self.read(
+            job_id, first, last if last is not None else self.offsets.last, last is not None
+        )
         if not events:
             return _gone(job_id, "its events")
         return {"history": events}
+
+    def answer_batch(self, reply_to: str | None, reply: ControlReply, job_ids: list[str]) -> None:
+        """A `batch-results` reply completed with the results of `job_ids` (memory or log)."""
+        found = [self.result_of(job_id) for job_id in job_ids]
+        if reply_to:
+            update = {"results": [r for r in found if r is not None]}
+            self._send(reply_to, reply.model_copy(update=update), reply.command_id)
 
     def result_of(self, job_id: str) -> JobResult | None:
         """The job's final result: from memory, else the record at its final offset."""
@@ -188,7 +193,7 @@ class JobAnswers:
         offset = self.offsets.final(job_id)
         if offset is None:
             return None
-        found = self.read(job_id, offset, offset)
+        found = self.read(job_id, offset, offset, final=True)
         return found[-1].result if found else None
 
     # ---- watchers ------------------------------------------------------------------------------
@@ -211,40 +216,33 @@ class JobAnswers:
 
     # ---- reading -------------------------------------------------------------------------------
 
-    def read(self, job_id: str, first: int, last: int) -> list[Event]:
-        """The job's events between two offsets (inclusive), progress and sequences left out."""
+    def read(self, job_id: str, first: int, last: int, final: bool = False) -> list[Event]:
+        """The job's events from offset `first` to `last` (progress and sequences left out).
+
+        The offsets are the ones the owner counted as it wrote (`consumers.recovery`); should a
+        fenced-off owner's stray records have shifted the log, a read that wants the job's
+        `final` event reads on past `last` until it has it (at most `SHIFT_LIMIT` records).
+        """
         found: list[Event] = []
-        done = False
-        channel = self._connection.channel()
-        channel.basic_qos(prefetch_count=READ_PREFETCH)
 
-        def on_record(ch: Any, method: Any, props: Any, body: bytes) -> None:
-            nonlocal done
-            if done:
-                return  # no ack: the stream sends no more (closing the channel drops these)
-            ack_later(ch, method.delivery_tag)
-            headers = props.headers or {}
-            at = int(headers.get("x-stream-offset", -1))
-            if at < first:
-                return  # a stream consumer starts at the first record of the chunk
-            if at >= last:
-                done = True
-            if headers.get(JOB_ID_HEADER) != job_id or method.routing_key == Topic.JOB_PROGRESS:
-                return
-            try:
-                event = decode(body, props.type, Event, self._max_bytes)
-            except DecodeError:
-                return
-            if len(found) < MAX_HISTORY_EVENTS:
-                found.append(_without_sequence(event))
+        def visit(record: StreamRecord) -> bool:
+            if job_id in job_ids_of(record) and record.routing_key != Topic.JOB_PROGRESS:
+                for event in events_of(record, self._max_bytes):
+                    if event.job_id == job_id and len(found) < MAX_HISTORY_EVENTS:
+                        found.append(_without_sequence(event))
+            if record.offset < last:
+                return False
+            ended = bool(found) and found[-1].topic in FINAL
+            return not final or ended or record.offset >= last + SHIFT_LIMIT
 
-        channel.basic_consume(self._stream, on_record, arguments={"x-stream-offset": first})
-        deadline = time.monotonic() + READ_TIMEOUT_S
-        try:
-            while not done and time.monotonic() < deadline:
-                self._connection.process_data_events(time_limit=0.05)
-        finally:
-            close_stream_channel(channel)
+        done = scan(
+            self._connection,
+            self._stream,
+            first,
+            visit,
+            prefetch=READ_PREFETCH,
+            timeout_s=READ_TIMEOUT_S,
+        )
         if not done:
             log.warning(
                 "read %s's records %d..%d: stopped after %ss", job_id, first, last, READ_TIMEOUT_S

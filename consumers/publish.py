@@ -12,7 +12,9 @@ from the log, where only what was confirmed is.
 Every event is stamped with the writer's owner id and activation term (fencing) and carries its
 job id in a header, so a reader of the stream can index jobs without decoding bodies. The core's
 events come with their time and id (`step` stamps them); an event the shell built itself gets
-them here, from the owner's clock and a fresh id.
+them here, from the owner's clock and a fresh id. The
+publisher also counts the stream offset each event gets (`next_offset`): the owner learns where
+its records are without reading them back (`consumers.recovery`).
 
 This is the one module that drives pika's channel below its blocking wrapper (the wrapper can
 only wait for one confirm at a time); all publishes on the owner's channel must come through it
@@ -32,17 +34,17 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from brokers.connection import properties
+from brokers.stream import BATCH_ID_HEADER, JOB_ID_HEADER, JOB_IDS_HEADER
 from brokers.topology import Topology
 from consumers.errors import OwnerError
 from schemas.codec import encode
 from schemas.errors import EncodeError
 from schemas.events import Topic, is_stamped
 from schemas.messages import Event, Message, new_id, utc_now
+from schemas.records import EventRecord
 
 log = logging.getLogger(__name__)
 
-JOB_ID_HEADER = "x-qsched-job-id"
-BATCH_ID_HEADER = "x-qsched-batch-id"  # on batch.created: where a batch's sequence is
 CONFIRM_TIMEOUT_S = 30.0
 
 
@@ -79,6 +81,11 @@ class Publisher:
         self._pending: dict[int, str] = {}
         self._failed: dict[str, str] = {}
         self.term: int | None = None
+        # The stream offset the next event gets: while it holds the lease the owner is the
+        # only writer of its log, so its events land at consecutive offsets after the marker
+        # its activation read back (`consumers.recovery`). None: not known (before activation).
+        self.next_offset: int | None = None
+        self.last_offset = -1  # offset of the last event sent (-1: not known)
 
     # ---- sending -----------------------------------------------------------------------------
 
@@ -145,21 +152,45 @@ class Publisher:
 
     def event(self, event: Event) -> Event:
         """Stamp and send a state change on the events exchange (and so into the stream)."""
+        return self.events([event])[0]
+
+    def stamp(self, event: Event) -> Event:
+        """The event as this owner writes it: its owner id and activation term (fencing), and
+        a time and id when the shell built it (the core's `step` stamps its own)."""
         update: dict[str, Any] = {"owner_id": self._owner_id, "term": self.term}
         if not is_stamped(event):  # built by the shell, not by the core's `step`
             update |= {"at": self._clock(), "event_id": new_id()}
-        stamped = event.model_copy(update=update)
-        headers = {JOB_ID_HEADER: stamped.job_id} if stamped.job_id else None
-        if stamped.topic == Topic.BATCH_CREATED:
-            headers = {BATCH_ID_HEADER: str(stamped.data.get("batch_id", ""))}
+        return event.model_copy(update=update)
+
+    def events(self, events: list[Event]) -> list[Event]:
+        """Stamp and send events as one stream record (one event: an `Event` record, as every
+        reader of old logs expects; several: an `EventRecord`, at one offset)."""
+        stamped = [self.stamp(event) for event in events]
+        if len(stamped) == 1:
+            message: Message = stamped[0]
+            first = stamped[0]
+            headers: dict[str, Any] = {JOB_ID_HEADER: first.job_id} if first.job_id else {}
+            topic, message_id = first.topic, first.event_id
+        else:
+            message = EventRecord(events=stamped)
+            job_ids = [e.job_id for e in stamped if e.job_id]
+            headers = {JOB_IDS_HEADER: " ".join(job_ids)} if job_ids else {}  # a stream keeps
+            # string headers, not arrays; job ids have no spaces
+            topic, message_id = stamped[0].topic, f"record-{stamped[0].event_id}"
+        created = [e for e in stamped if e.topic == Topic.BATCH_CREATED]
+        if created:
+            headers[BATCH_ID_HEADER] = str(created[0].data.get("batch_id", ""))
         self.send(
             self._topology.events_exchange,
-            stamped.topic,
-            stamped,
-            message_id=stamped.event_id,
-            headers=headers,
-            max_bytes=self._snapshot_max_bytes if stamped.topic == Topic.OWNER_SNAPSHOT else None,
+            topic,
+            message,
+            message_id=message_id,
+            headers=headers or None,
+            max_bytes=self._snapshot_max_bytes if topic == Topic.OWNER_SNAPSHOT else None,
         )
+        self.last_offset = -1 if self.next_offset is None else self.next_offset
+        if self.next_offset is not None:
+            self.next_offset += 1
         return stamped
 
     def reply(

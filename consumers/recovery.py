@@ -1,14 +1,21 @@
-"""Activation and the log follower: snapshot + tail into a state, then keep reading the log.
+"""Activation and the log's offsets: snapshot + tail into a state, then offsets without reading.
 
-Theory of operation. The active owner consumes its own event stream for as long as it is active.
-At activation it reads the pointer to the last snapshot (``<ns>.snapshot``, a one-message queue),
-publishes a marker, and reads the stream from the snapshot (or from the start when there is none,
-or retention dropped it) up to the marker: snapshot + tail = the state. From then on the same
-consumer follows the log live: it learns the offset of every `job.accepted` event (so a job's
-sequence can be read back just before it starts), of every job's first and final events (so its
-result and history are read without a scan, `consumers.joblog`) and of every snapshot this owner writes (then it
-updates the pointer). The follower has caught up when the last event it saw is the last one the
-owner applied; snapshots are only taken then, so a snapshot never misses an offset.
+Theory of operation. At activation the owner reads the pointer to the last snapshot
+(``<ns>.snapshot``, a one-message queue), publishes a marker, and reads the stream from the
+snapshot (or from the start when there is none, or retention dropped it) up to the marker:
+snapshot + tail = the state, and the marker's offset is where the log ends. Then it stops
+reading: it does not follow its own log (which sent every record, every sequence included, back
+to the owner that had just written it: a second copy of each job's bytes through the broker and
+the owner's CPU). While it holds the lease the owner is the only writer of its log, and a
+stream gives consecutive offsets to the records it appends, so each event the owner publishes
+lands at the offset after the previous one (`Publisher.next_offset`); `learn` records, for each
+event as it is sent, the offset of every `job.accepted` and `batch.created` (where a sequence is
+read back just before its job starts), of every job's first and final events (its result and
+history are read without a scan, `consumers.joblog`), and of each snapshot (its pointer is
+written once the snapshot is confirmed). The log stays the single source of truth: nothing
+is kept only in memory, every read by offset checks that the record it finds is the one it
+wants (its event or job id) and reads on past records a fenced-off owner may have slipped in
+(they only ever shift offsets up), and the next activation rebuilds everything from the log.
 """
 
 from __future__ import annotations
@@ -21,15 +28,14 @@ from typing import Any
 
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
-from brokers.connection import ack_later
-from brokers.stream import close_stream_channel
+from brokers.stream import StreamRecord, close_stream_channel, consume, events_of
 from brokers.topology import Topology
 from consumers.core.snapshot import from_data
 from consumers.core.state import OwnerState
 from consumers.errors import OwnerError
 from consumers.joblog import JobOffsets
-from consumers.publish import BATCH_ID_HEADER, JOB_ID_HEADER, Publisher
-from consumers.sequences import SequenceStore, batch_key
+from consumers.publish import Publisher
+from consumers.sequences import ACCEPTING, SequenceStore, batch_key
 from schemas.codec import decode
 from schemas.enums import JobState
 from schemas.errors import DecodeError
@@ -40,7 +46,6 @@ log = logging.getLogger(__name__)
 
 FOLLOW_PREFETCH = 2000
 REPLAY_TIMEOUT_S = 120.0
-ACCEPTING = (Topic.JOB_ACCEPTED, Topic.JOB_RESUBMITTED)  # events that carry a sequence
 
 
 class ReplayFailed(OwnerError):
@@ -48,7 +53,7 @@ class ReplayFailed(OwnerError):
 
 
 class LogFollower:
-    """One consumer on the event stream: replay at activation, then follow."""
+    """Replays the event stream at activation, then learns offsets from what the owner sends."""
 
     def __init__(
         self,
@@ -73,8 +78,7 @@ class LogFollower:
         self._expect_snapshot: str | None = None
         self._from_offset = 0
         self._half_life_s = 3600.0
-        self.my_snapshots: set[str] = set()
-        self.last_seen: str | None = None
+        self.end_offset: int | None = None  # the activation marker's offset
         self.replayed = 0
 
     # ---- activation ------------------------------------------------------------------------
@@ -101,6 +105,9 @@ class LogFollower:
             log.warning("snapshot %s not found in the log; replaying from the start", pointer)
             state = self._replay_from(None)
         assert state is not None
+        self._stop()  # from here on the owner knows its offsets without reading them back
+        if self.end_offset is not None:
+            self._publisher.next_offset = self.end_offset + 1
         return state
 
     def _replay_from(self, pointer: SnapshotPointer | None) -> OwnerState | None:
@@ -124,14 +131,9 @@ class LogFollower:
 
     def _start(self, offset: int | str) -> None:
         self._stop()
-        channel = self._connection.channel()
-        channel.basic_qos(prefetch_count=FOLLOW_PREFETCH)
-        channel.basic_consume(
-            self._topology.events_stream,
-            self._on_record,
-            arguments={"x-stream-offset": offset},
+        self._channel = consume(
+            self._connection, self._topology.events_stream, offset, self._on_record, FOLLOW_PREFETCH
         )
-        self._channel = channel
 
     def _stop(self) -> None:
         if self._channel is not None and self._channel.is_open:
@@ -140,38 +142,42 @@ class LogFollower:
 
     # ---- every record ----------------------------------------------------------------------
 
-    def _on_record(self, channel: BlockingChannel, method: Any, props: Any, body: bytes) -> None:
-        ack_later(channel, method.delivery_tag)
-        headers = props.headers or {}
-        offset = int(headers.get("x-stream-offset", -1))
-        topic = method.routing_key
-        self.last_seen = props.message_id
-        job_id = headers.get(JOB_ID_HEADER)
-        if job_id:
-            self.jobs.learn(str(job_id), topic, offset)
-            if topic in ACCEPTING:
-                self._store.learn(str(job_id), offset)
-        elif topic == Topic.BATCH_CREATED and headers.get(BATCH_ID_HEADER):
-            self._store.learn(batch_key(str(headers[BATCH_ID_HEADER])), offset)
-        if self._replaying:
-            self._replay_record(props, body, offset)
-        elif topic == Topic.OWNER_SNAPSHOT and props.message_id in self.my_snapshots:
-            self.my_snapshots.discard(props.message_id)
-            pointer = SnapshotPointer(
-                offset=offset, event_id=props.message_id, term=self._publisher.term or 0
-            )
-            self._publisher.send(  # confirmed later, with the owner's (not inside a callback)
-                "", self._topology.snapshot_queue, pointer, message_id=props.message_id
-            )
+    def _on_record(self, record: StreamRecord) -> None:
+        if not self._replaying:
+            return  # records in flight when the replay ended
+        for event in events_of(record, self._max_bytes):
+            self.learn(event, record.offset)
+            self._replay_event(event, record.offset)
 
-    def _replay_record(self, props: Any, body: bytes, offset: int) -> None:
-        if offset < self._from_offset:
+    def learn(self, event: Event, offset: int) -> None:
+        """Where an event the owner just sent is in the log (`Publisher.last_offset`)."""
+        batch_id = event.data.get("batch_id") if event.topic == Topic.BATCH_CREATED else None
+        self._learn(event.topic, event.job_id or "", str(batch_id or ""), offset)
+
+    def _learn(self, topic: str, job_id: str, batch_id: str, offset: int) -> None:
+        if offset < 0:
+            return
+        if job_id:
+            self.jobs.learn(job_id, topic, offset)
+            if topic in ACCEPTING:
+                self._store.learn(job_id, offset)
+        elif topic == Topic.BATCH_CREATED and batch_id:
+            self._store.learn(batch_key(batch_id), offset)
+
+    def point_to(self, snapshot_id: str, offset: int) -> None:
+        """A snapshot of this owner is confirmed in the log at `offset`: move the pointer there
+        (the pointer's own confirm comes with the owner's next)."""
+        if offset < 0:
+            return
+        pointer = SnapshotPointer(
+            offset=offset, event_id=snapshot_id, term=self._publisher.term or 0
+        )
+        self._publisher.send("", self._topology.snapshot_queue, pointer, message_id=snapshot_id)
+
+    def _replay_event(self, event: Event, offset: int) -> None:
+        if offset < self._from_offset or not self._replaying:
             return  # a stream consumer starts at its chunk's first record
         self.replayed += 1
-        try:
-            event = decode(body, props.type, Event, self._max_bytes)
-        except DecodeError:
-            return
         if self._state is None:
             if event.event_id != self._expect_snapshot:
                 return  # not the snapshot we were pointed at: the caller falls back
@@ -182,20 +188,10 @@ class LogFollower:
             self.jobs.load(snapshot.state.get("owners", {}), snapshot.jobs)
         self._state.apply(event)
         if event.event_id == self._marker:
+            self.end_offset = offset
             self._replaying = False
 
     # ---- while active ------------------------------------------------------------------------
-
-    def caught_up(self, state: OwnerState) -> bool:
-        """Whether every event the owner applied has come back through the log."""
-        return self.last_seen == state.last_event_id
-
-    def wait_for_offset(self, job_id: str, timeout_s: float = 5.0) -> int | None:
-        """Let the follower read until it learned where `job_id`'s acceptance is."""
-        deadline = time.monotonic() + timeout_s
-        while job_id not in self._store.offsets and time.monotonic() < deadline:
-            self._connection.process_data_events(time_limit=0.05)
-        return self._store.offsets.get(job_id)
 
     def close(self) -> None:
         """Stop following."""

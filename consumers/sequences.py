@@ -10,25 +10,21 @@ learned by the log follower, from which the sequence is read back just before th
 from __future__ import annotations
 
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
 
 from pika.adapters.blocking_connection import BlockingConnection
 
-from brokers.connection import ack_later
-from brokers.stream import close_stream_channel
+from brokers.stream import BATCH_ID_HEADER, StreamRecord, events_of, job_ids_of, scan
 from consumers.errors import OwnerError
-from schemas.codec import decode
-from schemas.errors import DecodeError
 from schemas.events import BatchCreated, JobAccepted, Topic, payload_of
-from schemas.messages import Event
 
 log = logging.getLogger(__name__)
 
 
 RETIRED_JOBS = 10_000
+SHIFT_LIMIT = 1000  # records a read by offset looks past the offset for its record
+ACCEPTING = (Topic.JOB_ACCEPTED, Topic.JOB_RESUBMITTED)  # events that carry a job's sequence
 
 
 def batch_key(batch_id: str) -> str:
@@ -85,16 +81,19 @@ class SequenceStore:
     ) -> JobAccepted | None:
         """The request of a job that ended, read back from the log (None: no record known)."""
         offset = self.retired.get(job_id, self.offsets.get(job_id))
-        record = _read_one(connection, stream, offset) if offset is not None else None
+        record = (
+            _read_one(connection, stream, offset, _is_sequence_of(job_id))
+            if offset is not None
+            else None
+        )
         if record is None:
             return None
-        props, body = record
-        try:
-            event = decode(body, props.type, Event, self._max_bytes)
-            if event.job_id == job_id:
-                return payload_of(event, JobAccepted)
-        except (DecodeError, ValueError) as exc:
-            log.warning("job %s's record at offset %s: %s", job_id, offset, exc)
+        for event in events_of(record, self._max_bytes):
+            try:
+                if event.job_id == job_id and event.topic in ACCEPTING:
+                    return payload_of(event, JobAccepted)
+            except ValueError as exc:
+                log.warning("job %s's record at offset %s: %s", job_id, offset, exc)
         return None
 
     def in_memory(self, job_id: str) -> bool:
@@ -106,7 +105,6 @@ class SequenceStore:
         job_id: str,
         connection: BlockingConnection,
         stream: str,
-        wait_for_offset: Callable[[str], int | None],
     ) -> str:
         """The job's sequence, read back from the log if it is not in memory.
 
@@ -116,52 +114,48 @@ class SequenceStore:
         kept = self._bodies.get(job_id)
         if kept is not None:
             return kept
-        offset = self.offsets.get(job_id)
-        if offset is None:
-            offset = wait_for_offset(job_id)
+        offset = self.offsets.get(job_id)  # counted when the event was sent
         if offset is None:
             raise SequenceMissing(f"no copy of {job_id}'s sequence is known")
-        record = _read_one(connection, stream, offset)
-        if record is not None:
-            props, body = record
+        record = _read_one(connection, stream, offset, _is_sequence_of(job_id))
+        for event in events_of(record, self._max_bytes) if record is not None else []:
             try:
-                event = decode(body, props.type, Event, self._max_bytes)
-                if event.job_id == job_id:
+                if event.job_id == job_id and event.topic in ACCEPTING:
                     return payload_of(event, JobAccepted).job.sequence
-                created = (
-                    payload_of(event, BatchCreated) if event.topic == Topic.BATCH_CREATED else None
-                )
-                if created is not None and batch_key(created.batch_id) == job_id:
-                    return created.sequence
-            except (DecodeError, ValueError) as exc:
+                if event.topic == Topic.BATCH_CREATED:
+                    created = payload_of(event, BatchCreated)
+                    if batch_key(created.batch_id) == job_id:
+                        return created.sequence
+            except ValueError as exc:
                 raise SequenceMissing(f"{job_id}'s record at offset {offset}: {exc}") from None
         raise SequenceMissing(f"the log has no sequence of {job_id} at offset {offset}")
 
 
 def _read_one(
-    connection: BlockingConnection, stream: str, offset: int, timeout_s: float = 5.0
-) -> tuple[Any, bytes] | None:
-    """The record at `offset` of a stream (None if none came within `timeout_s`).
+    connection: BlockingConnection,
+    stream: str,
+    offset: int,
+    wanted: Callable[[StreamRecord], bool],
+    timeout_s: float = 5.0,
+) -> StreamRecord | None:
+    """The first record at or after `offset` that is the one `wanted` (None: none came within
+    `timeout_s`, or not within `SHIFT_LIMIT` records: a fenced-off owner's stray records can
+    only have moved it up)."""
+    got: list[StreamRecord] = []
 
-    The channel is closed quietly (`close_stream_channel`), never cancelled.
-    """
-    got: list[tuple[Any, bytes]] = []
-    channel = connection.channel()
-    channel.basic_qos(prefetch_count=1)
+    def visit(record: StreamRecord) -> bool:
+        if wanted(record):
+            got.append(record)
+            return True
+        return record.offset >= offset + SHIFT_LIMIT
 
-    def on_record(ch: Any, method: Any, props: Any, body: bytes) -> None:
-        if got:
-            return  # no ack: the stream stops sending (else pika dispatches all of it at once)
-        at = int((props.headers or {}).get("x-stream-offset", -1))
-        if at >= offset:
-            got.append((props, body))
-        ack_later(ch, method.delivery_tag)
-
-    channel.basic_consume(stream, on_record, arguments={"x-stream-offset": offset})
-    deadline = time.monotonic() + timeout_s
-    try:
-        while not got and time.monotonic() < deadline:
-            connection.process_data_events(time_limit=0.05)
-    finally:
-        close_stream_channel(channel)
+    scan(connection, stream, offset, visit, prefetch=1, timeout_s=timeout_s)
     return got[0] if got else None
+
+
+def _is_sequence_of(key: str) -> Callable[[StreamRecord], bool]:
+    """Whether a record carries the sequence kept under `key` (a job id or `batch_key`)."""
+    if key.startswith("batch "):
+        batch_id = key.removeprefix("batch ")
+        return lambda r: r.headers.get(BATCH_ID_HEADER) == batch_id
+    return lambda r: key in job_ids_of(r) and r.routing_key in ACCEPTING

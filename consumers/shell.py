@@ -31,7 +31,6 @@ from brokers.topology import Topology
 from brokers.tracing import tracing_active
 from consumers.backends.base import Backend, RunRequest
 from consumers.core.batches import BatchArrival
-from consumers.core.order import Waiting
 from consumers.core.outcomes import (
     AnswerBatchResults,
     AnswerFromLog,
@@ -57,13 +56,14 @@ from consumers.core.step import (
     step,
 )
 from consumers.core.view import view_of
-from consumers.deliveries import Refusal, recheck, refused
+from consumers.deliveries import Refusal, refused
 from consumers.joblog import JobAnswers
 from consumers.parking import Parking
 from consumers.pending import Pending
 from consumers.positions import send_receipt
 from consumers.publish import Publisher
 from consumers.recovery import LogFollower, snapshot_payload
+from consumers.run_sequences import RunSequences
 from consumers.sequences import SequenceMissing, SequenceStore, batch_key
 from consumers.settle import Delivery, ack, dead_letter
 from consumers.sink import Sink
@@ -85,6 +85,7 @@ from schemas.sequence import SequenceChecker
 log = logging.getLogger("consumers.owner")
 
 REMEMBERED_RESULTS = 10_000
+RECORD_EVENTS = 200  # events of one intake written as one stream record (a batch's)
 FINAL = {Topic.JOB_DONE, Topic.JOB_ERROR, Topic.JOB_CANCELED, Topic.JOB_TIMED_OUT}
 
 
@@ -119,6 +120,7 @@ class Shell:
         self.device = device
         self._on_event = on_event
         self.sequences = SequenceChecker(deep=False)  # `Owner` sets it from the settings
+        self.runs = RunSequences(store, connection, topology.events_stream, self.sequences)
         self.inbox: queue.SimpleQueue[Input] = queue.SimpleQueue()
         self.results: OrderedDict[str, JobResult] = OrderedDict()
         self.traces = JobTraces(topology)
@@ -145,22 +147,26 @@ class Shell:
         return effects
 
     def stage(self, given: Input, delivery: Delivery | None = None) -> list[Effect]:
-        """Step one input: send and apply its events; keep its effects for `commit`."""
+        """Step one input: send and apply its events; keep its effects for `commit`. A batch's
+        events (its creation and every job's acceptance) go as few records of the log."""
         events, effects = step(self.state, self.policy, given, self.clock(), self.ctx)
-        self.emit(events)
+        self.emit(events, together=isinstance(given, BatchArrival))
         for effect in effects:
             if not isinstance(effect, AwaitAllocation):  # the caller keeps the delivery
                 self.pending.effect(effect, delivery, self.publisher.last_tag)
         return effects
 
-    def emit(self, events: list[Event]) -> None:
-        """Send each event and apply it (confirmed at the next `commit`)."""
-        for event in events:
-            stamped = self.publisher.event(event)
-            self.pending.event(stamped.event_id, self.publisher.last_tag)
-            self.state.apply(stamped)
-            self.events_since_snapshot += 1
-            self._after(stamped)
+    def emit(self, events: list[Event], together: bool = False) -> None:
+        """Send each event (`together`: up to `RECORD_EVENTS` to a stream record) and apply it
+        (confirmed at the next `commit`)."""
+        size = RECORD_EVENTS if together else 1
+        for first in range(0, len(events), size):
+            for stamped in self.publisher.events(events[first : first + size]):
+                self.follower.learn(stamped, self.publisher.last_offset)
+                self.pending.event(stamped.event_id, self.publisher.last_tag)
+                self.state.apply(stamped)
+                self.events_since_snapshot += 1
+                self._after(stamped)
 
     def commit(self) -> None:
         """Wait for the confirms of everything sent, then carry out what was waiting for them.
@@ -229,7 +235,7 @@ class Shell:
         elif isinstance(effect, AnswerFromLog):
             self.answers.answer(effect)
         elif isinstance(effect, AnswerBatchResults):
-            self._answer_batch(effect)
+            self.answers.answer_batch(effect.reply_to, effect.reply, effect.job_ids)
         elif isinstance(effect, StartRun):
             self._start(effect)
         elif isinstance(effect, StopRun):
@@ -267,36 +273,13 @@ class Shell:
             why = f"{reply.reply_to}: {exc}"
             self.emit([make_event(Topic.JOB_REPLY_FAILED, job_id=reply.correlation_id, reason=why)])
 
-    def _answer_batch(self, effect: AnswerBatchResults) -> None:
-        """A batch's results: from memory, else each read at its job's final offset."""
-        found = [self.results.get(j) or self.answers.result_of(j) for j in effect.job_ids]
-        results = [r for r in found if r is not None]
-        if effect.reply_to:
-            reply = effect.reply.model_copy(update={"results": results})
-            self.publisher.reply(effect.reply_to, reply, reply.command_id)
-
-    def _sequence_key(self, job: Waiting) -> str:
-        """Where the job's sequence is kept: its own, or its batch's."""
-        return batch_key(job.batch_id) if job.batch_id else job.job_id
-
-    def _variables(self, job: Waiting) -> dict[str, Any] | None:
-        """A batch job's variables (None: a job with a sequence of its own)."""
-        batch = self.state.batches.get(job.batch_id or "")
-        entry = batch.jobs.get(job.job_id) if batch is not None else None
-        return entry[1] if entry is not None else None
-
     def _start(self, start: StartRun) -> None:
         job = start.job
         run = self.state.run_of(job.job_id)
         epoch = run.epoch if run is not None else self.state.epoch
         backend = self.lane_backends[start.lane] if start.lane else self.backend
         try:
-            sequence = self.store.fetch(
-                self._sequence_key(job),
-                self.connection,
-                self.topology.events_stream,
-                self._wait_offset,
-            )
+            sequence = self.runs.fetch(job)
         except SequenceMissing as exc:
             log.error("%s", exc)
             self.inbox.put(
@@ -305,7 +288,13 @@ class Shell:
             return
         # The QPU first; the trace's bookkeeping after (it is not on the QPU's critical path).
         backend.start(
-            RunRequest(job.job_id, sequence, start.shots, start.attempt, self._variables(job)),
+            RunRequest(
+                job.job_id,
+                sequence,
+                start.shots,
+                start.attempt,
+                self.runs.variables(self.state, job),
+            ),
             Sink(self.lane_inbox if start.lane else self.inbox, self.connection),
         )
         if start.lane is None:
@@ -327,19 +316,8 @@ class Shell:
         not in memory, so the QPU does not wait for it."""
         now = self.clock()
         following, _ = best_indexed(view_of(self.state, self.policy, now), self.state.index, now)
-        if following is None or self.store.in_memory(self._sequence_key(following)):
-            return
-        key = self._sequence_key(following)
-        try:
-            sequence = self.store.fetch(
-                key, self.connection, self.topology.events_stream, self._wait_offset
-            )
-        except SequenceMissing:
-            return  # found missing again when it is about to start; reported then
-        self.store.keep(key, sequence)
-
-    def _wait_offset(self, job_id: str) -> int | None:
-        return self.follower.wait_for_offset(job_id)
+        if following is not None:
+            self.runs.warm(following)
 
     # ---- inputs from the loop ------------------------------------------------------------------
 
@@ -395,23 +373,7 @@ class Shell:
 
     def _revalidate(self, start: StartRun) -> JobError | None:
         """The job's problem with the device of the current epoch, or None."""
-        try:
-            sequence = self.store.fetch(
-                self._sequence_key(start.job),
-                self.connection,
-                self.topology.events_stream,
-                self._wait_offset,
-            )
-        except SequenceMissing as exc:
-            return JobError(code=ErrorCode.INTERNAL, message=str(exc))
-        return recheck(
-            self.sequences,
-            sequence,
-            start.shots,
-            self.device(),
-            self.state.epoch,
-            parametrized=start.job.batch_id is not None,
-        )
+        return self.runs.recheck(start.job, start.shots, self.device(), self.state.epoch)
 
     def drain_inbox(self) -> bool:
         """Stage what the backend reported (committed by the dispatch that follows, which may
@@ -430,23 +392,21 @@ class Shell:
         self.handle(Tick())
 
     def snapshot_if_due(self, every_events: int, due_by_time: bool) -> None:
-        """Write an `owner.snapshot` when enough happened and the follower has caught up."""
+        """Write an `owner.snapshot` when enough happened; point to it once it is confirmed."""
         if self.events_since_snapshot < every_events and not (
             due_by_time and self.events_since_snapshot
         ):
             return
-        if not self.follower.caught_up(self.state):
-            return
         payload = snapshot_payload(self.state, self.store, to_data, self.follower.jobs)
         event = make_event(Topic.OWNER_SNAPSHOT, payload)
-        self.follower.my_snapshots.add(event.event_id)
         try:
             self.emit([event])
         except MessageTooLarge as exc:  # never fatal: activation then replays a longer tail
-            self.follower.my_snapshots.discard(event.event_id)
             log.error("owner.snapshot not written: %s (raise owner.snapshot_max_bytes)", exc)
         else:
+            offset = self.publisher.last_offset
             self.commit()
+            self.follower.point_to(event.event_id, offset)
         self.events_since_snapshot = 0
 
     def command(self, given: Command, delivery: Delivery) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from producers.batches import BatchHandle
 from producers.client import QPUClient
 from producers.errors import (
     BrokerRefused,
@@ -41,6 +42,7 @@ from producers.futures import (
 )
 from producers.handle import JobHandle, PositionCallback, ProgressCallback
 from producers.mpi import JobSpec, MPISubmitter
+from schemas.batches import BatchDetail, BatchJob, BatchRequest
 from schemas.enums import JobState
 from schemas.messages import JobProgress, JobRequest, JobResult, QueueEntry
 
@@ -51,6 +53,10 @@ __all__ = [
     "ALL_COMPLETED",
     "FIRST_COMPLETED",
     "FIRST_EXCEPTION",
+    "BatchDetail",
+    "BatchHandle",
+    "BatchJob",
+    "BatchRequest",
     "BrokerRefused",
     "BrokerUnreachable",
     "ClientError",

@@ -80,7 +80,8 @@ class BatchHandle:
             InvalidJob: a job's shots or variables do not fit (nothing is sent).
         """
         jobs = batch_jobs(params)
-        check_jobs(jobs, self.variables, self.client.fetch_device())
+        if self.client.validate_locally:
+            check_jobs(jobs, self.variables, self.client.fetch_device())
         request = BatchRequest(
             batch_id=self.batch_id, job_class=self.job_class, priority=self.priority, jobs=jobs
         )
@@ -194,7 +195,8 @@ def submit_batch(
             allow_device_switch=bool(fields.get("allow_device_switch")),
             parametrized=True,
         )
-    check_jobs(jobs, declared, device)
+    if client.validate_locally:
+        check_jobs(jobs, declared, device)
     extra: dict[str, Any] = {"batch_id": batch_id} if batch_id else {}
     request = BatchRequest(
         job_class=job_class,

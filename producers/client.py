@@ -356,22 +356,14 @@ class QPUClient(SessionCommands):
         allow_device_switch: bool = False,
         require_qpu: bool = False,
     ) -> BatchHandle:
-        """Submit a batch: one sequence (parametrized or not), sent and checked once, and jobs
-        that carry only their runs and variables; returns once the broker confirmed it.
-
-        Args:
-            sequence: a `pulser.Sequence` (free variables allowed) or its abstract-repr JSON.
-            jobs: Pulser's job parameters: ``{"runs": shots, "variables": {...}}`` each.
-            job_class, priority: as for `submit`, for every job.
-            open: more jobs may be added (`BatchHandle.add`) until `BatchHandle.close`.
-            batch_id: the batch's id (default: a new UUID).
-            session_id: the session its jobs belong to (default: the batch's id: a batch is
-                a session, so an open batch's iterations keep the session grace).
+        """Submit a batch (`producers.batches`): one sequence, free variables allowed, sent and
+        checked once, and `jobs` (Pulser's ``{"runs": n, "variables": {...}}``) that carry only
+        their runs and variables; `open`: more jobs may be added until closed; its jobs' session
+        is `session_id`, default the batch's id. Returns once the broker confirmed it.
 
         Raises:
-            InvalidJob: the sequence does not fit the device, or a job's variables are not the
-                ones it declares (the message names them); nothing was sent.
-            UnknownJobClass, QueueFull, NotAuthorised, BrokerUnreachable.
+            InvalidJob: the sequence, or a job's variables or runs, do not fit (one line naming
+                them); nothing was sent. UnknownJobClass, QueueFull, NotAuthorised.
         """
         return submit_batch(
             self,

@@ -13,10 +13,8 @@ import pika.exceptions
 
 from brokers.connection import channel
 from brokers.munge import connection_url
-from brokers.stream import read_stream
+from brokers.stream import events_of, read_stream
 from producers.client import QPUClient
-from schemas.codec import decode
-from schemas.errors import DecodeError
 from schemas.events import Topic
 from schemas.messages import Event, JobDetail
 
@@ -38,14 +36,8 @@ def fetch_job_events(client: QPUClient, job_id: str) -> list[Event] | None:
     with channel(url, name="qsched-show") as ch:
         try:
             for record in read_stream(ch, client.topology.events_stream, "first"):
-                try:
-                    event = decode(
-                        record.body, record.properties.type, Event, settings.max_message_bytes
-                    )
-                except DecodeError:
-                    continue
-                if event.job_id == job_id:
-                    found.append(event)
+                events = events_of(record, settings.max_message_bytes)
+                found += [event for event in events if event.job_id == job_id]
         except pika.exceptions.ChannelClosedByBroker as exc:
             if exc.reply_code != 403:
                 raise

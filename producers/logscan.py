@@ -9,11 +9,9 @@ from __future__ import annotations
 import pika.exceptions
 
 from brokers.connection import channel
-from brokers.stream import Offset, read_stream
+from brokers.stream import Offset, events_of, read_stream
 from producers.errors import NotAuthorised
-from schemas.codec import decode
-from schemas.errors import DecodeError
-from schemas.messages import Event, JobResult
+from schemas.messages import JobResult
 
 
 def scan_for_result(
@@ -28,12 +26,9 @@ def scan_for_result(
     with channel(url, name="qsched-fetch-result") as ch:
         try:
             for record in read_stream(ch, stream, since):
-                try:
-                    event = decode(record.body, record.properties.type, Event, max_bytes)
-                except DecodeError:
-                    continue
-                if event.job_id == job_id and event.result is not None:
-                    found = event.result
+                for event in events_of(record, max_bytes):
+                    if event.job_id == job_id and event.result is not None:
+                        found = event.result
         except pika.exceptions.ChannelClosedByBroker as exc:
             if exc.reply_code != 403:
                 raise

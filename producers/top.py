@@ -21,7 +21,6 @@ import tty
 from collections import deque
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import click
 import pika.exceptions
@@ -34,12 +33,11 @@ from brokers.connection import connect
 from brokers.errors import BrokerError
 from brokers.munge import MungeError, connection_url
 from brokers.settings import Settings
+from brokers.stream import StreamRecord, consume, events_of
 from producers.client import QPUClient
 from producers.errors import ClientError
 from producers.top_view import EVENT_LINES, Frame, render
-from schemas.codec import decode
 from schemas.enums import CommandName
-from schemas.errors import DecodeError
 from schemas.messages import Event, utc_now
 
 EVENTS_BACK = timedelta(minutes=10)
@@ -63,13 +61,7 @@ class EventFeed:
                 self.settings.amqp_url.split(";")[0], self.settings.auth, self.settings.munge_socket
             )
             self._conn = connect(url, name="qsched-top-events")
-            channel = self._conn.channel()
-            channel.basic_qos(prefetch_count=200)
-            channel.basic_consume(
-                self.stream,
-                self._on_message,
-                arguments={"x-stream-offset": utc_now() - EVENTS_BACK},
-            )
+            consume(self._conn, self.stream, utc_now() - EVENTS_BACK, self._on_record, 200)
         except pika.exceptions.ChannelClosedByBroker as exc:
             self.note = (
                 "the event log is for operators only"
@@ -79,14 +71,10 @@ class EventFeed:
         except (BrokerError, MungeError, pika.exceptions.AMQPError, OSError) as exc:
             self.note = f"event log unavailable: {exc}"
 
-    def _on_message(self, channel: Any, method: Any, props: Any, body: bytes) -> None:
-        channel.basic_ack(method.delivery_tag)
-        try:
-            event = decode(body, props.type, Event, self.settings.log_max_bytes)
-        except DecodeError:
-            return
-        if event.topic not in ("job.progress", "owner.snapshot", "owner.activating"):
-            self.events.append(event)
+    def _on_record(self, record: StreamRecord) -> None:
+        for event in events_of(record, self.settings.log_max_bytes):
+            if event.topic not in ("job.progress", "owner.snapshot", "owner.activating"):
+                self.events.append(event)
 
     def poll(self) -> None:
         """Take what arrived (does not block)."""

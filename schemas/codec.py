@@ -16,13 +16,14 @@ from pydantic import ValidationError
 from schemas.batches import BatchRequest
 from schemas.errors import DecodeError, EncodeError, MessageTooLarge
 from schemas.messages import ALL_MESSAGES, Message
+from schemas.records import EventRecord
 
 CONTENT_TYPE = "application/x-msgpack"
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 
 M = TypeVar("M", bound=Message)
 
-_WIRE: list[type[Message]] = [*ALL_MESSAGES, BatchRequest]
+_WIRE: list[type[Message]] = [*ALL_MESSAGES, BatchRequest, EventRecord]
 _BY_NAME: dict[str, type[Message]] = {cls.schema_name: cls for cls in _WIRE}
 
 

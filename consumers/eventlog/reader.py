@@ -12,7 +12,6 @@ Each read has a channel of its own and closes it when done without rejecting wha
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,17 +19,13 @@ from datetime import UTC, datetime, timedelta
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingConnection
 
-from brokers.stream import close_stream_channel
+from brokers.stream import StreamRecord, close_stream_channel, events_of, read_stream
+from brokers.stream import fetch_end_offset as stream_end
 from consumers.eventlog.errors import BadBound, NoEventLog
-from schemas.codec import DEFAULT_MAX_BYTES, decode_any
-from schemas.errors import DecodeError
+from schemas.codec import DEFAULT_MAX_BYTES
 from schemas.messages import Event
 
 Bound = int | datetime
-PREFETCH = 1000
-# Acks only move the consumer's credit on a stream; one per this many records (``multiple``)
-# instead of one per record, which would cost a socket write each.
-ACK_EVERY = PREFETCH // 4
 # Events are stamped before they are published, so their times may be out of log order by the
 # length of a confirm; a time bound reads this far past itself before it stops.
 CLOCK_SLACK = timedelta(seconds=5)
@@ -38,10 +33,12 @@ CLOCK_SLACK = timedelta(seconds=5)
 
 @dataclass(frozen=True)
 class LogRecord:
-    """One event read from the log, with its stream offset."""
+    """One event read from the log, addressed by its record's stream offset and its index in
+    that record (0 unless the record holds several events)."""
 
     offset: int
     event: Event
+    index: int = 0
 
 
 def parse_bound(text: str | None) -> Bound | None:
@@ -61,39 +58,16 @@ def parse_bound(text: str | None) -> Bound | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def fetch_end_offset(
-    connection: BlockingConnection, stream: str, first_wait_s: float = 2.0, settle_s: float = 0.3
-) -> int | None:
+def fetch_end_offset(connection: BlockingConnection, stream: str) -> int | None:
     """The offset of the stream's last record now (None when the stream is empty).
 
-    Args:
-        connection: where to open the channel this call uses.
-        stream: the stream queue.
-        first_wait_s: how long to wait for the last chunk's first record.
-        settle_s: how long to wait for more records of that chunk after one arrived.
+    Raises:
+        NoEventLog: the stream is missing or may not be read.
     """
-    channel = connection.channel()
-    channel.basic_qos(prefetch_count=PREFETCH)
-    end: int | None = None
-    first_deadline = time.monotonic() + first_wait_s
-    settle_deadline = first_deadline + 2.0  # a busy log never goes quiet: stop anyway
     try:
-        for method, props, _body in channel.consume(
-            stream, arguments={"x-stream-offset": "last"}, inactivity_timeout=settle_s
-        ):
-            if method is None:
-                if end is not None or time.monotonic() > first_deadline:
-                    break
-                continue
-            offset = int((props.headers or {}).get("x-stream-offset", -1))
-            end = offset if end is None else max(end, offset)
-            if time.monotonic() > settle_deadline:
-                break
+        return stream_end(connection, stream)
     except pika.exceptions.ChannelClosedByBroker as exc:
         raise NoEventLog(f"cannot read the event log {stream!r}: {exc.reply_text}") from None
-    finally:
-        close_stream_channel(channel)
-    return end
 
 
 def read_log(
@@ -131,44 +105,23 @@ def read_log(
     if isinstance(attach, datetime):
         attach = attach.replace(microsecond=0)
     channel = connection.channel()
-    channel.basic_qos(prefetch_count=PREFETCH)
-    unacked = 0
+
+    def at_end(record: StreamRecord) -> bool:
+        return not follow and last_offset is not None and record.offset >= last_offset
+
     try:
-        for method, props, body in channel.consume(
-            stream,
-            arguments={"x-stream-offset": attach},
-            inactivity_timeout=1.0 if follow else idle_s,
+        for record in read_stream(
+            channel, stream, attach, stop=at_end, max_wait_s=idle_s, follow=follow
         ):
-            if method is None:
-                if follow:
-                    continue
-                return
-            unacked += 1
-            if follow or unacked >= ACK_EVERY:
-                channel.basic_ack(method.delivery_tag, multiple=True)
-                unacked = 0
-            offset = int((props.headers or {}).get("x-stream-offset", -1))
-            event = _decode(body, props.type, max_bytes)
-            if event is not None:
+            for index, event in enumerate(events_of(record, max_bytes)):
                 if until is not None and event.at > until + CLOCK_SLACK:
                     return
                 in_range = (since is None or event.at >= since) and (
                     until is None or event.at <= until
                 )
-                if in_range and (not isinstance(start, int) or offset >= start):
-                    yield LogRecord(offset, event)
-            if not follow and last_offset is not None and offset >= last_offset:
-                return
+                if in_range and (not isinstance(start, int) or record.offset >= start):
+                    yield LogRecord(record.offset, event, index)
     except pika.exceptions.ChannelClosedByBroker as exc:
         raise NoEventLog(f"cannot read the event log {stream!r}: {exc.reply_text}") from None
     finally:
         close_stream_channel(channel)
-
-
-def _decode(body: bytes, type_name: str | None, max_bytes: int) -> Event | None:
-    """The event in a record, or None for anything else (the log is read, never judged, here)."""
-    try:
-        message = decode_any(body, type_name, max_bytes)
-    except DecodeError:
-        return None
-    return message if isinstance(message, Event) else None

@@ -151,11 +151,11 @@ def _a_delivery_held_past_the_timeout_closes_its_channel(url: str) -> None:
 
 
 def _events_of(fixture: BrokerFixture) -> list:
-    from brokers.stream import read_stream
-    from schemas import decode_any
+    from brokers.stream import events_of, read_stream
 
     reader = fixture.channel()
     return [
-        decode_any(r.body, r.properties.type)
+        event
         for r in read_stream(reader, fixture.topology.events_stream, "first")
+        for event in events_of(r)
     ]

@@ -37,8 +37,10 @@ from schemas import (
     decode_any,
     encode,
 )
+from schemas.batches import BatchJob, BatchRequest
 from schemas.messages import (
     ALL_MESSAGES,
+    BATCH_COMMANDS,
     JOB_COMMANDS,
     SESSION_COMMANDS,
     Message,
@@ -127,6 +129,7 @@ def commands(draw: st.DrawFn) -> ControlCommand:
         user="alice" if command is CommandName.ALLOCATION_STARTED else None,
         message_id=draw(st.uuids().map(str)) if command is CommandName.DEAD_REQUEUE else None,
         session_id=draw(st.uuids().map(str)) if command in SESSION_COMMANDS else None,
+        batch_id=draw(st.uuids().map(str)) if command in BATCH_COMMANDS else None,
         force=draw(st.booleans()),
         message=draw(st.none() | texts),
         issued_at=draw(moments),
@@ -198,8 +201,28 @@ entries = st.builds(
 )
 positions = st.builds(JobPosition, job_id=st.uuids().map(str), entry=entries)
 receipts = st.builds(JobReceipt, job_id=st.uuids().map(str), number=st.integers(1, 2**31 - 1))
+batch_requests = st.builds(
+    BatchRequest,
+    job_class=names,
+    priority=st.integers(0, 9),
+    sequence=st.none() | st.just('{"version": "1", "register": [], "channels": {}}'),
+    jobs=st.lists(
+        st.builds(
+            BatchJob,
+            job_id=st.uuids().map(str),
+            shots=st.integers(1, 1000),
+            variables=st.dictionaries(names, st.floats(-10, 10), max_size=3),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    open=st.booleans(),
+    submitted_at=moments,
+)
+
 any_message = st.one_of(
     requests,
+    batch_requests,
     results(),
     progresses,
     positions,

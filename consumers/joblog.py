@@ -228,7 +228,8 @@ class JobAnswers:
         def visit(record: StreamRecord) -> bool:
             if job_id in job_ids_of(record) and record.routing_key != Topic.JOB_PROGRESS:
                 for event in events_of(record, self._max_bytes):
-                    if event.job_id == job_id and len(found) < MAX_HISTORY_EVENTS:
+                    mine = event.job_id == job_id and event.topic != Topic.JOB_PROGRESS
+                    if mine and len(found) < MAX_HISTORY_EVENTS:
                         found.append(_without_sequence(event))
             if record.offset < last:
                 return False

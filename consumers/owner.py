@@ -333,10 +333,11 @@ class Owner:
     def _take_jobs(self, shell: Shell) -> bool:
         batch, self._jobs[:] = list(self._jobs), []
         device = self.device() if batch else None
-        for delivery in batch:
-            handle_safely(
-                shell.publisher, self.topology, delivery, lambda d: self._job(shell, d, device)
-            )
+        with shell.intake_group():  # their events go as few records of the log
+            for delivery in batch:
+                handle_safely(
+                    shell.publisher, self.topology, delivery, lambda d: self._job(shell, d, device)
+                )
         return bool(batch)
 
     def _take_kept(self, shell: Shell) -> bool:

@@ -156,7 +156,10 @@ class Publisher:
 
     def stamp(self, event: Event) -> Event:
         """The event as this owner writes it: its owner id and activation term (fencing), and
-        a time and id when the shell built it (the core's `step` stamps its own)."""
+        a time and id when the shell built it (the core's `step` stamps its own). Stamping an
+        event again changes nothing."""
+        if event.owner_id == self._owner_id and event.term == self.term and is_stamped(event):
+            return event
         update: dict[str, Any] = {"owner_id": self._owner_id, "term": self.term}
         if not is_stamped(event):  # built by the shell, not by the core's `step`
             update |= {"at": self._clock(), "event_id": new_id()}

@@ -158,4 +158,4 @@ def _is_sequence_of(key: str) -> Callable[[StreamRecord], bool]:
     if key.startswith("batch "):
         batch_id = key.removeprefix("batch ")
         return lambda r: r.headers.get(BATCH_ID_HEADER) == batch_id
-    return lambda r: key in job_ids_of(r) and r.routing_key in ACCEPTING
+    return lambda r: key in job_ids_of(r)  # the first of its records from its acceptance on

@@ -21,7 +21,8 @@ import logging
 import queue
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -85,7 +86,8 @@ from schemas.sequence import SequenceChecker
 log = logging.getLogger("consumers.owner")
 
 REMEMBERED_RESULTS = 10_000
-RECORD_EVENTS = 200  # events of one intake written as one stream record (a batch's)
+RECORD_EVENTS = 200  # events of one intake written as one stream record
+RECORD_BYTES = 512 * 1024  # and at most about this much of their sequences
 FINAL = {Topic.JOB_DONE, Topic.JOB_ERROR, Topic.JOB_CANCELED, Topic.JOB_TIMED_OUT}
 
 
@@ -126,6 +128,8 @@ class Shell:
         self.traces = JobTraces(topology)
         self.pending = Pending()
         self.parking = Parking()  # job deliveries waiting for their allocation's registration
+        self._group: list[Event] | None = None  # events of an `intake_group`, to send
+        self._deferred: list[tuple[Effect | None, Delivery | None]] = []
         self.events_since_snapshot = 0
         self.lane_backends: dict[str, Backend] = {}  # emulator lanes (`consumers.lanes`)
         self.lane_inbox: queue.SimpleQueue[Input] = queue.SimpleQueue()  # their reports
@@ -153,20 +157,70 @@ class Shell:
         self.emit(events, together=isinstance(given, BatchArrival))
         for effect in effects:
             if not isinstance(effect, AwaitAllocation):  # the caller keeps the delivery
-                self.pending.effect(effect, delivery, self.publisher.last_tag)
+                self._wait_for_events(effect, delivery)
         return effects
 
     def emit(self, events: list[Event], together: bool = False) -> None:
         """Send each event (`together`: up to `RECORD_EVENTS` to a stream record) and apply it
-        (confirmed at the next `commit`)."""
-        size = RECORD_EVENTS if together else 1
-        for first in range(0, len(events), size):
-            for stamped in self.publisher.events(events[first : first + size]):
-                self.follower.learn(stamped, self.publisher.last_offset)
-                self.pending.event(stamped.event_id, self.publisher.last_tag)
+        (confirmed at the next `commit`). Inside `intake_group`, events are applied at once and
+        sent as few records when the group ends."""
+        if self._group is not None:
+            for event in events:
+                stamped = self.publisher.stamp(event)
                 self.state.apply(stamped)
                 self.events_since_snapshot += 1
                 self._after(stamped)
+                self._group.append(stamped)
+            return
+        size = RECORD_EVENTS if together else 1
+        for first in range(0, len(events), size):
+            self._send(events[first : first + size])
+
+    def _send(self, events: list[Event]) -> None:
+        """Publish events as one record, with the bookkeeping of where and when it lands."""
+        for stamped in self.publisher.events(events):
+            self.follower.learn(stamped, self.publisher.last_offset)
+            self.pending.event(stamped.event_id, self.publisher.last_tag)
+            if self._group is None:
+                self.state.apply(stamped)
+                self.events_since_snapshot += 1
+                self._after(stamped)
+
+    @contextmanager
+    def intake_group(self) -> Iterator[None]:
+        """Deliveries taken together: their events (already applied) are sent as records of up
+        to `RECORD_EVENTS` events and `RECORD_BYTES` of sequences, then their effects and acks
+        wait for those records' confirms (one publish and confirm per record, not per job)."""
+        self._group, self._deferred = [], []
+        try:
+            yield
+        finally:
+            events, self._group = self._group, []
+            chunk: list[Event] = []
+            size = 0
+            for event in events:
+                weight = 1024 + len(str(event.data.get("job", {}).get("sequence", "")))
+                if chunk and (len(chunk) >= RECORD_EVENTS or size + weight > RECORD_BYTES):
+                    self._send(chunk)
+                    chunk, size = [], 0
+                chunk.append(event)
+                size += weight
+            if chunk:
+                self._send(chunk)
+            self._group = None
+            deferred, self._deferred = self._deferred, []
+            for effect, delivery in deferred:
+                self._wait_for_events(effect, delivery)
+
+    def _wait_for_events(self, effect: Effect | None, delivery: Delivery | None) -> None:
+        """Carry out `effect` (None: ack `delivery`) once the events sent so far are confirmed."""
+        if self._group is not None:
+            self._deferred.append((effect, delivery))
+        elif effect is None:
+            assert delivery is not None
+            self.pending.ack(delivery, self.publisher.last_tag)
+        else:
+            self.pending.effect(effect, delivery, self.publisher.last_tag)
 
     def commit(self) -> None:
         """Wait for the confirms of everything sent, then carry out what was waiting for them.
@@ -343,14 +397,14 @@ class Shell:
             if wait is not None:
                 self.parking.keep(parsed, delivery, validated_ns, wait.allocation, since_s)
                 return
-        self.pending.ack(delivery, self.publisher.last_tag)
+        self._wait_for_events(None, delivery)
 
     def _refuse(self, refusal: Refusal, delivery: Delivery) -> None:
         """A delivery that is no job of its sender: log it unattached, answer, dead-letter."""
         events, effects = refused(refusal, delivery.queue, self.clock())
         self.emit(events)
         for effect in effects:
-            self.pending.effect(effect, delivery, self.publisher.last_tag)
+            self._wait_for_events(effect, delivery)
 
     def dispatch(self) -> None:
         """Ask the core what the QPU does next; re-check a job's sequence after a calibration."""

@@ -31,7 +31,7 @@ from schemas.records import EventRecord
 Offset = int | str | datetime
 STREAM_PREFETCH = 500
 JOB_ID_HEADER = "x-qsched-job-id"  # the job a one-event record is about
-JOB_IDS_HEADER = "x-qsched-job-ids"  # the jobs an `EventRecord`'s events are about
+JOB_IDS_HEADER = "x-qsched-job-ids"  # the jobs an `EventRecord`'s events are about, spaced
 BATCH_ID_HEADER = "x-qsched-batch-id"  # a record holding a batch's `batch.created`
 
 
@@ -72,8 +72,8 @@ def job_ids_of(record: StreamRecord) -> list[str]:
     one = headers.get(JOB_ID_HEADER)
     many = headers.get(JOB_IDS_HEADER)
     ids = [str(one)] if one else []
-    if isinstance(many, list):
-        ids += [str(j) for j in many]
+    if isinstance(many, bytes | str):  # space-separated: a stream drops array headers
+        ids += (many.decode() if isinstance(many, bytes) else many).split()
     return ids
 
 

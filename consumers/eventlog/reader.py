@@ -58,14 +58,17 @@ def parse_bound(text: str | None) -> Bound | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def fetch_end_offset(connection: BlockingConnection, stream: str) -> int | None:
-    """The offset of the stream's last record now (None when the stream is empty).
+def fetch_end_offset(
+    connection: BlockingConnection, stream: str, first_wait_s: float = 2.0, settle_s: float = 0.3
+) -> int | None:
+    """The offset of the stream's last record now (None when the stream is empty); see
+    `brokers.stream.fetch_end_offset`.
 
     Raises:
         NoEventLog: the stream is missing or may not be read.
     """
     try:
-        return stream_end(connection, stream)
+        return stream_end(connection, stream, first_wait_s, settle_s)
     except pika.exceptions.ChannelClosedByBroker as exc:
         raise NoEventLog(f"cannot read the event log {stream!r}: {exc.reply_text}") from None
 

@@ -23,7 +23,7 @@ def test_an_old_one_event_record_reads_as_its_event_at_index_0() -> None:
 
 def test_a_record_of_several_events_reads_as_each_in_order() -> None:
     events = [make_event(Topic.JOB_ACCEPTED, job_id=f"j{i}") for i in range(3)]
-    record = _record(EventRecord(events=events), headers={JOB_IDS_HEADER: ["j0", "j1", "j2"]})
+    record = _record(EventRecord(events=events), headers={JOB_IDS_HEADER: "j0 j1 j2"})
     assert events_of(record) == events
     assert job_ids_of(record) == ["j0", "j1", "j2"]
 

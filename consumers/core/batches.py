@@ -8,8 +8,10 @@ variables, an unknown or closed batch, another user's batch, or more jobs than a
 allows refuse every job of the message (`job.rejected` each, a REJECTED result each, and a
 `batch.rejected` naming the batch), and nothing is created. A copy of a message already taken
 (a redelivery) is dropped. A batch is a session: its jobs carry ``session_id`` = the batch's
-session (its id unless the submitter named one), so the owner's session grace keeps an open
-batch's iterations together.
+session (its id unless the submitter named one), opened, checked and bounded by the same path
+as any job's session (`consumers.core.sessions.arrival`: implicitly by the batch's first jobs,
+owned by their verified user), so the owner's session grace keeps an open batch's iterations
+together and a session that ended refuses the batch's new jobs.
 
 Commands: ``batch-show`` (counts by state, each job's state), ``batch-close`` (Pulser's
 ``declare_complete``: no more jobs; queued ones still run), ``batch-cancel`` (closed, waiting
@@ -24,6 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from consumers.core import sessions
 from consumers.core.command_types import Command, Done, Refused, is_operator
 from consumers.core.limits import over_limit
 from consumers.core.order import Waiting
@@ -83,10 +86,13 @@ def batch_arrival(state: OwnerState, policy: Policy, given: BatchArrival, now: d
     if copied and all(state.owners[j] == given.user for j in known):
         return [], []  # a copy of an addition already taken
     problem = _refusal(state, policy, given, batch, known)
-    if problem is not None:
-        return _refuse(given, problem, now)
-    session = request.session_id or request.batch_id
-    events: list[Event] = []
+    session = request.session_id or (batch.session_id if batch is not None else None)
+    session = session or request.batch_id
+    jobs = _job_requests(request, session)
+    opening = problem or (sessions.arrival(state, policy, jobs[0], given.user) if jobs else [])
+    if isinstance(opening, JobError):
+        return _refuse(given, opening, now)
+    events: list[Event] = list(opening)  # a session the batch opens, as any job would
     if creating:
         assert request.sequence is not None
         created = BatchCreated(
@@ -111,11 +117,10 @@ def batch_arrival(state: OwnerState, policy: Policy, given: BatchArrival, now: d
                 reason=f"{len(request.jobs)} job(s){', open' if request.open else ''}",
             )
         )
-    else:
-        assert batch is not None
-        session = batch.session_id or request.batch_id
-    for job in _job_requests(request, session):
-        accepted = JobAccepted(job=job, user=given.user, reply_to=given.reply_to, trace=given.trace)
+    for number, job in enumerate(jobs, start=state.last_number + 1):
+        accepted = JobAccepted(
+            job=job, user=given.user, reply_to=given.reply_to, trace=given.trace, number=number
+        )
         events.append(
             make_event(
                 Topic.JOB_ACCEPTED,

@@ -20,6 +20,7 @@ from tests.integration.test_owner import events
 from tests.owners import QSCHED
 
 pytestmark = pytest.mark.integration
+TAKEN = ("session.opened", "batch.created", "job.accepted")
 
 
 def _sequence() -> Sequence:
@@ -63,9 +64,15 @@ def test_a_batchs_intake_is_one_record_and_each_event_keeps_its_address(
         records = list(read_log(connection, owners.broker.topology.events_stream))
     finally:
         connection.close()
-    intake = [r for r in records if r.event.topic in ("batch.created", "job.accepted")]
+    intake = [r for r in records if r.event.topic in TAKEN]
     assert len({r.offset for r in intake}) == 1  # one record: one publish, one confirm
-    assert [r.index for r in intake] == [0, 1, 2, 3]
+    assert [(r.index, r.event.topic) for r in intake] == [
+        (0, "session.opened"),  # the batch is a session, opened by its first jobs
+        (1, "batch.created"),
+        (2, "job.accepted"),
+        (3, "job.accepted"),
+        (4, "job.accepted"),
+    ]
     reply = client.control(CommandName.HISTORY, job_id=batch.job_ids[1])
     assert reply.ok and reply.history is not None
     assert [e.topic for e in reply.history][:1] == ["job.accepted"]

@@ -452,7 +452,7 @@ class Shell:
         ):
             return
         payload = snapshot_payload(self.state, self.store, to_data, self.follower.jobs)
-        event = make_event(Topic.OWNER_SNAPSHOT, payload)
+        event = self.publisher.stamp(make_event(Topic.OWNER_SNAPSHOT, payload))  # its id, now
         try:
             self.emit([event])
         except MessageTooLarge as exc:  # never fatal: activation then replays a longer tail

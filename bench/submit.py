@@ -264,7 +264,9 @@ def main(jobs: int, samples: int = 3, as_json: bool = False) -> None:
     print(f"submit benchmark, {count} persistent jobs per measurement, confirms on")
     with discover() as handle:
         real = submit_real.report(submit_real.measure_real(handle.url, count, samples))
-    print("  lower bound: padded JSON, local sequence validation OFF (validate_locally=False: the broker-side cost only), no owner")
+    print(
+        "  lower bound: padded JSON, local sequence validation OFF (validate_locally=False: the broker-side cost only), no owner"
+    )
     print("  figures: median [min..max] over samples; each measurement on a fresh queue")
     figures: dict[str, dict[str, float]] = {}
     with discover() as handle, tempfile.TemporaryDirectory() as tmp:

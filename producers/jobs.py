@@ -21,7 +21,6 @@ NOT_FOUND = 404
 DEFAULT_JOB_CLASS = "development"
 
 
-
 def read_device(
     url: str, device_queue: str, namespace: str, known: tuple[str, Any] | None = None
 ) -> tuple[str, Any] | None:

@@ -28,6 +28,7 @@ from datetime import datetime
 
 from consumers.core import sessions
 from consumers.core.command_types import Command, Done, Refused, is_operator
+from consumers.core.context import Unregistered, unregistered_error, verify
 from consumers.core.limits import over_limit
 from consumers.core.order import Waiting
 from consumers.core.outcomes import (
@@ -89,7 +90,20 @@ def batch_arrival(state: OwnerState, policy: Policy, given: BatchArrival, now: d
     session = request.session_id or (batch.session_id if batch is not None else None)
     session = session or request.batch_id
     jobs = _job_requests(request, session)
-    opening = problem or (sessions.arrival(state, policy, jobs[0], given.user) if jobs else [])
+    context = None
+    if problem is None and jobs:  # the owner's verified context, never the client's word
+        verified = verify(state, policy, jobs[0], given.user)
+        if isinstance(verified, Unregistered):  # a batch does not wait for its allocation
+            problem = unregistered_error(verified.allocation, 0.0)
+        elif isinstance(verified, JobError):
+            problem = verified
+        else:
+            context = verified
+    opening = problem or (
+        sessions.arrival(state, policy, jobs[0], given.user, context)
+        if jobs and context is not None
+        else []
+    )
     if isinstance(opening, JobError):
         return _refuse(given, opening, now)
     events: list[Event] = list(opening)  # a session the batch opens, as any job would
@@ -119,7 +133,12 @@ def batch_arrival(state: OwnerState, policy: Policy, given: BatchArrival, now: d
         )
     for number, job in enumerate(jobs, start=state.last_number + 1):
         accepted = JobAccepted(
-            job=job, user=given.user, reply_to=given.reply_to, trace=given.trace, number=number
+            job=job,
+            user=given.user,
+            reply_to=given.reply_to,
+            trace=given.trace,
+            number=number,
+            verified=context,
         )
         events.append(
             make_event(

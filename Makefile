@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-slow test-site reliability lint types check bench clean chromium tmux slurm-deps
+.PHONY: install demo test test-slow test-site reliability lint types check bench clean chromium tmux prometheus slurm-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ test-site: $(STAMP) slurm-deps
 ## chromium: the headless browser the HTML-timeline test renders with (Debian package), if missing
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+## prometheus: Prometheus and promtool (Debian package; the observability tests run them on loopback), if missing.
+## RUNLEVEL=1 keeps the package's init script from starting a system-wide Prometheus.
+prometheus:
+	@command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || { apt-get update -qq && RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
 ## tmux: the terminal the `qsched top` tests draw in (Debian package), if missing
 tmux:

@@ -2,13 +2,12 @@
 configured only by the standard variables: the owner exports over gRPC, `qsched submit` over
 HTTP, two MPI ranks over gRPC by the per-signal override of an HTTP default. Every job's trace
 has one root, no orphan, no span starting before its parent; an unreachable endpoint is one
-warning at start and the lost spans are counted at exit."""
+warning at start and the lost spans are counted at exit (the collector stopped, same owner)."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +69,7 @@ def _complete(spans: list[Span], job_id: str) -> bool:
     ) and kinds.count(("PRODUCER", "send")) == 2
 
 
+@pytest.mark.timeout(300)  # four CLI processes and two MPI ranks: ~90 s here, more when loaded
 def test_every_job_is_one_ordered_trace_in_rotel_over_grpc_and_http(
     owners: OwnerHarness, tmp_path: Path
 ) -> None:
@@ -134,28 +134,21 @@ def test_every_job_is_one_ordered_trace_in_rotel_over_grpc_and_http(
         assert receive.parent_id == result_send.span_id and receive.service == send.service
         assert {s.service for s in job_trace} == {send.service, "qsched-owner"}
         publishers.add(send.service)
-        history = subprocess.run(
-            [QSCHED, "history", job_id, "--json"],
-            env=_env(owners, {"OTEL_TRACES_EXPORTER": "none"}),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert history.returncode == 0, history.stderr[-2000:]
-        assert json.loads(history.stdout)["trace_id"] == send.trace_id  # the log names it too
+        if job_id == cli_job:  # the log names the trace too (one job: the same code for all)
+            history = subprocess.run(
+                [QSCHED, "history", job_id, "--json"],
+                env=_env(owners, {"OTEL_TRACES_EXPORTER": "none"}),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert history.returncode == 0, history.stderr[-2000:]
+            assert json.loads(history.stdout)["trace_id"] == send.trace_id
     # qsched-client came over HTTP, the ranks over gRPC (the per-signal override won)
     assert publishers == {"qsched-client", "qsched-mpi-rank0", "qsched-mpi-rank1"}
 
-
-def test_an_unreachable_collector_is_one_warning_at_start_and_the_loss_counted_at_exit(
-    owners: OwnerHarness, tmp_path: Path
-) -> None:
-    owners.start("--backend", "synthetic")
-    sequence = tmp_path / "seq.json"
-    sequence.write_text(analog_sequence(2))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    # The collector is gone: a submit still works, says so once at start, and counts the loss.
+    closed = rotel.grpc_endpoint
     env = _env(
         owners, {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_ENDPOINT": closed}
     )

@@ -219,3 +219,18 @@ def test_an_account_whose_jobs_all_left_reads_zero_not_no_data() -> None:
     h.feed(Dispatch())
     h.settle()
     assert sample(h.metrics.registry, "qsched_waiting_jobs_by_account", account="physics") == 0
+
+
+def test_every_qsched_series_the_dashboard_reads_is_filtered_by_its_namespace_variable() -> None:
+    """The dashboard's namespace is a variable (not a hidden constant): every qsched selector
+    and every RabbitMQ queue selector uses it, and it lists the namespaces the owners report."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["namespace"]["type"] == "query" and variables["namespace"].get("hide", 0) == 0
+    assert "label_values(qsched_owner_active, namespace)" in json.dumps(variables["namespace"])
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    for expr in exprs:
+        for name, selector in re.findall(r"\b(qsched_[a-z0-9_]+)(\{[^}]*\})?", expr):
+            assert 'namespace="$namespace"' in selector, (name, expr)
+        if "rabbitmq_" in expr:
+            assert "$namespace" in expr, expr

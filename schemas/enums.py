@@ -91,6 +91,13 @@ class Placement(StrEnum):
     EITHER = "either"
 
 
+class Ordering(StrEnum):
+    """How jobs of one class are ordered among themselves (between classes, rank decides)."""
+
+    FAIR_SHARE = "fair-share"  # session grace, site term, priority with aging, fair share, age
+    FIFO = "fifo"  # first accepted, first served: nothing but the acceptance time
+
+
 class CommandName(StrEnum):
     """Operators' control commands, routed as ``control.<name>``."""
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from schemas.enums import Mode, Placement
+from schemas.enums import Mode, Ordering, Placement
 from schemas.errors import PolicyError
 
 ALL_MODES = (Mode.PRODUCTION, Mode.DEVELOPMENT, Mode.MAINTENANCE)
@@ -30,6 +30,7 @@ class JobClassPolicy(BaseModel):
         max_shots: per-job shot limit of the class (the device's `max_runs` also applies).
         modes: site modes in which jobs of this class may start.
         submitters: AMQP users allowed to submit; empty means everyone.
+        ordering: how the class's jobs are ordered among themselves (`Ordering`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -55,6 +56,11 @@ class JobClassPolicy(BaseModel):
     placement: dict[Mode, Placement] = Field(
         default_factory=dict,
         description="per mode, where jobs run: qpu (the default), emulator or either",
+    )
+    ordering: Ordering = Field(
+        default=Ordering.FAIR_SHARE,
+        description="within the class: fair-share (grace, site term, priority with aging, "
+        "account and user usage, age) or fifo (acceptance order only, as Warden does)",
     )
     exclusive_sessions_s: float | None = Field(
         default=None,

@@ -16,6 +16,9 @@ Fields compare in order, smaller first:
    with the least within it (exponentially decayed QPU-seconds, like Slurm's fair tree);
 7. age (when the owner accepted the job), then job id, so the order is total.
 
+A class whose policy says ``ordering = "fifo"`` orders its jobs by 7 alone (first accepted,
+first served, as Warden does): factors 3 to 6 are neutral in its keys.
+
 Factors where higher goes first are stored negated (`minus_...`); `OrderKey.factors` gives them
 back as they read.
 """
@@ -26,6 +29,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from consumers.core.owner_view import Candidate, OwnerView
+from schemas.enums import Ordering
 from schemas.policy import Policy
 
 UNKNOWN_CLASS_RANK = 2**31  # after every rank a policy file can give
@@ -77,6 +81,17 @@ def class_key(view: OwnerView, job_class: str) -> tuple[int, float, str]:
     return (policy.rank, view.class_usage.get(job_class, 0.0) / policy.weight, job_class)
 
 
+def is_fifo(view: OwnerView, job_class: str) -> bool:
+    """Whether the policy orders `job_class` first accepted, first served."""
+    policy = view.policy.classes.get(job_class)
+    return policy is not None and policy.ordering is Ordering.FIFO
+
+
+def fifo_key(rank: int, share: float, queued_at: datetime, job_id: str) -> OrderKey:
+    """The key of a job of a FIFO class: its acceptance time is its only factor."""
+    return OrderKey(rank, share, True, 0.0, 0, 0.0, 0.0, queued_at, job_id)
+
+
 def order_key(view: OwnerView, candidate: Candidate, now: datetime) -> OrderKey:
     """The job's place in the order at `now` (see the module docstring)."""
     rank, share, _ = class_key(view, candidate.job_class)
@@ -87,6 +102,8 @@ def key_in_class(
     view: OwnerView, candidate: Candidate, now: datetime, rank: int, share: float
 ) -> OrderKey:
     """`order_key` with the class's factors already known (the decision's inner loop)."""
+    if is_fifo(view, candidate.job_class):
+        return fifo_key(rank, share, candidate.queued_at, candidate.job_id)
     return OrderKey(
         rank,
         share,

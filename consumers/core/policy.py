@@ -28,6 +28,8 @@ from consumers.core.order_key import (
     OrderKey,
     class_key,
     effective_priority,
+    fifo_key,
+    is_fifo,
     key_in_class,
     order_key,
 )
@@ -191,6 +193,7 @@ def best_indexed(
         if class_held(view, job_class) is not None:
             continue
         rank, share, _ = class_key(view, job_class)
+        fifo = is_fifo(view, job_class)
         best: Candidate | None = None
         best_key: OrderKey | None = None
         for session in view.sessions_in_grace:
@@ -213,8 +216,12 @@ def best_indexed(
                     # lane when even that orders after the best so far.
                     waited_s = max((now - head.queued_at).total_seconds(), 0.0)
                     aged = priority + int(waited_s // step_s)
-                    bound = OrderKey(
-                        rank, share, True, -site_term, -aged, *user_share, head.queued_at, ""
+                    bound = (
+                        fifo_key(rank, share, head.queued_at, "")
+                        if fifo
+                        else OrderKey(
+                            rank, share, True, -site_term, -aged, *user_share, head.queued_at, ""
+                        )
                     )
                     if bound > best_key:
                         continue

@@ -19,8 +19,9 @@ from consumers.simulate.engine import simulate
 from consumers.simulate.history import read_history
 from consumers.simulate.metrics import compare
 from consumers.simulate.ordering import ordering_hook
+from schemas.enums import Ordering
 from schemas.errors import PolicyError
-from schemas.policy import load_policy
+from schemas.policy import Policy, load_policy
 
 
 @click.command("simulate")
@@ -44,6 +45,14 @@ from schemas.policy import load_policy
     type=click.Path(path_type=Path, dir_okay=False),
     help="Also write the simulated history as an HTML timeline.",
 )
+@click.option(
+    "--ordering",
+    "orderings",
+    multiple=True,
+    metavar="[CLASS=]fifo|fair-share",
+    help="Order every class (or CLASS) this way instead of as POLICY says; repeatable. "
+    "Compares FIFO with fair share on the same recorded history.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: recorded and simulated.")
 @click.pass_context
 def simulate_command(
@@ -53,6 +62,7 @@ def simulate_command(
     to: str | None,
     tick_s: float | None,
     html: Path | None,
+    orderings: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Re-run the recorded arrivals, commands and QPU events through the owner's `step` under
@@ -70,11 +80,18 @@ def simulate_command(
         policy = load_policy(policy_path)
     except PolicyError as exc:
         raise click.BadParameter(str(exc), param_hint="--policy") from None
+    try:
+        policy = with_orderings(policy, orderings)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--ordering") from None
     hook = ordering_hook(policy)  # a missing plugin fails before the log is read
     with log_records(settings, "qsched-simulate", None, end) as records:
         recorded = read_history(records, policy, start, tick_s or settings.owner.tick_s)
     simulated = simulate(policy, recorded, hook)
-    report = {"policy": str(policy_path)} | compare(recorded.events, simulated)
+    report = {
+        "policy": str(policy_path),
+        "ordering": {name: c.ordering.value for name, c in policy.classes.items()},
+    } | compare(recorded.events, simulated)
     if hook is not None:
         report["ordering_plugin"] = {"name": hook.name, "failures": hook.failures}
     if html is not None:
@@ -85,11 +102,36 @@ def simulate_command(
         click.echo("\n".join(render(report)))
 
 
+def with_orderings(policy: Policy, orderings: tuple[str, ...]) -> Policy:
+    """`policy` with the classes' ordering replaced as ``--ordering`` says (``fifo``: every
+    class; ``development=fifo``: one class).
+
+    Raises:
+        ValueError: an unknown ordering or class, named.
+    """
+    classes = dict(policy.classes)
+    for given in orderings:
+        name, _, value = given.rpartition("=")
+        try:
+            ordering = Ordering(value.strip())
+        except ValueError:
+            choices = ", ".join(o.value for o in Ordering)
+            raise ValueError(f"{given!r}: the ordering is one of {choices}") from None
+        if name and name not in classes:
+            raise ValueError(f"{given!r}: no class {name!r} in the policy")
+        for class_name in [name] if name else list(classes):
+            classes[class_name] = classes[class_name].model_copy(update={"ordering": ordering})
+    return policy.model_copy(update={"classes": classes})
+
+
 def render(report: dict[str, Any]) -> Iterator[str]:
     """Recorded and simulated figures side by side, one row per figure."""
     rec, sim = report["recorded"], report["simulated"]
     span = report.get("span", {})
     yield f"simulated under {report['policy']}; {span.get('from', '-')} .. {span.get('to', '-')}"
+    orderings = report.get("ordering", {})
+    if orderings:
+        yield "ordering: " + ", ".join(f"{name} {value}" for name, value in orderings.items())
     yield f"{'':<34}{'recorded':>12}{'simulated':>12}"
 
     def row(label: str, a: object, b: object) -> str:

@@ -103,6 +103,11 @@ def test_replay_and_simulate_of_a_real_owners_log(owners: OwnerHarness, tmp_path
     assert report["recorded"]["preemptions"] == report["simulated"]["preemptions"] == 1
     assert report["simulated"]["jobs"]["ended"] == {"DONE": len(BACKLOG) + 2}
     assert 0 < report["simulated"]["utilisation"] <= 1
+    # FIFO on the same log: priorities no longer reorder a class (3 before 7 in production)
+    ran = run_qsched(url, namespace, "simulate", "--policy", str(same), "--ordering", "fifo")
+    assert ran.returncode == 0, ran.stderr
+    assert "production fifo" in ran.stdout and "development fifo" in ran.stdout
+    assert "start order: differs from position" in ran.stdout
     html = tmp_path / "simulated.html"
     ran = run_qsched(url, namespace, "simulate", "--policy", str(other), "--html", str(html))
     assert ran.returncode == 0, ran.stderr

@@ -28,7 +28,7 @@ from consumers.core.view import queue_entries, view_of
 from schemas.enums import CommandName, ErrorCode, JobState, QPUState
 from schemas.events import CalibrationEpoch, Topic, make_event
 from schemas.messages import ControlCommand, Event, JobError, JobRequest, SlurmContext
-from schemas.policy import parse_policy
+from schemas.policy import Policy, parse_policy
 from tests.core_harness import CTX, SEQ, T0, Harness
 
 
@@ -224,10 +224,10 @@ placement = { production = "either", development = "either", maintenance = "emul
 """
 
 
-def random_history(seed: int, steps: int = 200) -> Harness:
+def random_history(seed: int, steps: int = 200, policy: Policy | None = None) -> Harness:
     """A seeded mix of arrivals, dispatches, progress, finishes, commands and failovers."""
     rng = random.Random(seed)
-    h = Harness(parse_policy(RANDOM_POLICY))
+    h = Harness(policy or parse_policy(RANDOM_POLICY))
     for _ in range(steps):
         h.now += timedelta(seconds=rng.uniform(0, 5))
         roll = rng.random()

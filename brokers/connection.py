@@ -1,4 +1,12 @@
-"""Connection parameters and message properties: the AMQP envelope of every qsched message."""
+"""The broker port: connections, message properties, and pika's errors translated.
+
+Connection parameters and message properties are the AMQP envelope of every qsched message.
+pika's exceptions stop here: `translated` turns them (and socket errors) into
+`brokers.errors.ConnectionLost` / `ChannelClosed`, and the owner's modules name pika's types
+through the aliases below (`Connection`, `Channel`, `Properties`), so only the broker edge and
+the owner's publisher (`consumers.publish`, which drives pika's channel below its blocking
+wrapper) import pika.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +19,60 @@ from urllib.parse import unquote, urlsplit
 
 import pika
 import pika.exceptions
-from pika.adapters.blocking_connection import BlockingConnection
+from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 from pika.adapters.select_connection import SelectConnection
 
-from brokers.errors import BrokerError, BrokerRefused, BrokerUnavailable
+from brokers.errors import (
+    BrokerError,
+    BrokerRefused,
+    BrokerUnavailable,
+    ChannelClosed,
+    ConnectionLost,
+)
 from schemas.codec import CONTENT_TYPE
 from schemas.messages import Message
+
+Connection = BlockingConnection  # the blocking connection every qsched process uses
+Channel = BlockingChannel
+Properties = pika.BasicProperties
+ACCESS_REFUSED = 403
+NOT_FOUND = 404
+RESOURCE_LOCKED = 405
+# What a call on a connection or channel may raise, untranslated (a loop that must let the
+# broker's failures through, and only those, catches these).
+BROKER_FAILURES: tuple[type[BaseException], ...] = (pika.exceptions.AMQPError, OSError, BrokerError)
+
+
+def translate(exc: BaseException, what: str) -> BrokerError:
+    """pika's (or the socket's) `exc`, raised while doing `what`, as a `BrokerError`."""
+    if isinstance(exc, BrokerError):
+        return exc
+    if isinstance(exc, pika.exceptions.ChannelClosedByBroker):
+        return ChannelClosed(f"{what}: {exc.reply_text}", code=exc.reply_code)
+    if isinstance(exc, pika.exceptions.AMQPChannelError):
+        return ChannelClosed(f"{what}: {exc!r}")
+    return ConnectionLost(f"{what}: {exc!r}")
+
+
+@contextlib.contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Raise pika's and the socket's failures inside as `BrokerError` (see `translate`).
+
+    Raises:
+        ChannelClosed: the broker closed the channel (its reply code kept).
+        ConnectionLost: the connection broke, or another AMQP failure.
+    """
+    try:
+        yield
+    except (pika.exceptions.AMQPError, OSError) as exc:
+        raise translate(exc, what) from exc
+
+
+def close_quietly(connection: BlockingConnection) -> None:
+    """Close `connection` if it is open; a failure to close is no failure."""
+    if connection.is_open:
+        with contextlib.suppress(pika.exceptions.AMQPError, OSError):
+            connection.close()
 
 
 def parameters(

@@ -1,10 +1,16 @@
-"""Errors raised at the broker edge, translated from pika/kombu/subprocess failures."""
+"""Errors raised at the broker edge, translated from pika/kombu/subprocess failures.
+
+`QschedError` is the one base of the errors qsched raises to the code that calls it: the broker
+edge's (`BrokerError`, here) and the client SDK's (`producers.errors.ClientError`). pika's
+exceptions are translated into `ConnectionLost` and `ChannelClosed` at `brokers.connection`
+(`translated`), so the owner and the tools catch these, never pika's.
+"""
 
 from __future__ import annotations
 
 
-class BrokerError(Exception):
-    """Root of every error raised by `brokers`.
+class QschedError(Exception):
+    """Root of every error qsched raises to its caller (client SDK, CLI, broker edge).
 
     Attributes:
         hint: what the user can do about it (the CLI prints it after the message).
@@ -20,6 +26,10 @@ class BrokerError(Exception):
             self.hint = hint
 
 
+class BrokerError(QschedError):
+    """Root of every error raised by `brokers`."""
+
+
 class BrokerUnavailable(BrokerError):
     """No broker could be reached or started; the message says how to get one."""
 
@@ -28,6 +38,19 @@ class BrokerUnavailable(BrokerError):
 
 class BrokerRefused(BrokerError):
     """The broker answered but refused the connection (credentials, vhost); retrying cannot help."""
+
+
+class ConnectionLost(BrokerError):
+    """The connection to the broker broke (closed, reset, heartbeats missed)."""
+
+
+class ChannelClosed(BrokerError):
+    """The broker closed a channel; `code` is its AMQP reply code when it gave one (403: access
+    refused, 404: not found, 405: resource locked)."""
+
+    def __init__(self, message: str = "", code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class SettingsError(BrokerError):

@@ -23,6 +23,7 @@ REASON_HEADER = "x-qsched-reason"
 CODE_HEADER = "x-qsched-error-code"
 ORIGIN_HEADER = "x-qsched-original-queue"
 ORIGINAL_USER_HEADER = "x-qsched-original-user"
+DEATH_HEADER = "x-death"  # the broker's own record of a dead letter's deaths
 
 
 @dataclass(frozen=True)
@@ -277,7 +278,7 @@ def dead_letter_origin(properties: Any) -> str | None:
     origin = _text(headers.get(ORIGIN_HEADER))
     if origin:
         return str(origin)
-    deaths = headers.get("x-death")
+    deaths = headers.get(DEATH_HEADER)
     if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
         return _text(deaths[0].get("queue"))
     return None
@@ -295,7 +296,7 @@ def dead_letter_reason(properties: Any) -> tuple[str | None, str | None]:
     code = _text(headers.get(CODE_HEADER))
     reason = _text(headers.get(REASON_HEADER))
     if code is None and reason is None:
-        deaths = headers.get("x-death")
+        deaths = headers.get(DEATH_HEADER)
         if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
             reason = _text(deaths[0].get("reason"))
     return code, reason

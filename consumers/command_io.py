@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pika.adapters.blocking_connection import BlockingChannel
-
+from brokers.connection import Channel
 from brokers.topology import Topology
 from consumers import deadletters
 from consumers.core.command_types import is_operator
@@ -37,7 +36,7 @@ class CommandIO:
     def __init__(self, topology: Topology, max_bytes: int) -> None:
         self.topology = topology
         self.max_bytes = max_bytes
-        self._dead: BlockingChannel | None = None
+        self._dead: Channel | None = None
 
     def forget(self) -> None:
         """The connection is gone: open a new dead-letter channel next time."""
@@ -62,7 +61,7 @@ class CommandIO:
             )
         return given, None
 
-    def _channel(self, delivery: Delivery) -> BlockingChannel:
+    def _channel(self, delivery: Delivery) -> Channel:
         """The channel dead letters are taken on (kept open: they are acked when settled)."""
         if self._dead is None or not self._dead.is_open:
             self._dead = delivery.channel.connection.channel()

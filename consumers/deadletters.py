@@ -16,11 +16,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import pika
-from pika.adapters.blocking_connection import BlockingChannel
-
+from brokers.connection import Channel, Properties
 from brokers.topology import (
     CODE_HEADER,
+    DEATH_HEADER,
     ORIGIN_HEADER,
     ORIGINAL_USER_HEADER,
     REASON_HEADER,
@@ -38,7 +37,7 @@ from schemas.messages import JobError, JobRequest, new_id
 MAX_SCAN = 10_000  # dead letters looked at to find one
 
 
-def take(channel: BlockingChannel, queue: str, message_id: str) -> tuple[int, Any, bytes] | None:
+def take(channel: Channel, queue: str, message_id: str) -> tuple[int, Any, bytes] | None:
     """Get the dead letter `message_id` (unacked on `channel`); the others go back."""
     others: list[int] = []
     found = None
@@ -58,7 +57,7 @@ def take(channel: BlockingChannel, queue: str, message_id: str) -> tuple[int, An
 
 
 def resubmission(
-    channel: BlockingChannel, topology: Topology, taken: tuple[int, Any, bytes], max_bytes: int
+    channel: Channel, topology: Topology, taken: tuple[int, Any, bytes], max_bytes: int
 ) -> tuple[Delivery | None, str]:
     """The dead letter as a fresh job delivery from its class queue, or why it cannot be one."""
     tag, props, body = taken
@@ -77,9 +76,9 @@ def resubmission(
     headers = {
         k: v
         for k, v in (props.headers or {}).items()
-        if k not in (REASON_HEADER, CODE_HEADER, ORIGIN_HEADER, ORIGINAL_USER_HEADER, "x-death")
+        if k not in (REASON_HEADER, CODE_HEADER, ORIGIN_HEADER, ORIGINAL_USER_HEADER, DEATH_HEADER)
     }
-    new_props = pika.BasicProperties(
+    new_props = Properties(
         content_type=props.content_type,
         type=props.type,
         message_id=fresh.job_id,
@@ -94,7 +93,7 @@ def resubmission(
 
 
 def prepare(
-    given: Command, channel: BlockingChannel, topology: Topology, max_bytes: int
+    given: Command, channel: Channel, topology: Topology, max_bytes: int
 ) -> tuple[Command, Delivery | None]:
     """Find and turn the dead letter an operator's `dead-requeue` names into a delivery.
 

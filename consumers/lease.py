@@ -12,20 +12,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import pika.exceptions
-from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+from brokers.connection import RESOURCE_LOCKED, Channel, Connection, translated
+from brokers.errors import ChannelClosed
 
 log = logging.getLogger(__name__)
-RESOURCE_LOCKED = 405
 
 
 def acquire_lease(
-    connection: BlockingConnection,
+    connection: Connection,
     queue: str,
     retry_s: float,
     stopping: Callable[[], bool] = lambda: False,
     waiting: Callable[[], None] = lambda: None,
-) -> BlockingChannel | None:
+) -> Channel | None:
     """Block until this connection holds the lease queue; `waiting` runs at every retry (a
     standby's heartbeat, `consumers.standbys`).
 
@@ -36,10 +35,11 @@ def acquire_lease(
     while not stopping():
         channel = connection.channel()
         try:
-            channel.queue_declare(queue, exclusive=True, auto_delete=True)
+            with translated(f"declare the lease {queue}"):
+                channel.queue_declare(queue, exclusive=True, auto_delete=True)
             return channel
-        except pika.exceptions.ChannelClosedByBroker as exc:
-            if exc.reply_code != RESOURCE_LOCKED:
+        except ChannelClosed as exc:
+            if exc.code != RESOURCE_LOCKED:
                 raise
         if not announced:
             log.info("standby: another owner holds %s; waiting", queue)

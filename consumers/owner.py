@@ -10,7 +10,6 @@ broker (or the lease) stops local work; the owner reconnects with backoff and st
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import threading
@@ -20,10 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pika.exceptions
-from pika.adapters.blocking_connection import BlockingConnection
-
-from brokers.connection import connect
+from brokers.connection import Connection, close_quietly, connect, translated
 from brokers.errors import BrokerError
 from brokers.settings import Settings
 from brokers.topology import Topology, build_topology, declare
@@ -108,7 +104,7 @@ class Owner:
             started = time.monotonic()
             try:
                 self._serve()
-            except (pika.exceptions.AMQPError, BrokerError, OwnerError, OSError) as exc:
+            except (BrokerError, OwnerError) as exc:
                 log.error("lost the broker or the lease (%r); standing by again", exc)
             except Exception:  # nothing may stop the owner for good; the log has the truth
                 log.exception("unexpected failure; dropping the QPU and standing by again")
@@ -141,23 +137,22 @@ class Owner:
             name=f"qsched-owner {self.owner_id}",
             coalesce=True,
         )
-        try:
-            beacon = Beacon(conn, self.topology, self.owner_id, self.backend.name)
-            lease = acquire_lease(
-                conn,
-                self.topology.lease_queue,
-                settings.owner.lease_retry_s,
-                self._stop.is_set,
-                beacon.beat,
-            )
-            if lease is None:
-                return
-            shell = self._activate(conn)
-            self._loop(conn, shell)
+        try:  # the broker's failures, pika's or the socket's, come out as BrokerError
+            with translated(f"owner {self.owner_id}"):
+                beacon = Beacon(conn, self.topology, self.owner_id, self.backend.name)
+                lease = acquire_lease(
+                    conn,
+                    self.topology.lease_queue,
+                    settings.owner.lease_retry_s,
+                    self._stop.is_set,
+                    beacon.beat,
+                )
+                if lease is None:
+                    return
+                shell = self._activate(conn)
+                self._loop(conn, shell)
         finally:
-            if conn.is_open:
-                with contextlib.suppress(pika.exceptions.AMQPError):
-                    conn.close()
+            close_quietly(conn)
 
     # ---- activation ------------------------------------------------------------------------
 
@@ -165,7 +160,7 @@ class Owner:
         """The device jobs are validated against: the last calibration's specs, else the backend's."""
         return self._device_override if self._device_override is not None else self.backend.device()
 
-    def _fetch_device(self, conn: BlockingConnection) -> None:
+    def _fetch_device(self, conn: Connection) -> None:
         """Learn the device before taking jobs; a QPU API that does not answer is waited for."""
         while not self._stop.is_set():
             try:
@@ -179,7 +174,7 @@ class Owner:
                 )
                 conn.sleep(2.0)
 
-    def _activate(self, conn: BlockingConnection) -> Shell:
+    def _activate(self, conn: Connection) -> Shell:
         started = time.monotonic()
         self._fetch_device(conn)
         channel = conn.channel()
@@ -276,7 +271,7 @@ class Owner:
 
     # ---- the loop --------------------------------------------------------------------------
 
-    def _loop(self, conn: BlockingConnection, shell: Shell) -> None:
+    def _loop(self, conn: Connection, shell: Shell) -> None:
         owner = self.settings.owner
         next_tick = time.monotonic()
         last_snapshot = time.monotonic()

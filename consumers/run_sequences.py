@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pika.adapters.blocking_connection import BlockingConnection
-
+from brokers.connection import Connection
 from consumers.core.order import Waiting
 from consumers.core.state import OwnerState
 from consumers.deliveries import recheck
@@ -27,7 +26,7 @@ class RunSequences:
     def __init__(
         self,
         store: SequenceStore,
-        connection: BlockingConnection,
+        connection: Connection,
         stream: str,
         checker: SequenceChecker,
     ) -> None:

@@ -13,23 +13,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pika.exceptions
-from pika.adapters.blocking_connection import BlockingChannel
-
-from brokers.connection import ack_later
-from brokers.topology import Topology, dead_letter_properties
+from brokers.connection import BROKER_FAILURES, Channel, Properties, ack_later
+from brokers.topology import CODE_HEADER, REASON_HEADER, Topology, dead_letter_properties
 from consumers.publish import Publisher
 from schemas.enums import ErrorCode
 from schemas.messages import JobError
 
 log = logging.getLogger(__name__)
+UNSENDABLE: tuple[type[BaseException], ...] = (*BROKER_FAILURES, ValueError, TypeError)
 
 
 @dataclass(frozen=True)
 class Delivery:
     """One message taken from a queue, until it is settled."""
 
-    channel: BlockingChannel
+    channel: Channel
     tag: int
     properties: Any
     body: bytes
@@ -40,7 +38,7 @@ def collector(into: list[Delivery], queue: str) -> Callable[..., None]:
     """A pika consumer callback that only collects `queue`'s deliveries into `into` (the owner's
     loop handles them in order)."""
 
-    def on_message(channel: BlockingChannel, method: Any, props: Any, body: bytes) -> None:
+    def on_message(channel: Channel, method: Any, props: Any, body: bytes) -> None:
         into.append(Delivery(channel, method.delivery_tag, props, body, queue))
 
     return on_message
@@ -55,7 +53,7 @@ def handle_safely(
     """Handle one delivery; any failure but the broker's dead-letters it, never the owner."""
     try:
         handle(delivery)
-    except (pika.exceptions.AMQPError, OSError):
+    except BROKER_FAILURES:
         raise
     except Exception as exc:  # one bad message never stops the owner
         log.exception("could not handle a delivery from %s", delivery.queue)
@@ -80,12 +78,9 @@ def dead_letter(
         )
     except (TypeError, ValueError) as exc:  # properties too odd to copy: keep the body only
         log.warning("dead-lettering %s without its properties: %r", delivery.queue, exc)
-        props = pika.BasicProperties(
+        props = Properties(
             delivery_mode=2,
-            headers={
-                "x-qsched-reason": error.message[:1000],
-                "x-qsched-error-code": error.code.value,
-            },
+            headers={REASON_HEADER: error.message[:1000], CODE_HEADER: error.code.value},
         )
     publisher.send_raw(topology.dead_letter_exchange, "", delivery.body, props)
 
@@ -99,9 +94,9 @@ def settle_after_failure(
         dead_letter(publisher, topology, delivery, error)
         publisher.wait_confirmed()  # refusals of other publishes stay for the shell
         ack(delivery)
-    except (pika.exceptions.AMQPError, ValueError, TypeError) as exc:
+    except UNSENDABLE as exc:
         log.error(
             "could not dead-letter a delivery from %s (%r); rejecting it", delivery.queue, exc
         )
-        with contextlib.suppress(pika.exceptions.AMQPError):
+        with contextlib.suppress(*BROKER_FAILURES):
             delivery.channel.basic_nack(delivery.tag, requeue=False)

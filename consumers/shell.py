@@ -26,8 +26,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from pika.adapters.blocking_connection import BlockingConnection
-
+from brokers.connection import Connection
 from brokers.topology import Topology
 from brokers.tracing import tracing_active
 from consumers.backends.base import Backend, RunRequest
@@ -100,7 +99,7 @@ class Shell:
         policy: Policy,
         backend: Backend,
         ctx: Context,
-        connection: BlockingConnection,
+        connection: Connection,
         publisher: Publisher,
         follower: LogFollower,
         store: SequenceStore,

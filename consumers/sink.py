@@ -9,8 +9,7 @@ from __future__ import annotations
 import logging
 import queue
 
-from pika.adapters.blocking_connection import BlockingConnection
-
+from brokers.connection import Connection
 from consumers.backends.base import RunOutcome
 from consumers.core.step import Finished, Input, Note, Operational, Progress
 
@@ -20,7 +19,7 @@ log = logging.getLogger("consumers.owner")
 class Sink:
     """Backend reports, moved from backend threads to the connection thread."""
 
-    def __init__(self, inbox: queue.SimpleQueue[Input], connection: BlockingConnection) -> None:
+    def __init__(self, inbox: queue.SimpleQueue[Input], connection: Connection) -> None:
         self._inbox = inbox
         self._connection = connection
 

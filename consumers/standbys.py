@@ -27,10 +27,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-import pika.exceptions
-from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
-
-from brokers.connection import properties
+from brokers.connection import Channel, Connection, properties, translated
+from brokers.errors import ChannelClosed
 from brokers.topology import Topology
 from schemas.codec import decode, encode
 from schemas.errors import DecodeError
@@ -50,7 +48,7 @@ class Beacon:
 
     def __init__(
         self,
-        connection: BlockingConnection,
+        connection: Connection,
         topology: Topology,
         owner_id: str,
         backend: str,
@@ -61,7 +59,7 @@ class Beacon:
         self._owner_id = owner_id
         self._backend = backend
         self._monotonic = monotonic
-        self._channel: BlockingChannel | None = None
+        self._channel: Channel | None = None
         self._last: float | None = None
 
     def beat(self) -> None:
@@ -80,12 +78,13 @@ class Beacon:
         props = properties(heartbeat, message_id=f"{self._owner_id}-{now:.0f}", user_id=None)
         props.expiration = str(int(STALE_AFTER_S * 1000))
         try:
-            if self._channel is None or not self._channel.is_open:
-                self._channel = self._connection.channel()
-            self._channel.basic_publish(
-                self._topology.control_exchange, ROUTING_KEY, encode(heartbeat), props
-            )
-        except pika.exceptions.ChannelError as exc:
+            with translated("send a standby's heartbeat"):
+                if self._channel is None or not self._channel.is_open:
+                    self._channel = self._connection.channel()
+                self._channel.basic_publish(
+                    self._topology.control_exchange, ROUTING_KEY, encode(heartbeat), props
+                )
+        except ChannelClosed as exc:
             log.debug("standby heartbeat not sent: %r", exc)
             self._channel = None
 
@@ -98,7 +97,7 @@ class Roster:
         self._max_bytes = max_bytes
         self._seen: dict[str, StandbyOwner] = {}
 
-    def listen(self, connection: BlockingConnection, topology: Topology, owner_id: str) -> None:
+    def listen(self, connection: Connection, topology: Topology, owner_id: str) -> None:
         """Bind a queue of this connection's own to the standbys' heartbeats and consume it
         (named under the namespace: a site's owner account may configure nothing else)."""
         channel = connection.channel()

@@ -17,7 +17,7 @@ import kombu.exceptions
 from brokers.connection import classify_connect_error, connect_failure
 from brokers.munge import MungeError, connection_url
 from brokers.settings import Settings
-from producers.errors import BrokerRefused, BrokerUnreachable, NotAuthorised
+from producers.errors import BrokerUnreachable, NotAuthorised
 
 log = logging.getLogger("producers.client")
 CONNECTION_ERRORS = (
@@ -65,8 +65,7 @@ def open_connection(
         except amqp.exceptions.AccessRefused as exc:
             connection.release()
             if settings.auth != "munge":  # a password login: the generic explanation
-                failure = connect_failure(url, exc)
-                raise BrokerRefused(str(failure), hint=failure.hint) from exc
+                raise connect_failure(url, exc) from exc
             how = "is `qsched auth serve` reachable from the broker and munged running?"
             raise NotAuthorised(
                 f"broker at {url.split('@')[-1]} refused the MUNGE login of {user!r} ({how}): {exc}"
@@ -74,8 +73,7 @@ def open_connection(
         except (*CONNECTION_ERRORS, amqp.exceptions.AMQPError) as exc:
             connection.release()
             if classify_connect_error(exc) != "unreachable":
-                failure = connect_failure(url, exc)
-                raise BrokerRefused(str(failure), hint=failure.hint) from exc
+                raise connect_failure(url, exc) from exc
             log.debug(
                 "broker %s unreachable (%s), attempt %d/%d",
                 url.split("@")[-1],

@@ -1,23 +1,18 @@
-"""Errors a submitter sees; each says what went wrong, and its `hint` what to do about it."""
+"""Errors a submitter sees; each says what went wrong, and its `hint` what to do about it.
+
+Every error the client raises is a `QschedError` (`brokers.errors`): its own are `ClientError`s,
+and a broker that refuses the login raises the broker edge's `BrokerRefused` (one class for the
+CLI, the owner and the SDK).
+"""
 
 from __future__ import annotations
 
+from brokers.errors import BrokerRefused as BrokerRefused  # the broker edge's, raised as it is
+from brokers.errors import QschedError as QschedError  # the one base of qsched's errors
 
-class ClientError(Exception):
-    """Root of every error raised by `producers`.
 
-    Attributes:
-        hint: what the user can do about it (the CLI prints it after the message).
-        exit_code: the CLI's exit status for it (1: error, 3: timeout or no owner).
-    """
-
-    hint = ""
-    exit_code = 1
-
-    def __init__(self, message: str = "", hint: str | None = None) -> None:
-        super().__init__(message)
-        if hint is not None:
-            self.hint = hint
+class ClientError(QschedError):
+    """Root of the errors raised by `producers` itself."""
 
 
 class UnknownJobClass(ClientError):
@@ -54,10 +49,6 @@ class BrokerBlocked(BrokerUnreachable):
     """The broker blocks publishing (a memory or disk alarm) and confirms did not come in time."""
 
     hint = "the site's RabbitMQ is out of memory or disk: tell its operators; retry later"
-
-
-class BrokerRefused(ClientError):
-    """The broker answered but refused the connection (credentials, vhost); not retried."""
 
 
 class ResultTimeout(ClientError):

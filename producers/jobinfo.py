@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pika.exceptions
-
-from brokers.connection import channel
+from brokers.connection import ACCESS_REFUSED, channel, translated
+from brokers.errors import ChannelClosed
 from brokers.munge import connection_url
 from brokers.stream import events_of, read_stream
 from producers.client import QPUClient
@@ -35,11 +34,12 @@ def fetch_job_events(client: QPUClient, job_id: str) -> list[Event] | None:
     found: list[Event] = []
     with channel(url, name="qsched-show") as ch:
         try:
-            for record in read_stream(ch, client.topology.events_stream, "first"):
-                events = events_of(record, settings.max_message_bytes)
-                found += [event for event in events if event.job_id == job_id]
-        except pika.exceptions.ChannelClosedByBroker as exc:
-            if exc.reply_code != 403:
+            with translated("read the event log"):
+                for record in read_stream(ch, client.topology.events_stream, "first"):
+                    events = events_of(record, settings.max_message_bytes)
+                    found += [event for event in events if event.job_id == job_id]
+        except ChannelClosed as exc:
+            if exc.code != ACCESS_REFUSED:
                 raise
             return None
     return found

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pika.exceptions
-
-from brokers.connection import channel
+from brokers.connection import NOT_FOUND, channel, translated
+from brokers.errors import ChannelClosed
 from producers.errors import InvalidJob, NotDeclared
 from producers.slurm import slurm_context
 from schemas.codec import decode
@@ -15,7 +14,6 @@ from schemas.errors import DecodeError
 from schemas.messages import DeviceSpecs, JobRequest
 from schemas.sequence import SequenceChecker, validate_shots
 
-NOT_FOUND = 404
 # The class of a job that names none, in the CLI and the SDK alike: development jobs are the safe
 # default (production jobs may preempt them, never the other way round).
 DEFAULT_JOB_CLASS = "development"
@@ -35,9 +33,10 @@ def read_device(
 
     with channel(url, name="qsched-fetch-device") as ch:
         try:
-            method, props, body = ch.basic_get(device_queue)
-        except pika.exceptions.ChannelClosedByBroker as exc:
-            if exc.reply_code != NOT_FOUND:
+            with translated(f"read {device_queue}"):
+                method, props, body = ch.basic_get(device_queue)
+        except ChannelClosed as exc:
+            if exc.code != NOT_FOUND:
                 raise
             raise NotDeclared(
                 f"namespace {namespace!r} has no queues on this broker: no QPU owner has run in "

@@ -6,9 +6,8 @@ fallback when no owner answers, or when a caller asks for a result from a given 
 
 from __future__ import annotations
 
-import pika.exceptions
-
-from brokers.connection import channel
+from brokers.connection import ACCESS_REFUSED, channel, translated
+from brokers.errors import ChannelClosed
 from brokers.stream import Offset, events_of, read_stream
 from producers.errors import NotAuthorised
 from schemas.messages import JobResult
@@ -25,12 +24,13 @@ def scan_for_result(
     found = None
     with channel(url, name="qsched-fetch-result") as ch:
         try:
-            for record in read_stream(ch, stream, since):
-                for event in events_of(record, max_bytes):
-                    if event.job_id == job_id and event.result is not None:
-                        found = event.result
-        except pika.exceptions.ChannelClosedByBroker as exc:
-            if exc.reply_code != 403:
+            with translated(f"read {stream}"):
+                for record in read_stream(ch, stream, since):
+                    for event in events_of(record, max_bytes):
+                        if event.job_id == job_id and event.result is not None:
+                            found = event.result
+        except ChannelClosed as exc:
+            if exc.code != ACCESS_REFUSED:
                 raise
             raise NotAuthorised(
                 f"user {user!r} may not read the event log (operators only); "

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from producers.cli import _client
-from producers.errors import ClientError, ResultTimeout
+from producers.errors import QschedError, ResultTimeout
 from schemas.messages import QueueEntry
 
 console = Console()
@@ -59,7 +59,7 @@ def queue(
     except ResultTimeout as exc:
         click.echo(f"qsched: {exc}", err=True)
         sys.exit(3)
-    except ClientError as exc:
+    except QschedError as exc:
         click.echo(f"qsched: {exc}", err=True)
         sys.exit(1)
     if as_json:

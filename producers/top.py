@@ -23,19 +23,22 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import click
-import pika.exceptions
-from pika.adapters.blocking_connection import BlockingConnection
 from rich.console import Console
 from rich.live import Live
 
 from brokers.cli import settings_of
-from brokers.connection import connect
-from brokers.errors import BrokerError
+from brokers.connection import (
+    ACCESS_REFUSED,
+    Connection,
+    close_quietly,
+    connect,
+    translated,
+)
+from brokers.errors import BrokerError, ChannelClosed, QschedError
 from brokers.munge import MungeError, connection_url
 from brokers.settings import Settings
 from brokers.stream import StreamRecord, consume, events_of
 from producers.client import QPUClient
-from producers.errors import ClientError
 from producers.top_view import EVENT_LINES, Frame, render
 from schemas.enums import CommandName
 from schemas.messages import Event, utc_now
@@ -52,7 +55,7 @@ class EventFeed:
         self.stream = stream
         self.events: deque[Event] = deque(maxlen=keep)
         self.note: str | None = None
-        self._conn: BlockingConnection | None = None
+        self._conn: Connection | None = None
 
     def open(self) -> None:
         """Start reading from a few minutes back; a refusal becomes `note`, not an error."""
@@ -61,14 +64,15 @@ class EventFeed:
                 self.settings.amqp_url.split(";")[0], self.settings.auth, self.settings.munge_socket
             )
             self._conn = connect(url, name="qsched-top-events")
-            consume(self._conn, self.stream, utc_now() - EVENTS_BACK, self._on_record, 200)
-        except pika.exceptions.ChannelClosedByBroker as exc:
+            with translated(f"read {self.stream}"):
+                consume(self._conn, self.stream, utc_now() - EVENTS_BACK, self._on_record, 200)
+        except ChannelClosed as exc:
             self.note = (
                 "the event log is for operators only"
-                if exc.reply_code == 403
-                else f"event log unavailable: {exc.reply_text}"
+                if exc.code == ACCESS_REFUSED
+                else f"event log unavailable: {exc}"
             )
-        except (BrokerError, MungeError, pika.exceptions.AMQPError, OSError) as exc:
+        except (BrokerError, MungeError) as exc:
             self.note = f"event log unavailable: {exc}"
 
     def _on_record(self, record: StreamRecord) -> None:
@@ -81,16 +85,16 @@ class EventFeed:
         if self._conn is None or not self._conn.is_open:
             return
         try:
-            self._conn.process_data_events(time_limit=0)
-        except (pika.exceptions.AMQPError, OSError) as exc:
+            with translated("read the event log"):
+                self._conn.process_data_events(time_limit=0)
+        except BrokerError as exc:
             self.note = f"event log lost: {exc}"
             self._conn = None
 
     def close(self) -> None:
         """Close the connection."""
-        if self._conn is not None and self._conn.is_open:
-            with contextlib.suppress(pika.exceptions.AMQPError, OSError):
-                self._conn.close()
+        if self._conn is not None:
+            close_quietly(self._conn)
 
 
 def fetch_frame(client: QPUClient, feed: EventFeed, rows: int, timeout_s: float) -> Frame:
@@ -99,7 +103,7 @@ def fetch_frame(client: QPUClient, feed: EventFeed, rows: int, timeout_s: float)
     try:
         frame.status = client.control(CommandName.STATUS, timeout=timeout_s).status
         frame.queue = client.queue(limit=rows + 1, timeout=timeout_s)  # +1: the running job
-    except ClientError as exc:
+    except QschedError as exc:
         frame.error = f"{exc}"
     frame.at = utc_now()
     return frame
@@ -182,6 +186,6 @@ def top(ctx: click.Context, once: bool, interval: float) -> None:
             client.close(delete_reply_queue=True)
     except KeyboardInterrupt:
         return
-    except ClientError as exc:
+    except QschedError as exc:
         click.echo(f"qsched: {exc}", err=True)
         sys.exit(1)

@@ -74,11 +74,6 @@ class EmulatorBackend(LocalBackend):
         )
         return self._worker
 
-    @property
-    def worker_pid(self) -> int | None:
-        """PID of the child process (chaos tests kill it)."""
-        return self._worker.pid if self._worker else None
-
     def start(self, request: RunRequest, sink: RunSink) -> None:
         """Hand the job to the child and read its answers in a thread."""
         with self._lock:

@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import click
-import pika.exceptions
-from pika.adapters.blocking_connection import BlockingConnection
 
 from brokers.ask import ask_owner
 from brokers.cli import settings_of
-from brokers.connection import connect
+from brokers.connection import Connection, connect, translated
+from brokers.errors import ChannelClosed
 from brokers.settings import Settings
 from brokers.topology import Topology, build_topology
 from consumers.eventlog.errors import AmbiguousJob, EventLogError, JobNotFound
@@ -46,7 +45,7 @@ def _stream(settings: Settings) -> str:
 
 
 @contextmanager
-def _connection(settings: Settings, name: str) -> Iterator[BlockingConnection]:
+def _connection(settings: Settings, name: str) -> Iterator[Connection]:
     conn = connect(settings.amqp_url, name=name)
     try:
         yield conn
@@ -252,8 +251,9 @@ def history(ctx: click.Context, job: str, from_: str | None, as_json: bool, time
         only = asked if isinstance(asked, JobHistory) else None
         if only is None:
             try:
-                only = _history_from_log(settings, job, from_)
-            except pika.exceptions.ChannelClosedByBroker as exc:
+                with translated("read the event log"):
+                    only = _history_from_log(settings, job, from_)
+            except ChannelClosed as exc:
                 if asked is None:  # no owner, and the log is for operators only
                     raise EventLogError(
                         "no QPU owner answered and this user may not read the event log"

@@ -18,7 +18,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from producers.errors import ClientError, NoOwnerAnswered, QueueFull, UnknownJobClass
+from producers.errors import NoOwnerAnswered, QschedError, QueueFull, UnknownJobClass
 from producers.gateway.identity import Caller, UserOf, user_of
 from producers.gateway.link import OwnerLink
 from producers.gateway.shapes import (
@@ -63,7 +63,7 @@ class Gateway:
             reply = self.link.command(user, name, **fields)
         except NoOwnerAnswered as exc:
             raise HttpError(503, str(exc), "NO_OWNER") from None
-        except ClientError as exc:
+        except QschedError as exc:  # the client's and the broker edge's
             raise HttpError(503, str(exc), "BROKER") from None
         if not reply.ok:
             if reply.error is None:
@@ -150,7 +150,7 @@ class Gateway:
             raise HttpError(429, str(exc), "QUEUE_FULL") from None
         except UnknownJobClass as exc:
             raise HttpError(503, str(exc), "UNKNOWN_JOB_CLASS") from None
-        except ClientError as exc:
+        except QschedError as exc:  # the client's and the broker edge's
             raise HttpError(503, str(exc), "BROKER") from None
         if isinstance(answer, JobResult):
             assert answer.error is not None  # a REJECTED result carries its error

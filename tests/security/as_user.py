@@ -26,7 +26,7 @@ from brokers import munge
 from brokers.settings import load_settings
 from brokers.topology import build_topology
 from producers.client import QPUClient
-from producers.errors import ClientError
+from producers.errors import QschedError
 from schemas.enums import CommandName
 from schemas.policy import Policy
 from tests.security.access import matrix
@@ -71,21 +71,21 @@ def main(argv: list[str]) -> dict[str, object]:
                     reply = client.control(CommandName.CANCEL, job_id=argv[1])
                 else:
                     reply = client.control(CommandName(argv[1]))
-            except ClientError as exc:
+            except QschedError as exc:
                 return {"ok": False, "error": type(exc).__name__, "message": str(exc)}
             return {"ok": reply.ok, "message": reply.message}
     if what == "fetch":
         with QPUClient(settings=settings, validate_locally=False) as client:
             try:
                 found = client.fetch_result(argv[1])
-            except ClientError as exc:
+            except QschedError as exc:
                 return {"error": type(exc).__name__, "message": str(exc)}
             return {"error": None, "found": found is not None}
     if what == "connect":
         try:
             QPUClient(settings=settings, validate_locally=False).close()
             return {"error": None}
-        except ClientError as exc:
+        except QschedError as exc:
             return {"error": type(exc).__name__, "message": str(exc)}
     if what == "replay":
         url = fresh()

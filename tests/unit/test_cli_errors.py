@@ -11,7 +11,7 @@ import pytest
 
 from brokers.clireport import EXIT_TIMEOUT, EXIT_USAGE, error_record
 from brokers.connection import classify_connect_error, connect_failure
-from brokers.errors import BrokerRefused, BrokerUnavailable, SettingsError
+from brokers.errors import BrokerError, BrokerRefused, BrokerUnavailable, SettingsError
 from brokers.settings import known_variables, load_settings
 from producers.errors import NoOwnerAnswered
 
@@ -101,3 +101,41 @@ def test_every_qsched_variable_the_slurm_scripts_set_is_known() -> None:
     }
     assert "QSCHED_SLURM_ALLOCATION" in named and "QSCHED_EPILOG_ENV" in named
     assert named <= set(known_variables()), sorted(named - set(known_variables()))
+
+
+@pytest.mark.parametrize(
+    ("raised", "kind", "code"),
+    [
+        (pika.exceptions.ChannelClosedByBroker(403, "ACCESS_REFUSED - no"), "ChannelClosed", 403),
+        (pika.exceptions.ChannelClosedByBroker(405, "RESOURCE_LOCKED"), "ChannelClosed", 405),
+        (pika.exceptions.ChannelWrongStateError("closed"), "ChannelClosed", None),
+        (pika.exceptions.StreamLostError("reset"), "ConnectionLost", None),
+        (pika.exceptions.ConnectionClosedByBroker(320, "shutdown"), "ConnectionLost", None),
+        (ConnectionResetError("reset by peer"), "ConnectionLost", None),
+    ],
+)
+def test_pika_errors_are_translated_at_the_broker_edge(
+    raised: BaseException, kind: str, code: int | None
+) -> None:
+    """Given pika's (or the socket's) failure inside `translated`, then a BrokerError of the
+    edge comes out, naming what was being done and keeping the broker's reply code."""
+    from brokers.connection import translated
+    from brokers.errors import ChannelClosed
+
+    with pytest.raises(BrokerError) as caught:
+        with translated("read the log"):
+            raise raised
+    assert type(caught.value).__name__ == kind and str(caught.value).startswith("read the log: ")
+    assert caught.value.__cause__ is raised
+    if isinstance(caught.value, ChannelClosed):
+        assert caught.value.code == code
+
+
+def test_client_and_broker_edge_share_one_error_base_and_one_broker_refused() -> None:
+    import producers
+    from brokers.errors import QschedError
+    from producers.errors import ClientError
+
+    assert producers.BrokerRefused is BrokerRefused  # one class, not one per layer
+    assert issubclass(BrokerRefused, QschedError) and issubclass(ClientError, QschedError)
+    assert issubclass(NoOwnerAnswered, QschedError) and producers.QschedError is QschedError

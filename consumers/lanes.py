@@ -2,11 +2,12 @@
 
 Each lane is an `EmulatorBackend` (its own pulser-simulation child process), named
 ``emulator-1`` ... ``emulator-N`` (`LanesPolicy.names`). After the QPU's dispatch, and never
-before it, `LanePool.dispatch` fills free lanes through the same `step` as everything else
-(`LaneDispatch`): the core picks the best job that may run on an emulator in the current mode
-(`consumers.core.placement`), the shell re-checks its sequence against the QPU's current device
-when a calibration came since (so what runs on a lane is valid on the QPU), and the run's
-`job.started` event records the lane and the digest of those specs. A lane's reports come back
+before it, `LanePool.dispatch` fills free lanes through the shell's one decision loop
+(`Shell.decide` with `LaneDispatch`, as the QPU's with `Dispatch`): the core picks the best job
+that may run on an emulator in the current mode (`consumers.core.placement`), asks the shell to
+re-check its sequence against the QPU's current device when a calibration came since (so what
+runs on a lane is valid on the QPU), and the run's `job.started` event records the lane and the
+digest of those specs. A lane's reports come back
 through an inbox of their own, handled (in one confirmed batch) only after the QPU's reports and
 dispatch of the same loop turn; a lane start is a write to a child's stdin. So the QPU's
 dispatch never waits for a lane, and lane workers run at a lower CPU priority (`LANE_NICENESS`)
@@ -20,8 +21,7 @@ import queue
 from typing import Any
 
 from consumers.backends.emulator import EmulatorBackend
-from consumers.core.outcomes import StartRun
-from consumers.core.step import Invalidated, LaneDispatch, step
+from consumers.core.step import LaneDispatch
 from consumers.shell import Shell
 from schemas.policy import LanesPolicy
 
@@ -63,18 +63,8 @@ class LanePool:
             return
         specs = self._specs(shell.device())
         for lane in self.backends:
-            while lane not in shell.state.lanes:
-                given = LaneDispatch(lane, specs)
-                _, effects = step(shell.state, shell.policy, given, shell.clock(), shell.ctx)
-                start = next((e for e in effects if isinstance(e, StartRun)), None)
-                if start is None:
-                    return  # nothing may run on a lane now: the other lanes neither
-                if start.job.validated_epoch < shell.state.epoch:
-                    problem = shell._revalidate(start)  # the QPU path's check, shared
-                    if problem is not None:
-                        shell.handle(Invalidated(start.job.job_id, problem))
-                        continue
-                shell.handle(given)
+            if lane not in shell.state.lanes and not shell.decide(LaneDispatch(lane, specs)):
+                return  # nothing may run on a lane now: the other lanes neither
 
     def running(self, shell: Shell) -> list[str]:
         """Job ids on the lanes."""

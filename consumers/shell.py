@@ -23,6 +23,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +38,7 @@ from consumers.core.outcomes import (
     AwaitAllocation,
     DeadLetter,
     Effect,
+    Recheck,
     Reply,
     StartRun,
     StopRun,
@@ -52,6 +54,7 @@ from consumers.core.step import (
     Finished,
     Input,
     Invalidated,
+    LaneDispatch,
     Tick,
     step,
 )
@@ -406,27 +409,37 @@ class Shell:
             self._wait_for_events(effect, delivery)
 
     def dispatch(self) -> None:
-        """Ask the core what the QPU does next; re-check a job's sequence after a calibration."""
+        """Ask the core what the QPU does next (`decide`)."""
+        self.decide(Dispatch())
+
+    def decide(self, given: Dispatch | LaneDispatch) -> bool:
+        """Step a decision (the QPU's or a lane's) and carry it out: a start or a stop at once,
+        before the confirms; a re-check the core asks for (`Recheck`) here, then the decision
+        again. True if a run started.
+        """
         while True:
-            events, effects = step(self.state, self.policy, Dispatch(), self.clock(), self.ctx)
-            start = next((e for e in effects if isinstance(e, StartRun)), None)
-            if start is not None and start.job.validated_epoch < self.state.epoch:
-                problem = self._revalidate(start)
-                if problem is not None:
-                    self.handle(Invalidated(start.job.job_id, problem))
-                    continue
+            events, effects = step(self.state, self.policy, given, self.clock(), self.ctx)
+            recheck = next((e for e in effects if isinstance(e, Recheck)), None)
+            if recheck is not None:
+                problem = self._recheck(recheck)
+                if problem is None:
+                    given = replace(given, checked=recheck.job.job_id)
+                else:
+                    self.handle(Invalidated(recheck.job.job_id, problem))
+                    given = replace(given, checked=None)
+                continue
             self.emit(events)
             for effect in effects:
-                if isinstance(effect, StartRun | StopRun):  # the QPU waits for no confirm
+                if isinstance(effect, StartRun | StopRun):  # a run waits for no confirm
                     self._carry_out(effect, None)
                 else:
                     self.pending.effect(effect, None, self.publisher.last_tag)
             self.settle()
-            return
+            return any(isinstance(e, StartRun) for e in effects)
 
-    def _revalidate(self, start: StartRun) -> JobError | None:
+    def _recheck(self, recheck: Recheck) -> JobError | None:
         """The job's problem with the device of the current epoch, or None."""
-        return self.runs.recheck(start.job, start.shots, self.device(), self.state.epoch)
+        return self.runs.recheck(recheck.job, recheck.shots, self.device(), self.state.epoch)
 
     def drain_inbox(self) -> bool:
         """Stage what the backend reported (committed by the dispatch that follows, which may

@@ -4,8 +4,10 @@ broker, and keeps the log it wrote. Shared by the core's unit tests."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from consumers.core.outcomes import Recheck
 from consumers.core.state import OwnerState
 from consumers.core.step import Arrival, Command, Context, Dispatch, Finished, Recovered, step
 from schemas.enums import CommandName
@@ -60,6 +62,9 @@ class Harness:
     def feed(self, given: object) -> list[object]:
         events, effects = step(self.state, self.policy, given, self.now, self.ctx)  # type: ignore[arg-type]
         self.emit(events)
+        recheck = next((e for e in effects if isinstance(e, Recheck)), None)
+        if recheck is not None:  # the shell's check passes: decide again
+            return self.feed(replace(given, checked=recheck.job.job_id))  # type: ignore[type-var]
         return list(effects)
 
     def submit(

@@ -25,11 +25,12 @@ import json
 import random
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from consumers.core.commands import Command
+from consumers.core.outcomes import Recheck
 from consumers.core.snapshot import to_data
 from consumers.core.state import OwnerState
 from consumers.core.step import (
@@ -165,6 +166,9 @@ class World:
     def feed(self, given: object) -> list[object] | None:
         """Step one input; None when the owner died before its confirms (a new one took over)."""
         events, effects = self.step(self.state, POLICY, given, self.now, self.ctx())
+        recheck = next((e for e in effects if isinstance(e, Recheck)), None)
+        if recheck is not None:  # the shell's check of the sequence passes: decide again
+            return self.feed(replace(given, checked=recheck.job.job_id))  # type: ignore[type-var]
         self.publish(list(events))
         roll = self.rng.random()
         if roll < self.rates.owner_deaths:

@@ -88,12 +88,20 @@ class Tick:
 
 @dataclass(frozen=True)
 class Dispatch:
-    """The QPU may have something to do: decide."""
+    """The QPU may have something to do: decide.
+
+    Attributes:
+        checked: the job whose sequence the shell just re-checked against the current device,
+            as the core asked (`Recheck`): it may start though checked at an older epoch.
+    """
+
+    checked: str | None = None
 
 
 @dataclass(frozen=True)
 class Invalidated:
-    """A waiting job's sequence no longer fits the device after a calibration."""
+    """A waiting job's sequence no longer fits the device after a calibration (the shell's
+    answer to a `Recheck` that failed)."""
 
     job_id: str
     problem: JobError
@@ -115,6 +123,7 @@ class LaneDispatch:
 
     lane: str
     specs: str
+    checked: str | None = None  # as `Dispatch.checked`
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from consumers.core.inputs import LaneDispatch
-from consumers.core.outcomes import StartRun, Steps, job_event
+from consumers.core.outcomes import Recheck, StartRun, Steps, job_event
 from consumers.core.placement import best_for_lane
 from consumers.core.state import OwnerState
 from consumers.core.view import view_of
@@ -30,6 +30,8 @@ def lane_dispatch(state: OwnerState, policy: Policy, given: LaneDispatch, now: d
     job = best_for_lane(view_of(state, policy, now), state.index, now)
     if job is None:
         return [], []
+    if job.validated_epoch < state.epoch and job.job_id != given.checked:
+        return [], [Recheck(job, job.remaining_shots)]  # what runs on a lane is valid on the QPU
     started = job_event(
         Topic.JOB_STARTED,
         JobStarted(

@@ -4,8 +4,9 @@ An effect is I/O the shell carries out after the events before it are confirmed 
 `Reply` (answer a submitter or operator), `StartRun`/`StopRun` (drive the backend), `DeadLetter`
 (refuse the delivery being handled, with its reason), `AnswerFromLog` (a reply the shell completes
 from the results it holds or the log), `AwaitAllocation` (keep a job delivery until its Slurm
-allocation is registered), `AnswerBatchResults` (a batch's results, from memory or the log).
-The shared builders: `job_event` (any event about one
+allocation is registered), `AnswerBatchResults` (a batch's results, from memory or the log),
+`Recheck` (check a job's sequence against the current device before it starts; the answer comes
+back as an input). The shared builders: `job_event` (any event about one
 job), a job's final event and result, ending a waiting job, stopping a running one.
 """
 
@@ -49,6 +50,16 @@ class StartRun:
     shots: int
     attempt: int
     lane: str | None = None  # an emulator lane (None: the QPU)
+
+
+@dataclass(frozen=True)
+class Recheck:
+    """Check the job's sequence against the current device before it starts: a calibration came
+    since it was last checked. The shell steps the decision again with the job as `checked` when
+    it passes (`Dispatch.checked`, `LaneDispatch.checked`), or feeds `Invalidated`."""
+
+    job: Waiting
+    shots: int
 
 
 @dataclass(frozen=True)
@@ -96,7 +107,14 @@ class AnswerBatchResults:
 
 
 Effect = (
-    Reply | StartRun | StopRun | DeadLetter | AnswerFromLog | AwaitAllocation | AnswerBatchResults
+    Reply
+    | StartRun
+    | StopRun
+    | DeadLetter
+    | AnswerFromLog
+    | AwaitAllocation
+    | AnswerBatchResults
+    | Recheck
 )
 Steps = tuple[list[Event], list[Effect]]
 

@@ -39,7 +39,15 @@ from consumers.core.inputs import (
     Tick,
 )
 from consumers.core.lanes import lane_dispatch
-from consumers.core.outcomes import Effect, StartRun, Steps, StopRun, end_waiting, job_event
+from consumers.core.outcomes import (
+    Effect,
+    Recheck,
+    StartRun,
+    Steps,
+    StopRun,
+    end_waiting,
+    job_event,
+)
 from consumers.core.policy import Action, decide_indexed
 from consumers.core.runs import finished, progress, recovered
 from consumers.core.sessions import exclusive_hold, outranks
@@ -114,7 +122,7 @@ def _step(state: OwnerState, policy: Policy, given: Input, now: datetime, ctx: C
         case Tick():
             return tick(state, policy, now)
         case Dispatch():
-            return _dispatch(state, policy, now, ctx)
+            return _dispatch(state, policy, now, ctx, given.checked)
         case Invalidated():
             job = state.waiting.get(given.job_id)
             if job is None:
@@ -131,8 +139,11 @@ def _step(state: OwnerState, policy: Policy, given: Input, now: datetime, ctx: C
     raise TypeError(f"not an input: {given!r}")
 
 
-def _dispatch(state: OwnerState, policy: Policy, now: datetime, ctx: Context) -> Steps:
-    """Hold for a pending calibration, else carry out the policy's decision on the backlog."""
+def _dispatch(
+    state: OwnerState, policy: Policy, now: datetime, ctx: Context, checked: str | None
+) -> Steps:
+    """Hold for a pending calibration, else carry out the policy's decision on the backlog (a
+    job checked at an older epoch is re-checked first: `Recheck`)."""
     if state.calibration_pending and state.running is None and state.qpu is QPUState.IDLE:
         started = make_event(
             Topic.CALIBRATION_STARTED,
@@ -150,6 +161,8 @@ def _dispatch(state: OwnerState, policy: Policy, now: datetime, ctx: Context) ->
             and not outranks(policy, job.job_class, held_for)
         ):
             return [], []  # the QPU waits a bounded time for the session's next iteration
+        if job.validated_epoch < state.epoch and job.job_id != checked:
+            return [], [Recheck(job, job.remaining_shots)]
         started = job_event(
             Topic.JOB_STARTED,
             JobStarted(

@@ -15,8 +15,9 @@ policy's lane pace). Timers fire when a deadline, queue age or run-time limit fa
 every tick. Time jumps from one happening to the next, so a day of history takes seconds.
 
 Not modelled: owner failovers (the simulated owner runs throughout), progress reports, the
-owner's own latencies (a freed QPU or lane starts the next job at once), the lane's re-check of
-a sequence against new device specs, and run-time limits of lane runs. `hook` lets site code annotate
+owner's own latencies (a freed QPU or lane starts the next job at once), the re-check of a
+sequence against new device specs (the core's `Recheck` always passes here; the record's own
+invalidations come back as `Invalidated` inputs), and run-time limits of lane runs. `hook` lets site code annotate
 an arrival before `step` sees it, as the owner's shell does with its plugins.
 """
 
@@ -25,12 +26,12 @@ from __future__ import annotations
 import copy
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from consumers.core.inputs import Arrival, Context, Dispatch, Finished, Input, LaneDispatch, Tick
 from consumers.core.order import EPOCH
-from consumers.core.outcomes import StartRun, StopRun
+from consumers.core.outcomes import Recheck, StartRun, StopRun
 from consumers.core.state import OwnerState
 from consumers.core.step import step
 from consumers.simulate.history import Recorded
@@ -165,6 +166,8 @@ class Simulation:
             self.state.apply(event)
             self.events.append(event)
         for effect in effects:
+            if isinstance(effect, Recheck) and isinstance(given, Dispatch | LaneDispatch):
+                return self._step(replace(given, checked=effect.job.job_id))
             if isinstance(effect, StartRun) and effect.lane is not None:
                 self._put_on_lane(effect.lane, effect.job.job_id, effect.shots, self.now)
             elif isinstance(effect, StartRun):

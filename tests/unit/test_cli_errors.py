@@ -122,9 +122,8 @@ def test_pika_errors_are_translated_at_the_broker_edge(
     from brokers.connection import translated
     from brokers.errors import ChannelClosed
 
-    with pytest.raises(BrokerError) as caught:
-        with translated("read the log"):
-            raise raised
+    with pytest.raises(BrokerError) as caught, translated("read the log"):
+        raise raised
     assert type(caught.value).__name__ == kind and str(caught.value).startswith("read the log: ")
     assert caught.value.__cause__ is raised
     if isinstance(caught.value, ChannelClosed):

@@ -18,6 +18,7 @@ from consumers.core.step import (
     Arrival,
     Dispatch,
     Finished,
+    Invalidated,
     LaneDispatch,
     Progress,
     Readmitted,
@@ -359,3 +360,29 @@ def test_every_accepted_job_ends_exactly_once_across_seeded_histories() -> None:
 def test_waiting_facts_are_small() -> None:
     job = Waiting("x" * 36, "production", user="alice")
     assert not hasattr(job, "__dict__")  # slots: no per-instance dict
+
+
+def test_after_a_calibration_the_core_asks_for_a_recheck_before_a_job_starts() -> None:
+    """Given a job checked at epoch 0 and a calibration since, when the QPU and a lane decide,
+    then the core asks the shell to re-check its sequence (no event yet); a passing check lets it
+    start, a failing one (`Invalidated`) ends it REJECTED."""
+    from consumers.core.outcomes import Recheck, StartRun
+
+    policy = parse_policy(RANDOM_POLICY)  # development may run on the QPU or a lane
+    h = Harness(policy)
+    h.feed(Command(ControlCommand(command=CommandName.CALIBRATION_START), "guest"))
+    good, bad = h.submit(job_class="development"), h.submit(job_class="development")
+    h.feed(Command(ControlCommand(command=CommandName.CALIBRATION_COMPLETE), "guest"))
+    before = len(h.log)
+    events, effects = step(h.state, h.policy, Dispatch(), h.now, CTX)
+    assert events == [] and [type(e) for e in effects] == [Recheck]
+    assert isinstance(effects[0], Recheck) and effects[0].job.job_id == good
+    lane = LaneDispatch(policy.lanes.names[0], "digest")
+    _, lane_effects = step(h.state, h.policy, lane, h.now, CTX)
+    assert [type(e) for e in lane_effects] == [Recheck]
+    problem = JobError(code=ErrorCode.TOO_MANY_SHOTS, message="the new device takes fewer")
+    h.feed(Invalidated(bad, problem))
+    events, effects = step(h.state, h.policy, Dispatch(checked=good), h.now, CTX)
+    assert [e.topic for e in events] == [Topic.JOB_STARTED] and events[0].job_id == good
+    assert isinstance(effects[0], StartRun)
+    assert [e.topic for e in h.log[before:]] == [Topic.JOB_REJECTED]

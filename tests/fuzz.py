@@ -25,6 +25,7 @@ from schemas import Event, decode_any
 from schemas.codec import CONTENT_TYPE
 from schemas.enums import CommandName
 from schemas.messages import ControlCommand, JobPosition, JobRequest, JobResult
+from schemas.records import EventRecord
 from tests.sequences import analog_sequence
 
 ID = "@ID@"  # replaced by the message's tracking id when it is published
@@ -264,14 +265,16 @@ class Tally:
         at its first event: an accepted job that never ends is not handled. A command is
         handled by its ``control.<command>`` event; a message refused as no job of its sender
         by the event naming its message id."""
-        event = decode_any(body, type_name)
-        assert isinstance(event, Event)
-        keys = [event.data.get("command_id"), event.data.get("message_id")]
-        if event.result is not None and event.result.state.is_final:
-            keys.append(event.job_id)
-        for key in keys:
-            if isinstance(key, str) and key in self.tracked:
-                self.handled.setdefault(key, event.topic)
+        message = decode_any(body, type_name)  # one event, or a record of several
+        events = list(message.events) if isinstance(message, EventRecord) else [message]
+        for event in events:
+            assert isinstance(event, Event), f"{type_name} on the log: {event!r}"
+            keys = [event.data.get("command_id"), event.data.get("message_id")]
+            if event.result is not None and event.result.state.is_final:
+                keys.append(event.job_id)
+            for key in keys:
+                if isinstance(key, str) and key in self.tracked:
+                    self.handled.setdefault(key, event.topic)
 
     def on_reply(self, props: Any, body: bytes) -> None:
         """A reply answers a message when it is a command's reply or a job's final result (a

@@ -13,13 +13,13 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
 from brokers.connection import connect
-from brokers.stream import events_of, read_stream
 from brokers.topology import Topology
 from producers.client import QPUClient
 from producers.errors import ResultTimeout
 from schemas import CommandName, Event, JobRequest
 from schemas.codec import encode
 from schemas.messages import ControlCommand, StatusReport
+from tests.logread import whole_log
 from tests.owners import OwnerProcess, wait_running
 from tests.sequences import analog_sequence
 
@@ -43,13 +43,8 @@ def wait_until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
 
 
 def log_events(channel: BlockingChannel, topology: Topology) -> list[Event]:
-    """Every event of the namespace's stream so far."""
-    found = []
-    for record in read_stream(channel, topology.events_stream, "first"):
-        decoded = events_of(record)  # one event, or several written as one record
-        assert decoded, f"record {record.offset} holds no event"
-        found += decoded
-    return found
+    """Every event of the namespace's stream so far (the whole log: `tests.logread`)."""
+    return whole_log(channel, topology.events_stream)
 
 
 def finals(events: list[Event]) -> Counter[str]:

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from brokers.stream import events_of, read_stream
 from schemas.enums import ErrorCode, JobState
 from schemas.messages import Event
 from tests.conftest import OwnerHarness
+from tests.logread import whole_log
 from tests.munged import munge_installed
 from tests.owners import wait_running
 from tests.unixusers import (
@@ -162,13 +162,7 @@ def site(slurm: Slurm, owners: OwnerHarness) -> Slurm:
 
 
 def events(owners: OwnerHarness) -> list[Event]:
-    reader = owners.broker.channel()
-    found = []
-    for record in read_stream(reader, owners.broker.topology.events_stream, "first"):
-        decoded = events_of(record)  # one event, or several written as one record
-        assert decoded, f"record {record.offset} holds no event"
-        found += decoded
-    return found
+    return whole_log(owners.broker.channel(), owners.broker.topology.events_stream)
 
 
 def wait_for(what: str, check, timeout_s: float = 120.0, step_s: float = 0.2, explain=None):  # type: ignore[no-untyped-def]

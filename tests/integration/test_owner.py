@@ -9,10 +9,10 @@ import msgpack
 import pika
 import pytest
 
-from brokers.stream import events_of, read_stream
 from brokers.topology import CODE_HEADER, REASON_HEADER
 from schemas import CommandName, ErrorCode, Event, JobRequest, JobState, Mode, QPUState
 from tests.conftest import OwnerHarness
+from tests.logread import whole_log
 from tests.owners import wait_running
 from tests.sequences import analog_sequence, mock_sequence
 from tests.waiting import wait_until
@@ -21,14 +21,9 @@ pytestmark = pytest.mark.integration
 
 
 def events(owners: OwnerHarness) -> list[Event]:
-    """Every event in the namespace's stream so far."""
-    reader = owners.broker.channel()
-    found = []
-    for record in read_stream(reader, owners.broker.topology.events_stream, "first"):
-        decoded = events_of(record)  # one event, or several written as one record
-        assert decoded, f"record {record.offset} holds no event"
-        found += decoded
-    return found
+    """Every event in the namespace's stream so far (`tests.logread`: the whole log, not the
+    prefix a pause of the broker would cut)."""
+    return whole_log(owners.broker.channel(), owners.broker.topology.events_stream)
 
 
 def test_results_follow_class_rank_then_priority_then_age(owners: OwnerHarness) -> None:

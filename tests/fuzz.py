@@ -245,10 +245,14 @@ class Tally:
     dead: dict[str, dict[str, Any]] = field(default_factory=dict)
     untracked_dead: int = 0
     handled: dict[str, str] = field(default_factory=dict)
+    refused: set[str] = field(default_factory=set)  # logged as no job of its sender
 
     def missing(self) -> set[str]:
-        """Tracked messages neither dead-lettered nor handled yet."""
-        return self.tracked - set(self.dead) - set(self.handled)
+        """Tracked messages neither dead-lettered nor handled yet. A message the owner logged
+        as refused (no job of its sender: the event names its message id) is dead-lettered
+        too: it is missing until its dead letter came (a large body's dead letter can arrive
+        well after the event; counting it handled early made it a job the log never had)."""
+        return self.tracked - set(self.dead) - (set(self.handled) - self.refused)
 
     def on_dead(self, props: Any) -> None:
         headers = props.headers if isinstance(props.headers, dict) else {}
@@ -275,6 +279,9 @@ class Tally:
             for key in keys:
                 if isinstance(key, str) and key in self.tracked:
                     self.handled.setdefault(key, event.topic)
+            refusal = event.data.get("message_id")
+            if event.job_id is None and isinstance(refusal, str) and refusal in self.tracked:
+                self.refused.add(refusal)
 
     def on_reply(self, props: Any, body: bytes) -> None:
         """A reply answers a message when it is a command's reply or a job's final result (a

@@ -15,7 +15,7 @@ from schemas.policy import Policy
 from tests.conftest import OwnerHarness, make_settings
 from tests.environment import CHILD_REPLY_EXPIRES_MS, run_group
 from tests.integration.test_owner import events
-from tests.owners import QSCHED, run_qsched, wait_running
+from tests.owners import QSCHED, register_allocation, run_qsched, wait_running
 from tests.sequences import analog_sequence
 from tests.waiting import wait_until
 
@@ -62,6 +62,7 @@ def test_ctl_allocation_ended_cancels_that_allocations_jobs(
     owners.start("--backend", "synthetic", "--shot-rate", "100")
     monkeypatch.setenv("SLURM_JOB_ID", "7001")
     client = owners.client()
+    register_allocation(client, "7001")  # as the prolog does
     running = client.submit(analog_sequence(2), 2000)
     queued = client.submit(analog_sequence(2), 10)
     wait_running(client, running.job_id)

@@ -6,6 +6,7 @@ asks for a missing one (tests/site_plugins, installed at test time by `tests.plu
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from schemas import CommandName, JobState
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
-from tests.owners import run_qsched
+from tests.owners import register_allocation, run_qsched
 from tests.plugin_dist import install
 from tests.sequences import analog_sequence
 
@@ -45,9 +46,13 @@ def test_simulate_reproduces_an_ordering_plugins_start_order_and_policy_check_fi
     owners.start("--policy", str(policy), "--backend", "synthetic", env=plugin_env)
     client = owners.client()
     assert client.control(CommandName.PAUSE).ok
+    end = datetime.fromtimestamp(1900000000, UTC)
+    allocations = {"phys": "7001", "chem": "7002"}  # the owner takes the account from Slurm's
+    for account, allocation in allocations.items():
+        register_allocation(client, allocation, account, end)
     handles = {}
     for name, account, priority, shots in BACKLOG:
-        monkeypatch.setenv("SLURM_JOB_ID", "7001")
+        monkeypatch.setenv("SLURM_JOB_ID", allocations[account])
         monkeypatch.setenv("SLURM_JOB_ACCOUNT", account)
         monkeypatch.setenv("SLURM_JOB_END_TIME", "1900000000")
         handles[name] = client.submit(SEQ, shots, priority=priority)

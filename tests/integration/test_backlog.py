@@ -167,7 +167,7 @@ def test_deadline_and_max_runtime_end_jobs_timed_out(owners, tmp_path: Path) -> 
     policy.write_text("[classes.production]\nrank = 1\nmax_runtime_s = 1\n")
     owners.start("--backend", "synthetic", "--shot-rate", "20", "--policy", str(policy))
     client = owners.client()
-    long_run = client.submit(SEQ, 200)  # 10 s at 20 shots/s
+    long_run = client.submit(SEQ, 200, job_class="production")  # 10 s at 20 shots/s
     late = client.submit_request(
         JobRequest(
             job_class="production",

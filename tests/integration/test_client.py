@@ -63,7 +63,7 @@ def test_a_full_class_queue_raises_queue_full(owners: OwnerHarness) -> None:
     try:
         client.submit(analog_sequence(2), 10)
         client.submit(analog_sequence(2), 10)
-        with pytest.raises(QueueFull, match="production"):
+        with pytest.raises(QueueFull, match="development"):  # the default class
             client.submit(analog_sequence(2), 10)
     finally:
         client.close()
@@ -205,7 +205,7 @@ def test_a_url_list_skips_a_dead_broker_and_an_all_dead_list_raises(owners: Owne
     owners.broker.forget_queue(client.reply_queue_name)
     client.submit(analog_sequence(2), 10)  # confirmed by the live broker
     client.close()
-    queue = owners.broker.topology.job_queue("production")
+    queue = owners.broker.topology.job_queue("development")  # the default class
     assert owners.broker.channel().queue_declare(queue, passive=True).method.message_count == 1
     with pytest.raises(BrokerUnreachable, match="no broker answers"):
         QPUClient(url=dead, settings=settings)

@@ -86,7 +86,7 @@ def role_permissions(role: Role, user: str, namespace: str) -> Permissions:
         Regexes for ``rabbitmqctl set_permissions`` and ``set_topic_permissions``.
     """
     ns = re.escape(namespace)
-    own_replies = rf"{ns}\.reply\.{re.escape(user)}\..+"
+    own_replies = rf"{ns}\.reply\.{re.escape(user)}\.[^.]+"  # no dot: not user.x's queues
     control = rf"{ns}\.control"
     if role == "owner":
         return Permissions(
@@ -123,8 +123,11 @@ def role_permissions(role: Role, user: str, namespace: str) -> Permissions:
 
 
 def new_password() -> str:
-    """A fresh random password (32 URL-safe characters)."""
-    return secrets.token_urlsafe(24)
+    """A fresh random password (32 URL-safe characters), never starting with ``-``
+    (rabbitmqctl would read it as an option)."""
+    while (password := secrets.token_urlsafe(24)).startswith("-"):
+        pass
+    return password
 
 
 @dataclass

@@ -5,6 +5,7 @@ Runs on a private node (users are added with rabbitmqctl); the shared broker is 
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from brokers.bootstrap import PrivateNode
 from brokers.connection import connect
 from brokers.settings import load_settings
 from brokers.topology import build_topology, declare
-from brokers.users import role_permissions
+from brokers.users import new_password, role_permissions
 from schemas.policy import Policy
 from tests.security.access import consume, matrix, outcome, publish
 
@@ -63,6 +64,7 @@ def test_roles_get_least_privilege_from_the_broker(private_broker: PrivateNode) 
     ch = connect(private_broker.url).channel()
     declare(ch, topology)
     ch.queue_declare(topology.reply_queue("bob", "c1"), auto_delete=False)
+    ch.queue_declare(topology.reply_queue("alice.x", "c1"), auto_delete=False)
     ch.connection.close()
 
     alice = add(private_broker, "alice", "submitter")
@@ -84,6 +86,8 @@ def test_roles_get_least_privilege_from_the_broker(private_broker: PrivateNode) 
         "publish to the event exchange": "403",
         "declare a queue in the namespace": "403",
     }
+    dotted = consume(topology.reply_queue("alice.x", "c1"))  # a dotted name's own queue
+    assert outcome(url_of(private_broker, "alice", alice), dotted) == "403"
     operator_url = url_of(private_broker, "oscar", oscar)
     assert (
         outcome(operator_url, publish(topology.control_exchange, "control.pause", "oscar")) == "ok"
@@ -112,10 +116,17 @@ def test_roles_get_least_privilege_from_the_broker(private_broker: PrivateNode) 
 
 def test_role_regexes_name_the_user_and_escape_it() -> None:
     perms = role_permissions("submitter", "a.b", "qpu")
-    assert perms.configure == r"^(qpu\.reply\.a\.b\..+)$"
+    assert perms.configure == r"^(qpu\.reply\.a\.b\.[^.]+)$"
+    own = re.compile(role_permissions("submitter", "al", "qpu").configure)
+    assert own.fullmatch("qpu.reply.al.c1")
+    assert not own.fullmatch("qpu.reply.al.x.c1")  # user al.x's queue is not al's
     assert perms.write == r"^(qpu\.jobs|qpu\.control)$"
     assert r"qpu\.events" not in perms.read
     owner = role_permissions("owner", "svc", "qpu")
     assert "amq\\.default" in owner.write
     with pytest.raises(ValueError, match="unknown role"):
         role_permissions("root", "x", "qpu")  # type: ignore[arg-type]
+
+
+def test_new_passwords_never_look_like_an_option() -> None:
+    assert not any(new_password().startswith("-") for _ in range(2000))

@@ -201,10 +201,11 @@ def add_user(
     existing = {
         line.split("\t")[0] for line in ctl.run("list_users", "--silent").splitlines() if line
     }
+    # After "--" no value is read as an option, whatever it starts with.
     if user in existing:
-        ctl.run("change_password", user, secret, secret=secret)
+        ctl.run("change_password", "--", user, secret, secret=secret)
     else:
-        ctl.run("add_user", user, secret, secret=secret)
+        ctl.run("add_user", "--", user, secret, secret=secret)
     vhosts = {line.strip() for line in ctl.run("list_vhosts", "--silent").splitlines()}
     if vhost not in vhosts:
         ctl.run("add_vhost", vhost)

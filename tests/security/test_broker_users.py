@@ -17,7 +17,7 @@ from brokers.bootstrap import PrivateNode
 from brokers.connection import connect
 from brokers.settings import load_settings
 from brokers.topology import build_topology, declare
-from brokers.users import new_password, role_permissions
+from brokers.users import Rabbitmqctl, add_user, new_password, role_permissions
 from schemas.policy import Policy
 from tests.security.access import consume, matrix, outcome, publish
 
@@ -130,3 +130,14 @@ def test_role_regexes_name_the_user_and_escape_it() -> None:
 
 def test_new_passwords_never_look_like_an_option() -> None:
     assert not any(new_password().startswith("-") for _ in range(2000))
+
+
+def test_a_password_starting_with_a_dash_is_set_not_read_as_an_option(
+    private_broker: PrivateNode,
+) -> None:
+    ctl = Rabbitmqctl(
+        private_broker.rabbitmqctl, private_broker.node_name, private_broker.environment()
+    )
+    for password in ("-dash-first", "--also-dashes"):  # set, then reset (change_password)
+        assert add_user(ctl, "dashy", "submitter", NS, password=password) == password
+        ctl.run("authenticate_user", "--", "dashy", password, secret=password)

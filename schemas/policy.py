@@ -244,7 +244,23 @@ class Policy(BaseModel):
     job_overhead_s: float = Field(default=1.0, ge=0, description="for duration estimates")
     fair_share_half_life_s: float = Field(default=3600.0, gt=0)
     aging_step_s: float = Field(default=600.0, gt=0, description="+1 priority per step waited")
-    session_grace_s: float = Field(default=30.0, ge=0)
+    session_grace_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="a session's next job goes first in its class this long after its run ends",
+    )
+    session_max_consecutive: int | None = Field(
+        default=4,
+        gt=0,
+        description="grace (and exclusivity) ends after this many consecutive QPU runs of one "
+        "session; its next job then waits its turn by fair share (None: no bound)",
+    )
+    session_turn_max_qpu_s: float | None = Field(
+        default=300.0,
+        gt=0,
+        description="grace (and exclusivity) ends once one session's consecutive QPU runs "
+        "used this many QPU seconds (None: no bound)",
+    )
     max_waiting_per_user: int | None = Field(
         default=None, gt=0, description="backlog limit: waiting jobs of one user"
     )

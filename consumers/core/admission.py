@@ -95,7 +95,12 @@ def arrival(state: OwnerState, policy: Policy, given: Arrival, now: datetime) ->
     accepted = make_event(
         Topic.JOB_ACCEPTED, payload, job_id=job.job_id, job_class=job.job_class, user=given.user
     )
-    events = [*opening, accepted, *_mismatch_events(job, given.user, context)]
+    events = [
+        *opening,
+        accepted,
+        *_mismatch_events(job, given.user, context),
+        *sessions.stranger(state, job, given.user, context),
+    ]
     receipt = _receipt(given, number)
     allocation = context.allocation
     if allocation is not None and (

@@ -17,14 +17,27 @@ DEFAULT_SESSION_S = 8 * 3600.0
 
 
 def session_run_ended(state: StateData, job: Waiting, qpu_s: float, at: datetime) -> None:
-    """A QPU run of a session's job ended: its grace window starts, its counters grow."""
+    """A QPU run of a session's job ended: its grace window starts, its counters grow, and its
+    turn goes on (the QPU's previous run was the session's too) or starts."""
     session = state.sessions.get(job.session_id or "")
+    previous = state.last_run_session
     state.last_run_session = session.session_id if session is not None else None
     if session is None:
         return
+    if previous != session.session_id:
+        session.turn_runs, session.turn_qpu_s = 0, 0.0
     session.last_run_ended_at = session.last_activity_at = at
     session.runs += 1
     session.qpu_s += qpu_s
+    session.turn_runs += 1
+    session.turn_qpu_s += max(qpu_s, 0.0)
+
+
+def belongs(session: Session, user: str, allocation: str | None) -> bool:
+    """Whether a job of `user` from `allocation` is one of `session`'s: the session's user's,
+    and from its allocation when it has one. Another's job naming it is not (no grace, not
+    canceled with it, not keeping it open)."""
+    return session.user == user and (session.allocation is None or session.allocation == allocation)
 
 
 def session_opened(state: StateData, event: Event) -> None:

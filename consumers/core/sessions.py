@@ -14,7 +14,15 @@ QPU that long at most for the session's next job (`exclusive_hold`, asked by the
 
 A job naming a session: an explicit session of another user, or an ended explicit one, refuses
 it (nothing is created); an unknown id, or an ended implicit session, opens one for the job,
-unless the job says it must not (`JobRequest.opens_session`: the QRMI gateway's jobs).
+unless the job says it must not (`JobRequest.opens_session`: the QRMI gateway's jobs). A job
+naming an open implicit session that is not its own (another user's, or another allocation's)
+is accepted outside it, logged with a ``job.context_mismatch`` (`stranger`): session ids are
+global, so copying one buys nothing.
+
+Grace is bounded: only the session of the QPU's last run has it, for ``session_grace_s`` after
+that run, and only while its turn (its consecutive QPU runs) stays within
+``session_max_consecutive`` runs and ``session_turn_max_qpu_s`` QPU seconds; then its next job
+waits by fair share like any other, and a new turn starts when it runs after another's job.
 """
 
 from __future__ import annotations
@@ -24,11 +32,12 @@ from datetime import datetime
 from consumers.core.command_types import Command, Done, Refused, is_operator
 from consumers.core.order import Waiting
 from consumers.core.outcomes import end_waiting
+from consumers.core.session_fold import belongs
 from consumers.core.state import OwnerState
-from consumers.core.state_data import Session
+from consumers.core.state_data import GraceBounds, Session
 from schemas.context import VerifiedContext
 from schemas.enums import ErrorCode, JobState
-from schemas.events import SessionEnded, SessionOpened, Topic, make_event
+from schemas.events import ContextMismatch, SessionEnded, SessionOpened, Topic, make_event
 from schemas.messages import Event, JobError, JobRequest
 from schemas.policy import Policy
 
@@ -198,6 +207,33 @@ def arrival(
     return [opened_event(opened)]
 
 
+def stranger(
+    state: OwnerState, job: JobRequest, user: str, verified: VerifiedContext
+) -> list[Event]:
+    """A ``job.context_mismatch`` when a job names an open session that is not its own (another
+    user's, or its user's from another allocation): the job is accepted outside the session
+    (`session_fold.belongs`), so it gets none of its grace, and the log says so."""
+    session = state.sessions.get(job.session_id or "")
+    if session is None or not session.is_open or belongs(session, user, verified.allocation):
+        return []
+    whose = "another user's" if session.user != user else f"allocation {session.allocation}'s"
+    return [
+        make_event(
+            Topic.JOB_CONTEXT_MISMATCH,
+            ContextMismatch(
+                claimed={"session_id": session.session_id},
+                verified=verified,
+                fields=("session_id",),
+            ),
+            job_id=job.job_id,
+            job_class=job.job_class,
+            user=user,
+            reason=f"the job names session {session.session_id}, which is {whose}: it runs "
+            "outside that session, without its grace",
+        )
+    ]
+
+
 def expired(state: OwnerState, now: datetime) -> list[Event]:
     """The open sessions whose time ran out, or that sat idle past their idle timeout."""
     events = []
@@ -234,13 +270,13 @@ def exclusive_hold(state: OwnerState, policy: Policy, now: datetime) -> Session 
     """The session the QPU waits for, if any: its class has ``exclusive_sessions_s``, the QPU's
     last run was its job, that run ended less than that long ago, and its next job has not
     arrived yet (once it has, the grace puts it first). The wait is bounded by the class's
-    setting, so production never waits longer than that per iteration."""
+    setting, so production never waits longer than that per iteration, and the session's turn
+    by the policy's (``session_max_consecutive``, ``session_turn_max_qpu_s``)."""
     session = state.sessions.get(state.last_run_session or "")
     if session is None or not session.is_open or session.exclusive_s is None:
         return None
-    ended = session.last_run_ended_at
-    if ended is None or (now - ended).total_seconds() >= session.exclusive_s:
-        return None
+    if state.session_in_turn(now, session.exclusive_s, GraceBounds.of(policy)) is None:
+        return None  # the wait passed, or the session's turn reached the policy's bounds
     if any(state.index.session_jobs(session.session_id)):
         return None
     return session

@@ -31,6 +31,7 @@ from consumers.core.fairshare import Usage
 from consumers.core.machine import QPUEvent
 from consumers.core.order import Waiting
 from consumers.core.session_fold import (
+    belongs,
     implicit_session,
     session_ended,
     session_opened,
@@ -149,13 +150,15 @@ def _accepted(state: OwnerState, event: Event) -> None:
     state.owners[job.job_id] = accepted.user
     state._number(job.job_id, accepted.number)
     waiting = Waiting.of(accepted, state.epoch, event.at)
-    state._wait(waiting)
-    if job.session_id:
-        session = state.sessions.get(job.session_id)
+    session = state.sessions.get(job.session_id or "")
+    if session is not None and not belongs(session, waiting.user, waiting.allocation):
+        waiting = replace(waiting, session_id=None)  # another's session: the job is not in it
+    elif job.session_id:
         if session is None:  # a log written before sessions were events
             session = implicit_session(waiting, event.at)
             state.sessions[job.session_id] = session
         session.last_activity_at = event.at
+    state._wait(waiting)
     batch = state.batches.get(job.batch_id or "")
     if batch is not None:
         batch.jobs[job.job_id] = (job.shots, dict(job.variables or {}))

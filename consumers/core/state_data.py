@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from consumers.core.fairshare import Usage
@@ -22,6 +22,7 @@ from consumers.core.order import OrderIndex, Waiting
 from schemas.context import Allocation
 from schemas.enums import JobState, Mode, QPUState
 from schemas.messages import JobError
+from schemas.policy import Policy
 
 REMEMBERED_IGNORED = 1000  # the newest ignored events whose reason the state keeps
 
@@ -64,6 +65,8 @@ class Session:
             else by the first job naming it.
         last_activity_at: its last job accepted or run ended (the idle timeout counts from it).
         runs: runs of its jobs that ended; `qpu_s` their QPU seconds.
+        turn_runs: the QPU runs of its jobs since another job last ran on the QPU (its turn);
+            `turn_qpu_s` their QPU seconds. The policy bounds its grace by them.
     """
 
     session_id: str
@@ -82,11 +85,27 @@ class Session:
     last_activity_at: datetime | None = None
     runs: int = 0
     qpu_s: float = 0.0
+    turn_runs: int = 0
+    turn_qpu_s: float = 0.0
 
     @property
     def is_open(self) -> bool:
         """Not ended: it takes new jobs."""
         return self.ended_at is None
+
+
+@dataclass(frozen=True)
+class GraceBounds:
+    """How far a session's turn on the QPU may go with grace: consecutive runs and QPU seconds
+    (None: unbounded). The policy's ``session_max_consecutive`` and ``session_turn_max_qpu_s``."""
+
+    max_consecutive: int | None = None
+    max_qpu_s: float | None = None
+
+    @classmethod
+    def of(cls, policy: Policy) -> GraceBounds:
+        """The policy's bounds."""
+        return cls(policy.session_max_consecutive, policy.session_turn_max_qpu_s)
 
 
 @dataclass
@@ -193,14 +212,29 @@ class StateData:
             return None
         return job_id
 
-    def sessions_in_grace(self, now: datetime, grace_s: float) -> frozenset[str]:
-        """Sessions whose last run ended less than `grace_s` ago: their next job goes first."""
-        since = now - timedelta(seconds=grace_s)
-        return frozenset(
-            s.session_id
-            for s in self.sessions.values()
-            if s.last_run_ended_at is not None and s.last_run_ended_at > since
-        )
+    def session_in_turn(self, now: datetime, wait_s: float, bounds: GraceBounds) -> Session | None:
+        """The session whose turn on the QPU goes on at `now`, if any: the QPU's last run was
+        its job, that run ended less than `wait_s` ago, and its turn is within the policy's
+        bounds (`GraceBounds`). Its next job goes first in its class (grace) and, in a class
+        with exclusivity, the QPU waits for it. Only the last run's session qualifies: once
+        another job ran, a session queues by fair share like everyone until it wins a new turn.
+        """
+        session = self.sessions.get(self.last_run_session or "")
+        ended = session.last_run_ended_at if session is not None else None
+        if session is None or ended is None or (now - ended).total_seconds() >= wait_s:
+            return None
+        if bounds.max_consecutive is not None and session.turn_runs >= bounds.max_consecutive:
+            return None
+        if bounds.max_qpu_s is not None and session.turn_qpu_s >= bounds.max_qpu_s:
+            return None
+        return session
+
+    def sessions_in_grace(
+        self, now: datetime, grace_s: float, bounds: GraceBounds
+    ) -> frozenset[str]:
+        """The session in its grace window (at most one: `session_in_turn`)."""
+        session = self.session_in_turn(now, grace_s, bounds)
+        return frozenset({session.session_id}) if session is not None else frozenset()
 
     def ignored_of(self, job_id: str) -> dict[str, str]:
         """Why the fold ignored events of `job_id` (event id -> why), of those it remembers."""

@@ -15,7 +15,7 @@ from consumers.core.order_key import OrderKey, order_key
 from consumers.core.owner_view import Calibration, OwnerView
 from consumers.core.policy import decide_indexed, estimated_duration_s, hold_reason
 from consumers.core.state import OwnerState
-from consumers.core.state_data import Run
+from consumers.core.state_data import GraceBounds, Run
 from schemas.enums import JobState, QPUState
 from schemas.messages import QueueEntry, RunningJob, StatusReport
 from schemas.policy import Policy
@@ -45,7 +45,9 @@ def view_of(state: OwnerState, policy: Policy, now: datetime) -> OwnerView:
         usage=state.user_usage.snapshot(now),
         account_usage=state.account_usage.snapshot(now),
         class_usage=state.class_usage.snapshot(now),
-        sessions_in_grace=state.sessions_in_grace(now, policy.session_grace_s),
+        sessions_in_grace=state.sessions_in_grace(
+            now, policy.session_grace_s, GraceBounds.of(policy)
+        ),
         ended_allocations=frozenset(state.ended_allocations),
     )
 

@@ -272,6 +272,15 @@ class OwnerMetrics:
             utilisation=min(max(utilisation, 0.0), 1.0),
             lanes_busy={name: name in state.lanes for name in policy.lanes.names},
             sessions_open=open_sessions(state),
+            usage_by_account={
+                account: {
+                    "qpu_s": t.qpu_s,
+                    "shots": t.shots,
+                    "emulator_s": t.emulator_s,
+                    "jobs": t.jobs,
+                }
+                for account, t in state.ledger.accounts.items()
+            },
         )
         with self._lock:
             self._snapshot = snapshot

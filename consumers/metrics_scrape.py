@@ -41,6 +41,7 @@ class Snapshot:
     utilisation: float = 0.0
     lanes_busy: dict[str, bool] = field(default_factory=dict)
     sessions_open: dict[str, int] = field(default_factory=dict)  # explicit / implicit
+    usage_by_account: dict[str, dict[str, float]] = field(default_factory=dict)  # the ledger's
 
 
 class SnapshotSource(Protocol):
@@ -146,6 +147,25 @@ class SnapshotCollector(Collector):
             "account",
             snap.waiting_by_account,
         )
+        yield from _usage_counters(snap.usage_by_account)
+
+
+USAGE_COUNTERS = (
+    ("qsched_account_qpu_seconds", "qpu_s", "QPU seconds used, per account (the ledger's)"),
+    ("qsched_account_shots", "shots", "Shots measured on the QPU, per account"),
+    ("qsched_account_emulator_seconds", "emulator_s", "Emulator-lane seconds, per account"),
+    ("qsched_account_jobs", "jobs", "Jobs that ended, per account"),
+)
+
+
+def _usage_counters(usage: dict[str, dict[str, float]]) -> Iterator[Metric]:
+    """The ledger's all-time totals per account ('' for none) as counters: folded from the log,
+    so a failover continues them where the last owner left them instead of restarting at 0."""
+    for name, figure, doc in USAGE_COUNTERS:
+        family = CounterMetricFamily(name, doc, labels=["account"])
+        for account, figures in sorted(usage.items()):
+            family.add_metric([account], figures.get(figure, 0.0))
+        yield family
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

@@ -131,3 +131,4 @@ class CommandName(StrEnum):
     BATCH_CANCEL = "batch-cancel"
     BATCH_RETRY = "batch-retry"
     BATCH_RESULTS = "batch-results"
+    USAGE = "usage"

@@ -13,7 +13,7 @@ import random
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import (
     AwareDatetime,
@@ -32,6 +32,7 @@ from schemas.enums import CommandName, ErrorCode, JobState, Mode, QPUState
 from schemas.reports import QueueEntry as QueueEntry  # part of ControlReply and JobPosition
 from schemas.reports import RunningJob as RunningJob  # part of StatusReport
 from schemas.reports import StatusReport as StatusReport  # part of ControlReply
+from schemas.reports import UsageReport as UsageReport  # part of ControlReply
 
 MAX_PRIORITY = 9
 # Job and command ids travel as AMQP message and correlation ids (short strings: at most 255
@@ -352,6 +353,11 @@ class ControlCommand(Message):
     batch_id: str | None = Field(
         default=None, max_length=MAX_ID_LENGTH, description="batch-*: the batch"
     )
+    since: AwareDatetime | None = Field(default=None, description="usage: from this time")
+    until: AwareDatetime | None = Field(default=None, description="usage: up to this time")
+    by: Literal["account", "user", "class", "day", "allocation"] | None = Field(
+        default=None, description="usage: one row per account, user, class, day or allocation"
+    )
     issued_at: AwareDatetime = Field(default_factory=utc_now)
 
     @model_validator(mode="after")
@@ -440,6 +446,7 @@ class ControlReply(Message):
     )
     number: int | None = Field(default=None, description="a job command: the job's number")
     batch: BatchDetail | None = None
+    usage: UsageReport | None = Field(default=None, description="usage: the ledger's rows")
     results: list[JobResult] | None = Field(
         default=None, description="batch-results: the final results of the batch's ended jobs"
     )

@@ -99,3 +99,81 @@ class QueueEntry(BaseModel):
     held: str | None = None
     state: JobState = JobState.QUEUED
     factors: dict[str, Any] = Field(default_factory=dict)
+
+
+class UsageRow(BaseModel):
+    """One row of `qsched usage` (like Slurm's ``sreport``): what runs used in a period, for
+    one account, user, class, day or allocation (the fields it is grouped by are set).
+
+    Attributes:
+        jobs: jobs that ended in the period.
+        runs, shots, qpu_s: runs on the QPU, the shots they measured, their seconds.
+        lane_runs, lane_shots, emulator_s: runs on emulator lanes (never QPU time).
+        started, wait_s: jobs that first started in the period, their queue waits summed.
+        preemptions: runs preempted.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    account: str | None = None
+    user: str | None = None
+    job_class: str | None = None
+    day: str | None = None
+    allocation: str | None = None
+    jobs: int = 0
+    runs: int = 0
+    shots: int = 0
+    qpu_s: float = 0.0
+    lane_runs: int = 0
+    lane_shots: int = 0
+    emulator_s: float = 0.0
+    started: int = 0
+    wait_s: float = 0.0
+    preemptions: int = 0
+
+    @property
+    def mean_wait_s(self) -> float | None:
+        """The mean queue wait of the jobs that started (None: none did)."""
+        return self.wait_s / self.started if self.started else None
+
+
+class UsageReport(BaseModel):
+    """The owner's answer to `usage`: the rows, and the period they cover.
+
+    Attributes:
+        since, until: the period, rounded out to the ledger's buckets (None: open).
+        kept_from: the oldest usage the owner still holds (older: ``--from-log``).
+        bucket_s: the ledger's bucket (3600 for the owner: periods are whole hours).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rows: list[UsageRow] = Field(default_factory=list)
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+    kept_from: AwareDatetime | None = None
+    bucket_s: int = 3600
+
+    def table(self) -> tuple[list[str], list[list[str]]]:
+        """The rows as text, sreport-like: the columns they are grouped by, then jobs, runs,
+        shots, QPU seconds, emulator seconds, mean wait and preemptions (CSV and tables)."""
+        keys = [k for k in USAGE_KEYS if any(getattr(r, k) is not None for r in self.rows)]
+        header = [*keys, *USAGE_FIGURES]
+        lines = [
+            [
+                *((getattr(r, k) if getattr(r, k) != "" else "(none)") or "" for k in keys),
+                str(r.jobs),
+                str(r.runs),
+                str(r.shots),
+                f"{r.qpu_s:.3f}",
+                f"{r.emulator_s:.3f}",
+                "" if r.mean_wait_s is None else f"{r.mean_wait_s:.3f}",
+                str(r.preemptions),
+            ]
+            for r in self.rows
+        ]
+        return header, lines
+
+
+USAGE_KEYS = ("account", "user", "job_class", "day", "allocation")
+USAGE_FIGURES = ("jobs", "runs", "shots", "qpu_s", "emulator_s", "mean_wait_s", "preemptions")

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from consumers.core import batches, jobctl, sessions
+from consumers.core import batches, jobctl, sessions, usage
 from consumers.core.command_types import Command as Command  # where step and the shell find it
 from consumers.core.command_types import Done, Handler, Refused, Who, is_operator
 from consumers.core.joblookup import jobs_of, resolve_number, resolve_prefix, where_is
@@ -325,6 +325,7 @@ TABLE: dict[CommandName, Spec] = {
     CommandName.BATCH_CLOSE: Spec(batches.close, Who.BATCH_OWNER),
     CommandName.BATCH_CANCEL: Spec(batches.cancel, Who.BATCH_OWNER),
     CommandName.BATCH_RETRY: Spec(batches.retry, Who.BATCH_OWNER),
+    CommandName.USAGE: Spec(usage.usage, Who.ANYONE, logged=False),  # non-operators: their own
 }
 DEFAULT_JOBS_LIMIT = 1000
 SLURM_COMMANDS = (CommandName.ALLOCATION_STARTED, CommandName.ALLOCATION_ENDED)

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from consumers.core.fairshare import Usage
+from consumers.core.ledger import Ledger
 from consumers.core.order import Waiting
 from consumers.core.state import OwnerState
 from consumers.core.state_data import Batch, Run, Session
@@ -58,6 +59,7 @@ def to_data(state: OwnerState) -> dict[str, Any]:
         "account_usage": state.account_usage.to_data(),
         "user_usage": state.user_usage.to_data(),
         "class_usage": state.class_usage.to_data(),
+        "ledger": state.ledger.to_data(),
         "events": state.events,
         "ignored": state.ignored,
         "last_event_id": state.last_event_id,
@@ -98,6 +100,7 @@ def from_data(data: dict[str, Any], half_life_s: float) -> OwnerState:
         account_usage=Usage.from_data(half_life_s, data.get("account_usage", {})),
         user_usage=Usage.from_data(half_life_s, data.get("user_usage", {})),
         class_usage=Usage.from_data(half_life_s, data.get("class_usage", {})),
+        ledger=Ledger.from_data(data.get("ledger")),
         events=int(data.get("events", 0)),
         ignored=int(data.get("ignored", 0)),
         last_event_id=data.get("last_event_id"),

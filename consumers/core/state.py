@@ -23,11 +23,12 @@ fit) is counted in `ignored` and kept with why in `ignored_events`, which `qsche
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from consumers.core.context import forgettable, registration
 from consumers.core.fairshare import Usage
+from consumers.core.ledger import Totals, run_totals
 from consumers.core.machine import QPUEvent
 from consumers.core.order import Waiting
 from consumers.core.session_fold import (
@@ -198,6 +199,9 @@ def _started(state: OwnerState, event: Event) -> None:
     started = payload_of(event, JobStarted)
     job = _waiting(state, event)
     run = Run(job, event.at, started.attempt, started.epoch, started.backend)
+    if not job.runs:  # the queue wait ends at the first start (a rerun's does not count)
+        wait_s = max((event.at - job.queued_at).total_seconds(), 0.0)
+        state.ledger.charge(job, event.at, Totals(started=1, wait_s=wait_s))
     if started.lane is not None:  # an emulator lane: the QPU's state machine is not involved
         if started.lane in state.lanes:
             raise Ignored(f"{started.lane} runs {state.lanes[started.lane].job.job_id}")
@@ -259,6 +263,8 @@ def _wait_again(state: OwnerState, event: Event, back: JobBack, **changes: Any) 
         attempt=max(run.attempt, 1),
         outcome=_outcome(event, run),
     )
+    shots = back.shots_done - sum(run.job.prior_counts.values())
+    state.ledger.charge(run.job, event.at, run_totals(interval, shots))
     job = replace(
         run.job,
         attempt=run.attempt + 1,
@@ -333,7 +339,10 @@ def _final(state: OwnerState, event: Event) -> None:
         state.running = None
         state._charge(run.job, _last_run_s(event), event.at)
         session_run_ended(state, run.job, _last_run_s(event), event.at)
+    if run is not None:
+        state.ledger.charge(run.job, event.at, _last_run(event, run))
     elif job_id in state.waiting:
+        state.ledger.charge(state.waiting[job_id], event.at, Totals(jobs=1))
         state._unwait(job_id)
     elif job_id in state.owners:  # accepted and not waiting nor running: already ended
         raise Ignored(f"job {job_id} is neither waiting nor running")
@@ -366,6 +375,26 @@ def _last_run_s(event: Event) -> float:
     if timings.runs:
         return timings.runs[-1].seconds
     return float(timings.execution_s or 0.0)
+
+
+def _last_run(event: Event, run: Run) -> Totals:
+    """The ledger's figures of the run a final event ended, and the job's end: the run as its
+    result lists it (a log written before results listed their runs: its `execution_s`)."""
+    result = event.result
+    timings = result.timings if result is not None else None
+    if timings is not None and timings.runs:
+        interval = timings.runs[-1]
+    else:
+        seconds = _last_run_s(event)
+        interval = RunInterval(
+            started_at=run.started_at,
+            ended_at=run.started_at + timedelta(seconds=seconds),
+            lane=run.lane,
+        )
+    measured = sum(result.counts.values()) if result is not None else 0
+    totals = run_totals(interval, measured - sum(run.job.prior_counts.values()))
+    totals.jobs = 1
+    return totals
 
 
 def _admission(state: OwnerState, event: Event) -> None:

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from consumers.core.fairshare import Usage
+from consumers.core.ledger import Ledger
 from consumers.core.machine import QPUEvent, transition
 from consumers.core.order import OrderIndex, Waiting
 from schemas.context import Allocation
@@ -147,6 +148,8 @@ class StateData:
         ended_allocations: ids of allocations whose epilog ran (registered or not).
         lanes: the runs on emulator lanes, by lane name (the QPU's run is `running`).
         batches: the batches, by batch id (the last `REMEMBERED_BATCHES` created).
+        ledger: QPU and emulator time, shots, waits and preemptions per account, user and
+            class (`consumers.core.ledger`), charged as runs end.
         ignored: events that could not be applied (stale term, unknown job, illegal move).
         ignored_events: the newest of those, each with why (not in snapshots).
         policy: the policy in force as the log has it (TOML text of the last activation or
@@ -180,6 +183,7 @@ class StateData:
     account_usage: Usage = field(default_factory=Usage)
     user_usage: Usage = field(default_factory=Usage)
     class_usage: Usage = field(default_factory=Usage)
+    ledger: Ledger = field(default_factory=Ledger)
     index: OrderIndex = field(default_factory=OrderIndex)
     events: int = 0
     ignored: int = 0

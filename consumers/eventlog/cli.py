@@ -28,6 +28,7 @@ from consumers.eventlog.reader import LogRecord, fetch_end_offset, parse_bound, 
 from consumers.eventlog.replay import render, replay
 from consumers.eventlog.shapes import JobHistory
 from consumers.eventlog.source import log_records
+from consumers.eventlog.usage import usage_from_log
 from schemas.enums import CommandName, ErrorCode
 from schemas.errors import PolicyError
 from schemas.messages import ControlCommand
@@ -80,6 +81,9 @@ def format_line(record: LogRecord, colour: bool = False) -> str:
 def events() -> None:
     """Read the event log: tail it live, replay the owner's state at a point, or export it
     (JSON lines, Perfetto, HTML timeline)."""
+
+
+events.add_command(usage_from_log)
 
 
 @events.command("tail")

@@ -71,8 +71,10 @@ def report(record: dict[str, Any], exit_code: int, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"error": record | {"exit_code": exit_code}}))
     else:
-        hint = f"; {record['hint']}" if record.get("hint") else ""
-        click.echo(f"qsched: {record['message']}{hint}", err=True)
+        message, hint = record["message"], record.get("hint")
+        if hint:  # click ends its messages with a period: no ".;" before the hint
+            message = f"{message.rstrip().removesuffix('.')}; {hint}"
+        click.echo(f"qsched: {message}", err=True)
     sys.exit(exit_code)
 
 

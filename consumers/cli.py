@@ -18,9 +18,10 @@ from consumers.backends import BACKENDS, make_backend
 from consumers.metrics import OwnerMetrics, serve_metrics
 from consumers.owner import Owner
 from consumers.plugins import load_plugins
-from schemas.policy import load_policy
+from consumers.policycheck.cli import checked_policy
 
 QSCHED_LOGGERS = ("consumers", "brokers", "schemas")
+log = logging.getLogger("consumers.owner")
 
 
 def setup_logging(verbose: bool) -> None:
@@ -73,7 +74,7 @@ def owner(
         changes["shot_rate_hz"] = shot_rate
     if changes:
         settings = settings.model_copy(update={"owner": settings.owner.model_copy(update=changes)})
-    the_policy = load_policy(policy or settings.policy_file)
+    the_policy = checked_policy(policy or settings.policy_file)
     plugins = load_plugins(the_policy)
     backend_options = the_policy.plugins.options.get(settings.owner.backend, {})
     owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -96,7 +97,10 @@ def owner(
         )
         serve_metrics(runner.metrics, settings.owner.metrics_bind, settings.owner.metrics_port)
 
+    received: list[str] = []
+
     def _stop(signum: int, frame: Any) -> None:
+        received.append(signal.Signals(signum).name)  # logged once the loop is out, not here
         runner.stop()
 
     signal.signal(signal.SIGTERM, _stop)
@@ -107,3 +111,5 @@ def owner(
         runner.sinks.close()
         runner.lanes.close()
         runner.backend.close()
+        why = f"on {received[0]}" if received else "after an error"
+        log.info("owner %s stopped %s; the QPU lease is free for a standby", owner_id, why)

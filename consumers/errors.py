@@ -39,3 +39,11 @@ class MetricsUnavailable(OwnerError):
         "choose another owner.metrics_port / owner.metrics_bind (QSCHED_OWNER__METRICS_PORT, "
         "QSCHED_OWNER__METRICS_BIND), or unset the port"
     )
+
+
+class PolicyFileInvalid(OwnerError):
+    """The policy file an owner was given is not a policy: its problems were printed as
+    `qsched policy check` prints them (``FILE:LINE: error: what``); a usage error."""
+
+    exit_code = 2
+    hint = "fix them; `qsched policy check FILE` checks a file without starting an owner"

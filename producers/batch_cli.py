@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from brokers.cliparams import JOB_CLASS
 from producers.batches import BatchHandle
 from producers.cli import _client, _read_sequence, json_option
 from producers.views import emit_json, print_result
@@ -105,7 +106,14 @@ batch.add_command(
     help="One job's variables as a JSON object, e.g. '{\"amp\": 1.5}'; repeat for more jobs "
     "(none: one job without variables).",
 )
-@click.option("--class", "job_class", default="development", show_default=True, help="Job class.")
+@click.option(
+    "--class",
+    "job_class",
+    type=JOB_CLASS,
+    default="development",
+    show_default=True,
+    help="Job class.",
+)
 @click.option("--open", "open_", is_flag=True, help="Keep the batch open for more jobs.")
 @json_option
 @click.pass_context

@@ -21,9 +21,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from producers.errors import CommandRefused, InvalidJob
 from producers.handle import JobHandle
-from producers.jobs import check_sequence, sequence_text
+from producers.jobs import check_sequence, invalid_argument, sequence_text
 from producers.slurm import slurm_context
 from schemas.batches import BATCH_AMQP_PRIORITY, BatchDetail, BatchJob, BatchRequest
 from schemas.enums import CommandName
@@ -42,6 +44,7 @@ def batch_jobs(params: Iterable[JobParams]) -> list[BatchJob]:
 
     Raises:
         ValueError: an entry without ``runs``.
+        InvalidJob: runs or variables no job may have (runs < 1...).
     """
     jobs = []
     for entry in params:
@@ -51,7 +54,10 @@ def batch_jobs(params: Iterable[JobParams]) -> list[BatchJob]:
         runs = entry.get("runs", entry.get("shots"))
         if runs is None:
             raise ValueError("every job needs 'runs' (shots) to run on qsched")
-        jobs.append(BatchJob(shots=int(runs), variables=dict(entry.get("variables") or {})))
+        try:
+            jobs.append(BatchJob(shots=int(runs), variables=dict(entry.get("variables") or {})))
+        except ValidationError as exc:
+            raise invalid_argument(exc) from None
     return jobs
 
 
@@ -82,9 +88,12 @@ class BatchHandle:
         jobs = batch_jobs(params)
         if self.client.validate_locally:
             check_jobs(jobs, self.variables, self.client.fetch_device())
-        request = BatchRequest(
-            batch_id=self.batch_id, job_class=self.job_class, priority=self.priority, jobs=jobs
-        )
+        try:
+            request = BatchRequest(
+                batch_id=self.batch_id, job_class=self.job_class, priority=self.priority, jobs=jobs
+            )
+        except ValidationError as exc:
+            raise invalid_argument(exc) from None
         new = publish_batch(self.client, request)
         self.handles += new
         return new
@@ -198,16 +207,19 @@ def submit_batch(
     if client.validate_locally:
         check_jobs(jobs, declared, device)
     extra: dict[str, Any] = {"batch_id": batch_id} if batch_id else {}
-    request = BatchRequest(
-        job_class=job_class,
-        priority=priority,
-        sequence=text,
-        jobs=jobs,
-        open=open,
-        slurm=slurm_context(),
-        **extra,
-        **fields,
-    )
+    try:
+        request = BatchRequest(
+            job_class=job_class,
+            priority=priority,
+            sequence=text,
+            jobs=jobs,
+            open=open,
+            slurm=slurm_context(),
+            **extra,
+            **fields,
+        )
+    except ValidationError as exc:
+        raise invalid_argument(exc) from None
     handle = BatchHandle(
         request.batch_id,
         job_class,

@@ -17,6 +17,7 @@ import click
 from rich.console import Console
 
 from brokers.cli import settings_of
+from brokers.cliparams import JOB_CLASS, JOB_ID
 from producers.client import QPUClient
 from producers.errors import ClientError, CommandRefused
 from producers.handle import JobHandle
@@ -26,6 +27,7 @@ from producers.views import emit_json, print_result, print_status, short
 from producers.waiting import Waiter, stderr_console, stopped_before_waiting
 from schemas.enums import CommandName, JobState
 from schemas.messages import ControlReply, JobResult
+from schemas.sequence import SEQUENCE_KEYS, missing_sequence_keys
 
 JSON_HELP = 'Print JSON lines (one object per job or reply; errors as {"error": ...}).'
 COMMAND_TIMEOUT_S = 10.0
@@ -75,7 +77,7 @@ def _print_reply(reply: ControlReply, as_json: bool) -> None:
 
 
 @click.command("status")
-@click.argument("job_id", required=False)
+@click.argument("job_id", required=False, type=JOB_ID)
 @json_option
 @timeout_option
 @click.pass_context
@@ -124,7 +126,7 @@ def _job_status(ctx: click.Context, job_id: str, as_json: bool, timeout: float) 
 
 
 @click.command("cancel")
-@click.argument("job_id")
+@click.argument("job_id", type=JOB_ID)
 @json_option
 @timeout_option
 @click.pass_context
@@ -139,7 +141,8 @@ def cancel(ctx: click.Context, job_id: str, as_json: bool, timeout: float) -> No
 
 
 def _read_sequence(path: Path) -> str:
-    """The abstract-repr JSON in `path`; a file that is not a JSON object is a usage error."""
+    """The abstract-repr JSON in `path`; a file that is not JSON, or JSON without the keys of a
+    sequence, is a usage error (exit 2) found before anything is imported or asked."""
     text = path.read_text(encoding="utf-8")
     try:
         parsed = json.loads(text)
@@ -149,9 +152,17 @@ def _read_sequence(path: Path) -> str:
             "(Sequence.to_abstract_repr())",
             param_hint="SEQUENCE_FILES",
         ) from exc
-    if not isinstance(parsed, dict):
+    missing = missing_sequence_keys(parsed) if isinstance(parsed, dict) else list(SEQUENCE_KEYS)
+    if missing:
+        what = (
+            f"an object without {', '.join(repr(k) for k in missing)}"
+            if isinstance(parsed, dict)
+            else f"a JSON {type(parsed).__name__}, not an object"
+        )
         raise click.BadParameter(
-            f"{path} is not a Pulser abstract-repr object", param_hint="SEQUENCE_FILES"
+            f"{path} is not a Pulser abstract-repr sequence ({what}); write one with "
+            "`python examples/make_sequence.py` (Sequence.to_abstract_repr())",
+            param_hint="SEQUENCE_FILES",
         )
     return text
 
@@ -167,6 +178,7 @@ def _read_sequence(path: Path) -> str:
 @click.option(
     "--class",
     "job_class",
+    type=JOB_CLASS,
     default=DEFAULT_JOB_CLASS,
     show_default=True,
     help="Job class (policy); production jobs may preempt development ones.",

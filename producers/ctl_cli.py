@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from brokers.cliparams import JOB_ID
 from producers.cli import _client, _print_reply, json_option, timeout_option
 from schemas.enums import CommandName, Mode
 
@@ -151,7 +152,7 @@ def ctl_allocation_ended(
 
 
 @ctl.command("preempt")
-@click.argument("job_id")
+@click.argument("job_id", type=JOB_ID)
 @json_option
 @timeout_option
 @click.pass_context

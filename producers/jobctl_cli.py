@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import click
 
+from brokers.cliparams import JOB_CLASS, JOB_ID
 from producers.cli import _client, _print_reply, json_option, timeout_option
 from producers.client import QPUClient
 from producers.errors import CommandRefused, NoOwnerAnswered
@@ -22,7 +23,7 @@ from schemas.messages import ControlReply, Event
 
 
 @click.command("show")
-@click.argument("job_id", metavar="JOB")
+@click.argument("job_id", metavar="JOB", type=JOB_ID)
 @json_option
 @timeout_option
 @click.pass_context
@@ -69,7 +70,7 @@ def _events_of(client: QPUClient, job_id: str, from_owner: bool) -> list[Event]:
 
 def _job_command(name: CommandName, doc: str) -> click.Command:
     @click.command(name.value, help=doc)
-    @click.argument("job_id", metavar="JOB")
+    @click.argument("job_id", metavar="JOB", type=JOB_ID)
     @json_option
     @timeout_option
     @click.pass_context
@@ -98,14 +99,17 @@ requeue = _job_command(
 
 
 @click.command("update")
-@click.argument("job_id", metavar="JOB")
+@click.argument("job_id", metavar="JOB", type=JOB_ID)
 @click.option(
     "--priority",
     type=click.IntRange(0, 9),
     help="New priority 0-9 (a submitter may only lower it).",
 )
 @click.option(
-    "--class", "job_class", help="New job class (a submitter: one its policy ACL allows)."
+    "--class",
+    "job_class",
+    type=JOB_CLASS,
+    help="New job class (a submitter: one its policy ACL allows).",
 )
 @json_option
 @timeout_option

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from brokers.connection import NOT_FOUND, channel, translated
 from brokers.errors import ChannelClosed
 from producers.errors import InvalidJob, NotDeclared
 from producers.slurm import slurm_context
 from schemas.codec import decode
+from schemas.enums import ErrorCode
 from schemas.errors import DecodeError
-from schemas.messages import DeviceSpecs, JobRequest
+from schemas.messages import DeviceSpecs, JobError, JobRequest
 from schemas.sequence import SequenceChecker, validate_shots
 
 # The class of a job that names none, in the CLI and the SDK alike: development jobs are the safe
@@ -93,6 +96,21 @@ def check_sequence(
         raise InvalidJob(problem)
 
 
+def invalid_argument(exc: ValidationError) -> InvalidJob:
+    """The SDK's error for arguments the job model refuses, naming the first (pydantic's
+    `ValidationError` stays inside: callers catch `QschedError` for every refusal)."""
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or None
+    given = f" (got {first['input']!r})" if field and first["type"] != "missing" else ""
+    return InvalidJob(
+        JobError(
+            code=ErrorCode.INVALID_SCHEMA,
+            message=f"{field or 'job'}: {first['msg']}{given}",
+            field=field,
+        )
+    )
+
+
 def job_request(
     sequence: Any,
     shots: int,
@@ -104,10 +122,14 @@ def job_request(
     process's Slurm context, checked against `device` when there is one.
 
     Raises:
-        InvalidJob: the sequence or shot count does not fit `device`.
+        InvalidJob: an argument no job may have (shots < 1, a priority outside 0-9, a class
+            name in capitals...), or the sequence or shot count does not fit `device`.
     """
     text, schema = sequence_text(sequence)
-    job = JobRequest(shots=shots, sequence=text, slurm=slurm_context(), **fields)
+    try:
+        job = JobRequest(shots=shots, sequence=text, slurm=slurm_context(), **fields)
+    except ValidationError as exc:
+        raise invalid_argument(exc) from None
     if device is not None:
         problem = validate_shots(shots, device)
         if problem is not None:

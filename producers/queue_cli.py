@@ -14,6 +14,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from brokers.cliparams import JOB_CLASS, JOB_ID
 from producers.cli import _client
 from producers.errors import QschedError, ResultTimeout
 from schemas.messages import QueueEntry
@@ -33,8 +34,8 @@ def _eta(entry: QueueEntry) -> str:
 
 @click.command("queue")
 @click.option("--user", help="Only this user's jobs.")
-@click.option("--class", "job_class", help="Only this job class.")
-@click.option("--job", "job_id", help="Only this job.")
+@click.option("--class", "job_class", type=JOB_CLASS, help="Only this job class.")
+@click.option("--job", "job_id", type=JOB_ID, help="Only this job.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many jobs.")
 @click.option("--explain", is_flag=True, help="Show the factors of each job's place in the order.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per job (JSON lines).")

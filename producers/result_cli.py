@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from brokers.cliparams import JOB_ID
 from producers.cli import WAIT_TIMEOUT_HELP, _client, json_option
 from producers.errors import ClientError, NoOwnerAnswered
 from producers.jobinfo import FULL_ID_LENGTH
@@ -18,7 +19,7 @@ from producers.waiting import Waiter, stderr_console
 
 
 @click.command("result")
-@click.argument("job_id")
+@click.argument("job_id", type=JOB_ID)
 @click.option(
     "--wait", is_flag=True, help="Wait until the job ends; the owner sends the result here."
 )

@@ -17,6 +17,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from schemas.details import BatchDetail as BatchDetail  # what the owner tells of one
 from schemas.messages import (
     ID_PATTERN,
+    JOB_CLASS_PATTERN,
     MAX_ID_LENGTH,
     MAX_PRIORITY,
     Message,
@@ -46,7 +47,7 @@ class BatchRequest(Message):
     schema_name: ClassVar[str] = "qsched.BatchRequest"
 
     batch_id: str = Field(default_factory=new_id, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)
-    job_class: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    job_class: str = Field(min_length=1, max_length=64, pattern=JOB_CLASS_PATTERN)
     priority: int = Field(default=0, ge=0, le=MAX_PRIORITY)
     sequence: str | None = Field(
         default=None, description="Pulser abstract-repr JSON (None: add to the open batch)"

@@ -39,6 +39,11 @@ MAX_PRIORITY = 9
 # bytes), so a client-chosen id is held to plain ASCII of a bounded length.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 MAX_ID_LENGTH = 128
+# A class name is part of its queue's name: lower-case ASCII, as policies write it.
+JOB_CLASS_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+# The fewest first characters of a job id that may name it (the owner resolves prefixes; the
+# CLI refuses shorter ones as a usage error before asking).
+MIN_JOB_PREFIX = 4
 
 
 IdSource = Callable[[], str]  # where the owner's core takes event ids from (`new_id`, seeded)
@@ -115,7 +120,7 @@ class JobRequest(Message):
     schema_name: ClassVar[str] = "qsched.JobRequest"
 
     job_id: str = Field(default_factory=new_id, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)
-    job_class: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    job_class: str = Field(min_length=1, max_length=64, pattern=JOB_CLASS_PATTERN)
     priority: int = Field(default=0, ge=0, le=MAX_PRIORITY)
     shots: int = Field(gt=0)
     sequence: str = Field(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -276,18 +277,34 @@ class Policy(BaseModel):
 
     @model_validator(mode="after")
     def _references_exist(self) -> Policy:
-        if not self.classes:
-            raise ValueError("at least one job class is needed")
-        for name, cls in self.classes.items():
-            unknown = [c for c in cls.preempts if c not in self.classes]
-            if unknown:
-                raise ValueError(f"class {name!r} preempts unknown classes {unknown}")
+        problems = class_reference_problems(self.classes)
+        if problems:
+            raise ValueError(problems[0][1])
         return self
 
     @property
     def class_names(self) -> tuple[str, ...]:
         """Class names in serving order (rank, then name)."""
         return tuple(sorted(self.classes, key=lambda n: (self.classes[n].rank, n)))
+
+
+def class_reference_problems(classes: Mapping[str, Any]) -> list[tuple[str | None, str]]:
+    """What is wrong between the classes, each with the class to blame: no class at all, or a
+    class that preempts one that does not exist. Pure; it reads validated classes and raw TOML
+    tables alike, so `qsched policy check` reports these beside the errors of single fields."""
+    if not classes:
+        return [(None, "at least one job class is needed")]
+    found: list[tuple[str | None, str]] = []
+    for name, cls in classes.items():
+        raw = cls.preempts if isinstance(cls, JobClassPolicy) else None
+        if isinstance(cls, Mapping):
+            raw = cls.get("preempts")
+        if not isinstance(raw, list | tuple):
+            continue  # missing, or a field error of its own
+        unknown = [c for c in raw if isinstance(c, str) and c not in classes]
+        if unknown:
+            found.append((name, f"class {name!r} preempts unknown classes {unknown}"))
+    return found
 
 
 def parse_policy(text: str) -> Policy:

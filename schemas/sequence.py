@@ -41,6 +41,26 @@ DISTANCE_TOLERANCE_UM = 1e-5
 CHECK_CACHE_SIZE = 1024
 
 
+# Keys every abstract-repr sequence has: Pulser's sequence schema requires them in all its forms.
+SEQUENCE_KEYS = (
+    "version",
+    "name",
+    "register",
+    "channels",
+    "variables",
+    "operations",
+    "measurement",
+    "device",
+)
+
+
+def missing_sequence_keys(document: dict[str, Any]) -> list[str]:
+    """The keys of an abstract-repr sequence that `document` lacks (pure, no Pulser): a first
+    look, cheap enough for the CLI, that tells JSON that is no sequence at all from a sequence
+    that does not fit the device (which `validate_sequence` says)."""
+    return [key for key in SEQUENCE_KEYS if key not in document]
+
+
 def sequence_error(message: str, field: str = "sequence", **details: Any) -> JobError:
     """An INVALID_SEQUENCE error naming `field`."""
     return JobError(

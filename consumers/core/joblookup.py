@@ -21,11 +21,11 @@ from datetime import datetime
 from consumers.core.state import OwnerState
 from consumers.core.view import queue_entries, run_entry, running_entry
 from schemas.enums import ErrorCode, JobState
-from schemas.messages import JobError, JobSummary, QueueEntry
+from schemas.messages import MIN_JOB_PREFIX, JobError, JobSummary, QueueEntry
 from schemas.policy import Policy
 
 FULL_ID_LENGTH = 36
-MIN_PREFIX = 4
+MIN_PREFIX = MIN_JOB_PREFIX
 SHOWN_MATCHES = 3
 
 

@@ -16,6 +16,7 @@ import click
 
 from brokers.ask import ask_owner
 from brokers.cli import settings_of
+from brokers.cliparams import JOB_ID
 from brokers.connection import Connection, connect, translated
 from brokers.errors import ChannelClosed
 from brokers.settings import Settings
@@ -33,8 +34,6 @@ from schemas.enums import CommandName, ErrorCode
 from schemas.errors import PolicyError
 from schemas.messages import ControlCommand
 from schemas.policy import load_policy
-
-MIN_PREFIX = 8
 
 
 def _topology(settings: Settings) -> Topology:
@@ -229,7 +228,7 @@ def replay_command(
 
 
 @click.command("history")
-@click.argument("job")
+@click.argument("job", type=JOB_ID)
 @click.option("--from", "from_", help="Read the log from this offset or ISO time (operators).")
 @click.option("--json", "as_json", is_flag=True)
 @click.option(
@@ -241,7 +240,7 @@ def replay_command(
 )
 @click.pass_context
 def history(ctx: click.Context, job: str, from_: str | None, as_json: bool, timeout: float) -> None:
-    """Every event of one job (id, or a prefix of at least 8 characters), with the time between
+    """Every event of one job (its id; the first 8 characters are enough), with the time between
     them, the reasons given, and its trace id.
 
     The owner answers for the job's submitter and for operators, reading only that job's
@@ -249,8 +248,6 @@ def history(ctx: click.Context, job: str, from_: str | None, as_json: bool, time
     """
     settings = settings_of(ctx)
     with _errors():
-        if len(job) < MIN_PREFIX:
-            raise JobNotFound(f"give at least {MIN_PREFIX} characters of the job id, not {job!r}")
         asked = _ask_owner(settings, job, timeout) if from_ is None else None
         only = asked if isinstance(asked, JobHistory) else None
         if only is None:

@@ -1,7 +1,8 @@
 """Every problem of a policy file, with the line it is on, without starting an owner.
 
 Three layers, each only when the one before passed: the TOML syntax (the parser's line), the
-schema (`schemas.policy.Policy`; every field pydantic refuses, not only the first), then what the
+schema (`schemas.policy.Policy`; every field pydantic refuses, not only the first, with the
+checks between classes read from the raw tables beside them), then what the
 schema cannot see because it is about how the owner will behave: a class that no mode runs, a
 class whose largest job can never fit the calibration window, a run-time limit shorter than a
 run's overhead, classes that preempt each other, nobody allowed to operate. Errors make the file
@@ -16,12 +17,13 @@ import re
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
 from consumers.core.policy import estimated_duration_s
 from consumers.plugins.loading import build
-from schemas.policy import Policy
+from schemas.policy import Policy, class_reference_problems
 
 ERROR = "error"
 WARNING = "warning"
@@ -80,14 +82,32 @@ def check_text(text: str) -> tuple[Policy | None, list[Problem]]:
         problems = []
         for error in exc.errors():
             loc = error["loc"]
+            if not loc:
+                continue  # the checks between classes: read from the raw tables below
             where = ".".join(str(p) for p in loc)
-            message = f"{where}: {error['msg']}" if where else error["msg"]
-            named = re.search(r"class '([^']+)' preempts", message) if not loc else None
-            line = lines.of(("classes", named.group(1), "preempts")) if named else lines.of(loc)
-            problems.append(Problem(ERROR, message, line))
-        return None, problems
+            problems.append(Problem(ERROR, f"{where}: {error['msg']}", lines.of(loc)))
+        problems += _class_references(data, lines)
+        return None, sorted(problems, key=lambda p: p.line if p.line is not None else 1 << 30)
     problems = [problem for check in CHECKS for problem in check(policy, lines)]
     return policy, problems + plugin_problems(policy, lines)
+
+
+def _class_references(data: dict[str, Any], lines: Lines) -> list[Problem]:
+    """The checks between classes (`class_reference_problems`) on the raw tables, so they are
+    reported with the errors of single fields instead of only once those are fixed."""
+    if "classes" not in data:
+        return []  # the default classes
+    classes = data["classes"]
+    if not isinstance(classes, dict):
+        return []  # a field error of its own
+    return [
+        Problem(
+            ERROR,
+            message,
+            lines.of(("classes", name, "preempts")) if name else lines.of(("classes",)),
+        )
+        for name, message in class_reference_problems(classes)
+    ]
 
 
 def _toml_line(exc: tomllib.TOMLDecodeError, text: str) -> int | None:

@@ -1,4 +1,5 @@
-"""`qsched policy check FILE`: one line per problem, ``FILE:LINE: severity: message``."""
+"""`qsched policy check FILE`: one line per problem, ``FILE:LINE: severity: message``; and
+`checked_policy`, which reports a bad file the same way for the commands that run with one."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from pathlib import Path
 import click
 
 from brokers.clireport import EXIT_ERROR, EXIT_OK
-from consumers.policycheck.checks import ERROR, WARNING, check_text
+from consumers.errors import PolicyFileInvalid
+from consumers.policycheck.checks import ERROR, WARNING, Problem, check_text
+from schemas.errors import PolicyError
+from schemas.policy import Policy, load_policy
 
 
 @click.group("policy")
@@ -42,8 +46,7 @@ def check(file: Path, strict: bool, as_json: bool) -> None:
             record = {"file": str(file), "line": problem.line, "severity": problem.severity}
             click.echo(json.dumps(record | {"message": problem.message}))
         else:
-            where = f"{file}:{problem.line}" if problem.line is not None else str(file)
-            click.echo(f"{where}: {problem.severity}: {problem.message}")
+            click.echo(problem_line(file, problem))
     classes = list(found.class_names) if found is not None else []
     if as_json:
         summary = {"file": str(file), "ok": not failed, "errors": errors, "warnings": warnings}
@@ -57,3 +60,32 @@ def check(file: Path, strict: bool, as_json: bool) -> None:
         click.echo(f"{file}: {errors} error(s), {warnings} warning(s)", err=True)
     ctx = click.get_current_context()
     ctx.exit(EXIT_ERROR if failed else EXIT_OK)
+
+
+def problem_line(file: Path, problem: Problem) -> str:
+    """``FILE:LINE: severity: message`` (``FILE: ...`` when no single line is to blame)."""
+    where = f"{file}:{problem.line}" if problem.line is not None else str(file)
+    return f"{where}: {problem.severity}: {problem.message}"
+
+
+def checked_policy(path: Path | None) -> Policy:
+    """The policy in `path` (the defaults for None), for a command that runs with it.
+
+    Raises:
+        PolicyFileInvalid: the file is not a policy; each of its errors was printed on stderr
+            first, as `qsched policy check` prints them (the CLI exits 2).
+    """
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        assert path is not None  # the defaults are a policy
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            raise PolicyFileInvalid(str(exc)) from None
+        errors = [p for p in check_text(text)[1] if p.severity == ERROR]
+        if not errors:  # cannot happen while both read the file with one model; say it anyway
+            errors = [Problem(ERROR, exc.reason, exc.line)]
+        for problem in errors:
+            click.echo(problem_line(path, problem), err=True)
+        raise PolicyFileInvalid(f"{path} is not a valid policy ({len(errors)} error(s))") from None

@@ -124,10 +124,12 @@ def test_history_of_a_job_prefix_shows_its_events_in_order_with_gaps_and_reasons
     record = json.loads(_qsched(owners, "history", job.job_id, "--json").stdout)
     assert record["final_state"] == "DONE"
     assert [e["topic"] for e in record["events"]] == topics
+    five = _qsched(owners, "history", job.job_id[:5])  # as every command: the owner resolves it
+    assert five.stdout.startswith(f"job {job.job_id}"), five.stderr
     short = subprocess.run(
-        [QSCHED, "history", job.job_id[:5]], env=_env(owners), capture_output=True, text=True
+        [QSCHED, "history", job.job_id[:3]], env=_env(owners), capture_output=True, text=True
     )
-    assert short.returncode == 1 and "at least 8" in short.stderr
+    assert short.returncode == 2 and "at least 4 characters" in short.stderr  # usage error
 
 
 def test_tail_filters_and_follow_prints_new_events_as_they_come(

@@ -160,3 +160,52 @@ def test_drop_namespace_refuses_while_an_owner_is_active_unless_forced(
     assert again.returncode == 0, again.stderr
     no_tty = qsched(owners, "broker", "drop-namespace", ns)
     assert no_tty.returncode == 2 and "--yes" in no_tty.stderr
+
+
+DEAD_URL = "amqp://guest:guest@127.0.0.1:1/%2F"  # nothing listens: whatever asks the broker fails 1
+
+
+def test_plain_mistakes_are_usage_errors_found_before_asking_the_broker(
+    sequence_file: Path, tmp_path: Path
+) -> None:
+    """Given a broker URL where nothing listens, when a newcomer makes plain mistakes (a class
+    in capitals, a policy file with errors, JSON that is not a sequence, a 3-character id), then
+    each is a usage error (exit 2) in one line naming it, found before any broker is asked (a
+    connection attempt would exit 1), never an internal error, and no message ends in '.;'."""
+    bad_policy = tmp_path / "bad.toml"
+    bad_policy.write_text("[classes.production]\nrank = -1\npreempts = ['nope']\n")
+    not_a_sequence = tmp_path / "counts.json"
+    not_a_sequence.write_text('{"001": 12, "110": 30}')
+    cases = {
+        "--class Production": (
+            ["submit", str(sequence_file), "--shots", "10", "--class", "Production"],
+            "did you mean 'production'?",
+        ),
+        "owner --policy": (
+            ["owner", "--policy", str(bad_policy), "--backend", "synthetic"],
+            f"{bad_policy}:2: error: classes.production.rank: Input should be greater than",
+        ),
+        "JSON, no sequence": (
+            ["submit", str(not_a_sequence), "--shots", "10"],
+            "is not a Pulser abstract-repr sequence (an object without 'version'",
+        ),
+        "history of 3 chars": (["history", "8fa"], "too short to name a job"),
+        "--shots 0": (["submit", str(sequence_file), "--shots", "0"], "0 is not in the range"),
+    }
+    for name, (args, says) in cases.items():
+        done = run_qsched(DEAD_URL, "nobroker", *args, timeout_s=60)
+        assert done.returncode == 2, (name, done.returncode, done.stderr)
+        assert says in done.stderr, (name, done.stderr)
+        assert "internal error" not in done.stderr and ".;" not in done.stderr, (name, done.stderr)
+    owner = run_qsched(DEAD_URL, "nobroker", "owner", "--policy", str(bad_policy), timeout_s=60)
+    assert f"{bad_policy}:3: error: class 'production' preempts unknown classes" in owner.stderr
+    assert owner.stderr.splitlines()[-1].startswith(f"qsched: {bad_policy} is not a valid policy")
+
+
+def test_the_owner_says_in_its_log_that_it_stopped_on_sigterm(owners: OwnerHarness) -> None:
+    """Given an active owner, when it gets SIGTERM, then it exits 0 and its last log line says
+    it stopped and on which signal (before: the log just ended)."""
+    owner = owners.start("--backend", "synthetic")
+    assert owner.stop() == 0
+    last = owner.log().strip().splitlines()[-1]
+    assert "stopped on SIGTERM" in last, owner.log()[-2000:]

@@ -6,10 +6,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from pydantic import ValidationError
 
+from brokers.errors import QschedError
 from producers import (
     FIRST_COMPLETED,
+    InvalidJob,
     JobProgress,
+    QPUClient,
     QSchedConnection,
     QueueEntry,
     as_completed,
@@ -17,7 +21,7 @@ from producers import (
 )
 from schemas import CommandName, JobState
 from schemas.messages import utc_now
-from tests.conftest import OwnerHarness
+from tests.conftest import BrokerFixture, OwnerHarness
 from tests.sequences import analog_sequence
 
 pytestmark = pytest.mark.integration
@@ -100,3 +104,29 @@ def test_a_job_is_told_its_place_in_line_as_it_moves_up_then_that_it_runs(
     assert told[-1].state is JobState.RUNNING and told[-1].position == 0
     assert watcher.last_position == told[-1]
     assert all(h.last_position is None for h in ahead)
+
+
+def test_arguments_no_job_may_have_raise_the_sdks_own_error(broker: BrokerFixture) -> None:
+    """Given a client, when a job or batch is submitted with 0 shots, a priority of 10 or a class
+    in capitals, then it raises `InvalidJob` (a `QschedError`, the SDK's own), naming the field,
+    and nothing is published (before: pydantic's ValidationError came out of `submit`)."""
+    client = QPUClient(settings=broker.settings)
+    try:
+        for kwargs, field in (
+            ({"shots": 0}, "shots"),
+            ({"shots": 5, "priority": 10}, "priority"),
+            ({"shots": 5, "job_class": "Production"}, "job_class"),
+        ):
+            with pytest.raises(InvalidJob) as info:
+                client.submit(analog_sequence(2), **kwargs)
+            assert isinstance(info.value, QschedError)
+            assert not isinstance(info.value, ValidationError)
+            assert info.value.error.field == field, info.value.error
+            assert str(info.value).startswith(f"{field}: "), info.value
+        with pytest.raises(InvalidJob, match="shots"):
+            client.submit_batch(analog_sequence(2), [{"runs": 0}])
+    finally:
+        client.close(delete_reply_queue=True)
+    for job_class in ("development", "production"):
+        depth = broker.channel().queue_declare(broker.topology.job_queue(job_class), passive=True)
+        assert depth.method.message_count == 0

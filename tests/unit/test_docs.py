@@ -40,3 +40,40 @@ def test_the_readme_is_short_and_links_every_guide() -> None:
     for heading in ("## The two commands", "## Quick start on a shared broker"):
         assert heading in readme
     assert "QSCHED_NAMESPACE" in readme and "second terminal" in readme
+
+
+GENERATED = ("configuration.md", "reliability.md")  # written by tools, checked where they are made
+
+
+def repeated_phrases(text: str, words: int = 6) -> list[str]:
+    """Runs of `words` words that come twice within one paragraph: a paste left behind (the
+    Settings section once read "... `[auth_service]`. file given by `--config` or
+    `QSCHED_CONFIG`. Every key ..."). Tables and code blocks repeat on purpose and are skipped;
+    an inline code span counts as one word (prose may quote a log line it just described)."""
+    found = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        if paragraph.lstrip().startswith(("|", "```", "    ")):
+            continue
+        spans = re.sub(r"`[^`]*`", lambda m: "".join(m.group(0).split()), paragraph)
+        tokens = spans.split()
+        seen: set[tuple[str, ...]] = set()
+        for i in range(len(tokens) - words + 1):
+            run = tuple(tokens[i : i + words])
+            if run in seen:
+                found.append(" ".join(run))
+            seen.add(run)
+    return found
+
+
+def test_no_paragraph_of_the_docs_says_the_same_words_twice() -> None:
+    """Given the README and every hand-written page of docs/, no run of six words comes twice in
+    one paragraph (issue 24 item 10: the README's Settings section said part of a sentence twice;
+    its text, as it was, is the first case)."""
+    pasted = (
+        "file given by `--config` or `QSCHED_CONFIG`. Main keys: `amqp_url`, `namespace`,\n"
+        "`[auth_service]`. file given by `--config` or `QSCHED_CONFIG`. Every key, its variable"
+    )
+    assert repeated_phrases(pasted) == ["file given by `--config` or `QSCHED_CONFIG`."]
+    pages = [p for p in sorted((ROOT / "docs").glob("*.md")) if p.name not in GENERATED]
+    for path in (ROOT / "README.md", *pages):
+        assert repeated_phrases(path.read_text(encoding="utf-8")) == [], path.name

@@ -111,3 +111,29 @@ def test_each_missing_or_broken_plugin_is_reported_on_the_line_that_names_it() -
     assert "admission plugin 'accounts'" in problems[0].message  # its factory refused `colour`
     assert "no admission plugin named 'quota'" in problems[1].message
     assert "no ordering plugin named 'grant-share'" in problems[2].message
+
+
+def test_errors_between_classes_are_reported_with_the_errors_of_fields() -> None:
+    """Given a file with a bad field and classes preempting classes that do not exist, when it
+    is checked, then all are reported at once, each on its line (before: only the field error,
+    the unknown classes only once it was fixed)."""
+    text = (
+        "shot_rate_hz = 0\n"  # 1
+        "[classes.production]\n"  # 2
+        "rank = -1\n"  # 3
+        "preempts = ['nope']\n"  # 4
+        "[classes.development]\n"  # 5
+        "rank = 2\n"  # 6
+        "preempts = ['gone', 'production']\n"  # 7
+    )
+    found, problems = check_text(text)
+    assert found is None
+    assert [p.line for p in problems] == [1, 3, 4, 7], problems
+    assert all(p.severity == ERROR for p in problems)
+    assert "preempts unknown classes ['nope']" in problems[2].message
+    assert "preempts unknown classes ['gone']" in problems[3].message
+    _, empty = check_text("colour = 'blue'\n[classes]\n")
+    assert [(p.line, p.message) for p in empty] == [
+        (1, "colour: Extra inputs are not permitted"),
+        (2, "at least one job class is needed"),
+    ]

@@ -2,8 +2,9 @@
 
 `ensure_broker` walks a chain and stops at the first link that works:
 
-1. the configured ``QSCHED_AMQP_URL`` if it answers;
-2. ``127.0.0.1:5672`` with guest/guest (the site's or the machine's broker);
+1. the configured ``QSCHED_AMQP_URL``: when one is set, it is the broker asked for, and if it
+   does not answer that is the error (it says why), never a reason to use another broker;
+2. with none set, ``127.0.0.1:5672`` with guest/guest (the site's or the machine's broker);
 3. a private node started from the ``rabbitmq-server`` binary: its own node name, ports, data
    dir and Erlang cookie under a temp folder, so it never touches another node;
 4. where a Docker engine runs, a container through testcontainers;
@@ -28,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brokers.connection import is_reachable, redact, wait_reachable
-from brokers.errors import BrokerUnavailable
+from brokers.connection import connect_failure, probe, redact, socket_reason, wait_reachable
+from brokers.errors import BrokerError, BrokerUnavailable
 from brokers.settings import DEFAULT_AMQP_URL, Settings
 
 BOOT_TIMEOUT_S = 90.0
@@ -242,21 +243,20 @@ def ensure_broker(settings: Settings, allow_start: bool = True) -> BrokerHandle:
 
     Args:
         settings: `amqp_url` is tried first; `rabbitmq_server` names the binary to start.
-        allow_start: when False, only the configured URL is tried (or 127.0.0.1:5672 when
-            none is configured): a broker other than the one asked for is never reported.
+        allow_start: when False, nothing is started: only 127.0.0.1:5672 is looked for when
+            no URL is configured.
 
     Raises:
-        BrokerUnavailable: nothing reachable and nothing could be started.
+        BrokerUnavailable: the configured URL does not answer (a broker other than the one
+            asked for is never used in its place), or nothing reachable and nothing could be
+            started.
+        BrokerRefused: the configured broker answers but refuses its user or vhost.
     """
-    if is_reachable(settings.amqp_url):
+    failure = probe(settings.amqp_url)
+    if failure is None:
         return BrokerHandle(settings.amqp_url, "configured")
-    if not allow_start and settings.amqp_url != DEFAULT_AMQP_URL:
-        raise BrokerUnavailable(
-            f"no broker answers at {redact(settings.amqp_url)}",
-            hint="check QSCHED_AMQP_URL, or run `qsched broker up` without --no-start",
-        )
-    if settings.amqp_url != DEFAULT_AMQP_URL and is_reachable(DEFAULT_AMQP_URL):
-        return BrokerHandle(DEFAULT_AMQP_URL, "local")
+    if settings.amqp_url != DEFAULT_AMQP_URL:
+        raise configured_failure(settings.amqp_url, failure)
     if not allow_start:
         raise BrokerUnavailable(INSTALL_STEPS)
     server = find_server(settings.rabbitmq_server)
@@ -266,6 +266,21 @@ def ensure_broker(settings: Settings, allow_start: bool = True) -> BrokerHandle:
     if _docker_works():
         return _start_container()
     raise BrokerUnavailable(INSTALL_STEPS)
+
+
+def configured_failure(url: str, failure: BaseException) -> BrokerError:
+    """The error for a configured URL that does not answer: which URL, why, and that qsched
+    will not use another broker instead (jobs and owners would end up on two brokers)."""
+    error = connect_failure(url, failure)
+    if not isinstance(error, BrokerUnavailable):
+        return error  # it answered and refused the user or vhost: that error says which
+    return BrokerUnavailable(
+        f"no broker answers at {redact(url)}, the configured QSCHED_AMQP_URL "
+        f"({socket_reason(failure)}); qsched "
+        "does not fall back to another broker when one is configured",
+        hint="start the broker there, correct QSCHED_AMQP_URL, or unset it so `qsched broker up` "
+        "finds or starts a local one",
+    )
 
 
 def state_file() -> Path:

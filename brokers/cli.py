@@ -130,8 +130,10 @@ def broker() -> None:
 def broker_up(ctx: click.Context, no_start: bool) -> None:
     """Make sure a broker is reachable; start a private node if none is.
 
-    Tries QSCHED_AMQP_URL, then 127.0.0.1:5672, then a private node from the rabbitmq-server
-    binary (left running; stop it with `qsched broker down`), then Docker. Prints the URL.
+    With QSCHED_AMQP_URL set, that broker or an error saying why it does not answer (never
+    another broker in its place). Else 127.0.0.1:5672, then a private node from the
+    rabbitmq-server binary (left running; stop it with `qsched broker down`), then Docker.
+    Prints the URL.
     """
     handle = ensure_broker(settings_of(ctx), allow_start=not no_start)
     save_state(handle)

@@ -195,8 +195,25 @@ def connect_failure(url: str, exc: BaseException) -> BrokerError:
             f"the broker at {host} has no virtual host {vhost!r} (or {user!r} may not use it)",
             hint="fix the vhost in QSCHED_AMQP_URL (%2F is /) or create it: rabbitmqctl add_vhost",
         )
-    reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-    return BrokerUnavailable(f"no broker answers at {host} ({reason})")
+    return BrokerUnavailable(f"no broker answers at {host} ({socket_reason(exc)})")
+
+
+def socket_reason(exc: BaseException) -> str:
+    """The socket's word for a failed connection ("Connection refused", "timed out"), found
+    inside pika's wrappers (whose own text is often empty), else the error's first line."""
+    pending: list[object] = [exc]
+    seen: set[int] = set()
+    while pending:
+        error = pending.pop(0)
+        if not isinstance(error, BaseException) or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, OSError):
+            return error.strerror or str(error) or type(error).__name__
+        inner = getattr(error, "exception", None)  # pika's connector errors keep it there
+        pending += [*error.args, inner, error.__cause__, error.__context__]
+    text = str(exc)
+    return text.splitlines()[0][:120] if text else type(exc).__name__
 
 
 def redact(url: str) -> str:
@@ -209,14 +226,20 @@ def redact(url: str) -> str:
     return f"{scheme}://{user}:***@{host}"
 
 
-def is_reachable(url: str, timeout_s: float = 3.0) -> bool:
-    """True when an AMQP connection to `url` opens (and is closed again) within `timeout_s`."""
+def probe(url: str, timeout_s: float = 3.0) -> BaseException | None:
+    """Why an AMQP connection to `url` does not open within `timeout_s` (None: it opened, and
+    was closed again); `connect_failure` turns the reason into a one-line error."""
     try:
         conn = BlockingConnection(parameters(url, connect_timeout_s=timeout_s, name="qsched-probe"))
-    except (pika.exceptions.AMQPError, OSError):
-        return False
+    except (pika.exceptions.AMQPError, OSError) as exc:
+        return exc
     conn.close()
-    return True
+    return None
+
+
+def is_reachable(url: str, timeout_s: float = 3.0) -> bool:
+    """True when an AMQP connection to `url` opens (and is closed again) within `timeout_s`."""
+    return probe(url, timeout_s) is None
 
 
 def wait_reachable(url: str, timeout_s: float) -> bool:

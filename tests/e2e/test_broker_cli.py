@@ -10,7 +10,7 @@ from pathlib import Path
 import pika.exceptions
 import pytest
 
-from brokers.bootstrap import BrokerHandle, PrivateNode, save_state
+from brokers.bootstrap import BrokerHandle, PrivateNode, free_port, save_state
 from brokers.connection import is_reachable
 from brokers.topology import build_topology
 from schemas.policy import Policy
@@ -52,6 +52,24 @@ def test_broker_up_reports_the_configured_broker_and_records_nothing(
     assert not (tmp_path / "qsched" / "broker.json").exists()
     down = run_group([QSCHED, "broker", "down"], env, 60)
     assert down.returncode == 0 and "no private node was started" in down.stdout
+
+
+def test_broker_up_with_a_configured_url_where_nothing_listens_says_so_and_uses_no_other(
+    broker: BrokerFixture, tmp_path: Path
+) -> None:
+    """Given QSCHED_AMQP_URL on a closed port (and a broker answering elsewhere), `broker up`
+    exits 1 naming that URL, why (connection refused) and that it uses no other broker, prints
+    no `export` and records nothing (before: it used 127.0.0.1:5672 and printed its export)."""
+    port = free_port()
+    env = client_env(f"amqp://alice:s3cret@127.0.0.1:{port}/%2F", "unused")
+    env["XDG_STATE_HOME"] = str(tmp_path)
+    up = run_group([QSCHED, "broker", "up"], env, 60)
+    assert up.returncode == 1, up.stdout + up.stderr
+    line = up.stderr.strip()
+    assert f"no broker answers at amqp://alice:***@127.0.0.1:{port}/%2F" in line, line
+    assert "QSCHED_AMQP_URL (Connection refused)" in line and "fall back" in line, line
+    assert up.stdout == "" and "s3cret" not in line
+    assert not (tmp_path / "qsched").exists()
 
 
 @pytest.mark.chaos

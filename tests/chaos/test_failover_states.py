@@ -94,15 +94,16 @@ def _new_term_starts_before_release(
     raise AssertionError(f"no control.{command.value} of term {term} in the log")
 
 
-SLOW = pytest.mark.slow  # the whole matrix runs in CI's slow tier; two states in the default run
+SLOW = pytest.mark.slow  # the whole matrix runs in CI's slow tier (test_owner_faults and
+# test_hostile kill the active owner in the default run)
 
 
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize(
     "state",
     [
-        "running",
-        "paused",
+        pytest.param("running", marks=SLOW),
+        pytest.param("paused", marks=SLOW),
         pytest.param("idle", marks=SLOW),
         pytest.param("draining", marks=SLOW),
         pytest.param("calibrating", marks=SLOW),

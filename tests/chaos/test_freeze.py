@@ -32,6 +32,7 @@ STANDBY = "standby: another owner holds"  # what an owner logs once it waits for
 TAKEOVER_BOUND_S = 10 * HEARTBEAT_S  # the broker needs two missed heartbeats, plus activation
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 @pytest.mark.timeout(300)
 def test_a_frozen_owner_is_replaced_and_nothing_it_writes_after_waking_counts(
     owners: OwnerHarness,

@@ -168,6 +168,7 @@ def _fuzz_owner(owners: OwnerHarness, count: int, budget_s: float) -> None:
     )
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 @pytest.mark.timeout(400)
 def test_1000_fuzzed_messages_kill_no_owner_and_each_is_dead_lettered_or_handled(
     owners: OwnerHarness,

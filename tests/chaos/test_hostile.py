@@ -286,6 +286,7 @@ def test_kill_9_while_paused_or_draining_keeps_the_hold_and_loses_nothing(
     assert finals(log) == {h.job_id: 1 for h in handles}
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_the_owner_survives_a_broker_restart_and_serves_jobs_afterwards(
     private_broker: PrivateNode, tmp_path: Path
 ) -> None:

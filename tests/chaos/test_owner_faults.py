@@ -72,6 +72,7 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_an_emulator_crash_is_retried_by_the_budget_and_the_owner_lives_on(
     owners: OwnerHarness,
 ) -> None:
@@ -90,6 +91,7 @@ def test_an_emulator_crash_is_retried_by_the_budget_and_the_owner_lives_on(
     assert after.state is JobState.DONE and sum(after.counts.values()) == 50
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_consumer_timeout_neither_drops_nor_duplicates_a_long_job(
     private_broker_factory: Callable[..., PrivateNode], tmp_path: object
 ) -> None:

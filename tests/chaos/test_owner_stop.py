@@ -19,6 +19,7 @@ pytestmark = pytest.mark.chaos
 LONG = 2000  # shots of the jobs the soak's kills cut: 4 s at 500 shots/s (the device's max)
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_sigterm_mid_job_stops_the_owner_gracefully_and_the_job_is_not_lost(
     owners: OwnerHarness,
 ) -> None:

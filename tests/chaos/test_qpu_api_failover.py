@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.reliability]
 SHOTS = 1500
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 @pytest.mark.timeout(300)
 def test_kill_9_mid_job_the_next_owner_adopts_the_running_api_job_instead_of_resubmitting(
     owners: OwnerHarness,

@@ -140,6 +140,7 @@ def test_debug_shows_the_traceback(broker: BrokerFixture) -> None:
     assert "Traceback" in done.stderr and done.stderr.strip().splitlines()[-1].startswith("qsched:")
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_help_documents_exit_codes_and_every_json_flag(broker: BrokerFixture) -> None:
     root = qsched(broker.url, broker.topology.namespace, "--help")
     assert "Exit codes: 0 ok; 1 error" in root.stdout and "3 timed out" in root.stdout
@@ -166,6 +167,7 @@ def test_a_control_command_no_owner_answered_expires_unapplied(
     assert "control.mode by guest" in owner.log()
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_submit_wait_tells_a_held_job_why_and_times_out_with_exit_3(
     owners: OwnerHarness, seq_file: Path
 ) -> None:

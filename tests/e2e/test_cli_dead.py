@@ -40,6 +40,7 @@ def dead_letters(owners: OwnerHarness, jobs_only: bool = True) -> list[dict[str,
     return [r for r in found if "job" in r or not jobs_only]
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_dead_letters_are_listed_shown_requeued_through_the_owners_checks_and_purged(
     owners: OwnerHarness, tmp_path: Path
 ) -> None:

@@ -34,6 +34,7 @@ def shown(owners: OwnerHarness, job_id: str) -> dict[str, object]:
     return record
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_hold_release_update_requeue_and_show_from_the_cli(owners: OwnerHarness) -> None:
     owners.start("--backend", "synthetic", "--shot-rate", "50")
     client = owners.client()
@@ -103,6 +104,7 @@ def test_show_of_an_unknown_job_and_update_without_a_change_are_refused(
     assert usage.returncode == 2 and "--priority or --class" in usage.stderr
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_a_job_that_ended_error_is_requeued_from_the_cli_also_by_the_next_owner(
     owners: OwnerHarness, tmp_path: Path
 ) -> None:

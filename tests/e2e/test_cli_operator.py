@@ -27,6 +27,7 @@ def qsched(owners: OwnerHarness, *args: str) -> subprocess.CompletedProcess[str]
     return run_qsched(owners.broker.url, owners.broker.topology.namespace, *args)
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_ctl_calibration_start_now_preempts_and_calibration_complete_resumes_it(
     owners: OwnerHarness,
 ) -> None:
@@ -75,6 +76,7 @@ def test_ctl_allocation_ended_cancels_that_allocations_jobs(
         assert result.error is not None and result.error.code is ErrorCode.ALLOCATION_ENDED
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_ctl_preempt_puts_the_running_job_back_and_refuses_a_job_not_running(
     owners: OwnerHarness,
 ) -> None:

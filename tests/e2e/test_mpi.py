@@ -17,7 +17,10 @@ EXAMPLE = Path(__file__).parents[2] / "examples" / "mpi_sweep.py"
 MPIEXEC = str(Path(sys.executable).with_name("mpiexec"))
 
 
-@pytest.mark.parametrize(("mode", "connections"), [("rank", 4), ("node", 1)])
+@pytest.mark.parametrize(
+    ("mode", "connections"),
+    [("rank", 4), pytest.param("node", 1, marks=pytest.mark.slow)],  # node: the slow tier
+)
 def test_mpiexec_4_ranks_each_get_their_own_results(
     owners: OwnerHarness, mode: str, connections: int
 ) -> None:

@@ -69,6 +69,7 @@ def _complete(spans: list[Span], job_id: str) -> bool:
     ) and kinds.count(("PRODUCER", "send")) == 2
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 @pytest.mark.timeout(300)  # four CLI processes and two MPI ranks: ~90 s here, more when loaded
 def test_every_job_is_one_ordered_trace_in_rotel_over_grpc_and_http(
     owners: OwnerHarness, tmp_path: Path

@@ -60,6 +60,7 @@ def _json_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_replay_and_simulate_of_a_real_owners_log(owners: OwnerHarness, tmp_path: Path) -> None:
     logged = _recorded_run(owners)
     url, namespace = owners.broker.url, owners.broker.topology.namespace

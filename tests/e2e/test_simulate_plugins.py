@@ -35,6 +35,7 @@ BACKLOG = [
 WITH_PLUGIN = ["d", "b", "a", "x", "c"]
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_simulate_reproduces_an_ordering_plugins_start_order_and_policy_check_finds_plugins(
     owners: OwnerHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -116,6 +116,7 @@ def test_a_short_job_deep_in_the_queue_is_backfilled_into_the_calibration_window
     assert due, "the owner should say that calibration is due"
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_queue_position_and_eta_are_known_and_decrease(owners) -> None:  # type: ignore[no-untyped-def]
     """Given 45 jobs of 0.5 s each behind a paused QPU, the last is 45th with no ETA (paused);
     once the QPU runs its ETA is known, and later both its position and its ETA are smaller."""

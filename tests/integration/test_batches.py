@@ -110,6 +110,7 @@ def test_undeclared_variables_are_refused_at_submit_naming_them_and_by_the_owner
         unchecked.batch(batch.batch_id)
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_a_new_process_finds_a_batch_and_its_results_by_id_after_a_restart(
     owners: OwnerHarness,
 ) -> None:

@@ -38,6 +38,7 @@ placement = { production = "either", development = "either", maintenance = "emul
 """
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_lanes_run_development_beside_a_busy_qpu_and_in_maintenance_and_survive_a_kill(
     owners: OwnerHarness, tmp_path: Path
 ) -> None:

@@ -50,6 +50,7 @@ def _held(client: object, job_id: str) -> str:
     return str(found)
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_admission_plugins_refuse_hold_release_and_survive_raising_and_hanging_plugins(
     owners: OwnerHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -123,6 +123,7 @@ def test_the_owner_runs_jobs_through_the_qpu_api(owners: OwnerHarness, api: str)
     assert "qpu.down" in topics and "qpu.up" in topics
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_a_refused_cancel_keeps_the_job_and_tells_the_operator(owners: OwnerHarness) -> None:
     with qpu_api_simulator(shot_rate_hz=100) as api:
         env = {"QSCHED_OWNER__QPU_API_URL": api, "QSCHED_OWNER__QPU_API_POLL_S": "0.05"}

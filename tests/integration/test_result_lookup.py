@@ -18,6 +18,7 @@ from tests.sequences import analog_sequence
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_result_and_history_come_from_the_owner_pushed_and_across_a_takeover(
     owners: OwnerHarness,
 ) -> None:

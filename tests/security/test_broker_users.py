@@ -59,6 +59,7 @@ def url_of(node: PrivateNode, user: str, password: str) -> str:
     return f"amqp://{quote(user)}:{quote(password, safe='')}@127.0.0.1:{node.amqp_port}/%2F"
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_roles_get_least_privilege_from_the_broker(private_broker: PrivateNode) -> None:
     topology = build_topology(load_settings(namespace=NS), Policy())
     ch = connect(private_broker.url).channel()

@@ -30,6 +30,7 @@ from tests.sequences import analog_sequence
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]  # a private node under load
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_a_submitter_reads_its_own_results_and_histories_and_is_refused_anothers(
     private_broker: PrivateNode, tmp_path: Path
 ) -> None:

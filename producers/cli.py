@@ -18,6 +18,7 @@ from rich.console import Console
 
 from brokers.cli import settings_of
 from brokers.cliparams import JOB_CLASS, JOB_ID
+from producers.budgets import budget_notes
 from producers.client import QPUClient
 from producers.errors import ClientError, CommandRefused
 from producers.handle import JobHandle
@@ -285,6 +286,8 @@ def _report_then_wait(
             )
         else:
             click.echo(handle.job_id)
+    for note in budget_notes(client):  # what the jobs' account has left, when it has a budget
+        click.echo(f"qsched: {note}", err=True)
     if not wait:
         if client.owner_running() is False:
             namespace = client.topology.namespace

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from brokers.cliparams import JOB_CLASS, JOB_ID
+from producers.budgets import budget_notes
 from producers.cli import _client
 from producers.errors import QschedError, ResultTimeout
 from schemas.messages import QueueEntry
@@ -86,3 +87,6 @@ def queue(
             row.append(", ".join(f"{k}={v}" for k, v in entry.factors.items()))
         table.add_row(*row)
     console.print(table)
+    with _client(ctx) as client:
+        for note in budget_notes(client):
+            click.echo(note)

@@ -61,6 +61,9 @@ class ErrorCode(StrEnum):
     INVALID_VARIABLES = "INVALID_VARIABLES"
     UNKNOWN_BATCH = "UNKNOWN_BATCH"
     BATCH_CLOSED = "BATCH_CLOSED"
+    BUDGET_SPENT = "BUDGET_SPENT"
+    UNKNOWN_ACCOUNT = "UNKNOWN_ACCOUNT"
+    UNKNOWN_USER = "UNKNOWN_USER"
 
 
 class QPUState(StrEnum):
@@ -132,3 +135,6 @@ class CommandName(StrEnum):
     BATCH_RETRY = "batch-retry"
     BATCH_RESULTS = "batch-results"
     USAGE = "usage"
+    BUDGET_SET = "budget-set"
+    BUDGET_TOP_UP = "budget-top-up"
+    BUDGET_SHOW = "budget-show"

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from schemas.budgets import Budget
 from schemas.context import Allocation, VerifiedContext
 from schemas.enums import CommandName, JobState, Mode
 from schemas.messages import Event, JobError, JobRequest, SlurmContext
@@ -342,6 +343,13 @@ class ControlApplied(Payload):
     policy: str | None = Field(default=None, description="reload-policy: the TOML now in force")
     registered: Allocation | None = Field(
         default=None, description="allocation-started: the allocation as registered"
+    )
+    budget: Budget | None = Field(default=None, description="budget-set: the budget now in force")
+    top_up: Budget | None = Field(
+        default=None, description="budget-top-up: seconds added to the budget's current period"
+    )
+    period_start: AwareDatetime | None = Field(
+        default=None, description="budget-top-up: the period the seconds are for"
     )
 
 

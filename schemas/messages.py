@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from schemas.budgets import BudgetStatus as BudgetStatus  # part of ControlReply
 from schemas.details import BatchDetail as BatchDetail  # part of ControlReply
 from schemas.details import JobDetail as JobDetail  # part of ControlReply
 from schemas.details import StandbyOwner as StandbyOwner  # part of StatusReport
@@ -287,6 +288,7 @@ JOB_COMMANDS = frozenset(
     }
 )  # commands about one job: they need its id
 SESSION_COMMANDS = frozenset({CommandName.SESSION_CLOSE, CommandName.SESSION_CANCEL})
+BUDGET_CHANGES = frozenset({CommandName.BUDGET_SET, CommandName.BUDGET_TOP_UP})
 BATCH_COMMANDS = frozenset(
     {
         CommandName.BATCH_SHOW,
@@ -363,6 +365,12 @@ class ControlCommand(Message):
     by: Literal["account", "user", "class", "day", "allocation"] | None = Field(
         default=None, description="usage: one row per account, user, class, day or allocation"
     )
+    seconds: float | None = Field(
+        default=None, gt=0, description="budget-set: QPU seconds per period; budget-top-up: more"
+    )
+    period: Literal["day", "week", "month"] | None = Field(
+        default=None, description="budget-set: the budget's period (default month)"
+    )
     issued_at: AwareDatetime = Field(default_factory=utc_now)
 
     @model_validator(mode="after")
@@ -377,6 +385,8 @@ class ControlCommand(Message):
             raise ValueError("command 'dead-requeue' needs the dead letter's message_id")
         if self.command is CommandName.UPDATE and self.priority is None and not self.job_class:
             raise ValueError("command 'update' needs a priority or a job_class")
+        if self.command in BUDGET_CHANGES and not (self.account and self.seconds):
+            raise ValueError(f"command {self.command.value!r} needs an account and seconds")
         if self.command in SESSION_COMMANDS and not self.session_id:
             raise ValueError(f"command {self.command.value!r} needs a session_id")
         if self.command is CommandName.ALLOCATION_ENDED and not self.allocation:
@@ -452,6 +462,9 @@ class ControlReply(Message):
     number: int | None = Field(default=None, description="a job command: the job's number")
     batch: BatchDetail | None = None
     usage: UsageReport | None = Field(default=None, description="usage: the ledger's rows")
+    budgets: list[BudgetStatus] | None = Field(
+        default=None, description="budget-*: the budgets that apply (a submitter: their own)"
+    )
     results: list[JobResult] | None = Field(
         default=None, description="batch-results: the final results of the batch's ended jobs"
     )

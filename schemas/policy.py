@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from schemas.budgets import BudgetsPolicy
 from schemas.enums import Mode, Ordering, Placement
 from schemas.errors import PolicyError
 
@@ -273,6 +274,9 @@ class Policy(BaseModel):
     lanes: LanesPolicy = Field(default_factory=LanesPolicy)
     retry: RetryPolicy = Field(
         default_factory=RetryPolicy, description="retry budget for retryable backend failures"
+    )
+    budgets: BudgetsPolicy = Field(
+        default_factory=BudgetsPolicy, description="QPU-time budgets per account (and user)"
     )
 
     @model_validator(mode="after")

@@ -21,6 +21,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from consumers.core import sessions
+from consumers.core.budget_rules import budget_refusal
 from consumers.core.context import Unregistered, mismatch, unregistered_error, verify
 from consumers.core.inputs import Arrival, Readmitted
 from consumers.core.limits import over_limit as _over_limit
@@ -79,6 +80,9 @@ def arrival(state: OwnerState, policy: Policy, given: Arrival, now: datetime) ->
         return _reject(given, unregistered_error(context.allocation, given.waited_s), now)
     if isinstance(context, JobError):
         return _reject(given, context, now)
+    spent = budget_refusal(state, policy, context.account, given.user, now)
+    if spent is not None:
+        return _reject(given, spent, now)
     opening = sessions.arrival(state, policy, job, given.user, context)
     if isinstance(opening, JobError):
         return _reject(given, opening, now)

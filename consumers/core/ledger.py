@@ -13,7 +13,9 @@ Charges land in buckets of `bucket_s` seconds (the owner: hours) keyed by (bucke
 account, user, class), kept for `keep_s` (older ones are dropped as time moves on); the owner
 answers `qsched usage` from them (`report`). All-time totals per account (the Prometheus
 counters) and per allocation are kept apart and never dropped (allocations: the newest
-`REMEMBERED_ALLOCATIONS`). `qsched usage --from-log` folds the whole log with a ledger of
+`REMEMBERED_ALLOCATIONS`). For budgets, the QPU seconds of the current day, week and month are
+kept per account and per account/user (`spent`), reset when a charge falls in a new period.
+`qsched events usage` folds the whole log with a ledger of
 one-second buckets and no horizon, so any period can be asked, exactly.
 """
 
@@ -21,10 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from consumers.core.order import Waiting
+from schemas.budgets import PERIODS
 from schemas.messages import RunInterval
 from schemas.reports import UsageRow
 
@@ -77,6 +80,16 @@ def run_totals(interval: RunInterval, shots: int) -> Totals:
     )
 
 
+def period_start(period: str, at: datetime) -> datetime:
+    """The start of the calendar `period` (day, week from Monday, month; UTC) `at` falls in."""
+    day = at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        return day
+    if period == "week":
+        return day - timedelta(days=day.weekday())
+    return day.replace(day=1)
+
+
 Key = tuple[int, str, str, str]  # (bucket start in epoch seconds, account, user, class)
 
 
@@ -90,6 +103,7 @@ class Ledger:
         self.accounts: dict[str, Totals] = {}
         self.allocations: dict[tuple[str, str, str], Totals] = {}  # (allocation, account, user)
         self._newest = 0  # the newest bucket charged (pruning runs when it moves)
+        self.periods: dict[str, tuple[int, dict[str, float]]] = {}  # period -> (start, spent)
 
     # ---- charging (the fold's handlers only) -------------------------------------------------
 
@@ -107,6 +121,28 @@ class Ledger:
         if bucket > self._newest:
             self._newest = bucket
             self._prune()
+        if totals.qpu_s > 0:
+            self._spend(job, at, totals.qpu_s)
+
+    def _spend(self, job: Waiting, at: datetime, qpu_s: float) -> None:
+        account = job.account or NO_ACCOUNT
+        for period in PERIODS:
+            start = int(period_start(period, at).timestamp())
+            held = self.periods.get(period)
+            if held is not None and held[0] > start:
+                continue  # a run of a period already over: no budget of now is concerned
+            if held is None or held[0] < start:
+                held = self.periods[period] = (start, {})
+            spent = held[1]
+            for key in (account, f"{account}/{job.user}"):
+                spent[key] = spent.get(key, 0.0) + qpu_s
+
+    def spent(self, period: str, key: str, now: datetime) -> float:
+        """QPU seconds `key` (``account`` or ``account/user``) used in `period` so far at `now`."""
+        held = self.periods.get(period)
+        if held is None or held[0] != int(period_start(period, now).timestamp()):
+            return 0.0
+        return held[1].get(key, 0.0)
 
     def _prune(self) -> None:
         if self.keep_s is None:
@@ -183,6 +219,7 @@ class Ledger:
             "buckets": [[*key, _counts(t)] for key, t in self.buckets.items()],
             "accounts": {k: _counts(t) for k, t in self.accounts.items()},
             "allocations": [[*key, _counts(t)] for key, t in self.allocations.items()],
+            "periods": {p: [start, dict(spent)] for p, (start, spent) in self.periods.items()},
         }
 
     @classmethod
@@ -198,6 +235,9 @@ class Ledger:
         ledger.allocations = {
             (alloc, acc, usr): Totals(**counts)
             for alloc, acc, usr, counts in data.get("allocations", [])
+        }
+        ledger.periods = {
+            p: (int(start), dict(spent)) for p, (start, spent) in data.get("periods", {}).items()
         }
         return ledger
 

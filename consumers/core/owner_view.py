@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from consumers.core.order import Waiting
+from schemas.budgets import BudgetStatus
 from schemas.enums import Mode, QPUState
 from schemas.policy import Policy
 
@@ -35,6 +36,7 @@ class OwnerView:
         class_usage: decayed QPU-seconds per class, as of `now`.
         sessions_in_grace: sessions whose next job goes first in its class.
         ended_allocations: Slurm allocations whose epilog has run.
+        budgets: the budgets in force with what is left, by ``account`` or ``account/user``.
     """
 
     qpu_state: QPUState
@@ -47,6 +49,7 @@ class OwnerView:
     class_usage: Mapping[str, float] = field(default_factory=dict)
     sessions_in_grace: frozenset[str] = frozenset()
     ended_allocations: frozenset[str] = frozenset()
+    budgets: Mapping[str, BudgetStatus] = field(default_factory=dict)
 
     @property
     def busy(self) -> bool:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from consumers.core.budget_rules import budget_hold
 from consumers.core.machine import DISPATCHING
 from consumers.core.order import OrderIndex
 from consumers.core.order_key import (
@@ -107,6 +108,9 @@ def job_hold(view: OwnerView, candidate: Candidate, now: datetime) -> str | None
     if candidate.min_epoch is not None and candidate.min_epoch > epoch:
         return f"held: needs calibration epoch {candidate.min_epoch}, the QPU is at {epoch}"
     needs_s = estimated_duration_s(policy, candidate.remaining_shots)
+    over_budget = budget_hold(view.budgets, candidate, needs_s) if view.budgets else None
+    if over_budget is not None:
+        return over_budget
     if candidate.allocation_end is not None:
         left_s = (candidate.allocation_end - now).total_seconds()
         if left_s < needs_s:

@@ -16,7 +16,7 @@ from consumers.core.fairshare import Usage
 from consumers.core.ledger import Ledger
 from consumers.core.order import Waiting
 from consumers.core.state import OwnerState
-from consumers.core.state_data import Batch, Run, Session
+from consumers.core.state_data import Batch, BudgetRecord, Run, Session
 from schemas.context import Allocation
 from schemas.enums import JobState, Mode, QPUState
 
@@ -26,6 +26,7 @@ _LANES = TypeAdapter(dict[str, Run])
 _SESSIONS = TypeAdapter(dict[str, Session])
 _ALLOCATIONS = TypeAdapter(dict[str, Allocation])
 _BATCHES = TypeAdapter(dict[str, Batch])
+_BUDGETS = TypeAdapter(dict[str, BudgetRecord])
 FORMAT = 1
 
 
@@ -60,6 +61,7 @@ def to_data(state: OwnerState) -> dict[str, Any]:
         "user_usage": state.user_usage.to_data(),
         "class_usage": state.class_usage.to_data(),
         "ledger": state.ledger.to_data(),
+        "budgets": _BUDGETS.dump_python(state.budgets, mode="json"),
         "events": state.events,
         "ignored": state.ignored,
         "last_event_id": state.last_event_id,
@@ -101,6 +103,7 @@ def from_data(data: dict[str, Any], half_life_s: float) -> OwnerState:
         user_usage=Usage.from_data(half_life_s, data.get("user_usage", {})),
         class_usage=Usage.from_data(half_life_s, data.get("class_usage", {})),
         ledger=Ledger.from_data(data.get("ledger")),
+        budgets=_BUDGETS.validate_python(data.get("budgets", {})),
         events=int(data.get("events", 0)),
         ignored=int(data.get("ignored", 0)),
         last_event_id=data.get("last_event_id"),

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from consumers.core.budget_fold import budget_changed
 from consumers.core.context import forgettable, registration
 from consumers.core.fairshare import Usage
 from consumers.core.ledger import Totals, run_totals
@@ -450,6 +451,8 @@ def _control(state: OwnerState, event: Event) -> None:
             state.allocations[known.id] = known.model_copy(update={"ended": True})
     elif command is CommandName.RELOAD_POLICY and applied.policy is not None:
         state.policy = applied.policy
+    elif command in (CommandName.BUDGET_SET, CommandName.BUDGET_TOP_UP):
+        budget_changed(state, applied)
 
 
 def _registered(state: OwnerState, allocation: Allocation, at: datetime) -> None:

@@ -20,6 +20,7 @@ from consumers.core.fairshare import Usage
 from consumers.core.ledger import Ledger
 from consumers.core.machine import QPUEvent, transition
 from consumers.core.order import OrderIndex, Waiting
+from schemas.budgets import Budget
 from schemas.context import Allocation
 from schemas.enums import JobState, Mode, QPUState
 from schemas.messages import JobError
@@ -110,6 +111,16 @@ class GraceBounds:
 
 
 @dataclass
+class BudgetRecord:
+    """What operators did to one budget (``account`` or ``account/user``): the budget they set
+    (None: the policy's, if any) and a top-up of the period starting at `top_up_start`."""
+
+    budget: Budget | None = None
+    top_up_s: float = 0.0
+    top_up_start: datetime | None = None
+
+
+@dataclass
 class Batch:
     """A batch: its sequence's digest and declared variables (the sequence itself stays in the
     log, in `batch.created`), whether jobs may still join, and its jobs with their runs and
@@ -150,6 +161,7 @@ class StateData:
         batches: the batches, by batch id (the last `REMEMBERED_BATCHES` created).
         ledger: QPU and emulator time, shots, waits and preemptions per account, user and
             class (`consumers.core.ledger`), charged as runs end.
+        budgets: operators' budgets and top-ups, by ``account`` or ``account/user``.
         ignored: events that could not be applied (stale term, unknown job, illegal move).
         ignored_events: the newest of those, each with why (not in snapshots).
         policy: the policy in force as the log has it (TOML text of the last activation or
@@ -184,6 +196,7 @@ class StateData:
     user_usage: Usage = field(default_factory=Usage)
     class_usage: Usage = field(default_factory=Usage)
     ledger: Ledger = field(default_factory=Ledger)
+    budgets: dict[str, BudgetRecord] = field(default_factory=dict)
     index: OrderIndex = field(default_factory=OrderIndex)
     events: int = 0
     ignored: int = 0

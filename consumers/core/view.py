@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime, timedelta
 
+from consumers.core.budget_rules import statuses
 from consumers.core.order import Waiting
 from consumers.core.order_key import OrderKey, order_key
 from consumers.core.owner_view import Calibration, OwnerView
@@ -49,6 +50,7 @@ def view_of(state: OwnerState, policy: Policy, now: datetime) -> OwnerView:
             now, policy.session_grace_s, GraceBounds.of(policy)
         ),
         ended_allocations=frozenset(state.ended_allocations),
+        budgets=statuses(state, policy, now),
     )
 
 

@@ -33,6 +33,7 @@ from consumers.core.state import REMEMBERED_JOBS
 from schemas.enums import CommandName, ErrorCode
 from schemas.events import FINAL_TOPICS, Topic
 from schemas.messages import ControlReply, Event, JobError, JobProgress, JobResult, Message
+from schemas.reports import SessionSummary
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ class JobAnswers:
         connection: the owner's connection (records are read on a channel of their own).
         stream: the event stream.
         max_bytes: largest record decoded.
+        session_of: the owner's word on a session (a history names the job's session).
     """
 
     def __init__(
@@ -137,7 +139,9 @@ class JobAnswers:
         connection: BlockingConnection,
         stream: str,
         max_bytes: int,
+        session_of: Callable[[str], SessionSummary | None] = lambda _: None,
     ) -> None:
+        self.session_of = session_of
         self.offsets = offsets
         self._results = results
         self._send = send
@@ -176,7 +180,9 @@ class JobAnswers:
         )
         if not events:
             return _gone(job_id, "its events")
-        return {"history": events}
+        session_id = _session_of(events)
+        session = self.session_of(session_id) if session_id else None
+        return {"history": events, "session": session}
 
     def answer_batch(self, reply_to: str | None, reply: ControlReply, job_ids: list[str]) -> None:
         """A `batch-results` reply completed with the results of `job_ids` (memory or log)."""
@@ -249,6 +255,16 @@ class JobAnswers:
                 "read %s's records %d..%d: stopped after %ss", job_id, first, last, READ_TIMEOUT_S
             )
         return found
+
+
+def _session_of(events: list[Event]) -> str | None:
+    """The session a job's acceptance names (None: none)."""
+    for event in events:
+        if event.topic == Topic.JOB_ACCEPTED:
+            job = event.data.get("job")
+            found = job.get("session_id") if isinstance(job, dict) else None
+            return found if isinstance(found, str) and found else None
+    return None
 
 
 def _without_sequence(event: Event) -> Event:

@@ -39,6 +39,7 @@ from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
+from consumers.core.sessions import ENDED_REASONS as SESSION_END_REASONS
 from consumers.core.state import OwnerState
 from consumers.core.view import waiting_by_account
 from consumers.errors import MetricsUnavailable
@@ -58,7 +59,9 @@ log = logging.getLogger(__name__)
 
 WAIT_BUCKETS_S = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 86400)
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+GAP_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 RUN_ENDS = {Topic.JOB_PREEMPTED, Topic.JOB_REQUEUED}
+SESSION_KINDS = ("explicit", "implicit")
 
 
 def waiting_counts(state: OwnerState, policy: Policy) -> tuple[dict[str, int], dict[str, int]]:
@@ -143,7 +146,26 @@ class OwnerMetrics:
             ["job_class"],
             registry=r,
         )
+        self.sessions_opened = Counter(
+            "qsched_sessions_opened",
+            "Sessions opened, by kind (explicit: QRMI acquire, SDK, Pulser open batch; implicit)",
+            ["kind"],
+            registry=r,
+        )
+        self.sessions_ended = Counter(
+            "qsched_sessions_ended",
+            "Sessions ended, by reason (closed, canceled, max_time, idle, allocation_ended)",
+            ["reason"],
+            registry=r,
+        )
+        self.iteration_gap = Histogram(
+            "qsched_session_iteration_gap_seconds",
+            "A session's QPU run ended -> the session's next run started (its iteration gap)",
+            buckets=GAP_BUCKETS_S,
+            registry=r,
+        )
         self._pending: list[tuple[Event, str | None, datetime | None, str | None]] = []
+        self._gaps: list[float] = []
         self._intakes: list[tuple[int, float]] = []
         self._run: tuple[str, datetime] | None = None
         self._busy_closed_s = 0.0
@@ -169,6 +191,10 @@ class OwnerMetrics:
                 self.finished.labels(job_class, state)
             for lane in policy.lanes.names:
                 self.lane_runs.labels(lane, job_class)
+        for kind in SESSION_KINDS:
+            self.sessions_opened.labels(kind)
+        for reason in SESSION_END_REASONS:
+            self.sessions_ended.labels(reason)
 
     # ---- called by the owner's loop -----------------------------------------------------------
 
@@ -184,12 +210,20 @@ class OwnerMetrics:
             if run is not None:  # the wait ends at the job's first start, not at a rerun
                 job_class = run.job.job_class
                 queued_at = run.job.queued_at if not run.job.runs else None
+                if lane is None:
+                    self._session_gap(run.job.session_id, event.at, state)
         elif event.result is not None:
             job_class = event.result.job_class
         elif event.job_id and job_class is None:
             waiting = state.waiting.get(event.job_id)
             job_class = waiting.job_class if waiting is not None else None
         self._pending.append((event, job_class, queued_at, lane))
+
+    def _session_gap(self, session_id: str | None, at: datetime, state: OwnerState) -> None:
+        """A session's job started on the QPU: the time since the session's last run ended."""
+        session = state.sessions.get(session_id or "")
+        if session is not None and session.last_run_ended_at is not None:
+            self._gaps.append(max((at - session.last_run_ended_at).total_seconds(), 0.0))
 
     def intake_done(self, jobs: int, seconds: float) -> None:
         """Note that `jobs` deliveries were taken and acked in `seconds`."""
@@ -202,6 +236,9 @@ class OwnerMetrics:
         now = utc_now()
         for event, job_class, queued_at, lane in pending:
             self._count(event, job_class, queued_at, now, lane)
+        gaps, self._gaps = self._gaps, []
+        for gap_s in gaps:
+            self.iteration_gap.observe(gap_s)
         intakes, self._intakes = self._intakes, []
         for jobs, seconds in intakes:
             for _ in range(jobs):
@@ -234,6 +271,11 @@ class OwnerMetrics:
                 self._run = (event.job_id or "", event.at)
         elif topic == Topic.JOB_PREEMPTED:
             self.preemptions.labels(label).inc()
+        elif topic == Topic.SESSION_OPENED:
+            explicit = event.data.get("explicit", True)
+            self.sessions_opened.labels("explicit" if explicit else "implicit").inc()
+        elif topic == Topic.SESSION_ENDED:
+            self.sessions_ended.labels(str(event.data.get("reason") or "unknown")).inc()
         if event.result is not None:
             self.finished.labels(label, event.result.state.value).inc()
         ends_run = topic in RUN_ENDS or event.result is not None

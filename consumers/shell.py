@@ -44,6 +44,7 @@ from consumers.core.outcomes import (
     StopRun,
 )
 from consumers.core.policy import best_indexed
+from consumers.core.session_view import SessionPhases
 from consumers.core.snapshot import to_data
 from consumers.core.state import OwnerState
 from consumers.core.step import (
@@ -142,6 +143,7 @@ class Shell:
             connection,
             topology.events_stream,
             follower.max_bytes,
+            lambda session: SessionPhases(self.state, self.policy, self.clock()).summary(session),
         )
 
     # ---- the one path --------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """`qsched queue`: the owner's backlog in policy order, in the spirit of Slurm's ``squeue``.
 
 Every waiting job with its position (1 starts next), estimated start (ETA) or the reason it is
-held, and with ``--explain`` the factors of its place in the order (like ``sprio``). Sequences
+held, the session it belongs to and how that session stands (in grace, holding the QPU, idle,
+ended...), and with ``--explain`` the factors of its place in the order (like ``sprio``). Sequences
 are never listed; a submitter who is not an operator sees other users' jobs as ``(hidden)``
 (place, class, shots and ETA, no id, user, account or factors). ``--json`` prints one JSON object per job (JSON lines).
 """
@@ -18,6 +19,7 @@ from brokers.cliparams import JOB_CLASS, JOB_ID
 from producers.budgets import budget_notes
 from producers.cli import _client
 from producers.errors import QschedError, ResultTimeout
+from producers.session_text import phase_text
 from schemas.messages import QueueEntry
 
 console = Console()
@@ -31,6 +33,12 @@ def _eta(entry: QueueEntry) -> str:
     if entry.eta_s is None:
         return "unknown"
     return f"{entry.eta_s:.0f} s"
+
+
+def _session(entry: QueueEntry) -> str:
+    if not entry.session_id:
+        return ""
+    return f"{entry.session_id[:8]} {phase_text(entry.session_phase, entry.session_left_s)}"
 
 
 @click.command("queue")
@@ -71,6 +79,9 @@ def queue(
     table = Table(title=f"{len(entries)} job(s)")
     for column in ("pos", "job", "class", "user", "prio", "shots", "eta / held"):
         table.add_column(column)
+    sessions = any(entry.session_id for entry in entries)
+    if sessions:
+        table.add_column("session", no_wrap=True, overflow="ellipsis")
     if explain:
         table.add_column("factors")
     for entry in entries:
@@ -83,6 +94,8 @@ def queue(
             str(entry.shots),
             _eta(entry),
         ]
+        if sessions:
+            row.append(_session(entry))
         if explain:
             row.append(", ".join(f"{k}={v}" for k, v in entry.factors.items()))
         table.add_row(*row)

@@ -2,7 +2,8 @@
 
 A frame fits the terminal it is drawn on (80x24 and up): every line is cut with an ellipsis at
 the width, never wrapped, and the list of next jobs gets the rows the other parts leave. Below
-the QPU's run, a row per emulator lane shows the job on it (or that it is free).
+the QPU's run, a row per emulator lane shows the job on it (or that it is free); under the
+waiting counts, a line of the open sessions and where each stands (grace, holding the QPU...).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
+from producers.session_text import phase_text
 from schemas.enums import QPUState
 from schemas.messages import Event, QueueEntry, RunningJob, StatusReport
+from schemas.reports import SessionSummary
 
 SHORT_ID = 8
 EVENT_LINES = 5
@@ -180,6 +183,19 @@ def _counts(title: str, counts: dict[str, int], blank: str) -> Text:
     return _line(line)
 
 
+def _sessions(sessions: list[SessionSummary]) -> Text:
+    """The open sessions on one line: id, user, phase (grace, holding the QPU...), queued."""
+    line = Text()
+    line.append(f"{'sessions':<9}", style="bold")
+    shown = []
+    for session in sessions:
+        waiting = f" {session.waiting} queued" if session.waiting else ""
+        phase = phase_text(session.phase, session.left_s, session.ended_reason)
+        shown.append(f"{session.session_id[:SHORT_ID]} {session.user or '?'} {phase}{waiting}")
+    line.append("  ".join(shown))
+    return _line(line)
+
+
 def _event(event: Event) -> Text:
     line = Text(f"{event.at:%H:%M:%S} ", style="dim")
     line.append(f"{event.topic:<17}", style="bold")
@@ -203,7 +219,8 @@ def render(frame: Frame, width: int, height: int) -> RenderableType:
     parts.extend(_lanes(status, frame.at, width))
     # below: a rule and the queue's header, a rule and two lines of counts, and the last line
     # stays free (nothing scrolls); the events get what is left above MIN_ROWS jobs, up to 5
-    room = height - (len(parts) + 2 + 3 + 1)
+    sessions = 1 if status.sessions else 0  # a line of open sessions under the counts
+    room = height - (len(parts) + 2 + 3 + sessions + 1)
     event_lines = min(EVENT_LINES, room - MIN_ROWS - 1) if frame.events or frame.events_note else 0
     event_lines = max(event_lines, 0)
     rows = max(room - (event_lines + 1 if event_lines else 0), 1)
@@ -212,6 +229,8 @@ def render(frame: Frame, width: int, height: int) -> RenderableType:
     parts.append(Rule("waiting", align="left", style="dim"))
     parts.append(_counts("classes", status.queue_depth, "-"))
     parts.append(_counts("accounts", status.waiting_by_account, "(none)"))
+    if sessions:
+        parts.append(_sessions(status.sessions))
     if event_lines:
         parts.append(Rule("last events", align="left", style="dim"))
         shown = event_lines

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from producers.session_text import summary_text
 from schemas.enums import QPUState
 from schemas.messages import JobResult, StatusReport
 
@@ -84,13 +85,8 @@ def print_status(status: StatusReport, console: Console) -> None:
         for job_id, reason in list(status.held_reasons.items())[:SHOWN_HELD]:
             _line(console, f"  {short(job_id)}  {reason.removeprefix('held: ')}")
     for session in status.sessions[:SHOWN_HELD]:
-        exclusive = f", holds the QPU {session.exclusive_s:g} s" if session.exclusive_s else ""
-        _line(
-            console,
-            f"session {short(session.session_id)}  user {session.user or '?'}  "
-            f"allocation {session.allocation or '-'}  {session.runs} runs, "
-            f"{session.qpu_s:.1f} QPU s since {session.opened_at:%H:%M:%S}{exclusive}",
-        )
+        ends = f", ends {session.ends_at:%H:%M:%S}" if session.ends_at else ""
+        _line(console, f"{summary_text(session)} since {session.opened_at:%H:%M:%S}{ends}")
     if status.last_decision:
         _line(console, f"last decision: {status.last_decision}")
     _line(console, f"owner {status.owner_id}")

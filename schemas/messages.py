@@ -32,6 +32,7 @@ from schemas.details import StandbyOwner as StandbyOwner  # part of StatusReport
 from schemas.enums import CommandName, ErrorCode, JobState, Mode, QPUState
 from schemas.reports import QueueEntry as QueueEntry  # part of ControlReply and JobPosition
 from schemas.reports import RunningJob as RunningJob  # part of StatusReport
+from schemas.reports import SessionSummary as SessionSummary  # part of ControlReply
 from schemas.reports import StatusReport as StatusReport  # part of ControlReply
 from schemas.reports import UsageReport as UsageReport  # part of ControlReply
 
@@ -454,6 +455,9 @@ class ControlReply(Message):
     ignored: dict[str, str] | None = Field(
         default=None,
         description="history: the events of the job the owner's state ignored (event id -> why)",
+    )
+    session: SessionSummary | None = Field(
+        default=None, description="history: the session the job was in, as the owner knows it"
     )
     job: JobDetail | None = None
     jobs: list[JobSummary] | None = Field(

@@ -6,6 +6,7 @@ about the wire messages themselves.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -28,8 +29,25 @@ class RunningJob(BaseModel):
     epoch: int | None = Field(default=None, description="calibration epoch this run is under")
 
 
+class SessionPhase(StrEnum):
+    """Where a session stands (`consumers.core.session_view` says which holds when)."""
+
+    HOLDING = "holding"  # the QPU waits for its next job (its class's exclusivity)
+    GRACE = "grace"  # its next job goes first in its class
+    RUNNING = "running"
+    QUEUED = "queued"
+    IDLE = "idle"
+    ENDED = "ended"
+
+
 class SessionSummary(BaseModel):
-    """One open session as `qsched status` shows it."""
+    """One session as `qsched status`, `queue`, `top` and `history` show it.
+
+    Attributes:
+        left_s: seconds left of its hold (HOLDING), grace (GRACE) or idle timeout (IDLE).
+        waiting: its jobs waiting in the backlog.
+        ends_at: when its maximum time runs out.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -41,6 +59,13 @@ class SessionSummary(BaseModel):
     qpu_s: float = 0.0
     exclusive_s: float | None = None
     explicit: bool = True
+    phase: SessionPhase = SessionPhase.IDLE
+    left_s: float | None = None
+    waiting: int = 0
+    job_class: str | None = None
+    ends_at: AwareDatetime | None = None
+    ended_at: AwareDatetime | None = None
+    ended_reason: str | None = None
 
 
 class StatusReport(BaseModel):
@@ -99,6 +124,11 @@ class QueueEntry(BaseModel):
     held: str | None = None
     state: JobState = JobState.QUEUED
     factors: dict[str, Any] = Field(default_factory=dict)
+    session_id: str | None = Field(default=None, description="the session the job is in")
+    session_phase: SessionPhase | None = None
+    session_left_s: float | None = Field(
+        default=None, description="seconds left of its session's hold, grace or idle timeout"
+    )
 
 
 class UsageRow(BaseModel):

@@ -40,6 +40,7 @@ from consumers.core.outcomes import (
     stopping_event,
 )
 from consumers.core.privacy import private_entry, private_status
+from consumers.core.session_view import SessionPhases
 from consumers.core.state import HOLD_COMMANDS, OwnerState
 from consumers.core.view import queue_entries, running_entry, status_of
 from consumers.errors import IllegalTransition
@@ -102,7 +103,7 @@ def _queue(state: OwnerState, policy: Policy, given: Command, now: datetime) -> 
     entries = queue_entries(
         state, policy, now, user=command.user, job_class=command.job_class, job_id=command.job_id
     )
-    running = running_entry(state, now)
+    running = running_entry(state, now, SessionPhases(state, policy, now))
     if running is not None and (command.job_id in (None, running.job_id)):
         entries.insert(0, running)
     if command.job_id is not None and not entries:

@@ -19,7 +19,16 @@ def private_entry(entry: QueueEntry, user: str | None) -> QueueEntry:
     if user is not None and entry.user == user:
         return entry
     return entry.model_copy(
-        update={"job_id": HIDDEN, "user": HIDDEN, "account": None, "priority": 0, "factors": {}}
+        update={
+            "job_id": HIDDEN,
+            "user": HIDDEN,
+            "account": None,
+            "priority": 0,
+            "factors": {},
+            "session_id": None,
+            "session_phase": None,
+            "session_left_s": None,
+        }
     )
 
 

@@ -35,9 +35,13 @@ def session_run_ended(state: StateData, job: Waiting, qpu_s: float, at: datetime
 
 def belongs(session: Session, user: str, allocation: str | None) -> bool:
     """Whether a job of `user` from `allocation` is one of `session`'s: the session's user's,
-    and from its allocation when it has one. Another's job naming it is not (no grace, not
-    canceled with it, not keeping it open)."""
-    return session.user == user and (session.allocation is None or session.allocation == allocation)
+    and from its allocation when both name one. Another's job naming it is not (no grace, not
+    canceled with it, not keeping it open), nor its user's job from another allocation; a job
+    that claims no allocation (the QRMI gateway's: QRMI names the session, whose allocation
+    the session holds) is its user's session's."""
+    return session.user == user and (
+        session.allocation is None or allocation is None or session.allocation == allocation
+    )
 
 
 def session_opened(state: StateData, event: Event) -> None:

@@ -48,6 +48,7 @@ CLOSED, CANCELED, MAX_TIME, IDLE, ALLOCATION_ENDED = (
     "idle",
     "allocation_ended",
 )
+ENDED_REASONS = (CLOSED, CANCELED, MAX_TIME, IDLE, ALLOCATION_ENDED)
 
 
 def limits(policy: Policy, max_time_s: float | None, idle_s: float | None) -> tuple[float, float]:

@@ -15,15 +15,14 @@ from consumers.core.order import Waiting
 from consumers.core.order_key import OrderKey, order_key
 from consumers.core.owner_view import Calibration, OwnerView
 from consumers.core.policy import decide_indexed, estimated_duration_s, hold_reason
+from consumers.core.session_view import SessionPhases, open_sessions
 from consumers.core.state import OwnerState
 from consumers.core.state_data import GraceBounds, Run
 from schemas.enums import JobState, QPUState
 from schemas.messages import QueueEntry, RunningJob, StatusReport
 from schemas.policy import Policy
-from schemas.reports import SessionSummary
 
 ETA_STATES = (QPUState.IDLE, QPUState.RUNNING, QPUState.PREEMPTING)
-MAX_SESSIONS_SHOWN = 200
 
 
 def calibration_of(state: OwnerState, policy: Policy) -> Calibration:
@@ -85,6 +84,7 @@ def queue_entries(
     ahead_s = running_left_s(state, policy, now)
     startable: list[QueueEntry] = []
     held: list[QueueEntry] = []
+    phases = SessionPhases(state, policy, now)
     position = 0
     for job in ordered:
         reason = hold_reason(view, job, now)
@@ -98,10 +98,10 @@ def queue_entries(
             position += 1
             if keep:
                 eta_s = ahead_s if eta_known else None
-                startable.append(_entry(job, keys[job.job_id], position, eta_s))
+                startable.append(_entry(job, keys[job.job_id], position, eta_s, phases))
             ahead_s += estimated_duration_s(policy, job.remaining_shots)
         elif keep:
-            held.append(_entry(job, keys[job.job_id], None, None, reason))
+            held.append(_entry(job, keys[job.job_id], None, None, phases, reason))
     return startable + held
 
 
@@ -110,11 +110,13 @@ def _entry(
     key: OrderKey | None,
     position: int | None,
     eta_s: float | None,
+    phases: SessionPhases | None,
     held: str | None = None,
     state: JobState = JobState.QUEUED,
 ) -> QueueEntry:
     """One job as `qsched queue` shows it: its order key's factors (`key` None: none, e.g. the
-    running job)."""
+    running job) and where its session stands (`phases`)."""
+    session = phases.summary(job.session_id) if phases and job.session_id else None
     return QueueEntry(
         job_id=job.job_id,
         job_class=job.job_class,
@@ -128,20 +130,26 @@ def _entry(
         held=held,
         state=state,
         factors=key.factors() if key is not None else {},
+        session_id=job.session_id,
+        session_phase=session.phase if session is not None else None,
+        session_left_s=session.left_s if session is not None else None,
     )
 
 
-def running_entry(state: OwnerState, now: datetime) -> QueueEntry | None:
+def running_entry(
+    state: OwnerState, now: datetime, phases: SessionPhases | None = None
+) -> QueueEntry | None:
     """The running job as a queue entry (position 0, state RUNNING)."""
     run = state.running
     if run is None:
         return None
-    return run_entry(run, now)
+    return run_entry(run, now, phases)
 
 
-def run_entry(run: Run, now: datetime) -> QueueEntry:
-    """A run, on the QPU or an emulator lane, as a queue entry (position 0, state RUNNING)."""
-    return _entry(run.job, None, 0, 0.0, state=JobState.RUNNING)
+def run_entry(run: Run, now: datetime, phases: SessionPhases | None = None) -> QueueEntry:
+    """A run, on the QPU or an emulator lane, as a queue entry (position 0, state RUNNING),
+    with its session's phase when `phases` is given."""
+    return _entry(run.job, None, 0, 0.0, phases, state=JobState.RUNNING)
 
 
 def status_of(
@@ -180,20 +188,7 @@ def status_of(
         calibration_valid_until=view.calibration.valid_until,
         waiting_by_account=waiting_by_account(state),
         lanes=lanes,
-        sessions=[
-            SessionSummary(
-                session_id=s.session_id,
-                user=s.user,
-                allocation=s.allocation,
-                opened_at=s.opened_at,
-                runs=s.runs,
-                qpu_s=round(s.qpu_s, 3),
-                exclusive_s=s.exclusive_s,
-                explicit=s.explicit,
-            )
-            for s in state.sessions.values()
-            if s.is_open
-        ][:MAX_SESSIONS_SHOWN],
+        sessions=open_sessions(state, policy, now),
     )
 
 

@@ -27,6 +27,7 @@ from consumers.eventlog.filters import EventFilter
 from consumers.eventlog.model import event_record, job_histories, summary
 from consumers.eventlog.reader import LogRecord, fetch_end_offset, parse_bound, read_log
 from consumers.eventlog.replay import render, replay
+from consumers.eventlog.sessions import summary_entries, with_session
 from consumers.eventlog.shapes import JobHistory
 from consumers.eventlog.source import log_records
 from consumers.eventlog.usage import usage_from_log
@@ -287,7 +288,11 @@ def _ask_owner(settings: Settings, job: str, timeout_s: float) -> JobHistory | s
     found = job_histories(events, events[0].job_id or job, reply.ignored) if events else {}
     if len(found) != 1:
         return f"the owner sent no events of job {job}"
-    return next(iter(found.values()))
+    only = next(iter(found.values()))
+    if reply.session is not None:  # the session's events lie outside the job's stretch
+        only.session_id = reply.session.session_id
+        with_session(only, summary_entries(reply.session))
+    return only
 
 
 def _history_from_log(settings: Settings, job: str, from_: str | None) -> JobHistory:
@@ -332,6 +337,7 @@ def history_record(job: JobHistory) -> dict[str, Any]:
         "user": job.user,
         "final_state": job.final_state,
         "trace_id": job.trace_id,
+        "session_id": job.session_id,
         "waited_s": job.waited_s(),
         "total_s": job.total_s(),
         "events": entries,
@@ -345,6 +351,8 @@ def print_history(job: JobHistory, out: TextIO) -> None:
         f"final {job.final_state or '(not yet)'}\n"
         f"trace {job.trace_id or '(not recorded in the log)'}\n"
     )
+    if job.session_id:
+        out.write(f"session {job.session_id}\n")
     previous = None
     for entry in job.entries:
         delta = f"+{(entry.at - previous).total_seconds():.3f}s" if previous else ""

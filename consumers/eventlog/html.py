@@ -1,7 +1,7 @@
 """Export a `Timeline` to one self-contained HTML page: inline CSS and SVG, no script, no network.
 
 Swimlanes: the QPU (every run), one per emulator lane, one lane per kind of period (calibration, pause, drain,
-maintenance, down), then one lane per job class and one per user. Bars are coloured by the run's final state and carry
+maintenance, down), one per session (its span as a band: `consumers.eventlog.html_sessions`), then one lane per job class and one per user. Bars are coloured by the run's final state and carry
 a ``<title>`` (the browser's hover tip) with the job's details. The chart is wide enough to give
 each run a few pixels and scrolls sideways, so a day with thousands of jobs stays readable; lane
 labels stay in a column of their own.
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from html import escape
 
+from consumers.eventlog.html_sessions import session_css, session_lanes
 from consumers.eventlog.shapes import Period, Run, Timeline
 
 STATE_COLOURS = {
@@ -60,6 +61,7 @@ def render_html(timeline: Timeline, title: str = "qsched QPU timeline") -> str:
         spells = [p for p in periods if p.kind == kind]
         if spells:
             lanes.append((kind, "period", [_period(p, x) for p in spells]))
+    lanes += session_lanes(timeline.sessions, x, LANE_H, BAR_H)
     for job_class in sorted({r.job_class for r in runs}):
         mine = [r for r in runs if r.job_class == job_class]
         lanes.append((f"class {job_class}", "class", [_bar(r, x, "class") for r in mine]))
@@ -196,6 +198,7 @@ def _css() -> str:
         ".bar:hover,.period:hover{stroke:#000;stroke-width:1}"
         ".key{margin-right:12px;white-space:nowrap}.key i{display:inline-block;width:10px;height:10px;margin-right:4px}"
         + fills
+        + session_css()
     )
 
 

@@ -13,7 +13,8 @@ died (or `qsched requeue` sent it back; the event's reason says which); ``job.re
 as ERROR (the run failed, the job waits for another run). Arrivals (``job.accepted``; ``job.queued`` in logs of the owner before the event-sourced
 one) put a job in its class's waiting set; a start or a final event takes it out, a preemption or
 requeue puts it back. Operator and QPU events open and close periods (calibration, pause, drain,
-maintenance, down). A start that names an emulator lane opens a lane run instead, closed the same
+maintenance, down); ``session.opened`` and ``session.ended`` open and close a session's span
+(`consumers.eventlog.sessions`). A start that names an emulator lane opens a lane run instead, closed the same
 ways, kept apart from the QPU's runs (`Timeline.lane_runs`). Events of a stale term (an owner that lost the lease and wrote on) are
 skipped, as the owner's own `apply` does. Pure: events in, values out.
 """
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from consumers.eventlog.sessions import SessionLog, ended_summary, opened_summary
 from consumers.eventlog.shapes import (
     HistoryEntry,
     JobHistory,
@@ -133,6 +135,10 @@ def summary(event: Event) -> str:
         parts.append(f"mode {data['mode']}")
     elif event.topic == Topic.JOB_HELD.value and "by" in data:
         parts.append(f"{'operator' if data.get('operator') else 'user'} hold by {data['by']}")
+    elif event.topic == Topic.SESSION_OPENED.value:
+        parts.append(opened_summary(event))
+    elif event.topic == Topic.SESSION_ENDED.value:
+        parts.append(ended_summary(event))
     elif event.topic == Topic.JOB_UPDATED.value:
         changed = [f"{k} {data[k]}" for k in ("priority", "job_class") if data.get(k) is not None]
         parts.append(", ".join(changed).replace("job_class", "class"))
@@ -172,11 +178,15 @@ def job_histories(
     """
     ignored = ignored or {}
     found: dict[str, JobHistory] = {}
+    sessions = SessionLog()
     for event in events:
+        sessions.see(event)
         if event.job_id is None or not event.job_id.startswith(job_prefix):
             continue
         history = found.setdefault(event.job_id, JobHistory(event.job_id))
         history.job_class = history.job_class or event.job_class
+        if event.topic in ARRIVAL_TOPICS:
+            history.session_id = history.session_id or _job_field(event, "session_id")
         if event.topic in ARRIVAL_TOPICS or event.topic == START_TOPIC:
             history.user = history.user or event.user
         history.trace_id = history.trace_id or trace_id_of(event)
@@ -192,6 +202,8 @@ def job_histories(
                 event.at, event.topic, summary(event), event.reason, ignored.get(event.event_id)
             )
         )
+    for history in found.values():
+        sessions.add_to(history)  # its session's opening and end, in time order
     return found
 
 
@@ -214,6 +226,7 @@ class _Folder:
         self.waiting: dict[str, set[str]] = {}
         self.epoch = 0
         self.term = 0
+        self.sessions = SessionLog()
 
     def fold(self, events: Iterable[Event]) -> Timeline:
         timeline = self.timeline
@@ -232,6 +245,7 @@ class _Folder:
             if end is not None:
                 period.ended_at, period.open = end, True
             timeline.periods.append(period)
+        timeline.sessions = self.sessions.finish(end)
         timeline.runs.sort(key=lambda r: r.started_at)
         timeline.lane_runs.sort(key=lambda r: r.started_at)
         timeline.periods.sort(key=lambda p: p.started_at)
@@ -278,6 +292,7 @@ class _Folder:
             self._set_waiting(event.at, job_class, job_id, False)
         elif topic == Topic.CALIBRATION_COMPLETE.value:
             self.epoch = int(event.data.get("epoch", self.epoch))
+        self.sessions.see(event)
         self._periods(event)
 
     def _start(self, event: Event, job_id: str) -> None:

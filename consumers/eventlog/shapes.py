@@ -1,5 +1,5 @@
 """The neutral shapes the event log is folded into (by `consumers.eventlog.model`) and the
-exports draw: runs on the QPU, periods, waiting counts, job histories. Nothing here knows a topic.
+exports draw: runs on the QPU, periods, sessions, waiting counts, job histories. Nothing here knows a topic.
 """
 
 from __future__ import annotations
@@ -50,6 +50,20 @@ class WaitingSample:
     by_class: dict[str, int]
 
 
+@dataclass
+class SessionSpan:
+    """One session in the log from its opening to its end (`open`: the log ends first)."""
+
+    session_id: str
+    user: str | None
+    allocation: str | None
+    explicit: bool
+    started_at: datetime
+    ended_at: datetime
+    reason: str | None = None
+    open: bool = True
+
+
 @dataclass(frozen=True)
 class HistoryEntry:
     """One event of one job, as `qsched history` shows it."""
@@ -69,6 +83,7 @@ class JobHistory:
     job_class: str | None = None
     user: str | None = None
     trace_id: str | None = None
+    session_id: str | None = None
     final_state: str | None = None
     arrived_at: datetime | None = None
     first_started_at: datetime | None = None
@@ -95,6 +110,7 @@ class Timeline:
     runs: list[Run] = field(default_factory=list)
     lane_runs: list[Run] = field(default_factory=list)  # on emulator lanes, never the QPU's
     periods: list[Period] = field(default_factory=list)
+    sessions: list[SessionSpan] = field(default_factory=list)
     waiting: list[WaitingSample] = field(default_factory=list)
     first_at: datetime | None = None
     last_at: datetime | None = None

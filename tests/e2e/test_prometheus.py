@@ -145,7 +145,8 @@ def test_every_dashboard_expression_returns_data_from_a_real_prometheus(
 
 
 def _workload(client: QPUClient) -> None:
-    """A preemption, a lane run, a canceled job, a calibration, and jobs that queued."""
+    """A preemption, a lane run, a canceled job, a calibration, jobs that queued, and a session
+    of two iterations."""
     dev = client.submit(SEQ, 2000, job_class="development", require_qpu=True)  # ~5 s
     wait_running(client, dev.job_id)
     lane = client.submit(SEQ, 10, job_class="development")  # the QPU is busy: a lane
@@ -161,6 +162,11 @@ def _workload(client: QPUClient) -> None:
     assert client.control(CommandName.CALIBRATION_COMPLETE).ok
     tail = [client.submit(SEQ, 20, job_class="production") for _ in range(2)]
     assert all(h.result(timeout=120).state is JobState.DONE for h in tail)
+    session = client.open_session(job_class="production")  # two iterations: one gap
+    for _ in range(2):
+        loop = client.submit(SEQ, 20, job_class="production", session_id=session)
+        assert loop.result(timeout=120).state is JobState.DONE
+    client.close_session(session)
 
 
 def _evaluate(prometheus: Prometheus, namespace: str) -> list[tuple[str, str, bool]]:

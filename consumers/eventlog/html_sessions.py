@@ -1,0 +1,74 @@
+"""Sessions on the HTML timeline (`consumers.eventlog.html`): one lane per session, its span from
+opening to end drawn as a translucent band labelled with its id and user, and a hover tip with
+its allocation and why it ended. Past `SESSION_LANES` sessions, the rest share one lane.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from html import escape
+
+from consumers.eventlog.shapes import SessionSpan
+
+SESSION_COLOUR = "#3949ab"
+SESSION_LANES = 12
+LABEL_MIN_PX = 40  # a band narrower than this carries no label (its tip still says it)
+
+Lane = tuple[str, str, list[str]]  # (name, kind, svg shapes), as `render_html` draws lanes
+
+
+def session_lanes(
+    sessions: list[SessionSpan], x: Callable[[datetime], float], lane_h: int, band_h: int
+) -> list[Lane]:
+    """The session lanes, in opening order."""
+    shown = sessions if len(sessions) <= SESSION_LANES else sessions[: SESSION_LANES - 1]
+    lanes: list[Lane] = [
+        (f"session {s.session_id[:8]} {s.user or '?'}", "session", [_band(s, x, lane_h, band_h)])
+        for s in shown
+    ]
+    rest = sessions[len(shown) :]
+    if rest:
+        bands = [_band(s, x, lane_h, band_h) for s in rest]
+        lanes.append((f"{len(rest)} more sessions", "session", bands))
+    return lanes
+
+
+def _band(span: SessionSpan, x: Callable[[datetime], float], lane_h: int, band_h: int) -> str:
+    left = x(span.started_at)
+    w = max(x(span.ended_at) - left, 1.0)
+    how = "explicit" if span.explicit else "opened by its first job"
+    end = "still open when the log ends" if span.open else f"ended: {span.reason or '?'}"
+    tip = "\n".join(
+        line
+        for line in (
+            f"session {span.session_id} ({how})",
+            f"user {span.user or '?'}",
+            f"allocation {span.allocation}" if span.allocation else "",
+            f"{span.started_at.isoformat()} → {span.ended_at.isoformat()}",
+            end,
+        )
+        if line
+    )
+    y = (lane_h - band_h) / 2
+    label = (
+        f'<text class="session-label" x="{left + 3:.2f}" y="{y + band_h - 4}">'
+        f"{escape(span.session_id[:8])} {escape(span.user or '')}</text>"
+        if w >= LABEL_MIN_PX
+        else ""
+    )
+    state = "open" if span.open else "ended"
+    return (
+        f'<g class="session session-{state}" data-session="{escape(span.session_id)}">'
+        f'<rect class="session-band" x="{left:.2f}" y="{y}" width="{w:.2f}" height="{band_h}">'
+        f"<title>{escape(tip)}</title></rect>{label}</g>"
+    )
+
+
+def session_css() -> str:
+    """The bands' style: translucent, so a run under the same time reads through."""
+    return (
+        f".session-band{{fill:{SESSION_COLOUR};fill-opacity:.35;stroke:{SESSION_COLOUR}}}"
+        ".session-open .session-band{stroke-dasharray:4 2}"
+        ".session-label{font-size:10px;fill:#1a237e;pointer-events:none}"
+    )

@@ -1,0 +1,73 @@
+"""A QRMI session's jobs are the session's: a job sent through the gateway into a session of an
+allocation shows in `queue` with that session and its phase, and no ``job.context_mismatch``
+is logged for it (issue 20, item 3: sessions visible in `queue`; before, the gateway's jobs,
+which claim no allocation of their own, were taken as strangers to their own session)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas.events import Topic
+from schemas.policy import load_policy
+from schemas.reports import SessionPhase
+from tests.gateway import FakeMunge, InProcessGateway, request
+from tests.hostile import confirmed_channel, log_events
+from tests.owners import wait_running
+from tests.sequences import analog_sequence
+
+pytestmark = pytest.mark.integration
+
+ALICE = 1001
+POLICY = 'gateway_users = ["guest"]\noperators = ["guest"]\n'
+
+
+@pytest.fixture
+def gateway(owners: Any, tmp_path: Path) -> Iterator[tuple[InProcessGateway, FakeMunge, Any]]:
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text(POLICY)
+    owners.start("--backend", "synthetic", "--shot-rate", "100", "--policy", str(policy_file))
+    munge = FakeMunge()
+    served = InProcessGateway(
+        owners.broker.settings, load_policy(policy_file), {ALICE: "alice"}, munge
+    )
+    served.start()
+    yield served, munge, owners
+    served.stop()
+
+
+def test_a_gateway_job_is_in_its_session_in_queue_and_no_mismatch_is_logged(gateway: Any) -> None:
+    """Given alice's QRMI session of allocation 42 and a job running ahead, when she submits
+    through the gateway, then `queue` lists her job in her session (phase queued) and the log
+    has no context mismatch for it."""
+    served, munge, owners = gateway
+    client = owners.client(validate_locally=False)
+    blocker = client.submit(analog_sequence(2), 2000, job_class="production")  # canceled below
+    wait_running(client, blocker.job_id)
+
+    def call(method: str, path: str, **kw: Any) -> tuple[int, Any]:
+        headers = {"X-Munge-Cred": munge.credential(ALICE)} | kw.pop("headers", {})
+        return request(served.port, method, path, headers=headers, **kw)
+
+    status, session = call("POST", "/sessions", body={"user_id": str(ALICE), "slurm_job_id": "42"})
+    assert status == 200, session
+    status, created = call(
+        "POST",
+        "/jobs",
+        body={"sequence": analog_sequence(), "shots": 5},
+        headers={"X-Warden-Session": session["id"]},
+    )
+    assert status == 200, created
+    (entry,) = [e for e in client.queue() if e.user == "alice"]
+    assert entry.session_id == session["id"] and entry.session_phase is SessionPhase.QUEUED
+    blocker.cancel()
+    topology = owners.broker.topology
+    mismatches = [
+        e
+        for e in log_events(confirmed_channel(owners.broker.url), topology)
+        if e.topic == Topic.JOB_CONTEXT_MISMATCH
+    ]
+    assert mismatches == []

@@ -16,6 +16,7 @@ from bench import (
     preempt,
     profile,
     qrmi,
+    queries,
     results,
     session,
     submit,
@@ -36,6 +37,7 @@ BENCHMARKS = {
     "profile": profile.main,
     "qrmi": qrmi.main,
     "session": session.main,
+    "queries": queries.main,
 }
 # `auth` needs root and MUNGE (infra/slurm/deps.sh): run it by name, `python -m bench auth`.
 # `qrmi` needs root and MUNGE too (the qrmi client's credentials): `python -m bench qrmi`.
@@ -50,6 +52,7 @@ DEFAULT = (
     "lanes",
     "results",
     "epilog",
+    "queries",
 )
 SAMPLED = ("dispatch", "submit", "preempt", "metrics")  # these take --samples
 JSON = ("dispatch", "submit", "preempt", "profile", "export")  # these print a --json line

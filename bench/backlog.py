@@ -15,6 +15,7 @@ import gc
 import json
 import random
 import statistics
+import tempfile
 import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta
@@ -133,7 +134,11 @@ def intake(jobs: int) -> dict[str, float]:
     from tests.sequences import analog_sequence
 
     sequence = analog_sequence(2)
-    with bench_namespace() as settings, owner_process(settings, "--backend", "synthetic"):
+    policy = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)  # noqa: SIM115
+    policy.write(f"max_waiting_per_user = {max(jobs, 1)}\nmax_waiting_total = {max(jobs, 1)}\n")
+    policy.close()  # one user's whole flood is the point here: lift the default limits
+    args = ("--backend", "synthetic", "--policy", policy.name)
+    with bench_namespace() as settings, owner_process(settings, *args):
         client = QPUClient(settings=settings)
         client.control(CommandName.STATUS, timeout=60)
         assert client.control(CommandName.PAUSE).ok  # accept everything, start nothing

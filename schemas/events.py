@@ -243,6 +243,10 @@ class JobStarted(Payload):
     shots: int = Field(ge=0, description="shots this run takes (the job's remaining shots)")
     lane: str | None = Field(default=None, description="the emulator lane (None: the QPU)")
     specs: str | None = Field(default=None, description="digest of a lane's device specs")
+    in_grace: bool = Field(
+        default=False,
+        description="the job's session was in its grace window: the session's turn goes on",
+    )
 
 
 class JobProgress(Payload):

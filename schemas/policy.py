@@ -20,6 +20,10 @@ from schemas.enums import Mode, Ordering, Placement
 from schemas.errors import PolicyError
 
 ALL_MODES = (Mode.PRODUCTION, Mode.DEVELOPMENT, Mode.MAINTENANCE)
+# Backlog limits by default: one user's flood cannot fill the owner's memory, and `status` and
+# `queue` stay fast at the total (bench queries).
+DEFAULT_MAX_WAITING_PER_USER = 2_000
+DEFAULT_MAX_WAITING_TOTAL = 100_000
 
 
 class JobClassPolicy(BaseModel):
@@ -264,10 +268,14 @@ class Policy(BaseModel):
         "used this many QPU seconds (None: no bound)",
     )
     max_waiting_per_user: int | None = Field(
-        default=None, gt=0, description="backlog limit: waiting jobs of one user"
+        default=DEFAULT_MAX_WAITING_PER_USER,
+        gt=0,
+        description="backlog limit: waiting jobs of one user (None: no limit)",
     )
     max_waiting_total: int | None = Field(
-        default=None, gt=0, description="backlog limit: waiting jobs in all"
+        default=DEFAULT_MAX_WAITING_TOTAL,
+        gt=0,
+        description="backlog limit: waiting jobs in all (None: no limit)",
     )
     sessions: SessionsPolicy = Field(default_factory=SessionsPolicy)
     plugins: PluginsPolicy = Field(default_factory=PluginsPolicy)

@@ -101,7 +101,13 @@ def _status(state: OwnerState, policy: Policy, given: Command, now: datetime) ->
 def _queue(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
     command = given.command
     entries = queue_entries(
-        state, policy, now, user=command.user, job_class=command.job_class, job_id=command.job_id
+        state,
+        policy,
+        now,
+        user=command.user,
+        job_class=command.job_class,
+        job_id=command.job_id,
+        limit=command.limit,
     )
     running = running_entry(state, now, SessionPhases(state, policy, now))
     if running is not None and (command.job_id in (None, running.job_id)):

@@ -88,6 +88,17 @@ class Waiting:
         return (self.site_term, self.priority)
 
     @property
+    def has_hold_facts(self) -> bool:
+        """Whether the job carries a reason of its own to wait that no time passing lifts by
+        itself (a hold, an admission plugin's hold, a retry wait, a calibration epoch)."""
+        return (
+            self.held_by is not None
+            or self.admission_hold is not None
+            or self.not_before is not None
+            or self.min_epoch is not None
+        )
+
+    @property
     def first_started_at(self) -> datetime | None:
         """When the job first started (None: it has not run yet)."""
         return self.runs[0].started_at if self.runs else None
@@ -149,7 +160,8 @@ Lane = Any  # SortedList of (queued_at, job_id, Waiting); sortedcontainers ships
 
 @dataclass
 class OrderIndex:
-    """Waiting jobs in lanes (class -> user -> (site term, priority)), by session, and counted."""
+    """Waiting jobs in lanes (class -> user -> (site term, priority)), by session, counted, and
+    those with hold facts of their own (`Waiting.has_hold_facts`: what `status` looks through)."""
 
     lanes: dict[str, dict[str, dict[tuple[float, int], Lane]]] = field(default_factory=dict)
     sessions: dict[str, set[str]] = field(default_factory=dict)
@@ -157,6 +169,7 @@ class OrderIndex:
     per_class: Counter[str] = field(default_factory=Counter)
     per_user: Counter[str] = field(default_factory=Counter)
     jobs: dict[str, Waiting] = field(default_factory=dict)
+    flagged: dict[str, None] = field(default_factory=dict)  # jobs with hold facts, in order
 
     def add(self, job: Waiting) -> None:
         """Index a job that starts waiting."""
@@ -170,6 +183,8 @@ class OrderIndex:
         self.per_class[job.job_class] += 1
         self.per_user[job.user] += 1
         self.jobs[job.job_id] = job
+        if job.has_hold_facts:
+            self.flagged[job.job_id] = None
 
     def remove(self, job: Waiting) -> None:
         """Forget a job that stopped waiting (started or ended)."""
@@ -191,6 +206,7 @@ class OrderIndex:
         self.per_class[job.job_class] -= 1
         self.per_user[job.user] -= 1
         del self.jobs[job.job_id]
+        self.flagged.pop(job.job_id, None)
 
     def session_jobs(self, session_id: str) -> Iterator[Waiting]:
         """The waiting jobs of one session."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from consumers.core.order import Waiting
-from consumers.core.state_data import Session, StateData
+from consumers.core.state_data import Run, Session, StateData
 from consumers.errors import Ignored
 from schemas.events import SessionEnded, SessionOpened, payload_of
 from schemas.messages import Event
@@ -16,15 +16,14 @@ REMEMBERED_SESSIONS = 10_000  # ended sessions kept (a job naming one is refused
 DEFAULT_SESSION_S = 8 * 3600.0
 
 
-def session_run_ended(state: StateData, job: Waiting, qpu_s: float, at: datetime) -> None:
+def session_run_ended(state: StateData, run: Run, qpu_s: float, at: datetime) -> None:
     """A QPU run of a session's job ended: its grace window starts, its counters grow, and its
-    turn goes on (the QPU's previous run was the session's too) or starts."""
-    session = state.sessions.get(job.session_id or "")
-    previous = state.last_run_session
+    turn goes on (the run started in grace) or starts (it won the QPU without)."""
+    session = state.sessions.get(run.job.session_id or "")
     state.last_run_session = session.session_id if session is not None else None
     if session is None:
         return
-    if previous != session.session_id:
+    if not run.in_grace:
         session.turn_runs, session.turn_qpu_s = 0, 0.0
     session.last_run_ended_at = session.last_activity_at = at
     session.runs += 1

@@ -5,8 +5,9 @@ A session's phase, the first that holds:
 - ``ended``: closed, canceled, out of time, idle or its allocation ended (`ended_reason`);
 - ``holding``: its class's exclusivity keeps the QPU free for its next job
   (`consumers.core.sessions.exclusive_hold`); `left_s` is what is left of that wait;
-- ``grace``: the QPU's last run was its job, so its next job goes first in its class
-  (`StateData.session_in_turn`, bounded by the policy); `left_s` is what is left of the window;
+- ``grace``: its last run ended within ``session_grace_s`` and its turn is within the policy's
+  bounds (`StateData.sessions_in_grace`, `Session.within`), so its next job goes first in its
+  class; `left_s` is what is left of the window;
 - ``running``: a job of it is on the QPU or an emulator lane;
 - ``queued``: jobs of it wait;
 - ``idle``: none of its jobs waits or runs; `left_s` until its idle timeout ends it.
@@ -36,8 +37,7 @@ class SessionPhases:
         bounds = GraceBounds.of(policy)
         holding = exclusive_hold(state, policy, now)
         self._holding = holding.session_id if holding is not None else None
-        grace = state.session_in_turn(now, policy.session_grace_s, bounds)
-        self._grace = grace.session_id if grace is not None else None
+        self._grace = state.sessions_in_grace(now, policy.session_grace_s, bounds)
         runs = (state.running, *state.lanes.values())
         self._busy = {r.job.session_id for r in runs if r is not None and r.job.session_id}
         self._known: dict[str, SessionSummary] = {}
@@ -83,7 +83,7 @@ class SessionPhases:
         )
         if session.session_id == self._holding and session.exclusive_s is not None:
             return SessionPhase.HOLDING, session.exclusive_s - since_run_s
-        if session.session_id == self._grace:
+        if session.session_id in self._grace:
             return SessionPhase.GRACE, self.policy.session_grace_s - since_run_s
         if session.session_id in self._busy:
             return SessionPhase.RUNNING, None

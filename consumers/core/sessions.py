@@ -19,10 +19,11 @@ naming an open implicit session that is not its own (another user's, or another 
 is accepted outside it, logged with a ``job.context_mismatch`` (`stranger`): session ids are
 global, so copying one buys nothing.
 
-Grace is bounded: only the session of the QPU's last run has it, for ``session_grace_s`` after
-that run, and only while its turn (its consecutive QPU runs) stays within
-``session_max_consecutive`` runs and ``session_turn_max_qpu_s`` QPU seconds; then its next job
-waits by fair share like any other, and a new turn starts when it runs after another's job.
+Grace is bounded: a session has it for ``session_grace_s`` after each of its runs, and only
+while its turn stays within ``session_max_consecutive`` runs and ``session_turn_max_qpu_s`` QPU
+seconds. A turn begins with a run that won the QPU without grace and goes on with each run that
+started in grace (`JobStarted.in_grace`); past a bound, the session's next job waits by fair
+share, priority and age like any other, and its turn begins again only when it wins that way.
 """
 
 from __future__ import annotations
@@ -276,8 +277,11 @@ def exclusive_hold(state: OwnerState, policy: Policy, now: datetime) -> Session 
     session = state.sessions.get(state.last_run_session or "")
     if session is None or not session.is_open or session.exclusive_s is None:
         return None
-    if state.session_in_turn(now, session.exclusive_s, GraceBounds.of(policy)) is None:
-        return None  # the wait passed, or the session's turn reached the policy's bounds
+    ended = session.last_run_ended_at
+    if ended is None or (now - ended).total_seconds() >= session.exclusive_s:
+        return None
+    if not session.within(GraceBounds.of(policy)):
+        return None  # the session's turn reached the policy's bounds: no more holding
     if any(state.index.session_jobs(session.session_id)):
         return None
     return session

@@ -200,6 +200,7 @@ def _started(state: OwnerState, event: Event) -> None:
     started = payload_of(event, JobStarted)
     job = _waiting(state, event)
     run = Run(job, event.at, started.attempt, started.epoch, started.backend)
+    run.in_grace = started.in_grace
     if not job.runs:  # the queue wait ends at the first start (a rerun's does not count)
         wait_s = max((event.at - job.queued_at).total_seconds(), 0.0)
         state.ledger.charge(job, event.at, Totals(started=1, wait_s=wait_s))
@@ -255,7 +256,7 @@ def _wait_again(state: OwnerState, event: Event, back: JobBack, **changes: Any) 
         state._move(QPUEvent.FINISH)
         state.running = None
         state._charge(run.job, back.execution_s, event.at)
-        session_run_ended(state, run.job, back.execution_s, event.at)
+        session_run_ended(state, run, back.execution_s, event.at)
     interval = RunInterval(
         started_at=run.started_at,
         ended_at=max(event.at, run.started_at),
@@ -339,7 +340,7 @@ def _final(state: OwnerState, event: Event) -> None:
         state._move(QPUEvent.FINISH)
         state.running = None
         state._charge(run.job, _last_run_s(event), event.at)
-        session_run_ended(state, run.job, _last_run_s(event), event.at)
+        session_run_ended(state, run, _last_run_s(event), event.at)
     if run is not None:
         state.ledger.charge(run.job, event.at, _last_run(event, run))
     elif job_id in state.waiting:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from consumers.core.fairshare import Usage
@@ -56,6 +56,7 @@ class Run:
     lane: str | None = None
     specs: str | None = None
     restart: bool = False
+    in_grace: bool = False  # started while its session was in grace: the session's turn goes on
 
 
 @dataclass
@@ -67,8 +68,9 @@ class Session:
             else by the first job naming it.
         last_activity_at: its last job accepted or run ended (the idle timeout counts from it).
         runs: runs of its jobs that ended; `qpu_s` their QPU seconds.
-        turn_runs: the QPU runs of its jobs since another job last ran on the QPU (its turn);
-            `turn_qpu_s` their QPU seconds. The policy bounds its grace by them.
+        turn_runs: the QPU runs of its jobs in its current turn: a run that started without
+            grace begins a turn, each run started in grace goes on with it; `turn_qpu_s` their
+            QPU seconds. The policy bounds its grace by them (`within`).
     """
 
     session_id: str
@@ -94,6 +96,12 @@ class Session:
     def is_open(self) -> bool:
         """Not ended: it takes new jobs."""
         return self.ended_at is None
+
+    def within(self, bounds: GraceBounds) -> bool:
+        """Whether its turn may go on with grace: under the policy's runs and QPU seconds."""
+        if bounds.max_consecutive is not None and self.turn_runs >= bounds.max_consecutive:
+            return False
+        return bounds.max_qpu_s is None or self.turn_qpu_s < bounds.max_qpu_s
 
 
 @dataclass(frozen=True)
@@ -229,29 +237,17 @@ class StateData:
             return None
         return job_id
 
-    def session_in_turn(self, now: datetime, wait_s: float, bounds: GraceBounds) -> Session | None:
-        """The session whose turn on the QPU goes on at `now`, if any: the QPU's last run was
-        its job, that run ended less than `wait_s` ago, and its turn is within the policy's
-        bounds (`GraceBounds`). Its next job goes first in its class (grace) and, in a class
-        with exclusivity, the QPU waits for it. Only the last run's session qualifies: once
-        another job ran, a session queues by fair share like everyone until it wins a new turn.
-        """
-        session = self.sessions.get(self.last_run_session or "")
-        ended = session.last_run_ended_at if session is not None else None
-        if session is None or ended is None or (now - ended).total_seconds() >= wait_s:
-            return None
-        if bounds.max_consecutive is not None and session.turn_runs >= bounds.max_consecutive:
-            return None
-        if bounds.max_qpu_s is not None and session.turn_qpu_s >= bounds.max_qpu_s:
-            return None
-        return session
-
     def sessions_in_grace(
         self, now: datetime, grace_s: float, bounds: GraceBounds
     ) -> frozenset[str]:
-        """The session in its grace window (at most one: `session_in_turn`)."""
-        session = self.session_in_turn(now, grace_s, bounds)
-        return frozenset({session.session_id}) if session is not None else frozenset()
+        """Sessions whose last run ended less than `grace_s` ago and whose turn is within the
+        policy's bounds (`Session.within`): their next job goes first in its class."""
+        since = now - timedelta(seconds=grace_s)
+        return frozenset(
+            s.session_id
+            for s in self.sessions.values()
+            if s.last_run_ended_at is not None and s.last_run_ended_at > since and s.within(bounds)
+        )
 
     def ignored_of(self, job_id: str) -> dict[str, str]:
         """Why the fold ignored events of `job_id` (event id -> why), of those it remembers."""

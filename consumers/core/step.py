@@ -151,7 +151,8 @@ def _dispatch(
             reason="dispatching held for calibration",
         )
         return [started], []
-    decision = decide_indexed(view_of(state, policy, now), state.index, now)
+    view = view_of(state, policy, now)
+    decision = decide_indexed(view, state.index, now)
     if decision.action is Action.START and decision.job is not None:
         job = decision.job
         held_for = exclusive_hold(state, policy, now)
@@ -170,6 +171,7 @@ def _dispatch(
                 epoch=state.epoch,
                 backend=ctx.backend,
                 shots=job.remaining_shots,
+                in_grace=job.session_id is not None and job.session_id in view.sessions_in_grace,
             ),
             job,
             decision.reason,

@@ -1,20 +1,23 @@
 """Read-only views of the owner's state: what the policy sees, the queue in order, the status.
 
-All pure: they take the state, the policy and `now`, and build plain values. `queue_entries` sorts
-the whole backlog by the reference order (O(n log n)); it serves `qsched queue`, a job's position
-and ETA, and `status`, never the dispatch path.
+All pure: they take the state, the policy and `now`, and build plain values. `queue_entries` walks
+the backlog in the reference order lazily (`consumers.core.ordered`: the first rows cost
+O(rows x log lanes)); it serves `qsched queue`, a job's position and ETA, never the dispatch
+path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
+from itertools import islice
 
 from consumers.core.budget_rules import statuses
 from consumers.core.order import Waiting
-from consumers.core.order_key import OrderKey, order_key
+from consumers.core.order_key import OrderKey
+from consumers.core.ordered import in_order
 from consumers.core.owner_view import Calibration, OwnerView
-from consumers.core.policy import decide_indexed, estimated_duration_s, hold_reason
+from consumers.core.policy import class_hold, decide_indexed, estimated_duration_s, hold_reason
 from consumers.core.session_view import SessionPhases, open_sessions
 from consumers.core.state import OwnerState
 from consumers.core.state_data import GraceBounds, Run
@@ -23,6 +26,8 @@ from schemas.messages import QueueEntry, RunningJob, StatusReport
 from schemas.policy import Policy
 
 ETA_STATES = (QPUState.IDLE, QPUState.RUNNING, QPUState.PREEMPTING)
+HELD_SHOWN = 20  # held jobs `status` names
+SKIPS_LOOKED_AT = 100  # jobs next in line `status` checks for skips (allocation end, window)
 
 
 def calibration_of(state: OwnerState, policy: Policy) -> Calibration:
@@ -71,22 +76,29 @@ def queue_entries(
     job_class: str | None = None,
     job_id: str | None = None,
     job_ids: Collection[str] | None = None,
+    limit: int | None = None,
 ) -> list[QueueEntry]:
     """The waiting jobs in policy order with position and ETA, then the held ones.
 
+    The backlog is walked in order lazily (`consumers.core.ordered`), and a row is built only
+    for a job that is kept, so the first rows cost little at any depth.
+
     Args:
         user, job_class, job_id, job_ids: keep only these (positions still count every job).
+        limit: at most this many rows (the walk stops once that many startable rows are found).
     """
     view = view_of(state, policy, now)
-    keys = {job.job_id: order_key(view, job, now) for job in state.waiting.values()}
-    ordered = sorted(state.waiting.values(), key=lambda j: keys[j.job_id])
     eta_known = state.qpu in ETA_STATES
     ahead_s = running_left_s(state, policy, now)
     startable: list[QueueEntry] = []
     held: list[QueueEntry] = []
     phases = SessionPhases(state, policy, now)
+    wanted = limit if limit is not None else len(state.waiting)
+    still = len(job_ids) if job_ids is not None else (1 if job_id is not None else None)
     position = 0
-    for job in ordered:
+    for job, key in in_order(view, state.index, now):
+        if len(startable) >= wanted or still == 0:
+            break
         reason = hold_reason(view, job, now)
         keep = (
             (user is None or job.user == user)
@@ -94,15 +106,17 @@ def queue_entries(
             and (job_id is None or job.job_id == job_id)
             and (job_ids is None or job.job_id in job_ids)
         )
+        if keep and still is not None:
+            still -= 1
         if reason is None:
             position += 1
             if keep:
                 eta_s = ahead_s if eta_known else None
-                startable.append(_entry(job, keys[job.job_id], position, eta_s, phases))
+                startable.append(_entry(job, key, position, eta_s, phases))
             ahead_s += estimated_duration_s(policy, job.remaining_shots)
-        elif keep:
-            held.append(_entry(job, keys[job.job_id], None, None, phases, reason))
-    return startable + held
+        elif keep and len(held) < wanted:
+            held.append(_entry(job, key, None, None, phases, reason))
+    return (startable + held)[:wanted]
 
 
 def _entry(
@@ -158,13 +172,7 @@ def status_of(
     """What `qsched status` shows."""
     view = view_of(state, policy, now)
     running = _running_job(state.running) if state.running is not None else None
-    held_reasons: dict[str, str] = {}
-    for job in state.waiting.values():
-        reason = hold_reason(view, job, now)
-        if reason is not None:
-            held_reasons[job.job_id] = reason
-            if len(held_reasons) >= 20:
-                break
+    held_reasons = held_sample(state, view, now)
     depth = {name: state.index.per_class.get(name, 0) for name in policy.class_names}
     decision = decide_indexed(view, state.index, now).reason
     if decision == "no jobs" and held_reasons:
@@ -190,6 +198,34 @@ def status_of(
         lanes=lanes,
         sessions=open_sessions(state, policy, now),
     )
+
+
+def held_sample(state: OwnerState, view: OwnerView, now: datetime) -> dict[str, str]:
+    """Up to `HELD_SHOWN` waiting jobs that may not start, with why, for `status`, without
+    looking at every job: the jobs of held classes, the jobs with hold facts of their own (the
+    index's `flagged`), and, of the next `SKIPS_LOOKED_AT` jobs in line, those skipped for their
+    allocation's end or the calibration window (`queue` and `show` give any job's reason)."""
+    found: dict[str, str] = {}
+
+    def look(jobs: Iterable[Waiting]) -> bool:
+        for job in jobs:
+            reason = hold_reason(view, job, now)
+            if reason is not None:
+                found[job.job_id] = reason
+                if len(found) >= HELD_SHOWN:
+                    return True
+        return False
+
+    index = state.index
+    for job_class, users in index.lanes.items():
+        if class_hold(view, job_class) is not None:
+            lanes = (lane for levels in users.values() for lane in levels.values())
+            if look(entry[2] for lane in lanes for entry in lane):
+                return found
+    if look(index.jobs[job_id] for job_id in index.flagged):
+        return found
+    look(job for job, _ in islice(in_order(view, index, now), SKIPS_LOOKED_AT))
+    return found
 
 
 def _running_job(run: Run) -> RunningJob:

@@ -7,14 +7,20 @@ of that user under the full policy, and each command is authorised as that user'
 
 `QPUClient` is not thread-safe, so each of the gateway's worker threads has its own
 (`OwnerLink.client`, opened on first use): its own connection and reply queue, on which the
-owner's receipts, results and command replies for that thread's requests arrive. Nothing here is
-remembered between requests: sessions and jobs are the owner's.
+owner's receipts, results and command replies for that thread's requests arrive. Sessions and
+jobs are the owner's; the one thing kept between requests is a bounded cache of what the owner
+already said and never changes: each job's number and submitter (from its receipt) and the
+final results the owner pushes to the thread that submitted the job. A status poll of an ended
+job of that user is answered from it without a round trip to the owner (QRMI polls
+``task_status`` back to back); anything else, or after a restart, is asked of the owner, so
+every gateway gives the same answers.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 from brokers.connection import channel
@@ -30,7 +36,7 @@ from schemas.policy import Policy
 
 ON_BEHALF_OF = "x-on-behalf-of"  # the owner's name for it: consumers.deliveries.ON_BEHALF_OF
 DEVICE_CACHE_S = 5.0
-KEPT_RESULTS = 1000  # results the owner pushes to a thread's queue; the gateway asks, not keeps
+KEPT_RESULTS = 10_000  # job numbers and final results kept (the owner is asked for older ones)
 
 
 class OwnerLink:
@@ -49,6 +55,8 @@ class OwnerLink:
         self._clients: list[QPUClient] = []
         self._lock = threading.Lock()
         self._device: tuple[float, str | None] | None = None
+        self._numbers: OrderedDict[int, tuple[str, str]] = OrderedDict()  # -> (user, job id)
+        self._finished: OrderedDict[str, JobResult] = OrderedDict()  # job id -> final result
 
     def client(self) -> QPUClient:
         """This thread's client (opened on first use)."""
@@ -79,7 +87,6 @@ class OwnerLink:
         """
         client = self.client()
         inbox = client.inbox
-        _forget_old(inbox.results)
         client.session.publish(
             [
                 Outgoing(
@@ -96,7 +103,9 @@ class OwnerLink:
         while True:
             number = inbox.receipts.pop(job.job_id, None)
             if number is not None:
-                inbox.results.pop(job.job_id, None)
+                with self._lock:
+                    _remember(self._numbers, number, (user, job.job_id))
+                self._keep_results(client)
                 return number
             result = inbox.results.pop(job.job_id, None)
             if result is not None:
@@ -107,6 +116,29 @@ class OwnerLink:
                     f"the owner did not accept job {job.job_id} within {self.timeout_s:g} s"
                 )
             client.poll(min(left, 0.5))
+
+    def finished(self, user: str, number: int) -> JobResult | None:
+        """The final result of job `number` of `user` if the owner already pushed it here
+        (None: not known to have ended; ask the owner)."""
+        with self._lock:
+            known = self._numbers.get(number)
+        if known is None or known[0] != user:
+            return None
+        client = self.client()
+        client.poll(0)  # take what arrived on this thread's queue
+        self._keep_results(client)
+        with self._lock:
+            return self._finished.get(known[1])
+
+    def _keep_results(self, client: QPUClient) -> None:
+        """Move the results the owner pushed to this thread's queue to the shared cache."""
+        results = client.inbox.results
+        if not results:
+            return
+        with self._lock:
+            while results:
+                job_id, result = results.popitem()
+                _remember(self._finished, job_id, result)
 
     # ---- commands ------------------------------------------------------------------------------
 
@@ -158,7 +190,9 @@ class OwnerLink:
         return found
 
 
-def _forget_old(results: dict[str, JobResult]) -> None:
-    """Drop the oldest results the owner pushed (each job's submitter queue is a thread's)."""
-    while len(results) > KEPT_RESULTS:
-        del results[next(iter(results))]
+def _remember(kept: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+    """Keep `value` under `key`, forgetting the oldest past `KEPT_RESULTS`."""
+    kept[key] = value
+    kept.move_to_end(key)
+    while len(kept) > KEPT_RESULTS:
+        kept.popitem(last=False)

@@ -159,6 +159,9 @@ class Gateway:
 
     def job(self, caller: Caller, number: int) -> dict[str, Any]:
         """One of the caller's jobs: its state and, once it ran, its counts."""
+        pushed = self.link.finished(caller.user, number)  # it ended: the owner said so already
+        if pushed is not None:
+            return job_response(number, caller.uid, pushed.state, pushed)
         reply = self._ask(caller.user, CommandName.RESULT, number=number)
         if reply.result is not None:
             return job_response(number, caller.uid, reply.result.state, reply.result)

@@ -5,6 +5,7 @@ which claim no allocation of their own, were taken as strangers to their own ses
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from tests.sequences import analog_sequence
 
 pytestmark = pytest.mark.integration
 
-ALICE = 1001
+ALICE, BOB = 1001, 1002
 POLICY = 'gateway_users = ["guest"]\noperators = ["guest"]\n'
 
 
@@ -32,7 +33,7 @@ def gateway(owners: Any, tmp_path: Path) -> Iterator[tuple[InProcessGateway, Fak
     owners.start("--backend", "synthetic", "--shot-rate", "100", "--policy", str(policy_file))
     munge = FakeMunge()
     served = InProcessGateway(
-        owners.broker.settings, load_policy(policy_file), {ALICE: "alice"}, munge
+        owners.broker.settings, load_policy(policy_file), {ALICE: "alice", BOB: "bob"}, munge
     )
     served.start()
     yield served, munge, owners
@@ -71,3 +72,39 @@ def test_a_gateway_job_is_in_its_session_in_queue_and_no_mismatch_is_logged(gate
         if e.topic == Topic.JOB_CONTEXT_MISMATCH
     ]
     assert mismatches == []
+
+
+def test_an_ended_job_is_answered_to_its_submitter_only_also_from_what_the_owner_pushed(
+    gateway: Any,
+) -> None:
+    """Given alice's job through the gateway that ended (the owner pushed its result to the
+    gateway), then her polls read DONE with its counts every time, and bob's read 404 for it,
+    whatever the gateway remembers."""
+    served, munge, _ = gateway
+
+    def call(uid: int, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+        headers = {"X-Munge-Cred": munge.credential(uid)} | kw.pop("headers", {})
+        return request(served.port, method, path, headers=headers, **kw)
+
+    status, session = call(
+        ALICE, "POST", "/sessions", body={"user_id": str(ALICE), "slurm_job_id": "42"}
+    )
+    assert status == 200, session
+    status, created = call(
+        ALICE,
+        "POST",
+        "/jobs",
+        body={"sequence": analog_sequence(), "shots": 7},
+        headers={"X-Warden-Session": session["id"]},
+    )
+    assert status == 200, created
+    number = created["id"]
+    answers = [call(ALICE, "GET", f"/jobs/{number}") for _ in range(400)]
+    done = [body for status, body in answers if status == 200 and body["status"] == "DONE"]
+    assert done, answers[-1]
+    for _ in range(3):
+        status, again = call(ALICE, "GET", f"/jobs/{number}")
+        assert status == 200 and again["status"] == "DONE"
+        assert again["results"] == done[0]["results"]
+        assert sum(json.loads(again["results"])["counter"].values()) == 7
+        assert call(BOB, "GET", f"/jobs/{number}")[0] == 404

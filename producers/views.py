@@ -58,6 +58,8 @@ def print_status(status: StatusReport, console: Console) -> None:
         _line(console, f"{status.mode.value}: {status.mode_message}")
     if state is QPUState.DOWN:
         _line(console, Text("the QPU backend is down: jobs wait until it is back", style="red"))
+    for reservation in status.reservations[:5]:
+        _line(console, f"reservation {reservation.line()}")
     if status.running:
         r = status.running
         _line(

@@ -64,6 +64,8 @@ class ErrorCode(StrEnum):
     BUDGET_SPENT = "BUDGET_SPENT"
     UNKNOWN_ACCOUNT = "UNKNOWN_ACCOUNT"
     UNKNOWN_USER = "UNKNOWN_USER"
+    RESERVATION_CONFLICT = "RESERVATION_CONFLICT"
+    UNKNOWN_RESERVATION = "UNKNOWN_RESERVATION"
 
 
 class QPUState(StrEnum):
@@ -138,3 +140,7 @@ class CommandName(StrEnum):
     BUDGET_SET = "budget-set"
     BUDGET_TOP_UP = "budget-top-up"
     BUDGET_SHOW = "budget-show"
+    RESERVATION_CREATE = "reservation-create"
+    RESERVATION_UPDATE = "reservation-update"
+    RESERVATION_DELETE = "reservation-delete"
+    RESERVATION_LIST = "reservation-list"

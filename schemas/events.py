@@ -27,6 +27,7 @@ from schemas.context import Allocation, VerifiedContext
 from schemas.enums import CommandName, JobState, Mode
 from schemas.messages import Event, JobError, JobRequest, SlurmContext
 from schemas.messages import SnapshotPointer as SnapshotPointer  # belongs with snapshot events
+from schemas.reservations import Reservation
 
 
 class Topic(StrEnum):
@@ -355,6 +356,10 @@ class ControlApplied(Payload):
     period_start: AwareDatetime | None = Field(
         default=None, description="budget-top-up: the period the seconds are for"
     )
+    reservation: Reservation | None = Field(
+        default=None, description="reservation-create/-update: the reservation now in force"
+    )
+    deleted: str | None = Field(default=None, description="reservation-delete: its name")
 
 
 class AdmissionHold(Payload):

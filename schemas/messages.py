@@ -35,6 +35,7 @@ from schemas.reports import RunningJob as RunningJob  # part of StatusReport
 from schemas.reports import SessionSummary as SessionSummary  # part of ControlReply
 from schemas.reports import StatusReport as StatusReport  # part of ControlReply
 from schemas.reports import UsageReport as UsageReport  # part of ControlReply
+from schemas.reservations import Reservation as Reservation  # part of ControlCommand/Reply
 
 MAX_PRIORITY = 9
 # Job and command ids travel as AMQP message and correlation ids (short strings: at most 255
@@ -290,6 +291,7 @@ JOB_COMMANDS = frozenset(
 )  # commands about one job: they need its id
 SESSION_COMMANDS = frozenset({CommandName.SESSION_CLOSE, CommandName.SESSION_CANCEL})
 BUDGET_CHANGES = frozenset({CommandName.BUDGET_SET, CommandName.BUDGET_TOP_UP})
+RESERVATION_CHANGES = frozenset({CommandName.RESERVATION_CREATE, CommandName.RESERVATION_UPDATE})
 BATCH_COMMANDS = frozenset(
     {
         CommandName.BATCH_SHOW,
@@ -372,6 +374,12 @@ class ControlCommand(Message):
     period: Literal["day", "week", "month"] | None = Field(
         default=None, description="budget-set: the budget's period (default month)"
     )
+    reservation: Reservation | None = Field(
+        default=None, description="reservation-create/-update: the reservation as asked"
+    )
+    name: str | None = Field(
+        default=None, max_length=64, description="reservation-delete/-list: the reservation"
+    )
     issued_at: AwareDatetime = Field(default_factory=utc_now)
 
     @model_validator(mode="after")
@@ -386,6 +394,10 @@ class ControlCommand(Message):
             raise ValueError("command 'dead-requeue' needs the dead letter's message_id")
         if self.command is CommandName.UPDATE and self.priority is None and not self.job_class:
             raise ValueError("command 'update' needs a priority or a job_class")
+        if self.command in RESERVATION_CHANGES and self.reservation is None:
+            raise ValueError(f"command {self.command.value!r} needs a reservation")
+        if self.command is CommandName.RESERVATION_DELETE and not self.name:
+            raise ValueError("command 'reservation-delete' needs the reservation's name")
         if self.command in BUDGET_CHANGES and not (self.account and self.seconds):
             raise ValueError(f"command {self.command.value!r} needs an account and seconds")
         if self.command in SESSION_COMMANDS and not self.session_id:
@@ -466,6 +478,9 @@ class ControlReply(Message):
     number: int | None = Field(default=None, description="a job command: the job's number")
     batch: BatchDetail | None = None
     usage: UsageReport | None = Field(default=None, description="usage: the ledger's rows")
+    reservations: list[Reservation] | None = Field(
+        default=None, description="reservation-*: the reservations (current and to come)"
+    )
     budgets: list[BudgetStatus] | None = Field(
         default=None, description="budget-*: the budgets that apply (a submitter: their own)"
     )

@@ -13,6 +13,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.details import StandbyOwner
 from schemas.enums import JobState, Mode, QPUState
+from schemas.reservations import Reservation
 
 
 class RunningJob(BaseModel):
@@ -98,6 +99,9 @@ class StatusReport(BaseModel):
     )
     sessions: list[SessionSummary] = Field(
         default_factory=list, description="open sessions (a non-operator sees their own)"
+    )
+    reservations: list[Reservation] = Field(
+        default_factory=list, description="reservations open now or to come, by start"
     )
 
 

@@ -1,7 +1,7 @@
 """Times and durations as people type them on the command line (pure).
 
-A moment is an ISO 8601 date or time (UTC when it names no zone), ``now``, or a duration back
-from now (``7d``: seven days ago). A duration is seconds (``3600``) or a number with a unit
+A moment is an ISO 8601 date or time (UTC when it names no zone), ``now``, a duration back
+from now (``7d``: seven days ago) or ahead of it (``+2h``: in two hours). A duration is seconds (``3600``) or a number with a unit
 (``90s``, ``30m``, ``10h``, ``7d``, ``2w``); it must be more than zero. Both raise `ValueError`
 with one line naming the text, so a command line can exit 2 with it.
 """
@@ -32,13 +32,16 @@ def parse_duration_s(text: str) -> float:
 
 
 def parse_moment(text: str, now: datetime) -> datetime:
-    """A moment: an ISO 8601 date or time (UTC if naive), ``now``, or a duration ago (``7d``).
+    """A moment: an ISO 8601 date or time (UTC if naive), ``now``, a duration ago (``7d``) or
+    ahead (``+2h``).
 
     Raises:
         ValueError: none of these.
     """
     if text.strip().lower() == "now":
         return now
+    if text.strip().startswith("+"):
+        return now + timedelta(seconds=parse_duration_s(text.strip()[1:]))
     if _DURATION.match(text):
         try:
             return now - timedelta(seconds=parse_duration_s(text))
@@ -48,7 +51,7 @@ def parse_moment(text: str, now: datetime) -> datetime:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(
-            f"{text!r} is not a time (ISO 8601 like 2026-12-01 or 2026-12-01T08:00, 'now', or a "
-            "duration ago like 7d)"
+            f"{text!r} is not a time (ISO 8601 like 2026-12-01 or 2026-12-01T08:00, 'now', a "
+            "duration ago like 7d or ahead like +2h)"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

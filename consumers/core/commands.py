@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from consumers.core import batches, budgets, jobctl, sessions, usage
+from consumers.core import batches, budgets, jobctl, reservation_commands, sessions, usage
 from consumers.core.command_types import Command as Command  # where step and the shell find it
 from consumers.core.command_types import Done, Handler, Refused, Who, is_operator
 from consumers.core.joblookup import jobs_of, resolve_number, resolve_prefix, where_is
@@ -336,6 +336,10 @@ TABLE: dict[CommandName, Spec] = {
     CommandName.BUDGET_SET: Spec(budgets.budget_set, Who.OPERATOR),
     CommandName.BUDGET_TOP_UP: Spec(budgets.budget_top_up, Who.OPERATOR),
     CommandName.BUDGET_SHOW: Spec(budgets.budget_show, Who.ANYONE, logged=False),
+    CommandName.RESERVATION_CREATE: Spec(reservation_commands.create, Who.OPERATOR),
+    CommandName.RESERVATION_UPDATE: Spec(reservation_commands.update, Who.OPERATOR),
+    CommandName.RESERVATION_DELETE: Spec(reservation_commands.delete, Who.OPERATOR),
+    CommandName.RESERVATION_LIST: Spec(reservation_commands.listing, Who.ANYONE, logged=False),
 }
 DEFAULT_JOBS_LIMIT = 1000
 SLURM_COMMANDS = (CommandName.ALLOCATION_STARTED, CommandName.ALLOCATION_ENDED)

@@ -14,6 +14,7 @@ from consumers.core.order import Waiting
 from schemas.budgets import BudgetStatus
 from schemas.enums import Mode, QPUState
 from schemas.policy import Policy
+from schemas.reservations import Reservation
 
 Candidate = Waiting  # the name the policy's tables and tests use for a waiting job
 
@@ -37,6 +38,7 @@ class OwnerView:
         sessions_in_grace: sessions whose next job goes first in its class.
         ended_allocations: Slurm allocations whose epilog has run.
         budgets: the budgets in force with what is left, by ``account`` or ``account/user``.
+        reservations: the reservations open now or to come, by start.
     """
 
     qpu_state: QPUState
@@ -50,6 +52,7 @@ class OwnerView:
     sessions_in_grace: frozenset[str] = frozenset()
     ended_allocations: frozenset[str] = frozenset()
     budgets: Mapping[str, BudgetStatus] = field(default_factory=dict)
+    reservations: tuple[Reservation, ...] = ()
 
     @property
     def busy(self) -> bool:

@@ -15,6 +15,7 @@ from datetime import datetime
 from consumers.core.order import OrderIndex
 from consumers.core.owner_view import Candidate, OwnerView
 from consumers.core.policy import best_indexed
+from consumers.core.reservations import lane_reservation_hold
 from schemas.enums import Placement
 
 
@@ -34,6 +35,9 @@ def lane_job_hold(view: OwnerView, candidate: Candidate, now: datetime) -> str |
     window and the QPU's state do not concern lanes."""
     if candidate.require_qpu:
         return "held: the job insists on the QPU"
+    reserved = lane_reservation_hold(view.reservations, candidate, now)
+    if reserved is not None:
+        return reserved
     if candidate.admission_hold is not None:
         return f"held: {candidate.admission_hold}"
     if candidate.allocation is not None and candidate.allocation in view.ended_allocations:

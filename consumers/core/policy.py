@@ -35,6 +35,7 @@ from consumers.core.order_key import (
     order_key,
 )
 from consumers.core.owner_view import Candidate, OwnerView
+from consumers.core.reservations import reservation_hold
 from schemas.enums import ErrorCode, Placement, QPUState
 from schemas.messages import JobError
 from schemas.policy import Policy
@@ -111,6 +112,11 @@ def job_hold(view: OwnerView, candidate: Candidate, now: datetime) -> str | None
     over_budget = budget_hold(view.budgets, candidate, needs_s) if view.budgets else None
     if over_budget is not None:
         return over_budget
+    reserved = None
+    if view.reservations and not job_class.calibrates:  # calibration runs in any window
+        reserved = reservation_hold(view.reservations, candidate, now, needs_s)
+    if reserved is not None:
+        return reserved
     if candidate.allocation_end is not None:
         left_s = (candidate.allocation_end - now).total_seconds()
         if left_s < needs_s:

@@ -19,6 +19,7 @@ from consumers.core.state import OwnerState
 from consumers.core.state_data import Batch, BudgetRecord, Run, Session
 from schemas.context import Allocation
 from schemas.enums import JobState, Mode, QPUState
+from schemas.reservations import Reservation
 
 _WAITING = TypeAdapter(list[Waiting])
 _RUN = TypeAdapter(Run | None)
@@ -27,6 +28,7 @@ _SESSIONS = TypeAdapter(dict[str, Session])
 _ALLOCATIONS = TypeAdapter(dict[str, Allocation])
 _BATCHES = TypeAdapter(dict[str, Batch])
 _BUDGETS = TypeAdapter(dict[str, BudgetRecord])
+_RESERVATIONS = TypeAdapter(dict[str, Reservation])
 FORMAT = 1
 
 
@@ -62,6 +64,7 @@ def to_data(state: OwnerState) -> dict[str, Any]:
         "class_usage": state.class_usage.to_data(),
         "ledger": state.ledger.to_data(),
         "budgets": _BUDGETS.dump_python(state.budgets, mode="json"),
+        "reservations": _RESERVATIONS.dump_python(state.reservations, mode="json"),
         "events": state.events,
         "ignored": state.ignored,
         "last_event_id": state.last_event_id,
@@ -104,6 +107,7 @@ def from_data(data: dict[str, Any], half_life_s: float) -> OwnerState:
         class_usage=Usage.from_data(half_life_s, data.get("class_usage", {})),
         ledger=Ledger.from_data(data.get("ledger")),
         budgets=_BUDGETS.validate_python(data.get("budgets", {})),
+        reservations=_RESERVATIONS.validate_python(data.get("reservations", {})),
         events=int(data.get("events", 0)),
         ignored=int(data.get("ignored", 0)),
         last_event_id=data.get("last_event_id"),

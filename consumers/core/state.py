@@ -23,15 +23,17 @@ fit) is counted in `ignored` and kept with why in `ignored_events`, which `qsche
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from consumers.core.budget_fold import budget_changed
 from consumers.core.context import forgettable, registration
 from consumers.core.fairshare import Usage
 from consumers.core.ledger import Totals, run_totals
+from consumers.core.ledger_fold import final_run, first_start
 from consumers.core.machine import QPUEvent
 from consumers.core.order import Waiting
+from consumers.core.reservations import reservation_changed
 from consumers.core.session_fold import (
     belongs,
     implicit_session,
@@ -82,6 +84,11 @@ RUN_OUTCOMES = {  # how a run that did not end its job ended, as its `RunInterva
 }
 REMEMBERED_JOBS = 100_000  # ended jobs whose id and submitter are kept (deduplication)
 REMEMBERED_BATCHES = 10_000  # batches kept (the oldest go first), open or not
+RESERVATION_COMMANDS = (
+    CommandName.RESERVATION_CREATE,
+    CommandName.RESERVATION_UPDATE,
+    CommandName.RESERVATION_DELETE,
+)
 HOLD_COMMANDS = {
     CommandName.PAUSE: QPUEvent.PAUSE,
     CommandName.RESUME: QPUEvent.RESUME,
@@ -202,8 +209,7 @@ def _started(state: OwnerState, event: Event) -> None:
     run = Run(job, event.at, started.attempt, started.epoch, started.backend)
     run.in_grace = started.in_grace
     if not job.runs:  # the queue wait ends at the first start (a rerun's does not count)
-        wait_s = max((event.at - job.queued_at).total_seconds(), 0.0)
-        state.ledger.charge(job, event.at, Totals(started=1, wait_s=wait_s))
+        state.ledger.charge(job, event.at, first_start(job, event.at))
     if started.lane is not None:  # an emulator lane: the QPU's state machine is not involved
         if started.lane in state.lanes:
             raise Ignored(f"{started.lane} runs {state.lanes[started.lane].job.job_id}")
@@ -342,7 +348,7 @@ def _final(state: OwnerState, event: Event) -> None:
         state._charge(run.job, _last_run_s(event), event.at)
         session_run_ended(state, run, _last_run_s(event), event.at)
     if run is not None:
-        state.ledger.charge(run.job, event.at, _last_run(event, run))
+        state.ledger.charge(run.job, event.at, final_run(event, run, _last_run_s(event)))
     elif job_id in state.waiting:
         state.ledger.charge(state.waiting[job_id], event.at, Totals(jobs=1))
         state._unwait(job_id)
@@ -377,26 +383,6 @@ def _last_run_s(event: Event) -> float:
     if timings.runs:
         return timings.runs[-1].seconds
     return float(timings.execution_s or 0.0)
-
-
-def _last_run(event: Event, run: Run) -> Totals:
-    """The ledger's figures of the run a final event ended, and the job's end: the run as its
-    result lists it (a log written before results listed their runs: its `execution_s`)."""
-    result = event.result
-    timings = result.timings if result is not None else None
-    if timings is not None and timings.runs:
-        interval = timings.runs[-1]
-    else:
-        seconds = _last_run_s(event)
-        interval = RunInterval(
-            started_at=run.started_at,
-            ended_at=run.started_at + timedelta(seconds=seconds),
-            lane=run.lane,
-        )
-    measured = sum(result.counts.values()) if result is not None else 0
-    totals = run_totals(interval, measured - sum(run.job.prior_counts.values()))
-    totals.jobs = 1
-    return totals
 
 
 def _admission(state: OwnerState, event: Event) -> None:
@@ -454,6 +440,8 @@ def _control(state: OwnerState, event: Event) -> None:
         state.policy = applied.policy
     elif command in (CommandName.BUDGET_SET, CommandName.BUDGET_TOP_UP):
         budget_changed(state, applied)
+    elif command in RESERVATION_COMMANDS:
+        reservation_changed(state, applied, event.at)
 
 
 def _registered(state: OwnerState, allocation: Allocation, at: datetime) -> None:

@@ -25,6 +25,7 @@ from schemas.context import Allocation
 from schemas.enums import JobState, Mode, QPUState
 from schemas.messages import JobError
 from schemas.policy import Policy
+from schemas.reservations import Reservation
 
 REMEMBERED_IGNORED = 1000  # the newest ignored events whose reason the state keeps
 
@@ -170,6 +171,7 @@ class StateData:
         ledger: QPU and emulator time, shots, waits and preemptions per account, user and
             class (`consumers.core.ledger`), charged as runs end.
         budgets: operators' budgets and top-ups, by ``account`` or ``account/user``.
+        reservations: reservations by name (`consumers.core.reservations`).
         ignored: events that could not be applied (stale term, unknown job, illegal move).
         ignored_events: the newest of those, each with why (not in snapshots).
         policy: the policy in force as the log has it (TOML text of the last activation or
@@ -205,6 +207,7 @@ class StateData:
     class_usage: Usage = field(default_factory=Usage)
     ledger: Ledger = field(default_factory=Ledger)
     budgets: dict[str, BudgetRecord] = field(default_factory=dict)
+    reservations: dict[str, Reservation] = field(default_factory=dict)
     index: OrderIndex = field(default_factory=OrderIndex)
     events: int = 0
     ignored: int = 0

@@ -18,10 +18,11 @@ from consumers.core.order_key import OrderKey
 from consumers.core.ordered import in_order
 from consumers.core.owner_view import Calibration, OwnerView
 from consumers.core.policy import class_hold, decide_indexed, estimated_duration_s, hold_reason
+from consumers.core.reservations import ahead, maintenance_at
 from consumers.core.session_view import SessionPhases, open_sessions
 from consumers.core.state import OwnerState
 from consumers.core.state_data import GraceBounds, Run
-from schemas.enums import JobState, QPUState
+from schemas.enums import JobState, Mode, QPUState
 from schemas.messages import QueueEntry, RunningJob, StatusReport
 from schemas.policy import Policy
 
@@ -41,9 +42,13 @@ def calibration_of(state: OwnerState, policy: Policy) -> Calibration:
 def view_of(state: OwnerState, policy: Policy, now: datetime) -> OwnerView:
     """What the policy sees of the owner at `now`."""
     running = state.running
+    reservations = tuple(ahead(state.reservations.values(), now))
+    mode = state.effective_mode(policy.mode)
+    if maintenance_at(reservations, now) is not None:
+        mode = Mode.MAINTENANCE
     return OwnerView(
         state.qpu,
-        state.effective_mode(policy.mode),
+        mode,
         policy,
         running.job if running is not None else None,
         calibration=calibration_of(state, policy),
@@ -55,6 +60,7 @@ def view_of(state: OwnerState, policy: Policy, now: datetime) -> OwnerView:
         ),
         ended_allocations=frozenset(state.ended_allocations),
         budgets=statuses(state, policy, now),
+        reservations=reservations,
     )
 
 
@@ -194,6 +200,7 @@ def status_of(
         last_decision=decision,
         held_reasons=held_reasons,
         calibration_valid_until=view.calibration.valid_until,
+        reservations=list(view.reservations),
         waiting_by_account=waiting_by_account(state),
         lanes=lanes,
         sessions=open_sessions(state, policy, now),

@@ -160,6 +160,9 @@ def render(report: dict[str, Any]) -> Iterator[str]:
             yield row(f"wait p50 s, {label}", a.get("p50", "-"), b.get("p50", "-"))
             yield row(f"wait p95 s, {label}", a.get("p95", "-"), b.get("p95", "-"))
     yield row("QPU utilisation", f"{rec['utilisation']:.1%}", f"{sim['utilisation']:.1%}")
+    rec_usage, sim_usage = rec.get("qpu_s_by_account", {}), sim.get("qpu_s_by_account", {})
+    for account in sorted(set(rec_usage) | set(sim_usage)):
+        yield row(f"QPU s, account {account}", rec_usage.get(account, 0), sim_usage.get(account, 0))
     for key, label in (
         ("preemptions", "preemptions"),
         ("missed_deadline", "missed deadline / queue age"),

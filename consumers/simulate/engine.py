@@ -17,7 +17,9 @@ every tick. Time jumps from one happening to the next, so a day of history takes
 Not modelled: owner failovers (the simulated owner runs throughout), progress reports, the
 owner's own latencies (a freed QPU or lane starts the next job at once), the re-check of a
 sequence against new device specs (the core's `Recheck` always passes here; the record's own
-invalidations come back as `Invalidated` inputs), and run-time limits of lane runs. `hook` lets site code annotate
+invalidations come back as `Invalidated` inputs), and run-time limits of lane runs. Reservations
+and budgets are the log's (their commands are replayed); a reservation's start and end are
+timers like a deadline. `hook` lets site code annotate
 an arrival before `step` sees it, as the owner's shell does with its plugins.
 """
 
@@ -237,7 +239,8 @@ class Simulation:
     # ---- timers -----------------------------------------------------------------------------
 
     def _next_timer(self) -> datetime | None:
-        """When the next deadline, queue age or run-time limit falls due (None: none)."""
+        """When the next deadline, queue age, run-time limit or reservation boundary falls due
+        (None: none)."""
         due: list[datetime] = []
         index = self.state.index
         if index.deadlines:
@@ -253,6 +256,9 @@ class Simulation:
             limit_s = min((x for x in limits if x is not None), default=None)
             if limit_s is not None:
                 due.append(run.started_at + timedelta(seconds=limit_s))
+        if self.state.waiting:  # a reservation opening or closing changes what may start
+            for reservation in self.state.reservations.values():
+                due += [reservation.start, reservation.end]
         due = [d for d in due if d + TIMER_SLACK > self._ticked_at]  # not handled yet
         if not due:
             return None

@@ -200,11 +200,31 @@ def _command(event: Event) -> Command | None:
         message=applied.message,
         allocation=applied.allocation,
         **_registration(applied),
+        **_time_ownership(applied),
         # `--now` is not in the payload; the owner's answer to it names the preemption
         force=name is CommandName.CALIBRATION_START and (event.reason or "").startswith("preempt"),
         issued_at=applied.issued_at or event.at,
     )
     return Command(command, event.user, operator=True)
+
+
+def _time_ownership(applied: ControlApplied) -> dict[str, Any]:
+    """A budget's or reservation's fields as the owner applied them (``budget-set``,
+    ``budget-top-up``, ``reservation-create``/``-update``/``-delete``), so `simulate` honours
+    the budgets and reservations the log records."""
+    budget = applied.budget or applied.top_up
+    if budget is not None:
+        return {
+            "account": budget.account,
+            "user": budget.user,
+            "seconds": budget.seconds,
+            "period": budget.period,
+        }
+    if applied.reservation is not None:
+        return {"reservation": applied.reservation}
+    if applied.deleted is not None:
+        return {"name": applied.deleted}
+    return {}
 
 
 def _registration(applied: ControlApplied) -> dict[str, Any]:

@@ -5,7 +5,8 @@ as results, the owner's metrics and usage count them; percentiles interpolate be
 Utilisation is the QPU's busy time (the run intervals `consumers.eventlog.model.build_timeline`
 folds) over the history's own span, first event to last, as the HTML timeline's summary reports
 it; deadlines and allocations missed are read from the error codes of the final results. Start
-orders are compared position by position, counting from 1. Pure: events in, plain data out.
+orders are compared position by position, counting from 1. QPU seconds per account are the
+ledger's (`qpu_by_account`: the history folded with `OwnerState.apply`). Pure: events in, plain data out.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from consumers.core.ledger import Ledger
+from consumers.core.state import OwnerState
 from consumers.eventlog.model import build_timeline
 from schemas.context import VerifiedContext
 from schemas.enums import ErrorCode
@@ -119,6 +122,19 @@ def measure(events: Sequence[Event], span: tuple[datetime, datetime]) -> dict[st
         "over_runtime": codes[ErrorCode.MAX_RUNTIME_EXCEEDED],
         "calibrations": topics[Topic.CALIBRATION_STARTED],
         "calibrations_due": topics[Topic.CALIBRATION_DUE],
+        "qpu_s_by_account": qpu_by_account(events),
+    }
+
+
+def qpu_by_account(events: Sequence[Event]) -> dict[str, float]:
+    """QPU seconds per verified account, as the owner's ledger charges them: the events folded
+    with `OwnerState.apply` (so recorded and simulated usage are counted alike)."""
+    state = OwnerState(ledger=Ledger(bucket_s=1, keep_s=None))
+    for event in events:
+        state.apply(event)
+    return {
+        account or NO_ACCOUNT: round(totals.qpu_s, 3)
+        for account, totals in sorted(state.ledger.accounts.items())
     }
 
 

@@ -1,0 +1,201 @@
+"""Reservations in the pure core: others wait during a window, no job of others starts that would
+run into one (a shorter one backfills), members run; maintenance windows hold by the mode,
+exclusive ones keep others off the lanes; conflicts, unknown names and non-operators refused,
+named; the same reservations after a failover (fold of the log, or snapshot)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from consumers.core.snapshot import from_data, to_data
+from consumers.core.state import OwnerState
+from consumers.core.step import Command, Dispatch, Finished, LaneDispatch
+from consumers.core.view import queue_entries, view_of
+from consumers.eventlog.reader import LogRecord
+from consumers.simulate.engine import simulate
+from consumers.simulate.history import read_history
+from consumers.simulate.metrics import compare
+from schemas.enums import CommandName, ErrorCode, Mode
+from schemas.messages import ControlCommand, ControlReply
+from schemas.policy import parse_policy
+from schemas.reservations import Reservation
+from tests.core_harness import Harness
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+POLICY = parse_policy(
+    "shot_rate_hz = 100\njob_overhead_s = 0\n"
+    "[accounts]\ndefault = { alice = 'phys', bob = 'chem' }\n"
+)
+
+
+def _command(
+    h: Harness, which: CommandName, sender: str = "guest", **fields: object
+) -> ControlReply:
+    command = ControlCommand(command=which, issued_at=h.now, **fields)  # type: ignore[arg-type]
+    effects = h.feed(Command(command, sender))
+    return next(
+        e.message  # type: ignore[attr-defined]
+        for e in effects
+        if getattr(e, "correlation_id", None) == command.command_id
+    )
+
+
+def _window(
+    name: str = "chem-day", start_s: float = 10, end_s: float = 60, **more: object
+) -> Reservation:
+    fields: dict[str, object] = {"accounts": ("chem",)} | more
+    return Reservation(
+        name=name,
+        start=T0 + timedelta(seconds=start_s),
+        end=T0 + timedelta(seconds=end_s),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def _known(h: Harness) -> None:
+    """Both accounts known to the owner (their users submitted before)."""
+    for user in ("alice", "bob"):
+        job = h.submit(user, shots=1)
+        h.feed(Dispatch())
+        h.feed(Finished(job, {"0": 1}))
+
+
+def _held(h: Harness, job_id: str) -> str | None:
+    [entry] = queue_entries(h.state, POLICY, h.now, job_id=job_id)
+    return entry.held
+
+
+def test_others_wait_during_the_window_members_run_and_nothing_runs_into_it() -> None:
+    h = Harness(POLICY, now=T0)
+    _known(h)
+    assert _command(h, CommandName.RESERVATION_CREATE, reservation=_window()).ok
+    long = h.submit("alice", shots=2000)  # 20 s: would run into the window at T0+10
+    short = h.submit("alice", shots=300)  # 3 s: backfills before it
+    h.feed(Dispatch())
+    assert h.state.running is not None and h.state.running.job.job_id == short
+    assert _held(h, long) == (
+        "skipped: reservation chem-day of accounts chem starts in 10 s, the job needs about 20 s"
+    )
+    h.now += timedelta(seconds=3)
+    h.feed(Finished(short, {"0": 300}))
+    h.now = T0 + timedelta(seconds=15)  # the window is open
+    bob = h.submit("bob", shots=100)
+    h.feed(Dispatch())
+    assert h.state.running is not None and h.state.running.job.job_id == bob
+    assert (
+        _held(h, long)
+        == "held: reservation chem-day (until 2026-03-02T09:01:00+00:00) is for accounts chem"
+    )
+    h.now += timedelta(seconds=1)
+    h.feed(Finished(bob, {"0": 100}))
+    h.feed(Dispatch())
+    assert h.state.running is None  # the QPU waits for members rather than run others
+    h.now = T0 + timedelta(seconds=60)  # the window closed
+    h.feed(Dispatch())
+    assert h.state.running is not None and h.state.running.job.job_id == long
+
+
+def test_a_maintenance_window_puts_the_site_in_maintenance_mode_for_its_span() -> None:
+    h = Harness(POLICY, now=T0)
+    maintenance = Reservation(
+        name="service",
+        start=T0 + timedelta(seconds=5),
+        end=T0 + timedelta(hours=1),
+        flags=("maintenance",),
+    )
+    assert _command(h, CommandName.RESERVATION_CREATE, reservation=maintenance).ok
+    assert view_of(h.state, POLICY, h.now).mode is Mode.PRODUCTION
+    h.now += timedelta(seconds=5)
+    assert view_of(h.state, POLICY, h.now).mode is Mode.MAINTENANCE
+    job = h.submit("alice", shots=10)
+    h.feed(Dispatch())
+    assert h.state.running is None
+    assert _held(h, job) == "held: maintenance mode does not run production jobs"
+    assert [r.name for r in _command(h, CommandName.STATUS).status.reservations] == ["service"]  # type: ignore[union-attr]
+
+
+def test_an_exclusive_window_keeps_others_off_the_emulator_lanes_too() -> None:
+    policy = parse_policy(
+        "shot_rate_hz = 100\njob_overhead_s = 0\n[lanes]\nemulators = 1\n"
+        "[accounts]\ndefault = { alice = 'phys', bob = 'chem' }\n"
+        "[classes.development]\nrank = 2\nplacement = { production = 'either' }\n"
+    )
+    h = Harness(policy, now=T0)
+    _known(h)
+    assert _command(
+        h, CommandName.RESERVATION_CREATE, reservation=_window(start_s=0, flags=("exclusive",))
+    ).ok
+    job = h.submit("alice", job_class="development", shots=10)
+    h.feed(LaneDispatch("emulator-1", "specs"))
+    assert not h.state.lanes
+    assert _command(h, CommandName.RESERVATION_DELETE, name="chem-day").ok
+    h.feed(LaneDispatch("emulator-1", "specs"))
+    assert h.state.lanes["emulator-1"].job.job_id == job
+
+
+def test_conflicts_unknown_names_and_non_operators_are_refused_naming_them() -> None:
+    h = Harness(POLICY, now=T0)
+    _known(h)
+    assert _command(h, CommandName.RESERVATION_CREATE, reservation=_window()).ok
+    overlap = _command(h, CommandName.RESERVATION_CREATE, reservation=_window("b", 50, 90))
+    assert overlap.error is not None and overlap.error.code is ErrorCode.RESERVATION_CONFLICT
+    assert "overlaps reservation chem-day" in overlap.message
+    again = _command(h, CommandName.RESERVATION_CREATE, reservation=_window(start_s=100, end_s=200))
+    assert not again.ok and "exists" in again.message
+    h.now = T0 + timedelta(hours=2)
+    past = _command(h, CommandName.RESERVATION_CREATE, reservation=_window("old", 0, 30))
+    assert not past.ok and "in the past" in past.message
+    stranger = _command(
+        h, CommandName.RESERVATION_CREATE, reservation=_window("x", 9000, 9900, accounts=("nope",))
+    )
+    assert stranger.error is not None and stranger.error.code is ErrorCode.UNKNOWN_ACCOUNT
+    assert "nope" in stranger.message
+    denied = _command(
+        h, CommandName.RESERVATION_CREATE, "alice", reservation=_window("y", 9000, 9900)
+    )
+    assert denied.error is not None and denied.error.code is ErrorCode.NOT_AUTHORISED
+    assert [e for e in h.log if e.topic == "control.reservation-create" and e.user == "alice"]
+    missing = _command(h, CommandName.RESERVATION_DELETE, name="nosuch")
+    assert missing.error is not None and missing.error.code is ErrorCode.UNKNOWN_RESERVATION
+
+
+def test_reservations_are_the_same_after_a_failover_and_an_update_replaces_the_window() -> None:
+    h = Harness(POLICY, now=T0)
+    _known(h)
+    assert _command(h, CommandName.RESERVATION_CREATE, reservation=_window()).ok
+    moved = _window(start_s=100, end_s=200)
+    assert _command(h, CommandName.RESERVATION_UPDATE, reservation=moved).ok
+    assert h.state.reservations["chem-day"].start == moved.start
+    assert h.state.reservations["chem-day"].by == "guest"
+    refolded = OwnerState.for_half_life(3600)
+    for event in h.log:
+        refolded.apply(event)
+    assert refolded.reservations == h.state.reservations
+    assert from_data(to_data(h.state), 3600).reservations == h.state.reservations
+    listed = _command(h, CommandName.RESERVATION_LIST, "alice")
+    assert [r.name for r in listed.reservations or []] == ["chem-day"]
+
+
+def test_simulate_honours_the_reservations_and_budgets_the_log_records() -> None:
+    """The recorded history re-run through `step`: the reservation and budget commands are
+    replayed, so the job of others still waits for the window's end, and the ledger's QPU
+    seconds per account are reported for both histories."""
+    h = Harness(POLICY, now=T0)
+    _known(h)
+    assert _command(h, CommandName.BUDGET_SET, account="chem", seconds=3600).ok
+    assert _command(h, CommandName.RESERVATION_CREATE, reservation=_window(start_s=0)).ok
+    long = h.submit("alice", shots=500)
+    h.feed(Dispatch())
+    assert h.state.running is None
+    h.now = T0 + timedelta(seconds=60)
+    h.feed(Dispatch())
+    h.now += timedelta(seconds=5)
+    h.feed(Finished(long, {"0": 500}))
+    records = [LogRecord(i, event) for i, event in enumerate(h.log)]
+    simulated = simulate(POLICY, read_history(records, POLICY, None, 0.2))
+    starts = {e.job_id: e.at for e in simulated if e.topic == "job.started"}
+    assert starts[long] >= T0 + timedelta(seconds=60)
+    report = compare(h.log, simulated)
+    assert report["recorded"]["qpu_s_by_account"]["phys"] == 5.0
+    assert report["simulated"]["qpu_s_by_account"]["phys"] == 5.0
+    assert any(e.topic == "control.budget-set" for e in simulated)

@@ -199,6 +199,20 @@ def fetch_end_offset(
     AMQP 0.9.1 has no "end of stream": a short consumer attached at ``last`` receives the
     stream's last chunk, and the highest offset it sees is the end.
 
+    Raises:
+        pika.exceptions.ChannelClosedByBroker: the stream is missing or may not be read.
+    """
+    last = fetch_last_record(connection, stream, first_wait_s, settle_s)
+    return last.offset if last is not None else None
+
+
+def fetch_last_record(
+    connection: BlockingConnection, stream: str, first_wait_s: float = 2.0, settle_s: float = 0.3
+) -> StreamRecord | None:
+    """The stream's last record now (None when the stream is empty), read without removing
+    anything: a short consumer attached at ``last`` receives the stream's last chunk, and the
+    record with the highest offset in it is the last (`fetch_end_offset`).
+
     Args:
         connection: where to open the channel this call uses.
         stream: the stream queue.
@@ -210,25 +224,26 @@ def fetch_end_offset(
     """
     channel = connection.channel()
     channel.basic_qos(prefetch_count=STREAM_PREFETCH)
-    end: int | None = None
+    last: StreamRecord | None = None
     first_deadline = time.monotonic() + first_wait_s
     settle_deadline = first_deadline + 2.0  # a busy log never goes quiet: stop anyway
     try:
-        for method, props, _body in channel.consume(
+        for method, props, body in channel.consume(
             stream, arguments={"x-stream-offset": "last"}, inactivity_timeout=settle_s
         ):
             if method is None:
-                if end is not None or time.monotonic() > first_deadline:
+                if last is not None or time.monotonic() > first_deadline:
                     break
                 continue
             ack_later(channel, method.delivery_tag)
-            offset = _offset_of(props)
-            end = offset if end is None else max(end, offset)
+            record = StreamRecord(_offset_of(props), props, body, method.routing_key)
+            if last is None or record.offset > last.offset:
+                last = record
             if time.monotonic() > settle_deadline:
                 break
     finally:
         close_stream_channel(channel)
-    return end
+    return last
 
 
 def close_stream_channel(channel: BlockingChannel) -> None:

@@ -19,6 +19,8 @@ from brokers.settings import Settings
 from schemas.policy import Policy
 
 MAX_PRIORITY = 10
+DEVICE_STREAM_BYTES = 8 * 1024 * 1024  # the device specs stream keeps the last few publishes
+DEVICE_SEGMENT_BYTES = 1024 * 1024  # retention drops whole segments: keep them small
 REASON_HEADER = "x-qsched-reason"
 CODE_HEADER = "x-qsched-error-code"
 ORIGIN_HEADER = "x-qsched-original-queue"
@@ -105,8 +107,10 @@ class Topology:
 
     @property
     def device_queue(self) -> str:
-        """Holds one message: the device specs the owner validates against now."""
-        return f"{self.namespace}.device"
+        """Stream of the device specs the owner validates against; its last record is the one
+        in force. A stream, so that reading never removes (a submitter may read it, and can
+        neither take the specs away with ``basic.get`` nor purge them)."""
+        return f"{self.namespace}.device.specs"
 
     def job_queue(self, job_class: str) -> str:
         """The queue of one job class."""
@@ -177,13 +181,20 @@ class Topology:
         if quorum:
             stream["x-initial-cluster-size"] = self.replicas
         latest = {**kind, "x-max-length": 1, "x-overflow": "drop-head"}
+        specs: dict[str, Any] = {
+            "x-queue-type": "stream",
+            "x-max-length-bytes": DEVICE_STREAM_BYTES,
+            "x-stream-max-segment-size-bytes": DEVICE_SEGMENT_BYTES,
+        }
+        if quorum:
+            specs["x-initial-cluster-size"] = self.replicas
         return (
             QueueSpec(self.dead_queue, dict(kind), ((self.dead_letter_exchange, ""),)),
             *jobs,
             QueueSpec(self.control_queue, {**kind, **dlx}, ((self.control_exchange, "control.#"),)),
             QueueSpec(self.events_stream, stream, ((self.events_exchange, "#"),)),
             QueueSpec(self.snapshot_queue, dict(latest)),
-            QueueSpec(self.device_queue, dict(latest)),
+            QueueSpec(self.device_queue, specs),
         )
 
 

@@ -12,8 +12,9 @@ regexes of their own. The names are escaped with `re.escape`.
 Roles:
 
 - ``submitter``: publish jobs to ``<ns>.jobs`` (RabbitMQ checks their ``user_id``); declare and
-  read only their own reply queues ``<ns>.reply.<user>.*``; read the owner's ``<ns>.device``
-  (public device specs, for local validation); publish to ``<ns>.control`` only with the
+  read only their own reply queues ``<ns>.reply.<user>.<id>``; read the owner's
+  ``<ns>.device.specs`` (public device specs, for local validation: a stream, so reading removes
+  nothing, and ``basic.get`` and purge are refused: a submitter cannot take the specs away); publish to ``<ns>.control`` only with the
   routing keys of `SUBMITTER_COMMANDS` (status, queue, show, jobs, and cancel, hold, release,
   update, requeue, result, history, which the owner allows a submitter on its own jobs only, and
   session-open, -close and -cancel of its own sessions). Not the event log, not other reply
@@ -98,14 +99,16 @@ def role_permissions(role: Role, user: str, namespace: str) -> Permissions:
         return Permissions(
             configure=_any_of(own_replies),
             write=_any_of(rf"{ns}\.jobs", control),
-            read=_any_of(own_replies, rf"{ns}\.device"),
+            read=_any_of(own_replies, rf"{ns}\.device\.specs"),
             topics=(TopicPermission(f"{namespace}.control", SUBMITTER_COMMANDS, NOTHING),),
         )
     if role == "operator":
         return Permissions(
             configure=_any_of(own_replies),
             write=_any_of(control),
-            read=_any_of(own_replies, rf"{ns}\.events\.log", rf"{ns}\.device", rf"{ns}\.dead"),
+            read=_any_of(
+                own_replies, rf"{ns}\.events\.log", rf"{ns}\.device\.specs", rf"{ns}\.dead"
+            ),
             topics=(TopicPermission(f"{namespace}.control", r"^control\..+$", NOTHING),),
         )
     if role == "epilog":

@@ -259,7 +259,8 @@ class Owner:
         return shell
 
     def _publish_device(self, shell: Shell) -> None:
-        """Replace the last-value device specs that clients validate against before submitting."""
+        """Append the device specs to their stream; its last record is what clients validate
+        against before submitting (a stream: reading it removes nothing)."""
         specs = DeviceSpecs(
             device=self.device().to_abstract_repr(),
             epoch=shell.state.epoch,

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from brokers.connection import NOT_FOUND, channel, translated
 from brokers.errors import ChannelClosed
+from brokers.stream import fetch_last_record
 from producers.errors import InvalidJob, NotDeclared
 from producers.slurm import slurm_context
 from schemas.codec import decode
@@ -20,13 +21,14 @@ from schemas.sequence import SequenceChecker, validate_shots
 # The class of a job that names none, in the CLI and the SDK alike: development jobs are the safe
 # default (production jobs may preempt them, never the other way round).
 DEFAULT_JOB_CLASS = "development"
+DEVICE_WAIT_S = 1.0  # how long an empty device specs stream is waited on (no owner published)
 
 
 def read_device(
     url: str, device_queue: str, namespace: str, known: tuple[str, Any] | None = None
 ) -> tuple[str, Any] | None:
-    """The Pulser device in the owner's device queue (peeked, left there) with its JSON, or
-    None. `known` (JSON, device) is returned as it is when the JSON did not change, so what was
+    """The Pulser device the owner last published on its device specs stream (read, never
+    removed) with its JSON, or None. `known` (JSON, device) is returned as it is when the JSON did not change, so what was
     checked against that device object stays checked.
 
     Raises:
@@ -37,7 +39,7 @@ def read_device(
     with channel(url, name="qsched-fetch-device") as ch:
         try:
             with translated(f"read {device_queue}"):
-                method, props, body = ch.basic_get(device_queue)
+                record = fetch_last_record(ch.connection, device_queue, DEVICE_WAIT_S, 0.05)
         except ChannelClosed as exc:
             if exc.code != NOT_FOUND:
                 raise
@@ -47,11 +49,10 @@ def read_device(
                 hint=f"start one in another terminal with QSCHED_NAMESPACE={namespace}: "
                 "qsched owner",
             ) from None
-        if method is None:
+        if record is None:
             return None
-        ch.basic_nack(method.delivery_tag, requeue=True)
         try:
-            text = decode(body, props.type, DeviceSpecs).device
+            text = decode(record.body, record.properties.type, DeviceSpecs).device
             if known is not None and known[0] == text:
                 return known
             return text, load_device(text)

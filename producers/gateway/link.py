@@ -25,6 +25,7 @@ from typing import Any
 
 from brokers.connection import channel
 from brokers.settings import Settings
+from brokers.stream import fetch_last_record
 from producers.client import QPUClient
 from producers.confirms import Outgoing
 from producers.errors import NoOwnerAnswered
@@ -179,11 +180,10 @@ class OwnerLink:
         client = self.client()
         found: str | None = None
         with channel(client.session.credentialed_url(), name="qsched-gateway-device") as ch:
-            method, props, body = ch.basic_get(client.topology.device_queue)
-            if method is not None:
-                ch.basic_nack(method.delivery_tag, requeue=True)
+            record = fetch_last_record(ch.connection, client.topology.device_queue, 1.0, 0.05)
+            if record is not None:
                 try:
-                    found = decode(body, props.type, DeviceSpecs).device
+                    found = decode(record.body, record.properties.type, DeviceSpecs).device
                 except DecodeError:
                     found = None
         self._device = (time.monotonic(), found)

@@ -20,6 +20,7 @@ import pytest
 
 from brokers.bootstrap import PrivateNode
 from brokers.connection import channel, connect
+from brokers.stream import fetch_last_record
 from brokers.topology import CODE_HEADER, REASON_HEADER, build_topology, declare
 from producers.client import QPUClient
 from schemas import CommandName, ErrorCode, JobState, QPUState, decode_any
@@ -135,7 +136,7 @@ def test_reply_to_the_device_queue_cannot_overwrite_the_device_specs(
 ) -> None:
     """Given an owner, when a garbage message, a valid job and a command each name the device
     queue as reply_to, then all three are dead-lettered with a reason, none runs, and the device
-    queue still holds the device specs."""
+    specs stream's last record is still the device specs."""
     owners.start("--backend", "synthetic")
     client = owners.client()
     topology = owners.broker.topology
@@ -167,9 +168,9 @@ def test_reply_to_the_device_queue_cannot_overwrite_the_device_specs(
         f"dead letters for {wanted}",
     )
     assert all("reply_to" in str(dead[i].get(REASON_HEADER)) for i in wanted - {garbage_id})
-    method, props, body = owners.broker.channel().basic_get(device, auto_ack=False)
-    assert method is not None
-    assert isinstance(decode_any(body, props.type), DeviceSpecs), props.type
+    last = fetch_last_record(owners.broker.channel().connection, device, 5.0, 0.05)
+    assert last is not None
+    assert isinstance(decode_any(last.body, last.properties.type), DeviceSpecs), last.properties
     started = {
         e.job_id for e in log_events(owners.broker.channel(), topology) if e.topic == "job.started"
     }

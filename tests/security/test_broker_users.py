@@ -8,16 +8,24 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
+import pika
+import pika.exceptions
 import pytest
+from pika.adapters.blocking_connection import BlockingChannel
 
 from brokers.bootstrap import PrivateNode
 from brokers.connection import connect
 from brokers.settings import load_settings
+from brokers.stream import fetch_last_record
 from brokers.topology import build_topology, declare
 from brokers.users import Rabbitmqctl, add_user, new_password, role_permissions
+from schemas.codec import decode_any, encode
+from schemas.messages import DeviceSpecs
 from schemas.policy import Policy
 from tests.security.access import consume, matrix, outcome, publish
 
@@ -142,3 +150,52 @@ def test_a_password_starting_with_a_dash_is_set_not_read_as_an_option(
     for password in ("-dash-first", "--also-dashes"):  # set, then reset (change_password)
         assert add_user(ctl, "dashy", "submitter", NS, password=password) == password
         ctl.run("authenticate_user", "--", "dashy", password, secret=password)
+
+
+def _tried(url: str, attempt: Callable[[BlockingChannel], Any]) -> str:
+    """`outcome`, also when the broker closes the whole connection (a stream answers some
+    methods with a connection error)."""
+    try:
+        return outcome(url, attempt)
+    except pika.exceptions.ConnectionClosedByBroker as exc:
+        return str(exc.reply_code)
+
+
+def test_a_submitter_reads_the_device_specs_and_cannot_take_or_purge_them(
+    private_broker: PrivateNode,
+) -> None:
+    """Given the owner's device specs on a namespace, when a submitter made with `qsched broker
+    users add` reads them, then it gets them; its basic.get+ack, purge and delete of the specs
+    are refused, and every reader still finds the specs afterwards (issue 19, finding 9: a
+    classic queue let a submitter take or purge them)."""
+    topology = build_topology(load_settings(namespace=NS), Policy())
+    admin = connect(private_broker.url)
+    declare(admin.channel(), topology)
+    specs = DeviceSpecs(device='{"name": "specs-under-test"}', epoch=3, backend="synthetic")
+    publisher = admin.channel()
+    publisher.confirm_delivery()
+    publisher.basic_publish(
+        "",
+        topology.device_queue,
+        encode(specs),
+        pika.BasicProperties(type=DeviceSpecs.type_name(), delivery_mode=2),
+    )
+    alice = url_of(private_broker, "alice", add(private_broker, "alice", "submitter"))
+    device = topology.device_queue
+
+    def take(ch: BlockingChannel) -> None:
+        method, _, _ = ch.basic_get(device, auto_ack=True)
+        assert method is None, "a submitter took the device specs"
+
+    def read(ch: BlockingChannel) -> None:
+        record = fetch_last_record(ch.connection, device, 5.0, 0.05)
+        assert record is not None and b"specs-under-test" in record.body
+
+    assert _tried(alice, take) != "ok"
+    assert _tried(alice, lambda ch: ch.queue_purge(device)) != "ok"
+    assert _tried(alice, lambda ch: ch.queue_delete(device)) == "403"
+    assert _tried(alice, read) == "ok"
+    assert _tried(alice, read) == "ok"  # reading removed nothing
+    last = fetch_last_record(admin, device, 5.0, 0.05)
+    assert last is not None and decode_any(last.body, last.properties.type) == specs
+    admin.close()

@@ -39,6 +39,9 @@ OTHER_VARIABLES = {
     "QSCHED_EPILOG_LOG": "Slurm Epilog: its log file (default syslog)",
     "QSCHED_EPILOG_TIMEOUT_S": "Slurm Epilog: hard time limit of its qsched call (default 10)",
     "QSCHED_BIN": "Slurm Epilog: the qsched executable (default: qsched on PATH)",
+    "QSCHED_PROLOG_LOG": "Slurm prolog: its log file (default syslog)",
+    "QSCHED_PROLOG_TIMEOUT_S": "Slurm prolog: hard time limit of its qsched call (default 10)",
+    "QSCHED_PROLOG_SQUEUE": "Slurm prolog: 0 to not ask squeue for the allocation's end",
 }
 AuthName = Literal["password", "munge"]
 QueueType = Literal["classic", "quorum"]

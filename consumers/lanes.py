@@ -16,20 +16,13 @@ so their emulation does not slow the owner on a shared host.
 
 from __future__ import annotations
 
-import hashlib
 import queue
-from typing import Any
 
 from consumers.backends.emulator import EmulatorBackend
 from consumers.core.step import LaneDispatch
 from consumers.shell import Shell
 from schemas.policy import LanesPolicy
-
-
-def specs_digest(device: Any) -> str:
-    """A short digest of a device's specs (its abstract representation)."""
-    return hashlib.sha256(device.to_abstract_repr().encode()).hexdigest()[:12]
-
+from schemas.sequence import SpecsDigest
 
 LANE_NICENESS = 10  # lane workers yield the CPU to the owner and the QPU's backend
 
@@ -41,7 +34,7 @@ class LanePool:
         self.backends = {
             name: EmulatorBackend(lanes.shot_rate_hz, progress_every_shots) for name in lanes.names
         }
-        self._digest: tuple[int, str] | None = None
+        self._specs = SpecsDigest()
 
     def drain(self, shell: Shell) -> bool:
         """Handle what the lanes reported (one confirm for all); True if anything was."""
@@ -80,8 +73,3 @@ class LanePool:
         """Stop every lane's child process."""
         for backend in self.backends.values():
             backend.close()
-
-    def _specs(self, device: Any) -> str:
-        if self._digest is None or self._digest[0] != id(device):
-            self._digest = (id(device), specs_digest(device))
-        return self._digest[1]

@@ -84,7 +84,7 @@ from schemas.messages import (
     Message,
 )
 from schemas.policy import Policy
-from schemas.sequence import SequenceChecker
+from schemas.sequence import SequenceChecker, SpecsDigest
 
 log = logging.getLogger("consumers.owner")
 
@@ -123,6 +123,7 @@ class Shell:
         self.topology = topology
         self.clock = clock
         self.device = device
+        self._specs = SpecsDigest()
         self._on_event = on_event
         self.sequences = SequenceChecker(deep=False)  # `Owner` sets it from the settings
         self.runs = RunSequences(store, connection, topology.events_stream, self.sequences)
@@ -412,7 +413,7 @@ class Shell:
 
     def dispatch(self) -> None:
         """Ask the core what the QPU does next (`decide`)."""
-        self.decide(Dispatch())
+        self.decide(Dispatch(specs=self._specs(self.device())))
 
     def decide(self, given: Dispatch | LaneDispatch) -> bool:
         """Step a decision (the QPU's or a lane's) and carry it out: a start or a stop at once,

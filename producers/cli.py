@@ -114,8 +114,10 @@ def _job_status(ctx: click.Context, job_id: str, as_json: bool, timeout: float) 
         elif entry.held is not None:
             click.echo(f"{full} QUEUED, {entry.held}")
         else:
-            eta = "unknown" if entry.eta_s is None else f"about {entry.eta_s:.0f} s"
-            click.echo(f"{full} QUEUED, position {entry.position}, starts in {eta}")
+            eta = "start unknown" if entry.eta_s is None else f"starts in about {entry.eta_s:.0f} s"
+            if entry.eta_unknown is not None:
+                eta = f"the QPU is {entry.eta_unknown}"
+            click.echo(f"{full} QUEUED, position {entry.position}, {eta}")
         return
     if result is None:
         raise CommandRefused(f"no job {full} is waiting, running or finished", None)

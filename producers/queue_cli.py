@@ -31,7 +31,7 @@ def _eta(entry: QueueEntry) -> str:
     if entry.held is not None:
         return entry.held
     if entry.eta_s is None:
-        return "unknown"
+        return entry.eta_unknown or "unknown"  # e.g. "paused": what the QPU does instead
     return f"{entry.eta_s:.0f} s"
 
 
@@ -82,8 +82,6 @@ def queue(
     sessions = any(entry.session_id for entry in entries)
     if sessions:
         table.add_column("session", no_wrap=True, overflow="ellipsis")
-    if explain:
-        table.add_column("factors")
     for entry in entries:
         row = [
             "-" if entry.position is None else str(entry.position),
@@ -96,10 +94,46 @@ def queue(
         ]
         if sessions:
             row.append(_session(entry))
-        if explain:
-            row.append(", ".join(f"{k}={v}" for k, v in entry.factors.items()))
         table.add_row(*row)
     console.print(table)
+    if explain:
+        print_factors(entries)
     with _client(ctx) as client:
         for note in budget_notes(client):
             click.echo(note)
+
+
+# The order key's factors (`consumers.core.order_key`), as columns narrow enough for 80
+# characters, and what each one means, in the order they are compared.
+FACTOR_COLUMNS = {
+    "class_rank": ("rank", "class_rank, lower first"),
+    "class_usage_per_weight": ("class/w", "class_usage_per_weight, lower first"),
+    "session_grace": ("grace", "session_grace, yes first"),
+    "site_term": ("site", "site_term, higher first"),
+    "effective_priority": ("prio", "effective_priority (aged), higher first"),
+    "account_usage_s": ("acct s", "account_usage_s, lower first"),
+    "user_usage_s": ("user s", "user_usage_s, lower first"),
+}
+
+
+def _factor(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def print_factors(entries: list[QueueEntry]) -> None:
+    """The factors of each job's place, one column each (like ``sprio``), never cut: short
+    headings whose full names a legend under the table gives (usage in decayed QPU seconds)."""
+    names = list(FACTOR_COLUMNS)
+    names += sorted({k for e in entries for k in e.factors} - set(FACTOR_COLUMNS))
+    table = Table(title="factors, compared left to right (then age)", box=None, pad_edge=False)
+    table.add_column("job", no_wrap=True)
+    for name in names:
+        table.add_column(FACTOR_COLUMNS.get(name, (name, ""))[0], justify="right", no_wrap=True)
+    for entry in entries:
+        cells = [_factor(entry.factors[n]) if n in entry.factors else "-" for n in names]
+        table.add_row(entry.job_id[:8], *cells)
+    console.print(table)
+    legend = "; ".join(f"{short}: {meaning}" for short, meaning in FACTOR_COLUMNS.values())
+    console.print(legend, highlight=False)

@@ -144,7 +144,9 @@ def _eta(entry: QueueEntry) -> str:
         return "running"
     if entry.held is not None:
         return entry.held.removeprefix("held: ")
-    return duration(entry.eta_s) if entry.eta_s is not None else "unknown"
+    if entry.eta_s is None:
+        return entry.eta_unknown or "unknown"  # e.g. "paused": what the QPU does instead
+    return duration(entry.eta_s)
 
 
 def _queue(entries: list[QueueEntry], rows: int) -> Table:

@@ -60,6 +60,15 @@ def print_status(status: StatusReport, console: Console) -> None:
         _line(console, Text("the QPU backend is down: jobs wait until it is back", style="red"))
     for reservation in status.reservations[:5]:
         _line(console, f"reservation {reservation.line()}")
+    if status.calibration_pending:
+        waits_for = f"{short(status.running.job_id)} ends" if status.running else "the QPU is free"
+        _line(
+            console,
+            Text(
+                f"calibration pending: starts when {waits_for}; no other job starts first",
+                style="yellow",
+            ),
+        )
     if status.running:
         r = status.running
         _line(

@@ -144,6 +144,8 @@ class Waiter:
             return ""
         which = "" if len(self.handles) == 1 else f"{short(entry.job_id)} "
         eta = "" if entry.eta_s is None else f", starts in ~{entry.eta_s:.0f} s"
+        if entry.eta_unknown is not None:
+            eta = f", the QPU is {entry.eta_unknown}"
         return f"{which}position {entry.position}{eta}"
 
     def summary(self) -> str:

@@ -243,7 +243,7 @@ class JobStarted(Payload):
     backend: str
     shots: int = Field(ge=0, description="shots this run takes (the job's remaining shots)")
     lane: str | None = Field(default=None, description="the emulator lane (None: the QPU)")
-    specs: str | None = Field(default=None, description="digest of a lane's device specs")
+    specs: str | None = Field(default=None, description="digest of the device specs it runs under")
     in_grace: bool = Field(
         default=False,
         description="the job's session was in its grace window: the session's turn goes on",

@@ -251,7 +251,7 @@ class JobResult(Message):
         default=None, description="the emulator lane it ran on (None: the QPU, or it never ran)"
     )
     specs: str | None = Field(
-        default=None, description="digest of the device specs an emulator lane ran it under"
+        default=None, description="digest of the device specs it ran under (QPU or emulator lane)"
     )
 
     @model_validator(mode="after")

@@ -246,7 +246,11 @@ class Policy(BaseModel):
     calibration_valid_s: float | None = Field(
         default=None, gt=0, description="how long a calibration stays valid (None: no window)"
     )
-    shot_rate_hz: float = Field(default=5.0, gt=0, description="for duration estimates")
+    shot_rate_hz: float = Field(
+        default=5.0,
+        gt=0,
+        description="for duration estimates (ETAs: until the QPU's runs measured a rate)",
+    )
     job_overhead_s: float = Field(default=1.0, ge=0, description="for duration estimates")
     fair_share_half_life_s: float = Field(default=3600.0, gt=0)
     aging_step_s: float = Field(default=600.0, gt=0, description="+1 priority per step waited")

@@ -88,6 +88,10 @@ class StatusReport(BaseModel):
     calibration_valid_until: AwareDatetime | None = Field(
         default=None, description="when the calibration window closes (None: no window)"
     )
+    calibration_pending: bool = Field(
+        default=False,
+        description="an operator started a calibration that waits for the running job to end",
+    )
     waiting_by_account: dict[str, int] = Field(
         default_factory=dict, description="waiting jobs per Slurm account ('' for none)"
     )
@@ -111,6 +115,8 @@ class QueueEntry(BaseModel):
     Attributes:
         position: 1 for the job that starts next; None while the job is held.
         eta_s: estimated seconds until it starts; None when unknown (held, paused, calibrating).
+        eta_unknown: why `eta_s` is None for a job in line: what the QPU is doing instead
+            (``paused``, ``calibrating``, ``draining``, ``down``).
         factors: the ordering key's factors, named (like Slurm's ``sprio``).
     """
 
@@ -125,6 +131,7 @@ class QueueEntry(BaseModel):
     submitted_at: AwareDatetime
     position: int | None = None
     eta_s: float | None = None
+    eta_unknown: str | None = None
     held: str | None = None
     state: JobState = JobState.QUEUED
     factors: dict[str, Any] = Field(default_factory=dict)

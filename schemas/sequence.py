@@ -61,6 +61,26 @@ def missing_sequence_keys(document: dict[str, Any]) -> list[str]:
     return [key for key in SEQUENCE_KEYS if key not in document]
 
 
+def specs_digest(device: Any) -> str:
+    """A short digest of a device's specs (its abstract representation), stamped on runs and
+    their results so a result says which specs it ran under."""
+    return hashlib.sha256(device.to_abstract_repr().encode()).hexdigest()[:12]
+
+
+class SpecsDigest:
+    """`specs_digest` of the device last asked about, computed again only when the device object
+    changes (a calibration's new specs): a dispatch asks for it every time."""
+
+    def __init__(self) -> None:
+        self._last: tuple[int, str] | None = None
+
+    def __call__(self, device: Any) -> str:
+        """The digest of `device`'s specs."""
+        if self._last is None or self._last[0] != id(device):
+            self._last = (id(device), specs_digest(device))
+        return self._last[1]
+
+
 def sequence_error(message: str, field: str = "sequence", **details: Any) -> JobError:
     """An INVALID_SEQUENCE error naming `field`."""
     return JobError(

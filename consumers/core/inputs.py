@@ -93,9 +93,12 @@ class Dispatch:
     Attributes:
         checked: the job whose sequence the shell just re-checked against the current device,
             as the core asked (`Recheck`): it may start though checked at an older epoch.
+        specs: the digest of the device specs a run would start under (stamped on the run and
+            its result, as a lane's are); None where the caller has no device (tests, tools).
     """
 
     checked: str | None = None
+    specs: str | None = None
 
 
 @dataclass(frozen=True)

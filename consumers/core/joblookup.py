@@ -90,6 +90,8 @@ class Whereabouts:
         if entry.held is not None:
             return f"job {job_id} is QUEUED, {entry.held}"
         eta = "" if entry.eta_s is None else f", starts in about {entry.eta_s:.0f} s"
+        if entry.eta_unknown is not None:
+            eta = f", the QPU is {entry.eta_unknown}"
         return f"job {job_id} is QUEUED, position {entry.position}{eta}"
 
 

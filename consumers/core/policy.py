@@ -67,8 +67,15 @@ class Decision:
     calibration_due: bool = False
 
 
-def estimated_duration_s(policy: Policy, shots: int) -> float:
-    """How long a job of `shots` shots is expected to hold the QPU."""
+def estimated_duration_s(
+    policy: Policy, shots: int, measured: tuple[float, float] | None = None
+) -> float:
+    """How long a job of `shots` shots is expected to hold the QPU: by the policy's
+    `shot_rate_hz` and `job_overhead_s`, or by `measured`, the (overhead per run, seconds per
+    shot) the QPU's recent runs showed (`consumers.core.shotrate.ShotRate.costs`; ETAs)."""
+    if measured is not None:
+        overhead_s, per_shot_s = measured
+        return overhead_s + shots * per_shot_s
     return shots / policy.shot_rate_hz + policy.job_overhead_s
 
 

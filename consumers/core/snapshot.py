@@ -15,6 +15,7 @@ from pydantic import TypeAdapter
 from consumers.core.fairshare import Usage
 from consumers.core.ledger import Ledger
 from consumers.core.order import Waiting
+from consumers.core.shotrate import ShotRate
 from consumers.core.state import OwnerState
 from consumers.core.state_data import Batch, BudgetRecord, Run, Session
 from schemas.context import Allocation
@@ -65,6 +66,7 @@ def to_data(state: OwnerState) -> dict[str, Any]:
         "ledger": state.ledger.to_data(),
         "budgets": _BUDGETS.dump_python(state.budgets, mode="json"),
         "reservations": _RESERVATIONS.dump_python(state.reservations, mode="json"),
+        "shot_rate": state.shot_rate.to_data(),
         "events": state.events,
         "ignored": state.ignored,
         "last_event_id": state.last_event_id,
@@ -108,6 +110,7 @@ def from_data(data: dict[str, Any], half_life_s: float) -> OwnerState:
         ledger=Ledger.from_data(data.get("ledger")),
         budgets=_BUDGETS.validate_python(data.get("budgets", {})),
         reservations=_RESERVATIONS.validate_python(data.get("reservations", {})),
+        shot_rate=ShotRate.from_data(data.get("shot_rate")),
         events=int(data.get("events", 0)),
         ignored=int(data.get("ignored", 0)),
         last_event_id=data.get("last_event_id"),

@@ -206,7 +206,7 @@ def _batch_closed(state: OwnerState, event: Event) -> None:
 def _started(state: OwnerState, event: Event) -> None:
     started = payload_of(event, JobStarted)
     job = _waiting(state, event)
-    run = Run(job, event.at, started.attempt, started.epoch, started.backend)
+    run = Run(job, event.at, started.attempt, started.epoch, started.backend, specs=started.specs)
     run.in_grace = started.in_grace
     if not job.runs:  # the queue wait ends at the first start (a rerun's does not count)
         state.ledger.charge(job, event.at, first_start(job, event.at))
@@ -214,7 +214,7 @@ def _started(state: OwnerState, event: Event) -> None:
         if started.lane in state.lanes:
             raise Ignored(f"{started.lane} runs {state.lanes[started.lane].job.job_id}")
         state._unwait(job.job_id)
-        state.lanes[started.lane] = replace(run, lane=started.lane, specs=started.specs)
+        state.lanes[started.lane] = replace(run, lane=started.lane)
         return
     state._move(QPUEvent.START)  # raises before anything changed when the move is illegal
     state._unwait(job.job_id)
@@ -272,7 +272,10 @@ def _wait_again(state: OwnerState, event: Event, back: JobBack, **changes: Any) 
         outcome=_outcome(event, run),
     )
     shots = back.shots_done - sum(run.job.prior_counts.values())
-    state.ledger.charge(run.job, event.at, run_totals(interval, shots))
+    totals = run_totals(interval, shots)
+    state.ledger.charge(run.job, event.at, totals)
+    if run.lane is None and interval.outcome != "recovered":  # a recovered run's time is a gap
+        state.shot_rate.record(totals.shots, totals.qpu_s)
     job = replace(
         run.job,
         attempt=run.attempt + 1,
@@ -348,7 +351,9 @@ def _final(state: OwnerState, event: Event) -> None:
         state._charge(run.job, _last_run_s(event), event.at)
         session_run_ended(state, run, _last_run_s(event), event.at)
     if run is not None:
-        state.ledger.charge(run.job, event.at, final_run(event, run, _last_run_s(event)))
+        totals = final_run(event, run, _last_run_s(event))
+        state.ledger.charge(run.job, event.at, totals)
+        state.shot_rate.record(totals.shots, totals.qpu_s)  # lane runs: emulator time, not QPU
     elif job_id in state.waiting:
         state.ledger.charge(state.waiting[job_id], event.at, Totals(jobs=1))
         state._unwait(job_id)

@@ -20,6 +20,7 @@ from consumers.core.fairshare import Usage
 from consumers.core.ledger import Ledger
 from consumers.core.machine import QPUEvent, transition
 from consumers.core.order import OrderIndex, Waiting
+from consumers.core.shotrate import ShotRate
 from schemas.budgets import Budget
 from schemas.context import Allocation
 from schemas.enums import JobState, Mode, QPUState
@@ -172,6 +173,8 @@ class StateData:
             class (`consumers.core.ledger`), charged as runs end.
         budgets: operators' budgets and top-ups, by ``account`` or ``account/user``.
         reservations: reservations by name (`consumers.core.reservations`).
+        shot_rate: the shots and seconds of the last QPU runs, which ETAs count with
+            (`consumers.core.shotrate`).
         ignored: events that could not be applied (stale term, unknown job, illegal move).
         ignored_events: the newest of those, each with why (not in snapshots).
         policy: the policy in force as the log has it (TOML text of the last activation or
@@ -208,6 +211,7 @@ class StateData:
     ledger: Ledger = field(default_factory=Ledger)
     budgets: dict[str, BudgetRecord] = field(default_factory=dict)
     reservations: dict[str, Reservation] = field(default_factory=dict)
+    shot_rate: ShotRate = field(default_factory=ShotRate)
     index: OrderIndex = field(default_factory=OrderIndex)
     events: int = 0
     ignored: int = 0

@@ -122,7 +122,7 @@ def _step(state: OwnerState, policy: Policy, given: Input, now: datetime, ctx: C
         case Tick():
             return tick(state, policy, now)
         case Dispatch():
-            return _dispatch(state, policy, now, ctx, given.checked)
+            return _dispatch(state, policy, now, ctx, given)
         case Invalidated():
             job = state.waiting.get(given.job_id)
             if job is None:
@@ -140,7 +140,7 @@ def _step(state: OwnerState, policy: Policy, given: Input, now: datetime, ctx: C
 
 
 def _dispatch(
-    state: OwnerState, policy: Policy, now: datetime, ctx: Context, checked: str | None
+    state: OwnerState, policy: Policy, now: datetime, ctx: Context, given: Dispatch
 ) -> Steps:
     """Hold for a pending calibration, else carry out the policy's decision on the backlog (a
     job checked at an older epoch is re-checked first: `Recheck`)."""
@@ -162,7 +162,7 @@ def _dispatch(
             and not outranks(policy, job.job_class, held_for)
         ):
             return [], []  # the QPU waits a bounded time for the session's next iteration
-        if job.validated_epoch < state.epoch and job.job_id != checked:
+        if job.validated_epoch < state.epoch and job.job_id != given.checked:
             return [], [Recheck(job, job.remaining_shots)]
         started = job_event(
             Topic.JOB_STARTED,
@@ -172,6 +172,7 @@ def _dispatch(
                 backend=ctx.backend,
                 shots=job.remaining_shots,
                 in_grace=job.session_id is not None and job.session_id in view.sessions_in_grace,
+                specs=given.specs,
             ),
             job,
             decision.reason,

@@ -29,6 +29,13 @@ from schemas.policy import Policy
 ETA_STATES = (QPUState.IDLE, QPUState.RUNNING, QPUState.PREEMPTING)
 HELD_SHOWN = 20  # held jobs `status` names
 SKIPS_LOOKED_AT = 100  # jobs next in line `status` checks for skips (allocation end, window)
+# what a job in line waits for when no ETA can be given: the QPU's state, in a word
+NO_ETA = {
+    QPUState.PAUSED: "paused",
+    QPUState.CALIBRATING: "calibrating",
+    QPUState.DRAINING: "draining",
+    QPUState.DOWN: "down",
+}
 
 
 def calibration_of(state: OwnerState, policy: Policy) -> Calibration:
@@ -65,12 +72,15 @@ def view_of(state: OwnerState, policy: Policy, now: datetime) -> OwnerView:
 
 
 def running_left_s(state: OwnerState, policy: Policy, now: datetime) -> float:
-    """Estimated seconds until the running job ends (0 when the QPU is free)."""
+    """Estimated seconds until the running job ends (0 when the QPU is free), at the rate the
+    recent runs measured (`consumers.core.shotrate`)."""
     run = state.running
     if run is None:
         return 0.0
     elapsed_s = (now - run.started_at).total_seconds()
-    return max(estimated_duration_s(policy, run.job.remaining_shots) - elapsed_s, 0.0)
+    measured = state.shot_rate.costs(policy.job_overhead_s)
+    expected_s = estimated_duration_s(policy, run.job.remaining_shots, measured)
+    return max(expected_s - elapsed_s, 0.0)
 
 
 def queue_entries(
@@ -95,7 +105,9 @@ def queue_entries(
     """
     view = view_of(state, policy, now)
     eta_known = state.qpu in ETA_STATES
+    no_eta = None if eta_known else NO_ETA.get(state.qpu, state.qpu.value.lower())
     ahead_s = running_left_s(state, policy, now)
+    measured = state.shot_rate.costs(policy.job_overhead_s)  # ETAs: the QPU's measured rate
     startable: list[QueueEntry] = []
     held: list[QueueEntry] = []
     phases = SessionPhases(state, policy, now)
@@ -118,8 +130,8 @@ def queue_entries(
             position += 1
             if keep:
                 eta_s = ahead_s if eta_known else None
-                startable.append(_entry(job, key, position, eta_s, phases))
-            ahead_s += estimated_duration_s(policy, job.remaining_shots)
+                startable.append(_entry(job, key, position, eta_s, phases, no_eta=no_eta))
+            ahead_s += estimated_duration_s(policy, job.remaining_shots, measured)
         elif keep and len(held) < wanted:
             held.append(_entry(job, key, None, None, phases, reason))
     return (startable + held)[:wanted]
@@ -133,6 +145,7 @@ def _entry(
     phases: SessionPhases | None,
     held: str | None = None,
     state: JobState = JobState.QUEUED,
+    no_eta: str | None = None,
 ) -> QueueEntry:
     """One job as `qsched queue` shows it: its order key's factors (`key` None: none, e.g. the
     running job) and where its session stands (`phases`)."""
@@ -147,6 +160,7 @@ def _entry(
         submitted_at=job.submitted_at,
         position=position,
         eta_s=round(eta_s, 3) if eta_s is not None else None,
+        eta_unknown=no_eta,
         held=held,
         state=state,
         factors=key.factors() if key is not None else {},
@@ -201,6 +215,7 @@ def status_of(
         held_reasons=held_reasons,
         calibration_valid_until=view.calibration.valid_until,
         reservations=list(view.reservations),
+        calibration_pending=state.calibration_pending,
         waiting_by_account=waiting_by_account(state),
         lanes=lanes,
         sessions=open_sessions(state, policy, now),

@@ -11,6 +11,7 @@ import pika.exceptions
 import pytest
 
 from brokers.namespace import owner_holds_lease
+from schemas.enums import CommandName
 from tests.conftest import BrokerFixture, OwnerHarness
 from tests.owners import run_qsched
 from tests.sequences import analog_sequence
@@ -209,3 +210,46 @@ def test_the_owner_says_in_its_log_that_it_stopped_on_sigterm(owners: OwnerHarne
     assert owner.stop() == 0
     last = owner.log().strip().splitlines()[-1]
     assert "stopped on SIGTERM" in last, owner.log()[-2000:]
+
+
+def test_what_queue_status_and_results_show_an_operator(
+    owners: OwnerHarness, sequence_file: Path
+) -> None:
+    """Through the real CLI, piped (80 columns): while paused, `queue` says "paused" where the
+    ETA would be and `queue --explain` prints every factor whole, with a legend (was: "unknown",
+    factors cut to `class_ran…`); after `ctl calibration-start` without --now, `status` says the
+    calibration waits for the running job (was: nothing); a QPU run's result names its specs
+    (was: null)."""
+    owners.start("--backend", "synthetic", "--shot-rate", "20")
+    assert qsched(owners, "ctl", "pause").returncode == 0
+    long = qsched(owners, "submit", str(sequence_file), "--shots", "200").stdout.strip()
+    short_job = qsched(owners, "submit", str(sequence_file), "--shots", "10").stdout.strip()
+    listed = qsched(owners, "queue")
+    rows = [
+        line for line in listed.stdout.splitlines() if long[:8] in line or short_job[:8] in line
+    ]
+    assert len(rows) == 2 and all("paused" in row for row in rows), listed.stdout
+    explained = qsched(owners, "queue", "--explain")
+    assert explained.returncode == 0, explained.stderr
+    assert "…" not in explained.stdout and max(map(len, explained.stdout.splitlines())) <= 80
+    for heading in ("rank", "class/w", "grace", "site", "prio", "acct s", "user s"):
+        assert heading in explained.stdout, heading
+    for name in ("class_rank", "class_usage_per_weight", "effective_priority", "user_usage_s"):
+        assert name in explained.stdout, name  # the legend names each factor whole
+
+    assert qsched(owners, "ctl", "resume").returncode == 0
+    client = owners.client()
+
+    def long_runs() -> bool:
+        status = client.control(CommandName.STATUS).status
+        return status is not None and status.running is not None and status.running.job_id == long
+
+    wait_until(long_runs, "the long job runs", 30)
+    assert qsched(owners, "ctl", "calibration-start").returncode == 0
+    status = qsched(owners, "status")
+    assert f"calibration pending: starts when {long[:8]} ends" in status.stdout, status.stdout
+    result = qsched(owners, "result", long, "--wait", "--json", "--timeout", "60")
+    assert result.returncode == 0, result.stderr
+    specs = json.loads(result.stdout.splitlines()[-1])["specs"]
+    assert isinstance(specs, str) and len(specs) == 12, specs
+    assert qsched(owners, "ctl", "calibration-complete").returncode == 0

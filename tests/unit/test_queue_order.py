@@ -26,6 +26,7 @@ def reference_rows(h: Harness) -> list[tuple[str, int | None, float | None, str 
     view = view_of(h.state, h.policy, h.now)
     ordered = sorted(h.state.waiting.values(), key=lambda j: order_key(view, j, h.now))
     ahead_s = running_left_s(h.state, h.policy, h.now)
+    measured = h.state.shot_rate.costs(h.policy.job_overhead_s)  # ETAs: the measured rate
     startable, held = [], []
     position = 0
     for job in ordered:
@@ -34,7 +35,7 @@ def reference_rows(h: Harness) -> list[tuple[str, int | None, float | None, str 
             position += 1
             eta = round(ahead_s, 3) if h.state.qpu in ETA_STATES else None
             startable.append((job.job_id, position, eta, None))
-            ahead_s += estimated_duration_s(h.policy, job.remaining_shots)
+            ahead_s += estimated_duration_s(h.policy, job.remaining_shots, measured)
         else:
             held.append((job.job_id, None, None, reason))
     return startable + held

@@ -6,8 +6,9 @@
 #   local-slurm.sh stop DIR                                        stop them (pid files)
 #
 # After start, DIR/env holds what users need: `. DIR/env` exports SLURM_CONF and MUNGE_SOCKET.
-# The node runs infra/slurm/task-prolog.sh as TaskProlog and infra/slurm/epilog.sh as Epilog
-# (through DIR/epilog-wrapper.sh, which points it at --epilog-env and --qsched).
+# The node runs infra/slurm/prolog.sh as Prolog, infra/slurm/task-prolog.sh as TaskProlog and
+# infra/slurm/epilog.sh as Epilog (prolog and epilog through DIR/prolog-wrapper.sh and
+# DIR/epilog-wrapper.sh, which point them at --epilog-env, --qsched and this Slurm).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cmd=${1:?usage: local-slurm.sh start|stop DIR}
@@ -58,6 +59,12 @@ QSCHED_EPILOG_ENV=$epilog_env QSCHED_BIN=$qsched_bin QSCHED_EPILOG_LOG=$dir/log/
     exec $here/epilog.sh
 WRAP
 chmod 755 "$dir/epilog-wrapper.sh"
+cat > "$dir/prolog-wrapper.sh" <<WRAP
+#!/bin/sh
+SLURM_CONF=$dir/slurm.conf QSCHED_EPILOG_ENV=$epilog_env QSCHED_BIN=$qsched_bin \\
+    QSCHED_PROLOG_LOG=$dir/log/prolog.log exec $here/prolog.sh
+WRAP
+chmod 755 "$dir/prolog-wrapper.sh"
 
 cat > "$dir/slurm.conf" <<CONF
 ClusterName=qsched-local
@@ -88,6 +95,7 @@ InactiveLimit=0
 OverTimeLimit=0
 MinJobAge=300
 PrologFlags=Alloc
+Prolog=$dir/prolog-wrapper.sh
 TaskProlog=$here/task-prolog.sh
 Epilog=$dir/epilog-wrapper.sh
 NodeName=$node NodeAddr=127.0.0.1 CPUs=2 State=UNKNOWN

@@ -10,6 +10,7 @@ needs Debian's Open MPI/PMIx stack, which the project does not install).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -18,12 +19,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 
+from brokers.users import Rabbitmqctl, UserSetupFailed, add_user
 from schemas.enums import ErrorCode, JobState
 from schemas.messages import Event
 from tests.conftest import OwnerHarness
@@ -52,6 +55,7 @@ class Slurm:
 
     base: Path
     user: str
+    url: str = ""  # the broker as the user: its own broker account (set by `site`)
 
     @property
     def conf(self) -> str:
@@ -70,7 +74,7 @@ class Slurm:
             self.user,
             {
                 "SLURM_CONF": self.conf,
-                "QSCHED_AMQP_URL": owners.broker.url,
+                "QSCHED_AMQP_URL": self.url or owners.broker.url,
                 "QSCHED_NAMESPACE": owners.broker.topology.namespace,
             },
         )
@@ -96,6 +100,10 @@ class Slurm:
         path = self.base / "log" / "epilog.log"
         return path.read_text() if path.exists() else ""
 
+    def prolog_log(self) -> str:
+        path = self.base / "log" / "prolog.log"
+        return path.read_text() if path.exists() else ""
+
     def explain(self, job_id: str, out: Path) -> str:
         """What Slurm and the job said, for a failure message."""
 
@@ -110,6 +118,7 @@ class Slurm:
         return (
             f"\nsqueue state of {job_id}: {self.squeue_state(job_id)!r}; files in {out}: {listed}"
             f"\n--- slurm.out\n{tail(out / 'slurm.out')}"
+            f"\n--- prolog.log\n{tail(self.base / 'log' / 'prolog.log', 5)}"
             f"\n--- slurmd.log\n{tail(self.base / 'log' / 'slurmd.log')}"
             f"\n--- slurmctld.log\n{tail(self.base / 'log' / 'slurmctld.log', 15)}"
         )
@@ -153,12 +162,26 @@ def slurm() -> Iterator[Slurm]:
 
 
 @pytest.fixture
-def site(slurm: Slurm, owners: OwnerHarness) -> Slurm:
-    """Point the Epilog at this test's namespace (it reads the file each time it runs)."""
+def site(slurm: Slurm, owners: OwnerHarness) -> Iterator[Slurm]:
+    """Point the Prolog and Epilog at this test's namespace (they read the file each time they
+    run), and give the test's unix user a submitter account of its own name on the broker, as a
+    site does: the owner matches the prolog's registration (the unix user) with the job's
+    broker-verified user."""
+    namespace = owners.broker.topology.namespace
     (slurm.base / "epilog.env").write_text(
-        f"QSCHED_AMQP_URL={owners.broker.url}\nQSCHED_NAMESPACE={owners.broker.topology.namespace}\n"
+        f"QSCHED_AMQP_URL={owners.broker.url}\nQSCHED_NAMESPACE={namespace}\n"
     )
-    return slurm
+    found = shutil.which("rabbitmqctl")
+    assert found, "the Slurm tests add a broker user with rabbitmqctl"
+    ctl = Rabbitmqctl(Path(found))
+    password = add_user(ctl, slurm.user, "submitter", namespace)
+    parts = urlsplit(owners.broker.url)
+    netloc = f"{quote(slurm.user)}:{quote(password, safe='')}@{parts.hostname}:{parts.port or 5672}"
+    try:
+        yield replace(slurm, url=urlunsplit(parts._replace(netloc=netloc)))
+    finally:
+        with contextlib.suppress(UserSetupFailed):
+            ctl.run("delete_user", "--", slurm.user)
 
 
 def events(owners: OwnerHarness) -> list[Event]:
@@ -204,9 +227,9 @@ def test_two_mpi_ranks_submit_through_qsched_with_their_slurm_context(
     ranks = [json.loads(f.read_text()) for f in files]
     assert [r["rank"] for r in ranks] == [0, 1], (out / "slurm.out").read_text()
     for rank in ranks:
-        assert [r["state"] for r in rank["results"]] == ["DONE"] and rank["results"][0][
-            "shots"
-        ] == 20
+        states = [r["state"] for r in rank["results"]]
+        assert states == ["DONE"], f"{rank}; prolog: {site.prolog_log()}"
+        assert rank["results"][0]["shots"] == 20
         context = rank["context"]
         assert (context["job_id"], context["rank"], context["account"]) == (
             job_id,
@@ -222,6 +245,12 @@ def test_two_mpi_ranks_submit_through_qsched_with_their_slurm_context(
         owner_end = datetime.fromisoformat(slurm["allocation_end"])
         assert owner_end == datetime.fromisoformat(ranks[0]["context"]["allocation_end"])
     wait_for("the epilog after the job", lambda: f"allocation {job_id} ended" in site.epilog_log())
+    assert f"allocation {job_id} of {site.user} registered" in site.prolog_log()
+    registered = [e for e in events(owners) if e.topic == "control.allocation-started"]
+    assert [
+        (e.data["allocation"], e.data["registered"]["user"], e.data["registered"]["account"])
+        for e in registered
+    ] == [(job_id, site.user, "qphys")], [e.data for e in registered]
 
 
 def test_scancel_cancels_waiting_jobs_and_stops_the_running_one(

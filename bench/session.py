@@ -28,24 +28,28 @@ from tests.sequences import analog_sequence
 
 SHOT_RATE_HZ = 500  # session job: 10 shots = 20 ms; competing job: 50 shots = 100 ms
 SESSION_SHOTS, LOAD_SHOTS, LOAD_WAITING = 10, 50, 3
+JOB_CLASS = "production"  # the one class the exclusive run's policy defines (not the default)
 
 
 def _load(settings: Settings, stop: threading.Event) -> None:
     """Another client keeping `LOAD_WAITING` jobs submitted at all times until `stop`."""
     with QPUClient(settings=settings, validate_locally=False) as loader:
         sequence = analog_sequence()
-        waiting = deque(loader.submit(sequence, LOAD_SHOTS) for _ in range(LOAD_WAITING))
+        waiting = deque(
+            loader.submit(sequence, LOAD_SHOTS, job_class=JOB_CLASS) for _ in range(LOAD_WAITING)
+        )
         while not stop.is_set():
             waiting.popleft().result(120)
-            waiting.append(loader.submit(sequence, LOAD_SHOTS))
+            waiting.append(loader.submit(sequence, LOAD_SHOTS, job_class=JOB_CLASS))
 
 
 def _gaps(client: QPUClient, iterations: int) -> list[float]:
-    session = client.open_session(job_class="production")
+    session = client.open_session(job_class=JOB_CLASS)
     sequence = analog_sequence()
     results = []
     for _ in range(iterations):
-        results.append(client.submit(sequence, SESSION_SHOTS, session_id=session).result(120))
+        job = client.submit(sequence, SESSION_SHOTS, job_class=JOB_CLASS, session_id=session)
+        results.append(job.result(120))
     client.close_session(session)
     gaps = []
     for before, after in itertools.pairwise(results):

@@ -25,6 +25,7 @@ from brokers.settings import Settings
 from brokers.topology import Topology, build_topology, declare
 from consumers.backends.base import Backend
 from consumers.batch_intake import is_batch, read_batch
+from consumers.clock import FOLLOW_S, SteadyClock
 from consumers.command_io import CommandIO
 from consumers.control import Prepared, read_command
 from consumers.core.inputs import Arrival
@@ -66,7 +67,7 @@ class Owner:
         policy: Policy,
         backend: Backend,
         owner_id: str,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Callable[[], datetime] | None = None,
         policy_path: Path | None = None,
         plugins: Plugins | None = None,
     ) -> None:
@@ -75,7 +76,9 @@ class Owner:
         self.policy_path = policy_path
         self.backend = backend
         self.owner_id = owner_id
-        self.clock = clock
+        # The steady clock by default: a jump of the system clock moves no duration the core
+        # decides on (`consumers.clock`).
+        self.clock: Callable[[], datetime] = clock if clock is not None else SteadyClock()
         self.topology: Topology = build_topology(settings, policy)
         self.active = threading.Event()
         self.shell: Shell | None = None
@@ -88,7 +91,8 @@ class Owner:
         self.gate = Gate(self.plugins)
         self.sinks = SinkFanout(self.plugins)
         self.lanes = LanePool(policy.lanes, settings.owner.progress_every_shots)
-        self.roster = Roster(clock)
+        self.roster = Roster(self.clock)
+        self._jump_logged = 0.0
         self.command_io = CommandIO(self.topology, settings.max_message_bytes)
 
     # ---- life cycle ------------------------------------------------------------------------
@@ -299,6 +303,7 @@ class Owner:
             now = time.monotonic()
             if now >= next_tick:
                 next_tick = now + owner.tick_s
+                self._note_clock_jump()
                 shell.tick()
                 self._plugin_upkeep(shell)
                 changed = True
@@ -315,6 +320,17 @@ class Owner:
             shell.snapshot_if_due(owner.snapshot_every_events, due_by_time)
             if shell.events_since_snapshot < before:
                 last_snapshot = now
+
+    def _note_clock_jump(self) -> None:
+        """Log once per jump that the system clock jumped and the owner keeps its own time."""
+        jump_s = getattr(self.clock, "jump_s", 0.0)
+        if jump_s and abs(jump_s - self._jump_logged) > FOLLOW_S:
+            log.warning(
+                "the system clock jumped %+.0f s; the owner keeps its own time (monotonic) so "
+                "no deadline, grace, aging or timeout misfires",
+                jump_s,
+            )
+        self._jump_logged = jump_s
 
     def _plugin_upkeep(self, shell: Shell) -> None:
         """Held jobs asked again; plugin troubles (a failing sink) logged as events."""

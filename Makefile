@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-slow test-site reliability lint types check bench clean chromium tmux prometheus slurm-deps
+.PHONY: install demo test test-slow test-site test-deps test-slow-deps reliability lint types check bench clean chromium tmux prometheus slurm-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,13 +18,38 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/qsched demo
 
-## test: the default suite (unit, integration, e2e, chaos; `slow`, `slurm`, `munge` excluded); finds or starts a broker
-test: $(STAMP)
+## test: the default suite (unit, integration, e2e, chaos; `slow`, `slurm`, `munge` excluded); finds or starts a broker.
+## Its tools besides Python come first (test-deps), so a missing one stops it at once, not after minutes.
+test: test-deps $(STAMP)
 	$(BIN)/pytest -m "not slow and not slurm and not munge" -n 4 --dist loadfile
 
 ## test-slow: the slow tier (failover matrix, soak, 2,000 simulated histories); CI runs it after `test`
-test-slow: $(STAMP)
+test-slow: test-slow-deps $(STAMP)
 	$(BIN)/pytest -m "slow and not slurm and not munge"
+
+## test-deps: what the default suite runs besides Python: headless Chromium (the HTML timeline),
+## tmux (`qsched top`), promtool (the owner's /metrics). Missing ones are installed from Debian's
+## packages as root (as .ci/run does); otherwise it fails naming the one command to run.
+TEST_TOOLS      := chromium tmux promtool
+SLOW_TEST_TOOLS := $(TEST_TOOLS) prometheus
+test-deps:
+	@$(MAKE) --no-print-directory tools-present TOOLS="$(TEST_TOOLS)" TARGET=test-deps
+
+## test-slow-deps: the same for the slow tier, which also runs a Prometheus server
+test-slow-deps:
+	@$(MAKE) --no-print-directory tools-present TOOLS="$(SLOW_TEST_TOOLS)" TARGET=test-slow-deps
+
+tools-present:
+	@missing=""; for tool in $(TOOLS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "make: installing what the tests run:$$missing (Debian packages)"; \
+		$(MAKE) --no-print-directory chromium tmux prometheus; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		echo "make: the tests need$$missing; install them with: sudo make $(TARGET)" >&2; exit 1; \
+	else \
+		echo "make: the tests need$$missing (Chromium, tmux, Prometheus's promtool): install them with your package manager" >&2; exit 1; \
+	fi
 
 ## reliability: the reliability scenarios (marker `reliability`: chaos under load, cluster, fuzzing, ...); writes docs/reliability.md
 ## (only after a green run: a red one leaves docs/reliability.md alone and says where its report is)

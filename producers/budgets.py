@@ -26,7 +26,10 @@ def fetch_budgets(client: QPUClient, timeout: float = NOTE_TIMEOUT_S) -> list[Bu
         NoOwnerAnswered: no owner answered within `timeout` seconds.
     """
     reply = client.control(
-        CommandName.BUDGET_SHOW, allocation=os.environ.get("SLURM_JOB_ID"), timeout=timeout
+        CommandName.BUDGET_SHOW,
+        allocation=os.environ.get("SLURM_JOB_ID"),
+        mine=True,
+        timeout=timeout,
     )
     return list(reply.budgets or []) if reply.ok else []
 

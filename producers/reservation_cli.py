@@ -30,7 +30,7 @@ def _moment(ctx: click.Context, param: click.Parameter, value: str | None) -> da
     if value is None:
         return None
     try:
-        return parse_moment(value, utc_now())
+        return parse_moment(value, utc_now()).replace(microsecond=0)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 

@@ -377,6 +377,9 @@ class ControlCommand(Message):
     reservation: Reservation | None = Field(
         default=None, description="reservation-create/-update: the reservation as asked"
     )
+    mine: bool = Field(
+        default=False, description="budget-show: only the budgets the sender's jobs spend"
+    )
     name: str | None = Field(
         default=None, max_length=64, description="reservation-delete/-list: the reservation"
     )

@@ -62,6 +62,7 @@ class Reservation(BaseModel):
         flags = f" [{','.join(self.flags)}]" if self.flags else ""
         classes = f" classes {','.join(self.classes)}" if self.classes else ""
         return (
-            f"{self.name}: {self.start.isoformat()} .. {self.end.isoformat()} for "
+            f"{self.name}: {self.start.isoformat(timespec='seconds')} .. "
+            f"{self.end.isoformat(timespec='seconds')} for "
             f"{self.owners()}{classes}{flags}"
         )

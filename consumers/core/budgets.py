@@ -79,10 +79,14 @@ def budget_top_up(state: OwnerState, policy: Policy, given: Command, now: dateti
     start = period_start(budget.period, now)
     top_up = asked.model_copy(update={"period": budget.period})
     before = status_of(state, policy, budget, source, now)
+    top_up_s = before.top_up_s + asked.seconds
+    used = before.spent_s / (budget.seconds + top_up_s)
     after = before.model_copy(
         update={
-            "top_up_s": before.top_up_s + asked.seconds,
+            "top_up_s": top_up_s,
             "left_s": before.left_s + asked.seconds,
+            "used": round(used, 4),
+            "warn": used >= policy.budgets.warn_at,
         }
     )
     return Done(
@@ -93,13 +97,14 @@ def budget_top_up(state: OwnerState, policy: Policy, given: Command, now: dateti
 
 
 def budget_show(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
-    """``budget-show``: the budgets in force and what is left (a submitter: those their jobs
-    spend, the account of `allocation` when named, else of all their accounts)."""
+    """``budget-show``: the budgets in force and what is left (a submitter, or anyone asking
+    for `mine`: those their jobs spend, the account of `allocation` when named, else of all
+    their accounts)."""
     command = given.command
     shown = list(statuses(state, policy, now).values())
-    if not is_operator(policy, given):
+    if command.mine or not is_operator(policy, given):
         user = given.user or ""
-        accounts = _accounts_of(state, policy, user, command.allocation)
+        accounts = _accounts_of(state, policy, user, command.allocation, command.mine)
         shown = [s for s in shown if s.account in accounts and s.user in (None, user)]
     if command.account is not None:
         shown = [s for s in shown if s.account == command.account]
@@ -108,12 +113,18 @@ def budget_show(state: OwnerState, policy: Policy, given: Command, now: datetime
     return Done(_summary(shown), reply={"budgets": shown})
 
 
-def _accounts_of(state: OwnerState, policy: Policy, user: str, allocation: str | None) -> set[str]:
+def _accounts_of(
+    state: OwnerState, policy: Policy, user: str, allocation: str | None, exact: bool
+) -> set[str]:
+    """The accounts whose budgets `user` sees: with `exact` (a submit's note), the one a job of
+    `allocation` (None: outside any) is charged to; else every account of theirs."""
     registered = state.allocations.get(allocation or "")
-    if registered is not None and registered.user == user:
-        return {registered.account or policy.accounts.default_account(user) or ""}
-    found = {a.account for a in state.allocations.values() if a.user == user and a.account}
     default = policy.accounts.default_account(user)
+    if registered is not None and registered.user == user:
+        return {registered.account or default or ""}
+    if exact and allocation is None:
+        return {default or ""}
+    found = {a.account for a in state.allocations.values() if a.user == user and a.account}
     return found | ({default} if default else set())
 
 

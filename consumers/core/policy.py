@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from consumers.core.budget_rules import budget_hold
+from consumers.core.budget_rules import applying, budget_hold
 from consumers.core.machine import DISPATCHING
 from consumers.core.order import OrderIndex
 from consumers.core.order_key import (
@@ -35,7 +35,7 @@ from consumers.core.order_key import (
     order_key,
 )
 from consumers.core.owner_view import Candidate, OwnerView
-from consumers.core.reservations import reservation_hold
+from consumers.core.reservations import is_member, reservation_hold
 from schemas.enums import ErrorCode, Placement, QPUState
 from schemas.messages import JobError
 from schemas.policy import Policy
@@ -219,8 +219,13 @@ def best_indexed(
                     key = key_in_class(view, job, now, rank, share)
                     if best_key is None or key < best_key:
                         best, best_key = job, key
+        calibrates = view.policy.classes[job_class].calibrates
         for levels in index.lanes[job_class].values():
             user_share: tuple[float, float] | None = None
+            if job_held is job_hold and _all_held(
+                view, next(iter(levels.values()))[0][2], now, calibrates
+            ):
+                continue  # no job of this submitter may start, whatever its size: not walked
             for (site_term, priority), lane in levels.items():
                 head: Candidate = lane[0][2]
                 if user_share is None:
@@ -253,6 +258,18 @@ def best_indexed(
         if best is not None:
             return best, window_blocked
     return None, window_blocked
+
+
+def _all_held(view: OwnerView, job: Candidate, now: datetime, calibrates: bool) -> bool:
+    """Whether every QPU job of `job`'s submitter in its class is held now whatever its size:
+    their budget is spent, or an open reservation is for others (then their lanes are skipped
+    instead of walked job by job)."""
+    if view.budgets and any(s.left_s <= 0 for s in applying(view.budgets, job.account, job.user)):
+        return True
+    return not calibrates and any(
+        r.start <= now < r.end and (r.accounts or r.users) and not is_member(r, job)
+        for r in view.reservations
+    )
 
 
 def _first_startable(

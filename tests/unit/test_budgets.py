@@ -186,3 +186,46 @@ def test_budgets_are_the_same_after_a_failover_and_from_a_snapshot() -> None:
     restored = from_data(to_data(h.state), 3600)
     assert statuses(restored, POLICY, h.now) == before
     assert before["phys"].left_s == 9.0
+
+
+def test_the_indexed_decision_skips_a_spent_account_and_agrees_with_the_reference() -> None:
+    """The owner's `decide_indexed` skips the lanes of a spent budget or a reservation of
+    others without walking them, and still picks what the reference `decide` picks."""
+    from consumers.core.policy import decide, decide_indexed
+    from consumers.core.view import view_of
+    from schemas.reservations import Reservation
+
+    h = Harness(POLICY, now=T0)
+    _run(h, "carol", 100)
+    assert _command(h, CommandName.BUDGET_SET, account="phys", seconds=1).ok
+    _run(h, "alice", 100)
+    for user, shots in [("alice", 10), ("bob", 20), ("alice", 30), ("carol", 40), ("bob", 5)]:
+        h.submit(user, shots=shots)
+    view = view_of(h.state, POLICY, h.now)
+    indexed = decide_indexed(view, h.state.index, h.now)
+    reference = decide(view, list(h.state.waiting.values()), h.now)
+    assert indexed.job is not None and indexed.job.user == "carol"
+    assert reference.job is not None and reference.job.job_id == indexed.job.job_id
+    window = Reservation(name="w", start=h.now, end=h.now + timedelta(hours=1), users=("alice",))
+    assert _command(h, CommandName.RESERVATION_CREATE, reservation=window).ok
+    view = view_of(h.state, POLICY, h.now)
+    assert decide_indexed(view, h.state.index, h.now).job is None  # alice is spent, others out
+    assert decide(view, list(h.state.waiting.values()), h.now).job is None
+
+
+def test_an_operator_asking_for_their_own_budgets_sees_only_those_their_jobs_spend() -> None:
+    policy = parse_policy(BASE.replace("carol = 'chem'", "carol = 'chem', guest = 'chem'"))
+    h = Harness(policy, now=T0)
+    assert _command(h, CommandName.BUDGET_SET, account="phys", seconds=10).ok
+    assert _command(h, CommandName.BUDGET_SET, account="chem", seconds=20).ok
+    mine = _command(h, CommandName.BUDGET_SHOW, mine=True)
+    assert [b.account for b in mine.budgets or []] == ["chem"]
+
+
+def test_a_top_up_answers_with_the_share_used_of_the_new_total() -> None:
+    h = Harness(POLICY, now=T0)
+    assert _command(h, CommandName.BUDGET_SET, account="phys", seconds=10).ok
+    _run(h, "alice", 900)
+    [after] = _command(h, CommandName.BUDGET_TOP_UP, account="phys", seconds=20).budgets or []
+    assert (after.left_s, after.used, after.warn) == (21.0, 0.3, False)
+    assert after == statuses(h.state, POLICY, h.now)["phys"]

@@ -13,7 +13,7 @@ from consumers.eventlog.shapes import SessionSpan
 
 SESSION_COLOUR = "#3949ab"
 SESSION_LANES = 12
-LABEL_MIN_PX = 40  # a band narrower than this carries no label (its tip still says it)
+MIN_BAND_PCT = 0.05  # the narrowest band drawn, in percent of the chart
 
 Lane = tuple[str, str, list[str]]  # (name, kind, svg shapes), as `render_html` draws lanes
 
@@ -35,8 +35,8 @@ def session_lanes(
 
 
 def _band(span: SessionSpan, x: Callable[[datetime], float], lane_h: int, band_h: int) -> str:
-    left = x(span.started_at)
-    w = max(x(span.ended_at) - left, 1.0)
+    left = x(span.started_at)  # percent of the chart's width
+    w = max(x(span.ended_at) - left, MIN_BAND_PCT)
     how = "explicit" if span.explicit else "opened by its first job"
     end = "still open when the log ends" if span.open else f"ended: {span.reason or '?'}"
     tip = "\n".join(
@@ -45,23 +45,22 @@ def _band(span: SessionSpan, x: Callable[[datetime], float], lane_h: int, band_h
             f"session {span.session_id} ({how})",
             f"user {span.user or '?'}",
             f"allocation {span.allocation}" if span.allocation else "",
-            f"{span.started_at.isoformat()} → {span.ended_at.isoformat()}",
+            f"{span.started_at:%Y-%m-%d %H:%M:%S} → {span.ended_at:%Y-%m-%d %H:%M:%S} UTC",
             end,
         )
         if line
     )
     y = (lane_h - band_h) / 2
-    label = (
-        f'<text class="session-label" x="{left + 3:.2f}" y="{y + band_h - 4}">'
+    label = (  # clipped by the band's own viewport where the band is narrow
+        f'<text class="session-label" x="3" y="{band_h - 4}">'
         f"{escape(span.session_id[:8])} {escape(span.user or '')}</text>"
-        if w >= LABEL_MIN_PX
-        else ""
     )
     state = "open" if span.open else "ended"
     return (
-        f'<g class="session session-{state}" data-session="{escape(span.session_id)}">'
-        f'<rect class="session-band" x="{left:.2f}" y="{y}" width="{w:.2f}" height="{band_h}">'
-        f"<title>{escape(tip)}</title></rect>{label}</g>"
+        f'<svg class="session session-{state}" data-session="{escape(span.session_id)}" '
+        f'x="{left:.4f}%" y="{y}" width="{w:.4f}%" height="{band_h}">'
+        f'<rect class="session-band" width="100%" height="100%">'
+        f"<title>{escape(tip)}</title></rect>{label}</svg>"
     )
 
 

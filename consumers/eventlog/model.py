@@ -361,8 +361,10 @@ class _Folder:
             self._close(PERIOD_CLOSE[topic], event.at)
 
     def _open(self, kind: str, event: Event) -> None:
-        reason = event.reason or event.data.get("message")
-        self.open_periods.setdefault(kind, Period(kind, event.at, event.at, reason))
+        message = event.data.get("message")
+        by = event.user if event.topic.startswith("control.") else None
+        period = Period(kind, event.at, event.at, event.reason or message, by=by, message=message)
+        self.open_periods.setdefault(kind, period)
 
     def _close(self, kinds: tuple[str, ...], at: datetime) -> None:
         for kind in kinds:

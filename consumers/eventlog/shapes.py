@@ -40,6 +40,8 @@ class Period:
     ended_at: datetime
     reason: str | None = None
     open: bool = False
+    by: str | None = None  # who set it (an operator's command; None: the owner or the backend)
+    message: str | None = None  # the operator's message (maintenance)
 
 
 @dataclass(frozen=True)

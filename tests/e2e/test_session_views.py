@@ -156,7 +156,7 @@ def test_a_closed_sessions_events_show_in_history_metrics_and_the_html_timeline(
     page = tmp_path / "timeline.html"
     _cli(owners, "events", "export", "--format", "html", "-o", str(page))
     dom = dump_dom(page, tmp_path)
-    bands = re.findall(rf'<g class="session session-ended" data-session="{session}">', dom)
+    bands = re.findall(rf'<svg class="session session-ended" data-session="{session}"', dom)
     assert len(bands) == 1, dom[-3000:]
     assert f"session {session[:8]} guest" in dom  # the lane's label
     assert "ended: closed" in dom  # the band's hover tip

@@ -37,6 +37,7 @@ PERIOD_COLOURS = {
     "drain": "#8d6e63",
     "maintenance": "#ad1457",
     "down": "#212121",
+    "reservation": "#c0ca33",
 }
 LANE_H = 22
 BAR_H = 16

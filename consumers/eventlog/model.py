@@ -58,7 +58,8 @@ _BACK_STATES = {
     RETRYING_TOPIC: "ERROR",
     RESUBMITTED_TOPIC: INTERRUPTED,
 }
-PERIOD_KINDS = ("calibration", "pause", "drain", "maintenance", "down")
+PERIOD_KINDS = ("calibration", "pause", "drain", "maintenance", "down", "reservation")
+RESERVATION = "reservation"  # a band per reservation window, as the log last set it
 
 
 def _control(command: CommandName) -> str:
@@ -78,6 +79,11 @@ PERIOD_CLOSE = {
     Topic.QPU_UP.value: ("down",),
 }
 MODE_TOPIC = _control(CommandName.MODE)
+RESERVATION_SET = {
+    _control(CommandName.RESERVATION_CREATE),
+    _control(CommandName.RESERVATION_UPDATE),
+}
+RESERVATION_DELETE = _control(CommandName.RESERVATION_DELETE)
 MAINTENANCE = "maintenance"
 
 
@@ -227,6 +233,7 @@ class _Folder:
         self.epoch = 0
         self.term = 0
         self.sessions = SessionLog()
+        self.reservations: dict[str, Period] = {}  # name -> its window, as last set
 
     def fold(self, events: Iterable[Event]) -> Timeline:
         timeline = self.timeline
@@ -245,6 +252,10 @@ class _Folder:
             if end is not None:
                 period.ended_at, period.open = end, True
             timeline.periods.append(period)
+        for band in self.reservations.values():  # the history's span: later windows left out
+            if end is not None and band.started_at <= end:
+                band.ended_at, band.open = min(band.ended_at, end), band.ended_at > end
+                timeline.periods.append(band)
         timeline.sessions = self.sessions.finish(end)
         timeline.runs.sort(key=lambda r: r.started_at)
         timeline.lane_runs.sort(key=lambda r: r.started_at)
@@ -350,7 +361,18 @@ class _Folder:
 
     def _periods(self, event: Event) -> None:
         topic = event.topic
-        if topic == MODE_TOPIC:
+        if topic in RESERVATION_SET and isinstance(event.data.get("reservation"), dict):
+            window = event.data["reservation"]
+            start, end = (
+                datetime.fromisoformat(window["start"]),
+                datetime.fromisoformat(window["end"]),
+            )
+            owners = ",".join(window.get("accounts") or window.get("users") or ["maintenance"])
+            reason = f"{window['name']} for {owners}"
+            self.reservations[window["name"]] = Period(RESERVATION, start, end, reason)
+        elif topic == RESERVATION_DELETE and event.data.get("deleted"):
+            self.reservations.pop(str(event.data["deleted"]), None)
+        elif topic == MODE_TOPIC:
             if event.data.get("mode") == MAINTENANCE:
                 self._open(MAINTENANCE, event)
             else:

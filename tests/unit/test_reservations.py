@@ -199,3 +199,27 @@ def test_simulate_honours_the_reservations_and_budgets_the_log_records() -> None
     assert report["recorded"]["qpu_s_by_account"]["phys"] == 5.0
     assert report["simulated"]["qpu_s_by_account"]["phys"] == 5.0
     assert any(e.topic == "control.budget-set" for e in simulated)
+
+
+def test_the_html_timeline_draws_a_reservation_as_a_band_as_the_log_last_set_it() -> None:
+    from consumers.eventlog.html import render_html
+    from consumers.eventlog.model import build_timeline
+
+    h = Harness(POLICY, now=T0)
+    _known(h)
+    assert _command(h, CommandName.RESERVATION_CREATE, reservation=_window()).ok
+    assert _command(h, CommandName.RESERVATION_CREATE, reservation=_window("gone", 70, 80)).ok
+    assert _command(h, CommandName.RESERVATION_DELETE, name="gone").ok
+    assert _command(h, CommandName.RESERVATION_UPDATE, reservation=_window(end_s=90)).ok
+    assert _command(h, CommandName.RESERVATION_CREATE, reservation=_window("later", 500, 600)).ok
+    h.now = T0 + timedelta(seconds=100)
+    h.submit("alice", shots=1)  # the history goes on past the window, not to the later one
+    timeline = build_timeline(h.log)
+    [band] = [p for p in timeline.periods if p.kind == "reservation"]
+    assert (band.started_at, band.ended_at) == (
+        T0 + timedelta(seconds=10),
+        T0 + timedelta(seconds=90),
+    )
+    assert band.reason == "chem-day for chem"
+    page = render_html(timeline)
+    assert page.count('class="period p-reservation"') == 1 and "chem-day for chem" in page

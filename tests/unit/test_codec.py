@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgpack
 import pytest
@@ -41,12 +41,15 @@ from schemas.batches import BatchJob, BatchRequest
 from schemas.messages import (
     ALL_MESSAGES,
     BATCH_COMMANDS,
+    BUDGET_CHANGES,
     JOB_COMMANDS,
+    RESERVATION_CHANGES,
     SESSION_COMMANDS,
     Message,
     OwnerHeartbeat,
     SnapshotPointer,
 )
+from schemas.reservations import Reservation
 
 SEQUENCE = '{"version": "1", "register": [], "channels": {}}'
 names = st.from_regex(r"^[a-z][a-z0-9_-]{0,15}$", fullmatch=True)
@@ -117,6 +120,15 @@ progresses = st.builds(
 )
 
 
+reservations = st.builds(
+    lambda start, hours: Reservation(
+        name="chem-day", start=start, end=start + timedelta(hours=hours), accounts=("chem",)
+    ),
+    moments,
+    st.integers(1, 48),
+)
+
+
 @st.composite
 def commands(draw: st.DrawFn) -> ControlCommand:
     command = draw(st.sampled_from(CommandName))
@@ -130,6 +142,10 @@ def commands(draw: st.DrawFn) -> ControlCommand:
         message_id=draw(st.uuids().map(str)) if command is CommandName.DEAD_REQUEUE else None,
         session_id=draw(st.uuids().map(str)) if command in SESSION_COMMANDS else None,
         batch_id=draw(st.uuids().map(str)) if command in BATCH_COMMANDS else None,
+        account="phys" if command in BUDGET_CHANGES else None,
+        seconds=draw(st.floats(0.5, 1e7)) if command in BUDGET_CHANGES else None,
+        reservation=draw(reservations) if command in RESERVATION_CHANGES else None,
+        name="chem-day" if command is CommandName.RESERVATION_DELETE else None,
         force=draw(st.booleans()),
         message=draw(st.none() | texts),
         issued_at=draw(moments),

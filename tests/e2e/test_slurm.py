@@ -161,27 +161,34 @@ def slurm() -> Iterator[Slurm]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def broker_account(slurm: Slurm, owners: OwnerHarness, user: str) -> Iterator[Slurm]:
+    """`slurm` as unix user `user` with a submitter account of its own name on the broker, as a
+    site gives its users (broker user = unix user): the owner matches the prolog's registration
+    (the unix user) with the job's broker-verified user."""
+    found = shutil.which("rabbitmqctl")
+    assert found, "the Slurm tests add broker users with rabbitmqctl"
+    ctl = Rabbitmqctl(Path(found))
+    password = add_user(ctl, user, "submitter", owners.broker.topology.namespace)
+    parts = urlsplit(owners.broker.url)
+    netloc = f"{quote(user)}:{quote(password, safe='')}@{parts.hostname}:{parts.port or 5672}"
+    try:
+        yield replace(slurm, user=user, url=urlunsplit(parts._replace(netloc=netloc)))
+    finally:
+        with contextlib.suppress(UserSetupFailed):
+            ctl.run("delete_user", "--", user)
+
+
 @pytest.fixture
 def site(slurm: Slurm, owners: OwnerHarness) -> Iterator[Slurm]:
     """Point the Prolog and Epilog at this test's namespace (they read the file each time they
-    run), and give the test's unix user a submitter account of its own name on the broker, as a
-    site does: the owner matches the prolog's registration (the unix user) with the job's
-    broker-verified user."""
+    run); the test's unix user submits with its own broker account."""
     namespace = owners.broker.topology.namespace
     (slurm.base / "epilog.env").write_text(
         f"QSCHED_AMQP_URL={owners.broker.url}\nQSCHED_NAMESPACE={namespace}\n"
     )
-    found = shutil.which("rabbitmqctl")
-    assert found, "the Slurm tests add a broker user with rabbitmqctl"
-    ctl = Rabbitmqctl(Path(found))
-    password = add_user(ctl, slurm.user, "submitter", namespace)
-    parts = urlsplit(owners.broker.url)
-    netloc = f"{quote(slurm.user)}:{quote(password, safe='')}@{parts.hostname}:{parts.port or 5672}"
-    try:
-        yield replace(slurm, url=urlunsplit(parts._replace(netloc=netloc)))
-    finally:
-        with contextlib.suppress(UserSetupFailed):
-            ctl.run("delete_user", "--", slurm.user)
+    with broker_account(slurm, owners, slurm.user) as mine:
+        yield mine
 
 
 def events(owners: OwnerHarness) -> list[Event]:
@@ -323,3 +330,49 @@ def _held_reason(client, job_id: str) -> str | None:  # type: ignore[no-untyped-
     status = client.control(CommandName.STATUS, timeout=10).status
     reasons = status.held_reasons if status else {}
     return reasons.get(job_id)
+
+
+def test_a_job_claiming_another_users_allocation_is_refused(
+    site: Slurm, owners: OwnerHarness
+) -> None:
+    """Two unix users: mallory, inside her own allocation, claims alice's (SLURM_JOB_ID set by
+    hand); the owner refuses it naming the allocation, from the prolog's registration, while
+    alice's job runs. (Two allocations fill the node's 2 CPUs.)"""
+    owners.start("--backend", "synthetic")
+    body = f"{USER_PYTHON} {RANK} nowait {{out}} 1 10"
+    alice_job, alice_out = site.sbatch(owners, body, "-n", "1", "--time=00:10:00")
+    mallory = create_user("qmal")
+    try:
+        with broker_account(site, owners, mallory) as other:
+            claim = f"SLURM_JOB_ID={alice_job} {USER_PYTHON} {RANK} nowait {{out}} 1 10"
+            mallory_job, claim_out = other.sbatch(owners, claim, "-n", "1", "--time=00:10:00")
+            ids = {}
+            for name, job, out in (
+                ("alice", alice_job, alice_out),
+                ("claim", mallory_job, claim_out),
+            ):
+                ids[name] = wait_for(
+                    f"{name}'s job ids",
+                    lambda out=out: (
+                        (out / "ids.json").exists()
+                        and json.loads((out / "ids.json").read_text())["job_ids"][0]
+                    ),
+                    explain=lambda job=job, out=out: site.explain(job, out),
+                )
+            results = wait_for(
+                "every job's final result",
+                lambda: final_results(owners, list(ids.values())),
+                timeout_s=90,
+            )
+            claimed = results[ids["claim"]].result
+            assert claimed is not None and claimed.state is JobState.REJECTED
+            assert claimed.error is not None
+            assert claimed.error.code is ErrorCode.NOT_YOUR_ALLOCATION, claimed.error
+            assert alice_job in claimed.error.message
+            alice = results[ids["alice"]].result
+            assert alice is not None and alice.state is JobState.DONE
+    finally:
+        conf = dict(os.environ, SLURM_CONF=site.conf)  # the ranks sleep until scancel
+        subprocess.run(["scancel", "-u", site.user], env=conf, check=False)
+        subprocess.run(["scancel", "-u", mallory], env=conf, check=False)
+        delete_user(mallory)

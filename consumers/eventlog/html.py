@@ -179,6 +179,8 @@ def _axis(t0: float, span_s: float, width: int, height: int) -> str:
     t = 0.0
     while t <= span_s:
         pct = t / span_s * 100
+        if pct > 95 and ticks:  # its label would run past the chart's right edge
+            break
         label = datetime.fromtimestamp(t0 + t, UTC).strftime("%H:%M:%S")
         ticks.append(
             f'<line class="tick" x1="{pct:.3f}%" x2="{pct:.3f}%" y1="{AXIS_H - 6}" y2="{height}"/>'

@@ -38,6 +38,7 @@ from brokers.errors import BrokerError, ChannelClosed, QschedError
 from brokers.munge import MungeError, connection_url
 from brokers.settings import Settings
 from brokers.stream import StreamRecord, consume, events_of
+from producers.budgets import fetch_budgets
 from producers.client import QPUClient
 from producers.top_view import EVENT_LINES, Frame, render
 from schemas.enums import CommandName
@@ -103,6 +104,7 @@ def fetch_frame(client: QPUClient, feed: EventFeed, rows: int, timeout_s: float)
     try:
         frame.status = client.control(CommandName.STATUS, timeout=timeout_s).status
         frame.queue = client.queue(limit=rows + 1, timeout=timeout_s)  # +1: the running job
+        frame.budgets = fetch_budgets(client, timeout_s)
     except QschedError as exc:
         frame.error = f"{exc}"
     frame.at = utc_now()

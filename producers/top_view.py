@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from producers.session_text import phase_text
+from schemas.budgets import BudgetStatus
 from schemas.enums import QPUState
 from schemas.messages import Event, QueueEntry, RunningJob, StatusReport
 from schemas.reports import SessionSummary
@@ -44,6 +45,7 @@ class Frame:
     Attributes:
         events_note: why there are no events to show (e.g. the log is for operators only).
         error: why the owner gave no status this time (e.g. no owner answered).
+        budgets: the budgets the viewer's jobs spend (`producers.budgets.fetch_budgets`).
     """
 
     at: datetime
@@ -52,6 +54,7 @@ class Frame:
     events: list[Event] = field(default_factory=list)
     events_note: str | None = None
     error: str | None = None
+    budgets: list[BudgetStatus] = field(default_factory=list)
 
 
 def duration(seconds: float | None) -> str:
@@ -206,6 +209,14 @@ def _event(event: Event) -> Text:
     return _line(line)
 
 
+def _time_owned(status: StatusReport, budgets: list[BudgetStatus]) -> list[Text]:
+    """The reservation open now or next, and the viewer's budgets (yellow from `warn_at`)."""
+    lines = [_line(Text(f"reservation {r.line()}", style="cyan")) for r in status.reservations[:1]]
+    for budget in budgets[:2]:
+        lines.append(_line(Text(budget.line(), style="yellow" if budget.warn else "dim")))
+    return lines
+
+
 def render(frame: Frame, width: int, height: int) -> RenderableType:
     """The frame for a `width` x `height` terminal (nothing wraps; the queue gets what is left)."""
     parts: list[RenderableType] = [_header(frame)]
@@ -217,6 +228,7 @@ def render(frame: Frame, width: int, height: int) -> RenderableType:
     parts.append(_qpu(status, frame.at))
     if status.mode_message:
         parts.append(_line(Text(f"{status.mode.value}: {status.mode_message}", style="yellow")))
+    parts.extend(_time_owned(status, frame.budgets))
     parts.append(_running(status, frame.at, width))
     parts.extend(_lanes(status, frame.at, width))
     # below: a rule and the queue's header, a rule and two lines of counts, and the last line

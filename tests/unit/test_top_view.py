@@ -137,3 +137,31 @@ def test_many_lanes_take_four_rows_and_the_frame_still_fits(width: int, height: 
     assert [row.split()[0] for row in lane_rows] == ["emulator-1", "emulator-2", "emulator-3"]
     assert "9 more lanes: 3 busy, 6 free" in lines
     assert any(line.lstrip().startswith("1 ") for line in lines)  # the queue keeps a row
+
+
+def test_the_open_reservation_and_a_budget_past_warn_at_show_and_the_frame_still_fits() -> None:
+    from schemas.budgets import BudgetStatus
+    from schemas.reservations import Reservation
+
+    f = frame(200, long_text=True)
+    window = Reservation(
+        name="chem-day", start=NOW, end=NOW + timedelta(hours=8), accounts=("chem",)
+    )
+    assert f.status is not None
+    f.status = f.status.model_copy(update={"reservations": [window]})
+    f.budgets = [
+        BudgetStatus(
+            account="physics",
+            seconds=3600,
+            period="month",
+            period_start=NOW,
+            spent_s=3000,
+            left_s=600,
+            used=0.8333,
+            warn=True,
+        )
+    ]
+    lines = draw(f)
+    assert len(lines) <= 23 and all(len(line) <= 80 for line in lines)
+    assert any(line.startswith("reservation chem-day: ") for line in lines)
+    assert any(line.startswith("budget physics: 600 s left of 3600 s") for line in lines)

@@ -175,7 +175,7 @@ def _axis(t0: float, span_s: float, width: int, height: int) -> str:
         ),
         43200,
     )
-    ticks = []
+    ticks: list[str] = []
     t = 0.0
     while t <= span_s:
         pct = t / span_s * 100

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from schemas.budgets import BudgetsPolicy
 from schemas.enums import Mode, Ordering, Placement
 from schemas.errors import PolicyError
+from schemas.reservations import Reservation
 
 ALL_MODES = (Mode.PRODUCTION, Mode.DEVELOPMENT, Mode.MAINTENANCE)
 # Backlog limits by default: one user's flood cannot fill the owner's memory, and `status` and
@@ -289,6 +290,10 @@ class Policy(BaseModel):
     )
     budgets: BudgetsPolicy = Field(
         default_factory=BudgetsPolicy, description="QPU-time budgets per account (and user)"
+    )
+    reservations: tuple[Reservation, ...] = Field(
+        default=(),
+        description="reservations of the policy file (an operator's of the same name wins)",
     )
 
     @model_validator(mode="after")

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from consumers.core.budgets import known_accounts, known_users
 from consumers.core.command_types import Command, Done, Refused
-from consumers.core.reservations import ahead, conflict
+from consumers.core.reservations import ahead, conflict, in_force
 from consumers.core.state import OwnerState
 from schemas.enums import ErrorCode
 from schemas.policy import Policy
@@ -37,16 +37,20 @@ def _checked(state: OwnerState, policy: Policy, given: Command, now: datetime) -
     classes = [c for c in wanted.classes if c not in policy.classes]
     if classes:
         raise Refused(ErrorCode.UNKNOWN_JOB_CLASS, f"unknown class(es): {', '.join(classes)}")
-    collides = conflict(state.reservations.values(), wanted, now)
+    collides = conflict(in_force(state, policy), wanted, now)
     if collides is not None:
         raise Refused(ErrorCode.RESERVATION_CONFLICT, collides)
     return wanted.model_copy(update={"by": given.user})
 
 
+def _names(state: OwnerState, policy: Policy) -> set[str]:
+    return {r.name for r in in_force(state, policy)}
+
+
 def create(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
     """``reservation-create``: a new reservation."""
     wanted = given.command.reservation
-    if wanted is not None and wanted.name in state.reservations:
+    if wanted is not None and wanted.name in _names(state, policy):
         raise Refused(
             ErrorCode.RESERVATION_CONFLICT,
             f"reservation {wanted.name} exists (qsched reservation update or delete it)",
@@ -58,7 +62,7 @@ def create(state: OwnerState, policy: Policy, given: Command, now: datetime) -> 
 def update(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
     """``reservation-update``: a reservation's window, owners, classes or flags replaced."""
     wanted = given.command.reservation
-    if wanted is None or wanted.name not in state.reservations:
+    if wanted is None or wanted.name not in _names(state, policy):
         name = wanted.name if wanted is not None else ""
         raise Refused(ErrorCode.UNKNOWN_RESERVATION, f"no reservation {name}")
     made = _checked(state, policy, given, now)
@@ -69,16 +73,18 @@ def delete(state: OwnerState, policy: Policy, given: Command, now: datetime) -> 
     """``reservation-delete``: the reservation is gone; its window is open to all."""
     name = given.command.name or ""
     if name not in state.reservations:
-        raise Refused(ErrorCode.UNKNOWN_RESERVATION, f"no reservation {name}")
+        in_file = any(r.name == name for r in policy.reservations)
+        where = " set by an operator (it is in the policy file: edit that)" if in_file else ""
+        raise Refused(ErrorCode.UNKNOWN_RESERVATION, f"no reservation {name}{where}")
     return Done(f"deleted reservation {name}", {"deleted": name})
 
 
 def listing(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
     """``reservation-list``: reservations open now or to come (with a name: that one)."""
-    shown = ahead(state.reservations.values(), now)
+    shown = ahead(in_force(state, policy), now)
     name = given.command.name
     if name is not None:
-        shown = [r for r in state.reservations.values() if r.name == name]
+        shown = [r for r in in_force(state, policy) if r.name == name]
         if not shown:
             raise Refused(ErrorCode.UNKNOWN_RESERVATION, f"no reservation {name}")
     text = "\n".join(r.line() for r in shown) or "no reservations"

@@ -2,7 +2,8 @@
 
 The fold (`reservation_changed`, called by `OwnerState.apply` for an accepted
 ``control.reservation-create``, ``-update`` or ``-delete``) keeps the reservations by name; one
-whose window ended a day ago is forgotten. `reservation_hold` is the QPU's rule: while a
+whose window ended a day ago is forgotten; the policy file's reservations join them (`in_force`),
+an operator's of the same name replacing the file's. `reservation_hold` is the QPU's rule: while a
 reservation is open only its members' jobs start (its accounts or users, and classes when it
 names some; a maintenance window holds by the site mode instead, `maintenance_at`), and no job of
 others starts that would not end, by its estimate, before a reservation of others opens (a
@@ -18,6 +19,7 @@ from datetime import datetime, timedelta
 from consumers.core.order import Waiting
 from consumers.core.state_data import StateData
 from schemas.events import ControlApplied
+from schemas.policy import Policy
 from schemas.reservations import Reservation
 
 FORGET_AFTER = timedelta(days=1)
@@ -31,6 +33,14 @@ def reservation_changed(state: StateData, applied: ControlApplied, at: datetime)
         state.reservations.pop(applied.deleted, None)
     for name in [n for n, r in state.reservations.items() if r.end < at - FORGET_AFTER]:
         del state.reservations[name]
+
+
+def in_force(state: StateData, policy: Policy) -> list[Reservation]:
+    """The reservations of the log, and the policy file's whose name the log does not use."""
+    found = dict(state.reservations)
+    for reservation in policy.reservations:
+        found.setdefault(reservation.name, reservation)
+    return list(found.values())
 
 
 def ahead(reservations: Iterable[Reservation], now: datetime) -> list[Reservation]:

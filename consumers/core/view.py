@@ -18,7 +18,7 @@ from consumers.core.order_key import OrderKey
 from consumers.core.ordered import in_order
 from consumers.core.owner_view import Calibration, OwnerView
 from consumers.core.policy import class_hold, decide_indexed, estimated_duration_s, hold_reason
-from consumers.core.reservations import ahead, maintenance_at
+from consumers.core.reservations import ahead, in_force, maintenance_at
 from consumers.core.session_view import SessionPhases, open_sessions
 from consumers.core.state import OwnerState
 from consumers.core.state_data import GraceBounds, Run
@@ -49,7 +49,7 @@ def calibration_of(state: OwnerState, policy: Policy) -> Calibration:
 def view_of(state: OwnerState, policy: Policy, now: datetime) -> OwnerView:
     """What the policy sees of the owner at `now`."""
     running = state.running
-    reservations = tuple(ahead(state.reservations.values(), now))
+    reservations = tuple(ahead(in_force(state, policy), now))
     mode = state.effective_mode(policy.mode)
     if maintenance_at(reservations, now) is not None:
         mode = Mode.MAINTENANCE

@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from consumers.core.inputs import Arrival, Context, Dispatch, Finished, Input, LaneDispatch, Tick
 from consumers.core.order import EPOCH
 from consumers.core.outcomes import Recheck, StartRun, StopRun
+from consumers.core.reservations import in_force
 from consumers.core.state import OwnerState
 from consumers.core.step import step
 from consumers.simulate.history import Recorded
@@ -256,16 +257,19 @@ class Simulation:
             limit_s = min((x for x in limits if x is not None), default=None)
             if limit_s is not None:
                 due.append(run.started_at + timedelta(seconds=limit_s))
-        if self.state.waiting:  # a reservation opening or closing changes what may start
-            for reservation in self.state.reservations.values():
-                due += [reservation.start, reservation.end]
+        windows: list[datetime] = []  # a reservation opening or closing changes what may start
+        if self.state.waiting:
+            for reservation in in_force(self.state, self.policy):
+                windows += [reservation.start, reservation.end]
         due = [d for d in due if d + TIMER_SLACK > self._ticked_at]  # not handled yet
-        if not due:
+        windows = [d for d in windows if d + TIMER_SLACK > self._ticked_at]
+        if not due and not windows:
             return None
-        at = max(min(due) + TIMER_SLACK, self.now)
-        if at > self._until and self.qpu is None and not self.lanes:
+        first = min(due + windows)
+        at = max(first + TIMER_SLACK, self.now)
+        if at > self._until and self.qpu is None and not self.lanes and first not in windows:
             return None  # past the window with the QPU and lanes idle: the simulation is over
-        return at
+        return at  # jobs a reservation holds past the history's end wait for it to close
 
 
 def simulate(

@@ -223,3 +223,37 @@ def test_the_html_timeline_draws_a_reservation_as_a_band_as_the_log_last_set_it(
     assert band.reason == "chem-day for chem"
     page = render_html(timeline)
     assert page.count('class="period p-reservation"') == 1 and "chem-day for chem" in page
+
+
+def test_simulate_honours_a_reservation_given_in_a_candidate_policy() -> None:
+    """The recorded history (no reservation) re-run under a policy file with one: the job of
+    others waits for the window's end in the simulation; the log's own start order had it at
+    once. An operator may update the file's reservation (the log's then wins) but not delete it."""
+    h = Harness(POLICY, now=T0)
+    _known(h)
+    job = h.submit("alice", shots=500)
+    h.feed(Dispatch())
+    h.now += timedelta(seconds=5)
+    h.feed(Finished(job, {"0": 500}))
+    candidate = POLICY.model_copy(update={"reservations": (_window(start_s=0, end_s=120),)})
+    records = [LogRecord(i, event) for i, event in enumerate(h.log)]
+    simulated = simulate(candidate, read_history(records, candidate, None, 0.2))
+    starts = {e.job_id: e.at for e in simulated if e.topic == "job.started"}
+    assert starts[job] >= T0 + timedelta(seconds=120)
+    file_policy = parse_policy(
+        'shot_rate_hz = 100\njob_overhead_s = 0\n[accounts]\ndefault = { alice = "phys", '
+        'bob = "chem" }\n[[reservations]]\nname = "chem-day"\nstart = 2026-03-02T09:00:10Z\n'
+        'end = 2026-03-02T09:01:00Z\naccounts = ["chem"]\n'
+    )
+    g = Harness(file_policy, now=T0)
+    _known(g)
+    assert [r.name for r in _command(g, CommandName.RESERVATION_LIST).reservations or []] == [
+        "chem-day"
+    ]
+    refused = _command(g, CommandName.RESERVATION_DELETE, name="chem-day")
+    assert not refused.ok and "policy file" in refused.message
+    moved = _window(start_s=200, end_s=300)
+    assert _command(g, CommandName.RESERVATION_UPDATE, reservation=moved).ok
+    assert view_of(g.state, file_policy, g.now).reservations == (
+        moved.model_copy(update={"by": "guest"}),
+    )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from brokers.settings import known_variables
@@ -77,3 +79,33 @@ def test_no_paragraph_of_the_docs_says_the_same_words_twice() -> None:
     pages = [p for p in sorted((ROOT / "docs").glob("*.md")) if p.name not in GENERATED]
     for path in (ROOT / "README.md", *pages):
         assert repeated_phrases(path.read_text(encoding="utf-8")) == [], path.name
+
+
+def test_the_reliability_report_has_a_row_for_each_reliability_test_and_no_other() -> None:
+    """docs/reliability.md (written by `make reliability`) names every test marked
+    `reliability` by its node id, and only those: a scenario added, renamed or removed without
+    a new report fails here."""
+    files = sorted(
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "tests").rglob("test_*.py")
+        if "mark.reliability" in path.read_text(encoding="utf-8")
+    )
+    collect = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
+    done = subprocess.run(
+        [*collect, "-m", "reliability", *files],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    tests = {line.strip() for line in done.stdout.splitlines() if "::" in line}
+    text = (ROOT / "docs" / "reliability.md").read_text(encoding="utf-8")
+    rows = set(re.findall(r"^\| [^|]* \| `([^`]+::[^`]+)` \|", text, re.MULTILINE))
+    assert tests, "no reliability test collected"
+    assert rows == tests, (
+        f"run `make reliability`: in the report only {sorted(rows - tests)}, "
+        f"not in the report {sorted(tests - rows)}"
+    )
+    assert "**FAILED**" not in text, "the committed report is of a red run"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 
 from bench.common import bench_namespace, child_env, owner_process, percentile
 from producers.client import QPUClient
+from schemas.enums import CommandName
 from tests.gateway import request, start_gateway_process
 from tests.munged import default_munged, stop
 from tests.owners import wait_active
@@ -117,6 +119,10 @@ def main(jobs: int = 100, tasks: int | None = None) -> None:
         )
         client = stack.enter_context(QPUClient(settings=settings, validate_locally=False))
         wait_active(client, timeout_s=90)
+        registered = client.control(  # the allocation QRMI_JOB_ID names, as a prolog would
+            CommandName.ALLOCATION_STARTED, allocation="bench", user=pwd.getpwuid(os.getuid())[0]
+        )
+        assert registered.ok, registered.message
         process, port = start_gateway_process(
             child_env(settings), work / "gateway.log", "--policy", str(policy)
         )

@@ -31,7 +31,8 @@ class SessionCommands:
         policy's ``[sessions]``; `job_class` names the class whose exclusivity it gets.
 
         Raises:
-            CommandRefused: the owner refused (e.g. the allocation ended).
+            CommandRefused: the owner refused (e.g. the allocation ended, is not registered, or
+                is another user's).
             NoOwnerAnswered: no owner answered within `timeout` seconds.
         """
         session_id = str(uuid.uuid4())

@@ -31,9 +31,9 @@ class Who(Enum):
 class Refused(Exception):
     """A command that cannot be carried out now, with the error to answer."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, error: JobError | None = None) -> None:
         super().__init__(message)
-        self.error = JobError(code=code, message=message)
+        self.error = error or JobError(code=code, message=message)
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,10 @@ owner's allocation registry and the policy, never from what the client says.
 `verify` answers, for a job and its broker-verified user, one of:
 
 - a `VerifiedContext`: the job names an allocation the registry has for that user (its account
-  and end are the registry's), or names none (its account is the policy's ``[accounts] default``
-  for the user, or none);
+  and end are the registry's), or names none but names an open session of that user which has
+  a (verified) allocation, whose allocation it then is (the QRMI gateway's jobs: QRMI names the
+  session, the session names the allocation), or names neither (its account is the policy's
+  ``[accounts] default`` for the user, or none);
 - `Unregistered`: it names an allocation the registry does not know yet. The shell keeps the
   delivery (unacked) for up to ``[accounts] registration_grace_s`` and steps it again when the
   allocation is registered; after that it is refused, naming the allocation;
@@ -42,6 +44,8 @@ def verify(
 ) -> VerifiedContext | Unregistered | JobError:
     """What the owner believes about where `job` (sent by `user`) comes from."""
     claimed = job.slurm.job_id if job.slurm is not None else None
+    if claimed is None:
+        claimed = session_allocation(state, job.session_id, user)
     accounts = policy.accounts
     if claimed is None:
         if accounts.require_allocation:
@@ -52,6 +56,23 @@ def verify(
                 field="slurm",
             )
         return outside_allocation(policy, user)
+    return of_allocation(state, policy, claimed, user)
+
+
+def session_allocation(state: StateData, session_id: str | None, user: str) -> str | None:
+    """The allocation of `user`'s open session `session_id` (None: no such session of hers, or
+    it names none). `sessions.open_session` verified it against the registry when it opened."""
+    session = state.sessions.get(session_id or "")
+    if session is None or not session.is_open or session.user != user:
+        return None
+    return session.allocation
+
+
+def of_allocation(
+    state: StateData, policy: Policy, claimed: str, user: str
+) -> VerifiedContext | Unregistered | JobError:
+    """The context of allocation `claimed`, as `user` claims it, from the registry."""
+    accounts = policy.accounts
     registered = state.allocations.get(claimed)
     if registered is None:
         if claimed in state.ended_allocations:  # ended before (or without) its registration

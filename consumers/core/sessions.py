@@ -2,7 +2,9 @@
 ends one with time or with its allocation.
 
 Theory of operation. A session is one notion for QRMI's acquire/release, the SDK's sessions and
-Pulser's open batches: it belongs to a user (and the Slurm allocation it names), has a maximum
+Pulser's open batches: it belongs to a user (and the Slurm allocation it names, verified against the owner's allocation
+registry when it opens: unknown, ended or another user's is refused; a job of it that names no
+allocation of its own is the allocation's: `consumers.core.context.verify`), has a maximum
 length and an idle timeout (the policy's defaults, capped by the policy), and ends by
 ``session-close`` (no new jobs; its waiting and running jobs finish), ``session-cancel`` (its
 waiting jobs are canceled too), its time running out, being idle (no job waiting or running of
@@ -31,6 +33,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from consumers.core.command_types import Command, Done, Refused, is_operator
+from consumers.core.context import Unregistered, of_allocation
 from consumers.core.order import Waiting
 from consumers.core.outcomes import end_waiting
 from consumers.core.session_fold import belongs
@@ -97,13 +100,13 @@ def open_session(state: OwnerState, policy: Policy, given: Command, now: datetim
             return Done(f"session {session_id} is open")
         raise Refused(ErrorCode.INVALID_SCHEMA, f"session id {session_id} is taken")
     allocation = command.allocation
-    if allocation is not None and allocation in state.ended_allocations:
-        raise Refused(ErrorCode.ALLOCATION_ENDED, f"Slurm allocation {allocation} ended")
+    account = _verified_account(state, policy, allocation, user)
     max_time_s, idle_s = limits(policy, command.max_time_s, command.idle_timeout_s)
     opened = SessionOpened(
         session_id=session_id,
         user=user,
         allocation=allocation,
+        account=account,
         max_time_s=max_time_s,
         idle_timeout_s=idle_s,
         exclusive_s=exclusive_of(policy, command.job_class),
@@ -114,6 +117,35 @@ def open_session(state: OwnerState, policy: Policy, given: Command, now: datetim
         fields={"allocation": allocation},
         events=[opened_event(opened)],
     )
+
+
+def _verified_account(
+    state: OwnerState, policy: Policy, allocation: str | None, user: str
+) -> str | None:
+    """The account of the allocation a session names, from the registry; refused when the
+    allocation ended, is unknown (at once: a command has no registration grace; the refusal
+    is retryable) or is another user's."""
+    if allocation is None:
+        return None
+    if allocation in state.ended_allocations:
+        raise Refused(ErrorCode.ALLOCATION_ENDED, f"Slurm allocation {allocation} ended")
+    context = of_allocation(state, policy, allocation, user)
+    if isinstance(context, Unregistered):
+        error = JobError(
+            code=ErrorCode.UNKNOWN_ALLOCATION,
+            message=f"Slurm allocation {allocation} is not registered with the QPU owner (no "
+            "allocation-started from its prolog): open the session from inside your "
+            "allocation, or ask the site to install the qsched prolog",
+            field="allocation",
+            retryable=True,
+            details={"allocation": allocation},
+        )
+        raise Refused(error.code, error.message, error)
+    if isinstance(context, JobError):
+        raise Refused(
+            context.code, context.message, context.model_copy(update={"field": "allocation"})
+        )
+    return context.account
 
 
 def _own_session(state: OwnerState, policy: Policy, given: Command) -> Session:

@@ -14,13 +14,15 @@ import pytest
 
 from schemas.policy import load_policy
 from tests.gateway import FakeMunge, InProcessGateway, request
+from tests.owners import register_allocation
 from tests.sequences import analog_sequence
 
 pytestmark = pytest.mark.integration
 
 ALICE, BOB = 1001, 1002
 USERS = {ALICE: "alice", BOB: "bob", 0: "root"}
-POLICY = 'gateway_users = ["guest"]\noperators = ["ops"]\n'
+# guest: the gateway's broker user, and the operator that registers alice's allocation 42
+POLICY = 'gateway_users = ["guest"]\noperators = ["guest"]\n'
 
 
 @pytest.fixture
@@ -28,6 +30,7 @@ def gateway(owners: Any, tmp_path: Path) -> Iterator[tuple[InProcessGateway, Fak
     policy_file = tmp_path / "policy.toml"
     policy_file.write_text(POLICY)
     owners.start("--backend", "synthetic", "--shot-rate", "200", "--policy", str(policy_file))
+    register_allocation(owners.client(), "42", user="alice")  # as alice's prolog would
     munge = FakeMunge()
     served = InProcessGateway(owners.broker.settings, load_policy(policy_file), USERS, munge)
     served.start()

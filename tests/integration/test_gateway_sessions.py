@@ -1,23 +1,30 @@
 """A QRMI session's jobs are the session's: a job sent through the gateway into a session of an
 allocation shows in `queue` with that session and its phase, and no ``job.context_mismatch``
 is logged for it (issue 20, item 3: sessions visible in `queue`; before, the gateway's jobs,
-which claim no allocation of their own, were taken as strangers to their own session)."""
+which claim no allocation of their own, were taken as strangers to their own session).
+
+A session belongs to its user and the allocation it names, verified against the owner's
+allocation registry (issue 20, item 1): an unregistered allocation or another user's is
+refused when the session opens; the session's jobs are its allocation's, with its account, and
+end with it."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from schemas.events import Topic
+from schemas.enums import CommandName, ErrorCode
+from schemas.events import JobAccepted, Topic, payload_of
 from schemas.policy import load_policy
 from schemas.reports import SessionPhase
 from tests.gateway import FakeMunge, InProcessGateway, request
 from tests.hostile import confirmed_channel, log_events
-from tests.owners import wait_running
+from tests.owners import register_allocation, wait_running
 from tests.sequences import analog_sequence
 
 pytestmark = pytest.mark.integration
@@ -31,6 +38,9 @@ def gateway(owners: Any, tmp_path: Path) -> Iterator[tuple[InProcessGateway, Fak
     policy_file = tmp_path / "policy.toml"
     policy_file.write_text(POLICY)
     owners.start("--backend", "synthetic", "--shot-rate", "100", "--policy", str(policy_file))
+    client = owners.client()
+    register_allocation(client, "42", account="chem", user="alice")  # as the prolog would
+    register_allocation(client, "55", account="physics", user="bob")
     munge = FakeMunge()
     served = InProcessGateway(
         owners.broker.settings, load_policy(policy_file), {ALICE: "alice", BOB: "bob"}, munge
@@ -108,3 +118,92 @@ def test_an_ended_job_is_answered_to_its_submitter_only_also_from_what_the_owner
         assert again["results"] == done[0]["results"]
         assert sum(json.loads(again["results"])["counter"].values()) == 7
         assert call(BOB, "GET", f"/jobs/{number}")[0] == 404
+
+
+def _call(served: Any, munge: FakeMunge, uid: int, method: str, path: str, **kw: Any) -> Any:
+    headers = {"X-Munge-Cred": munge.credential(uid)} | kw.pop("headers", {})
+    return request(served.port, method, path, headers=headers, **kw)
+
+
+def _until(served: Any, munge: FakeMunge, number: int, wanted: str) -> dict[str, Any]:
+    """Poll alice's job until it reads `wanted` (fails after 30 s)."""
+    deadline = time.monotonic() + 30
+    while True:
+        status, body = _call(served, munge, ALICE, "GET", f"/jobs/{number}")
+        assert status == 200, body
+        if body["status"] == wanted:
+            return dict(body)
+        assert time.monotonic() < deadline, body
+        time.sleep(0.05)
+
+
+def test_a_session_of_an_unregistered_or_another_users_allocation_is_refused(
+    gateway: Any,
+) -> None:
+    """Given no registration of 77 and bob's allocation 55, when alice opens a session naming
+    either, then 403 with UNKNOWN_ALLOCATION / NOT_YOUR_ALLOCATION naming it, and no session
+    is opened (the log has none)."""
+    served, munge, owners = gateway
+    for allocation, code in (("77", "UNKNOWN_ALLOCATION"), ("55", "NOT_YOUR_ALLOCATION")):
+        status, body = _call(
+            served,
+            munge,
+            ALICE,
+            "POST",
+            "/sessions",
+            body={"user_id": str(ALICE), "slurm_job_id": allocation},
+        )
+        assert (status, body["code"]) == (403, code), body
+        assert allocation in body["detail"]
+    topology = owners.broker.topology
+    events = log_events(confirmed_channel(owners.broker.url), topology)
+    assert [e for e in events if e.topic == Topic.SESSION_OPENED] == []
+
+
+def test_gateway_jobs_are_their_sessions_allocations_and_end_with_it(gateway: Any) -> None:
+    """Given alice's QRMI session of allocation 42 (account chem) with one job running and one
+    queued through the gateway, then both were accepted as allocation 42's on account chem;
+    when 42 ends (the epilog), then both read CANCELED with ALLOCATION_ENDED (before: the
+    default account, and the allocation's end left them alone)."""
+    served, munge, owners = gateway
+    status, session = _call(
+        served,
+        munge,
+        ALICE,
+        "POST",
+        "/sessions",
+        body={"user_id": str(ALICE), "slurm_job_id": "42"},
+    )
+    assert status == 200, session
+    numbers = []
+    for shots in (1000, 5):  # the first runs ten seconds, the second waits behind it
+        status, created = _call(
+            served,
+            munge,
+            ALICE,
+            "POST",
+            "/jobs",
+            body={"sequence": analog_sequence(), "shots": shots},
+            headers={"X-Warden-Session": session["id"]},
+        )
+        assert status == 200, created
+        numbers.append(created["id"])
+    _until(served, munge, numbers[0], "RUNNING")
+    topology = owners.broker.topology
+    accepted = [
+        payload_of(e, JobAccepted).verified
+        for e in log_events(confirmed_channel(owners.broker.url), topology)
+        if e.topic == Topic.JOB_ACCEPTED and e.user == "alice"
+    ]
+    assert [(v.allocation, v.account) for v in accepted if v is not None] == [("42", "chem")] * 2
+    reply = owners.client().control(CommandName.ALLOCATION_ENDED, allocation="42")
+    assert reply.ok, reply.message
+    for number in numbers:
+        _until(served, munge, number, "CANCELED")
+    codes = [
+        e.result.error.code
+        for e in log_events(confirmed_channel(owners.broker.url), topology)
+        if e.topic == Topic.JOB_CANCELED and e.user == "alice"
+        if e.result is not None and e.result.error is not None
+    ]
+    assert codes == [ErrorCode.ALLOCATION_ENDED] * 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +23,13 @@ from tests.conftest import make_settings
 from tests.environment import child_env
 from tests.gateway import start_gateway_process
 from tests.munged import default_munged, munge_installed, stop
-from tests.owners import OwnerProcess, start_owner, wait_active, wait_running
+from tests.owners import (
+    OwnerProcess,
+    register_allocation,
+    start_owner,
+    wait_active,
+    wait_running,
+)
 from tests.sequences import analog_sequence
 
 pytestmark = [pytest.mark.integration, pytest.mark.munge, pytest.mark.timeout(600)]
@@ -82,6 +89,8 @@ def loop(broker_handle: object, tmp_path_factory: pytest.TempPathFactory) -> Ite
         cleanup.callback(owner_b.stop)
         with QPUClient(settings=make_settings(url, ns_b), validate_locally=False) as client:
             wait_active(client, timeout_s=90)
+            # the allocation owner A's QRMI sessions name (QRMI_JOB_ID), of A's unix user on B
+            register_allocation(client, "4242", user=pwd.getpwuid(os.getuid()).pw_name)
         process, port = start_gateway_process(
             child_env(url, ns_b), workdir / "gateway.log", "--policy", str(policy_b)
         )

@@ -27,7 +27,7 @@ from tests.conftest import make_settings
 from tests.environment import child_env
 from tests.gateway import request, start_gateway_process
 from tests.munged import default_munged, munge_installed, stop
-from tests.owners import start_owner, wait_active
+from tests.owners import register_allocation, start_owner, wait_active
 from tests.sequences import analog_sequence
 from tests.unixusers import (
     USER_PYTHON,
@@ -40,6 +40,7 @@ from tests.unixusers import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.munge, pytest.mark.timeout(600)]
 SCRIPT = str(Path(__file__).with_name("qrmi_user.py"))
+ALLOCATIONS = ("4242", "4243")  # alice's, bob's
 NAME = "QSCHED_QPU"  # the QRMI resource name, as a site's qrmi_config.json would call it
 
 
@@ -53,9 +54,11 @@ class Site:
     bob: str
     sequence_file: Path
 
-    def run(self, user: str, *args: str, allocation: str = "4242") -> dict[str, object]:
-        """Run QRMI's flow as `user` (configured as Slurm's QRMI plugin would)."""
+    def run(self, user: str, *args: str) -> dict[str, object]:
+        """Run QRMI's flow as `user` (configured as Slurm's QRMI plugin would, in the user's
+        allocation: 4242 alice's, 4243 bob's, registered as the prolog would)."""
         uid = _uid(user)
+        allocation = ALLOCATIONS[0] if user == self.alice else ALLOCATIONS[1]
         env = user_env(
             user,
             {
@@ -94,7 +97,8 @@ def site(broker_handle: object, tmp_path_factory: pytest.TempPathFactory) -> Ite
         sequence_file.write_text(analog_sequence())
         os.chmod(sequence_file, 0o644)
         policy = workdir / "policy.toml"
-        policy.write_text('gateway_users = ["guest"]\noperators = ["ops"]\n')
+        # guest: the gateway's broker user, and the operator that registers the allocations
+        policy.write_text('gateway_users = ["guest"]\noperators = ["guest"]\n')
         settings = make_settings(url, namespace)
         topology = build_topology(settings, Policy())
         connection = connect(url)
@@ -113,6 +117,8 @@ def site(broker_handle: object, tmp_path_factory: pytest.TempPathFactory) -> Ite
         cleanup.callback(owner.stop)
         with QPUClient(settings=settings, validate_locally=False) as client:
             wait_active(client, timeout_s=90)
+            for allocation, user in zip(ALLOCATIONS, users, strict=True):
+                register_allocation(client, allocation, user=user)
         gateway_log = workdir / "gateway.log"
         process, port = start_gateway_process(
             child_env(url, namespace), gateway_log, "--policy", str(policy)

@@ -104,6 +104,7 @@ def test_sessions_end_with_their_allocation_and_survive_a_snapshot() -> None:
     """Given a session of allocation 42, when 42 ends, then the session ends; a snapshot of
     the state restores it as it was."""
     h = Harness(POLICY)
+    h.register("42", "alice")
     _open(h, allocation="42")
     _ask(h, "guest", command=CommandName.ALLOCATION_ENDED, allocation="42")
     assert h.state.sessions["s-1"].ended_reason == "allocation_ended"

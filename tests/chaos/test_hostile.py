@@ -180,6 +180,7 @@ def test_reply_to_the_device_queue_cannot_overwrite_the_device_specs(
 # ---- item 4: repeated failover during one job -------------------------------------------------
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_a_job_survives_three_kills_in_a_row_of_the_owner_running_it(
     owners: OwnerHarness,
 ) -> None:

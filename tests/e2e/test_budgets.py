@@ -25,6 +25,7 @@ def qsched(owners: OwnerHarness, *args: str) -> subprocess.CompletedProcess[str]
     return run_qsched(owners.broker.url, owners.broker.topology.namespace, *args)
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_a_budget_warns_past_80_percent_holds_at_100_and_a_top_up_lets_the_job_run(
     owners: OwnerHarness, tmp_path: Path
 ) -> None:

@@ -152,6 +152,7 @@ def test_help_documents_exit_codes_and_every_json_flag(broker: BrokerFixture) ->
         assert "--json" in shown.stdout and "JSON lines" in shown.stdout, command
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_a_control_command_no_owner_answered_expires_unapplied(
     owners: OwnerHarness,
 ) -> None:
@@ -188,6 +189,7 @@ def test_submit_wait_tells_a_held_job_why_and_times_out_with_exit_3(
     assert message in status.stdout and "maintenance mode does not run development" in status.stdout
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_submit_wait_shows_shots_and_prints_json_lines_for_many_jobs(
     owners: OwnerHarness, seq_file: Path
 ) -> None:
@@ -210,6 +212,7 @@ def test_submit_wait_shows_shots_and_prints_json_lines_for_many_jobs(
     assert [ln.split()[0] for ln in done.stderr.splitlines()] == ["submitted"] * 2, done.stderr
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_ctrl_c_while_waiting_says_the_job_is_still_queued_and_how_to_follow_it(
     owners: OwnerHarness, seq_file: Path
 ) -> None:
@@ -241,6 +244,7 @@ def test_ctrl_c_while_waiting_says_the_job_is_still_queued_and_how_to_follow_it(
     assert f"qsched cancel {job_id}" in last and f"qsched result {job_id} --wait" in last
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_cancel_of_an_unknown_id_fails_and_prefixes_are_accepted(
     owners: OwnerHarness, seq_file: Path
 ) -> None:
@@ -258,6 +262,7 @@ def test_cancel_of_an_unknown_id_fails_and_prefixes_are_accepted(
     assert json.loads(by_prefix.stdout)["job_id"] == job_id
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_status_fits_80_columns_in_a_terminal(
     owners: OwnerHarness, seq_file: Path, tmp_path: Path
 ) -> None:
@@ -323,6 +328,7 @@ def test_broker_up_no_start_with_an_unreachable_url_fails_without_the_password(
     assert "s3cret" not in done.stdout + done.stderr
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_cancel_of_a_running_emulator_job_keeps_its_partial_counts(
     owners: OwnerHarness, seq_file: Path
 ) -> None:

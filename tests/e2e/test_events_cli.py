@@ -136,6 +136,7 @@ def test_history_of_a_job_prefix_shows_its_events_in_order_with_gaps_and_reasons
     assert short.returncode == 2 and "at least 4 characters" in short.stderr  # usage error
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_tail_filters_and_follow_prints_new_events_as_they_come(
     owners: OwnerHarness, history: list[Event]
 ) -> None:

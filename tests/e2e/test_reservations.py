@@ -28,6 +28,7 @@ def qsched(owners: OwnerHarness, *args: str) -> subprocess.CompletedProcess[str]
     return run_qsched(owners.broker.url, owners.broker.topology.namespace, *args)
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_a_window_opens_while_others_wait_members_run_and_it_survives_a_failover(
     owners: OwnerHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

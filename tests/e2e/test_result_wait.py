@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 SHOTS_DONE = re.compile(r"\b[1-9][0-9]*/100 shots")
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_result_wait_in_a_terminal_shows_position_eta_then_shots_then_the_result(
     owners: OwnerHarness,
 ) -> None:

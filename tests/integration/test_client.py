@@ -147,6 +147,7 @@ def _qsched(owners: OwnerHarness, *args: str) -> subprocess.CompletedProcess[str
     return run_group([QSCHED, *args], env, timeout_s=120)
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_the_cli_submits_waits_and_prints_results(owners: OwnerHarness, tmp_path: Path) -> None:
     owners.start("--backend", "emulator")
     seq = tmp_path / "seq.json"
@@ -183,6 +184,7 @@ def test_the_cli_submits_waits_and_prints_results(owners: OwnerHarness, tmp_path
     assert json.loads(status.stdout)["qpu_state"] in ("IDLE", "RUNNING")
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_cli_errors_are_one_line_with_a_non_zero_exit(owners: OwnerHarness, tmp_path: Path) -> None:
     owners.start("--backend", "synthetic")
     seq = tmp_path / "seq.json"

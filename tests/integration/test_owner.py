@@ -269,6 +269,7 @@ def test_a_job_redelivered_after_it_finished_is_not_rerun_and_its_result_stays_i
     assert owners.broker.channel().queue_declare(queue, passive=True).method.message_count == 0
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_heartbeats_keep_flowing_during_a_long_job(owners: OwnerHarness) -> None:
     """Given a 2 s heartbeat, a 10 s emulated job ends DONE on the same connection."""
     owners.start(

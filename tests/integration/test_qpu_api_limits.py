@@ -108,6 +108,7 @@ def test_a_5xx_burst_longer_than_the_request_tries_is_retried_by_the_budget(
     assert sim_stats(api)["submissions"] == 1
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_a_stalled_api_ends_the_job_error_once_the_budget_is_spent_in_bounded_time(
     owners: OwnerHarness, api: str, tmp_path: Path
 ) -> None:

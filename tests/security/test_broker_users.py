@@ -141,6 +141,7 @@ def test_new_passwords_never_look_like_an_option() -> None:
     assert not any(new_password().startswith("-") for _ in range(2000))
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_a_password_starting_with_a_dash_is_set_not_read_as_an_option(
     private_broker: PrivateNode,
 ) -> None:
@@ -161,6 +162,7 @@ def _tried(url: str, attempt: Callable[[BlockingChannel], Any]) -> str:
         return str(exc.reply_code)
 
 
+@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_a_submitter_reads_the_device_specs_and_cannot_take_or_purge_them(
     private_broker: PrivateNode,
 ) -> None:

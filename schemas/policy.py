@@ -247,6 +247,12 @@ class Policy(BaseModel):
     calibration_valid_s: float | None = Field(
         default=None, gt=0, description="how long a calibration stays valid (None: no window)"
     )
+    calibration_lead_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="the owner calls for calibration this long before a reservation in whose "
+        "window the calibration window would close",
+    )
     shot_rate_hz: float = Field(
         default=5.0,
         gt=0,

@@ -9,6 +9,9 @@ names some; a maintenance window holds by the site mode instead, `maintenance_at
 others starts that would not end, by its estimate, before a reservation of others opens (a
 shorter one may: backfill). `lane_reservation_hold` keeps others off the emulator lanes during
 an ``exclusive`` window. `conflict` names what a new or changed reservation collides with.
+`calibration_call` is the call for calibration before a reservation in whose window the
+calibration window would close: made from `lead_s` before it opens, once, and not again for a
+calibration done within that lead (the next window then is as long as it can be).
 """
 
 from __future__ import annotations
@@ -111,4 +114,41 @@ def conflict(reservations: Iterable[Reservation], wanted: Reservation, now: date
                 f"reservation {wanted.name} overlaps {kind} {other.name} "
                 f"({other.start.isoformat()} .. {other.end.isoformat()})"
             )
+    return None
+
+
+def calibration_call(
+    reservations: Iterable[Reservation],
+    calibrated_at: datetime | None,
+    valid_until: datetime | None,
+    now: datetime,
+    lead_s: float,
+) -> str | None:
+    """Why the owner calls for calibration now for a reservation about to open, or None.
+
+    Args:
+        reservations: those open now or to come (a maintenance window is left out: the site
+            is in maintenance mode then, calibration or not).
+        calibrated_at, valid_until: the last calibration and the end of its window (None: no
+            window, nothing to call for).
+        now: the current time.
+        lead_s: how long before a reservation opens the call is made (the policy's
+            ``calibration_lead_s``).
+    """
+    if valid_until is None:
+        return None
+    lead = timedelta(seconds=lead_s)
+    for reservation in sorted(reservations, key=lambda r: r.start):
+        if reservation.maintenance or not reservation.start - lead <= now < reservation.start:
+            continue
+        if valid_until >= reservation.end:
+            continue  # the calibration outlasts the window
+        if calibrated_at is not None and calibrated_at >= reservation.start - lead:
+            continue  # calibrated for it already: calibrating again would gain nothing
+        return (
+            f"calibration due before reservation {reservation.name} opens "
+            f"{reservation.start.isoformat(timespec='seconds')}: the calibration window closes "
+            f"{valid_until.isoformat(timespec='seconds')}, before the reservation ends "
+            f"{reservation.end.isoformat(timespec='seconds')}"
+        )
     return None

@@ -48,7 +48,9 @@ from consumers.core.outcomes import (
     end_waiting,
     job_event,
 )
+from consumers.core.owner_view import OwnerView
 from consumers.core.policy import Action, decide_indexed
+from consumers.core.reservations import calibration_call
 from consumers.core.runs import finished, progress, recovered
 from consumers.core.sessions import exclusive_hold, outranks
 from consumers.core.state import OwnerState
@@ -64,6 +66,7 @@ from schemas.events import (
     make_event,
     stamp,
 )
+from schemas.messages import Event
 from schemas.policy import Policy
 
 __all__ = [
@@ -152,6 +155,36 @@ def _dispatch(
         )
         return [started], []
     view = view_of(state, policy, now)
+    events, effects = _decided(state, policy, now, ctx, given, view)
+    called = _reservation_calibration(state, policy, now, view)
+    if called is not None and not any(e.topic == Topic.CALIBRATION_DUE for e in events):
+        events = [called, *events]
+    return events, effects
+
+
+def _reservation_calibration(
+    state: OwnerState, policy: Policy, now: datetime, view: OwnerView
+) -> Event | None:
+    """``calibration.due`` before a reservation in whose window the calibration window would
+    close (`calibration_call`), once per epoch."""
+    if state.due_announced == state.epoch or state.qpu is QPUState.CALIBRATING:
+        return None
+    reason = calibration_call(
+        view.reservations,
+        state.calibrated_at,
+        view.calibration.valid_until,
+        now,
+        policy.calibration_lead_s,
+    )
+    if reason is None:
+        return None
+    return make_event(Topic.CALIBRATION_DUE, CalibrationEpoch(epoch=state.epoch), reason=reason)
+
+
+def _decided(
+    state: OwnerState, policy: Policy, now: datetime, ctx: Context, given: Dispatch, view: OwnerView
+) -> Steps:
+    """The policy's decision on the backlog, carried out."""
     decision = decide_indexed(view, state.index, now)
     if decision.action is Action.START and decision.job is not None:
         job = decision.job

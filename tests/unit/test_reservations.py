@@ -257,3 +257,64 @@ def test_simulate_honours_a_reservation_given_in_a_candidate_policy() -> None:
     assert view_of(g.state, file_policy, g.now).reservations == (
         moved.model_copy(update={"by": "guest"}),
     )
+
+
+CALIBRATED = parse_policy(
+    "shot_rate_hz = 100\njob_overhead_s = 0\ncalibration_valid_s = 100\ncalibration_lead_s = 30\n"
+    "[accounts]\ndefault = { alice = 'phys', bob = 'chem' }\n"
+)
+
+
+def _calibrate(h: Harness) -> None:
+    assert _command(h, CommandName.CALIBRATION_START).ok
+    assert _command(h, CommandName.CALIBRATION_COMPLETE).ok
+
+
+def _dues(h: Harness) -> list[str]:
+    return [e.reason or "" for e in h.log if e.topic == "calibration.due"]
+
+
+def test_calibration_is_called_for_before_a_reservation_the_window_would_expire_in() -> None:
+    """Given a 100 s calibration window that closes 40 s into a reservation, the owner calls
+    for calibration once, 30 s (the lead) before the window opens, naming it; not earlier, not
+    again after a calibration made within the lead."""
+    h = Harness(CALIBRATED, now=T0)
+    _known(h)
+    _calibrate(h)  # valid until T0+100
+    window = _window(start_s=60, end_s=200)
+    assert _command(h, CommandName.RESERVATION_CREATE, reservation=window).ok
+    h.now = T0 + timedelta(seconds=20)  # 40 s before the window: not yet
+    h.feed(Dispatch())
+    assert _dues(h) == []
+    h.now = T0 + timedelta(seconds=35)
+    h.feed(Dispatch())
+    h.feed(Dispatch())
+    [reason] = _dues(h)
+    assert reason == (
+        "calibration due before reservation chem-day opens 2026-03-02T09:01:00+00:00: the "
+        "calibration window closes 2026-03-02T09:01:40+00:00, before the reservation ends "
+        "2026-03-02T09:03:20+00:00"
+    )
+    h.now = T0 + timedelta(seconds=40)
+    _calibrate(h)  # within the lead: valid until T0+140, the longest it can be
+    h.feed(Dispatch())
+    assert len(_dues(h)) == 1
+
+
+def test_no_call_for_calibration_when_the_window_outlasts_the_reservation_or_none_is_near() -> None:
+    h = Harness(CALIBRATED, now=T0)
+    _known(h)
+    _calibrate(h)  # valid until T0+100
+    inside = _window(start_s=40, end_s=90)  # the window outlasts it
+    maintenance = Reservation(
+        name="works",
+        start=T0 + timedelta(seconds=95),
+        end=T0 + timedelta(seconds=150),
+        flags=("maintenance",),
+    )
+    for reservation in (inside, maintenance):
+        assert _command(h, CommandName.RESERVATION_CREATE, reservation=reservation).ok
+    for at_s in (15, 39, 70, 94):
+        h.now = T0 + timedelta(seconds=at_s)
+        h.feed(Dispatch())
+    assert _dues(h) == []

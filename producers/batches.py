@@ -19,24 +19,38 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from producers.confirms import Outgoing
 from producers.errors import CommandRefused, InvalidJob
 from producers.handle import JobHandle
 from producers.jobs import check_sequence, invalid_argument, sequence_text
+from producers.port import ClientPort
 from producers.slurm import slurm_context
 from schemas.batches import BATCH_AMQP_PRIORITY, BatchDetail, BatchJob, BatchRequest
 from schemas.enums import CommandName
 from schemas.messages import ControlReply, JobError, JobResult
-from schemas.sequence import declared_variables, read_document, validate_shots
+from schemas.sequence import SequenceChecker, declared_variables, read_document, validate_shots
 from schemas.variables import validate_variables
 
-if TYPE_CHECKING:
-    from producers.client import QPUClient
-
 JobParams = Mapping[str, Any] | BatchJob  # Pulser's {"runs": n, "variables": {...}} or ours
+
+
+class BatchClient(ClientPort, Protocol):
+    """What batches use of their client besides `ClientPort`: the local checks and job handles."""
+
+    validate_locally: bool
+    checker: SequenceChecker
+
+    def fetch_device(self) -> Any | None:
+        """The Pulser device the owner validates against now (None: none published)."""
+        ...
+
+    def follow(self, job_id: str, job_class: str, shots: int) -> JobHandle:
+        """The client's handle for `job_id` (made and registered on first use)."""
+        ...
 
 
 def batch_jobs(params: Iterable[JobParams]) -> list[BatchJob]:
@@ -68,7 +82,7 @@ class BatchHandle:
     batch_id: str
     job_class: str
     variables: dict[str, tuple[str, int]]
-    client: QPUClient = field(repr=False)
+    client: BatchClient = field(repr=False)
     handles: list[JobHandle] = field(default_factory=list)
     priority: int = 0
     atom_order: list[str] = field(default_factory=list)
@@ -158,10 +172,8 @@ def check_jobs(jobs: list[BatchJob], declared: dict[str, tuple[str, int]], devic
             raise InvalidJob(problem.model_copy(update={"message": message}))
 
 
-def publish_batch(client: QPUClient, request: BatchRequest) -> list[JobHandle]:
+def publish_batch(client: BatchClient, request: BatchRequest) -> list[JobHandle]:
     """Publish one batch message; a handle per job once the broker confirmed it."""
-    from producers.confirms import Outgoing
-
     handles = [client.follow(job.job_id, request.job_class, job.shots) for job in request.jobs]
     outgoing = Outgoing(
         request,
@@ -177,7 +189,7 @@ def publish_batch(client: QPUClient, request: BatchRequest) -> list[JobHandle]:
 
 
 def submit_batch(
-    client: QPUClient,
+    client: BatchClient,
     sequence: Any,
     params: Iterable[JobParams],
     job_class: str = "production",
@@ -234,7 +246,7 @@ def submit_batch(
     return handle
 
 
-def find_batch(client: QPUClient, batch_id: str, timeout: float = 10.0) -> BatchHandle:
+def find_batch(client: BatchClient, batch_id: str, timeout: float = 10.0) -> BatchHandle:
     """A handle on a batch made anywhere (this process or another), from the owner's word.
 
     Raises:

@@ -17,10 +17,10 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from producers.errors import ResultTimeout
+from producers.port import ClientPort
 from schemas.enums import JobState
 
 if TYPE_CHECKING:
-    from producers.client import QPUClient
     from producers.handle import JobHandle
 
 FIRST_COMPLETED: Literal["FIRST_COMPLETED"] = "FIRST_COMPLETED"
@@ -47,7 +47,7 @@ def _failed(handle: JobHandle) -> bool:
     return result is not None and result.state is not JobState.DONE
 
 
-def _read(clients: list[QPUClient], left_s: float | None) -> None:
+def _read(clients: list[ClientPort], left_s: float | None) -> None:
     """Block on the clients' connections for up to `left_s` (one client: the whole time)."""
     if len(clients) == 1:
         clients[0].poll(1.0 if left_s is None else min(left_s, 1.0))
@@ -59,8 +59,8 @@ def _read(clients: list[QPUClient], left_s: float | None) -> None:
     clients.append(clients.pop(0))  # the next read blocks on another client first
 
 
-def _clients(handles: Iterable[JobHandle]) -> list[QPUClient]:
-    seen: dict[int, QPUClient] = {}
+def _clients(handles: Iterable[JobHandle]) -> list[ClientPort]:
+    seen: dict[int, ClientPort] = {}
     for handle in handles:
         seen.setdefault(id(handle.client), handle.client)
     return list(seen.values())

@@ -1,7 +1,8 @@
 """`JobHandle`: one submitted job, as the submitter sees it.
 
-A handle is a light view onto its client: the result, progress and pushed positions it reports
-are what the client's reply inbox (`producers.replies`) has received. Handles are equal and hash by job id
+A handle is a light view onto its client, known only as a `producers.port.ClientPort` (the
+client passes itself): the result, progress and pushed positions it reports are what the
+client's reply inbox (`producers.replies`) has received. Handles are equal and hash by job id
 (users keep them in sets and dicts); `producers.futures` waits on many at once.
 """
 
@@ -10,14 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from producers.errors import CommandRefused
+from producers.port import ClientPort
 from schemas.enums import CommandName, ErrorCode, JobState
 from schemas.messages import ControlReply, JobProgress, JobResult, QueueEntry
-
-if TYPE_CHECKING:
-    from producers.client import QPUClient
 
 ProgressCallback = Callable[[JobProgress], None]
 PositionCallback = Callable[[QueueEntry], None]
@@ -30,7 +29,7 @@ class JobHandle:
     job_id: str
     job_class: str
     shots: int
-    client: QPUClient = field(repr=False)
+    client: ClientPort = field(repr=False)
     on_progress: ProgressCallback | None = field(default=None, repr=False)
     last_progress: JobProgress | None = None
     span_context: Any = field(default=None, repr=False)

@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import TYPE_CHECKING
 
 from brokers.stream import Offset
 from producers.errors import CommandRefused, NoOwnerAnswered, ResultTimeout
 from producers.logscan import scan_for_result
+from producers.port import ClientPort
 from schemas.enums import CommandName, ErrorCode
 from schemas.messages import ControlReply, Event, JobResult, QueueEntry
-
-if TYPE_CHECKING:
-    from producers.client import QPUClient
 
 ASK_TIMEOUT_S = 10.0
 ASK_OWNER_AFTER_S = 30.0  # waiting this long for a result, ask the owner for it (then again)
@@ -34,7 +31,7 @@ class UnknownToOwner(CommandRefused):
 
 
 def ask_owner(
-    client: QPUClient,
+    client: ClientPort,
     command: CommandName,
     job_id: str,
     *,
@@ -57,7 +54,7 @@ def ask_owner(
 
 
 def fetch_result_from_owner(
-    client: QPUClient, job_id: str, *, wait: bool = False, timeout: float = ASK_TIMEOUT_S
+    client: ClientPort, job_id: str, *, wait: bool = False, timeout: float = ASK_TIMEOUT_S
 ) -> tuple[JobResult | None, QueueEntry | None]:
     """The job's final result, or where it is while it waits or runs (position, ETA, hold).
 
@@ -72,14 +69,14 @@ def fetch_result_from_owner(
 
 
 def fetch_history_from_owner(
-    client: QPUClient, job_id: str, *, timeout: float = ASK_TIMEOUT_S
+    client: ClientPort, job_id: str, *, timeout: float = ASK_TIMEOUT_S
 ) -> list[Event]:
     """Every event of the job in log order (progress events and the sequence left out)."""
     reply = ask_owner(client, CommandName.HISTORY, job_id, timeout=timeout)
     return list(reply.history or [])
 
 
-def find_result(client: QPUClient, job_id: str, since: Offset = "first") -> JobResult | None:
+def find_result(client: ClientPort, job_id: str, since: Offset = "first") -> JobResult | None:
     """`QPUClient.fetch_result`: what this client already received, else the owner's answer;
     with no owner answering, or with `since`, the event log is read (operators only)."""
     if job_id in client.results:
@@ -99,7 +96,7 @@ def find_result(client: QPUClient, job_id: str, since: Offset = "first") -> JobR
     )
 
 
-def wait_for_result(client: QPUClient, job_id: str, timeout: float | None) -> JobResult:
+def wait_for_result(client: ClientPort, job_id: str, timeout: float | None) -> JobResult:
     """`QPUClient.wait_result`: poll the client's reply queue for the job's final result; every
     `ASK_OWNER_AFTER_S` also ask the owner, which sends it (a reply lost in a failover).
 

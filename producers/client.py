@@ -5,10 +5,14 @@ A thin shell around kombu (py-amqp underneath). Its parts each live in one place
 reconnects), `producers.connect` opens the connection (URLs in turn, errors translated),
 `producers.confirms` publishes with publisher confirms (a window of jobs in flight, frames by
 `producers.frames`; a returned job raises `UnknownJobClass`, a nacked one `QueueFull`),
-`producers.commands` sends an operator's command and waits for its reply,
-`producers.replies` holds what arrives on the client's reply queue, `producers.handle` is the
-`JobHandle` a submit returns, `producers.jobs` builds a job and `producers.slurm` reads the
-Slurm context stamped on each job.
+`producers.sending` stamps, traces and publishes built jobs, `producers.commands` sends an
+operator's command and waits for its reply (`control`, `queue`; the session commands on top in
+`producers.sessions`), `producers.replies` holds what arrives on the client's reply queue,
+`producers.handle` is the `JobHandle` a submit returns, `producers.batches` and
+`producers.results` hold batches and results, `producers.jobs` builds a job and
+`producers.slurm` reads the Slurm context stamped on each job. The handle, batch and results
+code know the client only as a `producers.port.ClientPort` (it passes itself), so none of
+them imports this module.
 
 Results and progress arrive on the client's own reply queue (``<ns>.reply.<user>.<client-id>``),
 which outlives a short disconnect (``x-expires``); `reconnect` picks it up again. The client is
@@ -24,33 +28,21 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from pydantic import TypeAdapter
-
 from brokers.settings import Settings, load_settings
 from brokers.stream import Offset
 from brokers.topology import Topology, build_topology
-from brokers.tracing import configure_tracing, time_ns_of, tracer, tracing_active
+from brokers.tracing import configure_tracing
 from producers.batches import BatchHandle, JobParams, find_batch, submit_batch
-from producers.commands import send_command
 from producers.confirms import CONFIRM_WINDOW, Outgoing
-from producers.errors import CommandRefused
 from producers.handle import JobHandle, PositionCallback, ProgressCallback
 from producers.jobs import DEFAULT_JOB_CLASS, job_request, read_device
 from producers.replies import ReplyInbox
 from producers.results import find_result, wait_for_result
+from producers.sending import send_jobs
 from producers.session import ClientSession
 from producers.sessions import SessionCommands
 from producers.slurm import slurm_context
-from producers.spans import end_send_span, send_span
-from schemas.enums import CommandName, Mode
-from schemas.messages import (
-    ControlCommand,
-    ControlReply,
-    JobRequest,
-    JobResult,
-    QueueEntry,
-    utc_now,
-)
+from schemas.messages import ControlReply, JobRequest, JobResult
 from schemas.policy import Policy, load_policy
 from schemas.sequence import SequenceChecker
 
@@ -67,7 +59,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 _Outgoing = Outgoing  # the name tests and older callers import
 DEVICE_CACHE_S = 30.0
-_JSON_TIME = TypeAdapter(datetime)  # submitted_at as the codec writes it
 
 
 class QPUClient(SessionCommands):
@@ -308,38 +299,7 @@ class QPUClient(SessionCommands):
             UnknownJobClass, QueueFull, NotAuthorised, BrokerUnreachable: once every job was
             confirmed or refused, for the first refused one; the other jobs were accepted.
         """
-        exchange = self.topology.jobs_exchange
-        span_tracer = tracer() if tracing_active() else None
-        # Queue wait starts now, after building and local validation, not when a job was built;
-        # so do the send spans (the owner's spans of a job never start before its submitted_at).
-        stamped_at = utc_now()
-        stamp = {"submitted_at": _JSON_TIME.dump_python(stamped_at, mode="json")}
-        start_ns = time_ns_of(stamped_at)
-        handles, batch, sends = [], [], []
-        for job in jobs:
-            handle = JobHandle(job.job_id, job.job_class, job.shots, self, on_progress)
-            handle.on_position = on_position  # set before the publish: a push may come at once
-            headers: dict[str, Any] = {}
-            if span_tracer is not None:
-                span = send_span(exchange, job, headers, start_ns, span_tracer)
-                handle.span_context = span.get_span_context()
-                sends.append((handle.job_id, span))
-            self._handles[job.job_id] = handle
-            handles.append(handle)
-            batch.append(
-                Outgoing(
-                    job, exchange, job.job_class, job.job_id, job.priority, headers, None, stamp
-                )
-            )
-        self.session.confirmed_at = {}
-        try:
-            confirmed_at = self._publish_all(batch)
-        finally:
-            for job_id, span in sends:
-                end_send_span(span, self.session.confirmed_at.get(job_id))
-        for handle in handles:
-            handle.queued_at = confirmed_at.get(handle.job_id)
-        return handles
+        return send_jobs(self, self.session, jobs, self._handles, on_progress, on_position)
 
     def submit_batch(
         self,
@@ -407,86 +367,3 @@ class QPUClient(SessionCommands):
             CommandRefused: the job is another user's.
         """
         return find_result(self, job_id, since)
-
-    def queue(
-        self,
-        *,
-        user: str | None = None,
-        job_class: str | None = None,
-        job_id: str | None = None,
-        limit: int | None = None,
-        timeout: float = 10.0,
-    ) -> list[QueueEntry]:
-        """The owner's backlog in policy order: position, ETA, hold reason (no sequences).
-
-        `job_id` may be the first characters of an id (the owner resolves them among the jobs
-        this user may see).
-
-        Raises:
-            ResultTimeout: no owner answered within `timeout` seconds.
-            CommandRefused: the owner refused (e.g. no such job, or it is not waiting nor
-                running: code NOT_WAITING); `error` holds the structured reason.
-        """
-        reply = self.control(
-            CommandName.QUEUE,
-            user=user,
-            job_class=job_class,
-            job_id=job_id,
-            limit=limit,
-            timeout=timeout,
-        )
-        if not reply.ok:
-            raise CommandRefused(f"queue refused: {reply.message}", reply.error)
-        return list(reply.queue or [])
-
-    def control(
-        self,
-        command: CommandName,
-        *,
-        job_id: str | None = None,
-        mode: Mode | None = None,
-        message: str | None = None,
-        force: bool = False,
-        specs: str | None = None,
-        allocation: str | None = None,
-        user: str | None = None,
-        job_class: str | None = None,
-        limit: int | None = None,
-        wait: bool = False,
-        priority: int | None = None,
-        message_id: str | None = None,
-        batch_id: str | None = None,
-        timeout: float = 10.0,
-        **more: Any,
-    ) -> ControlReply:
-        """Send an operator's command and wait for the owner's reply.
-
-        The command expires in the broker after `timeout` seconds, so one that no owner answered
-        is never applied later by an owner that starts then. `more` are further fields of the
-        `ControlCommand` (e.g. ``session_id``, ``number``; ``allocation-started``'s account, end,
-        uid and partition).
-
-        Returns:
-            The reply, ``ok`` or not (a refusal carries a structured `error`).
-
-        Raises:
-            NoOwnerAnswered: no owner answered within `timeout` seconds.
-        """
-        cmd = ControlCommand(
-            command=command,
-            job_id=job_id,
-            mode=mode,
-            message=message,
-            force=force,
-            specs=specs,
-            allocation=allocation,
-            user=user,
-            job_class=job_class,
-            limit=limit,
-            wait=wait,
-            priority=priority,
-            message_id=message_id,
-            **more,
-            batch_id=batch_id,
-        )
-        return send_command(self.session, cmd, self.replies, timeout)

@@ -1,21 +1,19 @@
 """Sessions from the SDK: the same owner-state sessions as QRMI's acquire/release and Pulser's
-open batches (`consumers.core.sessions`). Mixed into `QPUClient`."""
+open batches (`consumers.core.sessions`), sent with `OwnerCommands.control`. Mixed into
+`QPUClient`."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
+from producers.commands import OwnerCommands
 from producers.errors import CommandRefused
 from schemas.enums import CommandName
 from schemas.messages import ControlReply
 
 
-class SessionCommands:
+class SessionCommands(OwnerCommands):
     """`open_session`, `close_session`, `cancel_session` on a client's `control`."""
-
-    def control(self, command: CommandName, **fields: Any) -> ControlReply:  # QPUClient's
-        raise NotImplementedError
 
     def open_session(
         self,

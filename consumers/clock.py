@@ -18,6 +18,7 @@ owner's clock was right when it started, whatever the system clock does since.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -56,3 +57,16 @@ class SteadyClock:
             self.jump_s, now = off_s, steady
         self._last = max(self._last, now)
         return self._last
+
+
+def note_jump(clock: Callable[[], datetime], logged_s: float) -> float:
+    """Log once per jump that the system clock jumped and the owner keeps its own time; the
+    jump now (`SteadyClock.jump_s`, 0 for another clock), to pass as `logged_s` next time."""
+    jump_s: float = getattr(clock, "jump_s", 0.0)
+    if jump_s and abs(jump_s - logged_s) > FOLLOW_S:
+        logging.getLogger("consumers.owner").warning(
+            "the system clock jumped %+.0f s; the owner keeps its own time (monotonic) so "
+            "no deadline, grace, aging or timeout misfires",
+            jump_s,
+        )
+    return jump_s

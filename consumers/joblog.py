@@ -123,7 +123,7 @@ class JobAnswers:
 
     Args:
         offsets: what the follower learned of each job's records.
-        results: the results the shell remembers (recent jobs), by job id.
+        results: the results the owner remembers (recent jobs), by job id.
         send: publishes a message to a reply queue (``send(reply_to, message, correlation_id)``).
         connection: the owner's connection (records are read on a channel of their own).
         stream: the event stream.
@@ -134,7 +134,7 @@ class JobAnswers:
     def __init__(
         self,
         offsets: JobOffsets,
-        results: dict[str, JobResult],
+        results: OrderedDict[str, JobResult],
         send: Callable[[str, Message, str], None],
         connection: BlockingConnection,
         stream: str,
@@ -143,7 +143,7 @@ class JobAnswers:
     ) -> None:
         self.session_of = session_of
         self.offsets = offsets
-        self._results = results
+        self.results = results
         self._send = send
         self._connection = connection
         self._stream = stream
@@ -193,7 +193,7 @@ class JobAnswers:
 
     def result_of(self, job_id: str) -> JobResult | None:
         """The job's final result: from memory, else the record at its final offset."""
-        kept = self._results.get(job_id)
+        kept = self.results.get(job_id)
         if kept is not None:
             return kept
         offset = self.offsets.final(job_id)

@@ -67,3 +67,24 @@ def policy_in_force(
         own_path or "default policy",
     )
     return policy, logged
+
+
+class PolicyInForce:
+    """The one place an owner process holds its policy: its file's (or the defaults) at start,
+    the log's once active (`policy_in_force`), a reloaded one after ``reload-policy``. The
+    shell, the intake and the effects read `policy` here, so a reload changes it everywhere.
+
+    Args:
+        policy: this owner's file's policy (or the defaults).
+        path: that file (None: the defaults).
+    """
+
+    def __init__(self, policy: Policy, path: Path | None) -> None:
+        self.policy = policy
+        self.path = path
+
+    def activate(self, logged: str | None) -> str | None:
+        """Put in force the policy an activating owner runs (`policy_in_force`, from this
+        policy and the log's); its text for the ``owner.activated`` event."""
+        self.policy, text = policy_in_force(self.policy, self.path, logged)
+        return text

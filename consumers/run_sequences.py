@@ -16,6 +16,7 @@ from consumers.core.state import OwnerState
 from consumers.deliveries import recheck
 from consumers.sequences import SequenceMissing, SequenceStore, batch_key
 from schemas.enums import ErrorCode
+from schemas.events import JobAccepted
 from schemas.messages import JobError
 from schemas.sequence import SequenceChecker
 
@@ -47,6 +48,10 @@ class RunSequences:
             SequenceMissing: not in memory, and not where the log should have it.
         """
         return self.store.fetch(self.key(job), self._connection, self._stream)
+
+    def accepted(self, job_id: str) -> JobAccepted | None:
+        """The request of a job that ended, read back from the log (None: no record known)."""
+        return self.store.fetch_accepted(job_id, self._connection, self._stream)
 
     @staticmethod
     def variables(state: OwnerState, job: Waiting) -> dict[str, Any] | None:

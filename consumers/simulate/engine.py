@@ -181,7 +181,7 @@ class Simulation:
 
     def _decide(self) -> None:
         """Dispatch until a decision changes nothing (the owner re-decides every loop turn), then
-        fill the free lanes in order until one starts nothing (as `consumers.lanes.LanePool`)."""
+        fill the free lanes in order until one starts nothing (as `Shell.dispatch_lanes`)."""
         for _ in range(MAX_DECISIONS):
             if not self._step(Dispatch()):
                 break

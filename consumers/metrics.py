@@ -8,7 +8,7 @@ in a thread of its own. The two never share a mutable object:
   `after_iteration` turns those tuples into counter increments and histogram observations, and
   at most every `refresh_s` builds a frozen `Snapshot` of the state (waiting jobs per class and
   per account from the order index's lanes, QPU state, mode, epoch, calibration time, which
-  emulator lanes are busy);
+  emulator lanes are busy, each budget's seconds, spent and left this period);
 - a scrape reads the latest snapshot (one reference, replaced whole) through
   `consumers.metrics_scrape.SnapshotCollector` and derives the time-dependent values
   (calibration age, busy seconds of the current run) at scrape time.
@@ -39,12 +39,14 @@ from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
+from consumers.core.budget_rules import statuses
 from consumers.core.sessions import ENDED_REASONS as SESSION_END_REASONS
 from consumers.core.state import OwnerState
 from consumers.core.view import waiting_by_account
 from consumers.errors import MetricsUnavailable
 from consumers.metrics_scrape import (
     UTILISATION_WINDOW_S,
+    BudgetFigures,
     Exposed,
     Snapshot,
     SnapshotCollector,
@@ -323,6 +325,7 @@ class OwnerMetrics:
                 }
                 for account, t in state.ledger.accounts.items()
             },
+            budgets=budget_figures(state, policy, now),
         )
         with self._lock:
             self._snapshot = snapshot
@@ -382,3 +385,17 @@ def open_sessions(state: OwnerState) -> dict[str, int]:
         if session.is_open:
             counts["explicit" if session.explicit else "implicit"] += 1
     return counts
+
+
+def budget_figures(state: OwnerState, policy: Policy, now: datetime) -> tuple[BudgetFigures, ...]:
+    """The budgets in force with what is spent and left of them this period."""
+    return tuple(
+        BudgetFigures(
+            account=s.account,
+            user=s.user or "",
+            total_s=s.seconds + s.top_up_s,
+            spent_s=s.spent_s,
+            left_s=s.left_s,
+        )
+        for s in statuses(state, policy, now).values()
+    )

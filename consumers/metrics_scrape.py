@@ -25,6 +25,18 @@ UTILISATION_WINDOW_S = 300.0
 
 
 @dataclass(frozen=True)
+class BudgetFigures:
+    """One budget in force this period (`consumers.core.budget_rules.statuses`): its account,
+    its user ('' for the account's own), its seconds with top-ups, what was spent and is left."""
+
+    account: str
+    user: str
+    total_s: float
+    spent_s: float
+    left_s: float
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """What a scrape reports of the owner's state, built in the owner's loop."""
 
@@ -42,6 +54,7 @@ class Snapshot:
     lanes_busy: dict[str, bool] = field(default_factory=dict)
     sessions_open: dict[str, int] = field(default_factory=dict)  # explicit / implicit
     usage_by_account: dict[str, dict[str, float]] = field(default_factory=dict)  # the ledger's
+    budgets: tuple[BudgetFigures, ...] = ()  # every budget in force, this period
 
 
 class SnapshotSource(Protocol):
@@ -148,6 +161,7 @@ class SnapshotCollector(Collector):
             snap.waiting_by_account,
         )
         yield from _usage_counters(snap.usage_by_account)
+        yield from _budget_gauges(snap.budgets)
 
 
 USAGE_COUNTERS = (
@@ -165,6 +179,22 @@ def _usage_counters(usage: dict[str, dict[str, float]]) -> Iterator[Metric]:
         family = CounterMetricFamily(name, doc, labels=["account"])
         for account, figures in sorted(usage.items()):
             family.add_metric([account], figures.get(figure, 0.0))
+        yield family
+
+
+BUDGET_GAUGES = (
+    ("qsched_budget_seconds", "total_s", "QPU seconds of each budget this period, top-ups in"),
+    ("qsched_budget_spent_seconds", "spent_s", "QPU seconds spent of each budget this period"),
+    ("qsched_budget_left_seconds", "left_s", "QPU seconds left of each budget this period"),
+)
+
+
+def _budget_gauges(budgets: tuple[BudgetFigures, ...]) -> Iterator[Metric]:
+    """Each budget in force (account, and user: '' for the account's own budget)."""
+    for name, figure, doc in BUDGET_GAUGES:
+        family = GaugeMetricFamily(name, doc, labels=["account", "user"])
+        for budget in sorted(budgets, key=lambda b: (b.account, b.user)):
+            family.add_metric([budget.account, budget.user], getattr(budget, figure))
         yield family
 
 

@@ -2,7 +2,8 @@
 owner's /metrics (no lint warning), `promtool check config` on the shipped scrape configuration,
 and (slow tier) a real Prometheus scraping a live owner and its RabbitMQ node with the shipped
 configuration, where every expression of the shipped Grafana dashboard returns data after a
-workload that exercises it: a preemption, a lane run, a calibration, a canceled job."""
+workload that exercises it: a preemption, a lane run, a calibration, a canceled job (and a
+budget of the policy, for the budget panels)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,9 @@ preempts = ["development"]
 [classes.development]
 rank = 2
 placement = { production = "either", development = "either", maintenance = "emulator" }
+[[budgets.limits]]
+account = "physics"
+seconds = 3600
 """
 
 

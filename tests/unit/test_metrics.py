@@ -110,6 +110,24 @@ def test_the_snapshot_is_refreshed_at_most_every_refresh_s() -> None:
     assert sample(registry, "qsched_waiting_jobs", job_class="production") == 1
 
 
+def test_each_budget_in_force_reports_its_seconds_spent_and_left_this_period() -> None:
+    """Given a 100 s monthly budget of account physics, a 1 s QPU run of physics reads as
+    100 s budget, 1 s spent, 99 s left (the dashboard's budget panels)."""
+    policy = parse_policy(
+        RANDOM_POLICY + '[[budgets.limits]]\naccount = "physics"\nseconds = 100\n'
+    )
+    h = MeteredHarness(policy)
+    h.submit(slurm=SlurmContext(job_id="7", account="physics"))
+    h.feed(Dispatch())
+    h.finish_running()  # 1 s on the QPU
+    h.metrics.refresh(h.state, policy, h.now, time.monotonic())
+    r = h.metrics.registry
+    labels = {"account": "physics", "user": ""}
+    assert sample(r, "qsched_budget_seconds", **labels) == 100
+    assert sample(r, "qsched_budget_spent_seconds", **labels) == 1
+    assert sample(r, "qsched_budget_left_seconds", **labels) == 99
+
+
 def registry_names(metrics: OwnerMetrics) -> set[str]:
     names: set[str] = set()
     for family in metrics.registry.collect():

@@ -33,7 +33,7 @@ def write_export(records: Iterable[LogRecord], fmt: str, out: TextIO) -> int:
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; one of {', '.join(FORMATS)}")
     counted = _Counted(records)
-    timeline = build_timeline(counted)
+    timeline = build_timeline(counted, budget_marks=fmt == "html")
     if fmt == "perfetto":
         out.write(json.dumps(export_trace(timeline), separators=(",", ":")))
     else:

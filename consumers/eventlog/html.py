@@ -1,7 +1,7 @@
 """Export a `Timeline` to one self-contained HTML page: inline CSS and SVG, no script, no network.
 
 Swimlanes: the QPU (every run), one per emulator lane, one lane per kind of period (calibration, pause, drain,
-maintenance, down), one per session (its span as a band: `consumers.eventlog.html_sessions`), then one lane per job class and one per user. Bars are coloured by the run's final state, carry
+maintenance, down, reservation), one of budget marks (`consumers.eventlog.html_budgets`), one per session (its span as a band: `consumers.eventlog.html_sessions`), then one lane per job class and one per user. Bars are coloured by the run's final state, carry
 the job's short id where they are wide enough (each bar is a nested SVG viewport, which clips its
 label) and a ``<title>`` (the browser's hover tip) with the job's details; a white edge tells
 back-to-back runs apart. Positions are percentages of the chart, so the chart takes the page's
@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from html import escape
 
+from consumers.eventlog.html_budgets import budget_css, budget_lane, budget_legend
 from consumers.eventlog.html_sessions import session_css, session_lanes
 from consumers.eventlog.shapes import Period, Run, Timeline
 
@@ -68,6 +69,7 @@ def render_html(timeline: Timeline, title: str = "qsched QPU timeline") -> str:
         spells = [p for p in periods if p.kind == kind]
         if spells:
             lanes.append((kind, "period", [_period(p, x) for p in spells]))
+    lanes += budget_lane(timeline.budget_marks, x, LANE_H)
     lanes += session_lanes(timeline.sessions, x, LANE_H, BAR_H)
     for job_class in sorted({r.job_class for r in runs}):
         mine = [r for r in runs if r.job_class == job_class]
@@ -206,6 +208,7 @@ def _summary(timeline: Timeline) -> str:
 
 def _legend() -> str:
     items = [(s, c) for s, c in STATE_COLOURS.items()] + list(PERIOD_COLOURS.items())
+    items += budget_legend()
     return "".join(
         f'<span class="key"><i style="background:{c}"></i>{escape(name)}</span>'
         for name, c in items
@@ -229,6 +232,7 @@ def _css() -> str:
         ".key{margin-right:12px;white-space:nowrap}.key i{display:inline-block;width:10px;height:10px;margin-right:4px}"
         + fills
         + session_css()
+        + budget_css()
     )
 
 

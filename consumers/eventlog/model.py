@@ -14,7 +14,8 @@ as ERROR (the run failed, the job waits for another run). Arrivals (``job.accept
 one) put a job in its class's waiting set; a start or a final event takes it out, a preemption or
 requeue puts it back. Operator and QPU events open and close periods (calibration, pause, drain,
 maintenance, down); ``session.opened`` and ``session.ended`` open and close a session's span
-(`consumers.eventlog.sessions`). A start that names an emulator lane opens a lane run instead, closed the same
+(`consumers.eventlog.sessions`); budgets are marked where set, topped up, past their warning
+share and spent (`consumers.eventlog.budgets`). A start that names an emulator lane opens a lane run instead, closed the same
 ways, kept apart from the QPU's runs (`Timeline.lane_runs`). Events of a stale term (an owner that lost the lease and wrote on) are
 skipped, as the owner's own `apply` does. Pure: events in, values out.
 """
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from consumers.eventlog.budgets import BudgetLog
 from consumers.eventlog.sessions import SessionLog, ended_summary, opened_summary
 from consumers.eventlog.shapes import (
     HistoryEntry,
@@ -167,9 +169,10 @@ def event_record(event: Event, offset: int | None = None) -> dict[str, Any]:
     return record
 
 
-def build_timeline(events: Iterable[Event]) -> Timeline:
-    """Fold events, in log order, into runs, periods and waiting counts (see module docstring)."""
-    return _Folder().fold(events)
+def build_timeline(events: Iterable[Event], budget_marks: bool = False) -> Timeline:
+    """Fold events, in log order, into runs, periods and waiting counts (see module docstring);
+    with `budget_marks`, the budgets' moments too (a second fold, the owner's: the HTML page)."""
+    return _Folder(BudgetLog() if budget_marks else None).fold(events)
 
 
 def job_histories(
@@ -223,7 +226,7 @@ class _Arrival:
 class _Folder:
     """The fold behind `build_timeline`; one instance per call."""
 
-    def __init__(self) -> None:
+    def __init__(self, budgets: BudgetLog | None = None) -> None:
         self.timeline = Timeline()
         self.open_run: Run | None = None
         self.open_lanes: dict[str, Run] = {}  # job id -> its run on an emulator lane
@@ -233,6 +236,7 @@ class _Folder:
         self.epoch = 0
         self.term = 0
         self.sessions = SessionLog()
+        self.budgets = budgets
         self.reservations: dict[str, Period] = {}  # name -> its window, as last set
 
     def fold(self, events: Iterable[Event]) -> Timeline:
@@ -242,6 +246,8 @@ class _Folder:
             timeline.first_at = timeline.first_at or event.at
             timeline.last_at = event.at
             self._apply(event)
+            if self.budgets is not None:
+                self.budgets.see(event)
         end = timeline.last_at
         if self.open_run is not None and end is not None:
             self._close_run(end, RUNNING, None)
@@ -257,6 +263,7 @@ class _Folder:
                 band.ended_at, band.open = min(band.ended_at, end), band.ended_at > end
                 timeline.periods.append(band)
         timeline.sessions = self.sessions.finish(end)
+        timeline.budget_marks = self.budgets.marks if self.budgets is not None else []
         timeline.runs.sort(key=lambda r: r.started_at)
         timeline.lane_runs.sort(key=lambda r: r.started_at)
         timeline.periods.sort(key=lambda p: p.started_at)

@@ -105,6 +105,19 @@ class JobHistory:
         return (self.ended_at - self.arrived_at).total_seconds()
 
 
+@dataclass(frozen=True)
+class BudgetMark:
+    """A moment of a budget (`consumers.eventlog.budgets`): an operator set it or topped it up
+    (`kind` set, top-up; `by` who), or its spending crossed the warning share or reached it
+    (warn, spent). `key` is its account, or account/user."""
+
+    at: datetime
+    key: str
+    kind: str
+    text: str
+    by: str | None = None
+
+
 @dataclass
 class Timeline:
     """The log folded into the shapes that exports draw."""
@@ -113,6 +126,7 @@ class Timeline:
     lane_runs: list[Run] = field(default_factory=list)  # on emulator lanes, never the QPU's
     periods: list[Period] = field(default_factory=list)
     sessions: list[SessionSpan] = field(default_factory=list)
+    budget_marks: list[BudgetMark] = field(default_factory=list)
     waiting: list[WaitingSample] = field(default_factory=list)
     first_at: datetime | None = None
     last_at: datetime | None = None

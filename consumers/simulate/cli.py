@@ -95,7 +95,7 @@ def simulate_command(
     if hook is not None:
         report["ordering_plugin"] = {"name": hook.name, "failures": hook.failures}
     if html is not None:
-        html.write_text(render_html(build_timeline(simulated)), encoding="utf-8")
+        html.write_text(render_html(build_timeline(simulated, budget_marks=True)), encoding="utf-8")
     if as_json:
         click.echo(json.dumps(report))
     else:

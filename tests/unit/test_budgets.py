@@ -14,6 +14,8 @@ from consumers.core.snapshot import from_data, to_data
 from consumers.core.state import OwnerState
 from consumers.core.step import Command, Dispatch
 from consumers.core.view import queue_entries
+from consumers.eventlog.html import render_html
+from consumers.eventlog.model import build_timeline
 from schemas.enums import CommandName, ErrorCode, JobState
 from schemas.messages import ControlCommand, ControlReply
 from schemas.policy import parse_policy
@@ -229,3 +231,30 @@ def test_a_top_up_answers_with_the_share_used_of_the_new_total() -> None:
     [after] = _command(h, CommandName.BUDGET_TOP_UP, account="phys", seconds=20).budgets or []
     assert (after.left_s, after.used, after.warn) == (21.0, 0.3, False)
     assert after == statuses(h.state, POLICY, h.now)["phys"]
+
+
+def test_the_html_timeline_marks_a_budget_set_past_80_percent_spent_and_topped_up() -> None:
+    """The budgets lane of the HTML timeline: the operator's set, the run that took the account
+    past 80 %, the one that spent it, the top-up, each a mark with its tip (folded from the log
+    as the owner counted it)."""
+    h = Harness(POLICY, now=T0)
+    assert _command(h, CommandName.BUDGET_SET, account="phys", seconds=10).ok
+    _run(h, "alice", 500)  # 50 %: no mark
+    _run(h, "alice", 300)  # 80 %
+    _run(h, "carol", 300)  # another account: no mark
+    _run(h, "alice", 200)  # 100 %
+    assert _command(h, CommandName.BUDGET_TOP_UP, account="phys", seconds=5).ok
+    marks = build_timeline(h.log, budget_marks=True).budget_marks
+    assert [(m.kind, m.key) for m in marks] == [
+        ("set", "phys"),
+        ("warn", "phys"),
+        ("spent", "phys"),
+        ("top-up", "phys"),
+    ]
+    assert marks[1].text == "budget phys past 80%: 8 s of 10 s this month"
+    assert marks[2].text == "budget phys spent: 10 s of 10 s this month"
+    assert marks[0].text == "budget phys set: 10 s per month" and marks[0].by == "guest"
+    assert build_timeline(h.log).budget_marks == []  # only when asked: a second fold
+    page = render_html(build_timeline(h.log, budget_marks=True))
+    assert page.count('class="budget-mark') == 4
+    assert "<title>budget phys spent: 10 s of 10 s this month" in page

@@ -31,7 +31,10 @@ def budget() -> None:
     """QPU-time budgets per account (and user) per period: set, top up, show."""
 
 
-@budget.command("set")
+NEGATIVE_ARGS = {"ignore_unknown_options": True}  # '-5' reaches SECONDS, refused there, named
+
+
+@budget.command("set", context_settings=NEGATIVE_ARGS)
 @click.argument("account")
 @click.argument("seconds", callback=_seconds)
 @click.option(
@@ -64,7 +67,7 @@ def budget_set(
     )
 
 
-@budget.command("top-up")
+@budget.command("top-up", context_settings=NEGATIVE_ARGS)
 @click.argument("account")
 @click.argument("seconds", callback=_seconds)
 @click.option("--user", help="Top up this user's budget within the account.")

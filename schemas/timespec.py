@@ -23,6 +23,8 @@ def parse_duration_s(text: str) -> float:
         ValueError: not a duration, or not more than zero.
     """
     found = _DURATION.match(text)
+    if found is None and _DURATION.match(text.lstrip().removeprefix("-")) is not None:
+        raise ValueError(f"{text!r}: a duration must be more than zero")
     if found is None:
         raise ValueError(f"{text!r} is not a duration (seconds, or a number with s, m, h, d, w)")
     seconds = float(found.group(1)) * UNITS_S[found.group(2) or "s"]

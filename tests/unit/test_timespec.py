@@ -55,6 +55,8 @@ def test_a_moment_is_an_iso_time_now_or_a_duration_ago(text: str, moment: dateti
     [
         ["budget", "set", "phys", "0"],
         ["budget", "set", "phys", "--", "-5"],
+        ["budget", "set", "phys", "-5"],
+        ["budget", "top-up", "phys", "-1h"],
         ["budget", "top-up", "phys", "ten"],
         ["usage", "--since", "yesterday-ish"],
         ["budget", "set", "phys", "10", "--period", "fortnight"],
@@ -65,3 +67,5 @@ def test_bad_durations_and_times_exit_2_with_one_line(args: list[str]) -> None:
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("qsched: "), lines
+    if args[-1].startswith("-"):  # a negative duration is named as one, not as an option
+        assert f"'{args[-1]}': a duration must be more than zero" in lines[0], lines

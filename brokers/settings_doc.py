@@ -1,4 +1,5 @@
-"""The configuration reference, generated from the settings model.
+"""The configuration reference, generated from the settings model (and the policy file's keys
+for budgets, reservations and the scheduler's figures, from `schemas.policy`).
 
     python -m brokers.settings_doc > docs/configuration.md
 
@@ -8,12 +9,16 @@ from `brokers.settings`.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from brokers.settings import ENV_PREFIX, OTHER_VARIABLES, Settings
+from schemas.budgets import Budget, BudgetsPolicy
+from schemas.policy import Policy
+from schemas.reservations import Reservation
 
 HEADER = """# Configuration reference
 
@@ -28,6 +33,8 @@ never goes unnoticed.
 
 
 def _default(info: FieldInfo) -> str:
+    if info.is_required():
+        return "required"
     if info.default_factory is not None:
         return "(see below)"
     value: Any = info.default
@@ -53,6 +60,69 @@ def _rows(model: type[BaseModel], toml_prefix: str, env_prefix: str) -> list[str
     return rows
 
 
+POLICY_HEADER = """## Policy file (`policy_file`)
+
+The scheduling policy is a TOML file of its own (classes, fair share, sessions, lanes...; see the
+operator guide). Its top-level keys, and the sections for QPU-time budgets and reservations:
+"""
+POLICY_TABLES: tuple[tuple[str, type[BaseModel], str, tuple[str, ...]], ...] = (
+    ("`[budgets]`", BudgetsPolicy, "budgets.", ("limits",)),
+    ("`[[budgets.limits]]` (one per budget)", Budget, "", ()),
+    ("`[[reservations]]` (one per reservation)", Reservation, "", ("by",)),
+)
+
+
+# meanings of policy keys whose model field has no description (the models are the wire contract,
+# snapshot-tested: their text is not changed for the reference's sake)
+POLICY_MEANINGS = {
+    "operators": "users who may run operator commands (budgets, reservations, mode, ...)",
+    "mode": "the site mode at start: production, development or maintenance",
+    "mode_message": "the operator's message shown in maintenance mode",
+    "fair_share_half_life_s": "half-life of the decayed QPU seconds fair share orders by",
+    "account": "the account the budget is for (an account the owner knows)",
+    "user": "a budget for this user within the account (default: the account's own)",
+    "period": "the budget's period: day, week or month (calendar, UTC)",
+    "name": "the reservation's name (letters, digits, _ . -)",
+    "start": "when the window opens (ISO 8601, with its UTC offset)",
+    "end": "when it closes (after start)",
+    "accounts": "the accounts whose jobs run in the window (or users)",
+    "users": "the users whose jobs run in the window (or accounts)",
+    "flags": "exclusive: others stay off the emulator lanes too; maintenance: the site is in "
+    "maintenance mode for the window (needs no accounts)",
+}
+
+
+def _policy_type(info: FieldInfo) -> str:
+    text = _type(info)
+    if "AwareDatetime" in text:
+        return "datetime"
+    return text.replace("<enum 'Mode'>", "Mode").replace("<enum 'Mode", "Mode")
+
+
+def _policy_rows(model: type[BaseModel], prefix: str, skip: tuple[str, ...]) -> list[str]:
+    """Key, type, default, meaning of each plain key of a policy model (sections left out)."""
+    rows = []
+    for name, info in model.model_fields.items():
+        text = str(info.annotation)
+        if name in skip or "Policy" in text or "dict[" in text:
+            continue
+        meaning = (info.description or POLICY_MEANINGS.get(name, "")).replace("|", "/")
+        rows.append(f"| `{prefix}{name}` | {_policy_type(info)} | {_default(info)} | {meaning} |")
+    return rows
+
+
+def render_policy() -> list[str]:
+    """The policy file's part of the reference."""
+    head = "| key | type | default | meaning |\n|---|---|---|---|"
+    parts = [POLICY_HEADER, "### Top level\n", head]
+    parts += _policy_rows(Policy, "", ("reservations", "classes"))
+    for title, model, prefix, skip in POLICY_TABLES:
+        parts += ["", f"### {title}\n", inspect.cleandoc(model.__doc__ or "").split("\n\n")[0], ""]
+        parts += [head, *_policy_rows(model, prefix, skip)]
+    parts.append("")
+    return parts
+
+
 def render() -> str:
     """The whole reference as Markdown."""
     head = "| key | variable | type | default | meaning |\n|---|---|---|---|---|"
@@ -63,6 +133,7 @@ def render() -> str:
             parts += [f"## `[{name}]`\n", (sub.__doc__ or "").strip(), "", head]
             parts += _rows(sub, f"{name}.", f"{ENV_PREFIX}{name}__")
             parts.append("")
+    parts += render_policy()
     parts += ["## Other variables\n", "| variable | meaning |\n|---|---|"]
     parts += [f"| `{k}` | {v} |" for k, v in OTHER_VARIABLES.items()]
     parts += [

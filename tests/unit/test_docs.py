@@ -9,6 +9,8 @@ from pathlib import Path
 
 from brokers.settings import known_variables
 from brokers.settings_doc import render
+from schemas.budgets import Budget, BudgetsPolicy
+from schemas.reservations import Reservation
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -16,6 +18,16 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_committed_configuration_reference_is_up_to_date() -> None:
     committed = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert committed == render(), "run: python -m brokers.settings_doc > docs/configuration.md"
+
+
+def test_the_configuration_reference_names_the_budget_and_reservation_settings() -> None:
+    """Issue 22: every key of the policy's budgets and reservations, and the calibration lead."""
+    text = render()
+    keys = [f"`budgets.{k}`" for k in BudgetsPolicy.model_fields if k != "limits"]
+    keys += [f"`{k}`" for k in Budget.model_fields]
+    keys += [f"`{k}`" for k in Reservation.model_fields if k != "by"]
+    keys += ["`[[budgets.limits]]`", "`[[reservations]]`", "`calibration_lead_s`"]
+    assert [k for k in keys if k not in text] == []
 
 
 def test_the_configuration_reference_lists_every_variable() -> None:

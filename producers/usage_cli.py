@@ -14,13 +14,11 @@ import sys
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from producers.cli import _client, _print_reply, json_option, timeout_option
 from schemas.enums import CommandName
 from schemas.messages import utc_now
-from schemas.reports import UsageReport
+from schemas.reports import USAGE_FIGURES, UsageReport
 from schemas.timespec import parse_moment
 
 BY_CHOICES = ("account", "user", "class", "day", "allocation")
@@ -107,12 +105,8 @@ def print_usage(report: UsageReport, *, as_json: bool = False, as_csv: bool = Fa
         return
     since = report.since.isoformat() if report.since else "the start"
     until = report.until.isoformat() if report.until else "now"
-    table = Table(title=f"QPU usage, {since} .. {until}")
-    for column in header:
-        table.add_column(column, justify="left" if column in header[:-7] else "right")
-    for line in lines:
-        table.add_row(*line)
-    Console().print(table)
+    click.echo(f"QPU usage, {since} .. {until}")
+    click.echo(plain_table(header, lines, len(header) - len(USAGE_FIGURES)))
     if (
         report.kept_from is not None
         and report.since is not None
@@ -123,3 +117,19 @@ def print_usage(report: UsageReport, *, as_json: bool = False, as_csv: bool = Fa
             "`qsched events usage` folds the whole log",
             err=True,
         )
+
+
+def plain_table(header: list[str], lines: list[list[str]], keys: int) -> str:
+    """An sreport-like table: a header, a rule, the rows; the first `keys` columns (the names
+    rows are grouped by) left-aligned, the figures right-aligned; never cut, whatever the
+    terminal's width (piped, it is read by scripts and people alike)."""
+    widths = [max(len(row[i]) for row in (header, *lines)) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            cell.ljust(w) if i < keys else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), rule, *(line(cells) for cells in lines)])

@@ -81,3 +81,38 @@ def test_a_window_opens_while_others_wait_members_run_and_it_survives_a_failover
     deleted = qsched(owners, "reservation", "delete", "chem-window")
     assert deleted.returncode == 0, deleted.stderr
     assert phys.result(timeout=60).state is JobState.DONE
+
+
+@pytest.mark.slow  # ~20 s: an owner, three jobs, a simulation
+def test_simulate_of_a_recorded_history_with_a_reservation_added_makes_others_wait_for_it(
+    owners: OwnerHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real owner's history (phys and chem jobs, no reservation), re-run by `qsched simulate`
+    under a candidate policy with a reservation for chem over the whole history: phys's jobs
+    wait for the window to close in the simulation; they did not in the recorded run."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)
+    owners.start("--backend", "synthetic", "--shot-rate", "400", "--policy", str(policy))
+    client = owners.client()
+    register_allocation(client, "9001", account="chem")
+    register_allocation(client, "9002", account="phys")
+    handles = []
+    for allocation in ("9002", "9001", "9002"):
+        monkeypatch.setenv("SLURM_JOB_ID", allocation)
+        handles.append(client.submit(analog_sequence(2), 200))  # 0.5 s each
+    assert all(h.result(timeout=60).state is JobState.DONE for h in handles)
+    now = utc_now()
+    start, end = now - timedelta(minutes=10), now + timedelta(minutes=2)
+    candidate = tmp_path / "candidate.toml"
+    candidate.write_text(
+        POLICY + f'[[reservations]]\nname = "chem-all"\nstart = {start.isoformat()}\n'
+        f'end = {end.isoformat()}\naccounts = ["chem"]\n'
+    )
+    ran = qsched(owners, "simulate", "--policy", str(candidate), "--json")
+    assert ran.returncode == 0, ran.stderr
+    report = json.loads(ran.stdout)
+    recorded = report["recorded"]["wait_s"]["by_account"]
+    simulated = report["simulated"]["wait_s"]["by_account"]
+    assert recorded["phys"]["p95"] < 30 and simulated["chem"]["p95"] < 30
+    assert simulated["phys"]["n"] == 2 and simulated["phys"]["p50"] >= 100  # the window's end
+    assert report["simulated"]["jobs"]["ended"] == {"DONE": 3}

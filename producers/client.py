@@ -33,6 +33,7 @@ from brokers.stream import Offset
 from brokers.topology import Topology, build_topology
 from brokers.tracing import configure_tracing
 from producers.batches import BatchHandle, JobParams, find_batch, submit_batch
+from producers.budgets import BudgetCommands
 from producers.confirms import CONFIRM_WINDOW, Outgoing
 from producers.handle import JobHandle, PositionCallback, ProgressCallback
 from producers.jobs import DEFAULT_JOB_CLASS, job_request, read_device
@@ -61,7 +62,7 @@ _Outgoing = Outgoing  # the name tests and older callers import
 DEVICE_CACHE_S = 30.0
 
 
-class QPUClient(SessionCommands):
+class QPUClient(SessionCommands, BudgetCommands):
     """Submit quantum jobs to qsched and collect their results.
 
     Args:
@@ -269,7 +270,9 @@ class QPUClient(SessionCommands):
             require_qpu=require_qpu,
             position_updates=on_position is not None,
         )
-        return self.submit_request(job, on_progress, on_position)
+        handle = self.submit_request(job, on_progress, on_position)
+        self.note_budgets()  # what the job's account has left, logged (`producers.budgets`)
+        return handle
 
     def submit_request(
         self,

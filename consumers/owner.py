@@ -1,14 +1,11 @@
 """The QPU owner process: standby until it holds the lease, then the scheduler (wiring only).
 
 One thread owns the pika connection. A standby waits for the lease (an exclusive queue). Once
-active it rebuilds its state from the log (`recovery`), writes `owner.activated` with a term one
-higher than any before, puts back a run a dead owner left, and consumes the class queues with a
-large window, the control queue, its own log, and the standbys' heartbeats (`standbys`). Pika
-callbacks only collect deliveries; the loop hands them to the intake (`intake`), then backend
-reports to the shell (`shell`), then timers, then dispatches (the QPU's, then the lanes').
-Effects are carried out by `effects`, given the publisher, the sequences, the backends and the
-answer channel. Losing the broker (or the lease) stops local work; the owner reconnects with
-backoff and stands by again.
+it holds it, the activation is wired (`activation`: state from the log, `owner.activated`, the
+shell, its effects executor and the intake, the queues consumed). Pika callbacks only collect
+deliveries; the loop hands them to the intake (`intake`), then backend reports to the shell
+(`shell`), then timers, then dispatches (the QPU's, then the lanes'). Losing the broker (or the
+lease) stops local work; the owner reconnects with backoff and stands by again.
 """
 
 from __future__ import annotations
@@ -17,7 +14,6 @@ import functools
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -25,40 +21,26 @@ from pathlib import Path
 from brokers.connection import Connection, close_quietly, connect, translated
 from brokers.errors import BrokerError
 from brokers.settings import Settings
-from brokers.topology import Topology, build_topology, declare
+from brokers.topology import Topology, build_topology
+from consumers.activation import OwnerParts, activate
 from consumers.backends.base import Backend
 from consumers.clock import SteadyClock, note_jump
-from consumers.command_io import CommandIO
-from consumers.core.session_view import SessionPhases
-from consumers.core.state import OwnerState
-from consumers.core.step import Context, Recovered
 from consumers.device import Devices
-from consumers.effects import Backends, Effects
 from consumers.errors import OwnerError
 from consumers.event_lines import log_event
 from consumers.intake import Intake
-from consumers.joblog import JobAnswers
 from consumers.lanes import LanePool
 from consumers.lease import acquire_lease
 from consumers.metrics import OwnerMetrics
-from consumers.pending import Pending
 from consumers.plugins.gate import Gate
 from consumers.plugins.loading import Plugins
 from consumers.plugins.sinks import SinkFanout
 from consumers.policylog import PolicyInForce
 from consumers.positions import PositionPusher, send_position
-from consumers.publish import Publisher
-from consumers.recovery import LogFollower
-from consumers.run_sequences import RunSequences
-from consumers.sequences import SequenceStore
-from consumers.settle import collector
 from consumers.shell import Shell
-from consumers.spans import JobTraces
 from consumers.standbys import Beacon, Roster
-from schemas.events import OwnerActivated, Topic, make_event
-from schemas.messages import Event, JobResult, new_id
+from schemas.messages import Event
 from schemas.policy import Policy
-from schemas.sequence import SequenceChecker
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +64,6 @@ class Owner:
         self.settings = settings
         self.in_force = PolicyInForce(policy, policy_path)
         self.backend = backend
-        self.devices = Devices(backend)
         self.owner_id = owner_id
         # The steady clock by default: a jump of the system clock moves no duration the core
         # decides on (`consumers.clock`).
@@ -99,6 +80,21 @@ class Owner:
         self.lanes = LanePool(policy.lanes, settings.owner.progress_every_shots)
         self.roster = Roster(self.clock)
         self._jump_logged = 0.0
+        self.parts = OwnerParts(
+            settings,
+            self.topology,
+            owner_id,
+            backend,
+            self.lanes.backends,
+            self.clock,
+            self.in_force,
+            Devices(backend),
+            self.gate,
+            self.sinks.take_reports,
+            self._observe,
+            self.active,
+            self._stop.is_set,
+        )
 
     # ---- life cycle ------------------------------------------------------------------------
 
@@ -160,129 +156,13 @@ class Owner:
     # ---- activation ------------------------------------------------------------------------
 
     def _activate(self, conn: Connection) -> tuple[Shell, Intake]:
-        started = time.monotonic()
-        settings, topology = self.settings, self.topology
-        self.devices.wait_for_backend(conn, self._stop.is_set)
-        channel = conn.channel()
-        declare(channel, topology)
-        log_bytes = settings.log_max_bytes  # the log holds snapshots larger than messages
-        publisher = Publisher(
-            conn,
-            channel,
-            topology,
-            settings.amqp_user,
-            self.owner_id,
-            settings.max_message_bytes,
-            settings.owner.snapshot_max_bytes,
-            self.clock,
-        )
-        store = SequenceStore(settings.owner.sequence_cache_bytes, log_bytes)
-        follower = LogFollower(conn, topology, publisher, store, log_bytes)
-        pointer = follower.read_pointer(channel)
-        state = follower.replay(self.in_force.policy.fair_share_half_life_s, pointer)
-        policy_logged = self.in_force.activate(state.policy)
-        publisher.term = state.term + 1
-        shell = self._shell(conn, state, publisher, follower, store)
-        self.shell = shell
-        activated = OwnerActivated(
-            term=publisher.term, backend=self.backend.name, policy=policy_logged
-        )
-        reason = f"owner {self.owner_id} took the QPU lease"
-        shell.emit([make_event(Topic.OWNER_ACTIVATED, activated, reason=reason)])
-        shell.handle(Recovered())
-        shell.events_since_snapshot += follower.replayed  # a long replay: snapshot soon
-        self.devices.publish(publisher, topology, state)
-        runs, results = shell.effects.runs, shell.effects.results
         self.roster = Roster(self.clock)
-        command_io = CommandIO(topology, settings.max_message_bytes, self.roster, runs, results)
-        intake = Intake(
-            shell,
-            settings,
-            topology,
-            self.in_force,
-            self.devices,
-            self.gate,
-            command_io,
-            self.sinks.take_reports,
-        )
-        self.intake = intake
-        jobs = conn.channel()
-        jobs.basic_qos(prefetch_count=settings.owner.prefetch)
-        for job_class in topology.class_names:
-            queue = topology.job_queue(job_class)
-            jobs.basic_consume(queue, collector(intake.jobs, queue))
-        self.roster.listen(conn, topology, self.owner_id)
-        control = conn.channel()
-        control.basic_qos(prefetch_count=50)
-        control.basic_consume(
-            topology.control_queue, collector(intake.commands, topology.control_queue)
-        )
-        self.active.set()
-        log.info(
-            "active owner %s (term %d) on backend %s: %d events (from %s) in %.2f s, %d waiting",
-            self.owner_id,
-            publisher.term,
-            self.backend.name,
-            follower.replayed,
-            "a snapshot" if pointer is not None else "the start",
-            time.monotonic() - started,
-            len(state.waiting),
-        )
-        shell.dispatch()
-        shell.dispatch_lanes()
-        return shell, intake
 
-    def _shell(
-        self,
-        conn: Connection,
-        state: OwnerState,
-        publisher: Publisher,
-        follower: LogFollower,
-        store: SequenceStore,
-    ) -> Shell:
-        """The shell of one activation, and the effects executor it is given."""
-        settings, topology, clock = self.settings, self.topology, self.clock
-        device = functools.partial(self.devices.current, state)
-        checker = SequenceChecker(deep=settings.owner.sequence_rebuild)
-        runs = RunSequences(store, conn, topology.events_stream, checker)
-        results: OrderedDict[str, JobResult] = OrderedDict()
-        answers = JobAnswers(
-            follower.jobs,
-            results,
-            publisher.reply,
-            conn,
-            topology.events_stream,
-            follower.max_bytes,
-            lambda session: SessionPhases(state, self.in_force.policy, clock()).summary(session),
-        )
-        backends = Backends(self.backend, self.lanes.backends, conn)
-        pending = Pending()
-        effects = Effects(
-            state,
-            self.in_force,
-            clock,
-            device,
-            publisher,
-            topology,
-            runs,
-            backends,
-            answers,
-            JobTraces(topology),
-            pending,
-        )
-        ctx = Context(self.owner_id, self.backend.name, new_id)
-        return Shell(
-            state,
-            self.in_force,
-            ctx,
-            clock,
-            device,
-            publisher,
-            follower,
-            effects,
-            pending,
-            self._observe,
-        )
+        def adopt(shell: Shell) -> None:
+            self.shell = shell
+
+        shell, self.intake = activate(self.parts, conn, self.roster, adopt)
+        return shell, self.intake
 
     # ---- the loop --------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -46,6 +46,8 @@ from schemas.records import EventRecord
 log = logging.getLogger(__name__)
 
 CONFIRM_TIMEOUT_S = 30.0
+RECORD_EVENTS = 200  # events of one intake written as one stream record
+RECORD_BYTES = 512 * 1024  # and at most about this much of their sequences
 
 
 class PublishFailed(OwnerError):
@@ -273,3 +275,19 @@ class Publisher:
 
     def _on_return(self, channel: Any, method: Any, props: Any, body: bytes) -> None:
         self._failed.setdefault(props.message_id or "", f"unroutable: {method.reply_text}")
+
+
+def records(events: list[Event]) -> Iterator[list[Event]]:
+    """`events` cut into stream records of up to `RECORD_EVENTS` events and about
+    `RECORD_BYTES` of the sequences they carry."""
+    chunk: list[Event] = []
+    size = 0
+    for event in events:
+        weight = 1024 + len(str(event.data.get("job", {}).get("sequence", "")))
+        if chunk and (len(chunk) >= RECORD_EVENTS or size + weight > RECORD_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(event)
+        size += weight
+    if chunk:
+        yield chunk

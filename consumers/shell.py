@@ -2,10 +2,10 @@
 
 Every change goes the same way: ask the pure core what an input means (`stage`), publish its
 events (pipelined) and fold each into the state with `OwnerState.apply`, then `commit`: wait for
-the events' confirms, then carry out what depends on them (replies, acks, dead letters).
-Deliveries are collected by pika callbacks and handled in the loop, in arrival order, each acked
-once its events are confirmed; any exception while handling one delivery dead-letters it and the
-owner goes on. Dispatch runs after every batch of inputs.
+the events' confirms, then carry out what depends on them (replies, acks, dead letters). The
+shell decides *when* an effect is carried out; `consumers.effects` carries it out. Deliveries
+come in through `consumers.intake`, each acked once its events are confirmed. Dispatch (the
+QPU's, then the lanes', through one decision loop, `decide`) runs after every batch of inputs.
 
 The dispatch fast path: nothing about the QPU waits for a confirm. A backend's report is staged
 (no wait), dispatch decides at once, and a start or a stop is carried out right after its event
@@ -42,7 +42,7 @@ from consumers.core.step import (
 from consumers.effects import Effects
 from consumers.pending import Pending
 from consumers.policylog import PolicyInForce
-from consumers.publish import Publisher
+from consumers.publish import RECORD_EVENTS, Publisher, records
 from consumers.recovery import LogFollower, snapshot_payload
 from consumers.settle import Delivery, ack
 from schemas.errors import MessageTooLarge
@@ -52,9 +52,6 @@ from schemas.policy import Policy
 from schemas.sequence import SpecsDigest
 
 log = logging.getLogger("consumers.owner")
-
-RECORD_EVENTS = 200  # events of one intake written as one stream record
-RECORD_BYTES = 512 * 1024  # and at most about this much of their sequences
 
 
 class Shell:
@@ -164,17 +161,8 @@ class Shell:
             yield
         finally:
             events, self._group = self._group, []
-            chunk: list[Event] = []
-            size = 0
-            for event in events:
-                weight = 1024 + len(str(event.data.get("job", {}).get("sequence", "")))
-                if chunk and (len(chunk) >= RECORD_EVENTS or size + weight > RECORD_BYTES):
-                    self._send(chunk)
-                    chunk, size = [], 0
-                chunk.append(event)
-                size += weight
-            if chunk:
-                self._send(chunk)
+            for record in records(events):
+                self._send(record)
             self._group = None
             deferred, self._deferred = self._deferred, []
             for effect, delivery in deferred:

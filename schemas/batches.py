@@ -15,14 +15,13 @@ from typing import Any, ClassVar
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from schemas.details import BatchDetail as BatchDetail  # what the owner tells of one
-from schemas.messages import (
+from schemas.jobs import SlurmContext, _json_object_problem
+from schemas.wire import (
     ID_PATTERN,
     JOB_CLASS_PATTERN,
     MAX_ID_LENGTH,
     MAX_PRIORITY,
     Message,
-    SlurmContext,
-    _json_object_problem,
     new_id,
     utc_now,
 )

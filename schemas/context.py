@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
-    from schemas.messages import SlurmContext
+    from schemas.jobs import SlurmContext
 
 
 class Allocation(BaseModel):

@@ -1,6 +1,6 @@
 """Typed events: the topic enum and one payload model per topic.
 
-Every state change of the owner is an `Event` (the envelope in `schemas.messages`) whose `topic`
+Every state change of the owner is an `Event` (the envelope in `schemas.envelope`) whose `topic`
 is a `Topic` (or, for an operator's command, ``control.<CommandName>``) and whose `data` is the
 payload model of that topic, dumped to plain data so the log stays readable by any msgpack
 reader. `make_event` builds one and refuses a payload of another type than its topic's; the
@@ -25,7 +25,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from schemas.budgets import Budget
 from schemas.context import Allocation, VerifiedContext
 from schemas.enums import CommandName, JobState, Mode
-from schemas.messages import Event, JobError, JobRequest, SlurmContext
+from schemas.envelope import Event
+from schemas.jobs import JobError, JobRequest, SlurmContext
 from schemas.messages import SnapshotPointer as SnapshotPointer  # belongs with snapshot events
 from schemas.reservations import Reservation
 

@@ -30,7 +30,7 @@ from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
 from schemas.enums import ErrorCode
-from schemas.messages import JobError
+from schemas.jobs import JobError
 
 if TYPE_CHECKING:
     from pulser.devices._device_datacls import BaseDevice

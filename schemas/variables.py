@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from schemas.enums import ErrorCode
-from schemas.messages import JobError
+from schemas.jobs import JobError
 
 MAX_VARIABLE_VALUES = 10_000
 

@@ -1,4 +1,4 @@
-"""Typed events: the topic enum and one payload model per topic.
+"""Typed events: the topic enum, the payload model of each topic, and how events are built.
 
 Every state change of the owner is an `Event` (the envelope in `schemas.envelope`) whose `topic`
 is a `Topic` (or, for an operator's command, ``control.<CommandName>``) and whose `data` is the
@@ -12,6 +12,10 @@ whole `JobResult` in the envelope's `result`, so a job's end can be read without
 An event is built *unstamped* (no id, no time): whoever decides it stamps it (`stamp`). The
 core's `step` stamps its events with the `now` and the id source the shell gives it, so one
 seed replays one run; the owner's publisher stamps the few events the shell builds itself.
+
+The payload models live by topic family: a job's in `schemas.job_payloads`, the owner's, its
+machine's and its sessions' in `schemas.payloads`; this module names them all again, so
+``from schemas.events import ...`` keeps working.
 """
 
 from __future__ import annotations
@@ -20,15 +24,42 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from schemas.budgets import Budget
-from schemas.context import Allocation, VerifiedContext
-from schemas.enums import CommandName, JobState, Mode
+from schemas.enums import CommandName, JobState
 from schemas.envelope import Event
-from schemas.jobs import JobError, JobRequest, SlurmContext
+from schemas.job_payloads import AcceptedFacts as AcceptedFacts
+from schemas.job_payloads import AdmissionHold as AdmissionHold
+from schemas.job_payloads import ContextMismatch as ContextMismatch
+from schemas.job_payloads import JobAccepted as JobAccepted
+from schemas.job_payloads import JobBack as JobBack
+from schemas.job_payloads import JobFacts as JobFacts
+from schemas.job_payloads import JobHeld as JobHeld
+from schemas.job_payloads import JobPreempting as JobPreempting
+from schemas.job_payloads import JobProgress as JobProgress
+from schemas.job_payloads import JobReleased as JobReleased
+from schemas.job_payloads import JobRequeuing as JobRequeuing
+from schemas.job_payloads import JobRetrying as JobRetrying
+from schemas.job_payloads import JobStarted as JobStarted
+from schemas.job_payloads import JobStopping as JobStopping
+from schemas.job_payloads import JobUpdated as JobUpdated
+from schemas.job_payloads import Refused as Refused
 from schemas.messages import SnapshotPointer as SnapshotPointer  # belongs with snapshot events
-from schemas.reservations import Reservation
+from schemas.payloads import BatchClosed as BatchClosed
+from schemas.payloads import BatchCreated as BatchCreated
+from schemas.payloads import BatchFacts as BatchFacts
+from schemas.payloads import CalibrationComplete as CalibrationComplete
+from schemas.payloads import CalibrationEpoch as CalibrationEpoch
+from schemas.payloads import ControlApplied as ControlApplied
+from schemas.payloads import Empty as Empty
+from schemas.payloads import OwnerActivated as OwnerActivated
+from schemas.payloads import OwnerActivating as OwnerActivating
+from schemas.payloads import Payload as Payload
+from schemas.payloads import PluginFailed as PluginFailed
+from schemas.payloads import QPUStatus as QPUStatus
+from schemas.payloads import SessionEnded as SessionEnded
+from schemas.payloads import SessionOpened as SessionOpened
+from schemas.payloads import Snapshot as Snapshot
 
 
 class Topic(StrEnum):
@@ -82,325 +113,6 @@ FINAL_TOPICS: dict[JobState, Topic] = {
     JobState.TIMED_OUT: Topic.JOB_TIMED_OUT,
     JobState.REJECTED: Topic.JOB_REJECTED,
 }
-
-
-class Payload(BaseModel):
-    """Base of event payloads: immutable, strict about unknown fields."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Empty(Payload):
-    """No data."""
-
-
-class OwnerActivated(Payload):
-    """An owner took the lease; `term` is one higher than any before it."""
-
-    term: int = Field(ge=1)
-    backend: str
-    policy: str | None = Field(
-        default=None,
-        description="the policy in force from this activation (TOML text; None: the defaults)",
-    )
-
-
-class OwnerActivating(Payload):
-    """Marker an owner writes before it reads the log back (where its replay stops)."""
-
-    nonce: str
-
-
-class Snapshot(Payload):
-    """The owner's state as plain data (see `consumers.core.snapshot`)."""
-
-    state: dict[str, Any]
-    offsets: dict[str, int] = Field(default_factory=dict)
-    jobs: list[int | None] = Field(
-        default_factory=list,
-        description="offsets of each job's first and final events, in the order of state owners"
-        " (consumers.joblog.JobOffsets.to_data)",
-    )
-
-
-class JobAccepted(Payload):
-    """A job entered the owner's backlog: the whole request plus what the owner learned of it."""
-
-    job: JobRequest
-    user: str
-    reply_to: str | None = None
-    trace: dict[str, str] = Field(default_factory=dict)
-    site_term: float | None = Field(
-        default=None, description="the ordering plugin's term, computed once at acceptance"
-    )
-    attempt: int | None = Field(
-        default=None, ge=1, description="job.resubmitted: the attempt its next run is"
-    )
-    number: int | None = Field(
-        default=None, ge=1, description="the job's number: 1, 2, 3... in acceptance order"
-    )
-    verified: VerifiedContext | None = Field(
-        default=None,
-        description="allocation, account and end as the owner verified them (None: an event"
-        " written before the owner verified contexts; its `job.slurm` is then used as it was)",
-    )
-
-
-class ContextMismatch(Payload):
-    """What a job's client said about its Slurm context differs from what the owner verified
-    (the verified context is what counts; this records the claim)."""
-
-    claimed: dict[str, Any]
-    verified: VerifiedContext
-    fields: tuple[str, ...] = Field(description="the claimed fields that differ")
-
-
-class BatchCreated(Payload):
-    """A batch entered the owner's state: its sequence, stored here once for all its jobs (read
-    back by log offset like a job's), and what its jobs are checked against."""
-
-    batch_id: str
-    user: str
-    job_class: str
-    sequence: str
-    digest: str
-    variables: dict[str, tuple[str, int]] = Field(
-        default_factory=dict, description="declared variables: name -> (type, size)"
-    )
-    open: bool = False
-    session_id: str | None = None
-    reply_to: str | None = None
-    atom_order: list[str] = Field(default_factory=list)
-    basis: str | None = None
-
-
-class BatchFacts(BatchCreated):
-    """`BatchCreated` read without its sequence (what `apply` needs)."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    sequence: str = ""
-
-
-class BatchClosed(Payload):
-    """No more jobs may join the batch (declared complete, or canceled: `canceled`)."""
-
-    batch_id: str
-    by: str
-    canceled: bool = False
-
-
-class Refused(Payload):
-    """A job refused at intake; for a message that is no job of its sender (garbage, a reused
-    id) the event names no job, only the message id and queue it came with."""
-
-    code: str | None = None
-    message_id: str | None = None
-    queue: str | None = None
-    batch_id: str | None = None
-
-
-class JobFacts(BaseModel):
-    """What the owner's state keeps of an accepted job: its request without the sequence."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    job_id: str
-    job_class: str
-    priority: int = 0
-    shots: int
-    submitted_at: AwareDatetime
-    session_id: str | None = None
-    batch_id: str | None = None
-    slurm: SlurmContext | None = None
-    min_epoch: int | None = None
-    deadline: AwareDatetime | None = None
-    max_runtime_s: float | None = None
-    require_qpu: bool = False
-    position_updates: bool = False
-    variables: dict[str, Any] | None = None
-
-
-class AcceptedFacts(Payload):
-    """`JobAccepted` read without its sequence (what `apply` needs; no sequence parsing)."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    job: JobFacts
-    user: str
-    reply_to: str | None = None
-    trace: dict[str, str] = Field(default_factory=dict)
-    site_term: float | None = None
-    attempt: int | None = None
-    number: int | None = None
-    verified: VerifiedContext | None = None
-
-
-class JobStarted(Payload):
-    """A run began on the QPU."""
-
-    attempt: int = Field(ge=1)
-    epoch: int = Field(ge=0)
-    backend: str
-    shots: int = Field(ge=0, description="shots this run takes (the job's remaining shots)")
-    lane: str | None = Field(default=None, description="the emulator lane (None: the QPU)")
-    specs: str | None = Field(default=None, description="digest of the device specs it runs under")
-    in_grace: bool = Field(
-        default=False,
-        description="the job's session was in its grace window: the session's turn goes on",
-    )
-
-
-class JobProgress(Payload):
-    """Counts measured so far by the running job (including earlier runs)."""
-
-    shots_done: int = Field(ge=0)
-    counts: dict[str, int] = Field(default_factory=dict)
-
-
-class JobStopping(Payload):
-    """The owner asked the backend to stop the running job, and why it will end."""
-
-    error: JobError
-    state: JobState
-
-
-class JobPreempting(Payload):
-    """The running job is being stopped for a better one."""
-
-    challenger: str | None = None
-
-
-class JobBack(Payload):
-    """A run was cut short and the job waits again with the shots measured so far."""
-
-    counts: dict[str, int] = Field(default_factory=dict)
-    shots_done: int = Field(default=0, ge=0)
-    shots: int = Field(default=0, ge=0, description="the job's shots in all")
-    execution_s: float = Field(default=0.0, ge=0)
-    preempted: bool = False
-
-
-class JobRetrying(JobBack):
-    """A run failed with a retryable error and the job's retry budget allows another run: the
-    job waits again (with the shots measured so far) and may not start before `retry_at`."""
-
-    error: JobError
-    retry_at: AwareDatetime
-    failures: int = Field(ge=1, description="runs of the job that failed retryably so far")
-
-
-class JobHeld(Payload):
-    """A waiting job is held until released: by its submitter (a user hold) or an operator."""
-
-    by: str
-    operator: bool = False
-
-
-class JobReleased(Payload):
-    """A held job may start again."""
-
-    by: str
-
-
-class JobUpdated(Payload):
-    """A waiting job's priority or class changed (None: unchanged)."""
-
-    by: str
-    priority: int | None = Field(default=None, ge=0, le=9)
-    job_class: str | None = None
-
-
-class JobRequeuing(Payload):
-    """The running job is being stopped to run again from its first shot (its counts dropped)."""
-
-    by: str
-
-
-class QPUStatus(Payload):
-    """The backend went down or came back."""
-
-    up: bool
-
-
-class CalibrationComplete(Payload):
-    """A new calibration epoch, with new device specs when given."""
-
-    epoch: int = Field(ge=0)
-    device: str | None = None
-
-
-class CalibrationEpoch(Payload):
-    """Calibration events that name the epoch they concern."""
-
-    epoch: int = Field(ge=0)
-
-
-class ControlApplied(Payload):
-    """An operator's or submitter's command, as the owner answered it."""
-
-    ok: bool
-    command_id: str
-    issued_at: AwareDatetime | None = None
-    mode: Mode | None = None
-    message: str | None = None
-    allocation: str | None = None
-    canceled: int = 0
-    policy: str | None = Field(default=None, description="reload-policy: the TOML now in force")
-    registered: Allocation | None = Field(
-        default=None, description="allocation-started: the allocation as registered"
-    )
-    budget: Budget | None = Field(default=None, description="budget-set: the budget now in force")
-    top_up: Budget | None = Field(
-        default=None, description="budget-top-up: seconds added to the budget's current period"
-    )
-    period_start: AwareDatetime | None = Field(
-        default=None, description="budget-top-up: the period the seconds are for"
-    )
-    reservation: Reservation | None = Field(
-        default=None, description="reservation-create/-update: the reservation now in force"
-    )
-    deleted: str | None = Field(default=None, description="reservation-delete: its name")
-
-
-class AdmissionHold(Payload):
-    """An admission plugin holds a waiting job (`hold` says why), or lets it go (`hold` None)."""
-
-    hold: str | None = None
-
-
-class PluginFailed(Payload):
-    """A site plugin raised, hung past its time limit, or gave an answer that is no answer."""
-
-    point: str = Field(description="admission, ordering, event_sinks or backends")
-    plugin: str
-    error: str
-    dropped: int = Field(default=0, ge=0, description="events a sink lost (buffer or retries)")
-
-
-class SessionOpened(Payload):
-    """A session began: explicitly (``session-open``: QRMI acquire, the SDK, Pulser's open
-    batch) or implicitly, by the first job naming an unknown session id."""
-
-    session_id: str
-    user: str
-    allocation: str | None = None
-    account: str | None = None
-    max_time_s: float = Field(gt=0)
-    idle_timeout_s: float = Field(gt=0)
-    exclusive_s: float | None = Field(
-        default=None, ge=0, description="how long the QPU waits for its next job (None: never)"
-    )
-    job_class: str | None = Field(default=None, description="the class its exclusivity is of")
-    explicit: bool = True
-
-
-class SessionEnded(Payload):
-    """A session ended: `reason` is closed, canceled, max_time, idle or allocation_ended."""
-
-    session_id: str
-    reason: str
-    canceled: int = Field(default=0, ge=0, description="its waiting jobs canceled with it")
 
 
 PAYLOADS: dict[Topic, type[Payload]] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import msgpack
@@ -11,6 +12,8 @@ import pytest
 
 from brokers.topology import CODE_HEADER, REASON_HEADER
 from schemas import CommandName, ErrorCode, Event, JobRequest, JobState, Mode, QPUState
+from schemas.messages import utc_now
+from schemas.reservations import Reservation
 from tests.conftest import OwnerHarness
 from tests.logread import whole_log
 from tests.owners import wait_running
@@ -172,6 +175,17 @@ def test_control_from_a_non_operator_is_refused(owners: OwnerHarness, tmp_path: 
     assert job.result(timeout=30).state is JobState.DONE  # still dispatching: the pause was refused
     refused = [e for e in events(owners) if e.topic == "control.pause"]
     assert refused and refused[0].data["ok"] is False
+    # budgets and reservations too (issue 22): refused, logged with the sender
+    start = utc_now() + timedelta(hours=1)
+    window = Reservation(name="w", start=start, end=start + timedelta(hours=1), accounts=("a",))
+    for name, fields in (
+        (CommandName.BUDGET_SET, {"account": "a", "seconds": 10.0, "period": "month"}),
+        (CommandName.RESERVATION_CREATE, {"reservation": window}),
+    ):
+        reply = client.control(name, **fields)
+        assert reply.error is not None and reply.error.code is ErrorCode.NOT_AUTHORISED, name
+        [logged] = [e for e in events(owners) if e.topic == f"control.{name.value}"]
+        assert logged.data["ok"] is False and logged.user == client.user
 
 
 def _raw_publish(

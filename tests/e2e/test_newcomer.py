@@ -220,9 +220,12 @@ def test_what_queue_status_and_results_show_an_operator(
     factors cut to `class_ran…`); after `ctl calibration-start` without --now, `status` says the
     calibration waits for the running job (was: nothing); the result of a QPU run (here cut
     short by a cancel) names its specs (was: null)."""
-    owners.start("--backend", "synthetic", "--shot-rate", "20")
+    owners.start("--backend", "synthetic", "--shot-rate", "10")
     assert qsched(owners, "ctl", "pause").returncode == 0
-    long = qsched(owners, "submit", str(sequence_file), "--shots", "200").stdout.strip()
+    # 100 s at 10 shots/s: still running when the cancel comes, however slow the CLI calls
+    # between are on a loaded machine (200 shots at 20/s ended DONE before it under load).
+    long = qsched(owners, "submit", str(sequence_file), "--shots", "1000").stdout.strip()
+    assert long, "the long job was not accepted"
     short_job = qsched(owners, "submit", str(sequence_file), "--shots", "10").stdout.strip()
     listed = qsched(owners, "queue")
     rows = [

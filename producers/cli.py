@@ -59,13 +59,18 @@ def _client(ctx: click.Context, keep_reply_queue: bool = False) -> Iterator[QPUC
     client = QPUClient(settings=settings_of(ctx))
     try:
         yield client
-    except Exception:
-        client.close(delete_reply_queue=True)  # nothing was submitted, or nothing will answer
+    except Exception as exc:  # nothing was submitted, or nothing will answer
+        client.close(delete_reply_queue=True, interrupted=_interrupted(exc))
         raise
-    except BaseException:  # Ctrl-C: submitted jobs may still answer there
-        client.close(delete_reply_queue=not keep_reply_queue)
+    except BaseException as exc:  # Ctrl-C: submitted jobs may still answer there
+        client.close(delete_reply_queue=not keep_reply_queue, interrupted=_interrupted(exc))
         raise
     client.close(delete_reply_queue=not keep_reply_queue)
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether Ctrl-C ended the call (also when it was turned into a `StoppedWaiting`)."""
+    return isinstance(exc, KeyboardInterrupt) or isinstance(exc.__context__, KeyboardInterrupt)
 
 
 def _print_reply(reply: ControlReply, as_json: bool) -> None:

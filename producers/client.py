@@ -130,10 +130,15 @@ class QPUClient(SessionCommands, BudgetCommands):
         """Open a new connection (next URL first) and resume reading the same reply queue."""
         self.session.reconnect()
 
-    def close(self, delete_reply_queue: bool = False) -> None:
+    def close(self, delete_reply_queue: bool = False, interrupted: bool = False) -> None:
         """Close the connection; the reply queue stays until it expires (results of jobs still
         running can land there), unless `delete_reply_queue` (a short call that is done).
+        `interrupted` (Ctrl-C went through a call on the connection): it is dropped unspoken to,
+        since a request on it could wait forever (see `ClientSession.abandon`).
         """
+        if interrupted:
+            self.session.abandon(delete_reply_queue)
+            return
         if delete_reply_queue:
             self.session.delete_reply_queue()
         self.session.close()
@@ -146,8 +151,8 @@ class QPUClient(SessionCommands, BudgetCommands):
     def __enter__(self) -> QPUClient:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.close(interrupted=isinstance(exc, KeyboardInterrupt))
 
     # ---- incoming ---------------------------------------------------------------------------
 

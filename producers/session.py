@@ -122,6 +122,30 @@ class ClientSession:
         except (amqp.exceptions.ChannelError, *CONNECTION_ERRORS):
             log.debug("could not delete %s; it expires on its own", self.reply_queue_name)
 
+    def abandon(self, delete_reply_queue: bool) -> None:
+        """Drop the connection without a word on it, after an interrupt (Ctrl-C) that may have
+        stopped py-amqp in the middle of a frame: a request on it could then wait forever for
+        an answer it can no longer read. The reply queue, when asked, is deleted over a new
+        connection of its own (best effort, a few seconds at most; else it expires)."""
+        if self.connection is not None:
+            try:
+                self.connection.collect()  # closes the socket; no Close/Close-Ok handshake
+            except Exception:  # the socket is dropped either way
+                log.debug("dropping the interrupted connection failed", exc_info=True)
+            self.connection = None
+        if not delete_reply_queue:
+            return
+        try:
+            with kombu.Connection(
+                self.credentialed_url(),
+                heartbeat=0,
+                connect_timeout=3,
+                transport_options={"read_timeout": 3, "write_timeout": 3},
+            ) as side:
+                side.default_channel.queue_delete(self.reply_queue_name)
+        except Exception:  # best effort: the queue expires on its own
+            log.debug("could not delete %s; it expires on its own", self.reply_queue_name)
+
     def reconnect(self) -> None:
         """Open a new connection (next URL first) and resume reading the same reply queue."""
         self.close()

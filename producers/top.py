@@ -172,6 +172,7 @@ def top(ctx: click.Context, once: bool, interval: float) -> None:
     try:
         client = QPUClient(settings=settings)
         feed = EventFeed(settings, client.topology.events_stream)
+        interrupted = False  # Ctrl-C may leave the connection mid-frame: drop it unspoken to
         try:
             feed.open()
             if once:
@@ -183,9 +184,12 @@ def top(ctx: click.Context, once: bool, interval: float) -> None:
                     sys.exit(3)
                 return
             run_live(client, feed, console, interval)
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
         finally:
             feed.close()
-            client.close(delete_reply_queue=True)
+            client.close(delete_reply_queue=True, interrupted=interrupted)
     except KeyboardInterrupt:
         return
     except QschedError as exc:

@@ -8,6 +8,7 @@ what a test states.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -84,3 +85,17 @@ def run_group(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # leftovers of the group (orphaned ranks)
     return subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
+
+
+def queues_starting_with(prefix: str) -> list[str]:
+    """Every queue on the test broker whose name starts with `prefix` (rabbitmqctl: AMQP cannot
+    list queues, and the names of clients' reply queues are random)."""
+    done = subprocess.run(
+        ["rabbitmqctl", "list_queues", "name", "--formatter", "json", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, f"rabbitmqctl could not list the broker's queues: {done.stderr}"
+    return sorted(q["name"] for q in json.loads(done.stdout) if q["name"].startswith(prefix))

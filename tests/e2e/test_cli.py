@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BrokerFixture, OwnerHarness
+from tests.environment import queues_starting_with
 from tests.owners import QSCHED
 from tests.sequences import analog_sequence
 
@@ -242,6 +243,45 @@ def test_ctrl_c_while_waiting_says_the_job_is_still_queued_and_how_to_follow_it(
     job_id = seen[0].split()[1]
     assert f"job {job_id} is still QUEUED" in last
     assert f"qsched cancel {job_id}" in last and f"qsched result {job_id} --wait" in last
+
+
+@pytest.mark.slow  # 12 submits: the slow tier (CI runs it)
+def test_ctrl_c_at_any_moment_after_the_submit_ends_the_call_and_deletes_its_reply_queue(
+    owners: OwnerHarness, seq_file: Path
+) -> None:
+    """Ctrl-C can stop py-amqp in the middle of a frame (the budget note's or the waiter's
+    request): the call must still end at once with 130 and its reply queue must go. Before,
+    about 1 in 6 such calls hung for ever deleting the reply queue on the interrupted
+    connection (7 of 40 at 0-30 ms after `submitted`; CI saw one in the test above). Timing
+    makes this one a sampler; tests/integration/test_client.py interrupts mid-frame for sure."""
+    url, ns = owners.broker.url, owners.broker.topology.namespace
+    owners.start("--backend", "synthetic")
+    assert qsched(url, ns, "ctl", "pause").returncode == 0
+    env = {"PATH": "/usr/bin:/bin", "QSCHED_AMQP_URL": url, "QSCHED_NAMESPACE": ns}
+    for attempt in range(12):
+        process = subprocess.Popen(
+            [QSCHED, "submit", str(seq_file), "--shots", "10", "--wait"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stderr is not None
+        for line in process.stderr:
+            if line.startswith("submitted "):
+                break
+        time.sleep(attempt * 0.0025)  # 0 to 27.5 ms: inside the next requests' frames
+        process.send_signal(signal.SIGINT)
+        try:
+            _, rest = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise AssertionError(
+                f"Ctrl-C {attempt * 2.5} ms after the submit: still running"
+            ) from None
+        assert process.returncode == 130, (attempt, rest)
+    harness = {c.reply_queue_name for c in owners.clients}
+    assert [q for q in queues_starting_with(f"{ns}.reply.") if q not in harness] == []
 
 
 @pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)

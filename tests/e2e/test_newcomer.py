@@ -13,6 +13,7 @@ import pytest
 from brokers.namespace import owner_holds_lease
 from schemas.enums import CommandName
 from tests.conftest import BrokerFixture, OwnerHarness
+from tests.environment import queues_starting_with
 from tests.owners import run_qsched
 from tests.sequences import analog_sequence
 from tests.waiting import wait_until
@@ -67,20 +68,6 @@ def test_a_refused_command_never_breaks_the_prefix_of_a_job(
     assert canceled.returncode == 0, canceled.stderr
     gone = qsched(owners, "queue", "--job", prefix, "--json")
     assert gone.returncode == 1 and "ended CANCELED" in gone.stdout + gone.stderr, gone
-
-
-def queues_starting_with(prefix: str) -> list[str]:
-    """Every queue on the test broker whose name starts with `prefix` (rabbitmqctl: AMQP cannot
-    list queues, and the names of clients' reply queues are random)."""
-    done = subprocess.run(
-        ["rabbitmqctl", "list_queues", "name", "--formatter", "json", "--quiet"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, f"rabbitmqctl could not list the broker's queues: {done.stderr}"
-    return sorted(q["name"] for q in json.loads(done.stdout) if q["name"].startswith(prefix))
 
 
 def queue_exists(broker: BrokerFixture, name: str) -> bool:

@@ -21,7 +21,7 @@ demo: $(STAMP)
 ## test: the default suite (unit, integration, e2e, chaos; `slow`, `slurm`, `munge` excluded); finds or starts a broker.
 ## Its tools besides Python come first (test-deps), so a missing one stops it at once, not after minutes.
 test: test-deps $(STAMP)
-	$(BIN)/pytest -m "not slow and not slurm and not munge" -n 4 --dist loadfile
+	$(BIN)/pytest -m "not slow and not slurm and not munge" -n 4 --dist loadfile --durations=30
 
 ## test-slow: the slow tier (failover matrix, soak, 2,000 simulated histories); CI runs it after `test`
 test-slow: test-slow-deps $(STAMP)

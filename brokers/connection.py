@@ -48,7 +48,9 @@ def translate(exc: BaseException, what: str) -> BrokerError:
     if isinstance(exc, BrokerError):
         return exc
     if isinstance(exc, pika.exceptions.ChannelClosedByBroker):
-        return ChannelClosed(f"{what}: {exc.reply_text}", code=exc.reply_code)
+        return ChannelClosed(
+            f"{what}: {exc.reply_text}", code=exc.reply_code, reason=exc.reply_text
+        )
     if isinstance(exc, pika.exceptions.AMQPChannelError):
         return ChannelClosed(f"{what}: {exc!r}")
     return ConnectionLost(f"{what}: {exc!r}")

@@ -46,11 +46,12 @@ class ConnectionLost(BrokerError):
 
 class ChannelClosed(BrokerError):
     """The broker closed a channel; `code` is its AMQP reply code when it gave one (403: access
-    refused, 404: not found, 405: resource locked)."""
+    refused, 404: not found, 405: resource locked), `reason` its reply text (else the message)."""
 
-    def __init__(self, message: str = "", code: int | None = None) -> None:
+    def __init__(self, message: str = "", code: int | None = None, reason: str = "") -> None:
         super().__init__(message)
         self.code = code
+        self.reason = reason or message
 
 
 class SettingsError(BrokerError):

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from pika.adapters.blocking_connection import BlockingChannel
-
+from brokers.connection import Channel
 from brokers.stream import Offset, StreamRecord, events_of, read_stream
 from schemas.codec import DEFAULT_MAX_BYTES
 from schemas.messages import Event
 
 
 def read_events(
-    channel: BlockingChannel,
+    channel: Channel,
     stream: str,
     offset: Offset = "first",
     until_event_id: str | None = None,

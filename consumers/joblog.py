@@ -25,8 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from pika.adapters.blocking_connection import BlockingConnection
-
+from brokers.connection import Connection
 from brokers.stream import StreamRecord, events_of, job_ids_of, scan
 from consumers.core.outcomes import AnswerFromLog
 from consumers.core.state import REMEMBERED_JOBS
@@ -136,7 +135,7 @@ class JobAnswers:
         offsets: JobOffsets,
         results: OrderedDict[str, JobResult],
         send: Callable[[str, Message, str], None],
-        connection: BlockingConnection,
+        connection: Connection,
         stream: str,
         max_bytes: int,
         session_of: Callable[[str], SessionSummary | None] = lambda _: None,

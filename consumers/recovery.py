@@ -26,8 +26,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
-
+from brokers.connection import Channel, Connection
 from brokers.stream import StreamRecord, close_stream_channel, consume, events_of
 from brokers.topology import Topology
 from consumers.core.snapshot import from_data
@@ -57,7 +56,7 @@ class LogFollower:
 
     def __init__(
         self,
-        connection: BlockingConnection,
+        connection: Connection,
         topology: Topology,
         publisher: Publisher,
         store: SequenceStore,
@@ -71,7 +70,7 @@ class LogFollower:
         self.jobs = jobs if jobs is not None else JobOffsets()
         self.max_bytes = max_bytes
         self._max_bytes = max_bytes
-        self._channel: BlockingChannel | None = None
+        self._channel: Channel | None = None
         self._state: OwnerState | None = None
         self._replaying = False
         self._marker: str | None = None
@@ -83,7 +82,7 @@ class LogFollower:
 
     # ---- activation ------------------------------------------------------------------------
 
-    def read_pointer(self, channel: BlockingChannel) -> SnapshotPointer | None:
+    def read_pointer(self, channel: Channel) -> SnapshotPointer | None:
         """The last snapshot's place in the log, left where it is (peeked, not taken)."""
         method, props, body = channel.basic_get(self._topology.snapshot_queue)
         if method is None:

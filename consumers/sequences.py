@@ -13,8 +13,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 
-from pika.adapters.blocking_connection import BlockingConnection
-
+from brokers.connection import Connection
 from brokers.stream import BATCH_ID_HEADER, StreamRecord, events_of, job_ids_of, scan
 from consumers.errors import OwnerError
 from schemas.events import BatchCreated, JobAccepted, Topic, payload_of
@@ -77,7 +76,7 @@ class SequenceStore:
                 self.retired.popitem(last=False)
 
     def fetch_accepted(
-        self, job_id: str, connection: BlockingConnection, stream: str
+        self, job_id: str, connection: Connection, stream: str
     ) -> JobAccepted | None:
         """The request of a job that ended, read back from the log (None: no record known)."""
         offset = self.retired.get(job_id, self.offsets.get(job_id))
@@ -103,7 +102,7 @@ class SequenceStore:
     def fetch(
         self,
         job_id: str,
-        connection: BlockingConnection,
+        connection: Connection,
         stream: str,
     ) -> str:
         """The job's sequence, read back from the log if it is not in memory.
@@ -132,7 +131,7 @@ class SequenceStore:
 
 
 def _read_one(
-    connection: BlockingConnection,
+    connection: Connection,
     stream: str,
     offset: int,
     wanted: Callable[[StreamRecord], bool],

@@ -16,9 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import pika.exceptions
-from pika.adapters.blocking_connection import BlockingConnection
-
+from brokers.connection import BROKER_FAILURES, Connection, translate
+from brokers.errors import ChannelClosed
 from brokers.stream import StreamRecord, close_stream_channel, events_of, read_stream
 from brokers.stream import fetch_end_offset as stream_end
 from consumers.eventlog.errors import BadBound, NoEventLog
@@ -59,7 +58,7 @@ def parse_bound(text: str | None) -> Bound | None:
 
 
 def fetch_end_offset(
-    connection: BlockingConnection, stream: str, first_wait_s: float = 2.0, settle_s: float = 0.3
+    connection: Connection, stream: str, first_wait_s: float = 2.0, settle_s: float = 0.3
 ) -> int | None:
     """The offset of the stream's last record now (None when the stream is empty); see
     `brokers.stream.fetch_end_offset`.
@@ -69,12 +68,15 @@ def fetch_end_offset(
     """
     try:
         return stream_end(connection, stream, first_wait_s, settle_s)
-    except pika.exceptions.ChannelClosedByBroker as exc:
-        raise NoEventLog(f"cannot read the event log {stream!r}: {exc.reply_text}") from None
+    except BROKER_FAILURES as exc:
+        refused = _refused(exc, stream)
+        if refused is None:
+            raise
+        raise refused from None
 
 
 def read_log(
-    connection: BlockingConnection,
+    connection: Connection,
     stream: str,
     start: Bound | None = None,
     end: Bound | None = None,
@@ -124,7 +126,19 @@ def read_log(
                 )
                 if in_range and (not isinstance(start, int) or record.offset >= start):
                     yield LogRecord(record.offset, event, index)
-    except pika.exceptions.ChannelClosedByBroker as exc:
-        raise NoEventLog(f"cannot read the event log {stream!r}: {exc.reply_text}") from None
+    except BROKER_FAILURES as exc:
+        refused = _refused(exc, stream)
+        if refused is None:
+            raise
+        raise refused from None
     finally:
         close_stream_channel(channel)
+
+
+def _refused(exc: BaseException, stream: str) -> NoEventLog | None:
+    """`exc` as the log being missing or not to be read, when the broker closed the channel
+    with a reply code (translated at `brokers.connection`); None: another failure."""
+    closed = translate(exc, f"read {stream}")
+    if isinstance(closed, ChannelClosed) and closed.code is not None:
+        return NoEventLog(f"cannot read the event log {stream!r}: {closed.reason}")
+    return None

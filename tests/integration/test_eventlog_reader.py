@@ -88,5 +88,10 @@ def test_reading_to_now_ends_while_a_writer_keeps_publishing(
 
 
 def test_a_missing_log_is_a_named_error_not_a_traceback(connection: BlockingConnection) -> None:
-    with pytest.raises(NoEventLog, match=r"nosuchns\.events\.log"):
+    """Given no such stream, then reading it raises NoEventLog in the broker's words, whether
+    the read starts from the end or from a given offset."""
+    expected = r"^cannot read the event log 'nosuchns\.events\.log': NOT_FOUND - no queue"
+    with pytest.raises(NoEventLog, match=expected):
         list(read_log(connection, "nosuchns.events.log"))
+    with pytest.raises(NoEventLog, match=expected):
+        list(read_log(connection, "nosuchns.events.log", 0, 10))

@@ -128,6 +128,29 @@ def test_pika_errors_are_translated_at_the_broker_edge(
     assert caught.value.__cause__ is raised
     if isinstance(caught.value, ChannelClosed):
         assert caught.value.code == code
+        if isinstance(raised, pika.exceptions.ChannelClosedByBroker):
+            assert caught.value.reason == raised.reply_text  # the broker's words, for messages
+
+
+def test_only_the_publisher_imports_pika_among_the_owner_and_its_tools() -> None:
+    """Given the broker port, then consumers/ name pika's types through brokers.connection's
+    aliases and catch its translated errors; only the publisher (below pika's blocking wrapper)
+    imports pika."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / "consumers"
+    importers = set()
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            if any(name.split(".")[0] == "pika" for name in names):
+                importers.add(path.relative_to(root).as_posix())
+    assert importers == {"publish.py"}
 
 
 def test_client_and_broker_edge_share_one_error_base_and_one_broker_refused() -> None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from consumers.core import batches, budgets, jobctl, reservation_commands, sessions, usage
+from consumers.core import batch_commands, budgets, jobctl, reservation_commands, sessions, usage
 from consumers.core.command_types import Command as Command  # where step and the shell find it
 from consumers.core.command_types import Done, Handler, Refused, Who, is_operator
 from consumers.core.joblookup import jobs_of, resolve_number, resolve_prefix, where_is
@@ -327,11 +327,11 @@ TABLE: dict[CommandName, Spec] = {
     # the handlers check whose session it is
     CommandName.SESSION_CLOSE: Spec(sessions.close_session, Who.ANYONE, epilog=True),
     CommandName.SESSION_CANCEL: Spec(sessions.cancel_session, Who.ANYONE, epilog=True),
-    CommandName.BATCH_SHOW: Spec(batches.show, Who.BATCH_OWNER, logged=False),
-    CommandName.BATCH_RESULTS: Spec(batches.results, Who.BATCH_OWNER, logged=False),
-    CommandName.BATCH_CLOSE: Spec(batches.close, Who.BATCH_OWNER),
-    CommandName.BATCH_CANCEL: Spec(batches.cancel, Who.BATCH_OWNER),
-    CommandName.BATCH_RETRY: Spec(batches.retry, Who.BATCH_OWNER),
+    CommandName.BATCH_SHOW: Spec(batch_commands.show, Who.BATCH_OWNER, logged=False),
+    CommandName.BATCH_RESULTS: Spec(batch_commands.results, Who.BATCH_OWNER, logged=False),
+    CommandName.BATCH_CLOSE: Spec(batch_commands.close, Who.BATCH_OWNER),
+    CommandName.BATCH_CANCEL: Spec(batch_commands.cancel, Who.BATCH_OWNER),
+    CommandName.BATCH_RETRY: Spec(batch_commands.retry, Who.BATCH_OWNER),
     CommandName.USAGE: Spec(usage.usage, Who.ANYONE, logged=False),  # non-operators: their own
     CommandName.BUDGET_SET: Spec(budgets.budget_set, Who.OPERATOR),
     CommandName.BUDGET_TOP_UP: Spec(budgets.budget_top_up, Who.OPERATOR),
@@ -439,7 +439,7 @@ def run_command(
         ended = job_id in state.finished
         answer = AnswerFromLog(given.reply_to, reply, job_id, command.wait, ended)
     if ok and command.command is CommandName.BATCH_RESULTS:
-        answer = batches.results_effect(given, reply, state) or answer
+        answer = batch_commands.results_effect(given, reply, state) or answer
     effects: list[Effect] = [*done.effects, answer]
     return [*events, *done.events], effects
 

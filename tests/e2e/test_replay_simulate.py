@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from brokers.stream import events_of
 from consumers.eventlog.reader import LogRecord
 from consumers.simulate.engine import simulate
 from consumers.simulate.history import read_history
@@ -22,6 +23,7 @@ from schemas import CommandName, Event, JobState
 from schemas.policy import Policy, parse_policy
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
+from tests.logread import records_to_end
 from tests.owners import run_qsched, wait_running
 from tests.sequences import analog_sequence
 
@@ -68,7 +70,13 @@ def test_replay_and_simulate_of_a_real_owners_log(owners: OwnerHarness, tmp_path
     assert [e.topic for e in logged].count("job.preempted") == 1
 
     # replay: at the resume, the paused backlog waits by class; at the end, everything is done
-    resume = next(i for i, e in enumerate(logged) if e.topic == "control.resume")
+    # --from takes a record offset; a record may carry several events (an intake batch), so
+    # the resume's offset is its record's, not its index in the list of events
+    resume = next(
+        record.offset
+        for record in records_to_end(owners.broker.channel(), owners.broker.topology.events_stream)
+        if any(e.topic == "control.resume" for e in events_of(record))
+    )
     done = run_qsched(url, namespace, "events", "replay", "--from", str(resume), "--jobs", "--json")
     assert done.returncode == 0, done.stderr
     at_resume, at_end = _json_lines(done.stdout)

@@ -28,7 +28,7 @@ from typing import Any
 from brokers.connection import Connection
 from brokers.stream import StreamRecord, events_of, job_ids_of, scan
 from consumers.core.outcomes import AnswerFromLog
-from consumers.core.state import REMEMBERED_JOBS
+from consumers.core.run_fold import REMEMBERED_JOBS
 from schemas.enums import CommandName, ErrorCode
 from schemas.events import FINAL_TOPICS, Topic
 from schemas.messages import ControlReply, Event, JobError, JobProgress, JobResult, Message

@@ -10,7 +10,8 @@ plus the `index` that keeps it in policy order incrementally; `running` is the j
 `owners` remembers who submitted every job ever accepted, so a job id belongs to one user.
 Those fields, the queries on them and the bookkeeping that keeps them consistent are `StateData`
 (`consumers.core.state_data`); this module is the fold: `apply`, and one handler per event topic
-saying what that event changes.
+saying what that event changes. The handlers of a job's runs (started to ended) are
+`consumers.core.run_fold`, of sessions `consumers.core.session_fold`.
 
 Fencing: every event carries the activation term of the owner that wrote it; an event of a term
 lower than the highest seen (an owner that was frozen or cut off and came back) is ignored.
@@ -29,19 +30,27 @@ from typing import Any
 from consumers.core.budget_fold import budget_changed
 from consumers.core.context import forgettable, registration
 from consumers.core.fairshare import Usage
-from consumers.core.ledger import Totals, run_totals
-from consumers.core.ledger_fold import final_run, first_start
 from consumers.core.machine import QPUEvent
 from consumers.core.order import Waiting
 from consumers.core.reservations import reservation_changed
+from consumers.core.run_fold import (
+    back,
+    final,
+    preempting,
+    progress,
+    requeuing,
+    retrying,
+    started,
+    stopping,
+    waiting_job,
+)
 from consumers.core.session_fold import (
     belongs,
     implicit_session,
     session_ended,
     session_opened,
-    session_run_ended,
 )
-from consumers.core.state_data import Batch, IgnoredEvent, Run, StateData
+from consumers.core.state_data import Batch, IgnoredEvent, StateData
 from consumers.errors import Ignored, IllegalTransition
 from schemas.context import Allocation
 from schemas.enums import CommandName, JobState
@@ -52,14 +61,8 @@ from schemas.events import (
     CalibrationComplete,
     CalibrationEpoch,
     ControlApplied,
-    JobBack,
     JobHeld,
-    JobProgress,
     JobReleased,
-    JobRequeuing,
-    JobRetrying,
-    JobStarted,
-    JobStopping,
     JobUpdated,
     OwnerActivated,
     Topic,
@@ -68,21 +71,8 @@ from schemas.events import (
     payload_of,
     topic_of,
 )
-from schemas.messages import Event, RunInterval
+from schemas.messages import Event
 
-FINAL_STATES = {
-    Topic.JOB_DONE: JobState.DONE,
-    Topic.JOB_ERROR: JobState.ERROR,
-    Topic.JOB_CANCELED: JobState.CANCELED,
-    Topic.JOB_TIMED_OUT: JobState.TIMED_OUT,
-    Topic.JOB_REJECTED: JobState.REJECTED,
-}
-RUN_OUTCOMES = {  # how a run that did not end its job ended, as its `RunInterval` says
-    Topic.JOB_PREEMPTED: "preempted",
-    Topic.JOB_REQUEUED: "requeued",
-    Topic.JOB_RETRYING: "retrying",
-}
-REMEMBERED_JOBS = 100_000  # ended jobs whose id and submitter are kept (deduplication)
 REMEMBERED_BATCHES = 10_000  # batches kept (the oldest go first), open or not
 RESERVATION_COMMANDS = (
     CommandName.RESERVATION_CREATE,
@@ -130,18 +120,6 @@ class OwnerState(StateData):
     def _ignore(self, event: Event, why: str) -> None:
         self.ignored += 1
         self.ignored_events.append(IgnoredEvent(event.event_id, event.topic, event.job_id, why))
-
-
-def _waiting(state: OwnerState, event: Event) -> Waiting:
-    """The waiting job the event names.
-
-    Raises:
-        Ignored: it names no waiting job.
-    """
-    job = state.waiting.get(event.job_id or "")
-    if job is None:
-        raise Ignored(f"job {event.job_id} is not waiting")
-    return job
 
 
 def _activated(state: OwnerState, event: Event) -> None:
@@ -203,92 +181,6 @@ def _batch_closed(state: OwnerState, event: Event) -> None:
     batch.canceled = batch.canceled or closed.canceled
 
 
-def _started(state: OwnerState, event: Event) -> None:
-    started = payload_of(event, JobStarted)
-    job = _waiting(state, event)
-    run = Run(job, event.at, started.attempt, started.epoch, started.backend, specs=started.specs)
-    run.in_grace = started.in_grace
-    if not job.runs:  # the queue wait ends at the first start (a rerun's does not count)
-        state.ledger.charge(job, event.at, first_start(job, event.at))
-    if started.lane is not None:  # an emulator lane: the QPU's state machine is not involved
-        if started.lane in state.lanes:
-            raise Ignored(f"{started.lane} runs {state.lanes[started.lane].job.job_id}")
-        state._unwait(job.job_id)
-        state.lanes[started.lane] = replace(run, lane=started.lane)
-        return
-    state._move(QPUEvent.START)  # raises before anything changed when the move is illegal
-    state._unwait(job.job_id)
-    state.running = run
-
-
-def _progress(state: OwnerState, event: Event) -> None:
-    run = state.run_of(event.job_id)
-    if run is not None:
-        run.counts = dict(payload_of(event, JobProgress).counts)
-
-
-def _stopping(state: OwnerState, event: Event) -> None:
-    stopping = payload_of(event, JobStopping)
-    run = state.run_of(event.job_id)
-    if run is not None:
-        run.stop_error, run.stop_state = stopping.error, stopping.state
-
-
-def _preempting(state: OwnerState, event: Event) -> None:
-    run = state.running
-    if run is not None and run.job.job_id == event.job_id:
-        state._move(QPUEvent.PREEMPT)
-        run.preempting = event.reason or "preempted"
-
-
-def _back(state: OwnerState, event: Event) -> None:
-    """A run cut short (preempted, or its owner died): the job waits again with its counts."""
-    _wait_again(state, event, payload_of(event, JobBack))
-
-
-def _retrying(state: OwnerState, event: Event) -> None:
-    """A run failed retryably: the job waits again, counted and held until its retry time."""
-    retrying = payload_of(event, JobRetrying)
-    _wait_again(state, event, retrying, failures=retrying.failures, not_before=retrying.retry_at)
-
-
-def _wait_again(state: OwnerState, event: Event, back: JobBack, **changes: Any) -> None:
-    run = state.run_of(event.job_id)
-    if run is None:
-        raise Ignored(f"job {event.job_id} is not running")
-    if run.lane is not None:
-        del state.lanes[run.lane]  # lane time is not QPU time: no fair-share charge
-    else:
-        state._move(QPUEvent.FINISH)
-        state.running = None
-        state._charge(run.job, back.execution_s, event.at)
-        session_run_ended(state, run, back.execution_s, event.at)
-    interval = RunInterval(
-        started_at=run.started_at,
-        ended_at=max(event.at, run.started_at),
-        lane=run.lane,
-        backend=run.backend,
-        attempt=max(run.attempt, 1),
-        outcome=_outcome(event, run),
-    )
-    shots = back.shots_done - sum(run.job.prior_counts.values())
-    totals = run_totals(interval, shots)
-    state.ledger.charge(run.job, event.at, totals)
-    if run.lane is None and interval.outcome != "recovered":  # a recovered run's time is a gap
-        state.shot_rate.record(totals.shots, totals.qpu_s)
-    job = replace(
-        run.job,
-        attempt=run.attempt + 1,
-        preemptions=run.job.preemptions + (1 if back.preempted else 0),
-        prior_counts=dict(back.counts),
-        runs=(*run.job.runs, interval),
-        **changes,
-    )
-    if run.restart:
-        job = replace(job, prior_counts={})
-    state._wait(job)
-
-
 def _resubmitted(state: OwnerState, event: Event) -> None:
     """A job that ended ERROR waits again (`qsched requeue`), with its request from the log."""
     accepted = accepted_facts(event)
@@ -303,19 +195,19 @@ def _resubmitted(state: OwnerState, event: Event) -> None:
 
 def _held(state: OwnerState, event: Event) -> None:
     held = payload_of(event, JobHeld)
-    job = _waiting(state, event)
+    job = waiting_job(state, event)
     state._rewait(replace(job, held_by=held.by, operator_hold=held.operator))
 
 
 def _released(state: OwnerState, event: Event) -> None:
     payload_of(event, JobReleased)
-    job = _waiting(state, event)
+    job = waiting_job(state, event)
     state._rewait(replace(job, held_by=None, operator_hold=False))
 
 
 def _updated(state: OwnerState, event: Event) -> None:
     updated = payload_of(event, JobUpdated)
-    job = _waiting(state, event)
+    job = waiting_job(state, event)
     state._rewait(
         replace(
             job,
@@ -325,75 +217,10 @@ def _updated(state: OwnerState, event: Event) -> None:
     )
 
 
-def _requeuing(state: OwnerState, event: Event) -> None:
-    payload_of(event, JobRequeuing)
-    run = state.running
-    if run is None or run.job.job_id != event.job_id:
-        raise Ignored(f"job {event.job_id} is not on the QPU")
-    state._move(QPUEvent.PREEMPT)
-    run.preempting = event.reason or "requeued"
-    run.restart = True
-
-
-def _final(state: OwnerState, event: Event) -> None:
-    job_id = event.job_id
-    if not job_id:
-        return  # a refusal not attached to any job (e.g. a reused job id)
-    final = FINAL_STATES[Topic(event.topic)]
-    if job_id in state.finished:  # a job ends once
-        raise Ignored(f"job {job_id} ended {state.finished[job_id].value} before")
-    run = state.run_of(job_id)
-    if run is not None and run.lane is not None:
-        del state.lanes[run.lane]
-    elif run is not None:
-        state._move(QPUEvent.FINISH)
-        state.running = None
-        state._charge(run.job, _last_run_s(event), event.at)
-        session_run_ended(state, run, _last_run_s(event), event.at)
-    if run is not None:
-        totals = final_run(event, run, _last_run_s(event))
-        state.ledger.charge(run.job, event.at, totals)
-        state.shot_rate.record(totals.shots, totals.qpu_s)  # lane runs: emulator time, not QPU
-    elif job_id in state.waiting:
-        state.ledger.charge(state.waiting[job_id], event.at, Totals(jobs=1))
-        state._unwait(job_id)
-    elif job_id in state.owners:  # accepted and not waiting nor running: already ended
-        raise Ignored(f"job {job_id} is neither waiting nor running")
-    elif final is not JobState.REJECTED and final is not JobState.CANCELED:
-        raise Ignored(f"job {job_id} was never accepted")
-    if event.user and job_id not in state.owners:
-        state.owners[job_id] = event.user
-    state.finished[job_id] = final
-    if len(state.finished) > REMEMBERED_JOBS:
-        oldest = next(iter(state.finished))
-        del state.finished[oldest]
-        state.owners.pop(oldest, None)
-        state._forget_number(oldest)
-
-
-def _outcome(event: Event, run: Run) -> str:
-    """How a run that did not end its job ended (`RunInterval.outcome`)."""
-    topic = Topic(event.topic)
-    if topic == Topic.JOB_REQUEUED and not run.restart:
-        return "recovered"  # its owner died; the next owner took the job back at `event.at`
-    return RUN_OUTCOMES.get(topic, topic.value)
-
-
-def _last_run_s(event: Event) -> float:
-    """The seconds of the run a final event ended (a log written before results listed their
-    runs has them as `execution_s`)."""
-    if event.result is None:
-        return 0.0
-    timings = event.result.timings
-    if timings.runs:
-        return timings.runs[-1].seconds
-    return float(timings.execution_s or 0.0)
-
-
 def _admission(state: OwnerState, event: Event) -> None:
     """An admission plugin holds a waiting job, or lets it go."""
     hold = payload_of(event, AdmissionHold).hold
-    job = _waiting(state, event)
+    job = waiting_job(state, event)
     state._rewait(replace(job, admission_hold=hold))
 
 
@@ -468,24 +295,24 @@ _HANDLERS: dict[Topic, Any] = {
     Topic.JOB_ACCEPTED: _accepted,
     Topic.BATCH_CREATED: _batch_created,
     Topic.BATCH_CLOSED: _batch_closed,
-    Topic.JOB_STARTED: _started,
-    Topic.JOB_PROGRESS: _progress,
-    Topic.JOB_STOPPING: _stopping,
-    Topic.JOB_PREEMPTING: _preempting,
-    Topic.JOB_PREEMPTED: _back,
-    Topic.JOB_REQUEUED: _back,
-    Topic.JOB_RETRYING: _retrying,
-    Topic.JOB_DONE: _final,
-    Topic.JOB_ERROR: _final,
-    Topic.JOB_CANCELED: _final,
-    Topic.JOB_TIMED_OUT: _final,
-    Topic.JOB_REJECTED: _final,
+    Topic.JOB_STARTED: started,
+    Topic.JOB_PROGRESS: progress,
+    Topic.JOB_STOPPING: stopping,
+    Topic.JOB_PREEMPTING: preempting,
+    Topic.JOB_PREEMPTED: back,
+    Topic.JOB_REQUEUED: back,
+    Topic.JOB_RETRYING: retrying,
+    Topic.JOB_DONE: final,
+    Topic.JOB_ERROR: final,
+    Topic.JOB_CANCELED: final,
+    Topic.JOB_TIMED_OUT: final,
+    Topic.JOB_REJECTED: final,
     Topic.JOB_ADMISSION: _admission,
     Topic.JOB_RESUBMITTED: _resubmitted,
     Topic.JOB_HELD: _held,
     Topic.JOB_RELEASED: _released,
     Topic.JOB_UPDATED: _updated,
-    Topic.JOB_REQUEUING: _requeuing,
+    Topic.JOB_REQUEUING: requeuing,
     Topic.QPU_DOWN: _qpu,
     Topic.QPU_UP: _qpu,
     Topic.CALIBRATION_PENDING: _calibration_pending,

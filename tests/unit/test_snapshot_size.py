@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 
 from brokers.settings import load_settings
+from consumers.core.run_fold import REMEMBERED_JOBS
 from consumers.core.snapshot import to_data
-from consumers.core.state import REMEMBERED_JOBS, OwnerState
+from consumers.core.state import OwnerState
 from consumers.joblog import JobOffsets
 from schemas.codec import encode
 from schemas.enums import JobState

@@ -18,6 +18,7 @@ from schemas.policy import Policy
 
 
 def allocation_started(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
+    """``allocation-started``: the allocation is registered (the fold records it)."""
     command = given.command
     try:
         allocation = Allocation(

@@ -23,6 +23,7 @@ DEFAULT_JOBS_LIMIT = 1000
 
 
 def cancel(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
+    """``cancel``: a waiting job ends CANCELED; a running one is stopped."""
     job_id = given.command.job_id or ""
     by_operator = is_operator(policy, given)
     code = ErrorCode.CANCELED_BY_OPERATOR if by_operator else ErrorCode.CANCELED_BY_USER

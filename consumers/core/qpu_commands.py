@@ -20,6 +20,7 @@ from schemas.policy import Policy
 
 
 def hold(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
+    """``pause``, ``resume``, ``drain``: the QPU state machine's move (the fold applies it)."""
     move = HOLD_COMMANDS[given.command.command]
     try:
         after = transition(state.qpu, move, busy=state.running is not None)
@@ -65,6 +66,7 @@ def _preempting(state: OwnerState, reason: str) -> Event:
 
 
 def calibration_start(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
+    """``calibration-start``: now if the QPU is free, else once its job ends (preempted with `force`)."""
     force = given.command.force
     if state.qpu is QPUState.CALIBRATING:
         return Done("already calibrating")

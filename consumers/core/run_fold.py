@@ -58,6 +58,7 @@ def waiting_job(state: StateData, event: Event) -> Waiting:
 
 
 def started(state: StateData, event: Event) -> None:
+    """A job starts on the QPU or an emulator lane; its queue wait ends at its first start."""
     started = payload_of(event, JobStarted)
     job = waiting_job(state, event)
     run = Run(job, event.at, started.attempt, started.epoch, started.backend, specs=started.specs)
@@ -147,6 +148,7 @@ def _wait_again(state: StateData, event: Event, back: JobBack, **changes: Any) -
 
 
 def requeuing(state: StateData, event: Event) -> None:
+    """The job on the QPU is being put back in the backlog from scratch (`qsched requeue`)."""
     payload_of(event, JobRequeuing)
     run = state.running
     if run is None or run.job.job_id != event.job_id:

@@ -42,6 +42,13 @@ def one_line(done: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+def as_in_a_terminal() -> None:
+    """Ctrl-C reaches the command as in a terminal: SIGINT at its default disposition, even when
+    the tests run where it is ignored (started by `nohup ... &`, whose ignored SIGINT every child
+    inherits across exec; CI started that way saw the command ignore the SIGINT and wait on)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def seq_file(tmp_path: Path) -> Path:
     """An AnalogDevice sequence file."""
@@ -227,6 +234,7 @@ def test_ctrl_c_while_waiting_says_the_job_is_still_queued_and_how_to_follow_it(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_in_a_terminal,
     )
     assert process.stderr is not None
     seen = []
@@ -265,6 +273,7 @@ def test_ctrl_c_at_any_moment_after_the_submit_ends_the_call_and_deletes_its_rep
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=as_in_a_terminal,
         )
         assert process.stderr is not None
         for line in process.stderr:

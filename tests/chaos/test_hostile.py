@@ -257,7 +257,6 @@ def test_wrong_content_type_bad_priority_and_missing_user_id_are_refused_with_re
 # ---- issue 9 item 7: failover while held, broker restart ---------------------------------------
 
 
-@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 @pytest.mark.parametrize("hold", [CommandName.PAUSE, CommandName.DRAIN])
 def test_kill_9_while_paused_or_draining_keeps_the_hold_and_loses_nothing(
     owners: OwnerHarness, hold: CommandName

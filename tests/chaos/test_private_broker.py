@@ -14,7 +14,6 @@ from schemas.policy import Policy
 pytestmark = pytest.mark.chaos
 
 
-@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_persistent_messages_survive_kill_9_and_restart(private_broker: PrivateNode) -> None:
     topology = build_topology(load_settings(namespace="chaos"), Policy())
     conn = connect(private_broker.url)

@@ -99,7 +99,6 @@ def test_a_session_shows_in_status_queue_and_top_while_its_job_waits_then_in_gra
     )
 
 
-@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_a_closed_sessions_events_show_in_history_metrics_and_the_html_timeline(
     owners: OwnerHarness, tmp_path: Path
 ) -> None:

@@ -29,7 +29,6 @@ def _rows(owners: OwnerHarness, *args: str) -> list[dict[str, object]]:
     return list(json.loads(done.stdout)["rows"])
 
 
-@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_usage_charges_the_verified_account_the_results_qpu_seconds_across_a_failover(
     owners: OwnerHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:

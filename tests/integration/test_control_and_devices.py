@@ -91,7 +91,6 @@ def _wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> Non
         time.sleep(0.2)  # re-checks a condition; the deadline above bounds it
 
 
-@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_a_standby_owner_and_a_departed_client_do_not_flood_the_log(
     owners: OwnerHarness,
 ) -> None:

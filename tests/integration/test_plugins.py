@@ -130,7 +130,6 @@ hang_s = 3
     assert len(again) == 1 and "site plugin raised for 13 shots" in again[0], again
 
 
-@pytest.mark.slow  # long and rarely broken: the slow tier (CI runs it)
 def test_an_ordering_plugin_orders_starts_and_every_event_reaches_the_sinks(
     owners: OwnerHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

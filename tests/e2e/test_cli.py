@@ -49,6 +49,28 @@ def as_in_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def submit_and_wait_until_submitted(
+    seq_file: Path, env: dict[str, str]
+) -> tuple[subprocess.Popen[str], list[str]]:
+    """Start `qsched submit --wait` (Ctrl-C reaching it as in a terminal) and read its stderr up
+    to the `submitted` line (or EOF, if the command died); the process and the lines read."""
+    process = subprocess.Popen(
+        [QSCHED, "submit", str(seq_file), "--shots", "10", "--wait"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=as_in_a_terminal,
+    )
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if line.startswith("submitted "):
+            break  # piped, the waiter shows nothing more
+    return process, seen
+
+
 @pytest.fixture
 def seq_file(tmp_path: Path) -> Path:
     """An AnalogDevice sequence file."""
@@ -228,20 +250,7 @@ def test_ctrl_c_while_waiting_says_the_job_is_still_queued_and_how_to_follow_it(
     owners.start("--backend", "synthetic")
     assert qsched(url, ns, "ctl", "pause").returncode == 0
     env = {"PATH": "/usr/bin:/bin", "QSCHED_AMQP_URL": url, "QSCHED_NAMESPACE": ns}
-    process = subprocess.Popen(
-        [QSCHED, "submit", str(seq_file), "--shots", "10", "--wait"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=as_in_a_terminal,
-    )
-    assert process.stderr is not None
-    seen = []
-    for line in process.stderr:  # ends at EOF if the command died; the assert below says so
-        seen.append(line)
-        if line.startswith("submitted "):
-            break  # piped, the waiter shows nothing more
+    process, seen = submit_and_wait_until_submitted(seq_file, env)
     assert seen and seen[-1].startswith("submitted "), seen
     process.send_signal(signal.SIGINT)
     _, rest = process.communicate(timeout=60)
@@ -267,18 +276,7 @@ def test_ctrl_c_at_any_moment_after_the_submit_ends_the_call_and_deletes_its_rep
     assert qsched(url, ns, "ctl", "pause").returncode == 0
     env = {"PATH": "/usr/bin:/bin", "QSCHED_AMQP_URL": url, "QSCHED_NAMESPACE": ns}
     for attempt in range(12):
-        process = subprocess.Popen(
-            [QSCHED, "submit", str(seq_file), "--shots", "10", "--wait"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=as_in_a_terminal,
-        )
-        assert process.stderr is not None
-        for line in process.stderr:
-            if line.startswith("submitted "):
-                break
+        process, _ = submit_and_wait_until_submitted(seq_file, env)
         time.sleep(attempt * 0.0025)  # 0 to 27.5 ms: inside the next requests' frames
         process.send_signal(signal.SIGINT)
         try:

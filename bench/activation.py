@@ -23,7 +23,7 @@ from bench.submit import WINDOW
 from brokers.connection import channel, properties
 from brokers.stream import close_stream_channel
 from brokers.topology import build_topology
-from consumers.publish import JOB_ID_HEADER
+from consumers.owner.publish import JOB_ID_HEADER
 from producers.client import QPUClient
 from schemas.codec import encode
 from schemas.enums import CommandName, JobState

@@ -166,7 +166,7 @@ def intake(jobs: int) -> dict[str, float]:
 def _log(settings: object) -> list[Event]:
     from brokers.connection import channel
     from brokers.topology import build_topology
-    from consumers.events import read_events
+    from consumers.tools.events import read_events
 
     topology = build_topology(settings, Policy())  # type: ignore[arg-type]
     with channel(settings.amqp_url) as ch:  # type: ignore[attr-defined]

@@ -21,11 +21,11 @@ from bench.common import bench_namespace
 from brokers.connection import connect, properties
 from brokers.settings import Settings
 from brokers.topology import build_topology
-from consumers.eventlog.export import write_export
-from consumers.eventlog.reader import read_log
-from consumers.eventlog.replay import replay
-from consumers.simulate.engine import simulate
-from consumers.simulate.history import read_history
+from consumers.tools.eventlog.export import write_export
+from consumers.tools.eventlog.reader import read_log
+from consumers.tools.eventlog.replay import replay
+from consumers.tools.simulate.engine import simulate
+from consumers.tools.simulate.history import read_history
 from schemas.codec import encode
 from schemas.policy import Policy
 from tests.eventlogs import big_log

@@ -1,6 +1,6 @@
 """One control command to the owner and its reply, over a short pika connection.
 
-For callers that must not import the client SDK (`consumers.eventlog`'s ``qsched history``, by
+For callers that must not import the client SDK (`consumers.tools.eventlog`'s ``qsched history``, by
 the folder rules of DESIGN section 2) or cannot afford its import time (the Slurm Epilog's
 ``allocation-ended``). It declares a reply queue of the sender's own (``<ns>.reply.<user>.*``,
 the only queues a submitter may declare), publishes the command confirmed, with the sender's

@@ -4,7 +4,7 @@ Connection parameters and message properties are the AMQP envelope of every qsch
 pika's exceptions stop here: `translated` turns them (and socket errors) into
 `brokers.errors.ConnectionLost` / `ChannelClosed`, and the owner's modules name pika's types
 through the aliases below (`Connection`, `Channel`, `Properties`), so only the broker edge and
-the owner's publisher (`consumers.publish`, which drives pika's channel below its blocking
+the owner's publisher (`consumers.owner.publish`, which drives pika's channel below its blocking
 wrapper) import pika.
 """
 

@@ -1,7 +1,7 @@
 """A namespace as a whole: is an owner holding its QPU, and removing everything it declared.
 
 Whether an owner is active is asked of the broker, not of an owner: the QPU lease is an
-exclusive queue (`consumers.lease`), so a passive declare of it from any other connection fails
+exclusive queue (`consumers.owner.lease`), so a passive declare of it from any other connection fails
 with RESOURCE_LOCKED while an owner holds it and with NOT_FOUND when none does. Nothing is
 published, so nothing expires into the dead-letter queue when no owner runs.
 

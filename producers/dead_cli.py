@@ -4,7 +4,7 @@ Every message the owner refused (and every command that expired unanswered) is i
 queue with its reason, error code, original queue and sender in headers. `list` and `show` peek:
 they take messages without acking and close the channel, so RabbitMQ puts them back in order.
 `requeue` asks the owner to take one back and feed it to its intake as a new job (see
-`consumers.deadletters`: every check applies again); `purge` empties the queue and needs
+`consumers.owner.deadletters`: every check applies again); `purge` empties the queue and needs
 ``--yes``. Operators only: the broker lets only operators read the dead queue, the owner takes
 `dead-requeue` from operators only.
 """

@@ -2,7 +2,7 @@
 
 Submitters may not read the event log, and nobody should scan all of it for one job: the owner
 keeps each job's offsets and answers `result` and `history` commands for the job's submitter
-and for operators (`consumers.joblog`). A job id may be given by its first characters; the owner
+and for operators (`consumers.owner.joblog`). A job id may be given by its first characters; the owner
 resolves them among the sender's own jobs. ``wait=True`` also asks the owner to send the job's
 result (and its progress) to this client's reply queue when the job ends, so a waiter is pushed
 the result instead of polling for it.

@@ -50,7 +50,7 @@ class Snapshot(Payload):
     jobs: list[int | None] = Field(
         default_factory=list,
         description="offsets of each job's first and final events, in the order of state owners"
-        " (consumers.joblog.JobOffsets.to_data)",
+        " (consumers.owner.joblog.JobOffsets.to_data)",
     )
 
 

@@ -114,7 +114,7 @@ def _default_classes() -> dict[str, JobClassPolicy]:
 
 
 class LanesPolicy(BaseModel):
-    """Emulator lanes beside the QPU (see `consumers.lanes`).
+    """Emulator lanes beside the QPU (see `consumers.owner.lanes`).
 
     Attributes:
         emulators: emulator worker processes (0: no lanes).

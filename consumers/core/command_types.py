@@ -44,7 +44,7 @@ class Command:
         detail: the shell's word on I/O it did for the command (e.g. the policy file reloaded).
         problem: the shell found the command unusable (bad specs file, unreadable policy).
         operator: the shell found the sender in the policy's ``operator_group``.
-        standbys: for `status`, the standby owners the shell heard from (`consumers.standbys`).
+        standbys: for `status`, the standby owners the shell heard from (`consumers.owner.standbys`).
         resubmit: for `requeue` of a job that ended ERROR, its request as the log has it, with
             the attempt its next run is (None: the shell found no record of it).
         policy: for `reload-policy`, the text of the policy file the shell loaded.

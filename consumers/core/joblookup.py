@@ -6,7 +6,7 @@ into the one id they name, among the jobs the sender may see (their own; an oper
 a prefix never reveals that another user's job exists; `where_is` says whether the job waits,
 runs or ended, with its queue entry while it is not over. The records themselves (a result, the
 events of a history) are read by the shell, from memory or at the offsets it learned from the log
-(`consumers.joblog`): never by scanning the stream.
+(`consumers.owner.joblog`): never by scanning the stream.
 
 Jobs also have numbers (1, 2, 3... in acceptance order; what the QRMI gateway shows as a job's
 id): `resolve_number` finds the job of a number among the sender's, and `jobs_of` lists a user's

@@ -91,7 +91,7 @@ class AnswerFromLog:
 @dataclass(frozen=True)
 class AwaitAllocation:
     """Keep the delivery being handled (unacked) until `allocation` is registered or the
-    policy's registration grace is over, then step it again (`consumers.parking`)."""
+    policy's registration grace is over, then step it again (`consumers.owner.parking`)."""
 
     allocation: str
 

@@ -121,5 +121,5 @@ def reload_policy(state: OwnerState, policy: Policy, given: Command, now: dateti
 
 def dead_requeue(state: OwnerState, policy: Policy, given: Command, now: datetime) -> Done:
     """``reload-policy``: the shell read and checked the policy file."""
-    # the shell took the dead letter and says so (consumers.deadletters); it refused otherwise
+    # the shell took the dead letter and says so (consumers.owner.deadletters); it refused otherwise
     return Done(given.detail or "requeued")

@@ -2,7 +2,7 @@
 
 The gateway connects as its own broker user (one the policy names in ``gateway_users``) and
 names the user it acts for in the ``x-on-behalf-of`` header of every job and command; the owner
-takes that user as the sender (`consumers.deliveries.acting_user`), so each job is a normal job
+takes that user as the sender (`consumers.owner.deliveries.acting_user`), so each job is a normal job
 of that user under the full policy, and each command is authorised as that user's.
 
 `QPUClient` is not thread-safe, so each of the gateway's worker threads has its own
@@ -35,7 +35,7 @@ from schemas.errors import DecodeError
 from schemas.messages import ControlCommand, ControlReply, DeviceSpecs, JobRequest, JobResult
 from schemas.policy import Policy
 
-ON_BEHALF_OF = "x-on-behalf-of"  # the owner's name for it: consumers.deliveries.ON_BEHALF_OF
+ON_BEHALF_OF = "x-on-behalf-of"  # the owner's name for it: consumers.owner.deliveries.ON_BEHALF_OF
 DEVICE_CACHE_S = 5.0
 KEPT_RESULTS = 10_000  # job numbers and final results kept (the owner is asked for older ones)
 

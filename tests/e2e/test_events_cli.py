@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from consumers.eventlog.html import PERIOD_COLOURS, STATE_COLOURS
+from consumers.tools.eventlog.html import PERIOD_COLOURS, STATE_COLOURS
 from schemas import CommandName, Event, JobState
 from tests.chromium import dump_dom, screenshot
 from tests.conftest import OwnerHarness

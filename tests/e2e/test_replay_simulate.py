@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from brokers.stream import events_of
-from consumers.eventlog.reader import LogRecord
-from consumers.simulate.engine import simulate
-from consumers.simulate.history import read_history
-from consumers.simulate.metrics import start_order
+from consumers.tools.eventlog.reader import LogRecord
+from consumers.tools.simulate.engine import simulate
+from consumers.tools.simulate.history import read_history
+from consumers.tools.simulate.metrics import start_order
 from schemas import CommandName, Event, JobState
 from schemas.policy import Policy, parse_policy
 from tests.conftest import OwnerHarness

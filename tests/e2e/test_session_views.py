@@ -26,7 +26,7 @@ from tests.waiting import wait_until
 pytestmark = pytest.mark.e2e
 
 POLICY = "session_grace_s = 120\n"
-SESSION_RGB = (0x39, 0x49, 0xAB)  # consumers.eventlog.html_sessions.SESSION_COLOUR
+SESSION_RGB = (0x39, 0x49, 0xAB)  # consumers.tools.eventlog.html_sessions.SESSION_COLOUR
 SESSION_ALPHA = 0.35
 
 

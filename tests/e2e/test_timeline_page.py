@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from consumers.eventlog.html import LABEL_W, STATE_COLOURS, render_html
-from consumers.eventlog.model import build_timeline
+from consumers.tools.eventlog.html import LABEL_W, STATE_COLOURS, render_html
+from consumers.tools.eventlog.model import build_timeline
 from schemas.enums import Mode
 from schemas.messages import Event
 from tests.chromium import dump_dom, screenshot

@@ -11,7 +11,7 @@ from pulser import Pulse, Sequence
 from pulser.devices import AnalogDevice
 
 from brokers.connection import connect
-from consumers.eventlog.reader import read_log
+from consumers.tools.eventlog.reader import read_log
 from producers.errors import CommandRefused, InvalidJob
 from schemas import CommandName, ErrorCode, JobState
 from tests.conftest import OwnerHarness

@@ -10,8 +10,8 @@ import pytest
 from pika.adapters.blocking_connection import BlockingConnection
 
 from brokers.connection import connect, properties
-from consumers.eventlog.errors import NoEventLog
-from consumers.eventlog.reader import fetch_end_offset, read_log
+from consumers.tools.eventlog.errors import NoEventLog
+from consumers.tools.eventlog.reader import fetch_end_offset, read_log
 from schemas.codec import encode
 from schemas.messages import Event
 from tests.conftest import BrokerFixture

@@ -14,8 +14,8 @@ from consumers.core.snapshot import from_data, to_data
 from consumers.core.state import OwnerState
 from consumers.core.step import Command, Dispatch
 from consumers.core.view import queue_entries
-from consumers.eventlog.html import render_html
-from consumers.eventlog.model import build_timeline
+from consumers.tools.eventlog.html import render_html
+from consumers.tools.eventlog.model import build_timeline
 from schemas.enums import CommandName, ErrorCode, JobState
 from schemas.messages import ControlCommand, ControlReply
 from schemas.policy import parse_policy

@@ -1,7 +1,7 @@
 """A jump of the system clock moves no duration the owner decides on (issue 19's untried fault:
 "a wall-clock jump forward and back: deadlines, aging, session grace must not misfire").
 
-The owner's clock (`consumers.clock.SteadyClock`) is driven here by a hand-set wall clock and
+The owner's clock (`consumers.owner.clock.SteadyClock`) is driven here by a hand-set wall clock and
 monotonic clock (plain values, the way the shell's clock is injected), and the pure core is fed
 its times as the owner's loop feeds them."""
 
@@ -11,10 +11,10 @@ from datetime import timedelta
 
 import pytest
 
-from consumers.clock import SteadyClock
 from consumers.core.step import Dispatch, Tick
 from consumers.core.view import queue_entries
-from consumers.owner import Owner
+from consumers.owner.clock import SteadyClock
+from consumers.owner.wiring import Owner
 from schemas.enums import JobState
 from schemas.policy import parse_policy
 from tests.core_harness import T0, Harness

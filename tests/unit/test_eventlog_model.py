@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from consumers.eventlog.errors import BadBound
-from consumers.eventlog.filters import EventFilter
-from consumers.eventlog.model import build_timeline, event_record, job_histories, summary
-from consumers.eventlog.reader import parse_bound
+from consumers.tools.eventlog.errors import BadBound
+from consumers.tools.eventlog.filters import EventFilter
+from consumers.tools.eventlog.model import build_timeline, event_record, job_histories, summary
+from consumers.tools.eventlog.reader import parse_bound
 from tests.eventlogs import at, scenario
 
 A, B, C, D, E = (f"{n}0000000-aaaa-bbbb-cccc-000000000000" for n in "abcde")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from consumers.eventlog.html import render_html
-from consumers.eventlog.model import build_timeline
+from consumers.tools.eventlog.html import render_html
+from consumers.tools.eventlog.model import build_timeline
 from tests.eventlogs import big_log, scenario
 
 

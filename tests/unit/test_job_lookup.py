@@ -5,7 +5,7 @@ from __future__ import annotations
 from consumers.core.commands import Command
 from consumers.core.outcomes import AnswerFromLog, Reply
 from consumers.core.step import Dispatch
-from consumers.joblog import NOT_YET, JobOffsets
+from consumers.owner.joblog import NOT_YET, JobOffsets
 from schemas.enums import CommandName, ErrorCode, JobState
 from schemas.messages import ControlCommand
 from schemas.policy import parse_policy

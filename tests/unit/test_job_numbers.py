@@ -9,7 +9,7 @@ from consumers.core.commands import Command
 from consumers.core.outcomes import Reply
 from consumers.core.snapshot import from_data, to_data
 from consumers.core.step import Arrival
-from consumers.deliveries import ON_BEHALF_OF, acting_user
+from consumers.owner.deliveries import ON_BEHALF_OF, acting_user
 from schemas.enums import CommandName, ErrorCode, JobState
 from schemas.messages import ControlCommand, ControlReply, JobReceipt, JobRequest
 from tests.core_harness import SEQ, Harness

@@ -190,7 +190,7 @@ def test_show_details_a_running_job_with_its_shots_and_a_finished_one_is_refused
 def test_status_carries_the_standbys_the_shell_heard_and_the_roster_forgets_silent_ones() -> None:
     from datetime import UTC, datetime
 
-    from consumers.standbys import STALE_AFTER_S, Roster
+    from consumers.owner.standbys import STALE_AFTER_S, Roster
     from schemas.messages import OwnerHeartbeat
 
     now = [datetime(2026, 1, 1, tzinfo=UTC)]

@@ -106,9 +106,9 @@ def test_placement_emulator_keeps_a_class_off_the_qpu() -> None:
 
 
 def test_the_timeline_keeps_lane_runs_on_their_own_tracks_beside_the_qpu_run() -> None:
-    from consumers.eventlog.html import render_html
-    from consumers.eventlog.model import build_timeline
-    from consumers.eventlog.perfetto import LANES_PID, export_trace
+    from consumers.tools.eventlog.html import render_html
+    from consumers.tools.eventlog.model import build_timeline
+    from consumers.tools.eventlog.perfetto import LANES_PID, export_trace
 
     h = Harness(POLICY)
     production = h.submit(job_class="production", shots=1000)

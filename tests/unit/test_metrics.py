@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from consumers.core.step import Dispatch, Finished, LaneDispatch
 from consumers.errors import MetricsUnavailable
-from consumers.metrics import OwnerMetrics, serve_metrics
+from consumers.owner.metrics import OwnerMetrics, serve_metrics
 from schemas.messages import Event, SlurmContext
 from schemas.policy import Policy, parse_policy
 from tests.core_harness import POLICY, Harness

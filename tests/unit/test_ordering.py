@@ -15,11 +15,11 @@ from consumers.core.owner_view import Candidate, OwnerView
 from consumers.core.policy import decide, decide_indexed
 from consumers.core.step import Dispatch
 from consumers.core.view import view_of
-from consumers.eventlog.reader import LogRecord
-from consumers.simulate.cli import with_orderings
-from consumers.simulate.engine import simulate
-from consumers.simulate.history import read_history
-from consumers.simulate.metrics import compare, start_order
+from consumers.tools.eventlog.reader import LogRecord
+from consumers.tools.simulate.cli import with_orderings
+from consumers.tools.simulate.engine import simulate
+from consumers.tools.simulate.history import read_history
+from consumers.tools.simulate.metrics import compare, start_order
 from schemas.enums import Mode, Ordering, QPUState
 from schemas.messages import Event
 from schemas.policy import Policy, parse_policy

@@ -11,7 +11,7 @@ from pulser.devices import AnalogDevice, DigitalAnalogDevice
 
 from consumers.backends.synthetic import SyntheticBackend
 from consumers.core.state import OwnerState
-from consumers.device import Devices
+from consumers.owner.device import Devices
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,6 +44,10 @@ def _imports(module: str) -> set[str]:
 
 
 def test_effects_lanes_and_command_reads_are_not_given_the_shell() -> None:
-    for module in ("consumers/effects.py", "consumers/lanes.py", "consumers/command_io.py"):
-        assert "consumers.shell" not in _imports(module), module
+    for module in (
+        "consumers/owner/effects.py",
+        "consumers/owner/lanes.py",
+        "consumers/owner/command_io.py",
+    ):
+        assert "consumers.owner.shell" not in _imports(module), module
         assert "consumers.owner" not in _imports(module), module

@@ -1,4 +1,4 @@
-"""What waits for publisher confirms (`consumers.pending`): released in order, by tag; a refused
+"""What waits for publisher confirms (`consumers.owner.pending`): released in order, by tag; a refused
 event is fatal, a refused reply is reported."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from typing import Any, cast
 import pytest
 
 from consumers.core.outcomes import StopRun
-from consumers.pending import Pending
-from consumers.publish import PublishFailed
-from consumers.settle import Delivery
+from consumers.owner.pending import Pending
+from consumers.owner.publish import PublishFailed
+from consumers.owner.settle import Delivery
 
 
 def delivery(name: str) -> Delivery:

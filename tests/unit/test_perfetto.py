@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from consumers.eventlog.model import build_timeline
-from consumers.eventlog.perfetto import QPU_PID, RUNS_TID, export_trace, to_us
+from consumers.tools.eventlog.model import build_timeline
+from consumers.tools.eventlog.perfetto import QPU_PID, RUNS_TID, export_trace, to_us
 from tests.eventlogs import at, big_log, scenario
 from tests.trace_event_format import violations
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from consumers.policycheck.checks import ERROR, WARNING, check_text
-from consumers.policycheck.cli import policy
+from consumers.tools.policycheck.checks import ERROR, WARNING, check_text
+from consumers.tools.policycheck.cli import policy
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "infra" / "policy.example.toml"
 

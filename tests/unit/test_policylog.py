@@ -1,4 +1,4 @@
-"""Which policy an activating owner runs (`consumers.policylog`): the log's wins."""
+"""Which policy an activating owner runs (`consumers.owner.policylog`): the log's wins."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from consumers.policylog import PolicyMismatch, policy_in_force
+from consumers.owner.policylog import PolicyMismatch, policy_in_force
 from schemas.policy import load_policy
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from consumers import positions
 from consumers.core.step import Dispatch
 from consumers.core.view import queue_entries
-from consumers.positions import COST_FACTOR, PositionPusher
+from consumers.owner import positions
+from consumers.owner.positions import COST_FACTOR, PositionPusher
 from schemas.enums import JobState
 from schemas.messages import JobPosition
 from tests.core_harness import Harness
@@ -106,7 +106,7 @@ def test_one_push_tells_at_most_max_told_jobs_nearest_the_front_first(
 def test_a_position_goes_out_under_its_own_message_id_and_an_unwritable_one_is_skipped() -> None:
     """A push failing (its queue gone) must never be taken for the job's result reply, which
     uses the job id as message id; a push that cannot be written is logged, never fatal."""
-    from consumers.positions import send_position
+    from consumers.owner.positions import send_position
     from schemas.errors import EncodeError
     from schemas.messages import QueueEntry
 

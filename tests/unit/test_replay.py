@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from consumers.core.snapshot import to_data
 from consumers.core.state import OwnerState
-from consumers.eventlog.reader import LogRecord
-from consumers.eventlog.replay import render, replay
+from consumers.tools.eventlog.reader import LogRecord
+from consumers.tools.eventlog.replay import render, replay
 from schemas.events import Snapshot, Topic, make_event
 from schemas.messages import Event
 from schemas.policy import Policy

@@ -11,10 +11,10 @@ from consumers.core.snapshot import from_data, to_data
 from consumers.core.state import OwnerState
 from consumers.core.step import Command, Dispatch, Finished, LaneDispatch
 from consumers.core.view import queue_entries, view_of
-from consumers.eventlog.reader import LogRecord
-from consumers.simulate.engine import simulate
-from consumers.simulate.history import read_history
-from consumers.simulate.metrics import compare
+from consumers.tools.eventlog.reader import LogRecord
+from consumers.tools.simulate.engine import simulate
+from consumers.tools.simulate.history import read_history
+from consumers.tools.simulate.metrics import compare
 from schemas.enums import CommandName, ErrorCode, Mode
 from schemas.messages import ControlCommand, ControlReply
 from schemas.policy import parse_policy
@@ -202,8 +202,8 @@ def test_simulate_honours_the_reservations_and_budgets_the_log_records() -> None
 
 
 def test_the_html_timeline_draws_a_reservation_as_a_band_as_the_log_last_set_it() -> None:
-    from consumers.eventlog.html import render_html
-    from consumers.eventlog.model import build_timeline
+    from consumers.tools.eventlog.html import render_html
+    from consumers.tools.eventlog.model import build_timeline
 
     h = Harness(POLICY, now=T0)
     _known(h)

@@ -9,7 +9,7 @@ import pytest
 
 from consumers.core.snapshot import from_data, to_data
 from consumers.core.step import Dispatch, Finished, Tick
-from consumers.eventlog.model import build_timeline
+from consumers.tools.eventlog.model import build_timeline
 from schemas.enums import ErrorCode, JobState
 from schemas.events import Topic
 from schemas.messages import JobError

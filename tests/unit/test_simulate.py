@@ -13,12 +13,12 @@ import pytest
 
 from consumers.core.inputs import Arrival
 from consumers.core.state import OwnerState
-from consumers.eventlog.model import build_timeline
-from consumers.eventlog.reader import LogRecord
-from consumers.simulate.cli import render
-from consumers.simulate.engine import SimulationError, simulate
-from consumers.simulate.history import Recorded, read_history
-from consumers.simulate.metrics import compare, measure, percentile, start_order
+from consumers.tools.eventlog.model import build_timeline
+from consumers.tools.eventlog.reader import LogRecord
+from consumers.tools.simulate.cli import render
+from consumers.tools.simulate.engine import SimulationError, simulate
+from consumers.tools.simulate.history import Recorded, read_history
+from consumers.tools.simulate.metrics import compare, measure, percentile, start_order
 from schemas.events import JobAccepted, Topic, make_event
 from schemas.messages import Event, JobRequest
 from schemas.policy import Policy, parse_policy

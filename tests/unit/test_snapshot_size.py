@@ -8,7 +8,7 @@ from brokers.settings import load_settings
 from consumers.core.run_fold import REMEMBERED_JOBS
 from consumers.core.snapshot import to_data
 from consumers.core.state import OwnerState
-from consumers.joblog import JobOffsets
+from consumers.owner.joblog import JobOffsets
 from schemas.codec import encode
 from schemas.enums import JobState
 from schemas.events import Snapshot, Topic, make_event

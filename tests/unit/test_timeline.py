@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from consumers.timeline import build_timeline, render_text
+from consumers.tools.timeline import build_timeline, render_text
 from schemas import Event, JobResult, JobState, Timings
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

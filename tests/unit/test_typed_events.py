@@ -9,9 +9,9 @@ import pytest
 
 from consumers.core.commands import TABLE, Command
 from consumers.core.step import Dispatch, Finished
-from consumers.eventlog.model import job_histories
-from consumers.eventlog.reader import LogRecord
-from consumers.eventlog.replay import render, replay
+from consumers.tools.eventlog.model import job_histories
+from consumers.tools.eventlog.reader import LogRecord
+from consumers.tools.eventlog.replay import render, replay
 from schemas.codec import decode, encode
 from schemas.enums import CommandName
 from schemas.events import (

@@ -29,7 +29,7 @@ from consumers.tools.timeline import build_timeline, render_text
 from schemas.messages import Event
 from schemas.policy import load_policy
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mpi_sweep.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mpi_sweep.py"
 
 
 def _records(url: str, stream: str) -> list[LogRecord]:

@@ -150,7 +150,7 @@ def test_only_the_publisher_imports_pika_among_the_owner_and_its_tools() -> None
                 continue
             if any(name.split(".")[0] == "pika" for name in names):
                 importers.add(path.relative_to(root).as_posix())
-    assert importers == {"publish.py"}
+    assert importers == {"owner/publish.py"}
 
 
 def test_client_and_broker_edge_share_one_error_base_and_one_broker_refused() -> None:

@@ -50,4 +50,4 @@ def test_effects_lanes_and_command_reads_are_not_given_the_shell() -> None:
         "consumers/owner/command_io.py",
     ):
         assert "consumers.owner.shell" not in _imports(module), module
-        assert "consumers.owner" not in _imports(module), module
+        assert "consumers.owner.wiring" not in _imports(module), module

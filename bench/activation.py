@@ -27,9 +27,11 @@ from consumers.owner.publish import JOB_ID_HEADER
 from producers.client import QPUClient
 from schemas.codec import encode
 from schemas.enums import CommandName, JobState
+from schemas.envelope import Event
 from schemas.events import JobAccepted, JobStarted, OwnerActivated, Topic, make_event
-from schemas.messages import Event, JobRequest, JobResult, Timings, new_id
+from schemas.jobs import JobRequest, JobResult, Timings
 from schemas.policy import Policy
+from schemas.wire import new_id
 from tests.sequences import analog_sequence
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -25,9 +25,11 @@ from consumers.core.policy import decide, decide_indexed
 from consumers.core.state import OwnerState
 from consumers.core.view import view_of
 from schemas.codec import encode
+from schemas.envelope import Event
 from schemas.events import JobAccepted, OwnerActivated, Topic, make_event
-from schemas.messages import Event, JobRequest, SlurmContext, new_id
+from schemas.jobs import JobRequest, SlurmContext
 from schemas.policy import Policy
+from schemas.wire import new_id
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SEQUENCE_20K = json.dumps({"register": [], "padding": "x" * 20_000})

@@ -21,9 +21,10 @@ from consumers.core.command_types import Command
 from consumers.core.inputs import Context
 from consumers.core.state import OwnerState
 from consumers.core.step import step
+from schemas.control import ControlCommand
 from schemas.enums import CommandName
-from schemas.messages import ControlCommand, seeded_ids
 from schemas.policy import Policy, parse_policy
+from schemas.wire import seeded_ids
 
 POLICY = parse_policy('operators = ["ops"]\n')
 ASKS = {

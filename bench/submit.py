@@ -40,7 +40,7 @@ from brokers.settings import Settings
 from brokers.topology import build_topology
 from producers.client import QPUClient
 from schemas.codec import encode
-from schemas.messages import JobRequest
+from schemas.jobs import JobRequest
 from schemas.policy import Policy
 
 WINDOW = 1000

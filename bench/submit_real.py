@@ -29,7 +29,7 @@ from bench.submit import raw_confirm_latencies_s
 from brokers.settings import Settings
 from producers.client import QPUClient
 from schemas.codec import encode
-from schemas.messages import JobRequest
+from schemas.jobs import JobRequest
 
 WARM_JOBS = 50
 

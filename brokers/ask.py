@@ -22,8 +22,8 @@ from brokers.munge import connection_url
 from brokers.settings import Settings
 from brokers.topology import Topology
 from schemas.codec import decode, encode
+from schemas.control import ControlCommand, ControlReply
 from schemas.errors import DecodeError
-from schemas.messages import ControlCommand, ControlReply
 
 
 class CommandNotRouted(BrokerError):

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from schemas.messages import ID_PATTERN, JOB_CLASS_PATTERN, MAX_ID_LENGTH, MIN_JOB_PREFIX
+from schemas.wire import ID_PATTERN, JOB_CLASS_PATTERN, MAX_ID_LENGTH, MIN_JOB_PREFIX
 
 MAX_CLASS_LENGTH = 64
 

@@ -30,7 +30,7 @@ from brokers.errors import (
     ConnectionLost,
 )
 from schemas.codec import CONTENT_TYPE
-from schemas.messages import Message
+from schemas.wire import Message
 
 Connection = BlockingConnection  # the blocking connection every qsched process uses
 Channel = BlockingChannel

@@ -19,8 +19,8 @@ from brokers.ask import ask_owner
 from brokers.errors import BrokerError
 from brokers.settings import load_settings
 from brokers.topology import build_topology
+from schemas.control import ControlCommand
 from schemas.enums import CommandName
-from schemas.messages import ControlCommand
 from schemas.policy import Policy
 
 TIMEOUT_S = 10.0

@@ -24,8 +24,8 @@ from pika.adapters.blocking_connection import BlockingChannel, BlockingConnectio
 
 from brokers.connection import ack_later
 from schemas.codec import DEFAULT_MAX_BYTES, decode_any
+from schemas.envelope import Event
 from schemas.errors import DecodeError
-from schemas.messages import Event
 from schemas.records import EventRecord
 
 Offset = int | str | datetime

@@ -45,7 +45,8 @@ from producers.handle import JobHandle, PositionCallback, ProgressCallback
 from producers.mpi import JobSpec, MPISubmitter
 from schemas.batches import BatchDetail, BatchJob, BatchRequest
 from schemas.enums import JobState
-from schemas.messages import JobProgress, JobRequest, JobResult, QueueEntry
+from schemas.jobs import JobProgress, JobRequest, JobResult
+from schemas.reports import QueueEntry
 
 if TYPE_CHECKING:
     from producers.pulser import QSchedConnection

@@ -13,7 +13,7 @@ from brokers.cliparams import JOB_CLASS
 from producers.batches import BatchHandle
 from producers.cli import _client, _read_sequence, json_option
 from producers.views import emit_json, print_result
-from schemas.messages import ControlReply
+from schemas.control import ControlReply
 
 
 @click.group("batch")

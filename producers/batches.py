@@ -30,8 +30,9 @@ from producers.jobs import check_sequence, invalid_argument, sequence_text
 from producers.port import ClientPort
 from producers.slurm import slurm_context
 from schemas.batches import BATCH_AMQP_PRIORITY, BatchDetail, BatchJob, BatchRequest
+from schemas.control import ControlReply
 from schemas.enums import CommandName
-from schemas.messages import ControlReply, JobError, JobResult
+from schemas.jobs import JobError, JobResult
 from schemas.sequence import SequenceChecker, declared_variables, read_document, validate_shots
 from schemas.variables import validate_variables
 

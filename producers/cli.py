@@ -26,8 +26,9 @@ from producers.jobs import DEFAULT_JOB_CLASS
 from producers.results import ask_owner
 from producers.views import emit_json, print_result, print_status, short
 from producers.waiting import Waiter, stderr_console, stopped_before_waiting
+from schemas.control import ControlReply
 from schemas.enums import CommandName, JobState
-from schemas.messages import ControlReply, JobResult
+from schemas.jobs import JobResult
 from schemas.sequence import SEQUENCE_KEYS, missing_sequence_keys
 
 JSON_HELP = 'Print JSON lines (one object per job or reply; errors as {"error": ...}).'

@@ -43,7 +43,8 @@ from producers.sending import send_jobs
 from producers.session import ClientSession
 from producers.sessions import SessionCommands
 from producers.slurm import slurm_context
-from schemas.messages import ControlReply, JobRequest, JobResult
+from schemas.control import ControlReply
+from schemas.jobs import JobRequest, JobResult
 from schemas.policy import Policy, load_policy
 from schemas.sequence import SequenceChecker
 

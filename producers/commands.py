@@ -15,8 +15,9 @@ from typing import Any
 from producers.confirms import Outgoing
 from producers.errors import CommandRefused, NoOwnerAnswered
 from producers.session import ClientSession
+from schemas.control import ControlCommand, ControlReply
 from schemas.enums import CommandName, Mode
-from schemas.messages import ControlCommand, ControlReply, QueueEntry
+from schemas.reports import QueueEntry
 
 
 def send_command(

@@ -31,7 +31,7 @@ import kombu
 from producers.errors import BrokerBlocked, BrokerUnreachable, QueueFull, UnknownJobClass
 from producers.frames import PublishFrames
 from schemas.codec import CONTENT_TYPE, encode
-from schemas.messages import Message, utc_now
+from schemas.wire import Message, utc_now
 
 log = logging.getLogger("producers.client")
 CONFIRM_WINDOW = 1000

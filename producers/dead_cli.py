@@ -34,7 +34,7 @@ from producers.views import emit_json
 from schemas.codec import decode_any
 from schemas.enums import CommandName
 from schemas.errors import DecodeError
-from schemas.messages import JobRequest
+from schemas.jobs import JobRequest
 from schemas.policy import Policy
 
 PEEK_LIMIT = 10_000

@@ -15,8 +15,10 @@ from typing import Any
 
 from producers.errors import CommandRefused
 from producers.port import ClientPort
+from schemas.control import ControlReply
 from schemas.enums import CommandName, ErrorCode, JobState
-from schemas.messages import ControlReply, JobProgress, JobResult, QueueEntry
+from schemas.jobs import JobProgress, JobResult
+from schemas.reports import QueueEntry
 
 ProgressCallback = Callable[[JobProgress], None]
 PositionCallback = Callable[[QueueEntry], None]

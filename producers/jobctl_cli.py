@@ -18,8 +18,9 @@ from producers.errors import CommandRefused, NoOwnerAnswered
 from producers.jobinfo import FULL_ID_LENGTH, fetch_job_events, show_lines, show_record
 from producers.results import fetch_history_from_owner
 from producers.views import emit_json
+from schemas.control import ControlReply
 from schemas.enums import CommandName
-from schemas.messages import ControlReply, Event
+from schemas.envelope import Event
 
 
 @click.command("show")

@@ -14,8 +14,9 @@ from brokers.errors import ChannelClosed
 from brokers.munge import connection_url
 from brokers.stream import events_of, read_stream
 from producers.client import QPUClient
+from schemas.details import JobDetail
+from schemas.envelope import Event
 from schemas.events import Topic
-from schemas.messages import Event, JobDetail
 
 FULL_ID_LENGTH = 36  # a job id shorter than this is a prefix, resolved by the owner only
 FINAL = {

@@ -15,7 +15,8 @@ from producers.slurm import slurm_context
 from schemas.codec import decode
 from schemas.enums import ErrorCode
 from schemas.errors import DecodeError
-from schemas.messages import DeviceSpecs, JobError, JobRequest
+from schemas.jobs import JobError, JobRequest
+from schemas.messages import DeviceSpecs
 from schemas.sequence import SequenceChecker, validate_shots
 
 # The class of a job that names none, in the CLI and the SDK alike: development jobs are the safe

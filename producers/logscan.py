@@ -10,7 +10,7 @@ from brokers.connection import ACCESS_REFUSED, channel, translated
 from brokers.errors import ChannelClosed
 from brokers.stream import Offset, events_of, read_stream
 from producers.errors import NotAuthorised
-from schemas.messages import JobResult
+from schemas.jobs import JobResult
 
 
 def scan_for_result(

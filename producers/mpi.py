@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from producers.client import QPUClient
 from producers.jobs import DEFAULT_JOB_CLASS
-from schemas.messages import JobRequest, JobResult
+from schemas.jobs import JobRequest, JobResult
 
 Mode = Literal["rank", "node"]
 

@@ -14,8 +14,10 @@ from typing import Protocol
 from brokers.settings import Settings
 from brokers.topology import Topology
 from producers.confirms import Outgoing
+from schemas.control import ControlReply
 from schemas.enums import CommandName
-from schemas.messages import ControlReply, JobResult, QueueEntry
+from schemas.jobs import JobResult
+from schemas.reports import QueueEntry
 
 
 class SessionPort(Protocol):

@@ -40,7 +40,7 @@ from producers.client import QPUClient
 from producers.jobs import DEFAULT_JOB_CLASS
 from schemas.batches import BatchDetail
 from schemas.enums import JobState
-from schemas.messages import JobResult
+from schemas.jobs import JobResult
 
 JOB_STATUS = {
     JobState.QUEUED: JobStatus.PENDING,

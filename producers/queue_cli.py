@@ -20,7 +20,7 @@ from producers.budgets import budget_notes
 from producers.cli import _client
 from producers.errors import QschedError, ResultTimeout
 from producers.session_text import phase_text
-from schemas.messages import QueueEntry
+from schemas.reports import QueueEntry
 
 console = Console()
 

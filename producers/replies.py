@@ -25,9 +25,10 @@ from opentelemetry.trace import (
 
 from brokers.tracing import extract, messaging_attributes, span_name, time_ns_of, tracer
 from schemas.codec import decode_any
+from schemas.control import ControlReply
 from schemas.enums import JobState
 from schemas.errors import DecodeError
-from schemas.messages import ControlReply, JobPosition, JobProgress, JobReceipt, JobResult
+from schemas.jobs import JobPosition, JobProgress, JobReceipt, JobResult
 
 if TYPE_CHECKING:
     from producers.handle import JobHandle

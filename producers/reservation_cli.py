@@ -19,9 +19,9 @@ from pydantic import ValidationError
 from producers.cli import _client, _print_reply, json_option, timeout_option
 from producers.views import emit_json
 from schemas.enums import CommandName
-from schemas.messages import utc_now
 from schemas.reservations import Reservation
 from schemas.timespec import parse_moment
+from schemas.wire import utc_now
 
 FLAGS = ("exclusive", "maintenance")
 

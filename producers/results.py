@@ -17,8 +17,11 @@ from brokers.stream import Offset
 from producers.errors import CommandRefused, NoOwnerAnswered, ResultTimeout
 from producers.logscan import scan_for_result
 from producers.port import ClientPort
+from schemas.control import ControlReply
 from schemas.enums import CommandName, ErrorCode
-from schemas.messages import ControlReply, Event, JobResult, QueueEntry
+from schemas.envelope import Event
+from schemas.jobs import JobResult
+from schemas.reports import QueueEntry
 
 ASK_TIMEOUT_S = 10.0
 ASK_OWNER_AFTER_S = 30.0  # waiting this long for a result, ask the owner for it (then again)

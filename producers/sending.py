@@ -20,7 +20,8 @@ from producers.handle import JobHandle, PositionCallback, ProgressCallback
 from producers.port import ClientPort
 from producers.session import ClientSession
 from producers.spans import end_send_span, send_span
-from schemas.messages import JobRequest, utc_now
+from schemas.jobs import JobRequest
+from schemas.wire import utc_now
 
 _JSON_TIME = TypeAdapter(datetime)  # submitted_at as the codec writes it
 

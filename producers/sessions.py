@@ -8,8 +8,8 @@ import uuid
 
 from producers.commands import OwnerCommands
 from producers.errors import CommandRefused
+from schemas.control import ControlReply
 from schemas.enums import CommandName
-from schemas.messages import ControlReply
 
 
 class SessionCommands(OwnerCommands):

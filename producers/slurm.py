@@ -16,7 +16,7 @@ import subprocess
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
-from schemas.messages import SlurmContext
+from schemas.jobs import SlurmContext
 
 # An MPI launcher started inside a batch step inherits its SLURM_PROCID (0): the launcher's
 # own rank comes first.

@@ -13,7 +13,7 @@ from typing import Any
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, set_span_in_context
 
 from brokers.tracing import inject, messaging_attributes, span_name, time_ns_of, tracer
-from schemas.messages import JobRequest
+from schemas.jobs import JobRequest
 
 
 def send_span(

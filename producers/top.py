@@ -42,7 +42,8 @@ from producers.budgets import fetch_budgets
 from producers.client import QPUClient
 from producers.top_view import EVENT_LINES, Frame, render
 from schemas.enums import CommandName
-from schemas.messages import Event, utc_now
+from schemas.envelope import Event
+from schemas.wire import utc_now
 
 EVENTS_BACK = timedelta(minutes=10)
 QUIT_KEYS = (b"q", b"Q")

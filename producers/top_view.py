@@ -20,8 +20,8 @@ from rich.text import Text
 from producers.session_text import phase_text
 from schemas.budgets import BudgetStatus
 from schemas.enums import QPUState
-from schemas.messages import Event, QueueEntry, RunningJob, StatusReport
-from schemas.reports import SessionSummary
+from schemas.envelope import Event
+from schemas.reports import QueueEntry, RunningJob, SessionSummary, StatusReport
 
 SHORT_ID = 8
 EVENT_LINES = 5

@@ -17,9 +17,9 @@ import click
 
 from producers.cli import _client, _print_reply, json_option, timeout_option
 from schemas.enums import CommandName
-from schemas.messages import utc_now
 from schemas.reports import USAGE_FIGURES, UsageReport
 from schemas.timespec import parse_moment
+from schemas.wire import utc_now
 
 BY_CHOICES = ("account", "user", "class", "day", "allocation")
 

@@ -19,7 +19,8 @@ from rich.text import Text
 
 from producers.session_text import summary_text
 from schemas.enums import QPUState
-from schemas.messages import JobResult, StatusReport
+from schemas.jobs import JobResult
+from schemas.reports import StatusReport
 
 SHORT_ID = 8
 SHOWN_COUNTS = 8

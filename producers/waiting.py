@@ -24,7 +24,8 @@ from producers.errors import ClientError, CommandRefused, NoOwnerAnswered, Resul
 from producers.results import fetch_result_from_owner
 from producers.views import ALERT_STATES, short
 from schemas.enums import CommandName, JobState
-from schemas.messages import JobResult, QueueEntry, StatusReport
+from schemas.jobs import JobResult
+from schemas.reports import QueueEntry, StatusReport
 
 STATUS_EVERY_S = 5.0
 # Unanswered commands expire into the dead-letter queue: ask less often while no owner answers.

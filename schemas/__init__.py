@@ -1,28 +1,25 @@
 """Wire contract of qsched: message models, enums, the msgpack codec, sequence checks, policy."""
 
 from schemas.codec import CONTENT_TYPE, decode, decode_any, encode
+from schemas.control import ControlCommand, ControlReply
 from schemas.enums import CommandName, ErrorCode, JobState, Mode, QPUState
+from schemas.envelope import Event
 from schemas.errors import DecodeError, EncodeError, MessageTooLarge, PolicyError, SchemaError
-from schemas.messages import (
-    ControlCommand,
-    ControlReply,
-    DeviceSpecs,
-    Event,
+from schemas.jobs import (
     JobError,
     JobPosition,
     JobProgress,
     JobReceipt,
     JobRequest,
     JobResult,
-    Message,
-    QueueEntry,
     RunInterval,
-    RunningJob,
     SlurmContext,
-    StatusReport,
     Timings,
 )
+from schemas.messages import DeviceSpecs
 from schemas.policy import JobClassPolicy, Policy, load_policy, parse_policy
+from schemas.reports import QueueEntry, RunningJob, StatusReport
+from schemas.wire import Message
 
 __all__ = [
     "CONTENT_TYPE",

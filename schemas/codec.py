@@ -15,8 +15,9 @@ from pydantic import ValidationError
 
 from schemas.batches import BatchRequest
 from schemas.errors import DecodeError, EncodeError, MessageTooLarge
-from schemas.messages import ALL_MESSAGES, Message
+from schemas.messages import ALL_MESSAGES
 from schemas.records import EventRecord
+from schemas.wire import Message
 
 CONTENT_TYPE = "application/x-msgpack"
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from schemas.enums import ErrorCode
-from schemas.messages import JobError
+from schemas.jobs import JobError
 
 if TYPE_CHECKING:
     from pulser.devices._device_datacls import BaseDevice

@@ -23,7 +23,7 @@ from consumers.backends.base import (
     RunSink,
 )
 from schemas.enums import ErrorCode
-from schemas.messages import JobError
+from schemas.jobs import JobError
 
 if TYPE_CHECKING:
     from pulser.devices._device_datacls import BaseDevice

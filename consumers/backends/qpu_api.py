@@ -42,7 +42,7 @@ from consumers.backends.base import (
 )
 from consumers.errors import BackendFailure
 from schemas.enums import ErrorCode
-from schemas.messages import JobError
+from schemas.jobs import JobError
 
 if TYPE_CHECKING:
     from pulser.devices._device_datacls import BaseDevice

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from consumers.backends.base import Backend, RunOutcome, RunRequest, RunSink
 from consumers.errors import BackendFailure
 from schemas.enums import ErrorCode
-from schemas.messages import JobError
+from schemas.jobs import JobError
 
 if TYPE_CHECKING:
     from pulser.devices._device_datacls import BaseDevice

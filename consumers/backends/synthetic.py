@@ -24,7 +24,7 @@ from consumers.backends.base import (
     register_size,
 )
 from schemas.enums import ErrorCode
-from schemas.messages import JobError
+from schemas.jobs import JobError
 
 if TYPE_CHECKING:
     from pulser.devices._device_datacls import BaseDevice

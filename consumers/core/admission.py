@@ -39,8 +39,9 @@ from consumers.core.policy import validate_admission
 from consumers.core.state import OwnerState
 from schemas.context import ContextSource, VerifiedContext
 from schemas.enums import ErrorCode, JobState
+from schemas.envelope import Event
 from schemas.events import AdmissionHold, ContextMismatch, JobAccepted, Refused, Topic, make_event
-from schemas.messages import Event, JobError, JobReceipt, JobRequest
+from schemas.jobs import JobError, JobReceipt, JobRequest
 from schemas.policy import Policy
 
 

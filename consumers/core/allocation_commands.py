@@ -13,7 +13,7 @@ from consumers.core.outcomes import StopRun, end_waiting, stopping_event
 from consumers.core.state import OwnerState
 from schemas.context import Allocation
 from schemas.enums import ErrorCode, JobState
-from schemas.messages import JobError
+from schemas.jobs import JobError
 from schemas.policy import Policy
 
 

@@ -17,8 +17,9 @@ from consumers.core.state import OwnerState
 from consumers.core.state_data import Batch
 from schemas.batches import BatchDetail
 from schemas.enums import ErrorCode, JobState
+from schemas.envelope import Event
 from schemas.events import BatchClosed, JobAccepted, Topic, make_event
-from schemas.messages import Event, JobError, JobRequest
+from schemas.jobs import JobError, JobRequest
 from schemas.policy import Policy
 
 

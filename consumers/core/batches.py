@@ -32,9 +32,10 @@ from consumers.core.state import OwnerState
 from consumers.core.state_data import Batch
 from schemas.batches import BatchRequest
 from schemas.enums import ErrorCode, JobState
+from schemas.envelope import Event
 from schemas.events import BatchCreated, JobAccepted, Topic, make_event
 from schemas.events import Refused as RefusedPayload
-from schemas.messages import Event, JobError, JobRequest, JobResult, Timings
+from schemas.jobs import JobError, JobRequest, JobResult, Timings
 from schemas.policy import Policy
 
 

@@ -19,7 +19,7 @@ from consumers.core.order import Waiting
 from consumers.core.state_data import StateData
 from schemas.budgets import Budget, BudgetStatus
 from schemas.enums import ErrorCode
-from schemas.messages import JobError
+from schemas.jobs import JobError
 from schemas.policy import Policy
 
 

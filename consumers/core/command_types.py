@@ -13,9 +13,12 @@ from typing import Any
 
 from consumers.core.outcomes import Effect
 from consumers.core.state import OwnerState
+from schemas.control import ControlCommand
+from schemas.details import StandbyOwner
 from schemas.enums import ErrorCode
+from schemas.envelope import Event
 from schemas.events import JobAccepted
-from schemas.messages import ControlCommand, Event, JobError, StandbyOwner
+from schemas.jobs import JobError
 from schemas.policy import Policy
 
 

@@ -50,9 +50,11 @@ from consumers.core.outcomes import AnswerFromLog, Effect, Reply, Steps
 from consumers.core.privacy import private_status
 from consumers.core.state import OwnerState
 from consumers.core.view import status_of
+from schemas.control import ControlReply
 from schemas.enums import CommandName, ErrorCode
+from schemas.envelope import Event
 from schemas.events import ControlApplied, make_event
-from schemas.messages import ControlReply, Event, JobError
+from schemas.jobs import JobError
 from schemas.policy import Policy
 
 

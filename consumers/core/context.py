@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from consumers.core.state_data import StateData
 from schemas.context import Allocation, ContextSource, VerifiedContext
 from schemas.enums import ErrorCode
-from schemas.messages import JobError, JobRequest
+from schemas.jobs import JobError, JobRequest
 from schemas.policy import Policy
 
 KEEP_ENDED_S = 86_400.0  # an ended or long-past allocation is forgotten this long after

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from consumers.core.batches import BatchArrival as BatchArrival  # an input like the others
 from consumers.core.commands import Command
 from schemas.context import VerifiedContext
-from schemas.messages import IdSource, JobError, JobRequest
+from schemas.jobs import JobError, JobRequest
+from schemas.wire import IdSource
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from consumers.core.session_view import SessionPhases
 from consumers.core.state import OwnerState
 from consumers.core.view import queue_entries, running_entry
 from schemas.enums import CommandName, ErrorCode, JobState
-from schemas.messages import JobError
+from schemas.jobs import JobError
 from schemas.policy import Policy
 
 DEFAULT_JOBS_LIMIT = 1000

@@ -28,6 +28,7 @@ from consumers.core.outcomes import StopRun, job_event
 from consumers.core.policy import validate_admission
 from consumers.core.state import OwnerState
 from consumers.core.view import queue_entries
+from schemas.details import JobDetail
 from schemas.enums import ErrorCode, JobState
 from schemas.events import (
     JobHeld,
@@ -37,7 +38,6 @@ from schemas.events import (
     Topic,
     make_event,
 )
-from schemas.messages import JobDetail
 from schemas.policy import Policy
 
 

@@ -20,9 +20,12 @@ from datetime import datetime
 
 from consumers.core.state import OwnerState
 from consumers.core.view import queue_entries, run_entry, running_entry
+from schemas.control import JobSummary
 from schemas.enums import ErrorCode, JobState
-from schemas.messages import MIN_JOB_PREFIX, JobError, JobSummary, QueueEntry
+from schemas.jobs import JobError
 from schemas.policy import Policy
+from schemas.reports import QueueEntry
+from schemas.wire import MIN_JOB_PREFIX
 
 FULL_ID_LENGTH = 36
 MIN_PREFIX = MIN_JOB_PREFIX

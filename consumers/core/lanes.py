@@ -16,8 +16,8 @@ from consumers.core.outcomes import Recheck, StartRun, Steps, job_event
 from consumers.core.placement import best_for_lane
 from consumers.core.state import OwnerState
 from consumers.core.view import view_of
+from schemas.envelope import Event
 from schemas.events import JobBack, JobStarted, Topic
-from schemas.messages import Event
 from schemas.policy import Policy
 
 LANE_BACKEND = "emulator"

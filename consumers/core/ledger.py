@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from consumers.core.order import Waiting
 from schemas.budgets import PERIODS
-from schemas.messages import RunInterval
+from schemas.jobs import RunInterval
 from schemas.reports import UsageRow
 
 HOUR_S = 3600

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 from consumers.core.ledger import Totals, run_totals
 from consumers.core.order import Waiting
 from consumers.core.state_data import Run
-from schemas.messages import Event, RunInterval
+from schemas.envelope import Event
+from schemas.jobs import RunInterval
 
 
 def first_start(job: Waiting, at: datetime) -> Totals:

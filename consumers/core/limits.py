@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from consumers.core.state import OwnerState
 from schemas.enums import ErrorCode
-from schemas.messages import JobError
+from schemas.jobs import JobError
 from schemas.policy import Policy
 
 

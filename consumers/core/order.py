@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sortedcontainers import SortedList
 
 from schemas.context import VerifiedContext
-from schemas.messages import RunInterval
+from schemas.jobs import RunInterval
 
 if TYPE_CHECKING:
     from schemas.events import AcceptedFacts, JobAccepted

@@ -17,17 +17,12 @@ from datetime import datetime
 
 from consumers.core.order import Waiting
 from consumers.core.state_data import Run
+from schemas.control import ControlReply
 from schemas.enums import JobState
+from schemas.envelope import Event
 from schemas.events import FINAL_TOPICS, JobStopping, Payload, Topic, make_event
-from schemas.messages import (
-    ControlReply,
-    Event,
-    JobError,
-    JobResult,
-    Message,
-    RunInterval,
-    Timings,
-)
+from schemas.jobs import JobError, JobResult, RunInterval, Timings
+from schemas.wire import Message
 
 
 @dataclass(frozen=True)

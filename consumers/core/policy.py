@@ -37,7 +37,7 @@ from consumers.core.order_key import (
 from consumers.core.owner_view import Candidate, OwnerView
 from consumers.core.reservations import is_member, reservation_hold
 from schemas.enums import ErrorCode, Placement, QPUState
-from schemas.messages import JobError
+from schemas.jobs import JobError
 from schemas.policy import Policy
 
 CALIBRATION_WINDOW = "calibration window"

@@ -9,7 +9,7 @@ take) or whose work is ahead. Pure: the replies are rewritten before they are se
 
 from __future__ import annotations
 
-from schemas.messages import QueueEntry, StatusReport
+from schemas.reports import QueueEntry, StatusReport
 
 HIDDEN = "(hidden)"
 

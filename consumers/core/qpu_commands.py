@@ -14,8 +14,8 @@ from consumers.core.outcomes import StopRun
 from consumers.core.state import HOLD_COMMANDS, OwnerState
 from consumers.errors import IllegalTransition
 from schemas.enums import ErrorCode, QPUState
+from schemas.envelope import Event
 from schemas.events import CalibrationComplete, CalibrationEpoch, JobPreempting, Topic, make_event
-from schemas.messages import Event
 from schemas.policy import Policy
 
 

@@ -18,6 +18,7 @@ from consumers.core.session_fold import session_run_ended
 from consumers.core.state_data import Run, StateData
 from consumers.errors import Ignored
 from schemas.enums import JobState
+from schemas.envelope import Event
 from schemas.events import (
     JobBack,
     JobProgress,
@@ -28,7 +29,7 @@ from schemas.events import (
     Topic,
     payload_of,
 )
-from schemas.messages import Event, RunInterval
+from schemas.jobs import RunInterval
 
 FINAL_STATES = {
     Topic.JOB_DONE: JobState.DONE,

@@ -20,9 +20,10 @@ from consumers.core.outcomes import Reply, Steps, final_event, job_event
 from consumers.core.state import OwnerState
 from consumers.core.state_data import Run
 from schemas.enums import ErrorCode, JobState
+from schemas.envelope import Event
 from schemas.events import JobBack, JobProgress, JobRetrying, Topic, make_event
-from schemas.messages import Event, JobError
-from schemas.messages import JobProgress as ProgressMessage
+from schemas.jobs import JobError
+from schemas.jobs import JobProgress as ProgressMessage
 from schemas.policy import Policy
 
 

@@ -9,8 +9,8 @@ from datetime import datetime
 from consumers.core.order import Waiting
 from consumers.core.state_data import Run, Session, StateData
 from consumers.errors import Ignored
+from schemas.envelope import Event
 from schemas.events import SessionEnded, SessionOpened, payload_of
-from schemas.messages import Event
 
 REMEMBERED_SESSIONS = 10_000  # ended sessions kept (a job naming one is refused)
 DEFAULT_SESSION_S = 8 * 3600.0

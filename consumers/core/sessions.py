@@ -41,8 +41,9 @@ from consumers.core.state import OwnerState
 from consumers.core.state_data import GraceBounds, Session
 from schemas.context import VerifiedContext
 from schemas.enums import ErrorCode, JobState
+from schemas.envelope import Event
 from schemas.events import ContextMismatch, SessionEnded, SessionOpened, Topic, make_event
-from schemas.messages import Event, JobError, JobRequest
+from schemas.jobs import JobError, JobRequest
 from schemas.policy import Policy
 
 CLOSED, CANCELED, MAX_TIME, IDLE, ALLOCATION_ENDED = (

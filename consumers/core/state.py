@@ -54,6 +54,7 @@ from consumers.core.state_data import Batch, IgnoredEvent, StateData
 from consumers.errors import Ignored, IllegalTransition
 from schemas.context import Allocation
 from schemas.enums import CommandName, JobState
+from schemas.envelope import Event
 from schemas.events import (
     AdmissionHold,
     BatchClosed,
@@ -71,7 +72,6 @@ from schemas.events import (
     payload_of,
     topic_of,
 )
-from schemas.messages import Event
 
 REMEMBERED_BATCHES = 10_000  # batches kept (the oldest go first), open or not
 RESERVATION_COMMANDS = (

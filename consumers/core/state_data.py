@@ -24,7 +24,7 @@ from consumers.core.shotrate import ShotRate
 from schemas.budgets import Budget
 from schemas.context import Allocation
 from schemas.enums import JobState, Mode, QPUState
-from schemas.messages import JobError
+from schemas.jobs import JobError
 from schemas.policy import Policy
 from schemas.reservations import Reservation
 

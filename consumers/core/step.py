@@ -57,6 +57,7 @@ from consumers.core.state import OwnerState
 from consumers.core.timeouts import tick
 from consumers.core.view import view_of
 from schemas.enums import JobState, QPUState
+from schemas.envelope import Event
 from schemas.events import (
     CalibrationEpoch,
     JobPreempting,
@@ -66,7 +67,6 @@ from schemas.events import (
     make_event,
     stamp,
 )
-from schemas.messages import Event
 from schemas.policy import Policy
 
 __all__ = [

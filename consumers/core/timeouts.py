@@ -16,7 +16,8 @@ from consumers.core.outcomes import Effect, Steps, StopRun, end_waiting, stoppin
 from consumers.core.sessions import expired as expired_sessions
 from consumers.core.state import OwnerState
 from schemas.enums import ErrorCode, JobState
-from schemas.messages import Event, JobError
+from schemas.envelope import Event
+from schemas.jobs import JobError
 from schemas.policy import Policy
 
 

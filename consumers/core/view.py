@@ -23,8 +23,8 @@ from consumers.core.session_view import SessionPhases, open_sessions
 from consumers.core.state import OwnerState
 from consumers.core.state_data import GraceBounds, Run
 from schemas.enums import JobState, Mode, QPUState
-from schemas.messages import QueueEntry, RunningJob, StatusReport
 from schemas.policy import Policy
+from schemas.reports import QueueEntry, RunningJob, StatusReport
 
 ETA_STATES = (QPUState.IDLE, QPUState.RUNNING, QPUState.PREEMPTING)
 HELD_SHOWN = 20  # held jobs `status` names

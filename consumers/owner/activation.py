@@ -43,9 +43,11 @@ from consumers.owner.shell import Shell
 from consumers.owner.spans import JobTraces
 from consumers.owner.standbys import Roster
 from consumers.plugins.gate import Gate
+from schemas.envelope import Event
 from schemas.events import OwnerActivated, Topic, make_event
-from schemas.messages import Event, JobResult, new_id
+from schemas.jobs import JobResult
 from schemas.sequence import SequenceChecker
+from schemas.wire import new_id
 
 log = logging.getLogger("consumers.owner")
 

@@ -19,7 +19,7 @@ from schemas.batches import BatchRequest
 from schemas.codec import decode
 from schemas.enums import ErrorCode
 from schemas.errors import DecodeError
-from schemas.messages import JobError
+from schemas.jobs import JobError
 from schemas.sequence import SequenceChecker, declared_variables, sequence_digest, validate_shots
 from schemas.variables import validate_variables
 

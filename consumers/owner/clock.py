@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from schemas.messages import utc_now
+from schemas.wire import utc_now
 
 FOLLOW_S = 2.0  # a wall clock this close to the monotonic one is followed: not a jump
 

@@ -25,7 +25,7 @@ from consumers.owner.settle import Delivery
 from consumers.owner.standbys import Roster
 from schemas.enums import CommandName, JobState
 from schemas.events import JobAccepted
-from schemas.messages import JobResult
+from schemas.jobs import JobResult
 from schemas.policy import Policy
 
 

@@ -21,9 +21,10 @@ from consumers.core.commands import Command
 from consumers.owner.authz import is_operator
 from consumers.owner.deliveries import acting_user, check_envelope, decode_error
 from schemas.codec import decode
+from schemas.control import ControlCommand
 from schemas.enums import CommandName, ErrorCode
 from schemas.errors import DecodeError, PolicyError
-from schemas.messages import ControlCommand, JobError
+from schemas.jobs import JobError
 from schemas.policy import Policy, load_policy
 from schemas.sequence import load_device
 

@@ -32,7 +32,8 @@ from consumers.owner.settle import Delivery
 from schemas.codec import decode, encode
 from schemas.enums import ErrorCode
 from schemas.errors import DecodeError
-from schemas.messages import JobError, JobRequest, new_id
+from schemas.jobs import JobError, JobRequest
+from schemas.wire import new_id
 
 MAX_SCAN = 10_000  # dead letters looked at to find one
 

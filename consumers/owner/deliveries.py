@@ -25,10 +25,12 @@ from consumers.core.outcomes import DeadLetter, Reply
 from consumers.core.step import Arrival
 from schemas.codec import decode
 from schemas.enums import ErrorCode, JobState
+from schemas.envelope import Event
 from schemas.errors import DecodeError
 from schemas.events import Refused, Topic, make_event
-from schemas.messages import MAX_PRIORITY, Event, JobError, JobRequest, JobResult, Timings
+from schemas.jobs import JobError, JobRequest, JobResult, Timings
 from schemas.sequence import SequenceChecker, validate_shots
+from schemas.wire import MAX_PRIORITY
 
 if TYPE_CHECKING:
     from pulser.devices._device_datacls import BaseDevice

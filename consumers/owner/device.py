@@ -19,8 +19,9 @@ from consumers.backends.base import Backend
 from consumers.core.state_data import StateData
 from consumers.errors import BackendFailure
 from consumers.owner.publish import Publisher
-from schemas.messages import DeviceSpecs, utc_now
+from schemas.messages import DeviceSpecs
 from schemas.sequence import load_device
+from schemas.wire import utc_now
 
 log = logging.getLogger("consumers.owner")
 

@@ -47,9 +47,11 @@ from consumers.owner.settle import Delivery, dead_letter
 from consumers.owner.sink import Sink
 from consumers.owner.spans import JobTraces
 from schemas.enums import ErrorCode
+from schemas.envelope import Event
 from schemas.errors import SchemaError
 from schemas.events import BatchCreated, JobAccepted, Topic, make_event, payload_of
-from schemas.messages import Event, JobError, JobProgress, JobReceipt, JobResult, Message
+from schemas.jobs import JobError, JobProgress, JobReceipt, JobResult
+from schemas.wire import Message
 
 log = logging.getLogger("consumers.owner")
 

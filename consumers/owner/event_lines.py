@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 
+from schemas.envelope import Event
 from schemas.events import Topic
-from schemas.messages import Event
 
 log = logging.getLogger("consumers.owner")
 

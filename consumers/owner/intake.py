@@ -32,7 +32,7 @@ from consumers.owner.policylog import PolicyInForce
 from consumers.owner.settle import Delivery, handle_safely
 from consumers.owner.shell import Shell
 from consumers.plugins.gate import Gate
-from schemas.messages import Event
+from schemas.envelope import Event
 
 
 class Intake:

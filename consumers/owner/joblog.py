@@ -29,10 +29,13 @@ from brokers.connection import Connection
 from brokers.stream import StreamRecord, events_of, job_ids_of, scan
 from consumers.core.outcomes import AnswerFromLog
 from consumers.core.run_fold import REMEMBERED_JOBS
+from schemas.control import ControlReply
 from schemas.enums import CommandName, ErrorCode
+from schemas.envelope import Event
 from schemas.events import FINAL_TOPICS, Topic
-from schemas.messages import ControlReply, Event, JobError, JobProgress, JobResult, Message
+from schemas.jobs import JobError, JobProgress, JobResult
 from schemas.reports import SessionSummary
+from schemas.wire import Message
 
 log = logging.getLogger(__name__)
 

@@ -53,9 +53,10 @@ from consumers.owner.metrics_scrape import (
     since,
 )
 from schemas.enums import JobState
+from schemas.envelope import Event
 from schemas.events import Topic
-from schemas.messages import Event, utc_now
 from schemas.policy import Policy
+from schemas.wire import utc_now
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from schemas.enums import Mode, QPUState
-from schemas.messages import utc_now
+from schemas.wire import utc_now
 
 UTILISATION_WINDOW_S = 300.0
 

@@ -24,8 +24,9 @@ from consumers.core.state import OwnerState
 from consumers.core.view import queue_entries, run_entry
 from consumers.owner.publish import Publisher
 from schemas.errors import SchemaError
-from schemas.messages import JobPosition, JobReceipt, QueueEntry
+from schemas.jobs import JobPosition, JobReceipt
 from schemas.policy import Policy
+from schemas.reports import QueueEntry
 
 log = logging.getLogger("consumers.owner")
 

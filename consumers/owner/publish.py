@@ -38,10 +38,11 @@ from brokers.stream import BATCH_ID_HEADER, JOB_ID_HEADER, JOB_IDS_HEADER
 from brokers.topology import Topology
 from consumers.errors import OwnerError
 from schemas.codec import encode
+from schemas.envelope import Event
 from schemas.errors import EncodeError
 from schemas.events import Topic, is_stamped
-from schemas.messages import Event, Message, new_id, utc_now
 from schemas.records import EventRecord
+from schemas.wire import Message, new_id, utc_now
 
 log = logging.getLogger(__name__)
 

@@ -37,9 +37,9 @@ from consumers.owner.publish import Publisher
 from consumers.owner.sequences import ACCEPTING, SequenceStore, batch_key
 from schemas.codec import decode
 from schemas.enums import JobState
+from schemas.envelope import Event
 from schemas.errors import DecodeError
 from schemas.events import OwnerActivating, Snapshot, SnapshotPointer, Topic, make_event, payload_of
-from schemas.messages import Event
 
 log = logging.getLogger(__name__)
 

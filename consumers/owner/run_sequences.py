@@ -17,7 +17,7 @@ from consumers.owner.deliveries import recheck
 from consumers.owner.sequences import SequenceMissing, SequenceStore, batch_key
 from schemas.enums import ErrorCode
 from schemas.events import JobAccepted
-from schemas.messages import JobError
+from schemas.jobs import JobError
 from schemas.sequence import SequenceChecker
 
 

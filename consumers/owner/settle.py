@@ -17,7 +17,7 @@ from brokers.connection import BROKER_FAILURES, Channel, Properties, ack_later
 from brokers.topology import CODE_HEADER, REASON_HEADER, Topology, dead_letter_properties
 from consumers.owner.publish import Publisher
 from schemas.enums import ErrorCode
-from schemas.messages import JobError
+from schemas.jobs import JobError
 
 log = logging.getLogger(__name__)
 UNSENDABLE: tuple[type[BaseException], ...] = (*BROKER_FAILURES, ValueError, TypeError)

@@ -45,9 +45,9 @@ from consumers.owner.policylog import PolicyInForce
 from consumers.owner.publish import RECORD_EVENTS, Publisher, records
 from consumers.owner.recovery import LogFollower, snapshot_payload
 from consumers.owner.settle import Delivery, ack
+from schemas.envelope import Event
 from schemas.errors import MessageTooLarge
 from schemas.events import Topic, make_event
-from schemas.messages import Event
 from schemas.policy import Policy
 from schemas.sequence import SpecsDigest
 

@@ -34,7 +34,7 @@ from brokers.tracing import extract, inject, messaging_attributes, span_name, tr
 from brokers.tracing import time_ns_of as ns
 from consumers.core.order import Waiting
 from schemas.enums import JobState
-from schemas.messages import JobResult
+from schemas.jobs import JobResult
 
 REMEMBERED_VALIDATIONS = 10_000
 

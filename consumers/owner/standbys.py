@@ -31,8 +31,10 @@ from brokers.connection import Channel, Connection, properties, translated
 from brokers.errors import ChannelClosed
 from brokers.topology import Topology
 from schemas.codec import decode, encode
+from schemas.details import StandbyOwner
 from schemas.errors import DecodeError
-from schemas.messages import OwnerHeartbeat, StandbyOwner, utc_now
+from schemas.messages import OwnerHeartbeat
+from schemas.wire import utc_now
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from consumers.owner.standbys import Beacon, Roster
 from consumers.plugins.gate import Gate
 from consumers.plugins.loading import Plugins
 from consumers.plugins.sinks import SinkFanout
-from schemas.messages import Event
+from schemas.envelope import Event
 from schemas.policy import Policy
 
 log = logging.getLogger(__name__)

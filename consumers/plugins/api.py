@@ -35,7 +35,8 @@ from typing import Protocol, runtime_checkable
 
 from consumers.core.order import Waiting
 from schemas.context import VerifiedContext
-from schemas.messages import Event, JobRequest
+from schemas.envelope import Event
+from schemas.jobs import JobRequest
 
 GROUPS = {
     "admission": "qsched.admission",

@@ -27,8 +27,9 @@ from consumers.plugins.loading import Loaded, Plugins
 from consumers.plugins.timed import PluginFailure, TimedCaller
 from schemas.context import VerifiedContext
 from schemas.enums import ErrorCode
+from schemas.envelope import Event
 from schemas.events import PluginFailed, Topic, make_event
-from schemas.messages import Event, JobError
+from schemas.jobs import JobError
 from schemas.policy import Policy
 
 RECHECK_BATCH = 100  # held jobs asked again per loop turn at most (bounds a turn's time)

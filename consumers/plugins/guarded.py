@@ -18,7 +18,7 @@ from consumers.backends.base import Backend, RunOutcome, RunRequest, RunSink
 from consumers.errors import BackendFailure
 from consumers.plugins.timed import PluginFailure, TimedCaller
 from schemas.enums import ErrorCode
-from schemas.messages import JobError
+from schemas.jobs import JobError
 
 if TYPE_CHECKING:
     from pulser.devices._device_datacls import BaseDevice

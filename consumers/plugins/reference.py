@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from consumers.backends.base import LocalBackend, RunOutcome, RunRequest, RunSink, register_size
 from consumers.plugins.api import JobFacts, Verdict
-from schemas.messages import Event
+from schemas.envelope import Event
 
 if TYPE_CHECKING:
     from brokers.settings import Settings

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from consumers.plugins.gate import failure_event
 from consumers.plugins.loading import Loaded, Plugins
-from schemas.messages import Event
+from schemas.envelope import Event
 
 RETRY_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 BATCH = 500

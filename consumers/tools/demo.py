@@ -26,7 +26,7 @@ from brokers.topology import build_topology, declare, delete
 from consumers.tools.eventlog.export import write_export
 from consumers.tools.eventlog.reader import LogRecord, read_log
 from consumers.tools.timeline import build_timeline, render_text
-from schemas.messages import Event
+from schemas.envelope import Event
 from schemas.policy import load_policy
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mpi_sweep.py"

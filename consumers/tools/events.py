@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from brokers.connection import Channel
 from brokers.stream import Offset, StreamRecord, events_of, read_stream
 from schemas.codec import DEFAULT_MAX_BYTES
-from schemas.messages import Event
+from schemas.envelope import Event
 
 
 def read_events(

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from schemas.messages import Event
+from schemas.envelope import Event
 
 STATE_MARK = {
     "DONE": "█",

@@ -30,9 +30,11 @@ from producers.client import QPUClient
 from producers.confirms import Outgoing
 from producers.errors import NoOwnerAnswered
 from schemas.codec import decode
+from schemas.control import ControlCommand, ControlReply
 from schemas.enums import CommandName
 from schemas.errors import DecodeError
-from schemas.messages import ControlCommand, ControlReply, DeviceSpecs, JobRequest, JobResult
+from schemas.jobs import JobRequest, JobResult
+from schemas.messages import DeviceSpecs
 from schemas.policy import Policy
 
 ON_BEHALF_OF = "x-on-behalf-of"  # the owner's name for it: consumers.owner.deliveries.ON_BEHALF_OF

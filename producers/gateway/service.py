@@ -30,8 +30,10 @@ from producers.gateway.shapes import (
     job_response,
     session_response,
 )
+from schemas.control import ControlReply
 from schemas.enums import CommandName, JobState, Mode, QPUState
-from schemas.messages import ControlReply, JobRequest, JobResult, utc_now
+from schemas.jobs import JobRequest, JobResult
+from schemas.wire import utc_now
 
 log = logging.getLogger("producers.gateway")
 

@@ -19,7 +19,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.enums import ErrorCode, JobState
-from schemas.messages import JobError, JobResult, QueueEntry
+from schemas.jobs import JobError, JobResult
+from schemas.reports import QueueEntry
 
 MAX_I32 = 2**31 - 1
 ALLOCATION_ID = r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}$"

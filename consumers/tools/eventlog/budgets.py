@@ -16,9 +16,9 @@ from consumers.core.budget_rules import statuses
 from consumers.core.state import OwnerState
 from consumers.tools.eventlog.shapes import BudgetMark
 from schemas.enums import CommandName
+from schemas.envelope import Event
 from schemas.errors import PolicyError
 from schemas.events import Topic
-from schemas.messages import Event
 from schemas.policy import Policy, parse_policy
 
 SET_TOPIC = f"{Topic.CONTROL.value}.{CommandName.BUDGET_SET.value}"

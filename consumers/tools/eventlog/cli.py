@@ -31,9 +31,9 @@ from consumers.tools.eventlog.sessions import summary_entries, with_session
 from consumers.tools.eventlog.shapes import JobHistory
 from consumers.tools.eventlog.source import log_records
 from consumers.tools.eventlog.usage import usage_from_log
+from schemas.control import ControlCommand
 from schemas.enums import CommandName, ErrorCode
 from schemas.errors import PolicyError
-from schemas.messages import ControlCommand
 from schemas.policy import load_policy
 
 

@@ -10,7 +10,7 @@ from consumers.tools.eventlog.html import render_html
 from consumers.tools.eventlog.model import build_timeline, event_record
 from consumers.tools.eventlog.perfetto import export_trace
 from consumers.tools.eventlog.reader import LogRecord
-from schemas.messages import Event
+from schemas.envelope import Event
 
 FORMATS = ("jsonl", "perfetto", "html")
 

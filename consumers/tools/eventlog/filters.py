@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
-from schemas.messages import Event
+from schemas.envelope import Event
 
 
 @dataclass

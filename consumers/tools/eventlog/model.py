@@ -38,9 +38,9 @@ from consumers.tools.eventlog.shapes import (
     WaitingSample,
 )
 from schemas.enums import CommandName
+from schemas.envelope import Event
 from schemas.events import FINAL_TOPICS as FINAL_TOPIC_OF_STATE
 from schemas.events import Topic
-from schemas.messages import Event
 
 LEGACY_QUEUED = "job.queued"  # the arrival topic before the event-sourced owner
 ARRIVAL_TOPICS = frozenset({Topic.JOB_ACCEPTED.value, LEGACY_QUEUED})

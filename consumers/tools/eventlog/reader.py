@@ -22,7 +22,7 @@ from brokers.stream import StreamRecord, close_stream_channel, events_of, read_s
 from brokers.stream import fetch_end_offset as stream_end
 from consumers.tools.eventlog.errors import BadBound, NoEventLog
 from schemas.codec import DEFAULT_MAX_BYTES
-from schemas.messages import Event
+from schemas.envelope import Event
 
 Bound = int | datetime
 # Events are stamped before they are published, so their times may be out of log order by the

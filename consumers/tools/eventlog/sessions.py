@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from consumers.tools.eventlog.shapes import HistoryEntry, JobHistory, SessionSpan
+from schemas.envelope import Event
 from schemas.events import Topic
-from schemas.messages import Event
 from schemas.reports import SessionSummary
 
 OPENED, ENDED = Topic.SESSION_OPENED.value, Topic.SESSION_ENDED.value

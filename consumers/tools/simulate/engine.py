@@ -38,8 +38,10 @@ from consumers.core.reservations import in_force
 from consumers.core.state import OwnerState
 from consumers.core.step import step
 from consumers.tools.simulate.history import Recorded
-from schemas.messages import Event, JobError, seeded_ids
+from schemas.envelope import Event
+from schemas.jobs import JobError
 from schemas.policy import Policy
+from schemas.wire import seeded_ids
 
 ArrivalHook = Callable[[Arrival, OwnerState, Policy], Arrival]
 OWNER_ID = "simulator"

@@ -30,9 +30,11 @@ from consumers.core.inputs import Arrival, Input, Invalidated, Operational
 from consumers.core.state import OwnerState
 from consumers.tools.eventlog.reader import Bound, LogRecord
 from schemas.context import VerifiedContext
+from schemas.control import ControlCommand
 from schemas.enums import CommandName, JobState
+from schemas.envelope import Event
 from schemas.events import ControlApplied, JobAccepted, JobBack, JobStarted, Topic, payload_of
-from schemas.messages import ControlCommand, Event, JobError
+from schemas.jobs import JobError
 from schemas.policy import Policy
 
 # Commands that do not change what the QPU does, or whose effect the simulation decides itself.

@@ -21,8 +21,8 @@ from consumers.core.state import OwnerState
 from consumers.tools.eventlog.model import build_timeline
 from schemas.context import VerifiedContext
 from schemas.enums import ErrorCode
+from schemas.envelope import Event
 from schemas.events import AcceptedFacts, Topic, payload_of
-from schemas.messages import Event
 
 MISSED_DEADLINE = frozenset({ErrorCode.DEADLINE_EXCEEDED, ErrorCode.QUEUE_AGE_EXCEEDED})
 MISSED_ALLOCATION = frozenset({ErrorCode.ALLOCATION_ENDED})

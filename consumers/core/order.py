@@ -2,12 +2,13 @@
 
 Theory of operation. The policy's order (`consumers.core.order_key`) depends on `now`
 (aging) and on usage that changes as jobs run, so no static sort can hold it. It does hold inside
-a *lane*: the jobs of one class, one submitter, one site term (the ordering plugin's, fixed at
-acceptance) and one AMQP priority, sorted by submission time.
-Within a lane every factor but age is equal, and an older job has an equal or higher effective
-priority, so the first startable job of a lane is the lane's best. A decision therefore looks at
-one job per lane (classes x submitters x site terms x 10 priorities), not at every waiting job, and skips held
-jobs only where they sit at a lane's head. `apply` keeps the index (add/remove are O(log n)).
+a *cohort*: the jobs of one class, one submitter, one site term (the ordering plugin's, fixed at
+acceptance) and one AMQP priority, sorted by submission time (a cohort is no emulator lane:
+`consumers.core.lanes` are those).
+Within a cohort every factor but age is equal, and an older job has an equal or higher effective
+priority, so the first startable job of a cohort is the cohort's best. A decision therefore looks at
+one job per cohort (classes x submitters x site terms x 10 priorities), not at every waiting job,
+and skips held jobs only where they sit at a cohort's head. `apply` keeps the index (add/remove are O(log n)).
 Sessions in their grace window go first in their class, so the index also maps session -> jobs.
 """
 
@@ -83,8 +84,8 @@ class Waiting:
     runs: tuple[RunInterval, ...] = ()
 
     @property
-    def lane_key(self) -> tuple[float, int]:
-        """The lane of the job within its submitter's: (site term, AMQP priority)."""
+    def cohort_key(self) -> tuple[float, int]:
+        """The cohort of the job within its submitter's: (site term, AMQP priority)."""
         return (self.site_term, self.priority)
 
     @property
@@ -155,17 +156,18 @@ class Waiting:
         return max(self.shots - sum(self.prior_counts.values()), 0)
 
 
-Lane = Any  # SortedList of (queued_at, job_id, Waiting); sortedcontainers ships no types
+Cohort = Any  # SortedList of (queued_at, job_id, Waiting); sortedcontainers ships no types
+Sorted = Any  # any other SortedList
 
 
 @dataclass
 class OrderIndex:
-    """Waiting jobs in lanes (class -> user -> (site term, priority)), by session, counted, and
+    """Waiting jobs in cohorts (class -> user -> (site term, priority)), by session, counted, and
     those with hold facts of their own (`Waiting.has_hold_facts`: what `status` looks through)."""
 
-    lanes: dict[str, dict[str, dict[tuple[float, int], Lane]]] = field(default_factory=dict)
+    cohorts: dict[str, dict[str, dict[tuple[float, int], Cohort]]] = field(default_factory=dict)
     sessions: dict[str, set[str]] = field(default_factory=dict)
-    deadlines: Lane = field(default_factory=SortedList)
+    deadlines: Sorted = field(default_factory=SortedList)
     per_class: Counter[str] = field(default_factory=Counter)
     per_user: Counter[str] = field(default_factory=Counter)
     jobs: dict[str, Waiting] = field(default_factory=dict)
@@ -173,9 +175,9 @@ class OrderIndex:
 
     def add(self, job: Waiting) -> None:
         """Index a job that starts waiting."""
-        users = self.lanes.setdefault(job.job_class, {})
+        users = self.cohorts.setdefault(job.job_class, {})
         levels = users.setdefault(job.user_key, {})
-        levels.setdefault(job.lane_key, SortedList()).add((job.queued_at, job.job_id, job))
+        levels.setdefault(job.cohort_key, SortedList()).add((job.queued_at, job.job_id, job))
         if job.session_id:
             self.sessions.setdefault(job.session_id, set()).add(job.job_id)
         if job.deadline is not None:
@@ -188,12 +190,12 @@ class OrderIndex:
 
     def remove(self, job: Waiting) -> None:
         """Forget a job that stopped waiting (started or ended)."""
-        users = self.lanes[job.job_class]
+        users = self.cohorts[job.job_class]
         levels = users[job.user_key]
-        lane = levels[job.lane_key]
-        lane.remove((job.queued_at, job.job_id, job))
-        if not lane:
-            del levels[job.lane_key]
+        cohort = levels[job.cohort_key]
+        cohort.remove((job.queued_at, job.job_id, job))
+        if not cohort:
+            del levels[job.cohort_key]
             if not levels:
                 del users[job.user_key]
         if job.session_id:
@@ -223,7 +225,7 @@ class OrderIndex:
         return out
 
     def oldest(self, job_class: str) -> Iterator[Waiting]:
-        """The oldest job of every lane of a class (for queue-age limits)."""
-        for levels in self.lanes.get(job_class, {}).values():
-            for lane in levels.values():
-                yield lane[0][2]
+        """The oldest job of every cohort of a class (for queue-age limits)."""
+        for levels in self.cohorts.get(job_class, {}).values():
+            for cohort in levels.values():
+                yield cohort[0][2]

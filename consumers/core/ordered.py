@@ -2,12 +2,12 @@
 
 Sorting every waiting job by its `OrderKey` costs O(n log n) key computations before the first
 row can be shown (seconds at 100,000 waiting). The order index (`consumers.core.order`) already
-keeps each lane (class, user, site term and priority) sorted by acceptance, and within a lane
+keeps each cohort (class, user, site term and priority) sorted by acceptance, and within a cohort
 the order key never decreases: the same class, user, site term and AMQP priority, and an older
-job has aged at least as much. So the backlog in order is a k-way merge of the lanes by their
-heads' keys: the first rows cost O(rows x log lanes). The one exception is session grace, which
-puts the jobs of the session in grace first in their class wherever they sit in their lanes:
-they are merged as one more lane (sorted by key) and skipped in their own.
+job has aged at least as much. So the backlog in order is a k-way merge of the cohorts by their
+heads' keys: the first rows cost O(rows x log cohorts). The one exception is session grace, which
+puts the jobs of the session in grace first in their class wherever they sit in their cohorts:
+they are merged as one more cohort (sorted by key) and skipped in their own.
 
 `in_order` yields exactly what ``sorted(waiting, key=order_key)`` would (a property test checks).
 """
@@ -31,7 +31,7 @@ def in_order(
     graced = {
         job.job_id: job for session in view.sessions_in_grace for job in index.session_jobs(session)
     }
-    classes = {name: class_key(view, name)[:2] for name in index.lanes}
+    classes = {name: class_key(view, name)[:2] for name in index.cohorts}
 
     def keyed(job: Waiting) -> OrderKey:
         rank, share = classes.get(job.job_class) or class_key(view, job.job_class)[:2]
@@ -40,20 +40,20 @@ def in_order(
     heap: list[tuple[OrderKey, int, Waiting, Iterator[Waiting]]] = []
     ties = count()
 
-    def push(lane: Iterator[Waiting]) -> None:
-        for job in lane:
-            if job.job_id in graced and lane is not grace_lane:
-                continue  # merged from the grace lane instead
-            heapq.heappush(heap, (keyed(job), next(ties), job, lane))
+    def push(cohort: Iterator[Waiting]) -> None:
+        for job in cohort:
+            if job.job_id in graced and cohort is not grace_cohort:
+                continue  # merged from the grace cohort instead
+            heapq.heappush(heap, (keyed(job), next(ties), job, cohort))
             return
 
-    grace_lane = iter(sorted(graced.values(), key=keyed))
-    push(grace_lane)
-    for users in index.lanes.values():
+    grace_cohort = iter(sorted(graced.values(), key=keyed))
+    push(grace_cohort)
+    for users in index.cohorts.values():
         for levels in users.values():
-            for lane in levels.values():
-                push(entry[2] for entry in lane)
+            for cohort in levels.values():
+                push(entry[2] for entry in cohort)
     while heap:
-        key, _, job, lane = heapq.heappop(heap)
+        key, _, job, cohort = heapq.heappop(heap)
         yield job, key
-        push(lane)
+        push(cohort)

@@ -193,9 +193,9 @@ def best_indexed(
     now: datetime,
     holds: tuple[ClassHold, JobHold] = (class_hold, job_hold),
 ) -> tuple[Candidate | None, bool]:
-    """The best startable waiting job, looking at one job per lane (see `consumers.core.order`).
+    """The best startable waiting job, looking at one job per cohort (see `consumers.core.order`).
 
-    A lane's head bounds the lane (nothing behind it orders earlier, grace aside), so a lane
+    A cohort's head bounds the cohort (nothing behind it orders earlier, grace aside), so a cohort
     whose head cannot beat the best so far is skipped without checking holds. `holds` say what
     may start: the QPU's (default) or an emulator lane's (`lane_class_hold`, `lane_job_hold`).
 
@@ -206,7 +206,7 @@ def best_indexed(
     window_blocked = False
     step_s = view.policy.aging_step_s
     class_held, job_held = holds
-    for job_class in sorted(index.lanes, key=lambda c: class_key(view, c)):
+    for job_class in sorted(index.cohorts, key=lambda c: class_key(view, c)):
         if class_held(view, job_class) is not None:
             continue
         rank, share, _ = class_key(view, job_class)
@@ -220,22 +220,22 @@ def best_indexed(
                     if best_key is None or key < best_key:
                         best, best_key = job, key
         calibrates = view.policy.classes[job_class].calibrates
-        for levels in index.lanes[job_class].values():
+        for levels in index.cohorts[job_class].values():
             user_share: tuple[float, float] | None = None
             if job_held is job_hold and _all_held(
                 view, next(iter(levels.values()))[0][2], now, calibrates
             ):
                 continue  # no job of this submitter may start, whatever its size: not walked
-            for (site_term, priority), lane in levels.items():
-                head: Candidate = lane[0][2]
+            for (site_term, priority), cohort in levels.items():
+                head: Candidate = cohort[0][2]
                 if user_share is None:
                     user_share = (
                         view.account_usage.get(head.account_key, 0.0),
                         view.usage.get(head.user_key, 0.0),
                     )
                 if best_key is not None:
-                    # The head's key outside any grace bounds every job of the lane: skip the
-                    # lane when even that orders after the best so far.
+                    # The head's key outside any grace bounds every job of the cohort: skip the
+                    # cohort when even that orders after the best so far.
                     waited_s = max((now - head.queued_at).total_seconds(), 0.0)
                     aged = priority + int(waited_s // step_s)
                     bound = (
@@ -247,7 +247,7 @@ def best_indexed(
                     )
                     if bound > best_key:
                         continue
-                entries = (entry[2] for entry in lane)
+                entries = (entry[2] for entry in cohort)
                 found, blocked = _first_startable(view, entries, now, job_held)
                 window_blocked = window_blocked or blocked
                 if found is None:
@@ -262,7 +262,7 @@ def best_indexed(
 
 def _all_held(view: OwnerView, job: Candidate, now: datetime, calibrates: bool) -> bool:
     """Whether every QPU job of `job`'s submitter in its class is held now whatever its size:
-    their budget is spent, or an open reservation is for others (then their lanes are skipped
+    their budget is spent, or an open reservation is for others (then their cohorts are skipped
     instead of walked job by job)."""
     if view.budgets and any(s.left_s <= 0 for s in applying(view.budgets, job.account, job.user)):
         return True
@@ -273,11 +273,11 @@ def _all_held(view: OwnerView, job: Candidate, now: datetime, calibrates: bool) 
 
 
 def _first_startable(
-    view: OwnerView, lane: Iterator[Candidate], now: datetime, job_held: JobHold
+    view: OwnerView, cohort: Iterator[Candidate], now: datetime, job_held: JobHold
 ) -> tuple[Candidate | None, bool]:
-    """A lane's first job that may start, and whether one was skipped for the window."""
+    """A cohort's first job that may start, and whether one was skipped for the window."""
     blocked = False
-    for job in lane:
+    for job in cohort:
         reason = job_held(view, job, now)
         if reason is None:
             return job, blocked

@@ -289,7 +289,7 @@ class StateData:
         self.index.add(job)
 
     def _rewait(self, job: Waiting) -> None:
-        """Replace a waiting job's facts (its lane may change)."""
+        """Replace a waiting job's facts (its cohort may change)."""
         self._unwait(job.job_id)
         self._wait(job)
 

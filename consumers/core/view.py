@@ -2,7 +2,7 @@
 
 All pure: they take the state, the policy and `now`, and build plain values. `queue_entries` walks
 the backlog in the reference order lazily (`consumers.core.ordered`: the first rows cost
-O(rows x log lanes)); it serves `qsched queue`, a job's position and ETA, never the dispatch
+O(rows x log cohorts)); it serves `qsched queue`, a job's position and ETA, never the dispatch
 path.
 """
 
@@ -239,10 +239,10 @@ def held_sample(state: OwnerState, view: OwnerView, now: datetime) -> dict[str, 
         return False
 
     index = state.index
-    for job_class, users in index.lanes.items():
+    for job_class, users in index.cohorts.items():
         if class_hold(view, job_class) is not None:
-            lanes = (lane for levels in users.values() for lane in levels.values())
-            if look(entry[2] for lane in lanes for entry in lane):
+            cohorts = (cohort for levels in users.values() for cohort in levels.values())
+            if look(entry[2] for cohort in cohorts for entry in cohort):
                 return found
     if look(index.jobs[job_id] for job_id in index.flagged):
         return found
@@ -264,10 +264,12 @@ def _running_job(run: Run) -> RunningJob:
 
 
 def waiting_by_account(state: OwnerState) -> dict[str, int]:
-    """Waiting jobs per Slurm account ("" for none), from the index's lanes: O(lanes)."""
+    """Waiting jobs per Slurm account ("" for none), from the index's cohorts: O(cohorts)."""
     counts: dict[str, int] = {}
-    for users in state.index.lanes.values():
+    for users in state.index.cohorts.values():
         for user_key, levels in users.items():
             account = user_key.rsplit("/", 1)[0]
-            counts[account] = counts.get(account, 0) + sum(len(lane) for lane in levels.values())
+            counts[account] = counts.get(account, 0) + sum(
+                len(cohort) for cohort in levels.values()
+            )
     return counts

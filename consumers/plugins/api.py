@@ -16,7 +16,8 @@ What each control point may do:
 - ordering (`OrderingPlugin`): a number for a job, higher goes first within its class (after a
   session's grace, before AMQP priority). It must be a pure function of the job's facts: the
   owner computes it once at acceptance and records it in ``job.accepted``, and ``simulate`` can
-  recompute it with another plugin. Few distinct values keep dispatch fast (one lane per value).
+  recompute it with another plugin. Few distinct values keep dispatch fast (one order-index
+  cohort per value).
 - event sinks (`EventSink`): `send` gets batches of events on a thread of its own; raising
   makes the owner retry the batch with backoff.
 - backends: a factory returning a `consumers.backends.base.Backend`.

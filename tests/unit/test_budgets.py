@@ -191,7 +191,7 @@ def test_budgets_are_the_same_after_a_failover_and_from_a_snapshot() -> None:
 
 
 def test_the_indexed_decision_skips_a_spent_account_and_agrees_with_the_reference() -> None:
-    """The owner's `decide_indexed` skips the lanes of a spent budget or a reservation of
+    """The owner's `decide_indexed` skips the cohorts of a spent budget or a reservation of
     others without walking them, and still picks what the reference `decide` picks."""
     from consumers.core.policy import decide, decide_indexed
     from consumers.core.view import view_of

@@ -5,10 +5,11 @@ in a thread of its own. The two never share a mutable object:
 
 - while the shell applies an event, `seen` only appends a small tuple to a list (no metric work);
 - after each loop iteration (once the iteration's jobs were acked and its run started),
-  `after_iteration` turns those tuples into counter increments and histogram observations, and
-  at most every `refresh_s` builds a frozen `Snapshot` of the state (waiting jobs per class and
-  per account from the order index's lanes, QPU state, mode, epoch, calibration time, which
-  emulator lanes are busy, each budget's seconds, spent and left this period);
+  `after_iteration` turns those tuples into counter increments and histogram observations
+  (the instruments of `consumers.owner.metrics_instruments`), and at most every `refresh_s`
+  builds a frozen `Snapshot` of the state (`consumers.owner.metrics_snapshot`: waiting jobs per
+  class and per account from the order index's lanes, QPU state, mode, epoch, calibration time,
+  which emulator lanes are busy, each budget's seconds, spent and left this period);
 - a scrape reads the latest snapshot (one reference, replaced whole) through
   `consumers.owner.metrics_scrape.SnapshotCollector` and derives the time-dependent values
   (calibration age, busy seconds of the current run) at scrape time.
@@ -20,12 +21,9 @@ never in the QPU's busy seconds or utilisation.
 A standby owner serves the endpoint too: `qsched_owner_active` is 0 and no state gauges are
 reported, so a sum over owners counts each job once. Counters and histograms count what this
 process saw since it started (Prometheus' `rate`/`increase` handle restarts and failovers).
-
-Every labelled counter and histogram has a series from the owner's start for every label value
-the policy names (classes, final states, lanes), at zero: a panel shows 0, not "No data", before
-the first preemption or lane run. Every series carries the owner's ``namespace`` (no per-process
-label: an owner restart adds no series), and the ``*_created`` series are served only with
-``owner.metrics_created_series`` (`consumers.owner.metrics_scrape.Exposed`).
+Every series carries the owner's ``namespace`` (no per-process label: an owner restart adds no
+series), and the ``*_created`` series are served only with ``owner.metrics_created_series``
+(`consumers.owner.metrics_scrape.Exposed`).
 """
 
 from __future__ import annotations
@@ -37,22 +35,19 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, start_http_server
 
-from consumers.core.budget_rules import statuses
-from consumers.core.sessions import ENDED_REASONS as SESSION_END_REASONS
 from consumers.core.state import OwnerState
-from consumers.core.view import waiting_by_account
 from consumers.errors import MetricsUnavailable
+from consumers.owner.metrics_instruments import Instruments
 from consumers.owner.metrics_scrape import (
     UTILISATION_WINDOW_S,
-    BudgetFigures,
     Exposed,
     Snapshot,
     SnapshotCollector,
     since,
 )
-from schemas.enums import JobState
+from consumers.owner.metrics_snapshot import build_snapshot, waiting_counts
 from schemas.envelope import Event
 from schemas.events import Topic
 from schemas.policy import Policy
@@ -60,23 +55,7 @@ from schemas.wire import utc_now
 
 log = logging.getLogger(__name__)
 
-WAIT_BUCKETS_S = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 86400)
-LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
-GAP_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 RUN_ENDS = {Topic.JOB_PREEMPTED, Topic.JOB_REQUEUED}
-SESSION_KINDS = ("explicit", "implicit")
-
-
-def waiting_counts(state: OwnerState, policy: Policy) -> tuple[dict[str, int], dict[str, int]]:
-    """Waiting jobs per class (every class of the policy) and per Slurm account ("" for none).
-
-    Reads the order index's counters and lane sizes: O(lanes), not O(waiting jobs).
-    """
-    by_class = {name: state.index.per_class.get(name, 0) for name in policy.class_names}
-    for name, count in state.index.per_class.items():
-        if count:
-            by_class[name] = count
-    return by_class, waiting_by_account(state)
 
 
 class OwnerMetrics:
@@ -108,65 +87,7 @@ class OwnerMetrics:
         self.refresh_s = refresh_s
         self._is_active = is_active
         self._backend_calibrated_at = calibrated_at or (lambda: None)
-        r = self.inner
-        self.wait = Histogram(
-            "qsched_job_wait_seconds",
-            "Time from a job's acceptance to its first start, per class",
-            ["job_class"],
-            buckets=WAIT_BUCKETS_S,
-            registry=r,
-        )
-        self.intake = Histogram(
-            "qsched_intake_latency_seconds",
-            "Owner time from taking a job delivery to acking it (validated, accepted, confirmed)",
-            buckets=LATENCY_BUCKETS_S,
-            registry=r,
-        )
-        self.dispatch = Histogram(
-            "qsched_dispatch_latency_seconds",
-            "Owner time from deciding to start a run to the backend having started it",
-            buckets=LATENCY_BUCKETS_S,
-            registry=r,
-        )
-        self.accepted = Counter(
-            "qsched_jobs_accepted", "Jobs accepted into the backlog", ["job_class"], registry=r
-        )
-        self.finished = Counter(
-            "qsched_jobs_finished",
-            "Jobs that ended, by class and final state",
-            ["job_class", "state"],
-            registry=r,
-        )
-        self.lane_runs = Counter(
-            "qsched_lane_runs",
-            "Runs started on an emulator lane, by lane and job class",
-            ["lane", "job_class"],
-            registry=r,
-        )
-        self.preemptions = Counter(
-            "qsched_preemptions",
-            "Runs preempted, by the class of the preempted job",
-            ["job_class"],
-            registry=r,
-        )
-        self.sessions_opened = Counter(
-            "qsched_sessions_opened",
-            "Sessions opened, by kind (explicit: QRMI acquire, SDK, Pulser open batch; implicit)",
-            ["kind"],
-            registry=r,
-        )
-        self.sessions_ended = Counter(
-            "qsched_sessions_ended",
-            "Sessions ended, by reason (closed, canceled, max_time, idle, allocation_ended)",
-            ["reason"],
-            registry=r,
-        )
-        self.iteration_gap = Histogram(
-            "qsched_session_iteration_gap_seconds",
-            "A session's QPU run ended -> the session's next run started (its iteration gap)",
-            buckets=GAP_BUCKETS_S,
-            registry=r,
-        )
+        self.instruments = Instruments(self.inner)
         self._pending: list[tuple[Event, str | None, datetime | None, str | None]] = []
         self._gaps: list[float] = []
         self._intakes: list[tuple[int, float]] = []
@@ -178,26 +99,9 @@ class OwnerMetrics:
         self._busy_reported = 0.0
         self._snapshot = Snapshot()
         self._accounts: set[str] = {""}
-        r.register(SnapshotCollector(self))
+        self.inner.register(SnapshotCollector(self))  # after the instruments: scrape order
         if policy is not None:
-            self.known(policy)
-
-    def known(self, policy: Policy) -> None:
-        """Give every label value the policy names a series at zero (classes, final states,
-        lanes): a counter that has not moved yet reads 0, not "no data"."""
-        finals = [s.value for s in JobState if s.is_final]
-        for job_class in policy.class_names:
-            self.accepted.labels(job_class)
-            self.preemptions.labels(job_class)
-            self.wait.labels(job_class)
-            for state in finals:
-                self.finished.labels(job_class, state)
-            for lane in policy.lanes.names:
-                self.lane_runs.labels(lane, job_class)
-        for kind in SESSION_KINDS:
-            self.sessions_opened.labels(kind)
-        for reason in SESSION_END_REASONS:
-            self.sessions_ended.labels(reason)
+            self.instruments.known(policy)
 
     # ---- called by the owner's loop -----------------------------------------------------------
 
@@ -241,11 +145,11 @@ class OwnerMetrics:
             self._count(event, job_class, queued_at, now, lane)
         gaps, self._gaps = self._gaps, []
         for gap_s in gaps:
-            self.iteration_gap.observe(gap_s)
+            self.instruments.iteration_gap.observe(gap_s)
         intakes, self._intakes = self._intakes, []
         for jobs, seconds in intakes:
             for _ in range(jobs):
-                self.intake.observe(seconds)
+                self.instruments.intake.observe(seconds)
         mono = time.monotonic()
         if mono >= self._next_refresh:
             self._next_refresh = mono + self.refresh_s
@@ -259,28 +163,29 @@ class OwnerMetrics:
         now: datetime,
         lane: str | None,
     ) -> None:
+        m = self.instruments
         topic = event.topic
         label = job_class or "unknown"
         if topic == Topic.JOB_ACCEPTED:
-            self.accepted.labels(label).inc()
+            m.accepted.labels(label).inc()
         elif topic == Topic.JOB_STARTED:
             if queued_at is not None:
-                self.wait.labels(label).observe(max((event.at - queued_at).total_seconds(), 0.0))
-            self.dispatch.observe(max((now - event.at).total_seconds(), 0.0))
+                m.wait.labels(label).observe(max((event.at - queued_at).total_seconds(), 0.0))
+            m.dispatch.observe(max((now - event.at).total_seconds(), 0.0))
             if lane is not None:
-                self.lane_runs.labels(lane, label).inc()
+                m.lane_runs.labels(lane, label).inc()
             else:
                 self._end_run(event.at)
                 self._run = (event.job_id or "", event.at)
         elif topic == Topic.JOB_PREEMPTED:
-            self.preemptions.labels(label).inc()
+            m.preemptions.labels(label).inc()
         elif topic == Topic.SESSION_OPENED:
             explicit = event.data.get("explicit", True)
-            self.sessions_opened.labels("explicit" if explicit else "implicit").inc()
+            m.sessions_opened.labels("explicit" if explicit else "implicit").inc()
         elif topic == Topic.SESSION_ENDED:
-            self.sessions_ended.labels(str(event.data.get("reason") or "unknown")).inc()
+            m.sessions_ended.labels(str(event.data.get("reason") or "unknown")).inc()
         if event.result is not None:
-            self.finished.labels(label, event.result.state.value).inc()
+            m.finished.labels(label, event.result.state.value).inc()
         ends_run = topic in RUN_ENDS or event.result is not None
         if ends_run and self._run is not None and event.job_id == self._run[0]:
             self._end_run(event.at)
@@ -303,30 +208,16 @@ class OwnerMetrics:
         first_mono, first_busy = self._samples[0]
         span_s = mono - first_mono
         utilisation = (busy_s - first_busy) / span_s if span_s > 0 else 0.0
-        snapshot = Snapshot(
-            active=True,
-            qpu=state.qpu,
-            mode=state.effective_mode(policy.mode),
-            epoch=state.epoch,
-            calibrated_at=state.calibrated_at or self._backend_calibrated_at(),
-            calibration_valid_s=policy.calibration_valid_s,
+        snapshot = build_snapshot(
+            state,
+            policy,
+            now,
             waiting_by_class=by_class,
             waiting_by_account=by_account,
             running_since=running_since,
             busy_closed_s=self._busy_closed_s,
-            utilisation=min(max(utilisation, 0.0), 1.0),
-            lanes_busy={name: name in state.lanes for name in policy.lanes.names},
-            sessions_open=open_sessions(state),
-            usage_by_account={
-                account: {
-                    "qpu_s": t.qpu_s,
-                    "shots": t.shots,
-                    "emulator_s": t.emulator_s,
-                    "jobs": t.jobs,
-                }
-                for account, t in state.ledger.accounts.items()
-            },
-            budgets=budget_figures(state, policy, now),
+            utilisation=utilisation,
+            backend_calibrated_at=self._backend_calibrated_at(),
         )
         with self._lock:
             self._snapshot = snapshot
@@ -377,26 +268,3 @@ def serve_metrics(metrics: OwnerMetrics, bind: str, port: int) -> int:
     bound = int(server.server_port)
     log.info("metrics on http://%s:%d/metrics", bind, bound)
     return bound
-
-
-def open_sessions(state: OwnerState) -> dict[str, int]:
-    """Open sessions by kind (explicit, implicit)."""
-    counts = {"explicit": 0, "implicit": 0}
-    for session in state.sessions.values():
-        if session.is_open:
-            counts["explicit" if session.explicit else "implicit"] += 1
-    return counts
-
-
-def budget_figures(state: OwnerState, policy: Policy, now: datetime) -> tuple[BudgetFigures, ...]:
-    """The budgets in force with what is spent and left of them this period."""
-    return tuple(
-        BudgetFigures(
-            account=s.account,
-            user=s.user or "",
-            total_s=s.seconds + s.top_up_s,
-            spent_s=s.spent_s,
-            left_s=s.left_s,
-        )
-        for s in statuses(state, policy, now).values()
-    )

@@ -8,7 +8,7 @@ in a thread of its own. The two never share a mutable object:
   `after_iteration` turns those tuples into counter increments and histogram observations
   (the instruments of `consumers.owner.metrics_instruments`), and at most every `refresh_s`
   builds a frozen `Snapshot` of the state (`consumers.owner.metrics_snapshot`: waiting jobs per
-  class and per account from the order index's lanes, QPU state, mode, epoch, calibration time,
+  class and per account from the order index's cohorts, QPU state, mode, epoch, calibration time,
   which emulator lanes are busy, each budget's seconds, spent and left this period);
 - a scrape reads the latest snapshot (one reference, replaced whole) through
   `consumers.owner.metrics_scrape.SnapshotCollector` and derives the time-dependent values

@@ -19,7 +19,7 @@ from schemas.policy import Policy
 def waiting_counts(state: OwnerState, policy: Policy) -> tuple[dict[str, int], dict[str, int]]:
     """Waiting jobs per class (every class of the policy) and per Slurm account ("" for none).
 
-    Reads the order index's counters and lane sizes: O(lanes), not O(waiting jobs).
+    Reads the order index's counters and cohort sizes: O(cohorts), not O(waiting jobs).
     """
     by_class = {name: state.index.per_class.get(name, 0) for name in policy.class_names}
     for name, count in state.index.per_class.items():

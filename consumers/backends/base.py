@@ -1,8 +1,8 @@
 """The backend port: what the owner asks of a QPU, whatever it is.
 
-A backend runs one job at a time off the owner's I/O thread and reports through a `RunSink`
-(progress and exactly one `finished` per started run), from whatever thread it likes; the owner's
-sink hands the calls over to its own thread. Cancel is asynchronous: the run's `finished` comes
+A backend runs one job at a time off the owner's I/O thread and reports through the
+`RunReports` it is given (progress and exactly one `finished` per started run), from whatever
+thread it likes; the owner's implementation hands the calls over to its own thread. Cancel is asynchronous: the run's `finished` comes
 with ``canceled=True`` and the counts measured so far.
 """
 
@@ -50,8 +50,9 @@ class RunOutcome:
         return sum(self.counts.values())
 
 
-class RunSink(Protocol):
-    """Where a backend reports; implementations must be thread-safe."""
+class RunReports(Protocol):
+    """Where a backend reports a run (given to `Backend.start`); implementations must be
+    thread-safe."""
 
     def progress(self, job_id: str, shots_done: int, counts: dict[str, int]) -> None:
         """Counts measured so far (cumulative)."""
@@ -88,8 +89,8 @@ class Backend(ABC):
         """Whether the QPU can take jobs now."""
 
     @abstractmethod
-    def start(self, request: RunRequest, sink: RunSink) -> None:
-        """Start a run without blocking; report through `sink`."""
+    def start(self, request: RunRequest, reports: RunReports) -> None:
+        """Start a run without blocking; report through `reports`."""
 
     @abstractmethod
     def cancel(self, job_id: str) -> None:

@@ -19,8 +19,8 @@ from typing import IO, TYPE_CHECKING
 from consumers.backends.base import (
     LocalBackend,
     RunOutcome,
+    RunReports,
     RunRequest,
-    RunSink,
 )
 from schemas.enums import ErrorCode
 from schemas.jobs import JobError
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 @dataclass
 class _Run:
     request: RunRequest
-    sink: RunSink
+    reports: RunReports
     worker: subprocess.Popen[str]
     total: Counter[str] = field(default_factory=Counter)
     canceled: bool = False
@@ -74,13 +74,13 @@ class EmulatorBackend(LocalBackend):
         )
         return self._worker
 
-    def start(self, request: RunRequest, sink: RunSink) -> None:
+    def start(self, request: RunRequest, reports: RunReports) -> None:
         """Hand the job to the child and read its answers in a thread."""
         with self._lock:
             worker = self._worker
             if worker is None or worker.poll() is not None:
                 worker = self._spawn()
-            run = _Run(request, sink, worker)
+            run = _Run(request, reports, worker)
             self._run = run
         line = {
             "job_id": request.job_id,
@@ -112,7 +112,7 @@ class EmulatorBackend(LocalBackend):
                 # Steps may be short (see emulator_worker); progress goes out once per chunk.
                 if measured < run.request.shots and measured - run.reported >= (self._chunk or 1):
                     run.reported = measured
-                    run.sink.progress(job_id, measured, dict(run.total))
+                    run.reports.progress(job_id, measured, dict(run.total))
             elif message["event"] == "done":
                 self._finish(run, RunOutcome(job_id, dict(run.total)))
                 return
@@ -137,7 +137,7 @@ class EmulatorBackend(LocalBackend):
                 self._run = None
             if run.worker.poll() is not None and self._worker is run.worker:
                 self._spawn()  # ready for the next job
-        run.sink.finished(outcome)
+        run.reports.finished(outcome)
 
     def cancel(self, job_id: str) -> None:
         """Kill the child running `job_id`; its reader reports the cancel."""

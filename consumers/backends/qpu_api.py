@@ -36,8 +36,8 @@ from consumers.backends.base import (
     Backend,
     InvalidSequence,
     RunOutcome,
+    RunReports,
     RunRequest,
-    RunSink,
     concrete_sequence,
 )
 from consumers.errors import BackendFailure
@@ -55,7 +55,7 @@ FINAL_STATES = frozenset({"DONE", "ERROR", "CANCELED"})
 @dataclass
 class _Run:
     request: RunRequest
-    sink: RunSink
+    reports: RunReports
     uid: int | None = None
     cancel_requested: bool = False
     deadline: float = float("inf")  # time.monotonic() past which the run gives up
@@ -179,9 +179,9 @@ class QPUApiBackend(Backend):
         status = dict(self._call("GET", "/system/operational", run=run))
         return status.get("operational_status") == "UP"
 
-    def start(self, request: RunRequest, sink: RunSink) -> None:
+    def start(self, request: RunRequest, reports: RunReports) -> None:
         """Submit and follow the job in a thread of its own."""
-        run = _Run(request, sink, deadline=time.monotonic() + self._run_timeout_s)
+        run = _Run(request, reports, deadline=time.monotonic() + self._run_timeout_s)
         with self._lock:
             self._runs[request.job_id] = run
         threading.Thread(target=self._follow, args=(run,), daemon=True).start()
@@ -191,7 +191,7 @@ class QPUApiBackend(Backend):
         try:
             self._wait_operational(run)
             if run.cancel_requested:
-                run.sink.finished(RunOutcome(job_id, canceled=True))
+                run.reports.finished(RunOutcome(job_id, canceled=True))
                 return
             job = self._adoptable(run) or self._submit(run)
             run.uid = int(job["uid"])
@@ -200,18 +200,18 @@ class QPUApiBackend(Backend):
             while job.get("status") not in FINAL_STATES:
                 time.sleep(max(min(self._poll_s, run.deadline - time.monotonic()), 0))
                 job = dict(self._call("GET", f"/jobs/{run.uid}", run=run))
-            run.sink.finished(self._outcome(job_id, job))
+            run.reports.finished(self._outcome(job_id, job))
         except RunExpired as exc:
             if run.uid is not None:
                 self._send_cancel(run, quiet=True)
             message = f"the run passed its {self._run_timeout_s:g} s time limit ({exc})"
             error = JobError(code=ErrorCode.BACKEND_TIMEOUT, message=message, retryable=True)
-            run.sink.finished(RunOutcome(job_id, error=error))
+            run.reports.finished(RunOutcome(job_id, error=error))
         except InvalidSequence as exc:
-            run.sink.finished(RunOutcome(job_id, error=exc.error()))
+            run.reports.finished(RunOutcome(job_id, error=exc.error()))
         except BackendFailure as exc:
             code = ErrorCode.BACKEND_UNAVAILABLE if exc.retryable else ErrorCode.BACKEND_ERROR
-            run.sink.finished(
+            run.reports.finished(
                 RunOutcome(
                     job_id, error=JobError(code=code, message=str(exc), retryable=exc.retryable)
                 )
@@ -247,7 +247,7 @@ class QPUApiBackend(Backend):
                     status,
                     run.request.job_id,
                 )
-                run.sink.note(
+                run.reports.note(
                     run.request.job_id,
                     f"adopted QPU API job {job.get('uid')} ({status}) left by an earlier owner",
                 )
@@ -259,13 +259,13 @@ class QPUApiBackend(Backend):
         while not self.fetch_operational(run):
             run.deadline = time.monotonic() + self._run_timeout_s  # a DOWN QPU stops the clock
             if not reported_down:
-                run.sink.operational(False, "QPU API reports the QPU is not operational")
+                run.reports.operational(False, "QPU API reports the QPU is not operational")
                 reported_down = True
             if run.cancel_requested:
                 break
             time.sleep(self._poll_s)
         if reported_down:
-            run.sink.operational(True, "QPU API reports the QPU is operational again")
+            run.reports.operational(True, "QPU API reports the QPU is operational again")
 
     @staticmethod
     def _outcome(job_id: str, job: dict[str, Any]) -> RunOutcome:
@@ -294,7 +294,7 @@ class QPUApiBackend(Backend):
             log.warning(
                 "QPU refused to cancel job %s (uid %s): %s", run.request.job_id, run.uid, exc
             )
-            run.sink.note(
+            run.reports.note(
                 run.request.job_id, f"cancel refused by the QPU, the job runs to its end: {exc}"
             )
 

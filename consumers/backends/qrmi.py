@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from consumers.backends.base import Backend, RunOutcome, RunRequest, RunSink
+from consumers.backends.base import Backend, RunOutcome, RunReports, RunRequest
 from consumers.errors import BackendFailure
 from schemas.enums import ErrorCode
 from schemas.jobs import JobError
@@ -75,7 +75,7 @@ class QrmiFailure(BackendFailure):
 @dataclass
 class _Run:
     request: RunRequest
-    sink: RunSink
+    reports: RunReports
     task: str | None = None
     cancel_requested: bool = False
     stop_sent: bool = False
@@ -172,9 +172,9 @@ class QrmiBackend(Backend):
             return False
         return str(status.to_dict().get("status")) == "online"
 
-    def start(self, request: RunRequest, sink: RunSink) -> None:
+    def start(self, request: RunRequest, reports: RunReports) -> None:
         """Start (or adopt) the run's task and follow it in a thread of its own."""
-        run = _Run(request, sink)
+        run = _Run(request, reports)
         with self._lock:
             self._runs[request.job_id] = run
         threading.Thread(target=self._follow, args=(run,), daemon=True).start()
@@ -204,7 +204,7 @@ class QrmiBackend(Backend):
         job_id = run.request.job_id
         try:
             if run.cancel_requested:
-                run.sink.finished(RunOutcome(job_id, canceled=True))
+                run.reports.finished(RunOutcome(job_id, canceled=True))
                 return
             run.task = self._adoptable(run) or self._start_task(run)
             if run.cancel_requested:
@@ -219,15 +219,15 @@ class QrmiBackend(Backend):
                         message=f"QRMI task {run.task} passed the {self._run_timeout_s:g} s limit",
                         retryable=True,
                     )
-                    run.sink.finished(RunOutcome(job_id, error=error))
+                    run.reports.finished(RunOutcome(job_id, error=error))
                     return
                 time.sleep(self._poll_s)
                 status = self._call("task_status", run.task)
-            run.sink.finished(self._outcome(run, status))
+            run.reports.finished(self._outcome(run, status))
         except BackendFailure as exc:
             code = ErrorCode.BACKEND_UNAVAILABLE if exc.retryable else ErrorCode.BACKEND_ERROR
             error = JobError(code=code, message=str(exc), retryable=exc.retryable)
-            run.sink.finished(RunOutcome(job_id, error=error))
+            run.reports.finished(RunOutcome(job_id, error=error))
         finally:
             with self._lock:
                 self._runs.pop(job_id, None)
@@ -285,7 +285,7 @@ class QrmiBackend(Backend):
             self._call("task_stop", run.task)
         except BackendFailure as exc:
             log.warning("QRMI task %s of %s not stopped: %s", run.task, run.request.job_id, exc)
-            run.sink.note(run.request.job_id, f"QRMI refused to stop task {run.task}: {exc}")
+            run.reports.note(run.request.job_id, f"QRMI refused to stop task {run.task}: {exc}")
 
     # ---- the journal (adoption) -----------------------------------------------------------
 
@@ -320,7 +320,7 @@ class QrmiBackend(Backend):
         names = self._qrmi.TaskStatus
         if status in (names.Queued, names.Running, names.Completed):
             log.info("adopting QRMI task %s of job %s (%s)", task, run.request.job_id, status)
-            run.sink.note(
+            run.reports.note(
                 run.request.job_id, f"adopted QRMI task {task} ({status}) left by an earlier owner"
             )
             return task

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from consumers.backends.base import (
     LocalBackend,
     RunOutcome,
+    RunReports,
     RunRequest,
-    RunSink,
     accumulate,
     register_size,
 )
@@ -49,12 +49,12 @@ class SyntheticBackend(LocalBackend):
         self._random = random.Random(seed)
         self._device = device
         self._cancels: dict[str, threading.Event] = {}
-        self._runs: queue.SimpleQueue[tuple[RunRequest, RunSink, threading.Event, int, bool]] = (
+        self._runs: queue.SimpleQueue[tuple[RunRequest, RunReports, threading.Event, int, bool]] = (
             queue.SimpleQueue()
         )
         self._worker: threading.Thread | None = None
 
-    def start(self, request: RunRequest, sink: RunSink) -> None:
+    def start(self, request: RunRequest, reports: RunReports) -> None:
         """Hand the run to the worker thread (started on first use); returns at once."""
         canceled = threading.Event()
         self._cancels[request.job_id] = canceled
@@ -63,21 +63,26 @@ class SyntheticBackend(LocalBackend):
         if self._worker is None:
             self._worker = threading.Thread(target=self._work, name="synthetic-qpu", daemon=True)
             self._worker.start()
-        self._runs.put((request, sink, canceled, seed, fail))
+        self._runs.put((request, reports, canceled, seed, fail))
 
     def _work(self) -> None:
         while True:
-            request, sink, canceled, seed, fail = self._runs.get()
+            request, reports, canceled, seed, fail = self._runs.get()
             try:
-                self._run(request, sink, canceled, seed, fail)
+                self._run(request, reports, canceled, seed, fail)
             except Exception as exc:  # one broken run must not stop the worker
                 error = JobError(
                     code=ErrorCode.BACKEND_ERROR, message=f"synthetic run failed: {exc!r}"
                 )
-                sink.finished(RunOutcome(request.job_id, {}, error=error))
+                reports.finished(RunOutcome(request.job_id, {}, error=error))
 
     def _run(
-        self, request: RunRequest, sink: RunSink, canceled: threading.Event, seed: int, fail: bool
+        self,
+        request: RunRequest,
+        reports: RunReports,
+        canceled: threading.Event,
+        seed: int,
+        fail: bool,
     ) -> None:
         rng = random.Random(seed)
         n_bits = register_size(request.sequence)
@@ -86,7 +91,7 @@ class SyntheticBackend(LocalBackend):
         try:
             while done < request.shots:
                 if canceled.is_set():
-                    sink.finished(RunOutcome(request.job_id, dict(total), canceled=True))
+                    reports.finished(RunOutcome(request.job_id, dict(total), canceled=True))
                     return
                 n = (
                     request.shots - done
@@ -100,7 +105,7 @@ class SyntheticBackend(LocalBackend):
                     # the shots measured before the stop are real: keep them
                     measured = min(int((time.monotonic() - began) * self._rate), n)
                     counts = accumulate(total, Counter(shots[:measured]))
-                    sink.finished(RunOutcome(request.job_id, counts, canceled=True))
+                    reports.finished(RunOutcome(request.job_id, counts, canceled=True))
                     return
                 done += n
                 counts = accumulate(total, chunk)
@@ -110,11 +115,11 @@ class SyntheticBackend(LocalBackend):
                         message="synthetic failure (configured failure rate)",
                         retryable=True,
                     )
-                    sink.finished(RunOutcome(request.job_id, counts, error=error))
+                    reports.finished(RunOutcome(request.job_id, counts, error=error))
                     return
                 if done < request.shots:
-                    sink.progress(request.job_id, done, counts)
-            sink.finished(RunOutcome(request.job_id, dict(total)))
+                    reports.progress(request.job_id, done, counts)
+            reports.finished(RunOutcome(request.job_id, dict(total)))
         finally:
             self._cancels.pop(request.job_id, None)
 

@@ -41,10 +41,10 @@ from consumers.owner.pending import Pending
 from consumers.owner.policylog import PolicyInForce
 from consumers.owner.positions import send_receipt
 from consumers.owner.publish import Publisher
+from consumers.owner.reports import ReportInbox
 from consumers.owner.run_sequences import RunSequences
 from consumers.owner.sequences import SequenceMissing, batch_key
 from consumers.owner.settle import Delivery, dead_letter
-from consumers.owner.sink import Sink
 from consumers.owner.spans import JobTraces
 from schemas.enums import ErrorCode
 from schemas.envelope import Event
@@ -66,7 +66,8 @@ class Backends:
     Args:
         qpu: the QPU's backend.
         lanes: the lanes' backends, by lane name.
-        connection: the owner's connection, woken when a report comes in (`consumers.owner.sink`).
+        connection: the owner's connection, woken when a report comes in
+            (`consumers.owner.reports`).
     """
 
     def __init__(self, qpu: Backend, lanes: Mapping[str, Backend], connection: Connection) -> None:
@@ -80,9 +81,9 @@ class Backends:
         """The backend of `lane` (None: the QPU's)."""
         return self.lanes[lane] if lane else self.qpu
 
-    def sink(self, lane: str | None) -> Sink:
+    def reports_to(self, lane: str | None) -> ReportInbox:
         """Where a run on `lane` (None: the QPU) reports."""
-        return Sink(self.lane_inbox if lane else self.inbox, self._connection)
+        return ReportInbox(self.lane_inbox if lane else self.inbox, self._connection)
 
     def stop(self, job_id: str) -> None:
         """Stop the job wherever it runs (a backend ignores jobs it does not run)."""
@@ -242,7 +243,7 @@ class Effects:
                 start.attempt,
                 self.runs.variables(self.state, job),
             ),
-            self.backends.sink(start.lane),
+            self.backends.reports_to(start.lane),
         )
         if start.lane is None:
             self._warm_next()

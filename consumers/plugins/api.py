@@ -20,7 +20,9 @@ What each control point may do:
   cohort per value).
 - event sinks (`EventSink`): `send` gets batches of events on a thread of its own; raising
   makes the owner retry the batch with backoff.
-- backends: a factory returning a `consumers.backends.base.Backend`.
+- backends: a factory returning a `consumers.backends.base.Backend`; its
+  `start(request, reports)` reports the run through the `RunReports` it is given (progress, then
+  exactly one `finished`), from any thread. (Not to be confused with event sinks.)
 
 Plugins run under a time limit and their failures never stop the owner (`consumers.plugins`).
 """

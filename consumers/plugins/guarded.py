@@ -14,7 +14,7 @@ import contextlib
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from consumers.backends.base import Backend, RunOutcome, RunRequest, RunSink
+from consumers.backends.base import Backend, RunOutcome, RunReports, RunRequest
 from consumers.errors import BackendFailure
 from consumers.plugins.timed import PluginFailure, TimedCaller
 from schemas.enums import ErrorCode
@@ -35,7 +35,7 @@ class GuardedBackend(Backend):
         self.name = inner.name
         self._calls = TimedCaller(f"backend-{plugin}", timeout_s)
         self._slow_calls = TimedCaller(f"backend-{plugin}-specs", timeout_s * DEVICE_TIMEOUT_FACTOR)
-        self._sinks: dict[str, RunSink] = {}
+        self._reports: dict[str, RunReports] = {}
 
     def device(self) -> BaseDevice:
         """The plugin's device, or BackendFailure (retryable) when it raises or hangs."""
@@ -54,28 +54,28 @@ class GuardedBackend(Backend):
         except PluginFailure as exc:
             raise BackendFailure(f"backend plugin {self.plugin}: {exc}", retryable=True) from exc
 
-    def start(self, request: RunRequest, sink: RunSink) -> None:
+    def start(self, request: RunRequest, reports: RunReports) -> None:
         """Start the run; if the plugin raises or hangs, the run ends at once with the error."""
-        self._sinks = {request.job_id: sink}  # one run at a time
+        self._reports = {request.job_id: reports}  # one run at a time
         try:
-            self._calls.call(self.inner.start, request, sink)
+            self._calls.call(self.inner.start, request, reports)
         except PluginFailure as exc:
             error = JobError(
                 code=ErrorCode.BACKEND_ERROR,
                 message=f"backend plugin {self.plugin} could not start the run: {exc}",
                 retryable=True,
             )
-            sink.finished(RunOutcome(request.job_id, error=error))
+            reports.finished(RunOutcome(request.job_id, error=error))
 
     def cancel(self, job_id: str) -> None:
         """Ask the plugin to stop the run; a failure is a note on the job."""
         try:
             self._calls.call(self.inner.cancel, job_id)
         except PluginFailure as exc:
-            sink = self._sinks.get(job_id)
-            if sink is not None:
-                sink.note(job_id, f"backend plugin {self.plugin} could not cancel: {exc}")
-                sink.finished(RunOutcome(job_id, canceled=True))
+            reports = self._reports.get(job_id)
+            if reports is not None:
+                reports.note(job_id, f"backend plugin {self.plugin} could not cancel: {exc}")
+                reports.finished(RunOutcome(job_id, canceled=True))
 
     def close(self) -> None:
         """Close the plugin's backend (within the time limit)."""

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from consumers.backends.base import LocalBackend, RunOutcome, RunRequest, RunSink, register_size
+from consumers.backends.base import LocalBackend, RunOutcome, RunReports, RunRequest, register_size
 from consumers.plugins.api import JobFacts, Verdict
 from schemas.envelope import Event
 
@@ -90,10 +90,10 @@ class GroundStateBackend(LocalBackend):
         self.shot_rate_hz = shot_rate_hz
         self._stops: dict[str, threading.Event] = {}
 
-    def start(self, request: RunRequest, sink: RunSink) -> None:
+    def start(self, request: RunRequest, reports: RunReports) -> None:
         """Run on a thread of its own."""
         stop = self._stops[request.job_id] = threading.Event()
-        threading.Thread(target=self._run, args=(request, sink, stop), daemon=True).start()
+        threading.Thread(target=self._run, args=(request, reports, stop), daemon=True).start()
 
     def cancel(self, job_id: str) -> None:
         """Stop the run; it reports the shots measured so far."""
@@ -101,14 +101,14 @@ class GroundStateBackend(LocalBackend):
         if stop is not None:
             stop.set()
 
-    def _run(self, request: RunRequest, sink: RunSink, stop: threading.Event) -> None:
+    def _run(self, request: RunRequest, reports: RunReports, stop: threading.Event) -> None:
         zeros = "0" * register_size(request.sequence)
         done = 0
         while done < request.shots and not stop.wait(1 / self.shot_rate_hz):
             done += 1
         self._stops.pop(request.job_id, None)
         counts = {zeros: done} if done else {}
-        sink.finished(RunOutcome(request.job_id, counts, canceled=done < request.shots))
+        reports.finished(RunOutcome(request.job_id, counts, canceled=done < request.shots))
 
 
 def ground_state_backend(settings: Settings, **options: Any) -> GroundStateBackend:

@@ -34,7 +34,7 @@ def _status_on_qpu(backend: QPUApiBackend, uid: int) -> str | None:
         return None  # not submitted yet
 
 
-class Sink:
+class Reports:
     def __init__(self) -> None:
         self.done = threading.Event()
         self.outcome: RunOutcome | None = None
@@ -91,15 +91,15 @@ def test_device_specs_come_from_the_api(api: str) -> None:
 def test_a_job_waits_while_the_qpu_is_down(api: str) -> None:
     backend = QPUApiBackend(api, poll_s=0.05)
     sim(api, "operational", status="DOWN")
-    sink = Sink()
-    backend.start(RunRequest("j1", analog_sequence(2), 100), sink)
-    assert sink.changed.wait(10)
-    assert sink.operational_changes == [False]
-    assert not sink.done.is_set()
+    reports = Reports()
+    backend.start(RunRequest("j1", analog_sequence(2), 100), reports)
+    assert reports.changed.wait(10)
+    assert reports.operational_changes == [False]
+    assert not reports.done.is_set()
     sim(api, "operational", status="UP")
-    assert sink.done.wait(20)
-    assert sink.operational_changes == [False, True]
-    assert sink.outcome is not None and sum(sink.outcome.counts.values()) == 100
+    assert reports.done.wait(20)
+    assert reports.operational_changes == [False, True]
+    assert reports.outcome is not None and sum(reports.outcome.counts.values()) == 100
 
 
 def test_the_owner_runs_jobs_through_the_qpu_api(owners: OwnerHarness, api: str) -> None:

@@ -18,7 +18,7 @@ from consumers.backends.qpu_api import QPUApiBackend
 from schemas import ErrorCode, JobState
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
-from tests.integration.test_qpu_api import Sink
+from tests.integration.test_qpu_api import Reports
 from tests.qpu_api import qpu_api_simulator, sim, sim_stats
 from tests.sequences import analog_sequence
 from tests.waiting import wait_until
@@ -43,13 +43,15 @@ def test_an_api_where_every_request_stalls_ends_the_run_at_its_time_limit(api: s
     ends BACKEND_TIMEOUT (retryable) in about 2 s, not after tries x timeouts."""
     sim(api, "hang", count=100, seconds=5)
     backend = QPUApiBackend(api, poll_s=0.05, timeout_s=0.3, backoff_s=0.05, run_timeout_s=2)
-    sink = Sink()
+    reports = Reports()
     started = time.monotonic()
-    backend.start(RunRequest("stalled", analog_sequence(2), 10), sink)
-    assert sink.done.wait(20), "the run never ended"
+    backend.start(RunRequest("stalled", analog_sequence(2), 10), reports)
+    assert reports.done.wait(20), "the run never ended"
     elapsed_s = time.monotonic() - started
-    assert sink.outcome is not None and sink.outcome.error is not None
-    assert sink.outcome.error.code is ErrorCode.BACKEND_TIMEOUT and sink.outcome.error.retryable
+    assert reports.outcome is not None and reports.outcome.error is not None
+    assert (
+        reports.outcome.error.code is ErrorCode.BACKEND_TIMEOUT and reports.outcome.error.retryable
+    )
     assert 1.5 <= elapsed_s < 8.0, f"ended after {elapsed_s:.1f} s"
 
 
@@ -58,11 +60,11 @@ def test_a_job_stuck_running_on_the_api_is_canceled_at_the_run_limit() -> None:
     and the API job is canceled, not polled forever."""
     with qpu_api_simulator(shot_rate_hz=10) as slow:
         backend = QPUApiBackend(slow, poll_s=0.05, backoff_s=0.05, run_timeout_s=2)
-        sink = Sink()
-        backend.start(RunRequest("stuck", analog_sequence(2), 500), sink)
-        assert sink.done.wait(30), "the run never ended"
-        assert sink.outcome is not None and sink.outcome.error is not None
-        assert sink.outcome.error.code is ErrorCode.BACKEND_TIMEOUT
+        reports = Reports()
+        backend.start(RunRequest("stuck", analog_sequence(2), 500), reports)
+        assert reports.done.wait(30), "the run never ended"
+        assert reports.outcome is not None and reports.outcome.error is not None
+        assert reports.outcome.error.code is ErrorCode.BACKEND_TIMEOUT
         wait_until(
             lambda: [j["status"] for j in sim_stats(slow)["jobs"]] == ["CANCELED"],
             "the API job canceled",
@@ -78,11 +80,11 @@ def test_a_retry_never_adopts_the_api_job_its_own_timed_out_run_canceled() -> No
         sim(slow, "refuse_cancel", refuse=True)
         backend = QPUApiBackend(slow, poll_s=0.05, backoff_s=0.05, run_timeout_s=1)
         for attempt in (1, 2):
-            sink = Sink()
-            backend.start(RunRequest("again", analog_sequence(2), 300, attempt), sink)
-            assert sink.done.wait(30), f"run {attempt} never ended"
-            assert sink.outcome is not None and sink.outcome.error is not None
-            assert sink.outcome.error.code is ErrorCode.BACKEND_TIMEOUT
+            reports = Reports()
+            backend.start(RunRequest("again", analog_sequence(2), 300, attempt), reports)
+            assert reports.done.wait(30), f"run {attempt} never ended"
+            assert reports.outcome is not None and reports.outcome.error is not None
+            assert reports.outcome.error.code is ErrorCode.BACKEND_TIMEOUT
         assert sim_stats(slow)["submissions"] == 2
 
 

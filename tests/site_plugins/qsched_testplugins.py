@@ -99,9 +99,9 @@ class FlakyBackend(GroundStateBackend):
         super().__init__(shot_rate_hz=200.0)
         self.hang_s = hang_s
 
-    def start(self, request: Any, sink: Any) -> None:
+    def start(self, request: Any, reports: Any) -> None:
         _misbehave(request.shots, self.hang_s, BACKEND_RAISE_SHOTS, BACKEND_HANG_SHOTS)
-        super().start(request, sink)
+        super().start(request, reports)
 
 
 def flaky_backend(settings: Any, **options: Any) -> FlakyBackend:

@@ -1,7 +1,8 @@
 """Backend reports, moved from the backend's threads to the owner's connection thread.
 
-A backend calls its sink from whatever thread it likes; each report becomes an input in the
-shell's inbox and the connection is woken (thread-safely) so the loop handles it at once.
+A backend calls the `RunReports` it was given (`consumers.backends.base`) from whatever thread it
+likes; the owner gives a `ReportInbox`: each report becomes an input in the shell's inbox and
+the connection is woken (thread-safely) so the loop handles it at once.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from consumers.core.step import Finished, Input, Note, Operational, Progress
 log = logging.getLogger("consumers.owner")
 
 
-class Sink:
-    """Backend reports, moved from backend threads to the connection thread."""
+class ReportInbox:
+    """A run's reports (`RunReports`), moved from backend threads to the connection thread."""
 
     def __init__(self, inbox: queue.SimpleQueue[Input], connection: Connection) -> None:
         self._inbox = inbox

@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from consumers.tools.eventlog.describe import event_record, job_histories, summary
 from consumers.tools.eventlog.errors import BadBound
 from consumers.tools.eventlog.filters import EventFilter
-from consumers.tools.eventlog.model import build_timeline, event_record, job_histories, summary
+from consumers.tools.eventlog.model import build_timeline
 from consumers.tools.eventlog.reader import parse_bound
 from tests.eventlogs import at, scenario
 

@@ -9,7 +9,7 @@ import pytest
 
 from consumers.core.commands import TABLE, Command
 from consumers.core.step import Dispatch, Finished
-from consumers.tools.eventlog.model import job_histories
+from consumers.tools.eventlog.describe import job_histories
 from consumers.tools.eventlog.reader import LogRecord
 from consumers.tools.eventlog.replay import render, replay
 from schemas.codec import decode, encode

@@ -1,5 +1,6 @@
 """Reading the event log: tail, job history, and exports (JSON lines, Perfetto, HTML timeline).
 
-`model` is the only module here that knows event topics and payload fields; the others draw
-what it builds.
+`topics` names the event topics and payload fields these readers interpret; `model` folds the log
+into a neutral timeline and `describe` puts events and job histories into words; the others draw
+what those build (`sessions` and `budgets` know the ``session.*`` and budget topics).
 """

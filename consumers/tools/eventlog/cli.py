@@ -21,10 +21,10 @@ from brokers.connection import Connection, connect, translated
 from brokers.errors import ChannelClosed
 from brokers.settings import Settings
 from brokers.topology import Topology, build_topology
+from consumers.tools.eventlog.describe import event_record, job_histories, summary
 from consumers.tools.eventlog.errors import AmbiguousJob, EventLogError, JobNotFound
 from consumers.tools.eventlog.export import write_export
 from consumers.tools.eventlog.filters import EventFilter
-from consumers.tools.eventlog.model import event_record, job_histories, summary
 from consumers.tools.eventlog.reader import LogRecord, fetch_end_offset, parse_bound, read_log
 from consumers.tools.eventlog.replay import render, replay
 from consumers.tools.eventlog.sessions import summary_entries, with_session

@@ -6,8 +6,9 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import TextIO
 
+from consumers.tools.eventlog.describe import event_record
 from consumers.tools.eventlog.html import render_html
-from consumers.tools.eventlog.model import build_timeline, event_record
+from consumers.tools.eventlog.model import build_timeline
 from consumers.tools.eventlog.perfetto import export_trace
 from consumers.tools.eventlog.reader import LogRecord
 from schemas.envelope import Event

@@ -1,9 +1,10 @@
-"""The event log read back as a neutral picture: runs, QPU periods, waiting counts, job histories.
+"""The event log folded into a neutral picture: runs, lane runs, QPU periods, waiting counts.
 
-This is the ONE module that knows event topics and the fields the owner puts in them. Everything
-else in `consumers.tools.eventlog` (tail, history, Perfetto and HTML export) reads the neutral
-`Timeline` built here, so a change of topics or payloads (the event-sourced owner) is a change
-to this file alone.
+Everything else in `consumers.tools.eventlog` that draws the log (Perfetto and HTML export,
+`qsched simulate`'s comparison) reads the neutral `Timeline` built here; the topics and fields
+it interprets are named in `consumers.tools.eventlog.topics`, so a change of topics or payloads
+is a change there and here. Words for one event and a job's history are in
+`consumers.tools.eventlog.describe`.
 
 Theory of operation: `build_timeline` folds events in log order. A ``job.started`` opens a run;
 the job's final event (``job.done|error|canceled|rejected|timed_out``) closes it with that state,
@@ -22,198 +23,42 @@ skipped, as the owner's own `apply` does. Pure: events in, values out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from consumers.tools.eventlog.budgets import BudgetLog
-from consumers.tools.eventlog.sessions import SessionLog, ended_summary, opened_summary
-from consumers.tools.eventlog.shapes import (
-    HistoryEntry,
-    JobHistory,
-    Period,
-    Run,
-    Timeline,
-    WaitingSample,
+from consumers.tools.eventlog.sessions import SessionLog
+from consumers.tools.eventlog.shapes import Period, Run, Timeline, WaitingSample
+from consumers.tools.eventlog.topics import (
+    ACTIVATED_TOPICS,
+    ARRIVAL_TOPICS,
+    BACK_STATES,
+    FINAL_TOPICS,
+    INTERRUPTED,
+    MAINTENANCE,
+    MODE_TOPIC,
+    PERIOD_CLOSE,
+    PERIOD_OPEN,
+    PREEMPTED_TOPIC,
+    REQUEUED_TOPIC,
+    RESERVATION,
+    RESERVATION_DELETE,
+    RESERVATION_SET,
+    RESUBMITTED_TOPIC,
+    RETRYING_TOPIC,
+    RUNNING,
+    START_TOPIC,
+    job_field,
 )
-from schemas.enums import CommandName
 from schemas.envelope import Event
-from schemas.events import FINAL_TOPICS as FINAL_TOPIC_OF_STATE
 from schemas.events import Topic
-
-LEGACY_QUEUED = "job.queued"  # the arrival topic before the event-sourced owner
-ARRIVAL_TOPICS = frozenset({Topic.JOB_ACCEPTED.value, LEGACY_QUEUED})
-START_TOPIC = Topic.JOB_STARTED.value
-PREEMPTED_TOPIC = Topic.JOB_PREEMPTED.value
-REQUEUED_TOPIC = Topic.JOB_REQUEUED.value
-RETRYING_TOPIC = Topic.JOB_RETRYING.value
-RESUBMITTED_TOPIC = Topic.JOB_RESUBMITTED.value  # a job that ended ERROR waits again
-ACTIVATED_TOPICS = frozenset({Topic.OWNER_ACTIVATED.value, "owner.active"})
-FINAL_TOPICS = {topic.value: state.value for state, topic in FINAL_TOPIC_OF_STATE.items()}
-PREEMPTED = "PREEMPTED"
-INTERRUPTED = "INTERRUPTED"
-RUNNING = "RUNNING"
-_BACK_STATES = {
-    PREEMPTED_TOPIC: PREEMPTED,
-    REQUEUED_TOPIC: INTERRUPTED,
-    RETRYING_TOPIC: "ERROR",
-    RESUBMITTED_TOPIC: INTERRUPTED,
-}
-PERIOD_KINDS = ("calibration", "pause", "drain", "maintenance", "down", "reservation")
-RESERVATION = "reservation"  # a band per reservation window, as the log last set it
-
-
-def _control(command: CommandName) -> str:
-    return f"{Topic.CONTROL.value}.{command.value}"
-
-
-# Period kinds, each opened and closed by these topics (a DOWN backend, operator commands).
-PERIOD_OPEN = {
-    Topic.CALIBRATION_STARTED.value: "calibration",
-    _control(CommandName.PAUSE): "pause",
-    _control(CommandName.DRAIN): "drain",
-    Topic.QPU_DOWN.value: "down",
-}
-PERIOD_CLOSE = {
-    Topic.CALIBRATION_COMPLETE.value: ("calibration",),
-    _control(CommandName.RESUME): ("pause", "drain"),
-    Topic.QPU_UP.value: ("down",),
-}
-MODE_TOPIC = _control(CommandName.MODE)
-RESERVATION_SET = {
-    _control(CommandName.RESERVATION_CREATE),
-    _control(CommandName.RESERVATION_UPDATE),
-}
-RESERVATION_DELETE = _control(CommandName.RESERVATION_DELETE)
-MAINTENANCE = "maintenance"
-
-
-def trace_id_of(event: Event) -> str | None:
-    """The W3C trace id an arrival recorded: its ``trace.traceparent`` (``job.accepted``)."""
-    trace = event.data.get("trace")
-    parent = trace.get("traceparent") if isinstance(trace, dict) else event.data.get("traceparent")
-    if isinstance(parent, str) and parent.count("-") == 3:
-        return parent.split("-")[1]
-    return None
-
-
-def _job_field(event: Event, name: str) -> Any:
-    """A field of the job an arrival carries (``data.job``; top-level ``data`` in old logs)."""
-    job = event.data.get("job")
-    return job.get(name) if isinstance(job, dict) else event.data.get(name)
-
-
-def summary(event: Event) -> str:
-    """A short human description of what `event` says, beyond its topic."""
-    data = event.data
-    parts: list[str] = []
-    if event.topic in ARRIVAL_TOPICS:
-        parts.append(
-            f"{_job_field(event, 'shots') or '?'} shots, "
-            f"priority {_job_field(event, 'priority') or 0}"
-        )
-    elif event.topic == START_TOPIC:
-        shots = f"{data['shots']} shots, " if "shots" in data else ""
-        parts.append(f"{shots}attempt {data.get('attempt', 1)} on {data.get('backend', '?')}")
-        if "epoch" in data:
-            parts.append(f"epoch {data['epoch']}")
-    elif event.topic in (PREEMPTED_TOPIC, REQUEUED_TOPIC, RETRYING_TOPIC):
-        parts.append(f"{data.get('shots_done', '?')}/{data.get('shots', '?')} shots done")
-    elif event.topic == Topic.JOB_PROGRESS.value and "shots_done" in data:
-        parts.append(f"{data['shots_done']} shots done")
-    elif event.progress is not None:
-        parts.append(f"{event.progress.shots_done}/{event.progress.shots} shots")
-    elif event.topic == Topic.JOB_PREEMPTING.value and data.get("challenger"):
-        parts.append(f"for {str(data['challenger'])[:8]}")
-    elif event.topic == Topic.JOB_STOPPING.value and "state" in data:
-        parts.append(f"will end {data['state']}")
-    elif event.result is not None:
-        result = event.result
-        parts.append(f"{sum(result.counts.values())}/{result.shots} shots")
-        if result.epoch is not None:
-            parts.append(f"epoch {result.epoch}")
-        if result.error is not None:
-            parts.append(result.error.code.value)
-    elif event.topic in ACTIVATED_TOPICS and "term" in data:
-        parts.append(f"term {data['term']}")
-    elif event.topic.startswith("calibration.") and "epoch" in data:
-        parts.append(f"epoch {data['epoch']}")
-    elif event.topic == MODE_TOPIC and "mode" in data:
-        parts.append(f"mode {data['mode']}")
-    elif event.topic == Topic.JOB_HELD.value and "by" in data:
-        parts.append(f"{'operator' if data.get('operator') else 'user'} hold by {data['by']}")
-    elif event.topic == Topic.SESSION_OPENED.value:
-        parts.append(opened_summary(event))
-    elif event.topic == Topic.SESSION_ENDED.value:
-        parts.append(ended_summary(event))
-    elif event.topic == Topic.JOB_UPDATED.value:
-        changed = [f"{k} {data[k]}" for k in ("priority", "job_class") if data.get(k) is not None]
-        parts.append(", ".join(changed).replace("job_class", "class"))
-    if event.topic.startswith("control.") and event.user:
-        parts.append(f"by {event.user}")  # the audit trail: who sent the command
-    if event.qpu_state is not None:
-        parts.append(f"QPU {event.qpu_state.value}")
-    if data.get("ok") is False:
-        parts.append("refused")
-    return ", ".join(parts)
-
-
-def event_record(event: Event, offset: int | None = None) -> dict[str, Any]:
-    """An event as a plain JSON-ready dict (what ``--json`` and the jsonl export write)."""
-    record = event.model_dump(mode="json", exclude_none=True)
-    if not record.get("data"):
-        record.pop("data", None)
-    if offset is not None:
-        record["offset"] = offset
-    return record
 
 
 def build_timeline(events: Iterable[Event], budget_marks: bool = False) -> Timeline:
     """Fold events, in log order, into runs, periods and waiting counts (see module docstring);
     with `budget_marks`, the budgets' moments too (a second fold, the owner's: the HTML page)."""
     return _Folder(BudgetLog() if budget_marks else None).fold(events)
-
-
-def job_histories(
-    events: Iterable[Event], job_prefix: str, ignored: Mapping[str, str] | None = None
-) -> dict[str, JobHistory]:
-    """Every job whose id starts with `job_prefix`, with its events in order.
-
-    Args:
-        events: the log, in order.
-        job_prefix: a job id or its first characters.
-        ignored: why the owner's state ignored some events (event id -> why), when known.
-    """
-    ignored = ignored or {}
-    found: dict[str, JobHistory] = {}
-    sessions = SessionLog()
-    for event in events:
-        sessions.see(event)
-        if event.job_id is None or not event.job_id.startswith(job_prefix):
-            continue
-        history = found.setdefault(event.job_id, JobHistory(event.job_id))
-        history.job_class = history.job_class or event.job_class
-        if event.topic in ARRIVAL_TOPICS:
-            history.session_id = history.session_id or _job_field(event, "session_id")
-        if event.topic in ARRIVAL_TOPICS or event.topic == START_TOPIC:
-            history.user = history.user or event.user
-        history.trace_id = history.trace_id or trace_id_of(event)
-        if event.topic in ARRIVAL_TOPICS and history.arrived_at is None:
-            history.arrived_at = event.at
-        elif event.topic == START_TOPIC and history.first_started_at is None:
-            history.first_started_at = event.at
-        elif event.topic in FINAL_TOPICS:
-            history.final_state = FINAL_TOPICS[event.topic]
-            history.ended_at = event.at
-        history.entries.append(
-            HistoryEntry(
-                event.at, event.topic, summary(event), event.reason, ignored.get(event.event_id)
-            )
-        )
-    for history in found.values():
-        sessions.add_to(history)  # its session's opening and end, in time order
-    return found
 
 
 @dataclass
@@ -282,7 +127,7 @@ class _Folder:
             for lane_job in list(self.open_lanes):
                 self._close_lane(lane_job, event.at, INTERRUPTED, "its owner stopped")
         elif topic in ARRIVAL_TOPICS and job_id:
-            shots = int(_job_field(event, "shots") or 0)
+            shots = int(job_field(event, "shots") or 0)
             self.arrivals.setdefault(job_id, _Arrival(event.at, event.job_class or "", shots))
             self._set_waiting(event.at, event.job_class or "", job_id, True)
         elif topic == START_TOPIC and job_id:
@@ -291,9 +136,9 @@ class _Folder:
             topic in (PREEMPTED_TOPIC, REQUEUED_TOPIC, RETRYING_TOPIC, RESUBMITTED_TOPIC) and job_id
         ):
             if job_id in self.open_lanes:
-                self._close_lane(job_id, event.at, _BACK_STATES[topic], event.reason)
+                self._close_lane(job_id, event.at, BACK_STATES[topic], event.reason)
             elif self.open_run is not None and self.open_run.job_id == job_id:
-                state = _BACK_STATES[topic]
+                state = BACK_STATES[topic]
                 self._close_run(event.at, state, event.reason)
             self._set_waiting(event.at, event.job_class or "", job_id, True)
         elif topic in FINAL_TOPICS and job_id:

@@ -15,8 +15,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from consumers.tools.eventlog.model import PERIOD_KINDS
 from consumers.tools.eventlog.shapes import Run, Timeline
+from consumers.tools.eventlog.topics import PERIOD_KINDS
 
 QPU_PID = 1
 LANES_PID = 3  # emulator lanes, one thread each (pid 2 is the queues)

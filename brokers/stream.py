@@ -186,13 +186,13 @@ def read_stream(
                 return
     finally:
         if channel.is_open:
-            _settle_buffered(channel, queue, arguments, wait_s)
+            _ack_buffered(channel, queue, arguments, wait_s)
             _drop_late_deliveries(channel)
             channel.cancel()
 
 
 def fetch_end_offset(
-    connection: BlockingConnection, stream: str, first_wait_s: float = 2.0, settle_s: float = 0.3
+    connection: BlockingConnection, stream: str, first_wait_s: float = 2.0, quiet_s: float = 0.3
 ) -> int | None:
     """The offset of the stream's last record now (None when the stream is empty).
 
@@ -202,12 +202,12 @@ def fetch_end_offset(
     Raises:
         pika.exceptions.ChannelClosedByBroker: the stream is missing or may not be read.
     """
-    last = fetch_last_record(connection, stream, first_wait_s, settle_s)
+    last = fetch_last_record(connection, stream, first_wait_s, quiet_s)
     return last.offset if last is not None else None
 
 
 def fetch_last_record(
-    connection: BlockingConnection, stream: str, first_wait_s: float = 2.0, settle_s: float = 0.3
+    connection: BlockingConnection, stream: str, first_wait_s: float = 2.0, quiet_s: float = 0.3
 ) -> StreamRecord | None:
     """The stream's last record now (None when the stream is empty), read without removing
     anything: a short consumer attached at ``last`` receives the stream's last chunk, and the
@@ -217,7 +217,7 @@ def fetch_last_record(
         connection: where to open the channel this call uses.
         stream: the stream queue.
         first_wait_s: how long to wait for the last chunk's first record.
-        settle_s: how long to wait for more records of that chunk after one arrived.
+        quiet_s: how long to wait for more records of that chunk after one arrived.
 
     Raises:
         pika.exceptions.ChannelClosedByBroker: the stream is missing or may not be read.
@@ -226,10 +226,10 @@ def fetch_last_record(
     channel.basic_qos(prefetch_count=STREAM_PREFETCH)
     last: StreamRecord | None = None
     first_deadline = time.monotonic() + first_wait_s
-    settle_deadline = first_deadline + 2.0  # a busy log never goes quiet: stop anyway
+    stop_deadline = first_deadline + 2.0  # a busy log never goes quiet: stop anyway
     try:
         for method, props, body in channel.consume(
-            stream, arguments={"x-stream-offset": "last"}, inactivity_timeout=settle_s
+            stream, arguments={"x-stream-offset": "last"}, inactivity_timeout=quiet_s
         ):
             if method is None:
                 if last is not None or time.monotonic() > first_deadline:
@@ -239,7 +239,7 @@ def fetch_last_record(
             record = StreamRecord(_offset_of(props), props, body, method.routing_key)
             if last is None or record.offset > last.offset:
                 last = record
-            if time.monotonic() > settle_deadline:
+            if time.monotonic() > stop_deadline:
                 break
     finally:
         close_stream_channel(channel)
@@ -268,14 +268,14 @@ def _drop_late_deliveries(channel: BlockingChannel) -> None:
 
     pika's async channel rejects deliveries that arrive for a consumer it is cancelling, and a
     stream answers ``basic.reject`` by closing the connection (540). Marking the consumer as
-    no-ack makes pika drop them instead; a stream keeps no per-message state to settle.
+    no-ack makes pika drop them instead; a stream keeps no per-message state to ack.
     """
     generator = channel._queue_consumer_generator  # the consumer `channel.consume` opened
     if generator is not None:
         channel._impl._consumers_with_noack.add(generator.consumer_tag)
 
 
-def _settle_buffered(
+def _ack_buffered(
     channel: BlockingChannel, queue: str, arguments: dict[str, Offset], wait_s: float
 ) -> None:
     """Ack the deliveries pika buffered past the reader's stop.

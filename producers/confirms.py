@@ -97,28 +97,28 @@ class ConfirmedPublisher:
         channel.events["basic_nack"].add(self._on_nack)
         channel.events["basic_return"].add(self._on_return)
 
-    def _settle(self, tag: int, multiple: bool) -> list[str]:
+    def _resolved_through(self, tag: int, multiple: bool) -> list[str]:
         unconfirmed = self.unconfirmed
         if not multiple:
             message_id = unconfirmed.pop(tag, None)
             return [] if message_id is None else [message_id]
-        settled = []
-        while unconfirmed:  # tags are in publish order: settle from the oldest up to `tag`
+        resolved = []
+        while unconfirmed:  # tags are in publish order: resolve from the oldest up to `tag`
             oldest = next(iter(unconfirmed))
             if oldest > tag:
                 break
-            settled.append(unconfirmed.pop(oldest))
-        return settled
+            resolved.append(unconfirmed.pop(oldest))
+        return resolved
 
     def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
-        settled = self._settle(delivery_tag, multiple)
-        if settled:
+        resolved = self._resolved_through(delivery_tag, multiple)
+        if resolved:
             now = utc_now()  # one clock read per ack frame; a frame often acks hundreds
-            for message_id in settled:
+            for message_id in resolved:
                 self.confirmed_at[message_id] = now
 
     def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
-        self.nacked.update(self._settle(delivery_tag, multiple))
+        self.nacked.update(self._resolved_through(delivery_tag, multiple))
 
     def _on_return(self, exc: Exception, exchange: str, routing_key: str, message: Any) -> None:
         self.returned.add(message.properties.get("message_id", ""))

@@ -21,7 +21,7 @@ from brokers.stream import StreamRecord, events_of, fetch_end_offset, read_strea
 from schemas.messages import Event
 
 WAIT_S = 60.0  # for the last chunk, and for each delivery: generous on a loaded machine
-SETTLE_S = 0.5  # quiet time that ends the last chunk (what the old whole read cost at its end)
+QUIET_S = 0.5  # quiet time that ends the last chunk (what the old whole read cost at its end)
 
 
 def whole_log(channel: BlockingChannel, stream: str, strict: bool = True) -> list[Event]:
@@ -42,7 +42,7 @@ def whole_log(channel: BlockingChannel, stream: str, strict: bool = True) -> lis
 
 def records_to_end(channel: BlockingChannel, stream: str) -> Iterator[StreamRecord]:
     """The stream's records from the first to the last one now (none when it is empty)."""
-    end = fetch_end_offset(channel.connection, stream, first_wait_s=WAIT_S, settle_s=SETTLE_S)
+    end = fetch_end_offset(channel.connection, stream, first_wait_s=WAIT_S, quiet_s=QUIET_S)
     if end is None:
         return
     last = -1

@@ -1,7 +1,7 @@
 """An owner's activation, wired: what runs from taking the QPU lease to the first dispatch.
 
 The state is rebuilt from the log (`recovery`: last snapshot + tail), the policy in force is
-settled (`policylog`), then the activation's parts are built: the effects executor, given the
+decided (`policylog`), then the activation's parts are built: the effects executor, given the
 publisher, the run sequences, the backends and the answer channel (`effects`), the shell given
 that executor (`shell`), and the intake given the shell (`intake`). `owner.activated` is written
 with a term one higher than any before, a run a dead owner left is put back (`Recovered`), the

@@ -9,7 +9,7 @@ QPU's, then the lanes', through one decision loop, `decide`) runs after every ba
 
 The dispatch fast path: nothing about the QPU waits for a confirm. A backend's report is staged
 (no wait), dispatch decides at once, and a start or a stop is carried out right after its event
-is sent, before the confirms (start it, then settle). A confirm that fails drops the activation
+is sent, before the confirms (start it, then confirm). A confirm that fails drops the activation
 (`PublishFailed`), which stops the run; the log, where only confirmed events are, decides again,
 so a run whose `job.started` never reached the log is simply started again by the next owner.
 Replies' confirms are checked at the next commit (a failed one becomes `job.reply_failed`).
@@ -185,9 +185,9 @@ class Shell:
             PublishFailed: an event was not confirmed (the state is ahead of the log).
         """
         self.publisher.wait_confirmed()
-        self.settle()
+        self.carry_out_confirmed()
 
-    def settle(self) -> None:
+    def carry_out_confirmed(self) -> None:
         """Carry out the staged effects and acks whose events are confirmed, without waiting.
 
         A reply the broker refused becomes a `job.reply_failed` event (itself confirmed later,
@@ -248,7 +248,7 @@ class Shell:
                     self.effects.carry_out(effect, None)
                 else:
                     self.pending.effect(effect, None, self.publisher.last_tag)
-            self.settle()
+            self.carry_out_confirmed()
             return any(isinstance(e, StartRun) for e in effects)
 
     def drain_inbox(self, lanes: bool = False) -> bool:

@@ -129,7 +129,7 @@ def test_the_events_stream_reads_from_first_offset_and_from_a_timestamp(
 def test_a_stream_reader_that_stops_early_leaves_its_connection_usable(
     broker: BrokerFixture,
 ) -> None:
-    """Given more records buffered than the reader wants, stopping early settles them (a stream
+    """Given more records buffered than the reader wants, stopping early acks them (a stream
     closes the connection on basic.reject) and the channel and connection stay usable."""
     ch = broker.channel()
     ch.confirm_delivery()

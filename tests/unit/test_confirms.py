@@ -1,4 +1,4 @@
-"""ConfirmedPublisher's bookkeeping: acks and nacks settle the right messages, in any grouping."""
+"""ConfirmedPublisher's bookkeeping: acks and nacks resolve the right messages, in any grouping."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_given_a_multiple_ack_then_every_older_tag_is_confirmed_and_stamped() ->
     assert set(publisher.confirmed_at) == {"job-1", "job-2", "job-3"}
 
 
-def test_given_single_acks_out_of_order_then_a_later_multiple_ack_settles_the_rest() -> None:
+def test_given_single_acks_out_of_order_then_a_later_multiple_ack_resolves_the_rest() -> None:
     publisher = _publisher(5)
     publisher._on_ack(2, False)
     publisher._on_ack(4, False)

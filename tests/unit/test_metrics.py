@@ -42,7 +42,7 @@ class MeteredHarness(Harness):
             super().emit([event])
             self.metrics.seen(self.log[-1], self.state)
 
-    def settle(self) -> None:
+    def end_iteration(self) -> None:
         self.metrics.after_iteration(self.state, self.policy)
 
 
@@ -56,7 +56,7 @@ def test_waiting_counts_wait_histogram_final_states_and_busy_time_follow_the_eve
     first = h.submit(slurm=physics)
     h.submit(slurm=physics)
     h.submit(job_class="development")
-    h.settle()
+    h.end_iteration()
     r = h.metrics.registry
     assert sample(r, "qsched_waiting_jobs", job_class="production") == 2
     assert sample(r, "qsched_waiting_jobs", job_class="development") == 1
@@ -70,7 +70,7 @@ def test_waiting_counts_wait_histogram_final_states_and_busy_time_follow_the_eve
     h.feed(Dispatch())
     assert h.started == [first]
     h.finish_running()  # 1 s on the QPU
-    h.settle()
+    h.end_iteration()
     assert sample(r, "qsched_waiting_jobs", job_class="production") == 1
     assert sample(r, "qsched_job_wait_seconds_count", job_class="production") == 1
     wait_s = sample(r, "qsched_job_wait_seconds_sum", job_class="production") or 0
@@ -167,7 +167,7 @@ def test_lane_runs_are_counted_per_lane_and_their_time_is_not_qpu_time() -> None
     development = h.submit(job_class="development", shots=10)
     h.now += timedelta(seconds=5)
     h.feed(LaneDispatch("emulator-1", "abc123"))
-    h.settle()
+    h.end_iteration()
     r = h.metrics.registry
     assert sample(r, "qsched_lane_busy", lane="emulator-1") == 1
     assert sample(r, "qsched_lane_busy", lane="emulator-2") == 0
@@ -177,7 +177,7 @@ def test_lane_runs_are_counted_per_lane_and_their_time_is_not_qpu_time() -> None
     h.now += timedelta(seconds=3)
     h.feed(Finished(development, {"00": 10}))
     h.finish_running()  # the production job: 9 s on the QPU in all, a lane run in the middle
-    h.settle()
+    h.end_iteration()
     assert sample(r, "qsched_lane_busy", lane="emulator-1") == 0
     assert sample(r, "qsched_jobs_finished_total", job_class="development", state="DONE") == 1
     assert h.metrics.snapshot().busy_closed_s == pytest.approx(9.001)  # a scrape saw it run
@@ -232,10 +232,10 @@ def test_calibration_gauges_count_from_the_backends_calibration_until_an_operato
 def test_an_account_whose_jobs_all_left_reads_zero_not_no_data() -> None:
     h = MeteredHarness()
     h.submit(slurm=SlurmContext(job_id="7", account="physics"))
-    h.settle()
+    h.end_iteration()
     assert sample(h.metrics.registry, "qsched_waiting_jobs_by_account", account="physics") == 1
     h.feed(Dispatch())
-    h.settle()
+    h.end_iteration()
     assert sample(h.metrics.registry, "qsched_waiting_jobs_by_account", account="physics") == 0
 
 

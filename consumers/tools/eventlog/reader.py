@@ -58,7 +58,7 @@ def parse_bound(text: str | None) -> Bound | None:
 
 
 def fetch_end_offset(
-    connection: Connection, stream: str, first_wait_s: float = 2.0, settle_s: float = 0.3
+    connection: Connection, stream: str, first_wait_s: float = 2.0, quiet_s: float = 0.3
 ) -> int | None:
     """The offset of the stream's last record now (None when the stream is empty); see
     `brokers.stream.fetch_end_offset`.
@@ -67,7 +67,7 @@ def fetch_end_offset(
         NoEventLog: the stream is missing or may not be read.
     """
     try:
-        return stream_end(connection, stream, first_wait_s, settle_s)
+        return stream_end(connection, stream, first_wait_s, quiet_s)
     except BROKER_FAILURES as exc:
         refused = _refused(exc, stream)
         if refused is None:

@@ -40,6 +40,7 @@ from consumers.owner.run_sequences import RunSequences
 from consumers.owner.sequences import SequenceStore
 from consumers.owner.settle import collector
 from consumers.owner.shell import Shell
+from consumers.owner.snapshots import Snapshots
 from consumers.owner.spans import JobTraces
 from consumers.owner.standbys import Roster
 from consumers.plugins.gate import Gate
@@ -113,7 +114,7 @@ def activate(
     reason = f"owner {parts.owner_id} took the QPU lease"
     shell.emit([make_event(Topic.OWNER_ACTIVATED, activated, reason=reason)])
     shell.handle(Recovered())
-    shell.events_since_snapshot += follower.replayed  # a long replay: snapshot soon
+    shell.snapshots.seen(follower.replayed)  # a long replay: snapshot soon
     parts.devices.publish(publisher, topology, state)
     effects = shell.effects
     command_io = CommandIO(
@@ -201,6 +202,19 @@ def build_shell(
         pending,
     )
     ctx = Context(parts.owner_id, parts.backend.name, new_id)
+    snapshots = Snapshots(
+        settings.owner.snapshot_every_events, settings.owner.snapshot_every_s, time.monotonic()
+    )
     return Shell(
-        state, in_force, ctx, clock, device, publisher, follower, effects, pending, parts.observe
+        state,
+        in_force,
+        ctx,
+        clock,
+        device,
+        publisher,
+        follower,
+        effects,
+        pending,
+        parts.observe,
+        snapshots,
     )

@@ -17,7 +17,6 @@ Replies' confirms are checked at the next commit (a failed one becomes `job.repl
 
 from __future__ import annotations
 
-import logging
 import queue
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,7 +26,6 @@ from typing import Any
 
 from consumers.core.batches import BatchArrival
 from consumers.core.outcomes import AwaitAllocation, Effect, Recheck, Reply, StartRun, StopRun
-from consumers.core.snapshot import to_data
 from consumers.core.state import OwnerState
 from consumers.core.step import (
     Command,
@@ -43,15 +41,13 @@ from consumers.owner.effects import Effects
 from consumers.owner.pending import Pending
 from consumers.owner.policylog import PolicyInForce
 from consumers.owner.publish import RECORD_EVENTS, Publisher, records
-from consumers.owner.recovery import LogFollower, snapshot_payload
+from consumers.owner.recovery import LogFollower
 from consumers.owner.settle import Delivery, ack
+from consumers.owner.snapshots import Snapshots
 from schemas.envelope import Event
-from schemas.errors import MessageTooLarge
 from schemas.events import Topic, make_event
 from schemas.policy import Policy
 from schemas.sequence import SpecsDigest
-
-log = logging.getLogger("consumers.owner")
 
 
 class Shell:
@@ -68,6 +64,7 @@ class Shell:
         effects: carries out the effects (`consumers.owner.effects`).
         pending: what waits for confirms (shared with `effects`, whose replies wait too).
         on_event: told of every applied event (sinks, metrics, log lines).
+        snapshots: counts the applied events (`consumers.owner.snapshots` writes snapshots).
     """
 
     def __init__(
@@ -82,6 +79,7 @@ class Shell:
         effects: Effects,
         pending: Pending,
         on_event: Callable[[Event], None],
+        snapshots: Snapshots,
     ) -> None:
         self.state = state
         self.in_force = in_force
@@ -94,10 +92,10 @@ class Shell:
         self.backends = effects.backends
         self.pending = pending
         self._on_event = on_event
+        self.snapshots = snapshots
         self._specs = SpecsDigest()
         self._group: list[Event] | None = None  # events of an `intake_group`, to send
         self._deferred: list[tuple[Effect | None, Delivery | None]] = []
-        self.events_since_snapshot = 0
 
     @property
     def policy(self) -> Policy:
@@ -147,7 +145,7 @@ class Shell:
     def _apply(self, stamped: Event) -> None:
         """Fold a sent event into the state and the effects' memory; tell the observers."""
         self.state.apply(stamped)
-        self.events_since_snapshot += 1
+        self.snapshots.seen()
         self.effects.remember(stamped)
         self._on_event(stamped)
 
@@ -269,27 +267,8 @@ class Shell:
         return handled
 
     def tick(self) -> None:
-        """Deadlines, queue ages, run-time limits; a snapshot when one is due."""
+        """Deadlines, queue ages, run-time limits."""
         self.handle(Tick())
-
-    def snapshot_if_due(self, every_events: int, due_by_time: bool) -> None:
-        """Write an `owner.snapshot` when enough happened; point to it once it is confirmed."""
-        if self.events_since_snapshot < every_events and not (
-            due_by_time and self.events_since_snapshot
-        ):
-            return
-        store = self.effects.runs.store
-        payload = snapshot_payload(self.state, store, to_data, self.follower.jobs)
-        event = self.publisher.stamp(make_event(Topic.OWNER_SNAPSHOT, payload))  # its id, now
-        try:
-            self.emit([event])
-        except MessageTooLarge as exc:  # never fatal: activation then replays a longer tail
-            log.error("owner.snapshot not written: %s (raise owner.snapshot_max_bytes)", exc)
-        else:
-            offset = self.publisher.last_offset
-            self.commit()
-            self.follower.point_to(event.event_id, offset)
-        self.events_since_snapshot = 0
 
     def command(self, given: Command, delivery: Delivery) -> bool:
         """Handle one control command, ack it; True if the owner accepted it."""

@@ -169,7 +169,6 @@ class Owner:
     def _loop(self, conn: Connection, shell: Shell, intake: Intake) -> None:
         owner = self.settings.owner
         next_tick = time.monotonic()
-        last_snapshot = time.monotonic()
         positions = PositionPusher(owner.position_every_s)  # a new owner tells everyone again
         tell = functools.partial(send_position, shell.publisher)
         backends = shell.backends
@@ -201,11 +200,7 @@ class Owner:
             if self.metrics is not None:  # after the acks and the start, off the dispatch path
                 self.metrics.intake_done(taken[0], time.monotonic() - taken[1])
                 self.metrics.after_iteration(shell.state, shell.policy)
-            due_by_time = now - last_snapshot > owner.snapshot_every_s
-            before = shell.events_since_snapshot
-            shell.snapshot_if_due(owner.snapshot_every_events, due_by_time)
-            if shell.events_since_snapshot < before:
-                last_snapshot = now
+            shell.snapshots.write_if_due(shell, now)
 
     def _observe(self, event: Event) -> None:
         """Every applied event: to the event sinks, the metrics and the owner's log."""

@@ -60,7 +60,7 @@ def main(jobs: int, as_json: bool = False) -> None:
         print(f"owner profile, {jobs} zero-work jobs on the synthetic backend: {rate:.0f} jobs/s")
         stats.sort_stats("tottime").print_stats(SHOWN)
         stats.sort_stats("cumulative").print_callees(
-            r"shell.py:\d+\((dispatch|commit|carry_out_confirmed|_start)\)"
+            r"(shell|confirmed).py:\d+\((dispatch|commit|carry_out_confirmed|_start)\)"
         )
         stats.sort_stats("cumulative").print_stats(SHOWN)
         print(text.getvalue())

@@ -2,10 +2,12 @@
 
 Every change goes the same way: ask the pure core what an input means (`stage`), publish its
 events (pipelined) and fold each into the state with `OwnerState.apply`, then `commit`: wait for
-the events' confirms, then carry out what depends on them (replies, acks, dead letters). The
-shell decides *when* an effect is carried out; `consumers.owner.effects` carries it out. Deliveries
-come in through `consumers.owner.intake`, each acked once its events are confirmed. Dispatch (the
-QPU's, then the lanes', through one decision loop, `decide`) runs after every batch of inputs.
+the events' confirms, then carry out what depends on them (replies, acks, dead letters:
+`consumers.owner.confirmed`). The shell decides *when* an effect is carried out;
+`consumers.owner.effects` carries it out. Deliveries come in through `consumers.owner.intake`,
+each acked once its events are confirmed. Dispatch (the QPU's, then the lanes', through one
+decision loop, `decide`) runs after every batch of inputs. The shell counts the events it applies
+for the snapshot policy (`consumers.owner.snapshots`), which writes the snapshots.
 
 The dispatch fast path: nothing about the QPU waits for a confirm. A backend's report is staged
 (no wait), dispatch decides at once, and a start or a stop is carried out right after its event
@@ -37,15 +39,15 @@ from consumers.core.step import (
     Tick,
     step,
 )
+from consumers.owner.confirmed import AfterConfirms
 from consumers.owner.effects import Effects
 from consumers.owner.pending import Pending
 from consumers.owner.policylog import PolicyInForce
 from consumers.owner.publish import RECORD_EVENTS, Publisher, records
 from consumers.owner.recovery import LogFollower
-from consumers.owner.settle import Delivery, ack
+from consumers.owner.settle import Delivery
 from consumers.owner.snapshots import Snapshots
 from schemas.envelope import Event
-from schemas.events import Topic, make_event
 from schemas.policy import Policy
 from schemas.sequence import SpecsDigest
 
@@ -93,6 +95,7 @@ class Shell:
         self.pending = pending
         self._on_event = on_event
         self.snapshots = snapshots
+        self.confirms = AfterConfirms(publisher, pending, effects, self.emit)
         self._specs = SpecsDigest()
         self._group: list[Event] | None = None  # events of an `intake_group`, to send
         self._deferred: list[tuple[Effect | None, Delivery | None]] = []
@@ -170,45 +173,13 @@ class Shell:
         """Carry out `effect` (None: ack `delivery`) once the events sent so far are confirmed."""
         if self._group is not None:
             self._deferred.append((effect, delivery))
-        elif effect is None:
-            assert delivery is not None
-            self.pending.ack(delivery, self.publisher.last_tag)
         else:
-            self.pending.effect(effect, delivery, self.publisher.last_tag)
+            self.confirms.wait_for(effect, delivery)
 
     def commit(self) -> None:
-        """Wait for the confirms of everything sent, then carry out what was waiting for them.
-
-        Raises:
-            PublishFailed: an event was not confirmed (the state is ahead of the log).
-        """
-        self.publisher.wait_confirmed()
-        self.carry_out_confirmed()
-
-    def carry_out_confirmed(self) -> None:
-        """Carry out the staged effects and acks whose events are confirmed, without waiting.
-
-        A reply the broker refused becomes a `job.reply_failed` event (itself confirmed later,
-        like the replies sent now).
-
-        Raises:
-            PublishFailed: an event was refused (the state is ahead of the log).
-        """
-        failed = self.publisher.pump()
-        ready = self.pending.ready(self.publisher.confirmed_through(), failed)
-        for effect, delivery in ready.effects:
-            unwritten = self.effects.carry_out(effect, delivery)
-            if unwritten:  # a reply that cannot be written: `job.reply_failed`
-                self.emit(unwritten)
-        for delivery in ready.acks:
-            ack(delivery)
-        if ready.failed_replies:
-            self.emit(
-                [
-                    make_event(Topic.JOB_REPLY_FAILED, job_id=job_id, reason=f"{to}: {why}")
-                    for job_id, (to, why) in ready.failed_replies.items()
-                ]
-            )
+        """Wait for the confirms of everything sent, then carry out what was waiting for them
+        (`AfterConfirms.commit`; raises `PublishFailed` if an event was not confirmed)."""
+        self.confirms.commit()
 
     def dispatch(self) -> None:
         """Ask the core what the QPU does next (`decide`)."""
@@ -245,8 +216,8 @@ class Shell:
                 if isinstance(effect, StartRun | StopRun):  # a run waits for no confirm
                     self.effects.carry_out(effect, None)
                 else:
-                    self.pending.effect(effect, None, self.publisher.last_tag)
-            self.carry_out_confirmed()
+                    self.confirms.wait_for(effect, None)
+            self.confirms.carry_out_confirmed()
             return any(isinstance(e, StartRun) for e in effects)
 
     def drain_inbox(self, lanes: bool = False) -> bool:
@@ -273,7 +244,7 @@ class Shell:
     def command(self, given: Command, delivery: Delivery) -> bool:
         """Handle one control command, ack it; True if the owner accepted it."""
         effects = self.stage(given, delivery)
-        self.pending.ack(delivery, self.publisher.last_tag)
+        self.confirms.wait_for(None, delivery)
         self.commit()
         replies = [e.message for e in effects if isinstance(e, Reply)]
         return bool(replies) and bool(getattr(replies[-1], "ok", False))

@@ -182,7 +182,7 @@ class Owner:
             else:
                 wait_s = CONFIRM_POLL_S if shell.pending else owner.tick_s
             conn.process_data_events(time_limit=wait_s)
-            shell.carry_out_confirmed()
+            shell.confirms.carry_out_confirmed()
             taken = (len(intake.jobs), time.monotonic())
             changed = intake.take() | shell.drain_inbox()
             now = time.monotonic()

@@ -158,7 +158,7 @@ def test_a_closed_sessions_events_show_in_history_metrics_and_the_html_timeline(
     dom = dump_dom(page, tmp_path)
     bands = re.findall(rf'<svg class="session session-ended" data-session="{session}"', dom)
     assert len(bands) == 1, dom[-3000:]
-    assert f"session {session[:8]} guest" in dom  # the lane's label
+    assert f"session {session[:8]} guest" in dom  # the track's label
     assert "ended: closed" in dom  # the band's hover tip
     pixels = Image.open(screenshot(page, tmp_path, tmp_path / "shot.png")).convert("RGB")
     band = tuple(round(255 * (1 - SESSION_ALPHA) + c * SESSION_ALPHA) for c in SESSION_RGB)

@@ -71,12 +71,12 @@ def test_the_timeline_labels_bars_parts_runs_and_fills_the_page(tmp_path: Path) 
         (x, y) for y in range(height) for x in range(chart_left, width) if pixels[x, y] == done
     ]
     assert bar_pixels, "no DONE bar drawn"
-    top = min(y for _, y in bar_pixels)  # the QPU lane comes first
+    top = min(y for _, y in bar_pixels)  # the QPU track comes first
     row = top + 13  # under the labels' baseline, inside the bars
     xs = [x for x in range(width) if pixels[x, row] == done]
     seams = sum(1 for a, b in pairwise(xs) if b > a + 1)
     assert seams >= 3, f"back-to-back runs merge into one band (seams: {seams})"
     assert min(xs) - chart_left < 0.05 * (width - chart_left), (min(xs), chart_left)
-    qpu_lane = rgb("#f4f8ff")
-    lane_xs = [x for x in range(width) if pixels[x, row + 3] in (qpu_lane, done)]
-    assert max(lane_xs) > width - 60, f"the chart stops at {max(lane_xs)} of {width} px"
+    qpu_track = rgb("#f4f8ff")
+    track_xs = [x for x in range(width) if pixels[x, row + 3] in (qpu_track, done)]
+    assert max(track_xs) > width - 60, f"the chart stops at {max(track_xs)} of {width} px"

@@ -234,7 +234,7 @@ def test_a_top_up_answers_with_the_share_used_of_the_new_total() -> None:
 
 
 def test_the_html_timeline_marks_a_budget_set_past_80_percent_spent_and_topped_up() -> None:
-    """The budgets lane of the HTML timeline: the operator's set, the run that took the account
+    """The budgets track of the HTML timeline: the operator's set, the run that took the account
     past 80 %, the one that spent it, the top-up, each a mark with its tip (folded from the log
     as the owner counted it)."""
     h = Harness(POLICY, now=T0)

@@ -1,13 +1,13 @@
 """Export a `Timeline` to one self-contained HTML page: inline CSS and SVG, no script, no network.
 
-Swimlanes: the QPU (every run), one per emulator lane, one lane per kind of period (calibration, pause, drain,
-maintenance, down, reservation), one of budget marks (`consumers.tools.eventlog.html_budgets`), one per session (its span as a band: `consumers.tools.eventlog.html_sessions`), then one lane per job class and one per user. Bars are coloured by the run's final state, carry
+Tracks (swimlanes): the QPU (every run), one per emulator lane, one per kind of period (calibration, pause, drain,
+maintenance, down, reservation), one of budget marks (`consumers.tools.eventlog.html_budgets`), one per session (its span as a band: `consumers.tools.eventlog.html_sessions`), then one per job class and one per user. Bars are coloured by the run's final state, carry
 the job's short id where they are wide enough (each bar is a nested SVG viewport, which clips its
 label) and a ``<title>`` (the browser's hover tip) with the job's details; a white edge tells
 back-to-back runs apart. Positions are percentages of the chart, so the chart takes the page's
 width; with many runs it keeps a minimum width of a few pixels per run and scrolls sideways, so
 a day with thousands of jobs stays readable. The axis starts at the first run or period, not at
-the first event (an owner's start-up before any job is no part of the picture); lane labels stay
+the first event (an owner's start-up before any job is no part of the picture); track labels stay
 in a column of their own.
 """
 
@@ -18,8 +18,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from html import escape
 
-from consumers.tools.eventlog.html_budgets import budget_css, budget_lane, budget_legend
-from consumers.tools.eventlog.html_sessions import session_css, session_lanes
+from consumers.tools.eventlog.html_budgets import budget_css, budget_legend, budget_track
+from consumers.tools.eventlog.html_sessions import session_css, session_tracks
 from consumers.tools.eventlog.shapes import Period, Run, Timeline
 
 STATE_COLOURS = {
@@ -40,7 +40,7 @@ PERIOD_COLOURS = {
     "down": "#212121",
     "reservation": "#c0ca33",
 }
-LANE_H = 22
+TRACK_H = 22
 BAR_H = 16
 LABEL_W = 170
 AXIS_H = 24
@@ -61,31 +61,31 @@ def render_html(timeline: Timeline, title: str = "qsched QPU timeline") -> str:
         """Percent of the chart's width."""
         return (moment.timestamp() - t0) / span_s * 100
 
-    lanes: list[tuple[str, str, list[str]]] = [("QPU", "qpu", [_bar(r, x, "qpu") for r in runs])]
+    tracks: list[tuple[str, str, list[str]]] = [("QPU", "qpu", [_bar(r, x, "qpu") for r in runs])]
     for lane in sorted({r.lane or "" for r in timeline.lane_runs}):
         mine = [r for r in timeline.lane_runs if r.lane == lane]
-        lanes.append((lane, "qpu", [_bar(r, x, "qpu") for r in mine]))
+        tracks.append((lane, "qpu", [_bar(r, x, "qpu") for r in mine]))
     for kind in PERIOD_COLOURS:
         spells = [p for p in periods if p.kind == kind]
         if spells:
-            lanes.append((kind, "period", [_period(p, x) for p in spells]))
-    lanes += budget_lane(timeline.budget_marks, x, LANE_H)
-    lanes += session_lanes(timeline.sessions, x, LANE_H, BAR_H)
+            tracks.append((kind, "period", [_period(p, x) for p in spells]))
+    tracks += budget_track(timeline.budget_marks, x, TRACK_H)
+    tracks += session_tracks(timeline.sessions, x, TRACK_H, BAR_H)
     for job_class in sorted({r.job_class for r in runs}):
         mine = [r for r in runs if r.job_class == job_class]
-        lanes.append((f"class {job_class}", "class", [_bar(r, x, "class") for r in mine]))
+        tracks.append((f"class {job_class}", "class", [_bar(r, x, "class") for r in mine]))
     for user in sorted({r.user or "(unknown)" for r in runs}):
         mine = [r for r in runs if (r.user or "(unknown)") == user]
-        lanes.append((f"user {user}", "user", [_bar(r, x, "user") for r in mine]))
-    height = AXIS_H + LANE_H * len(lanes)
+        tracks.append((f"user {user}", "user", [_bar(r, x, "user") for r in mine]))
+    height = AXIS_H + TRACK_H * len(tracks)
     labels = "".join(
-        f'<div class="label" style="height:{LANE_H}px" title="{escape(name)}">{escape(name)}</div>'
-        for name, _kind, _ in lanes
+        f'<div class="label" style="height:{TRACK_H}px" title="{escape(name)}">{escape(name)}</div>'
+        for name, _kind, _ in tracks
     )
     rows = "".join(
-        f'<g class="lane lane-{kind}" transform="translate(0,{AXIS_H + i * LANE_H})">'
-        f'<rect class="lane-bg" x="0" y="0" width="100%" height="{LANE_H}"/>{"".join(shapes)}</g>'
-        for i, (_name, kind, shapes) in enumerate(lanes)
+        f'<g class="track track-{kind}" transform="translate(0,{AXIS_H + i * TRACK_H})">'
+        f'<rect class="track-bg" x="0" y="0" width="100%" height="{TRACK_H}"/>{"".join(shapes)}</g>'
+        for i, (_name, kind, shapes) in enumerate(tracks)
     )
     svg = (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="100%" height="{height}" '
@@ -118,7 +118,7 @@ def _last(timeline: Timeline, t0: float) -> float:
     return max(times).timestamp() if times else t0
 
 
-def _bar(run: Run, x: Callable[[datetime], float], lane: str) -> str:
+def _bar(run: Run, x: Callable[[datetime], float], kind: str) -> str:
     left = x(run.started_at)
     w = max(x(run.ended_at) - left, MIN_BAR_PCT)
     duration_s = (run.ended_at - run.started_at).total_seconds()
@@ -136,8 +136,8 @@ def _bar(run: Run, x: Callable[[datetime], float], lane: str) -> str:
         if line
     )
     return (
-        f'<svg class="box" x="{left:.4f}%" y="{(LANE_H - BAR_H) / 2}" width="{w:.4f}%" '
-        f'height="{BAR_H}"><rect class="bar {lane} s-{run.state}" data-job="{escape(run.job_id)}" '
+        f'<svg class="box" x="{left:.4f}%" y="{(TRACK_H - BAR_H) / 2}" width="{w:.4f}%" '
+        f'height="{BAR_H}"><rect class="bar {kind} s-{run.state}" data-job="{escape(run.job_id)}" '
         f'width="100%" height="100%"><title>{escape(tip)}</title></rect>'
         f'<text class="job-label" x="3" y="{BAR_H - 4}">{escape(run.job_id[:8])}</text></svg>'
     )
@@ -157,7 +157,7 @@ def _period(period: Period, x: Callable[[datetime], float]) -> str:
         if line
     )
     return (
-        f'<rect class="period p-{period.kind}" x="{left:.4f}%" y="{(LANE_H - BAR_H) / 2}" '
+        f'<rect class="period p-{period.kind}" x="{left:.4f}%" y="{(TRACK_H - BAR_H) / 2}" '
         f'width="{w:.4f}%" height="{BAR_H}"><title>{escape(tip)}</title></rect>'
     )
 
@@ -222,9 +222,9 @@ def _css() -> str:
         "body{font:13px/1.4 system-ui,sans-serif;margin:16px;color:#222}"
         ".chart{display:flex;border:1px solid #ccc}"
         f".labels{{flex:none;width:{LABEL_W}px;border-right:1px solid #ccc;background:#fafafa}}"
-        f".label{{padding:0 6px;line-height:{LANE_H}px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}}"
+        f".label{{padding:0 6px;line-height:{TRACK_H}px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}}"
         ".scroll{overflow-x:auto;flex:1}svg{display:block}"
-        ".lane-bg{fill:#fff;stroke:#eee}.lane-qpu .lane-bg{fill:#f4f8ff}"
+        ".track-bg{fill:#fff;stroke:#eee}.track-qpu .track-bg{fill:#f4f8ff}"
         ".tick{stroke:#e0e0e0}.axis text{font-size:10px;fill:#666}"
         ".bar{stroke:#fff;stroke-width:2px}"  # half of it shows: back-to-back runs stay apart
         ".job-label{font-size:10px;fill:#fff;pointer-events:none}"

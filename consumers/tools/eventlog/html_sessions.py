@@ -1,6 +1,6 @@
-"""Sessions on the HTML timeline (`consumers.tools.eventlog.html`): one lane per session, its span from
+"""Sessions on the HTML timeline (`consumers.tools.eventlog.html`): one track per session, its span from
 opening to end drawn as a translucent band labelled with its id and user, and a hover tip with
-its allocation and why it ended. Past `SESSION_LANES` sessions, the rest share one lane.
+its allocation and why it ended. Past `SESSION_TRACKS` sessions, the rest share one track.
 """
 
 from __future__ import annotations
@@ -12,29 +12,29 @@ from html import escape
 from consumers.tools.eventlog.shapes import SessionSpan
 
 SESSION_COLOUR = "#3949ab"
-SESSION_LANES = 12
+SESSION_TRACKS = 12
 MIN_BAND_PCT = 0.05  # the narrowest band drawn, in percent of the chart
 
-Lane = tuple[str, str, list[str]]  # (name, kind, svg shapes), as `render_html` draws lanes
+Track = tuple[str, str, list[str]]  # (name, kind, svg shapes), as `render_html` draws tracks
 
 
-def session_lanes(
-    sessions: list[SessionSpan], x: Callable[[datetime], float], lane_h: int, band_h: int
-) -> list[Lane]:
-    """The session lanes, in opening order."""
-    shown = sessions if len(sessions) <= SESSION_LANES else sessions[: SESSION_LANES - 1]
-    lanes: list[Lane] = [
-        (f"session {s.session_id[:8]} {s.user or '?'}", "session", [_band(s, x, lane_h, band_h)])
+def session_tracks(
+    sessions: list[SessionSpan], x: Callable[[datetime], float], track_h: int, band_h: int
+) -> list[Track]:
+    """The session tracks, in opening order."""
+    shown = sessions if len(sessions) <= SESSION_TRACKS else sessions[: SESSION_TRACKS - 1]
+    tracks: list[Track] = [
+        (f"session {s.session_id[:8]} {s.user or '?'}", "session", [_band(s, x, track_h, band_h)])
         for s in shown
     ]
     rest = sessions[len(shown) :]
     if rest:
-        bands = [_band(s, x, lane_h, band_h) for s in rest]
-        lanes.append((f"{len(rest)} more sessions", "session", bands))
-    return lanes
+        bands = [_band(s, x, track_h, band_h) for s in rest]
+        tracks.append((f"{len(rest)} more sessions", "session", bands))
+    return tracks
 
 
-def _band(span: SessionSpan, x: Callable[[datetime], float], lane_h: int, band_h: int) -> str:
+def _band(span: SessionSpan, x: Callable[[datetime], float], track_h: int, band_h: int) -> str:
     left = x(span.started_at)  # percent of the chart's width
     w = max(x(span.ended_at) - left, MIN_BAND_PCT)
     how = "explicit" if span.explicit else "opened by its first job"
@@ -50,7 +50,7 @@ def _band(span: SessionSpan, x: Callable[[datetime], float], lane_h: int, band_h
         )
         if line
     )
-    y = (lane_h - band_h) / 2
+    y = (track_h - band_h) / 2
     label = (  # clipped by the band's own viewport where the band is narrow
         f'<text class="session-label" x="3" y="{band_h - 4}">'
         f"{escape(span.session_id[:8])} {escape(span.user or '')}</text>"

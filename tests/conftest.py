@@ -11,6 +11,11 @@ and gives each test its own namespace, so tests never see each other's queues; t
 what the test declared, including the reply queues of its clients. `private_broker` is a node of
 the test's own that it may kill and restart; without a ``rabbitmq-server`` binary it fails (it
 never skips), so CI cannot go green while dropping the tests that need one.
+
+`owners` starts `qsched owner` processes of the test's own; `shared_owner` is one owner per test
+module (`module_owner`, on the module's namespace `module_broker`), for tests that only submit
+and look at their own jobs: an owner start costs ~3 CPU-seconds (Pulser's import), the largest
+part of the default suite's time.
 """
 
 from __future__ import annotations
@@ -122,14 +127,20 @@ def make_settings(url: str, namespace: str, **overrides: Any) -> Settings:
     return load_settings(amqp_url=url, namespace=namespace, **overrides)
 
 
-@pytest.fixture
-def broker(broker_handle: BrokerHandle) -> Iterator[BrokerFixture]:
-    """The session broker with a fresh namespace whose topology is declared."""
+def new_namespace(broker_handle: BrokerHandle) -> BrokerFixture:
+    """A fresh namespace on the session broker, its topology declared (`close` deletes it)."""
     namespace = f"t{uuid.uuid4().hex[:10]}"
     settings = make_settings(broker_handle.url, namespace, broker={"reply_expires_ms": 120_000})
     topology = build_topology(settings, Policy())
     fixture = BrokerFixture(broker_handle.url, settings, topology)
     declare(fixture.channel(), topology)
+    return fixture
+
+
+@pytest.fixture
+def broker(broker_handle: BrokerHandle) -> Iterator[BrokerFixture]:
+    """The session broker with a fresh namespace whose topology is declared."""
+    fixture = new_namespace(broker_handle)
     yield fixture
     fixture.close()
 
@@ -221,6 +232,86 @@ class OwnerHarness:
 def owners(broker: BrokerFixture, tmp_path: Any) -> Iterator[OwnerHarness]:
     """Start real `qsched owner` processes on the test's namespace; all stopped at teardown."""
     harness = OwnerHarness(broker, tmp_path)
+    yield harness
+    harness.close()
+
+
+# The module's shared owner (`shared_owner`) is started with these unless the test module sets
+# `SHARED_OWNER_ARGS` at its top level (and `SHARED_OWNER_ENV`, extra environment variables, or
+# `SHARED_OWNER_POLICY`, the text of its policy file).
+SHARED_OWNER_ARGS = ("--backend", "synthetic")
+
+
+@dataclass
+class SharedOwnerHarness(OwnerHarness):
+    """`OwnerHarness` over the module's one owner: a test gets its own clients, never owners."""
+
+    def start(self, *args: str, env: dict[str, str] | None = None, wait: bool = True) -> Any:
+        """Refused: a test that needs an owner of its own (to stop, kill, pause or reconfigure
+        it, or to count what only it did) takes the `owners` fixture instead."""
+        raise AssertionError("a test on the module's shared owner starts no owner: use `owners`")
+
+    def close(self) -> None:
+        """Close this test's clients; fail if the shared owner died during the test."""
+        for client in self.clients:
+            with contextlib.suppress(Exception):
+                client.close()
+        [owner] = self.owners
+        assert owner.process.poll() is None, f"the shared owner died:\n{owner.log()[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def module_broker(broker_handle: BrokerHandle) -> Iterator[BrokerFixture]:
+    """A namespace for one test module (its shared owner's), deleted after the module."""
+    fixture = new_namespace(broker_handle)
+    yield fixture
+    fixture.close()
+
+
+@pytest.fixture(scope="module")
+def module_owner(
+    request: pytest.FixtureRequest,
+    module_broker: BrokerFixture,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Any]:
+    """One `qsched owner` for a test module, started with the module's `SHARED_OWNER_ARGS`,
+    `SHARED_OWNER_ENV` and `SHARED_OWNER_POLICY`; stopped after the module's last test."""
+    from producers.client import QPUClient
+    from tests.owners import start_owner, wait_active
+
+    args = tuple(getattr(request.module, "SHARED_OWNER_ARGS", SHARED_OWNER_ARGS))
+    env = getattr(request.module, "SHARED_OWNER_ENV", None)
+    log_dir = tmp_path_factory.mktemp("shared-owner")
+    policy = getattr(request.module, "SHARED_OWNER_POLICY", None)
+    if policy is not None:
+        (log_dir / "policy.toml").write_text(policy)
+        args += ("--policy", str(log_dir / "policy.toml"))
+    owner = start_owner(
+        module_broker.url, module_broker.topology.namespace, log_dir, *args, env=env
+    )
+    try:
+        client = QPUClient(settings=module_broker.settings)
+        module_broker.forget_queue(client.reply_queue_name)
+        try:
+            wait_active(client)
+        finally:
+            client.close()
+        yield owner
+    finally:
+        owner.stop()
+
+
+@pytest.fixture
+def shared_owner(
+    module_broker: BrokerFixture, module_owner: Any, tmp_path: Any
+) -> Iterator[OwnerHarness]:
+    """The module's one owner (started once, see `module_owner`) and clients for this test.
+
+    For tests that only submit and look at their own jobs: the owner has already served the
+    module's earlier tests (in any order), so a test on it asserts only on its own jobs, ids and
+    events, and never pauses, drains, kills, reconfigures or stops it (use `owners` for that).
+    """
+    harness = SharedOwnerHarness(module_broker, tmp_path, owners=[module_owner])
     yield harness
     harness.close()
 

@@ -74,6 +74,7 @@ class InProcessGateway:
         self, settings: Settings, policy: Policy, users: dict[int, str], munge: FakeMunge
     ) -> None:
         self.port = free_port()
+        self.users = users
         self.link = OwnerLink(settings, policy)
         service = Gateway(
             self.link, settings.gateway.job_class, policy.epilog_users, users=users.get

@@ -94,25 +94,25 @@ def test_forged_bookkeeping_headers_kill_no_owner_and_the_next_job_runs(
 
 
 def test_a_reply_queue_that_refuses_publishes_does_not_wedge_the_owner(
-    owners: OwnerHarness,
+    shared_owner: OwnerHarness,
 ) -> None:
     """Given a reply queue of the sender's own that nacks every publish, when a job and a command
     name it as reply_to, then the failed replies are logged and dropped, the owner never
     reconnects, the job still ends once in the log, and other jobs keep running."""
-    owner = owners.start("--backend", "synthetic")
-    client = owners.client()
-    topology = owners.broker.topology
-    wedge = owners.broker.declare_queue(
+    [owner] = shared_owner.owners
+    client = shared_owner.client()
+    topology = shared_owner.broker.topology
+    wedge = shared_owner.broker.declare_queue(
         f"{topology.namespace}.reply.guest.wedge",
         arguments={"x-max-length": 0, "x-overflow": "reject-publish"},
     )
-    ch = confirmed_channel(owners.broker.url)
+    ch = confirmed_channel(shared_owner.broker.url)
     command_id = publish_command(ch, topology, wedge)
     wedged = new_job()
     publish_job(ch, topology, wedged, reply_to=wedge)
     normal = [client.submit(analog_sequence(2), 10, job_class="production") for _ in range(3)]
     assert all(h.result(timeout=60).state is JobState.DONE for h in normal)
-    reader = owners.broker.channel()
+    reader = shared_owner.broker.channel()
     log = wait_until(
         lambda: (
             (events := log_events(reader, topology)) and finals(events)[wedged.job_id] and events
@@ -132,15 +132,14 @@ def test_a_reply_queue_that_refuses_publishes_does_not_wedge_the_owner(
 
 
 def test_reply_to_the_device_queue_cannot_overwrite_the_device_specs(
-    owners: OwnerHarness,
+    shared_owner: OwnerHarness,
 ) -> None:
     """Given an owner, when a garbage message, a valid job and a command each name the device
     queue as reply_to, then all three are dead-lettered with a reason, none runs, and the device
     specs stream's last record is still the device specs."""
-    owners.start("--backend", "synthetic")
-    client = owners.client()
-    topology = owners.broker.topology
-    ch = confirmed_channel(owners.broker.url)
+    client = shared_owner.client()
+    topology = shared_owner.broker.topology
+    ch = confirmed_channel(shared_owner.broker.url)
     device = topology.device_queue
     garbage_id = f"garbage-{uuid.uuid4().hex[:8]}"
     ch.basic_publish(
@@ -160,7 +159,7 @@ def test_reply_to_the_device_queue_cannot_overwrite_the_device_specs(
     wanted = {garbage_id, valid.job_id, command_id, other_user.job_id}
     dead = wait_until(
         lambda: (
-            (found := dead_letters(owners.broker.channel(), topology.dead_queue))
+            (found := dead_letters(shared_owner.broker.channel(), topology.dead_queue))
             and wanted <= set(found)
             and found
         ),
@@ -168,11 +167,13 @@ def test_reply_to_the_device_queue_cannot_overwrite_the_device_specs(
         f"dead letters for {wanted}",
     )
     assert all("reply_to" in str(dead[i].get(REASON_HEADER)) for i in wanted - {garbage_id})
-    last = fetch_last_record(owners.broker.channel().connection, device, 5.0, 0.05)
+    last = fetch_last_record(shared_owner.broker.channel().connection, device, 5.0, 0.05)
     assert last is not None
     assert isinstance(decode_any(last.body, last.properties.type), DeviceSpecs), last.properties
     started = {
-        e.job_id for e in log_events(owners.broker.channel(), topology) if e.topic == "job.started"
+        e.job_id
+        for e in log_events(shared_owner.broker.channel(), topology)
+        if e.topic == "job.started"
     }
     assert valid.job_id not in started and other_user.job_id not in started
 
@@ -215,15 +216,14 @@ def test_a_job_survives_three_kills_in_a_row_of_the_owner_running_it(
 
 
 def test_wrong_content_type_bad_priority_and_missing_user_id_are_refused_with_reasons(
-    owners: OwnerHarness,
+    shared_owner: OwnerHarness,
 ) -> None:
     """Given valid job bodies, when one is sent as text/plain, one with AMQP priority 200 and one
     without user_id, then none runs: each is dead-lettered with its reason (and answered
     REJECTED where the sender is known)."""
-    owners.start("--backend", "synthetic")
-    client = owners.client()
-    topology = owners.broker.topology
-    ch = confirmed_channel(owners.broker.url)
+    client = shared_owner.client()
+    topology = shared_owner.broker.topology
+    ch = confirmed_channel(shared_owner.broker.url)
     text, loud, anonymous = new_job(), new_job(), new_job()
     reply = client.reply_queue_name
     publish_job(ch, topology, text, reply_to=reply, content_type="text/plain")
@@ -238,7 +238,7 @@ def test_wrong_content_type_bad_priority_and_missing_user_id_are_refused_with_re
     wanted = {text.job_id, loud.job_id, anonymous.job_id}
     dead = wait_until(
         lambda: (
-            (found := dead_letters(owners.broker.channel(), topology.dead_queue))
+            (found := dead_letters(shared_owner.broker.channel(), topology.dead_queue))
             and wanted <= set(found)
             and found
         ),
@@ -249,7 +249,9 @@ def test_wrong_content_type_bad_priority_and_missing_user_id_are_refused_with_re
     assert "user_id required" in dead[anonymous.job_id][REASON_HEADER]
     assert anonymous.job_id not in client.results  # no reply to a sender nobody vouched for
     started = {
-        e.job_id for e in log_events(owners.broker.channel(), topology) if e.topic == "job.started"
+        e.job_id
+        for e in log_events(shared_owner.broker.channel(), topology)
+        if e.topic == "job.started"
     }
     assert not wanted & started
 

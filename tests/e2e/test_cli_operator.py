@@ -20,6 +20,7 @@ from tests.sequences import analog_sequence
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
+SHARED_OWNER_ARGS = ("--backend", "synthetic", "--shot-rate", "100")  # `shared_owner`
 
 
 def qsched(owners: OwnerHarness, *args: str) -> subprocess.CompletedProcess[str]:
@@ -58,16 +59,15 @@ def test_ctl_calibration_start_now_preempts_and_calibration_complete_resumes_it(
 
 
 def test_ctl_allocation_ended_cancels_that_allocations_jobs(
-    owners: OwnerHarness, monkeypatch: pytest.MonkeyPatch
+    shared_owner: OwnerHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    owners.start("--backend", "synthetic", "--shot-rate", "100")
     monkeypatch.setenv("SLURM_JOB_ID", "7001")
-    client = owners.client()
+    client = shared_owner.client()
     register_allocation(client, "7001")  # as the prolog does
     running = client.submit(analog_sequence(2), 2000)
     queued = client.submit(analog_sequence(2), 10)
     wait_running(client, running.job_id)
-    ended = qsched(owners, "ctl", "allocation-ended", "7001")
+    ended = qsched(shared_owner, "ctl", "allocation-ended", "7001")
     assert ended.returncode == 0, ended.stderr
     assert "1 queued job(s) canceled" in ended.stdout
     for handle in (running, queued):
@@ -142,13 +142,12 @@ def _without_broker_settings(**extra: str) -> dict[str, str]:
 
 
 def test_config_option_and_qsched_config_point_the_cli_at_the_files_broker_and_namespace(
-    owners: OwnerHarness, tmp_path: Path
+    shared_owner: OwnerHarness, tmp_path: Path
 ) -> None:
     """Given no QSCHED_AMQP_URL/QSCHED_NAMESPACE, `--config FILE` and `QSCHED_CONFIG=FILE` each
     make `qsched status` reach the owner of the file's namespace, and an env variable beats it."""
-    owners.start("--backend", "synthetic")
-    owner_id = owners.client().control(CommandName.STATUS).status.owner_id
-    config = _config(tmp_path, owners)
+    owner_id = shared_owner.client().control(CommandName.STATUS).status.owner_id
+    config = _config(tmp_path, shared_owner)
     by_option = run_group(
         [QSCHED, "--config", str(config), "status", "--json"], _without_broker_settings(), 60
     )
@@ -161,8 +160,9 @@ def test_config_option_and_qsched_config_point_the_cli_at_the_files_broker_and_n
     )
     assert by_env.returncode == 0, by_env.stderr
     assert json.loads(by_env.stdout)["owner_id"] == owner_id
-    other = make_settings(owners.broker.url, f"{owners.broker.topology.namespace}x")
-    owners.broker.extra_topologies.append(build_topology(other, Policy()))  # if any got declared
+    broker = shared_owner.broker
+    other = make_settings(broker.url, f"{broker.topology.namespace}x")
+    broker.extra_topologies.append(build_topology(other, Policy()))  # if any got declared
     elsewhere = run_group(
         [QSCHED, "--config", str(config), "status", "--timeout", "2"],
         _without_broker_settings(QSCHED_NAMESPACE=other.namespace),

@@ -51,21 +51,23 @@ def test_a_parametrized_batch_runs_each_job_and_its_sequence_is_logged_once(
 
 
 def test_a_batchs_intake_is_one_record_and_each_event_keeps_its_address(
-    owners: OwnerHarness,
+    shared_owner: OwnerHarness,
 ) -> None:
-    owners.start("--backend", "synthetic")
-    client = owners.client()
+    client = shared_owner.client()
     batch = client.submit_batch(
         _sequence(), [{"runs": 5, "variables": {"amp": a}} for a in (1.0, 2.0, 3.0)]
     )
     batch.wait(timeout_s=60)
-    connection = connect(owners.broker.url)
+    connection = connect(shared_owner.broker.url)
     try:
-        records = list(read_log(connection, owners.broker.topology.events_stream))
+        records = list(read_log(connection, shared_owner.broker.topology.events_stream))
     finally:
         connection.close()
-    intake = [r for r in records if r.event.topic in TAKEN]
-    assert len({r.offset for r in intake}) == 1  # one record: one publish, one confirm
+    mine = {r.offset for r in records if r.event.topic in TAKEN and r.event.job_id in batch.job_ids}
+    assert len(mine) == 1  # one record: one publish, one confirm
+    intake = [r for r in records if r.offset in mine]  # (earlier tests' jobs are in other records)
+    accepted = [r.event.job_id for r in intake if r.event.topic == "job.accepted"]
+    assert accepted == list(batch.job_ids)
     assert [(r.index, r.event.topic) for r in intake] == [
         (0, "session.opened"),  # the batch is a session, opened by its first jobs
         (1, "batch.created"),
@@ -80,10 +82,9 @@ def test_a_batchs_intake_is_one_record_and_each_event_keeps_its_address(
 
 
 def test_an_open_batch_takes_jobs_until_closed_then_refuses_naming_the_batch(
-    owners: OwnerHarness,
+    shared_owner: OwnerHarness,
 ) -> None:
-    owners.start("--backend", "synthetic")
-    client = owners.client()
+    client = shared_owner.client()
     batch = client.submit_batch(_sequence(), [], "production", open=True)
     first = batch.add([{"runs": 5, "variables": {"amp": 1.0}}])
     assert first[0].result(timeout=60).state is JobState.DONE
@@ -94,12 +95,11 @@ def test_an_open_batch_takes_jobs_until_closed_then_refuses_naming_the_batch(
 
 
 def test_undeclared_variables_are_refused_at_submit_naming_them_and_by_the_owner_too(
-    owners: OwnerHarness,
+    shared_owner: OwnerHarness,
 ) -> None:
-    owners.start("--backend", "synthetic")
     with pytest.raises(InvalidJob, match="not declared by the sequence: ampp"):
-        owners.client().submit_batch(_sequence(), [{"runs": 5, "variables": {"ampp": 1.0}}])
-    unchecked = owners.client(validate_locally=False)
+        shared_owner.client().submit_batch(_sequence(), [{"runs": 5, "variables": {"ampp": 1.0}}])
+    unchecked = shared_owner.client(validate_locally=False)
     batch = unchecked.submit_batch(
         _sequence(), [{"runs": 5, "variables": {"amp": 1.0}}, {"runs": 5, "variables": {}}]
     )

@@ -55,9 +55,10 @@ def test_a_stale_command_is_refused_and_every_command_is_logged_with_sender_and_
     assert "control.resume by guest" in log
 
 
-def test_handle_cancel_raises_when_the_owner_does_not_know_the_job(owners: OwnerHarness) -> None:
-    owners.start("--backend", "synthetic")
-    client = owners.client()
+def test_handle_cancel_raises_when_the_owner_does_not_know_the_job(
+    shared_owner: OwnerHarness,
+) -> None:
+    client = shared_owner.client()
     ghost = JobHandle("00000000-0000-4000-8000-000000000000", "development", 10, client)
     with pytest.raises(CommandRefused, match="refused") as info:
         ghost.cancel()
@@ -65,10 +66,9 @@ def test_handle_cancel_raises_when_the_owner_does_not_know_the_job(owners: Owner
 
 
 def test_a_sequence_for_another_device_is_refused_unless_the_job_opts_in(
-    owners: OwnerHarness,
+    shared_owner: OwnerHarness,
 ) -> None:
-    owners.start("--backend", "synthetic")
-    client = owners.client(validate_locally=False)
+    client = shared_owner.client(validate_locally=False)
     text = _digital_analog_sequence()
     refused = client.submit_request(
         JobRequest(job_class="development", shots=10, sequence=text)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,21 +21,25 @@ from tests.sequences import analog_sequence
 pytestmark = pytest.mark.integration
 
 ALICE, BOB = 1001, 1002
-USERS = {ALICE: "alice", BOB: "bob", 0: "root"}
 # guest: the gateway's broker user, and the operator that registers alice's allocation 42
 POLICY = 'gateway_users = ["guest"]\noperators = ["guest"]\n'
+SHARED_OWNER_ARGS = ("--backend", "synthetic", "--shot-rate", "200")  # `shared_owner`
+SHARED_OWNER_POLICY = POLICY
 
 
 @pytest.fixture
-def gateway(owners: Any, tmp_path: Path) -> Iterator[tuple[InProcessGateway, FakeMunge, Any]]:
+def gateway(shared_owner: Any, tmp_path: Path) -> Iterator[tuple[InProcessGateway, FakeMunge, Any]]:
+    """A gateway on the module's owner whose alice and bob are new to it: their user names
+    carry a suffix of this test's, so no job or session of another test is theirs."""
     policy_file = tmp_path / "policy.toml"
     policy_file.write_text(POLICY)
-    owners.start("--backend", "synthetic", "--shot-rate", "200", "--policy", str(policy_file))
-    register_allocation(owners.client(), "42", user="alice")  # as alice's prolog would
+    tag = uuid.uuid4().hex[:8]
+    users = {ALICE: f"alice-{tag}", BOB: f"bob-{tag}", 0: "root"}
+    register_allocation(shared_owner.client(), "42", user=users[ALICE])  # as her prolog would
     munge = FakeMunge()
-    served = InProcessGateway(owners.broker.settings, load_policy(policy_file), USERS, munge)
+    served = InProcessGateway(shared_owner.broker.settings, load_policy(policy_file), users, munge)
     served.start()
-    yield served, munge, owners
+    yield served, munge, shared_owner
     served.stop()
 
 
@@ -325,7 +330,7 @@ def test_two_gateways_give_the_same_answers_and_a_new_one_knows_everything(
     assert status == 200
     first = _wait_final(served, munge, ALICE, created["id"])
     policy = served.link.policy
-    other = InProcessGateway(owners.broker.settings, policy, USERS, munge).start()
+    other = InProcessGateway(owners.broker.settings, policy, served.users, munge).start()
     try:
         assert _wait_final(other, munge, ALICE, created["id"]) == first
         status, again = _call(

@@ -17,6 +17,8 @@ from tests.qpu_api import qpu_api_simulator, sim
 from tests.sequences import analog_sequence
 
 pytestmark = pytest.mark.integration
+SHARED_OWNER_ARGS = ("--backend", "synthetic", "--shot-rate", "200")  # `shared_owner`
+SHARED_OWNER_ENV = {"QSCHED_MAX_MESSAGE_BYTES": "20000"}
 
 
 @pytest.fixture
@@ -26,20 +28,19 @@ def api() -> Iterator[str]:
 
 
 def test_a_job_over_the_owners_size_limit_is_rejected_message_too_large_and_dead_lettered(
-    owners: OwnerHarness,
+    shared_owner: OwnerHarness,
 ) -> None:
     """Given an owner whose max_message_bytes is 20 000, a 30 kB job is answered REJECTED with
     MESSAGE_TOO_LARGE and lands in the dead queue, and the next normal job still runs."""
-    owners.start("--backend", "synthetic", env={"QSCHED_MAX_MESSAGE_BYTES": "20000"})
-    client = owners.client(validate_locally=False)  # the owner's own limit is under test
+    client = shared_owner.client(validate_locally=False)  # the owner's own limit is under test
     big = client.submit(json.dumps({"pad": "x" * 30_000}), 10, job_class="production")
     refused = big.result(timeout=30)
     assert refused.state is JobState.REJECTED
     assert refused.error is not None and refused.error.code is ErrorCode.MESSAGE_TOO_LARGE
     assert "20000" in refused.error.message
-    ch = owners.broker.channel()
+    ch, dead_queue = shared_owner.broker.channel(), shared_owner.broker.topology.dead_queue
     dead = {}  # expired control commands (from waiting for the owner) may be dead too
-    while (got := ch.basic_get(owners.broker.topology.dead_queue, auto_ack=True))[0] is not None:
+    while (got := ch.basic_get(dead_queue, auto_ack=True))[0] is not None:
         dead[got[1].message_id] = got[1].headers
     assert dead[big.job_id][CODE_HEADER] == "MESSAGE_TOO_LARGE"
     ok = client.submit(analog_sequence(2), 10, job_class="production").result(timeout=30)
@@ -105,10 +106,9 @@ def test_a_job_that_would_outlive_the_calibration_window_waits_and_calibration_d
 
 
 def test_handle_cancel_stops_a_running_job_and_keeps_its_partial_counts(
-    owners: OwnerHarness,
+    shared_owner: OwnerHarness,
 ) -> None:
-    owners.start("--backend", "synthetic", "--shot-rate", "200")
-    client = owners.client()
+    client = shared_owner.client()
     handle = client.submit(analog_sequence(2), 2000, job_class="production")  # ~10 s
     wait_running(client, handle.job_id)
     reply = handle.cancel()

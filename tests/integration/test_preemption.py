@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from schemas import CommandName, JobState
@@ -15,6 +13,9 @@ from tests.sequences import analog_sequence
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
+# `shared_owner`: the emulator at 400 shots/s; a job is preempted at most once
+SHARED_OWNER_ARGS = ("--backend", "emulator", "--shot-rate", "400")
+SHARED_OWNER_POLICY = "max_preemptions = 1\n"
 
 
 def _wait_progress(client, handle, shots_done: int = 1) -> JobProgress:  # type: ignore[no-untyped-def]
@@ -31,13 +32,12 @@ def _wait_progress(client, handle, shots_done: int = 1) -> JobProgress:  # type:
 
 
 def test_a_development_job_is_preempted_by_production_and_then_runs_only_its_remaining_shots(
-    owners: OwnerHarness,
+    shared_owner: OwnerHarness,
 ) -> None:
     """Given a development job preempted by a production one after k of its 1200 shots, its second
     run continues from k (progress never falls below k and keeps the measured bitstrings) and the
     counts sum to 1200: neither re-run from zero nor k shots counted twice."""
-    owners.start("--backend", "emulator", "--shot-rate", "400")
-    client = owners.client()
+    client = shared_owner.client()
     dev = client.submit(analog_sequence(3), 1200, job_class="development")  # ~3 s
     wait_running(client, dev.job_id)
     _wait_progress(client, dev, shots_done=300)
@@ -49,7 +49,7 @@ def test_a_development_job_is_preempted_by_production_and_then_runs_only_its_rem
     assert sum(dev_result.counts.values()) == 1200
     assert dev_result.preemptions == 1 and dev_result.attempts == 2
     assert prod_result.timings.ended_at < dev_result.timings.ended_at
-    log = [e for e in events(owners) if e.job_id == dev.job_id or e.job_id == prod.job_id]
+    log = [e for e in events(shared_owner) if e.job_id == dev.job_id or e.job_id == prod.job_id]
     preempted = [e for e in log if e.topic == "job.preempted"]
     assert len(preempted) == 1 and preempted[0].job_id == dev.job_id
     k = preempted[0].data["shots_done"]
@@ -72,12 +72,11 @@ def test_a_development_job_is_preempted_by_production_and_then_runs_only_its_rem
 
 
 def test_a_job_preempted_max_preemptions_times_runs_to_its_end(
-    owners: OwnerHarness, tmp_path: Path
+    shared_owner: OwnerHarness,
 ) -> None:
-    policy = tmp_path / "policy.toml"
-    policy.write_text("max_preemptions = 1\n")
-    owners.start("--backend", "synthetic", "--shot-rate", "400", "--policy", str(policy))
-    client = owners.client()
+    """Given max_preemptions = 1 (`SHARED_OWNER_POLICY`), a development job preempted once runs
+    to its end before the next production job."""
+    client = shared_owner.client()
     dev = client.submit(analog_sequence(2), 1200, job_class="development")
     wait_running(client, dev.job_id)
     first = client.submit(analog_sequence(2), 50, job_class="production")
@@ -90,9 +89,8 @@ def test_a_job_preempted_max_preemptions_times_runs_to_its_end(
     assert second_result.timings.started_at >= dev_result.timings.ended_at
 
 
-def test_an_operator_preempts_by_hand(owners: OwnerHarness) -> None:
-    owners.start("--backend", "synthetic", "--shot-rate", "400")
-    client = owners.client()
+def test_an_operator_preempts_by_hand(shared_owner: OwnerHarness) -> None:
+    client = shared_owner.client()
     job = client.submit(analog_sequence(2), 800, job_class="production")
     wait_running(client, job.job_id)
     reply = client.control(CommandName.PREEMPT, job_id=job.job_id)

@@ -14,6 +14,7 @@ from tests.integration.test_owner import events
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
+SHARED_OWNER_ARGS = ("--backend", "emulator", "--shot-rate", "400")  # `shared_owner`
 
 
 def _sequence(parametrized: bool = False) -> Sequence:
@@ -25,9 +26,8 @@ def _sequence(parametrized: bool = False) -> Sequence:
     return seq
 
 
-def test_qpubackend_run_wait_true_gives_counts_summing_to_runs(owners: OwnerHarness) -> None:
-    owners.start("--backend", "emulator")
-    connection = QSchedConnection(owners.client(), job_class="development")
+def test_qpubackend_run_wait_true_gives_counts_summing_to_runs(shared_owner: OwnerHarness) -> None:
+    connection = QSchedConnection(shared_owner.client(), job_class="development")
     devices = connection.fetch_available_devices()
     assert isinstance(devices["AnalogDevice"], pulser.devices.Device)
     results = pulser.QPUBackend(_sequence(), connection).run(
@@ -38,9 +38,8 @@ def test_qpubackend_run_wait_true_gives_counts_summing_to_runs(owners: OwnerHarn
     assert results.get_batch_status() is BatchStatus.DONE
 
 
-def test_qpubackend_run_wait_false_updates_as_jobs_finish(owners: OwnerHarness) -> None:
-    owners.start("--backend", "emulator", "--shot-rate", "400")
-    connection = QSchedConnection(owners.client())
+def test_qpubackend_run_wait_false_updates_as_jobs_finish(shared_owner: OwnerHarness) -> None:
+    connection = QSchedConnection(shared_owner.client())
     remote = pulser.QPUBackend(_sequence(), connection).run(
         [{"runs": 400}, {"runs": 400}], wait=False
     )
@@ -63,9 +62,8 @@ def test_qpubackend_run_wait_false_updates_as_jobs_finish(owners: OwnerHarness) 
     assert all(sum(r.bitstring_counts.values()) == 400 for r in remote.results)
 
 
-def test_an_open_batch_is_one_session(owners: OwnerHarness) -> None:
-    owners.start("--backend", "emulator")
-    connection = QSchedConnection(owners.client())
+def test_an_open_batch_is_one_session(shared_owner: OwnerHarness) -> None:
+    connection = QSchedConnection(shared_owner.client())
     backend = pulser.QPUBackend(_sequence(parametrized=True), connection)
     with backend.open_batch():
         first = backend.run([{"runs": 50, "variables": {"amplitude": 1.0}}], wait=True)
@@ -74,7 +72,11 @@ def test_an_open_batch_is_one_session(owners: OwnerHarness) -> None:
         assert connection._get_batch_status(first.batch_id) is BatchStatus.RUNNING  # still open
     assert connection._get_batch_status(first.batch_id) is BatchStatus.DONE
     assert [sum(r.bitstring_counts.values()) for r in (*first.results, *second.results)] == [50, 60]
+    mine = {*first.job_ids, *second.job_ids}
     sessions = {
-        e.data["job"].get("session_id") for e in events(owners) if e.topic == "job.accepted"
+        e.data["job"].get("session_id")
+        for e in events(shared_owner)
+        if e.topic == "job.accepted" and e.job_id in mine
     }
+    assert len(mine) == 2
     assert sessions == {first.batch_id}

@@ -166,13 +166,16 @@ def intake(jobs: int) -> dict[str, float]:
 
 
 def _log(settings: object) -> list[Event]:
-    from brokers.connection import channel
+    from brokers.connection import connect
     from brokers.topology import build_topology
-    from consumers.tools.events import read_events
+    from consumers.tools.eventlog.reader import read_log
 
     topology = build_topology(settings, Policy())  # type: ignore[arg-type]
-    with channel(settings.amqp_url) as ch:  # type: ignore[attr-defined]
-        return list(read_events(ch, topology.events_stream, "first"))
+    conn = connect(settings.amqp_url, name="bench-backlog-log")  # type: ignore[attr-defined]
+    try:
+        return [record.event for record in read_log(conn, topology.events_stream)]
+    finally:
+        conn.close()
 
 
 def main_with_intake(jobs: int) -> None:

@@ -2,7 +2,8 @@
 
 A fresh namespace's stream is filled with a day-like log (queued, started, final events with
 results for every job, calibrations now and then), then read back six ways: the raw stream
-with pika (consume and ack every record, no decoding: the baseline), ``qsched events replay``
+through the stream port, `brokers.stream.read_stream` (consume and ack every record, no
+decoding: the baseline), ``qsched events replay``
 (read, decode, fold every event with `OwnerState.apply`, report the state), ``qsched simulate``
 (read, then every arrival and command through `step` on the modelled QPU; not a reading rate:
 it shows what a what-if costs), and ``qsched events export`` as JSON lines, Perfetto and HTML
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from bench.common import bench_namespace
 from brokers.connection import connect, properties
 from brokers.settings import Settings
+from brokers.stream import StreamRecord, read_stream
 from brokers.topology import build_topology
 from consumers.tools.eventlog.export import write_export
 from consumers.tools.eventlog.reader import read_log
@@ -31,6 +33,7 @@ from schemas.policy import Policy
 from tests.eventlogs import big_log
 
 CONFIRM_WINDOW = 2000
+RAW_PREFETCH = 1000  # the baseline read: records in flight (the product readers keep 500)
 
 
 def fill(settings: Settings, jobs: int) -> int:
@@ -52,23 +55,20 @@ def fill(settings: Settings, jobs: int) -> int:
 
 
 def raw_read(settings: Settings, count: int) -> int:
-    """Consume `count` records with plain pika, decoding nothing, acking 250 at a time."""
+    """Read `count` records through the stream port (`brokers.stream.read_stream`) and decode
+    nothing: the read every reader of the log is built on, the baseline of the others."""
     conn = connect(settings.amqp_url, name="bench-export-raw")
-    ch = conn.channel()
-    ch.basic_qos(prefetch_count=1000)
-    seen = 0
     stream = build_topology(settings, Policy()).events_stream
-    for method, _props, _body in ch.consume(
-        stream, arguments={"x-stream-offset": "first"}, inactivity_timeout=10
+    seen = 0
+
+    def enough(_record: StreamRecord) -> bool:
+        return seen >= count
+
+    for _record in read_stream(
+        conn.channel(), stream, "first", stop=enough, max_wait_s=10, prefetch=RAW_PREFETCH
     ):
-        if method is None:
-            break
         seen += 1
-        if seen % 250 == 0:
-            ch.basic_ack(method.delivery_tag, multiple=True)
-        if seen == count:
-            break
-    conn.close()  # closing, not cancelling: a stream refuses the rejects a cancel would send
+    conn.close()
     return seen
 
 
@@ -137,9 +137,7 @@ def main(jobs: int, as_json: bool = False) -> None:
                 )
             )
             return
-        print(
-            f"export: {count} events; raw pika read {raw_before:,.0f} then {raw_after:,.0f} events/s"
-        )
+        print(f"export: {count} events; raw read {raw_before:,.0f} then {raw_after:,.0f} events/s")
         for name, rate in rates.items():
             what = (
                 "events replay"

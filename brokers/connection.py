@@ -302,7 +302,7 @@ def properties(
     )
 
 
-def ack_later(channel: Any, delivery_tag: int) -> None:
+def ack_later(channel: Any, delivery_tag: int, multiple: bool = False) -> None:
     """Ack a delivery on a blocking channel without waiting for the socket.
 
     `BlockingChannel.basic_ack` flushes every ack with an I/O poll of its own; for stream
@@ -311,4 +311,4 @@ def ack_later(channel: Any, delivery_tag: int) -> None:
     blocking wrapper instead, the ack goes out with the connection's next poll, in order with
     everything else sent on the connection.
     """
-    channel._impl.basic_ack(delivery_tag=delivery_tag, multiple=False)
+    channel._impl.basic_ack(delivery_tag=delivery_tag, multiple=multiple)

@@ -30,6 +30,7 @@ from schemas.records import EventRecord
 
 Offset = int | str | datetime
 STREAM_PREFETCH = 500
+ACK_EVERY = 100  # `read_stream` acks this many records with one ack (multiple): credit, not state
 JOB_ID_HEADER = "x-qsched-job-id"  # the job a one-event record is about
 JOB_IDS_HEADER = "x-qsched-job-ids"  # the jobs an `EventRecord`'s events are about, spaced
 BATCH_ID_HEADER = "x-qsched-batch-id"  # a record holding a batch's `batch.created`
@@ -154,6 +155,7 @@ def read_stream(
     stop: Callable[[StreamRecord], bool] | None = None,
     max_wait_s: float | None = None,
     follow: bool = False,
+    prefetch: int = STREAM_PREFETCH,
 ) -> Iterator[StreamRecord]:
     """Yield records from `offset` on until `stop` says so or the stream goes quiet.
 
@@ -165,27 +167,37 @@ def read_stream(
         stop: stop after the first record for which this returns True (it is yielded).
         max_wait_s: with `stop`, give up after this long without a delivery.
         follow: never give up for want of deliveries (a live tail; the caller stops).
+        prefetch: records in flight to this reader (their acks go out `ACK_EVERY` at a time).
     """
-    channel.basic_qos(prefetch_count=STREAM_PREFETCH)
+    channel.basic_qos(prefetch_count=prefetch)
     wait_s = idle_timeout_s if stop is None else (max_wait_s or 30.0)
     if follow:
         wait_s = 1.0
     arguments = {"x-stream-offset": offset}
+    unacked = 0  # the last delivery tag handed out and not acked yet (0: none)
     try:
         for method, props, body in channel.consume(
             queue, arguments=arguments, inactivity_timeout=wait_s
         ):
             if method is None:
+                if unacked:  # a quiet stream: give back the credit of what was read
+                    ack_later(channel, unacked, multiple=True)
+                    unacked = 0
                 if follow:
                     continue
                 return
-            ack_later(channel, method.delivery_tag)
+            unacked = method.delivery_tag
+            if unacked % ACK_EVERY == 0:
+                ack_later(channel, unacked, multiple=True)
+                unacked = 0
             record = StreamRecord(_offset_of(props), props, body, method.routing_key)
             yield record
             if stop is not None and stop(record):
                 return
     finally:
         if channel.is_open:
+            if unacked:
+                ack_later(channel, unacked, multiple=True)
             _ack_buffered(channel, queue, arguments, wait_s)
             _drop_late_deliveries(channel)
             channel.cancel()

@@ -56,7 +56,7 @@ tools-present:
 reliability: $(STAMP)
 	rm -rf .reliability && mkdir -p .reliability
 	RELIABILITY_OUT=$(CURDIR)/.reliability $(BIN)/pytest -m reliability; status=$$?; \
-	$(BIN)/python -m tests.reliability .reliability "pytest -m reliability" > .reliability/reliability.md; \
+	$(BIN)/python -m tests.support.reliability .reliability "pytest -m reliability" > .reliability/reliability.md; \
 	green=$$?; \
 	if [ $$status -eq 0 ] && [ $$green -eq 0 ]; then cp .reliability/reliability.md docs/reliability.md; \
 	else echo "make reliability: the run was red (pytest exit $$status); docs/reliability.md left as it was, this run's report (FAILED at its top) is .reliability/reliability.md" >&2; \

@@ -32,7 +32,7 @@ from schemas.events import JobAccepted, JobStarted, OwnerActivated, Topic, make_
 from schemas.jobs import JobRequest, JobResult, Timings
 from schemas.policy import Policy
 from schemas.wire import new_id
-from tests.sequences import analog_sequence
+from tests.support.sequences import analog_sequence
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 RAW_PREFETCH = 1000  # the baseline read: records in flight (the product readers keep 500)

@@ -24,8 +24,8 @@ from brokers.topology import build_topology, declare
 from brokers.users import Rabbitmqctl, add_user
 from producers.client import QPUClient
 from schemas.policy import Policy
-from tests.munged import AUTH_PLUGINS, Munged, auth_http_config, start_auth, stop
-from tests.sequences import analog_sequence
+from tests.support.munged import AUTH_PLUGINS, Munged, auth_http_config, start_auth, stop
+from tests.support.sequences import analog_sequence
 
 NS = "benchauth"
 

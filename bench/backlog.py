@@ -133,7 +133,7 @@ def intake(jobs: int) -> dict[str, float]:
     from brokers.connection import channel
     from producers.client import QPUClient
     from schemas.enums import CommandName
-    from tests.sequences import analog_sequence
+    from tests.support.sequences import analog_sequence
 
     sequence = analog_sequence(2)
     policy = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)  # noqa: SIM115

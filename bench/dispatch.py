@@ -51,7 +51,7 @@ from bench.common import summary as fmt
 from brokers.connection import connect
 from producers.client import QPUClient
 from schemas.enums import CommandName
-from tests.sequences import analog_sequence
+from tests.support.sequences import analog_sequence
 
 WARMUP_ROUNDS = 50
 

@@ -30,7 +30,7 @@ from consumers.tools.simulate.engine import simulate
 from consumers.tools.simulate.history import read_history
 from schemas.codec import encode
 from schemas.policy import Policy
-from tests.eventlogs import big_log
+from tests.support.eventlogs import big_log
 
 CONFIRM_WINDOW = 2000
 RAW_PREFETCH = 1000  # the baseline read: records in flight (the product readers keep 500)

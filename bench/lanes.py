@@ -24,7 +24,7 @@ from bench.common import bench_namespace, discover, owner_process, percentile
 from producers.client import QPUClient
 from schemas.enums import CommandName, JobState
 from schemas.jobs import JobResult
-from tests.sequences import analog_sequence
+from tests.support.sequences import analog_sequence
 
 QPU_SHOT_RATE_HZ = 20.0  # a QPU measures a few shots per second; the emulator is faster
 PRODUCTION_JOBS = 10

@@ -17,7 +17,7 @@ from bench.common import bench_namespace, delete_queues, discover, owner_process
 from brokers.bootstrap import free_port
 from producers.client import QPUClient
 from schemas.enums import CommandName
-from tests.sequences import analog_sequence
+from tests.support.sequences import analog_sequence
 
 SCRAPE_EVERY_S = 0.1
 

@@ -23,7 +23,7 @@ from producers.client import QPUClient
 from producers.errors import CommandRefused
 from producers.handle import JobHandle
 from schemas.enums import CommandName
-from tests.sequences import analog_sequence
+from tests.support.sequences import analog_sequence
 
 SHOT_RATE_HZ = "200"
 LONG_SHOTS = 2000  # the device limit; ~10 s at SHOT_RATE_HZ, a round takes ~1 s of it

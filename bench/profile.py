@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.common import bench_namespace, delete_queues, discover, owner_process
 from producers.client import QPUClient
 from schemas.enums import CommandName
-from tests.sequences import analog_sequence
+from tests.support.sequences import analog_sequence
 
 SHOWN = 25
 

@@ -26,10 +26,10 @@ from typing import Any
 from bench.common import bench_namespace, child_env, owner_process, percentile
 from producers.client import QPUClient
 from schemas.enums import CommandName
-from tests.gateway import request, start_gateway_process
-from tests.munged import default_munged, stop
-from tests.owners import wait_active
-from tests.sequences import analog_sequence
+from tests.support.gateway import request, start_gateway_process
+from tests.support.munged import default_munged, stop
+from tests.support.owners import wait_active
+from tests.support.sequences import analog_sequence
 
 NAME = "BENCHQPU"
 SHOTS = 10

@@ -23,8 +23,8 @@ from pathlib import Path
 from bench.common import bench_namespace, owner_process, percentile
 from brokers.settings import Settings
 from producers.client import QPUClient
-from tests.owners import wait_active
-from tests.sequences import analog_sequence
+from tests.support.owners import wait_active
+from tests.support.sequences import analog_sequence
 
 SHOT_RATE_HZ = 500  # session job: 10 shots = 20 ms; competing job: 50 shots = 100 ms
 SESSION_SHOTS, LOAD_SHOTS, LOAD_WAITING = 10, 50, 3

@@ -37,10 +37,10 @@ from brokers.connection import connect
 from brokers.settings import DEFAULT_AMQP_URL, Settings, load_settings
 from brokers.topology import Topology, build_topology, declare, delete
 from schemas.policy import Policy
-from tests.environment import child_env, client_env
-from tests.reliability import pytest_collection_finish, pytest_runtest_logreport
+from tests.support.environment import child_env, client_env
+from tests.support.reliability import pytest_collection_finish, pytest_runtest_logreport
 
-# The reliability report's hooks (collected tests and their outcomes, `tests.reliability`).
+# The reliability report's hooks (collected tests and their outcomes, `tests.support.reliability`).
 __all__ = ["child_env", "client_env", "pytest_collection_finish", "pytest_runtest_logreport"]
 
 
@@ -121,7 +121,7 @@ def broker_handle(isolated_env: dict[str, str]) -> Iterator[BrokerHandle]:
 def make_settings(url: str, namespace: str, **overrides: Any) -> Settings:
     """Settings for a test: given URL and namespace, everything else from defaults.
 
-    The same defaults an owner started by `tests.owners.start_owner` sees, since neither this
+    The same defaults an owner started by `tests.support.owners.start_owner` sees, since neither this
     process (see `isolated_env`) nor the owner's environment holds any other ``QSCHED_*``.
     """
     return load_settings(amqp_url=url, namespace=namespace, **overrides)
@@ -200,7 +200,7 @@ class OwnerHarness:
 
     def start(self, *args: str, env: dict[str, str] | None = None, wait: bool = True) -> Any:
         """Start an owner; with `wait`, return once an owner answers `status`."""
-        from tests.owners import start_owner, wait_active
+        from tests.support.owners import start_owner, wait_active
 
         owner = start_owner(
             self.broker.url, self.broker.topology.namespace, self.log_dir, *args, env=env
@@ -277,7 +277,7 @@ def module_owner(
     """One `qsched owner` for a test module, started with the module's `SHARED_OWNER_ARGS`,
     `SHARED_OWNER_ENV` and `SHARED_OWNER_POLICY`; stopped after the module's last test."""
     from producers.client import QPUClient
-    from tests.owners import start_owner, wait_active
+    from tests.support.owners import start_owner, wait_active
 
     args = tuple(getattr(request.module, "SHARED_OWNER_ARGS", SHARED_OWNER_ARGS))
     env = getattr(request.module, "SHARED_OWNER_ENV", None)

@@ -1,7 +1,7 @@
 """The broker under load: kill -9 and restart, and a memory alarm (issue 12, What to build 2).
 
 Private RabbitMQ nodes only: these tests kill or alarm the node. Each scenario ends with the
-invariant checker (`tests/invariants.py`) over the event log and what the submitters received.
+invariant checker (`tests/support/invariants.py`) over the event log and what the submitters received.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from producers.errors import BrokerBlocked
 from schemas import JobState, Policy
 from schemas.messages import JobResult
 from tests.conftest import make_settings
-from tests.environment import client_env
-from tests.hostile import FAST_LEASE, finals, log_events
-from tests.invariants import check
-from tests.owners import OwnerProcess, start_owner, wait_active
-from tests.reliability import record
-from tests.sequences import analog_sequence
-from tests.waiting import wait_until
+from tests.support.environment import client_env
+from tests.support.hostile import FAST_LEASE, finals, log_events
+from tests.support.invariants import check
+from tests.support.owners import OwnerProcess, start_owner, wait_active
+from tests.support.reliability import record
+from tests.support.sequences import analog_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.reliability]
 
@@ -79,7 +79,7 @@ def test_a_broker_killed_and_restarted_under_load_loses_and_duplicates_nothing(
         outs = []
         for n in range(2):
             out = tmp_path / f"submitter-{n}.jsonl"
-            args = [sys.executable, "-m", "tests.chaos_submitter", "--url", node.url]
+            args = [sys.executable, "-m", "tests.chaos.chaos_submitter", "--url", node.url]
             args += [
                 "--namespace",
                 NS,

@@ -3,7 +3,7 @@
 Given three submitter processes sending jobs at a random pace and three owners whose backend
 fails 5% of runs (retryably: the retry budget runs them again), when the active
 owner is killed -9 at random moments at least ten times (twice during one long job, a fresh
-standby started after each kill), then the invariant checker (`tests/invariants.py`) finds
+standby started after each kill), then the invariant checker (`tests/support/invariants.py`) finds
 nothing: every accepted job ended exactly once, never two at once, no stale-term event took
 effect, no job ran twice unless its run was cut off, every result reached its submitter, and
 nothing was left unacked once the owners stopped. The figures go to the reliability report.
@@ -23,13 +23,13 @@ import pytest
 from schemas import JobState
 from schemas.messages import JobResult
 from tests.conftest import OwnerHarness
-from tests.environment import client_env
-from tests.hostile import FAST_LEASE, log_events, owner_with_id, wait_running_somewhere
-from tests.invariants import check
-from tests.owners import OwnerProcess, wait_active
-from tests.reliability import record
-from tests.sequences import analog_sequence
-from tests.waiting import wait_until
+from tests.support.environment import client_env
+from tests.support.hostile import FAST_LEASE, log_events, owner_with_id, wait_running_somewhere
+from tests.support.invariants import check
+from tests.support.owners import OwnerProcess, wait_active
+from tests.support.reliability import record
+from tests.support.sequences import analog_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.reliability]
 
@@ -46,7 +46,7 @@ def _submitters(owners: OwnerHarness, out: Path) -> list[tuple[subprocess.Popen[
     for n in range(SUBMITTERS):
         path = out / f"submitter-{n}.jsonl"
         env = client_env(owners.broker.url, owners.broker.topology.namespace)
-        args = [sys.executable, "-m", "tests.chaos_submitter", "--url", owners.broker.url]
+        args = [sys.executable, "-m", "tests.chaos.chaos_submitter", "--url", owners.broker.url]
         args += ["--namespace", owners.broker.topology.namespace, "--jobs", str(JOBS_EACH)]
         args += ["--seed", str(n), "--out", str(path)]
         log = (out / f"submitter-{n}.log").open("wb")

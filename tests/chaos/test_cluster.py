@@ -22,14 +22,14 @@ from brokers.connection import channel, connect, wait_reachable
 from brokers.topology import build_topology, declare
 from producers.client import QPUClient
 from schemas import JobRequest, JobState, Policy
-from tests.cluster import Cluster, ClusterNode
+from tests.chaos.cluster import Cluster, ClusterNode
 from tests.conftest import make_settings
-from tests.hostile import log_events
-from tests.invariants import check
-from tests.owners import OwnerProcess, start_owner, wait_active
-from tests.reliability import record
-from tests.sequences import analog_sequence
-from tests.waiting import wait_until
+from tests.support.hostile import log_events
+from tests.support.invariants import check
+from tests.support.owners import OwnerProcess, start_owner, wait_active
+from tests.support.reliability import record
+from tests.support.sequences import analog_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.reliability]
 

@@ -1,6 +1,6 @@
 """The owner's own TCP connection to the broker stalls or drops (issue 19, untried faults).
 
-The owners reach the broker through a loopback proxy (`tests.tcpproxy`) (for the stall, only
+The owners reach the broker through a loopback proxy (`tests.support.tcpproxy`) (for the stall, only
 the active one); the clients and the test's reader connect directly. Nothing touches the broker: the fault is in
 the proxy only.
 
@@ -26,12 +26,12 @@ import pytest
 from schemas import CommandName, JobState
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
-from tests.invariants import check
-from tests.owners import OwnerProcess, start_owner, wait_active, wait_for_log, wait_running
-from tests.reliability import record
-from tests.sequences import analog_sequence
-from tests.tcpproxy import TcpProxy
-from tests.waiting import wait_until
+from tests.support.invariants import check
+from tests.support.owners import OwnerProcess, start_owner, wait_active, wait_for_log, wait_running
+from tests.support.reliability import record
+from tests.support.sequences import analog_sequence
+from tests.support.tcpproxy import TcpProxy
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.reliability]
 

@@ -26,11 +26,11 @@ from schemas import CommandName, Event, JobState, Mode, QPUState
 from schemas.reports import StatusReport
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
-from tests.invariants import check
-from tests.owners import wait_active, wait_running
-from tests.reliability import record
-from tests.sequences import analog_sequence
-from tests.waiting import wait_until
+from tests.support.invariants import check
+from tests.support.owners import wait_active, wait_running
+from tests.support.reliability import record
+from tests.support.sequences import analog_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.reliability]
 

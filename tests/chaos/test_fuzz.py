@@ -28,14 +28,14 @@ from brokers.connection import connect
 from schemas import CommandName, Event, JobState
 from schemas.codec import DEFAULT_MAX_BYTES
 from tests.conftest import OwnerHarness
-from tests.fuzz import Fuzzed, Tally, collect, messages, publish, without_reason
-from tests.hostile import FAST_LEASE
 from tests.integration.test_owner import events
-from tests.invariants import check
-from tests.owners import wait_active
-from tests.reliability import record
-from tests.sequences import analog_sequence
-from tests.waiting import wait_until
+from tests.support.fuzz import Fuzzed, Tally, collect, messages, publish, without_reason
+from tests.support.hostile import FAST_LEASE
+from tests.support.invariants import check
+from tests.support.owners import wait_active
+from tests.support.reliability import record
+from tests.support.sequences import analog_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.reliability]
 

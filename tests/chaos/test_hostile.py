@@ -27,7 +27,7 @@ from schemas import CommandName, ErrorCode, JobState, QPUState, decode_any
 from schemas.messages import DeviceSpecs
 from schemas.policy import Policy
 from tests.conftest import OwnerHarness, make_settings
-from tests.hostile import (
+from tests.support.hostile import (
     FAST_LEASE,
     confirmed_channel,
     dead_letters,
@@ -41,8 +41,8 @@ from tests.hostile import (
     wait_running_somewhere,
     wait_until,
 )
-from tests.owners import start_owner, wait_active, wait_running
-from tests.sequences import analog_sequence
+from tests.support.owners import start_owner, wait_active, wait_running
+from tests.support.sequences import analog_sequence
 
 pytestmark = pytest.mark.chaos
 

@@ -22,7 +22,7 @@ from producers.client import QPUClient
 from schemas import CommandName, ErrorCode, Event, JobState
 from schemas.policy import Policy
 from tests.conftest import make_settings
-from tests.hostile import (
+from tests.support.hostile import (
     FAST_LEASE,
     confirmed_channel,
     finals,
@@ -31,8 +31,8 @@ from tests.hostile import (
     new_job,
     publish_job,
 )
-from tests.owners import OwnerProcess, start_owner, wait_active
-from tests.sequences import analog_sequence
+from tests.support.owners import OwnerProcess, start_owner, wait_active
+from tests.support.sequences import analog_sequence
 
 pytestmark = pytest.mark.chaos
 

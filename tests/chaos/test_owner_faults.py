@@ -20,11 +20,11 @@ from producers.client import QPUClient
 from schemas import CommandName, JobState, Policy
 from tests.conftest import BrokerFixture, OwnerHarness
 from tests.integration.test_owner import events
-from tests.invariants import check
-from tests.logread import whole_log
-from tests.owners import start_owner, wait_active, wait_for_log, wait_running
-from tests.sequences import analog_sequence
-from tests.waiting import wait_until
+from tests.support.invariants import check
+from tests.support.logread import whole_log
+from tests.support.owners import start_owner, wait_active, wait_for_log, wait_running
+from tests.support.sequences import analog_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.chaos
 

@@ -10,9 +10,9 @@ import pytest
 from schemas import JobState
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
-from tests.invariants import check
-from tests.owners import wait_for_log, wait_running
-from tests.sequences import analog_sequence
+from tests.support.invariants import check
+from tests.support.owners import wait_for_log, wait_running
+from tests.support.sequences import analog_sequence
 
 pytestmark = pytest.mark.chaos
 

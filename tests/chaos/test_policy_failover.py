@@ -17,10 +17,10 @@ import pytest
 from schemas import CommandName, ErrorCode, JobState
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
-from tests.invariants import check
-from tests.owners import wait_active, wait_for_log
-from tests.reliability import record
-from tests.sequences import analog_sequence
+from tests.support.invariants import check
+from tests.support.owners import wait_active, wait_for_log
+from tests.support.reliability import record
+from tests.support.sequences import analog_sequence
 
 pytestmark = [pytest.mark.chaos, pytest.mark.reliability]
 

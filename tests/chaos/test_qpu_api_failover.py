@@ -12,12 +12,12 @@ import pytest
 from schemas import CommandName, JobState
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
-from tests.invariants import check
-from tests.owners import wait_active
-from tests.qpu_api import qpu_api_simulator, sim_stats
-from tests.reliability import record
-from tests.sequences import analog_sequence
-from tests.waiting import wait_until
+from tests.support.invariants import check
+from tests.support.owners import wait_active
+from tests.support.qpu_api import qpu_api_simulator, sim_stats
+from tests.support.reliability import record
+from tests.support.sequences import analog_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.reliability]
 

@@ -21,8 +21,8 @@ import pytest
 from consumers.core.state import OwnerState
 from schemas.enums import CommandName
 from schemas.events import Topic
-from tests.hostile import log_events, wait_until
-from tests.sequences import analog_sequence
+from tests.support.hostile import log_events, wait_until
+from tests.support.sequences import analog_sequence
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(600)]
 

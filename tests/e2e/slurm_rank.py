@@ -17,7 +17,7 @@ from mpi4py import MPI
 from producers.client import QPUClient
 from producers.mpi import JobSpec, MPISubmitter
 from producers.slurm import slurm_context
-from tests.sequences import analog_sequence
+from tests.support.sequences import analog_sequence
 
 
 def main(what: str, out: Path, *args: str) -> None:

@@ -15,8 +15,8 @@ from brokers.connection import is_reachable
 from brokers.topology import build_topology
 from schemas.policy import Policy
 from tests.conftest import BrokerFixture, make_settings
-from tests.environment import client_env, run_group
-from tests.owners import QSCHED
+from tests.support.environment import client_env, run_group
+from tests.support.owners import QSCHED
 
 pytestmark = pytest.mark.e2e
 

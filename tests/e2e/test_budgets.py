@@ -12,9 +12,9 @@ import pytest
 
 from schemas import CommandName, JobState
 from tests.conftest import OwnerHarness
-from tests.owners import run_qsched
-from tests.sequences import analog_sequence
-from tests.waiting import wait_until
+from tests.support.owners import run_qsched
+from tests.support.sequences import analog_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 POLICY = 'shot_rate_hz = 500\njob_overhead_s = 0\n[accounts]\ndefault = { "*" = "phys" }\n'

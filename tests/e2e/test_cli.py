@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BrokerFixture, OwnerHarness
-from tests.environment import queues_starting_with
-from tests.owners import QSCHED
-from tests.sequences import analog_sequence
+from tests.support.environment import queues_starting_with
+from tests.support.owners import QSCHED
+from tests.support.sequences import analog_sequence
 
 pytestmark = pytest.mark.e2e
 

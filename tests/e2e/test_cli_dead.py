@@ -11,9 +11,9 @@ import pytest
 
 from schemas import ErrorCode, JobState
 from tests.conftest import OwnerHarness
-from tests.owners import run_qsched
-from tests.sequences import analog_sequence
-from tests.waiting import wait_until
+from tests.support.owners import run_qsched
+from tests.support.sequences import analog_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -12,9 +12,9 @@ import pytest
 from schemas import CommandName, JobState
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
-from tests.owners import run_qsched, wait_running
-from tests.sequences import analog_sequence
-from tests.waiting import wait_until
+from tests.support.owners import run_qsched, wait_running
+from tests.support.sequences import analog_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -13,11 +13,11 @@ from brokers.topology import build_topology
 from schemas import CommandName, ErrorCode, JobState, Mode, QPUState
 from schemas.policy import Policy
 from tests.conftest import OwnerHarness, make_settings
-from tests.environment import CHILD_REPLY_EXPIRES_MS, run_group
 from tests.integration.test_owner import events
-from tests.owners import QSCHED, register_allocation, run_qsched, wait_running
-from tests.sequences import analog_sequence
-from tests.waiting import wait_until
+from tests.support.environment import CHILD_REPLY_EXPIRES_MS, run_group
+from tests.support.owners import QSCHED, register_allocation, run_qsched, wait_running
+from tests.support.sequences import analog_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 SHARED_OWNER_ARGS = ("--backend", "synthetic", "--shot-rate", "100")  # `shared_owner`

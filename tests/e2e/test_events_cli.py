@@ -15,12 +15,12 @@ from PIL import Image
 
 from consumers.tools.eventlog.html import PERIOD_COLOURS, STATE_COLOURS
 from schemas import CommandName, Event, JobState
-from tests.chromium import dump_dom, screenshot
 from tests.conftest import OwnerHarness
+from tests.e2e.chromium import dump_dom, screenshot
 from tests.integration.test_owner import events
-from tests.owners import QSCHED
-from tests.sequences import analog_sequence
-from tests.trace_event_format import violations
+from tests.support.owners import QSCHED
+from tests.support.sequences import analog_sequence
+from tests.support.trace_event_format import violations
 
 pytestmark = pytest.mark.e2e
 

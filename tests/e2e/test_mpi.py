@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import OwnerHarness
-from tests.environment import client_env, run_group
 from tests.integration.test_owner import events
+from tests.support.environment import client_env, run_group
 
 pytestmark = pytest.mark.e2e
 EXAMPLE = Path(__file__).parents[2] / "examples" / "mpi_sweep.py"

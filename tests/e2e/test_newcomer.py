@@ -13,10 +13,10 @@ import pytest
 from brokers.namespace import owner_holds_lease
 from schemas.enums import CommandName
 from tests.conftest import BrokerFixture, OwnerHarness
-from tests.environment import queues_starting_with
-from tests.owners import run_qsched
-from tests.sequences import analog_sequence
-from tests.waiting import wait_until
+from tests.support.environment import queues_starting_with
+from tests.support.owners import run_qsched
+from tests.support.sequences import analog_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

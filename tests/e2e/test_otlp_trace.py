@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.collector import Rotel
 from tests.conftest import OwnerHarness
-from tests.owners import QSCHED
-from tests.sequences import analog_sequence
-from tests.traces import Span, by_trace, one, trace_problems
+from tests.e2e.collector import Rotel
+from tests.support.owners import QSCHED
+from tests.support.sequences import analog_sequence
+from tests.support.traces import Span, by_trace, one, trace_problems
 
 pytestmark = pytest.mark.e2e
 EXAMPLE = Path(__file__).parents[2] / "examples" / "mpi_sweep.py"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_cli import one_line, qsched
-from tests.plugin_dist import install
+from tests.support.plugin_dist import install
 
 pytestmark = pytest.mark.e2e
 

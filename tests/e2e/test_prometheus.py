@@ -19,9 +19,7 @@ from brokers.bootstrap import PrivateNode, free_port
 from producers.client import QPUClient
 from schemas import CommandName, JobState
 from tests.conftest import OwnerHarness, make_settings
-from tests.integration.test_metrics import METRICS_ENV, metrics_url
-from tests.owners import start_owner, wait_active, wait_running
-from tests.prometheus import (
+from tests.e2e.prometheus import (
     SHIPPED_CONFIG,
     Prometheus,
     dashboard_exprs,
@@ -29,8 +27,10 @@ from tests.prometheus import (
     site_config,
     tool,
 )
-from tests.sequences import analog_sequence
-from tests.waiting import wait_until
+from tests.integration.test_metrics import METRICS_ENV, metrics_url
+from tests.support.owners import start_owner, wait_active, wait_running
+from tests.support.sequences import analog_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 SEQ = analog_sequence(2)

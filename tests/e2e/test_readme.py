@@ -17,8 +17,8 @@ from click.testing import CliRunner
 
 from brokers.cli import main as cli_main
 from tests.conftest import OwnerHarness
-from tests.environment import client_env
-from tests.owners import QSCHED
+from tests.support.environment import client_env
+from tests.support.owners import QSCHED
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

@@ -23,9 +23,9 @@ from schemas import CommandName, Event, JobState
 from schemas.policy import Policy, parse_policy
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
-from tests.logread import records_to_end
-from tests.owners import run_qsched, wait_running
-from tests.sequences import analog_sequence
+from tests.support.logread import records_to_end
+from tests.support.owners import run_qsched, wait_running
+from tests.support.sequences import analog_sequence
 
 pytestmark = pytest.mark.e2e
 

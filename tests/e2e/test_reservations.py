@@ -15,9 +15,9 @@ from schemas import CommandName, JobState
 from schemas.messages import utc_now
 from schemas.reservations import Reservation
 from tests.conftest import OwnerHarness
-from tests.owners import register_allocation, run_qsched
-from tests.sequences import analog_sequence
-from tests.waiting import wait_until
+from tests.support.owners import register_allocation, run_qsched
+from tests.support.sequences import analog_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 POLICY = "shot_rate_hz = 400\njob_overhead_s = 0\n"

@@ -12,10 +12,10 @@ import pytest
 
 from schemas.enums import CommandName
 from tests.conftest import OwnerHarness
-from tests.environment import CHILD_REPLY_EXPIRES_MS
-from tests.owners import QSCHED, wait_running
-from tests.sequences import analog_sequence
-from tests.waiting import wait_until
+from tests.support.environment import CHILD_REPLY_EXPIRES_MS
+from tests.support.owners import QSCHED, wait_running
+from tests.support.sequences import analog_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 SHOTS_DONE = re.compile(r"\b[1-9][0-9]*/100 shots")

@@ -14,14 +14,14 @@ from PIL import Image
 
 from schemas.enums import CommandName, JobState
 from schemas.reports import SessionPhase
-from tests.chromium import dump_dom, screenshot
 from tests.conftest import OwnerHarness
-from tests.environment import client_env
+from tests.e2e.chromium import dump_dom, screenshot
+from tests.e2e.terminal import TmuxTerminal
 from tests.integration.test_metrics import METRICS_ENV, metrics_url, scrape, value
-from tests.owners import QSCHED, run_qsched, wait_running
-from tests.sequences import analog_sequence
-from tests.terminal import TmuxTerminal
-from tests.waiting import wait_until
+from tests.support.environment import client_env
+from tests.support.owners import QSCHED, run_qsched, wait_running
+from tests.support.sequences import analog_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -1,7 +1,7 @@
 """A site's ordering plugin, experimented with safely: a real owner runs with it, `qsched
 simulate` with the same policy (and the plugin installed) reproduces the recorded start order,
 the stock policy does not, and `qsched policy check` finds the plugin or names the line that
-asks for a missing one (tests/site_plugins, installed at test time by `tests.plugin_dist`)."""
+asks for a missing one (tests/site_plugins, installed at test time by `tests.support.plugin_dist`)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 from schemas import CommandName, JobState
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
-from tests.owners import register_allocation, run_qsched
-from tests.plugin_dist import install
-from tests.sequences import analog_sequence
+from tests.support.owners import register_allocation, run_qsched
+from tests.support.plugin_dist import install
+from tests.support.sequences import analog_sequence
 
 pytestmark = pytest.mark.e2e
 

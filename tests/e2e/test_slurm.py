@@ -30,10 +30,10 @@ from brokers.users import Rabbitmqctl, UserSetupFailed, add_user
 from schemas.enums import ErrorCode, JobState
 from schemas.messages import Event
 from tests.conftest import OwnerHarness
-from tests.logread import whole_log
-from tests.munged import munge_installed
-from tests.owners import wait_running
-from tests.unixusers import (
+from tests.support.logread import whole_log
+from tests.support.munged import munge_installed
+from tests.support.owners import wait_running
+from tests.support.unixusers import (
     USER_PYTHON,
     can_create_users,
     create_user,

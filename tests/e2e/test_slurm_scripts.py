@@ -138,8 +138,8 @@ def test_prolog_registers_the_allocation_with_a_real_owner_and_its_job_takes_tha
     user, then a job from inside it that claims another account runs under the registry's."""
     from schemas.enums import JobState
     from schemas.events import Topic
-    from tests.hostile import log_events
-    from tests.sequences import analog_sequence
+    from tests.support.hostile import log_events
+    from tests.support.sequences import analog_sequence
 
     owners.start("--backend", "synthetic", "--shot-rate", "200")
     broker = owners.broker

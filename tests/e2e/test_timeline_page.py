@@ -1,8 +1,8 @@
 """The HTML timeline as Chromium draws it (issue 24 item 11): job labels on the bars, back-to-back
 runs told apart, the maintenance tip with the operator's message and who set it, readable times,
 the chart over the page's width, and an axis that starts at the first run, not at the owner's
-start-up. The page comes from a synthetic log (`tests.eventlogs`) and is rendered in headless
-Chromium (`tests.chromium`)."""
+start-up. The page comes from a synthetic log (`tests.support.eventlogs`) and is rendered in headless
+Chromium (`tests.e2e.chromium`)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from consumers.tools.eventlog.html import LABEL_W, STATE_COLOURS, render_html
 from consumers.tools.eventlog.model import build_timeline
 from schemas.enums import Mode
 from schemas.messages import Event
-from tests.chromium import dump_dom, screenshot
-from tests.eventlogs import activated, control, final, queued, started
+from tests.e2e.chromium import dump_dom, screenshot
+from tests.support.eventlogs import activated, control, final, queued, started
 
 pytestmark = pytest.mark.e2e
 

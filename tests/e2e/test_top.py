@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import OwnerHarness
-from tests.environment import client_env
-from tests.owners import QSCHED, run_qsched, wait_running
-from tests.sequences import analog_sequence
-from tests.terminal import TmuxTerminal
-from tests.waiting import wait_until
+from tests.e2e.terminal import TmuxTerminal
+from tests.support.environment import client_env
+from tests.support.owners import QSCHED, run_qsched, wait_running
+from tests.support.sequences import analog_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -12,8 +12,8 @@ import pytest
 
 from schemas import JobState
 from tests.conftest import OwnerHarness
-from tests.owners import register_allocation, run_qsched
-from tests.sequences import analog_sequence
+from tests.support.owners import register_allocation, run_qsched
+from tests.support.sequences import analog_sequence
 
 pytestmark = pytest.mark.e2e
 

@@ -16,9 +16,9 @@ import pytest
 from schemas.enums import CommandName, ErrorCode, JobState
 from schemas.messages import JobRequest, SlurmContext
 from tests.integration.test_owner import events
-from tests.owners import register_allocation
-from tests.sequences import analog_sequence
-from tests.waiting import wait_until
+from tests.support.owners import register_allocation
+from tests.support.sequences import analog_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -212,7 +212,7 @@ def test_qsched_status_job_shows_its_position_then_its_end(owners) -> None:  # t
     QPU resumes and the job ends, the same command shows DONE."""
     import subprocess
 
-    from tests.owners import QSCHED
+    from tests.support.owners import QSCHED
 
     client = _paused(owners)
     handles = client.submit_many([client.build_job(SEQ, 10) for _ in range(3)])

@@ -15,9 +15,9 @@ from consumers.tools.eventlog.reader import read_log
 from producers.errors import CommandRefused, InvalidJob
 from schemas import CommandName, ErrorCode, JobState
 from tests.conftest import OwnerHarness
-from tests.environment import client_env, run_group
 from tests.integration.test_owner import events
-from tests.owners import QSCHED
+from tests.support.environment import client_env, run_group
+from tests.support.owners import QSCHED
 
 pytestmark = pytest.mark.integration
 TAKEN = ("session.opened", "batch.created", "job.accepted")

@@ -15,11 +15,11 @@ from producers.client import QPUClient, slurm_context
 from producers.errors import BrokerUnreachable, InvalidJob, QueueFull, UnknownJobClass
 from schemas import CommandName, ErrorCode, JobState, Policy
 from tests.conftest import BrokerFixture, OwnerHarness, make_settings
-from tests.environment import client_env, run_group
 from tests.integration.test_owner import events
-from tests.owners import QSCHED, register_allocation
-from tests.sequences import analog_sequence, mock_sequence
-from tests.waiting import wait_until
+from tests.support.environment import client_env, run_group
+from tests.support.owners import QSCHED, register_allocation
+from tests.support.sequences import analog_sequence, mock_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

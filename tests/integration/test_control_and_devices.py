@@ -15,7 +15,7 @@ from schemas import CommandName, ErrorCode, JobState
 from schemas.messages import ControlCommand, JobRequest, utc_now
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
-from tests.sequences import analog_sequence
+from tests.support.sequences import analog_sequence
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from consumers.tools.eventlog.reader import fetch_end_offset, read_log
 from schemas.codec import encode
 from schemas.messages import Event
 from tests.conftest import BrokerFixture
-from tests.eventlogs import at, simple
+from tests.support.eventlogs import at, simple
 
 pytestmark = pytest.mark.integration
 

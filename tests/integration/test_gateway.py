@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from schemas.policy import load_policy
-from tests.gateway import FakeMunge, InProcessGateway, request
-from tests.owners import register_allocation
-from tests.sequences import analog_sequence
+from tests.support.gateway import FakeMunge, InProcessGateway, request
+from tests.support.owners import register_allocation
+from tests.support.sequences import analog_sequence
 
 pytestmark = pytest.mark.integration
 

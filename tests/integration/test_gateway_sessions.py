@@ -23,10 +23,10 @@ from schemas.enums import CommandName, ErrorCode
 from schemas.events import JobAccepted, Topic, payload_of
 from schemas.policy import load_policy
 from schemas.reports import SessionPhase
-from tests.gateway import FakeMunge, InProcessGateway, request
-from tests.hostile import confirmed_channel, log_events
-from tests.owners import register_allocation, wait_running
-from tests.sequences import analog_sequence
+from tests.support.gateway import FakeMunge, InProcessGateway, request
+from tests.support.hostile import confirmed_channel, log_events
+from tests.support.owners import register_allocation, wait_running
+from tests.support.sequences import analog_sequence
 
 pytestmark = pytest.mark.integration
 

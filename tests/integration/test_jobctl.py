@@ -9,7 +9,7 @@ import pytest
 from schemas import CommandName, ErrorCode, JobState
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
-from tests.sequences import analog_sequence
+from tests.support.sequences import analog_sequence
 
 pytestmark = pytest.mark.integration
 

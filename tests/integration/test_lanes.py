@@ -12,9 +12,9 @@ from schemas import CommandName, JobState
 from schemas.enums import Mode
 from tests.conftest import OwnerHarness
 from tests.integration.test_metrics import METRICS_ENV, metrics_url, scrape, value
-from tests.owners import run_qsched, wait_running
-from tests.sequences import analog_sequence
-from tests.waiting import wait_until
+from tests.support.owners import run_qsched, wait_running
+from tests.support.sequences import analog_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -1,9 +1,9 @@
-"""The tests' whole-log read (`tests.logread`) against a broker that pauses mid-read.
+"""The tests' whole-log read (`tests.support.logread`) against a broker that pauses mid-read.
 
 Every chaos test hands the invariant checker the log this read returns: a prefix makes the
 checker call the jobs after the cut lost (the fuzz test's "96 of 100 sent and never reached
 the log" on a loaded machine). The pause is made without touching the broker: the reader
-connects through a loopback proxy (`tests.tcpproxy`) that stops forwarding for longer than the
+connects through a loopback proxy (`tests.support.tcpproxy`) that stops forwarding for longer than the
 old read's half second of patience, once the read has begun.
 """
 
@@ -21,8 +21,8 @@ from schemas.codec import encode
 from schemas.events import OwnerActivating, Topic, make_event
 from schemas.messages import Event, new_id, utc_now
 from tests.conftest import BrokerFixture
-from tests.logread import records_to_end, whole_log
-from tests.tcpproxy import TcpProxy
+from tests.support.logread import records_to_end, whole_log
+from tests.support.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from schemas import CommandName, JobState
 from schemas.messages import SlurmContext
 from tests.conftest import OwnerHarness
-from tests.owners import OwnerProcess, register_allocation, wait_for_log, wait_running
-from tests.sequences import analog_sequence
-from tests.waiting import wait_until
+from tests.support.owners import OwnerProcess, register_allocation, wait_for_log, wait_running
+from tests.support.sequences import analog_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

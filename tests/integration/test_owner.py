@@ -15,17 +15,17 @@ from schemas import CommandName, ErrorCode, Event, JobRequest, JobState, Mode, Q
 from schemas.messages import utc_now
 from schemas.reservations import Reservation
 from tests.conftest import OwnerHarness
-from tests.logread import whole_log
-from tests.owners import wait_running
-from tests.sequences import analog_sequence, mock_sequence
-from tests.waiting import wait_until
+from tests.support.logread import whole_log
+from tests.support.owners import wait_running
+from tests.support.sequences import analog_sequence, mock_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 SHARED_OWNER_ARGS = ("--backend", "synthetic", "--shot-rate", "100")  # `shared_owner`
 
 
 def events(owners: OwnerHarness) -> list[Event]:
-    """Every event in the namespace's stream so far (`tests.logread`: the whole log, not the
+    """Every event in the namespace's stream so far (`tests.support.logread`: the whole log, not the
     prefix a pause of the broker would cut)."""
     return whole_log(owners.broker.channel(), owners.broker.topology.events_stream)
 

@@ -12,9 +12,9 @@ from brokers.topology import CODE_HEADER
 from schemas import CommandName, ErrorCode, JobState
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
-from tests.owners import wait_running
-from tests.qpu_api import qpu_api_simulator, sim
-from tests.sequences import analog_sequence
+from tests.support.owners import wait_running
+from tests.support.qpu_api import qpu_api_simulator, sim
+from tests.support.sequences import analog_sequence
 
 pytestmark = pytest.mark.integration
 SHARED_OWNER_ARGS = ("--backend", "synthetic", "--shot-rate", "200")  # `shared_owner`

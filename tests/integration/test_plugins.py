@@ -1,6 +1,6 @@
 """Site plugins in a real owner: loaded by entry-point name from the policy file, each control
 point with the reference plugin and with plugins that raise and hang (tests/site_plugins,
-installed as a distribution at test time by `tests.plugin_dist`)."""
+installed as a distribution at test time by `tests.support.plugin_dist`)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from producers.client import QPUClient
 from schemas import CommandName, ErrorCode, JobState
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
-from tests.owners import register_allocation
-from tests.plugin_dist import install
-from tests.sequences import analog_sequence
-from tests.waiting import wait_until
+from tests.support.owners import register_allocation
+from tests.support.plugin_dist import install
+from tests.support.sequences import analog_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

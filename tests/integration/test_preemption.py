@@ -8,9 +8,9 @@ from schemas import CommandName, JobState
 from schemas.messages import JobProgress
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
-from tests.owners import wait_running
-from tests.sequences import analog_sequence
-from tests.waiting import wait_until
+from tests.support.owners import wait_running
+from tests.support.sequences import analog_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 # `shared_owner`: the emulator at 400 shots/s; a job is preempted at most once

@@ -11,7 +11,7 @@ from pulser.devices import AnalogDevice
 from producers.pulser import QSchedConnection
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
-from tests.waiting import wait_until
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 SHARED_OWNER_ARGS = ("--backend", "emulator", "--shot-rate", "400")  # `shared_owner`

@@ -14,9 +14,9 @@ from consumers.errors import BackendFailure
 from schemas import CommandName, JobState, QPUState
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
-from tests.owners import wait_running
-from tests.qpu_api import qpu_api_simulator, sim
-from tests.sequences import analog_sequence
+from tests.support.owners import wait_running
+from tests.support.qpu_api import qpu_api_simulator, sim
+from tests.support.sequences import analog_sequence
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,9 @@ from schemas import ErrorCode, JobState
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
 from tests.integration.test_qpu_api import Reports
-from tests.qpu_api import qpu_api_simulator, sim, sim_stats
-from tests.sequences import analog_sequence
-from tests.waiting import wait_until
+from tests.support.qpu_api import qpu_api_simulator, sim, sim_stats
+from tests.support.sequences import analog_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from brokers.bootstrap import PrivateNode, free_port
 from brokers.topology import build_topology, declare
 from schemas.policy import load_policy
 from tests.conftest import make_settings
-from tests.waiting import wait_until
+from tests.support.waiting import wait_until
 
 # A private node boots in 10-30 s here, for files that rarely change: the slow tier (`make test-slow`).
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -13,8 +13,8 @@ from schemas.messages import Event, utc_now
 from schemas.reservations import Reservation
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
-from tests.owners import register_allocation
-from tests.waiting import wait_until
+from tests.support.owners import register_allocation
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 POLICY = "calibration_valid_s = 30\ncalibration_lead_s = 3\n"

@@ -12,8 +12,8 @@ from producers.errors import CommandRefused
 from producers.results import UnknownToOwner, fetch_history_from_owner, fetch_result_from_owner
 from schemas.enums import JobState
 from tests.conftest import OwnerHarness
-from tests.owners import wait_active
-from tests.sequences import analog_sequence
+from tests.support.owners import wait_active
+from tests.support.sequences import analog_sequence
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

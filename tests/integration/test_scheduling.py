@@ -11,9 +11,9 @@ from pulser.devices import AnalogDevice
 from schemas import CommandName, ErrorCode, JobState, QPUState
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
-from tests.owners import register_allocation, wait_running
-from tests.sequences import analog_sequence
-from tests.waiting import wait_until
+from tests.support.owners import register_allocation, wait_running
+from tests.support.sequences import analog_sequence
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

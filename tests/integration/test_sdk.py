@@ -22,7 +22,7 @@ from producers import (
 from schemas import CommandName, JobState
 from schemas.messages import utc_now
 from tests.conftest import BrokerFixture, OwnerHarness
-from tests.sequences import analog_sequence
+from tests.support.sequences import analog_sequence
 
 pytestmark = pytest.mark.integration
 

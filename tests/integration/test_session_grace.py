@@ -11,8 +11,8 @@ import pytest
 
 from schemas.events import Topic
 from schemas.messages import JobRequest
-from tests.hostile import confirmed_channel, log_events, publish_job, wait_until
-from tests.sequences import analog_sequence
+from tests.support.hostile import confirmed_channel, log_events, publish_job, wait_until
+from tests.support.sequences import analog_sequence
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import pytest
 
 from producers.errors import CommandRefused
 from schemas.enums import ErrorCode, JobState
-from tests.sequences import analog_sequence
+from tests.support.sequences import analog_sequence
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ import pytest
 from schemas import CommandName
 from schemas.messages import StatusReport, utc_now
 from tests.conftest import OwnerHarness
-from tests.owners import OwnerProcess
-from tests.waiting import wait_until
+from tests.support.owners import OwnerProcess
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -16,10 +16,18 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from schemas import JobState
 from tests.conftest import OwnerHarness
-from tests.owners import wait_running
-from tests.sequences import analog_sequence
-from tests.traces import Span, by_trace, children_of, from_console, from_sdk, one, trace_problems
-from tests.waiting import wait_until
+from tests.support.owners import wait_running
+from tests.support.sequences import analog_sequence
+from tests.support.traces import (
+    Span,
+    by_trace,
+    children_of,
+    from_console,
+    from_sdk,
+    one,
+    trace_problems,
+)
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 _EXPORTER = InMemorySpanExporter()

@@ -1,4 +1,4 @@
-"""Run as a test's unix user (see `tests.unixusers.run_as`); prints one JSON object.
+"""Run as a test's unix user (see `tests.support.unixusers.run_as`); prints one JSON object.
 
     python as_user.py submit JOBS          submit JOBS jobs, wait for results
     python as_user.py matrix OTHER         the least-privilege attempts against user OTHER
@@ -30,7 +30,7 @@ from producers.errors import QschedError
 from schemas.enums import CommandName
 from schemas.policy import Policy
 from tests.security.access import matrix
-from tests.sequences import analog_sequence
+from tests.support.sequences import analog_sequence
 
 
 def _login(url: str) -> str:

@@ -28,7 +28,7 @@ from brokers.topology import build_topology, declare
 from producers.client import QPUClient
 from schemas.enums import CommandName, JobState
 from schemas.policy import Policy
-from tests.munged import (
+from tests.support.munged import (
     AUTH_PLUGINS,
     Munged,
     auth_http_config,
@@ -36,8 +36,8 @@ from tests.munged import (
     start_auth,
     stop,
 )
-from tests.owners import OwnerProcess, start_owner, wait_active, wait_running
-from tests.unixusers import (
+from tests.support.owners import OwnerProcess, start_owner, wait_active, wait_running
+from tests.support.unixusers import (
     USER_PYTHON,
     can_create_users,
     create_group,

@@ -21,11 +21,11 @@ from producers.errors import CommandRefused
 from producers.results import UnknownToOwner, fetch_history_from_owner, fetch_result_from_owner
 from schemas.enums import CommandName, ErrorCode, JobState
 from schemas.policy import Policy
-from tests.environment import client_env, run_group
-from tests.owners import QSCHED, start_owner, wait_active
 from tests.security.access import consume, outcome
 from tests.security.test_broker_users import NS, add, url_of
-from tests.sequences import analog_sequence
+from tests.support.environment import client_env, run_group
+from tests.support.owners import QSCHED, start_owner, wait_active
+from tests.support.sequences import analog_sequence
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]  # a private node under load
 

@@ -20,17 +20,17 @@ from producers.client import QPUClient
 from schemas.enums import CommandName, JobState
 from schemas.policy import Policy
 from tests.conftest import make_settings
-from tests.environment import child_env
-from tests.gateway import start_gateway_process
-from tests.munged import default_munged, munge_installed, stop
-from tests.owners import (
+from tests.support.environment import child_env
+from tests.support.gateway import start_gateway_process
+from tests.support.munged import default_munged, munge_installed, stop
+from tests.support.owners import (
     OwnerProcess,
     register_allocation,
     start_owner,
     wait_active,
     wait_running,
 )
-from tests.sequences import analog_sequence
+from tests.support.sequences import analog_sequence
 
 pytestmark = [pytest.mark.integration, pytest.mark.munge, pytest.mark.timeout(600)]
 NAME = "SITEB"

@@ -24,12 +24,12 @@ from brokers.topology import build_topology, declare
 from producers.client import QPUClient
 from schemas.policy import Policy
 from tests.conftest import make_settings
-from tests.environment import child_env
-from tests.gateway import request, start_gateway_process
-from tests.munged import default_munged, munge_installed, stop
-from tests.owners import register_allocation, start_owner, wait_active
-from tests.sequences import analog_sequence
-from tests.unixusers import (
+from tests.support.environment import child_env
+from tests.support.gateway import request, start_gateway_process
+from tests.support.munged import default_munged, munge_installed, stop
+from tests.support.owners import register_allocation, start_owner, wait_active
+from tests.support.sequences import analog_sequence
+from tests.support.unixusers import (
     USER_PYTHON,
     can_create_users,
     create_user,

@@ -1,6 +1,6 @@
 """A site's plugins as the tests install them: misbehaving on purpose, by the job's shots.
 
-`tests.plugin_dist.install` declares them as the entry points of a distribution
+`tests.support.plugin_dist.install` declares them as the entry points of a distribution
 ``qsched-testplugins`` (a ``.dist-info`` on the owner's PYTHONPATH), so the owner finds them
 exactly as it finds a site's installed plugins. Shots pick the behaviour, so one owner serves
 every case of a test: `RAISE_SHOTS` raise, `HANG_SHOTS` hang for `hang_s`, and the admission

@@ -12,7 +12,7 @@ from schemas.batches import BatchJob, BatchRequest
 from schemas.enums import CommandName, ErrorCode, JobState
 from schemas.messages import ControlCommand, ControlReply, JobError, JobResult
 from schemas.policy import parse_policy
-from tests.core_harness import SEQ, Harness
+from tests.unit.core_harness import SEQ, Harness
 
 DECLARED = {"amp": ("float", 1)}
 

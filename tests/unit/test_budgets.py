@@ -19,7 +19,7 @@ from consumers.tools.eventlog.model import build_timeline
 from schemas.enums import CommandName, ErrorCode, JobState
 from schemas.messages import ControlCommand, ControlReply
 from schemas.policy import parse_policy
-from tests.core_harness import Harness
+from tests.unit.core_harness import Harness
 
 T0 = datetime(2026, 3, 30, 12, 0, tzinfo=UTC)  # a Monday, two days before the month ends
 BASE = (

@@ -17,7 +17,7 @@ from consumers.owner.clock import SteadyClock
 from consumers.owner.wiring import Owner
 from schemas.enums import JobState
 from schemas.policy import parse_policy
-from tests.core_harness import T0, Harness
+from tests.unit.core_harness import T0, Harness
 
 POLICY = parse_policy(
     "aging_step_s = 600\nshot_rate_hz = 100\njob_overhead_s = 0\nsession_grace_s = 30\n"

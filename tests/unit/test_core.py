@@ -422,7 +422,7 @@ def test_the_order_key_orders_the_queue_and_its_factors_are_what_queue_explain_s
     order of their `OrderKey`s and each entry's factors are its key's, read back un-negated."""
     from consumers.core.step import Dispatch
     from consumers.core.view import queue_entries, view_of
-    from tests.core_harness import Harness
+    from tests.unit.core_harness import Harness
 
     policy = parse_policy("aging_step_s = 60\nsession_grace_s = 30\n")
     h = Harness(policy)

@@ -16,7 +16,7 @@ from schemas.enums import CommandName
 from schemas.events import JobStarted, Topic, payload_of
 from schemas.messages import ControlCommand
 from schemas.policy import parse_policy
-from tests.core_harness import Harness
+from tests.unit.core_harness import Harness
 
 SLOW_POLICY = parse_policy("shot_rate_hz = 5\njob_overhead_s = 1\n")  # 100 shots: 21 s
 

@@ -11,7 +11,7 @@ from consumers.tools.eventlog.errors import BadBound
 from consumers.tools.eventlog.filters import EventFilter
 from consumers.tools.eventlog.model import build_timeline
 from consumers.tools.eventlog.reader import parse_bound
-from tests.eventlogs import at, scenario
+from tests.support.eventlogs import at, scenario
 
 A, B, C, D, E = (f"{n}0000000-aaaa-bbbb-cccc-000000000000" for n in "abcde")
 

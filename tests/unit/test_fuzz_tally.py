@@ -10,7 +10,7 @@ from schemas.codec import encode
 from schemas.enums import JobState
 from schemas.events import JobAccepted, Topic, make_event
 from schemas.messages import Event, JobPosition, JobRequest, JobResult, Timings
-from tests.fuzz import Tally
+from tests.support.fuzz import Tally
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 

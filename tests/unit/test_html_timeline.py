@@ -6,7 +6,7 @@ import re
 
 from consumers.tools.eventlog.html import render_html
 from consumers.tools.eventlog.model import build_timeline
-from tests.eventlogs import big_log, scenario
+from tests.support.eventlogs import big_log, scenario
 
 
 def test_one_qpu_bar_and_one_user_bar_per_run_with_a_hover_title() -> None:

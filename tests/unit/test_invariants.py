@@ -16,7 +16,7 @@ from schemas.events import (
     make_event,
 )
 from schemas.messages import Event, JobError, JobRequest, JobResult, Timings
-from tests.invariants import check
+from tests.support.invariants import check
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ from consumers.owner.joblog import NOT_YET, JobOffsets
 from schemas.enums import CommandName, ErrorCode, JobState
 from schemas.messages import ControlCommand
 from schemas.policy import parse_policy
-from tests.core_harness import POLICY, Harness
+from tests.unit.core_harness import POLICY, Harness
 
 OPERATORS = parse_policy(
     "aging_step_s = 60\nshot_rate_hz = 100\njob_overhead_s = 0\noperators = ['oscar']\n"

@@ -12,7 +12,7 @@ from consumers.core.step import Arrival
 from consumers.owner.deliveries import ON_BEHALF_OF, acting_user
 from schemas.enums import CommandName, ErrorCode, JobState
 from schemas.messages import ControlCommand, ControlReply, JobReceipt, JobRequest
-from tests.core_harness import SEQ, Harness
+from tests.unit.core_harness import SEQ, Harness
 
 
 def _ask(h: Harness, user: str, **fields: object) -> ControlReply:

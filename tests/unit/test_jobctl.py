@@ -12,7 +12,7 @@ from schemas.enums import CommandName, ErrorCode, JobState, QPUState
 from schemas.events import Topic
 from schemas.messages import ControlCommand, ControlReply
 from schemas.policy import parse_policy
-from tests.core_harness import Harness
+from tests.unit.core_harness import Harness
 
 OPERATOR = "guest"  # the default policy's operator
 

@@ -10,7 +10,7 @@ from consumers.core.view import status_of
 from schemas.enums import CommandName, JobState, Mode
 from schemas.messages import ControlCommand, JobResult
 from schemas.policy import parse_policy
-from tests.core_harness import Harness
+from tests.unit.core_harness import Harness
 from tests.unit.test_owner_state import RANDOM_POLICY
 
 # development: either in production and development mode, emulator only in maintenance

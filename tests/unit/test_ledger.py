@@ -19,9 +19,9 @@ from schemas.enums import CommandName, ErrorCode
 from schemas.events import FINAL_TOPICS
 from schemas.messages import ControlCommand, Event, JobError, RunInterval, SlurmContext
 from schemas.policy import parse_policy
-from tests.core_harness import Harness
-from tests.simulation import POLICY as WORLD_POLICY
-from tests.simulation import World
+from tests.unit.core_harness import Harness
+from tests.unit.simulation import POLICY as WORLD_POLICY
+from tests.unit.simulation import World
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 FINALS = {topic.value for topic in FINAL_TOPICS.values()}
@@ -225,7 +225,7 @@ def test_ledger_totals_equal_the_runs_of_any_history(actions: list) -> None:
 @pytest.mark.parametrize("seed", range(12))
 def test_ledger_totals_equal_the_runs_in_the_simulated_worlds(seed: int) -> None:
     """Redeliveries, lost confirms, owner kills, stale owners: the seeded worlds of
-    `tests.simulation`, folded."""
+    `tests.unit.simulation`, folded."""
     world = World(seed)
     world.run()
     state = world.fold()

@@ -18,7 +18,7 @@ from consumers.errors import MetricsUnavailable
 from consumers.owner.metrics import OwnerMetrics, serve_metrics
 from schemas.messages import Event, SlurmContext
 from schemas.policy import Policy, parse_policy
-from tests.core_harness import POLICY, Harness
+from tests.unit.core_harness import POLICY, Harness
 from tests.unit.test_owner_state import RANDOM_POLICY
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -23,8 +23,8 @@ from consumers.tools.simulate.metrics import compare, start_order
 from schemas.enums import Mode, Ordering, QPUState
 from schemas.messages import Event
 from schemas.policy import Policy, parse_policy
-from tests.core_harness import T0, Harness
-from tests.eventlogs import activated, control, final, queued, started
+from tests.support.eventlogs import activated, control, final, queued, started
+from tests.unit.core_harness import T0, Harness
 from tests.unit.test_owner_state import RANDOM_POLICY
 
 FIFO = parse_policy('[classes.production]\nrank = 1\nordering = "fifo"\n')

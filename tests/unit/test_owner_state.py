@@ -30,7 +30,7 @@ from schemas.enums import CommandName, ErrorCode, JobState, QPUState
 from schemas.events import CalibrationEpoch, Topic, make_event
 from schemas.messages import ControlCommand, Event, JobError, JobRequest, SlurmContext
 from schemas.policy import Policy, parse_policy
-from tests.core_harness import CTX, SEQ, T0, Harness
+from tests.unit.core_harness import CTX, SEQ, T0, Harness
 
 
 def test_given_40_jobs_of_alice_then_2_of_bob_when_dispatching_then_bob_starts_second_and_third() -> (

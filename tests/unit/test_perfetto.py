@@ -6,8 +6,8 @@ import json
 
 from consumers.tools.eventlog.model import build_timeline
 from consumers.tools.eventlog.perfetto import QPU_PID, RUNS_TID, export_trace, to_us
-from tests.eventlogs import at, big_log, scenario
-from tests.trace_event_format import violations
+from tests.support.eventlogs import at, big_log, scenario
+from tests.support.trace_event_format import violations
 
 
 def test_the_scenario_export_breaks_no_rule_of_the_trace_event_format() -> None:

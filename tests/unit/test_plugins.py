@@ -23,8 +23,8 @@ from schemas.enums import ErrorCode, JobState
 from schemas.events import Topic
 from schemas.messages import Event, JobError, JobRequest, SlurmContext
 from schemas.policy import PluginsPolicy, parse_policy
-from tests.core_harness import SEQ, Harness
-from tests.waiting import wait_until
+from tests.support.waiting import wait_until
+from tests.unit.core_harness import SEQ, Harness
 
 # ---- the core: holds and site terms ---------------------------------------------------------
 

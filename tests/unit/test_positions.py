@@ -10,7 +10,7 @@ from consumers.owner import positions
 from consumers.owner.positions import COST_FACTOR, PositionPusher
 from schemas.enums import JobState
 from schemas.messages import JobPosition
-from tests.core_harness import Harness
+from tests.unit.core_harness import Harness
 
 
 class Outbox:

@@ -9,7 +9,7 @@ from consumers.core.privacy import HIDDEN
 from consumers.core.step import Dispatch
 from schemas.enums import CommandName
 from schemas.messages import ControlCommand, ControlReply, SlurmContext
-from tests.core_harness import Harness
+from tests.unit.core_harness import Harness
 
 
 def ask(h: Harness, command: CommandName, user: str) -> ControlReply:

@@ -16,7 +16,7 @@ from consumers.core.step import Command, Dispatch
 from consumers.core.view import ETA_STATES, queue_entries, running_left_s, view_of
 from schemas.enums import CommandName
 from schemas.messages import ControlCommand
-from tests.core_harness import Harness
+from tests.unit.core_harness import Harness
 from tests.unit.test_owner_state import random_history
 
 

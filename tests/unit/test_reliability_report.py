@@ -12,14 +12,14 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.reliability import COLLECTED, OUTCOMES, RECORDS, _read, main, report
+from tests.support.reliability import COLLECTED, OUTCOMES, RECORDS, _read, main, report
 
 ROOT = Path(__file__).resolve().parents[2]
 
 SCENARIOS = """
 import pytest
-from tests.invariants import check
-from tests.reliability import record
+from tests.support.invariants import check
+from tests.support.reliability import record
 
 pytestmark = pytest.mark.reliability
 
@@ -41,7 +41,7 @@ def _run(tmp_path: Path) -> tuple[Path, int]:
     project = tmp_path / "project"
     project.mkdir()
     (project / "conftest.py").write_text(
-        "from tests.reliability import pytest_collection_finish, pytest_runtest_logreport\n"
+        "from tests.support.reliability import pytest_collection_finish, pytest_runtest_logreport\n"
     )
     (project / "pytest.ini").write_text("[pytest]\nmarkers =\n    reliability: x\n")
     (project / "test_scenarios.py").write_text(textwrap.dedent(SCENARIOS))

@@ -9,7 +9,7 @@ from consumers.tools.eventlog.replay import render, replay
 from schemas.events import Snapshot, Topic, make_event
 from schemas.messages import Event
 from schemas.policy import Policy
-from tests.eventlogs import at, scenario
+from tests.support.eventlogs import at, scenario
 
 
 def _records(events: list[Event], first: int = 0) -> list[LogRecord]:

@@ -19,7 +19,7 @@ from schemas.enums import CommandName, ErrorCode, Mode
 from schemas.messages import ControlCommand, ControlReply
 from schemas.policy import parse_policy
 from schemas.reservations import Reservation
-from tests.core_harness import Harness
+from tests.unit.core_harness import Harness
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 POLICY = parse_policy(

@@ -14,7 +14,7 @@ from schemas.enums import ErrorCode, JobState
 from schemas.events import Topic
 from schemas.messages import JobError
 from schemas.policy import RetryPolicy, parse_policy
-from tests.core_harness import Harness
+from tests.unit.core_harness import Harness
 
 POLICY = parse_policy(
     "shot_rate_hz = 100\njob_overhead_s = 0\n[retry]\nattempts = 3\nbackoff_s = 5\n"

@@ -6,7 +6,7 @@ from pulser.devices import AnalogDevice, DigitalAnalogDevice
 
 from schemas import ErrorCode
 from schemas.sequence import load_device, validate_sequence, validate_shots
-from tests.sequences import analog_sequence, mock_sequence
+from tests.support.sequences import analog_sequence, mock_sequence
 
 
 def test_a_valid_sequence_passes() -> None:

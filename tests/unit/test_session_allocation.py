@@ -16,7 +16,7 @@ from schemas.enums import CommandName, ErrorCode, JobState
 from schemas.events import JobAccepted, Topic, payload_of
 from schemas.messages import ControlCommand, ControlReply, SlurmContext
 from schemas.policy import parse_policy
-from tests.core_harness import T0, Harness
+from tests.unit.core_harness import T0, Harness
 
 POLICY = parse_policy(
     'shot_rate_hz = 100\njob_overhead_s = 0\n[accounts]\ndefault = { "*" = "general" }\n'

@@ -9,7 +9,7 @@ from schemas.enums import CommandName, JobState
 from schemas.events import ContextMismatch, Topic, payload_of
 from schemas.messages import ControlCommand
 from schemas.policy import parse_policy
-from tests.core_harness import Harness
+from tests.unit.core_harness import Harness
 
 BASE = "aging_step_s = 600\nshot_rate_hz = 100\njob_overhead_s = 0\nsession_grace_s = 30\n"
 UNBOUNDED = parse_policy(BASE + "session_max_consecutive = 1000\nsession_turn_max_qpu_s = 1e9\n")

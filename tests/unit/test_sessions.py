@@ -12,7 +12,7 @@ from schemas.enums import CommandName, ErrorCode, JobState
 from schemas.events import Topic
 from schemas.messages import ControlCommand, ControlReply, JobResult, SlurmContext
 from schemas.policy import parse_policy
-from tests.core_harness import Harness
+from tests.unit.core_harness import Harness
 
 POLICY = parse_policy(
     "shot_rate_hz = 100\njob_overhead_s = 0\n"

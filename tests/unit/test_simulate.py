@@ -1,7 +1,7 @@
 """`qsched simulate`'s engine: recorded inputs through `step` under a policy, on a modelled QPU.
 
 The determinism check against a real owner's log is `tests/integration/test_replay_simulate.py`;
-these use hand-made logs (`tests.eventlogs`) to pin each part of the model.
+these use hand-made logs (`tests.support.eventlogs`) to pin each part of the model.
 """
 
 from __future__ import annotations
@@ -22,7 +22,16 @@ from consumers.tools.simulate.metrics import compare, measure, percentile, start
 from schemas.events import JobAccepted, Topic, make_event
 from schemas.messages import Event, JobRequest
 from schemas.policy import Policy, parse_policy
-from tests.eventlogs import SEQUENCE, activated, at, control, final, queued, scenario, started
+from tests.support.eventlogs import (
+    SEQUENCE,
+    activated,
+    at,
+    control,
+    final,
+    queued,
+    scenario,
+    started,
+)
 
 A, B, C, D = (f"{n}0000000-aaaa-bbbb-cccc-000000000000" for n in "abcd")
 SWAPPED = parse_policy(

@@ -1,4 +1,4 @@
-"""Deterministic simulation of the owner (`tests.simulation`): the production `step`/`apply`
+"""Deterministic simulation of the owner (`tests.unit.simulation`): the production `step`/`apply`
 under seeded faults, checked by the one invariant checker against every job put into intake.
 
 Each run replays fixed regression seeds and draws new ones from a random base it prints; a
@@ -20,7 +20,7 @@ import pytest
 from consumers.core.step import Arrival, Dispatch, step
 from schemas.codec import encode
 from schemas.events import Topic
-from tests.simulation import POLICY, World, problems_of
+from tests.unit.simulation import POLICY, World, problems_of
 
 REGRESSION_SEEDS = range(int(os.environ.get("SIM_RUNS", "50")))
 NEW_SEEDS = int(os.environ.get("SIM_NEW", "30"))

@@ -13,7 +13,7 @@ from consumers.core.step import Command, Dispatch, Finished, LaneDispatch
 from schemas.enums import CommandName, JobState
 from schemas.messages import ControlCommand, JobResult
 from schemas.policy import parse_policy
-from tests.core_harness import Harness
+from tests.unit.core_harness import Harness
 from tests.unit.test_owner_state import RANDOM_POLICY
 
 

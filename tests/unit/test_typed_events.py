@@ -27,7 +27,7 @@ from schemas.events import (
     topic_of,
 )
 from schemas.messages import ControlCommand, Event, JobError, seeded_ids
-from tests.core_harness import POLICY, T0, Harness
+from tests.unit.core_harness import POLICY, T0, Harness
 
 
 def test_an_event_refuses_a_payload_of_another_topic() -> None:

@@ -18,7 +18,7 @@ from schemas.enums import CommandName, ErrorCode, JobState
 from schemas.events import JobAccepted, Topic, make_event, payload_of
 from schemas.messages import ControlCommand, JobRequest, SlurmContext
 from schemas.policy import parse_policy
-from tests.core_harness import POLICY, SEQ, T0, Harness
+from tests.unit.core_harness import POLICY, SEQ, T0, Harness
 
 ACCOUNTS = parse_policy(
     "aging_step_s = 60\nshot_rate_hz = 100\njob_overhead_s = 0\n"

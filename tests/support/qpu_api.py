@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-SERVER = Path(__file__).parents[1] / "infra" / "qpu_api_simulator" / "server.py"
+SERVER = Path(__file__).parents[2] / "infra" / "qpu_api_simulator" / "server.py"
 
 
 @contextmanager

@@ -1,6 +1,6 @@
 """A submitter process for chaos runs: sends jobs at a random pace, then waits for every result.
 
-    python -m tests.chaos_submitter --url URL --namespace NS --jobs 80 --seed 1 --out FILE
+    python -m tests.chaos.chaos_submitter --url URL --namespace NS --jobs 80 --seed 1 --out FILE
 
 Jobs go in small batches; a batch the broker did not confirm (a failover, a restart, a nack) is
 sent again with the same job ids (the owner drops a copy of an id it already has). Then every
@@ -22,7 +22,7 @@ from brokers.settings import load_settings
 from producers.client import QPUClient
 from producers.errors import ResultTimeout
 from schemas.messages import JobResult
-from tests.sequences import analog_sequence
+from tests.support.sequences import analog_sequence
 
 
 def _await(client: QPUClient, job_id: str, deadline: float) -> tuple[str, JobResult | None]:

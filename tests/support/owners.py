@@ -15,7 +15,7 @@ from producers.client import QPUClient
 from producers.errors import ResultTimeout
 from schemas.enums import CommandName
 from schemas.messages import ControlReply, StatusReport
-from tests.environment import child_env, client_env, run_group
+from tests.support.environment import child_env, client_env, run_group
 
 QSCHED = str(Path(sys.executable).with_name("qsched"))
 

@@ -16,7 +16,7 @@ import sysconfig
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(sys.prefix)
 USER_PYTHON = "/usr/bin/python3.11"  # not a pyenv shim under /root
 

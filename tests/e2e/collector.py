@@ -1,6 +1,6 @@
 """A real OpenTelemetry collector for the trace tests: rotel (a collector written in Rust, shipped
 as a binary in the `rotel` wheel of the dev extras), taking OTLP over gRPC and HTTP on loopback
-ports and printing every span it receives (its debug log), which `tests.traces.parse_rotel`
+ports and printing every span it receives (its debug log), which `tests.support.traces.parse_rotel`
 reads back. Nothing of it is Python: what it accepts is what any OTLP collector would."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.traces import Span, parse_rotel
+from tests.support.traces import Span, parse_rotel
 
 
 def rotel_agent() -> Path:

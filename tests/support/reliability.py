@@ -12,7 +12,7 @@ are written there; without it nothing is written:
   node id, the commit the run is on (``+dirty`` when the work tree differs from it), the UTC
   time, and the invariant checker's verdict when the figures come from it.
 
-``python -m tests.reliability DIR [COMMAND]`` prints the report: one row per collected test
+``python -m tests.support.reliability DIR [COMMAND]`` prints the report: one row per collected test
 with its outcome, figures, commit and time. It names a single commit only when every row has
 the same one, says FAILED at the top when any test did not pass (failed, errored, skipped or
 not run), and exits 1 then; `make reliability` copies it over ``docs/reliability.md`` only after
@@ -33,13 +33,13 @@ from typing import Any
 
 import pytest
 
-from tests.invariants import Verdict
+from tests.support.invariants import Verdict
 
 RECORDS = "records.jsonl"
 COLLECTED = "collected.jsonl"
 OUTCOMES = "outcomes.jsonl"
 MARKER = "reliability"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @functools.cache
@@ -238,7 +238,7 @@ def report(
         "recorded). Lost: a job sent or accepted that never ended; duplicated: a job that ended",
         "more than once; owner crashes: an owner process that exited without being killed by the",
         "test; failover gap: from a kill -9 (of an owner or a broker node), a freeze or a cut",
-        "connection until an owner answered again; invariants: the checker `tests/invariants.py`",
+        "connection until an owner answered again; invariants: the checker `tests/support/invariants.py`",
         "over the run's whole event log against every job it sent (held, or how many broke).",
         "",
     ]
@@ -246,7 +246,7 @@ def report(
 
 
 def main(argv: list[str]) -> int:
-    """``python -m tests.reliability DIR [COMMAND]``: print DIR's report; 1 if any test did not
+    """``python -m tests.support.reliability DIR [COMMAND]``: print DIR's report; 1 if any test did not
     pass."""
     folder = Path(argv[0])
     command = argv[1] if len(argv) > 1 else "make reliability"

@@ -6,7 +6,7 @@ gives back because the owner died before acking them, confirms lost when an owne
 broker may have kept any prefix of what it was sent), owner kills (the next owner folds the log),
 frozen owners that come back and write with their old term, invalid sequences refused at intake,
 backend failures and stops, and operators' commands. Every job put into intake is tracked, and
-after each run the one invariant checker (`tests.invariants.check`) verifies the log against it:
+after each run the one invariant checker (`tests.support.invariants.check`) verifies the log against it:
 every job ends (accepted then final, or refused), never two runs at once, no superseded owner
 started anything, nothing ran before its epoch. `World.stale_changed_state` adds the core's own
 promise: events of a stale term change nothing in the folded state.
@@ -47,7 +47,7 @@ from schemas.enums import CommandName, ErrorCode, QPUState
 from schemas.events import OwnerActivated, QPUStatus, Topic, is_stamped, make_event, stamp
 from schemas.messages import ControlCommand, Event, JobError, JobRequest, seeded_ids
 from schemas.policy import parse_policy
-from tests.invariants import Verdict, check
+from tests.support.invariants import Verdict, check
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SEQ = json.dumps({"register": []})

@@ -26,7 +26,7 @@ from schemas.codec import CONTENT_TYPE
 from schemas.enums import CommandName
 from schemas.messages import ControlCommand, JobPosition, JobRequest, JobResult
 from schemas.records import EventRecord
-from tests.sequences import analog_sequence
+from tests.support.sequences import analog_sequence
 
 ID = "@ID@"  # replaced by the message's tracking id when it is published
 CLASS = "@CLASS@"  # replaced by the class queue the message is routed to

@@ -19,9 +19,9 @@ from producers.errors import ResultTimeout
 from schemas import CommandName, Event, JobRequest
 from schemas.codec import encode
 from schemas.messages import ControlCommand, StatusReport
-from tests.logread import whole_log
-from tests.owners import OwnerProcess, wait_running
-from tests.sequences import analog_sequence
+from tests.support.logread import whole_log
+from tests.support.owners import OwnerProcess, wait_running
+from tests.support.sequences import analog_sequence
 
 FAST_LEASE = {"QSCHED_OWNER__LEASE_RETRY_S": "0.2"}
 
@@ -43,7 +43,7 @@ def wait_until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
 
 
 def log_events(channel: BlockingChannel, topology: Topology) -> list[Event]:
-    """Every event of the namespace's stream so far (the whole log: `tests.logread`)."""
+    """Every event of the namespace's stream so far (the whole log: `tests.support.logread`)."""
     return whole_log(channel, topology.events_stream)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_CONFIG = ROOT / "infra" / "prometheus" / "prometheus.yml"
 DASHBOARD = ROOT / "infra" / "grafana" / "qsched-dashboard.json"
 

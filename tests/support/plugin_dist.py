@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-SITE_PLUGINS = Path(__file__).parent / "site_plugins"
+SITE_PLUGINS = Path(__file__).parents[1] / "site_plugins"
 DISTRIBUTION = "qsched-testplugins"
 VERSION = "0.3.1"
 ENTRY_POINTS = {

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QSCHED = str(Path(sys.executable).with_name("qsched"))
 AUTH_PLUGINS = ("rabbitmq_auth_backend_http", "rabbitmq_auth_backend_cache")
 

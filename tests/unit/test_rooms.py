@@ -39,9 +39,8 @@ def _consumer_imports(path: Path) -> set[str]:
 def test_every_module_of_consumers_is_in_a_room() -> None:
     loose = {p.name for p in CONSUMERS.glob("*.py")} - {"__init__.py", "errors.py"}
     assert not loose, f"modules outside a room: {sorted(loose)}"
-    assert {p.name for p in CONSUMERS.iterdir() if p.is_dir() and p.name != "__pycache__"} == set(
-        ROOMS
-    )
+    packages = {p.parent.name for p in CONSUMERS.glob("*/__init__.py")}
+    assert packages == set(ROOMS)
 
 
 @pytest.mark.parametrize("room", ROOMS)

@@ -3,8 +3,9 @@
 The models live by concern: the base and id forms in `schemas.wire`, a job's messages in
 `schemas.jobs`, the control plane's in `schemas.control`, the event envelope in
 `schemas.envelope`; the owner's own announcements (device, snapshot pointer, heartbeat) are
-here. This module names them all again, so ``from schemas.messages import ...`` keeps working,
-and lists every model the codec decodes (`ALL_MESSAGES`).
+here. qsched's own code imports each model from the module that defines it; this module names
+them all again (every model the codec decodes is in `ALL_MESSAGES`), so site code written against
+``from schemas.messages import ...`` keeps working. The public names are those of `schemas`.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from pathlib import Path
 from brokers.settings import load_settings
 from producers.client import QPUClient
 from producers.errors import ResultTimeout
-from schemas.messages import JobResult
+from schemas.jobs import JobResult
 from tests.support.sequences import analog_sequence
 
 

@@ -20,7 +20,7 @@ from brokers.topology import Topology, build_topology, declare
 from producers.client import QPUClient
 from producers.errors import BrokerBlocked
 from schemas import JobState, Policy
-from schemas.messages import JobResult
+from schemas.jobs import JobResult
 from tests.conftest import make_settings
 from tests.support.environment import client_env
 from tests.support.hostile import FAST_LEASE, finals, log_events

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from schemas import JobState
-from schemas.messages import JobResult
+from schemas.jobs import JobResult
 from tests.conftest import OwnerHarness
 from tests.support.environment import client_env
 from tests.support.hostile import FAST_LEASE, log_events, owner_with_id, wait_running_somewhere

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from schemas import CommandName, JobState
-from schemas.messages import utc_now
 from schemas.reservations import Reservation
+from schemas.wire import utc_now
 from tests.conftest import OwnerHarness
 from tests.support.owners import register_allocation, run_qsched
 from tests.support.sequences import analog_sequence

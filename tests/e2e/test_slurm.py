@@ -28,7 +28,7 @@ import pytest
 
 from brokers.users import Rabbitmqctl, UserSetupFailed, add_user
 from schemas.enums import ErrorCode, JobState
-from schemas.messages import Event
+from schemas.envelope import Event
 from tests.conftest import OwnerHarness
 from tests.support.logread import whole_log
 from tests.support.munged import munge_installed

@@ -16,7 +16,7 @@ from PIL import Image
 from consumers.tools.eventlog.html import LABEL_W, STATE_COLOURS, render_html
 from consumers.tools.eventlog.model import build_timeline
 from schemas.enums import Mode
-from schemas.messages import Event
+from schemas.envelope import Event
 from tests.e2e.chromium import dump_dom, screenshot
 from tests.support.eventlogs import activated, control, final, queued, started
 

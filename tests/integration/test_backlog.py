@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from schemas.enums import CommandName, ErrorCode, JobState
-from schemas.messages import JobRequest, SlurmContext
+from schemas.jobs import JobRequest, SlurmContext
 from tests.integration.test_owner import events
 from tests.support.owners import register_allocation
 from tests.support.sequences import analog_sequence

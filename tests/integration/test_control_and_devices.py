@@ -12,7 +12,9 @@ import pytest
 from producers.client import JobHandle, _Outgoing
 from producers.errors import CommandRefused
 from schemas import CommandName, ErrorCode, JobState
-from schemas.messages import ControlCommand, JobRequest, utc_now
+from schemas.control import ControlCommand
+from schemas.jobs import JobRequest
+from schemas.wire import utc_now
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
 from tests.support.sequences import analog_sequence

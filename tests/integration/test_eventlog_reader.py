@@ -13,7 +13,7 @@ from brokers.connection import connect, properties
 from consumers.tools.eventlog.errors import NoEventLog
 from consumers.tools.eventlog.reader import fetch_end_offset, read_log
 from schemas.codec import encode
-from schemas.messages import Event
+from schemas.envelope import Event
 from tests.conftest import BrokerFixture
 from tests.support.eventlogs import at, simple
 

@@ -18,8 +18,9 @@ import pytest
 
 from brokers.connection import connect
 from schemas.codec import encode
+from schemas.envelope import Event
 from schemas.events import OwnerActivating, Topic, make_event
-from schemas.messages import Event, new_id, utc_now
+from schemas.wire import new_id, utc_now
 from tests.conftest import BrokerFixture
 from tests.support.logread import records_to_end, whole_log
 from tests.support.tcpproxy import TcpProxy

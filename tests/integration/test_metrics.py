@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas import CommandName, JobState
-from schemas.messages import SlurmContext
+from schemas.jobs import SlurmContext
 from tests.conftest import OwnerHarness
 from tests.support.owners import OwnerProcess, register_allocation, wait_for_log, wait_running
 from tests.support.sequences import analog_sequence

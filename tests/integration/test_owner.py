@@ -12,8 +12,8 @@ import pytest
 
 from brokers.topology import CODE_HEADER, REASON_HEADER
 from schemas import CommandName, ErrorCode, Event, JobRequest, JobState, Mode, QPUState
-from schemas.messages import utc_now
 from schemas.reservations import Reservation
+from schemas.wire import utc_now
 from tests.conftest import OwnerHarness
 from tests.support.logread import whole_log
 from tests.support.owners import wait_running

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from schemas import CommandName, JobState
-from schemas.messages import JobProgress
+from schemas.jobs import JobProgress
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
 from tests.support.owners import wait_running

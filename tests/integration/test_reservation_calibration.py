@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from schemas import CommandName
-from schemas.messages import Event, utc_now
+from schemas.envelope import Event
 from schemas.reservations import Reservation
+from schemas.wire import utc_now
 from tests.conftest import OwnerHarness
 from tests.integration.test_owner import events
 from tests.support.owners import register_allocation

@@ -20,7 +20,7 @@ from producers import (
     wait,
 )
 from schemas import CommandName, JobState
-from schemas.messages import utc_now
+from schemas.wire import utc_now
 from tests.conftest import BrokerFixture, OwnerHarness
 from tests.support.sequences import analog_sequence
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from schemas.events import Topic
-from schemas.messages import JobRequest
+from schemas.jobs import JobRequest
 from tests.support.hostile import confirmed_channel, log_events, publish_job, wait_until
 from tests.support.sequences import analog_sequence
 

@@ -7,7 +7,8 @@ import socket
 import pytest
 
 from schemas import CommandName
-from schemas.messages import StatusReport, utc_now
+from schemas.reports import StatusReport
+from schemas.wire import utc_now
 from tests.conftest import OwnerHarness
 from tests.support.owners import OwnerProcess
 from tests.support.waiting import wait_until

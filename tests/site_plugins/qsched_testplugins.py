@@ -17,7 +17,7 @@ from typing import Any
 
 from consumers.plugins.api import JobFacts, Verdict
 from consumers.plugins.reference import GroundStateBackend
-from schemas.messages import Event
+from schemas.envelope import Event
 
 RAISE_SHOTS = 13
 HANG_SHOTS = 17

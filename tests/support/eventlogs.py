@@ -7,6 +7,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from schemas.enums import ErrorCode, JobState
+from schemas.envelope import Event
 from schemas.events import (
     CalibrationComplete,
     CalibrationEpoch,
@@ -21,7 +22,7 @@ from schemas.events import (
     Topic,
     make_event,
 )
-from schemas.messages import Event, JobError, JobRequest, JobResult, Timings
+from schemas.jobs import JobError, JobRequest, JobResult, Timings
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 

@@ -23,8 +23,9 @@ from pika.adapters.blocking_connection import BlockingChannel
 from brokers.topology import CODE_HEADER, REASON_HEADER, Topology
 from schemas import Event, decode_any
 from schemas.codec import CONTENT_TYPE
+from schemas.control import ControlCommand
 from schemas.enums import CommandName
-from schemas.messages import ControlCommand, JobPosition, JobRequest, JobResult
+from schemas.jobs import JobPosition, JobRequest, JobResult
 from schemas.records import EventRecord
 from tests.support.sequences import analog_sequence
 

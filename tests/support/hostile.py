@@ -18,7 +18,8 @@ from producers.client import QPUClient
 from producers.errors import ResultTimeout
 from schemas import CommandName, Event, JobRequest
 from schemas.codec import encode
-from schemas.messages import ControlCommand, StatusReport
+from schemas.control import ControlCommand
+from schemas.reports import StatusReport
 from tests.support.logread import whole_log
 from tests.support.owners import OwnerProcess, wait_running
 from tests.support.sequences import analog_sequence

@@ -37,8 +37,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from schemas.enums import JobState
+from schemas.envelope import Event
 from schemas.events import Topic
-from schemas.messages import Event, JobResult
+from schemas.jobs import JobResult
 
 CUTS = frozenset({Topic.JOB_REQUEUED, Topic.JOB_PREEMPTED, Topic.JOB_RETRYING})
 ACTIVATED = Topic.OWNER_ACTIVATED.value

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pika.adapters.blocking_connection import BlockingChannel
 
 from brokers.stream import StreamRecord, events_of, fetch_end_offset, read_stream
-from schemas.messages import Event
+from schemas.envelope import Event
 
 WAIT_S = 60.0  # for the last chunk, and for each delivery: generous on a loaded machine
 QUIET_S = 0.5  # quiet time that ends the last chunk (what the old whole read cost at its end)

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from producers.client import QPUClient
 from producers.errors import ResultTimeout
+from schemas.control import ControlReply
 from schemas.enums import CommandName
-from schemas.messages import ControlReply, StatusReport
+from schemas.reports import StatusReport
 from tests.support.environment import child_env, client_env, run_group
 
 QSCHED = str(Path(sys.executable).with_name("qsched"))

@@ -10,10 +10,13 @@ from datetime import UTC, datetime, timedelta
 from consumers.core.outcomes import Recheck
 from consumers.core.state import OwnerState
 from consumers.core.step import Arrival, Command, Context, Dispatch, Finished, Recovered, step
+from schemas.control import ControlCommand
 from schemas.enums import CommandName
+from schemas.envelope import Event
 from schemas.events import OwnerActivated, Topic, is_stamped, make_event
-from schemas.messages import ControlCommand, Event, JobRequest, seeded_ids
+from schemas.jobs import JobRequest
 from schemas.policy import Policy, parse_policy
+from schemas.wire import seeded_ids
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CTX = Context("owner-1", "synthetic", seeded_ids(0))

@@ -43,10 +43,13 @@ from consumers.core.step import (
     Tick,
     step,
 )
+from schemas.control import ControlCommand
 from schemas.enums import CommandName, ErrorCode, QPUState
+from schemas.envelope import Event
 from schemas.events import OwnerActivated, QPUStatus, Topic, is_stamped, make_event, stamp
-from schemas.messages import ControlCommand, Event, JobError, JobRequest, seeded_ids
+from schemas.jobs import JobError, JobRequest
 from schemas.policy import parse_policy
+from schemas.wire import seeded_ids
 from tests.support.invariants import Verdict, check
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

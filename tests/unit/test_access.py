@@ -63,8 +63,8 @@ def test_resource_and_topic_checks_follow_the_role() -> None:
 def test_the_core_obeys_the_operator_flag_and_limits_epilog_users() -> None:
     from consumers.core.commands import Command, authorise
     from consumers.core.state import OwnerState
+    from schemas.control import ControlCommand
     from schemas.enums import CommandName
-    from schemas.messages import ControlCommand
 
     state = OwnerState.for_half_life(3600.0)
     pause = ControlCommand(command=CommandName.PAUSE)

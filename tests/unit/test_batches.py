@@ -9,8 +9,9 @@ from consumers.core.outcomes import Reply
 from consumers.core.snapshot import from_data, to_data
 from consumers.core.step import Dispatch, Finished
 from schemas.batches import BatchJob, BatchRequest
+from schemas.control import ControlCommand, ControlReply
 from schemas.enums import CommandName, ErrorCode, JobState
-from schemas.messages import ControlCommand, ControlReply, JobError, JobResult
+from schemas.jobs import JobError, JobResult
 from schemas.policy import parse_policy
 from tests.unit.core_harness import SEQ, Harness
 

@@ -13,8 +13,8 @@ import pytest
 from producers.budgets import BudgetCommands
 from producers.client import QPUClient
 from schemas.budgets import BudgetStatus
+from schemas.control import ControlReply
 from schemas.enums import CommandName
-from schemas.messages import ControlReply
 
 START = datetime(2026, 12, 1, tzinfo=UTC)
 

@@ -16,8 +16,8 @@ from consumers.core.step import Command, Dispatch
 from consumers.core.view import queue_entries
 from consumers.tools.eventlog.html import render_html
 from consumers.tools.eventlog.model import build_timeline
+from schemas.control import ControlCommand, ControlReply
 from schemas.enums import CommandName, ErrorCode, JobState
-from schemas.messages import ControlCommand, ControlReply
 from schemas.policy import parse_policy
 from tests.unit.core_harness import Harness
 

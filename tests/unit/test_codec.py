@@ -38,18 +38,16 @@ from schemas import (
     encode,
 )
 from schemas.batches import BatchJob, BatchRequest
-from schemas.messages import (
-    ALL_MESSAGES,
+from schemas.control import (
     BATCH_COMMANDS,
     BUDGET_CHANGES,
     JOB_COMMANDS,
     RESERVATION_CHANGES,
     SESSION_COMMANDS,
-    Message,
-    OwnerHeartbeat,
-    SnapshotPointer,
 )
+from schemas.messages import ALL_MESSAGES, OwnerHeartbeat, SnapshotPointer
 from schemas.reservations import Reservation
+from schemas.wire import Message
 
 SEQUENCE = '{"version": "1", "register": [], "channels": {}}'
 names = st.from_regex(r"^[a-z][a-z0-9_-]{0,15}$", fullmatch=True)

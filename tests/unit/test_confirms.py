@@ -63,7 +63,7 @@ def test_a_window_published_by_a_callback_while_the_first_waits_keeps_both_windo
     """A progress or position callback that submits while `publish_window` waits for confirms
     must not take the outer window's acks with it (`QPUClient.submit_many` reads them)."""
     from producers.confirms import Outgoing
-    from schemas.messages import JobProgress
+    from schemas.jobs import JobProgress
 
     class Transport:
         def write(self, data: bytes) -> None:

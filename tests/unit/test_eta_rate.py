@@ -12,9 +12,9 @@ from consumers.core.shotrate import ShotRate
 from consumers.core.snapshot import from_data, to_data
 from consumers.core.step import Command, Dispatch, Finished
 from consumers.core.view import queue_entries, status_of
+from schemas.control import ControlCommand
 from schemas.enums import CommandName
 from schemas.events import JobStarted, Topic, payload_of
-from schemas.messages import ControlCommand
 from schemas.policy import parse_policy
 from tests.unit.core_harness import Harness
 

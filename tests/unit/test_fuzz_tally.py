@@ -8,8 +8,9 @@ from types import SimpleNamespace
 
 from schemas.codec import encode
 from schemas.enums import JobState
+from schemas.envelope import Event
 from schemas.events import JobAccepted, Topic, make_event
-from schemas.messages import Event, JobPosition, JobRequest, JobResult, Timings
+from schemas.jobs import JobPosition, JobRequest, JobResult, Timings
 from tests.support.fuzz import Tally
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)

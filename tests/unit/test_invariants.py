@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from schemas.enums import ErrorCode, JobState
+from schemas.envelope import Event
 from schemas.events import (
     CalibrationComplete,
     JobAccepted,
@@ -15,7 +16,7 @@ from schemas.events import (
     Topic,
     make_event,
 )
-from schemas.messages import Event, JobError, JobRequest, JobResult, Timings
+from schemas.jobs import JobError, JobRequest, JobResult, Timings
 from tests.support.invariants import check
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)

@@ -6,8 +6,8 @@ from consumers.core.commands import Command
 from consumers.core.outcomes import AnswerFromLog, Reply
 from consumers.core.step import Dispatch
 from consumers.owner.joblog import NOT_YET, JobOffsets
+from schemas.control import ControlCommand
 from schemas.enums import CommandName, ErrorCode, JobState
-from schemas.messages import ControlCommand
 from schemas.policy import parse_policy
 from tests.unit.core_harness import POLICY, Harness
 

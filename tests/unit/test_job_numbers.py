@@ -10,8 +10,9 @@ from consumers.core.outcomes import Reply
 from consumers.core.snapshot import from_data, to_data
 from consumers.core.step import Arrival
 from consumers.owner.deliveries import ON_BEHALF_OF, acting_user
+from schemas.control import ControlCommand, ControlReply
 from schemas.enums import CommandName, ErrorCode, JobState
-from schemas.messages import ControlCommand, ControlReply, JobReceipt, JobRequest
+from schemas.jobs import JobReceipt, JobRequest
 from tests.unit.core_harness import SEQ, Harness
 
 

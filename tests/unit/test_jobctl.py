@@ -8,9 +8,9 @@ import pytest
 
 from consumers.core.commands import Command
 from consumers.core.step import Dispatch, Finished
+from schemas.control import ControlCommand, ControlReply
 from schemas.enums import CommandName, ErrorCode, JobState, QPUState
 from schemas.events import Topic
-from schemas.messages import ControlCommand, ControlReply
 from schemas.policy import parse_policy
 from tests.unit.core_harness import Harness
 
@@ -210,7 +210,7 @@ def test_status_carries_the_standbys_the_shell_heard_and_the_roster_forgets_sile
 
 def test_a_job_that_ended_error_waits_again_from_its_logged_request_and_others_do_not() -> None:
     from schemas.events import JobAccepted, payload_of
-    from schemas.messages import JobError
+    from schemas.jobs import JobError
 
     h = Harness()
     job = h.submit("alice", shots=100)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from producers.jobinfo import show_lines, show_record
+from schemas.details import JobDetail
 from schemas.enums import ErrorCode, JobState
+from schemas.envelope import Event
 from schemas.events import ControlApplied, JobStarted, make_event
-from schemas.messages import Event, JobDetail, JobError, JobResult, Timings
+from schemas.jobs import JobError, JobResult, Timings
 
 JOB = "a0000000-aaaa-bbbb-cccc-000000000000"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

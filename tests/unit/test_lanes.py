@@ -7,8 +7,9 @@ from datetime import timedelta
 
 from consumers.core.step import Command, Dispatch, Finished, LaneDispatch, Tick
 from consumers.core.view import status_of
+from schemas.control import ControlCommand
 from schemas.enums import CommandName, JobState, Mode
-from schemas.messages import ControlCommand, JobResult
+from schemas.jobs import JobResult
 from schemas.policy import parse_policy
 from tests.unit.core_harness import Harness
 from tests.unit.test_owner_state import RANDOM_POLICY

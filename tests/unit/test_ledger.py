@@ -15,9 +15,11 @@ from consumers.core.order import Waiting
 from consumers.core.snapshot import from_data, to_data
 from consumers.core.state import OwnerState
 from consumers.core.step import Command, Dispatch, Finished, LaneDispatch
+from schemas.control import ControlCommand
 from schemas.enums import CommandName, ErrorCode
+from schemas.envelope import Event
 from schemas.events import FINAL_TOPICS
-from schemas.messages import ControlCommand, Event, JobError, RunInterval, SlurmContext
+from schemas.jobs import JobError, RunInterval, SlurmContext
 from schemas.policy import parse_policy
 from tests.unit.core_harness import Harness
 from tests.unit.simulation import POLICY as WORLD_POLICY

@@ -16,7 +16,8 @@ from prometheus_client import CollectorRegistry
 from consumers.core.step import Dispatch, Finished, LaneDispatch
 from consumers.errors import MetricsUnavailable
 from consumers.owner.metrics import OwnerMetrics, serve_metrics
-from schemas.messages import Event, SlurmContext
+from schemas.envelope import Event
+from schemas.jobs import SlurmContext
 from schemas.policy import Policy, parse_policy
 from tests.unit.core_harness import POLICY, Harness
 from tests.unit.test_owner_state import RANDOM_POLICY

@@ -21,7 +21,7 @@ from consumers.tools.simulate.engine import simulate
 from consumers.tools.simulate.history import read_history
 from consumers.tools.simulate.metrics import compare, start_order
 from schemas.enums import Mode, Ordering, QPUState
-from schemas.messages import Event
+from schemas.envelope import Event
 from schemas.policy import Policy, parse_policy
 from tests.support.eventlogs import activated, control, final, queued, started
 from tests.unit.core_harness import T0, Harness

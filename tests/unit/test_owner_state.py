@@ -26,9 +26,11 @@ from consumers.core.step import (
     step,
 )
 from consumers.core.view import queue_entries, view_of
+from schemas.control import ControlCommand
 from schemas.enums import CommandName, ErrorCode, JobState, QPUState
+from schemas.envelope import Event
 from schemas.events import CalibrationEpoch, Topic, make_event
-from schemas.messages import ControlCommand, Event, JobError, JobRequest, SlurmContext
+from schemas.jobs import JobError, JobRequest, SlurmContext
 from schemas.policy import Policy, parse_policy
 from tests.unit.core_harness import CTX, SEQ, T0, Harness
 

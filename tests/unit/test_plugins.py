@@ -20,8 +20,9 @@ from consumers.plugins.reference import AccountCheck, AccountTerm, JsonlSink
 from consumers.plugins.sinks import SinkFanout
 from consumers.plugins.timed import PluginFailure, TimedCaller
 from schemas.enums import ErrorCode, JobState
+from schemas.envelope import Event
 from schemas.events import Topic
-from schemas.messages import Event, JobError, JobRequest, SlurmContext
+from schemas.jobs import JobError, JobRequest, SlurmContext
 from schemas.policy import PluginsPolicy, parse_policy
 from tests.support.waiting import wait_until
 from tests.unit.core_harness import SEQ, Harness

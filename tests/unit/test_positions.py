@@ -9,7 +9,7 @@ from consumers.core.view import queue_entries
 from consumers.owner import positions
 from consumers.owner.positions import COST_FACTOR, PositionPusher
 from schemas.enums import JobState
-from schemas.messages import JobPosition
+from schemas.jobs import JobPosition
 from tests.unit.core_harness import Harness
 
 
@@ -108,7 +108,7 @@ def test_a_position_goes_out_under_its_own_message_id_and_an_unwritable_one_is_s
     uses the job id as message id; a push that cannot be written is logged, never fatal."""
     from consumers.owner.positions import send_position
     from schemas.errors import EncodeError
-    from schemas.messages import QueueEntry
+    from schemas.reports import QueueEntry
 
     sent: list[dict[str, object]] = []
 

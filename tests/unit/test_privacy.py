@@ -7,8 +7,9 @@ from consumers.core.commands import Command
 from consumers.core.outcomes import Reply
 from consumers.core.privacy import HIDDEN
 from consumers.core.step import Dispatch
+from schemas.control import ControlCommand, ControlReply
 from schemas.enums import CommandName
-from schemas.messages import ControlCommand, ControlReply, SlurmContext
+from schemas.jobs import SlurmContext
 from tests.unit.core_harness import Harness
 
 

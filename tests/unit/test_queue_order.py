@@ -14,8 +14,8 @@ from consumers.core.ordered import in_order
 from consumers.core.policy import estimated_duration_s, hold_reason
 from consumers.core.step import Command, Dispatch
 from consumers.core.view import ETA_STATES, queue_entries, running_left_s, view_of
+from schemas.control import ControlCommand
 from schemas.enums import CommandName
-from schemas.messages import ControlCommand
 from tests.unit.core_harness import Harness
 from tests.unit.test_owner_state import random_history
 

@@ -6,8 +6,8 @@ from consumers.core.snapshot import to_data
 from consumers.core.state import OwnerState
 from consumers.tools.eventlog.reader import LogRecord
 from consumers.tools.eventlog.replay import render, replay
+from schemas.envelope import Event
 from schemas.events import Snapshot, Topic, make_event
-from schemas.messages import Event
 from schemas.policy import Policy
 from tests.support.eventlogs import at, scenario
 

@@ -15,8 +15,8 @@ from consumers.tools.eventlog.reader import LogRecord
 from consumers.tools.simulate.engine import simulate
 from consumers.tools.simulate.history import read_history
 from consumers.tools.simulate.metrics import compare
+from schemas.control import ControlCommand, ControlReply
 from schemas.enums import CommandName, ErrorCode, Mode
-from schemas.messages import ControlCommand, ControlReply
 from schemas.policy import parse_policy
 from schemas.reservations import Reservation
 from tests.unit.core_harness import Harness

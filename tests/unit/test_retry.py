@@ -12,7 +12,7 @@ from consumers.core.step import Dispatch, Finished, Tick
 from consumers.tools.eventlog.model import build_timeline
 from schemas.enums import ErrorCode, JobState
 from schemas.events import Topic
-from schemas.messages import JobError
+from schemas.jobs import JobError
 from schemas.policy import RetryPolicy, parse_policy
 from tests.unit.core_harness import Harness
 

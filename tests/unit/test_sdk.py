@@ -21,7 +21,8 @@ from producers import (
     wait,
 )
 from schemas.enums import ErrorCode, JobState
-from schemas.messages import JobError, JobResult, Timings, utc_now
+from schemas.jobs import JobError, JobResult, Timings
+from schemas.wire import utc_now
 
 
 class ScriptedClient:

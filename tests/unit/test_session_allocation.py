@@ -12,9 +12,10 @@ from consumers.core.commands import Command
 from consumers.core.outcomes import Reply, StopRun
 from consumers.core.step import Dispatch
 from schemas.context import ContextSource
+from schemas.control import ControlCommand, ControlReply
 from schemas.enums import CommandName, ErrorCode, JobState
 from schemas.events import JobAccepted, Topic, payload_of
-from schemas.messages import ControlCommand, ControlReply, SlurmContext
+from schemas.jobs import SlurmContext
 from schemas.policy import parse_policy
 from tests.unit.core_harness import T0, Harness
 

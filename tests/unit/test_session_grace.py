@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from consumers.core.snapshot import from_data, to_data
 from consumers.core.step import Command, Dispatch
+from schemas.control import ControlCommand
 from schemas.enums import CommandName, JobState
 from schemas.events import ContextMismatch, Topic, payload_of
-from schemas.messages import ControlCommand
 from schemas.policy import parse_policy
 from tests.unit.core_harness import Harness
 

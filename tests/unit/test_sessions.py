@@ -8,9 +8,10 @@ from consumers.core.commands import Command
 from consumers.core.outcomes import Reply
 from consumers.core.snapshot import from_data, to_data
 from consumers.core.step import Dispatch, Tick
+from schemas.control import ControlCommand, ControlReply
 from schemas.enums import CommandName, ErrorCode, JobState
 from schemas.events import Topic
-from schemas.messages import ControlCommand, ControlReply, JobResult, SlurmContext
+from schemas.jobs import JobResult, SlurmContext
 from schemas.policy import parse_policy
 from tests.unit.core_harness import Harness
 

@@ -19,8 +19,9 @@ from consumers.tools.simulate.cli import render
 from consumers.tools.simulate.engine import SimulationError, simulate
 from consumers.tools.simulate.history import Recorded, read_history
 from consumers.tools.simulate.metrics import compare, measure, percentile, start_order
+from schemas.envelope import Event
 from schemas.events import JobAccepted, Topic, make_event
-from schemas.messages import Event, JobRequest
+from schemas.jobs import JobRequest
 from schemas.policy import Policy, parse_policy
 from tests.support.eventlogs import (
     SEQUENCE,

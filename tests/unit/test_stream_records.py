@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from brokers.stream import JOB_ID_HEADER, JOB_IDS_HEADER, StreamRecord, events_of, job_ids_of
 from schemas.codec import encode
 from schemas.events import Topic, make_event, stamp
-from schemas.messages import JobRequest
+from schemas.jobs import JobRequest
 from schemas.records import EventRecord
 
 

@@ -10,8 +10,9 @@ import pytest
 
 from consumers.core.outcomes import Reply
 from consumers.core.step import Command, Dispatch, Finished, LaneDispatch
+from schemas.control import ControlCommand
 from schemas.enums import CommandName, JobState
-from schemas.messages import ControlCommand, JobResult
+from schemas.jobs import JobResult
 from schemas.policy import parse_policy
 from tests.unit.core_harness import Harness
 from tests.unit.test_owner_state import RANDOM_POLICY

@@ -9,7 +9,8 @@ from rich.console import Console
 
 from producers.top_view import Frame, duration, render
 from schemas.enums import Mode, QPUState
-from schemas.messages import Event, QueueEntry, RunningJob, StatusReport
+from schemas.envelope import Event
+from schemas.reports import QueueEntry, RunningJob, StatusReport
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

@@ -13,7 +13,9 @@ from consumers.tools.eventlog.describe import job_histories
 from consumers.tools.eventlog.reader import LogRecord
 from consumers.tools.eventlog.replay import render, replay
 from schemas.codec import decode, encode
+from schemas.control import ControlCommand
 from schemas.enums import CommandName
+from schemas.envelope import Event
 from schemas.events import (
     ControlApplied,
     JobBack,
@@ -26,7 +28,8 @@ from schemas.events import (
     payload_of,
     topic_of,
 )
-from schemas.messages import ControlCommand, Event, JobError, seeded_ids
+from schemas.jobs import JobError
+from schemas.wire import seeded_ids
 from tests.unit.core_harness import POLICY, T0, Harness
 
 

@@ -14,9 +14,10 @@ from consumers.core.snapshot import from_data, to_data
 from consumers.core.step import Arrival, Dispatch
 from consumers.core.view import queue_entries
 from schemas.context import ContextSource
+from schemas.control import ControlCommand
 from schemas.enums import CommandName, ErrorCode, JobState
 from schemas.events import JobAccepted, Topic, make_event, payload_of
-from schemas.messages import ControlCommand, JobRequest, SlurmContext
+from schemas.jobs import JobRequest, SlurmContext
 from schemas.policy import parse_policy
 from tests.unit.core_harness import POLICY, SEQ, T0, Harness
 

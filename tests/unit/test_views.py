@@ -8,7 +8,7 @@ from rich.console import Console
 
 from producers.views import print_status
 from schemas.enums import Mode, QPUState
-from schemas.messages import RunningJob, StatusReport
+from schemas.reports import RunningJob, StatusReport
 
 
 def _render(status: StatusReport, width: int) -> list[str]:

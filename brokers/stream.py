@@ -30,7 +30,9 @@ from schemas.records import EventRecord
 
 Offset = int | str | datetime
 STREAM_PREFETCH = 500
-ACK_EVERY = 100  # `read_stream` acks this many records with one ack (multiple): credit, not state
+ACK_EVERY = (
+    100  # `read_stream` acks up to this many records with one ack (multiple): credit, not state
+)
 JOB_ID_HEADER = "x-qsched-job-id"  # the job a one-event record is about
 JOB_IDS_HEADER = "x-qsched-job-ids"  # the jobs an `EventRecord`'s events are about, spaced
 BATCH_ID_HEADER = "x-qsched-batch-id"  # a record holding a batch's `batch.created`
@@ -167,14 +169,17 @@ def read_stream(
         stop: stop after the first record for which this returns True (it is yielded).
         max_wait_s: with `stop`, give up after this long without a delivery.
         follow: never give up for want of deliveries (a live tail; the caller stops).
-        prefetch: records in flight to this reader (their acks go out `ACK_EVERY` at a time).
+        prefetch: records in flight to this reader (their acks go out `ACK_EVERY` at a time, or
+            `prefetch` at a time when that is fewer, so the broker never waits for credit).
     """
     channel.basic_qos(prefetch_count=prefetch)
     wait_s = idle_timeout_s if stop is None else (max_wait_s or 30.0)
     if follow:
         wait_s = 1.0
     arguments = {"x-stream-offset": offset}
+    ack_every = max(1, min(ACK_EVERY, prefetch))
     unacked = 0  # the last delivery tag handed out and not acked yet (0: none)
+    since_ack = 0
     try:
         for method, props, body in channel.consume(
             queue, arguments=arguments, inactivity_timeout=wait_s
@@ -182,14 +187,14 @@ def read_stream(
             if method is None:
                 if unacked:  # a quiet stream: give back the credit of what was read
                     ack_later(channel, unacked, multiple=True)
-                    unacked = 0
+                    unacked = since_ack = 0
                 if follow:
                     continue
                 return
-            unacked = method.delivery_tag
-            if unacked % ACK_EVERY == 0:
+            unacked, since_ack = method.delivery_tag, since_ack + 1
+            if since_ack == ack_every:
                 ack_later(channel, unacked, multiple=True)
-                unacked = 0
+                unacked = since_ack = 0
             record = StreamRecord(_offset_of(props), props, body, method.routing_key)
             yield record
             if stop is not None and stop(record):

@@ -223,9 +223,14 @@ class OwnerHarness:
         """Stop every owner (SIGTERM, SIGKILL after a grace period) and close every client."""
         for owner in self.owners:
             owner.stop()
+        self.close_clients()
+
+    def close_clients(self) -> None:
+        """Close every client this harness made."""
         for client in self.clients:
             with contextlib.suppress(Exception):
                 client.close()
+        self.clients.clear()
 
 
 @pytest.fixture
@@ -253,9 +258,7 @@ class SharedOwnerHarness(OwnerHarness):
 
     def close(self) -> None:
         """Close this test's clients; fail if the shared owner died during the test."""
-        for client in self.clients:
-            with contextlib.suppress(Exception):
-                client.close()
+        self.close_clients()
         [owner] = self.owners
         assert owner.process.poll() is None, f"the shared owner died:\n{owner.log()[-3000:]}"
 
@@ -276,9 +279,6 @@ def module_owner(
 ) -> Iterator[Any]:
     """One `qsched owner` for a test module, started with the module's `SHARED_OWNER_ARGS`,
     `SHARED_OWNER_ENV` and `SHARED_OWNER_POLICY`; stopped after the module's last test."""
-    from producers.client import QPUClient
-    from tests.support.owners import start_owner, wait_active
-
     args = tuple(getattr(request.module, "SHARED_OWNER_ARGS", SHARED_OWNER_ARGS))
     env = getattr(request.module, "SHARED_OWNER_ENV", None)
     log_dir = tmp_path_factory.mktemp("shared-owner")
@@ -286,19 +286,13 @@ def module_owner(
     if policy is not None:
         (log_dir / "policy.toml").write_text(policy)
         args += ("--policy", str(log_dir / "policy.toml"))
-    owner = start_owner(
-        module_broker.url, module_broker.topology.namespace, log_dir, *args, env=env
-    )
+    starter = OwnerHarness(module_broker, log_dir)
     try:
-        client = QPUClient(settings=module_broker.settings)
-        module_broker.forget_queue(client.reply_queue_name)
-        try:
-            wait_active(client)
-        finally:
-            client.close()
+        owner = starter.start(*args, env=env)  # returns once it answers `status`
+        starter.close_clients()
         yield owner
     finally:
-        owner.stop()
+        starter.close()
 
 
 @pytest.fixture
